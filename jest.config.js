@@ -1,0 +1,11 @@
+/** Tests run the TypeScript sources directly; real ONNX Runtime, SQLite and MQTT brokers make them slow-ish. */
+module.exports = {
+  preset: 'ts-jest',
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  testTimeout: 60000,
+  // Tests share 2 cores with ONNX Runtime and brokers: run files one after another.
+  maxWorkers: 1,
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+};

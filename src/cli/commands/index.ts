@@ -1,0 +1,9 @@
+import type { Command } from 'commander';
+
+/**
+ * Every sub-command module exports `register(program)`; this list is the one place that wires them.
+ * Add one import and one line per command.
+ */
+export function registerCommands(program: Command): void {
+  void program;
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { registerCommands } from './commands';
+
+/** Entry point of the `sgmoe` command. Each sub-command lives in its own module under ./commands. */
+async function main(argv: string[]): Promise<void> {
+  const program = new Command('sgmoe')
+    .description('Run single-gate Mixture-of-Experts vision models on edge devices')
+    .version(require('../../package.json').version)
+    .showHelpAfterError()
+    .exitOverride((err) => {
+      // commander exits 0 for --help/--version and 1 for usage errors, matching DESIGN.md's exit codes.
+      process.exit(err.exitCode);
+    });
+  registerCommands(program);
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((err: unknown) => {
+  const code = (err as { code?: string }).code ?? 'E_INTERNAL';
+  process.stderr.write(`sgmoe: ${code}: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { SgmoeError } from '../errors';
+
+export const PACKAGE_FORMAT = 'sgmoe-package/1';
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256 (64 characters)');
+/** Part files live inside the package: relative, forward slashes, no `..`. */
+const partFile = z
+  .string()
+  .min(1)
+  .refine((f) => !f.startsWith('/') && !f.split(/[\\/]/).includes('..'), 'a relative path inside the package');
+
+export const partSchema = z.object({
+  file: partFile,
+  sha256,
+  macs: z.number().int().nonnegative(),
+  params: z.number().int().nonnegative().optional(),
+});
+
+export const inputSpecSchema = z
+  .object({
+    name: z.string().min(1),
+    channels: z.union([z.literal(1), z.literal(3)]),
+    height: z.number().int().positive(),
+    width: z.number().int().positive(),
+    colorspace: z.enum(['gray', 'rgb', 'bgr']),
+    mean: z.array(z.number()).min(1),
+    std: z.array(z.number().positive()).min(1),
+    layout: z.literal('NCHW'),
+    invert: z.boolean().default(false),
+  })
+  .refine((s) => s.mean.length === s.channels && s.std.length === s.channels, {
+    message: 'mean and std need one value per channel',
+  })
+  .refine((s) => (s.colorspace === 'gray') === (s.channels === 1), {
+    message: 'colorspace gray goes with 1 channel, rgb/bgr with 3',
+  });
+
+export const calibrationPointSchema = z.object({
+  threshold: z.number().min(0).max(1.000001),
+  accuracy: z.number().min(0).max(1),
+  expertRate: z.number().min(0).max(1),
+  meanMacs: z.number().nonnegative(),
+});
+
+export const manifestSchema = z
+  .object({
+    format: z.literal(PACKAGE_FORMAT),
+    name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
+    version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
+    task: z.literal('classification'),
+    description: z.string().optional(),
+    labels: z.array(z.string().min(1)).min(2),
+    input: inputSpecSchema,
+    parts: z.object({
+      trunk: partSchema,
+      base: partSchema,
+      gate: partSchema,
+      experts: z.array(partSchema).min(1),
+    }),
+    routing: z.object({
+      topK: z.number().int().positive(),
+      earlyExit: z.object({ threshold: z.number().min(0).max(1.000001) }),
+      ensemble: z.object({ baseWeight: z.number().min(0).max(1) }),
+    }),
+    calibration: z.object({
+      points: z.array(calibrationPointSchema).min(1),
+      expertShare: z.array(z.number().min(0).max(1)),
+      rule: z.string().optional(),
+    }),
+    selftest: partFile,
+    samples: partFile.optional(),
+    report: partFile.optional(),
+  })
+  .passthrough()
+  .refine((m) => m.routing.topK <= m.parts.experts.length, {
+    message: 'routing.topK cannot exceed the number of experts',
+    path: ['routing', 'topK'],
+  })
+  .refine((m) => m.calibration.expertShare.length === m.parts.experts.length, {
+    message: 'calibration.expertShare needs one share per expert',
+    path: ['calibration', 'expertShare'],
+  });
+
+export type Manifest = z.infer<typeof manifestSchema>;
+export type InputSpec = z.infer<typeof inputSpecSchema>;
+export type PartSpec = z.infer<typeof partSchema>;
+export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
+
+/** Validates a parsed manifest.json once, at the edge; the rest of the SDK trusts the type. */
+export function parseManifest(json: unknown, where = 'manifest.json'): Manifest {
+  const result = manifestSchema.safeParse(json);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new SgmoeError('E_MANIFEST_INVALID', `${where} is not a valid ${PACKAGE_FORMAT} manifest: ${problems.join('; ')}`, {
+      problems,
+    });
+  }
+  return result.data;
+}
