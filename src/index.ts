@@ -3,3 +3,4 @@ export { SgmoeError, errorCode, errorMessage } from './errors';
 export { createLogger, silentLogger, type Logger } from './log';
 export * from './model';
 export * from './engine';
+export * from './audit';

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
+import { register as registerAudit } from './audit';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
  * Add one import and one line per command.
  */
 export function registerCommands(program: Command): void {
-  void program;
+  registerAudit(program);
 }

@@ -1,0 +1,113 @@
+import type { Database } from 'better-sqlite3';
+import { silentLogger, type Logger } from '../log';
+import { EventLog, type AuditEvent } from './events';
+import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats } from './health';
+import { openAuditDb } from './open';
+import type { AuditRecord, ModelRef } from './record';
+import { Retention, type RetentionPolicy } from './retention';
+import { AuditWriter, type AuditWriterCounters, type AuditWriterOptions } from './writer';
+
+export interface AuditLogParts {
+  db: Database;
+  writer: AuditWriter;
+  events: EventLog;
+  health: RoutingHealth;
+  retention?: Retention;
+}
+
+export interface OpenAuditLogOptions {
+  /** The model running now: its expert count and calibration shares set up routing health. */
+  model: ModelRef & { experts: number; expertShare?: readonly number[] };
+  writer?: Omit<AuditWriterOptions, 'logger'>;
+  health?: { windowSize?: number; thresholds?: Partial<HealthThresholds> };
+  retention?: RetentionPolicy & { intervalMs?: number };
+  /** Alarms as they are raised and cleared, for the node to publish on the `health` topic. */
+  onAlarm?: (alarm: HealthAlarm) => void;
+  busyTimeoutMs?: number;
+  logger?: Logger;
+  now?: () => number;
+}
+
+export interface AuditHealthReport {
+  model: ModelRef;
+  window: RoutingStats;
+  allTime: RoutingStats;
+  alarms: HealthAlarm[];
+  /** Records the log could not keep (overflow + failed) tell how many frames went unaudited. */
+  writer: AuditWriterCounters;
+}
+
+/**
+ * The audit log of one node: the batched decisions writer, the events, routing health with its alarms
+ * (each written as an event) and retention, over one database.
+ */
+export class AuditLog {
+  private model: ModelRef;
+
+  constructor(
+    private readonly parts: AuditLogParts,
+    model: ModelRef,
+  ) {
+    this.model = model;
+    parts.health.onAlarm((alarm) => this.alarm(alarm));
+  }
+
+  static open(file: string, options: OpenAuditLogOptions): AuditLog {
+    const logger = options.logger ?? silentLogger;
+    const now = options.now ?? Date.now;
+    const { db } = openAuditDb(file, { logger, now, busyTimeoutMs: options.busyTimeoutMs });
+    const events = new EventLog(db, { logger, now });
+    const health = new RoutingHealth({ experts: options.model.experts, expectedShare: options.model.expertShare, ...options.health });
+    const retention = options.retention ? new Retention(db, options.retention, { logger, now }) : undefined;
+    const writer = new AuditWriter(db, { ...options.writer, logger });
+    const log = new AuditLog({ db, writer, events, health, retention }, { name: options.model.name, version: options.model.version });
+    // After the log's own listener, so an alarm is in the database before the node publishes it.
+    if (options.onAlarm) health.onAlarm(options.onAlarm);
+    retention?.start(options.retention?.intervalMs);
+    log.event({ kind: 'start', message: 'audit log opened' });
+    return log;
+  }
+
+  /** Hands one frame's outcome over; never waits and never throws. False when it could not be kept. */
+  record(record: AuditRecord): boolean {
+    this.parts.health.observe(record);
+    return this.parts.writer.record(record);
+  }
+
+  event(event: AuditEvent): number | null {
+    return this.parts.events.write({ model: this.model, ...event });
+  }
+
+  /** After a hot swap or a rollback: new model, fresh routing statistics against its calibration. */
+  modelChanged(kind: 'model_loaded' | 'model_updated' | 'model_rolled_back', model: ModelRef & { expertShare?: readonly number[] }, details?: Record<string, unknown>): void {
+    const from = this.model;
+    this.model = { name: model.name, version: model.version };
+    this.parts.health.reset(model.expertShare);
+    this.event({ kind, message: `${kind.replace(/_/g, ' ')}: ${from.name}@${from.version} -> ${model.name}@${model.version}`, details: { from, ...details } });
+  }
+
+  health(): AuditHealthReport {
+    return { model: this.model, ...this.parts.health.snapshot(), writer: this.parts.writer.counters };
+  }
+
+  /** Writes what is waiting now (the writer also does so by itself). */
+  flush(): number {
+    return this.parts.writer.flush();
+  }
+
+  close(): void {
+    this.parts.retention?.stop();
+    this.parts.writer.close();
+    const c = this.parts.writer.counters;
+    this.event({ kind: 'stop', message: 'audit log closed', details: { ...c } });
+    this.parts.db.close();
+  }
+
+  private alarm(alarm: HealthAlarm): void {
+    this.event({
+      kind: alarm.state === 'raised' ? 'alarm_raised' : 'alarm_cleared',
+      message: alarm.message,
+      details: { alarm: alarm.kind, value: alarm.value, bound: alarm.bound, experts: alarm.experts, window: alarm.window },
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { errorMessage } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import type { ModelRef } from './record';
+import { sqliteCode } from './sqlite-code';
+
+/** What happens to the node besides decisions: model life cycle, alarms, configuration, the log itself. */
+export type AuditEventKind =
+  | 'start'
+  | 'stop'
+  | 'model_loaded'
+  | 'model_updated'
+  | 'model_rolled_back'
+  | 'config_changed'
+  | 'alarm_raised'
+  | 'alarm_cleared'
+  | 'db_recovered';
+
+export interface AuditEvent {
+  kind: AuditEventKind;
+  message: string;
+  model?: ModelRef | null;
+  details?: Record<string, unknown>;
+  /** ms since epoch; defaults to now. */
+  ts?: number;
+}
+
+export interface EventLogOptions {
+  logger?: Logger;
+  now?: () => number;
+}
+
+/**
+ * Writes events straight away (they are rare and each one matters). A failed write is logged and
+ * reported as null, never thrown: the node must keep deciding when the disk is full.
+ */
+export class EventLog {
+  private readonly insert: Statement;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+
+  constructor(db: Database, options: EventLogOptions = {}) {
+    this.insert = db.prepare(
+      'INSERT INTO events (ts, kind, model_name, model_version, message, details) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.logger = options.logger ?? silentLogger;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Returns the event's id, or null when it could not be written. */
+  write(event: AuditEvent): number | null {
+    try {
+      const info = this.insert.run(
+        event.ts ?? this.now(),
+        event.kind,
+        event.model?.name ?? null,
+        event.model?.version ?? null,
+        event.message,
+        event.details === undefined ? null : JSON.stringify(event.details),
+      );
+      return Number(info.lastInsertRowid);
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err), code: sqliteCode(err), event: event.kind }, 'audit event not written');
+      return null;
+    }
+  }
+}

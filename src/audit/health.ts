@@ -1,0 +1,230 @@
+import type { AuditRecord } from './record';
+
+/** Routing statistics over a set of decisions. Shares are over the decisions that ran an expert. */
+export interface RoutingStats {
+  /** Decisions (status ok) counted. */
+  decisions: number;
+  /** Of those, decisions that ran an expert (not early exits). */
+  routed: number;
+  /** Share of routed decisions per expert (all zero while nothing was routed). */
+  shares: number[];
+  /** Entropy of the shares divided by log(experts): 1 = perfectly even, 0 = one expert takes all. */
+  entropy: number | null;
+  earlyExitRate: number | null;
+  /** Mean of the gate's top probability, over decisions where the gate ran. */
+  meanGateConfidence: number | null;
+  /** Total variation distance between `shares` and the package's calibration.expertShare, in [0,1]. */
+  drift: number | null;
+}
+
+export type AlarmKind = 'router_collapse' | 'expert_starved' | 'drift' | 'early_exit_rate';
+
+export interface HealthThresholds {
+  /** router_collapse when one expert's share rises above this. */
+  collapseShare: number;
+  /** expert_starved when one expert's share falls below this. */
+  starvedShare: number;
+  /** drift when the total variation to the calibration shares rises above this. */
+  drift: number;
+  /** early_exit_rate when the early-exit rate leaves [min, max]. */
+  earlyExit: { min: number; max: number };
+  /** An alarm clears only once its value is back inside its bound by this margin (no flapping). */
+  hysteresis: number;
+  /** Alarms are judged only once the window holds this many decisions (routed ones, for share alarms). */
+  minSamples: number;
+}
+
+export const DEFAULT_THRESHOLDS: HealthThresholds = {
+  collapseShare: 0.8,
+  starvedShare: 0.02,
+  drift: 0.3,
+  earlyExit: { min: 0, max: 1 },
+  hysteresis: 0.05,
+  minSamples: 200,
+};
+
+export interface HealthAlarm {
+  kind: AlarmKind;
+  state: 'raised' | 'cleared';
+  /** The figure judged (a share, a distance or a rate) and the bound it crossed. */
+  value: number;
+  bound: number;
+  /** The experts concerned, for share alarms. */
+  experts: number[];
+  message: string;
+  window: RoutingStats;
+}
+
+export interface RoutingHealthOptions {
+  experts: number;
+  /** calibration.expertShare of the package, to measure drift against; omit to skip drift. */
+  expectedShare?: readonly number[];
+  /** Decisions in the sliding window. */
+  windowSize?: number;
+  thresholds?: Partial<HealthThresholds>;
+}
+
+/** Running sums over a set of decisions; the window adds and removes, all-time only adds. */
+class Tally {
+  decisions = 0;
+  earlyExits = 0;
+  gated = 0;
+  gateConfidenceSum = 0;
+  readonly perExpert: number[];
+
+  constructor(experts: number) {
+    this.perExpert = new Array<number>(experts).fill(0);
+  }
+
+  add(expert: number, earlyExit: boolean, gateConfidence: number, sign: 1 | -1): void {
+    this.decisions += sign;
+    if (earlyExit) this.earlyExits += sign;
+    if (expert >= 0 && expert < this.perExpert.length) this.perExpert[expert] += sign;
+    if (!Number.isNaN(gateConfidence)) {
+      this.gated += sign;
+      this.gateConfidenceSum += sign * gateConfidence;
+    }
+  }
+
+  stats(expected: readonly number[] | undefined): RoutingStats {
+    const routed = this.perExpert.reduce((a, b) => a + b, 0);
+    const shares = this.perExpert.map((n) => (routed > 0 ? n / routed : 0));
+    const k = shares.length;
+    return {
+      decisions: this.decisions,
+      routed,
+      shares,
+      entropy: routed > 0 && k > 1 ? shares.reduce((h, p) => (p > 0 ? h - p * Math.log(p) : h), 0) / Math.log(k) : null,
+      earlyExitRate: this.decisions > 0 ? this.earlyExits / this.decisions : null,
+      meanGateConfidence: this.gated > 0 ? this.gateConfidenceSum / this.gated : null,
+      drift: routed > 0 && expected ? shares.reduce((d, p, i) => d + Math.abs(p - (expected[i] ?? 0)), 0) / 2 : null,
+    };
+  }
+}
+
+/**
+ * Routing health of the live model: the share of each expert, its entropy, the early-exit rate, the
+ * gate's confidence and the drift from the calibration shares, over a sliding window of the last
+ * `windowSize` decisions and over all time. Alarms are judged on the window; each is raised once when its
+ * value crosses its bound and cleared once when it is back inside by `hysteresis`.
+ */
+export class RoutingHealth {
+  private readonly experts: number;
+  private expectedShare?: readonly number[];
+  private readonly thresholds: HealthThresholds;
+  private readonly listeners = new Set<(alarm: HealthAlarm) => void>();
+  // The window as a ring of (expert or -1, early exit, gate confidence or NaN).
+  private readonly ringExpert: Int32Array;
+  private readonly ringEarlyExit: Uint8Array;
+  private readonly ringConfidence: Float64Array;
+  private ringNext = 0;
+  private window: Tally;
+  private allTime: Tally;
+  private readonly active = new Map<AlarmKind, HealthAlarm>();
+
+  constructor(options: RoutingHealthOptions) {
+    this.experts = options.experts;
+    this.expectedShare = options.expectedShare;
+    this.thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
+    const size = options.windowSize ?? 1000;
+    this.ringExpert = new Int32Array(size);
+    this.ringEarlyExit = new Uint8Array(size);
+    this.ringConfidence = new Float64Array(size);
+    this.window = new Tally(this.experts);
+    this.allTime = new Tally(this.experts);
+  }
+
+  /** Counts a decided record (others carry no routing) and judges the alarms. */
+  observe(record: AuditRecord): void {
+    if (record.status !== 'ok') return;
+    const expert = record.expert ?? -1;
+    const confidence = record.gate.length > 0 ? Math.max(...record.gate) : Number.NaN;
+    const size = this.ringExpert.length;
+    if (this.window.decisions === size) {
+      const i = this.ringNext;
+      this.window.add(this.ringExpert[i], this.ringEarlyExit[i] === 1, this.ringConfidence[i], -1);
+    }
+    this.ringExpert[this.ringNext] = expert;
+    this.ringEarlyExit[this.ringNext] = record.earlyExit ? 1 : 0;
+    this.ringConfidence[this.ringNext] = confidence;
+    this.ringNext = (this.ringNext + 1) % size;
+    this.window.add(expert, record.earlyExit, confidence, 1);
+    this.allTime.add(expert, record.earlyExit, confidence, 1);
+    this.judge();
+  }
+
+  /** `listener` hears each alarm once when raised and once when cleared. Returns an unsubscribe function. */
+  onAlarm(listener: (alarm: HealthAlarm) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  snapshot(): { window: RoutingStats; allTime: RoutingStats; alarms: HealthAlarm[] } {
+    return {
+      window: this.window.stats(this.expectedShare),
+      allTime: this.allTime.stats(this.expectedShare),
+      alarms: [...this.active.values()],
+    };
+  }
+
+  /**
+   * Starts the statistics afresh for a new model (a hot swap). Active alarms stay until the new model's
+   * window shows they are over, so each alarm is still cleared exactly once.
+   */
+  reset(expectedShare?: readonly number[]): void {
+    this.expectedShare = expectedShare;
+    this.window = new Tally(this.experts);
+    this.allTime = new Tally(this.experts);
+    this.ringNext = 0;
+  }
+
+  private judge(): void {
+    const t = this.thresholds;
+    const w = this.window.stats(this.expectedShare);
+    if (w.routed >= t.minSamples) {
+      const top = Math.max(...w.shares);
+      const bottom = Math.min(...w.shares);
+      this.update('router_collapse', w, top, t.collapseShare, top - t.collapseShare, w.shares.flatMap((s, i) => (s === top ? [i] : [])));
+      this.update('expert_starved', w, bottom, t.starvedShare, t.starvedShare - bottom, w.shares.flatMap((s, i) => (s < t.starvedShare ? [i] : [])));
+      if (w.drift !== null) this.update('drift', w, w.drift, t.drift, w.drift - t.drift, []);
+    }
+    if (w.decisions >= t.minSamples && w.earlyExitRate !== null) {
+      const rate = w.earlyExitRate;
+      const bound = rate < t.earlyExit.min ? t.earlyExit.min : t.earlyExit.max;
+      this.update('early_exit_rate', w, rate, bound, Math.max(t.earlyExit.min - rate, rate - t.earlyExit.max), []);
+    }
+  }
+
+  /** One rule for every alarm: `excess` > 0 means out of bounds; clear once it is below -hysteresis. */
+  private update(kind: AlarmKind, window: RoutingStats, value: number, bound: number, excess: number, experts: number[]): void {
+    const raised = this.active.has(kind);
+    if (!raised && excess > 0) {
+      const alarm: HealthAlarm = { kind, state: 'raised', value, bound, experts, message: describe(kind, value, bound, experts, 'raised'), window };
+      this.active.set(kind, alarm);
+      this.emit(alarm);
+    } else if (raised && excess <= -this.thresholds.hysteresis) {
+      this.active.delete(kind);
+      this.emit({ kind, state: 'cleared', value, bound, experts, message: describe(kind, value, bound, experts, 'cleared'), window });
+    }
+  }
+
+  private emit(alarm: HealthAlarm): void {
+    for (const listener of this.listeners) listener(alarm);
+  }
+}
+
+function describe(kind: AlarmKind, value: number, bound: number, experts: number[], state: 'raised' | 'cleared'): string {
+  const v = value.toFixed(3);
+  const b = bound.toFixed(3);
+  const who = experts.length > 0 ? ` (expert ${experts.join(', ')})` : '';
+  switch (kind) {
+    case 'router_collapse':
+      return state === 'raised' ? `router collapse: one expert takes ${v} of routed decisions, above ${b}${who}` : `router collapse over: top expert share ${v}, bound ${b}`;
+    case 'expert_starved':
+      return state === 'raised' ? `expert starved: share ${v}, below ${b}${who}` : `expert starved over: lowest share ${v}, bound ${b}`;
+    case 'drift':
+      return state === 'raised' ? `drift: expert shares are ${v} (total variation) from calibration, above ${b}` : `drift over: distance ${v}, bound ${b}`;
+    case 'early_exit_rate':
+      return state === 'raised' ? `early-exit rate ${v} out of band (bound ${b})` : `early-exit rate ${v} back in band`;
+  }
+}

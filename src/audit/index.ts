@@ -1,0 +1,40 @@
+export { AuditLog, type AuditLogParts, type OpenAuditLogOptions, type AuditHealthReport } from './audit-log';
+export { EventLog, type AuditEvent, type AuditEventKind, type EventLogOptions } from './events';
+export { exportDecisions, type ExportFormat } from './export';
+export {
+  RoutingHealth,
+  DEFAULT_THRESHOLDS,
+  type AlarmKind,
+  type HealthAlarm,
+  type HealthThresholds,
+  type RoutingHealthOptions,
+  type RoutingStats,
+} from './health';
+export { openAuditDb, openAuditDbReadOnly, type OpenAuditDbOptions, type OpenedAuditDb } from './open';
+export {
+  auditStats,
+  iterateDecisions,
+  listEvents,
+  queryDecisions,
+  whereClause,
+  type AuditEventRow,
+  type AuditFilter,
+  type AuditStats,
+  type QueryOptions,
+} from './query';
+export {
+  decidedRecord,
+  droppedRecord,
+  rejectedRecord,
+  AUDIT_STATUSES,
+  type AuditRecord,
+  type AuditStatus,
+  type DecidedRecord,
+  type FailedRecord,
+  type FrameInfo,
+  type ModelRef,
+} from './record';
+export { Retention, type RetentionOptions, type RetentionPolicy } from './retention';
+export type { AuditRow } from './rows';
+export { SCHEMA_VERSION } from './schema';
+export { AuditWriter, type AuditWriterCounters, type AuditWriterOptions, type CommittedBatch } from './writer';

@@ -1,0 +1,170 @@
+import type { Database } from 'better-sqlite3';
+import type { AuditEventKind } from './events';
+import type { AuditStatus } from './record';
+import { fromColumns, type AuditRow, type DecisionColumns } from './rows';
+
+/** Which decisions to look at. Times are ms since epoch: since inclusive, until exclusive. */
+export interface AuditFilter {
+  since?: number;
+  until?: number;
+  label?: string;
+  /** An expert index, or 'none' for decisions that ran no expert. */
+  expert?: number | 'none';
+  status?: AuditStatus;
+  modelVersion?: string;
+}
+
+/**
+ * The WHERE clause of a filter: fixed SQL fragments, one per filter set, with every value bound as a
+ * named parameter. Nothing from the caller is ever spliced into SQL.
+ */
+export function whereClause(f: AuditFilter): { sql: string; params: Record<string, string | number> } {
+  const parts: string[] = [];
+  const params: Record<string, string | number> = {};
+  if (f.since !== undefined) (parts.push('ts >= @since'), (params.since = f.since));
+  if (f.until !== undefined) (parts.push('ts < @until'), (params.until = f.until));
+  if (f.label !== undefined) (parts.push('label = @label'), (params.label = f.label));
+  if (f.expert === 'none') parts.push("expert IS NULL AND status = 'ok'");
+  else if (f.expert !== undefined) (parts.push('expert = @expert'), (params.expert = f.expert));
+  if (f.status !== undefined) (parts.push('status = @status'), (params.status = f.status));
+  if (f.modelVersion !== undefined) (parts.push('model_version = @modelVersion'), (params.modelVersion = f.modelVersion));
+  return { sql: parts.length > 0 ? `WHERE ${parts.join(' AND ')}` : '', params };
+}
+
+export interface QueryOptions {
+  /** At most this many rows (default: all). */
+  limit?: number;
+  /** Oldest first (default) or newest first. */
+  order?: 'asc' | 'desc';
+}
+
+/** Rows one at a time, so an export of millions of rows never holds them all in memory. */
+export function iterateDecisions(db: Database, filter: AuditFilter, options: QueryOptions = {}): IterableIterator<AuditRow> {
+  const { sql, params } = whereClause(filter);
+  const order = options.order === 'desc' ? 'DESC' : 'ASC';
+  const stmt = db.prepare(`SELECT * FROM decisions ${sql} ORDER BY id ${order} LIMIT @limit`);
+  const rows = stmt.iterate({ ...params, limit: options.limit ?? -1 }) as IterableIterator<DecisionColumns>;
+  return (function* () {
+    for (const c of rows) yield fromColumns(c);
+  })();
+}
+
+export function queryDecisions(db: Database, filter: AuditFilter, options: QueryOptions = {}): AuditRow[] {
+  return [...iterateDecisions(db, filter, options)];
+}
+
+export interface AuditEventRow {
+  id: number;
+  ts: number;
+  kind: AuditEventKind;
+  modelName: string | null;
+  modelVersion: string | null;
+  message: string;
+  details: Record<string, unknown> | null;
+}
+
+export function listEvents(db: Database, window: Pick<AuditFilter, 'since' | 'until'> = {}, kinds?: AuditEventKind[]): AuditEventRow[] {
+  const { sql, params } = whereClause({ since: window.since, until: window.until });
+  const rows = db.prepare(`SELECT * FROM events ${sql} ORDER BY id`).all(params) as Array<{
+    id: number;
+    ts: number;
+    kind: AuditEventKind;
+    model_name: string | null;
+    model_version: string | null;
+    message: string;
+    details: string | null;
+  }>;
+  return rows
+    .filter((r) => kinds === undefined || kinds.includes(r.kind))
+    .map((r) => ({
+      id: r.id,
+      ts: r.ts,
+      kind: r.kind,
+      modelName: r.model_name,
+      modelVersion: r.model_version,
+      message: r.message,
+      details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
+    }));
+}
+
+export interface AuditStats {
+  filter: AuditFilter;
+  total: number;
+  byStatus: Record<AuditStatus, number>;
+  /** Decided (ok) rows per model version. */
+  byModel: Array<{ name: string | null; version: string | null; count: number }>;
+  /** Decided rows that ran an expert, and each expert's share of them. */
+  routed: number;
+  experts: Array<{ expert: number; count: number; share: number }>;
+  earlyExitRate: number | null;
+  /** Total decision time, nearest-rank percentiles over decided rows. */
+  latencyUs: { p50: number; p90: number; p99: number; max: number } | null;
+  /** Alarm events in the window, and the alarms still raised at its end. */
+  alarms: { events: AuditEventRow[]; active: AuditEventRow[] };
+}
+
+export function auditStats(db: Database, filter: AuditFilter): AuditStats {
+  const { sql, params } = whereClause(filter);
+  const okSql = sql ? `${sql} AND status = 'ok'` : "WHERE status = 'ok'";
+
+  const byStatus: Record<AuditStatus, number> = { ok: 0, rejected: 0, dropped: 0 };
+  for (const r of db.prepare(`SELECT status, count(*) AS n FROM decisions ${sql} GROUP BY status`).all(params) as Array<{ status: AuditStatus; n: number }>) {
+    byStatus[r.status] = r.n;
+  }
+  const total = byStatus.ok + byStatus.rejected + byStatus.dropped;
+
+  const byModel = (
+    db.prepare(`SELECT model_name, model_version, count(*) AS n FROM decisions ${okSql} GROUP BY model_name, model_version ORDER BY min(id)`).all(params) as Array<{
+      model_name: string | null;
+      model_version: string | null;
+      n: number;
+    }>
+  ).map((r) => ({ name: r.model_name, version: r.model_version, count: r.n }));
+
+  const expertCounts = db.prepare(`SELECT expert, count(*) AS n FROM decisions ${okSql} AND expert IS NOT NULL GROUP BY expert ORDER BY expert`).all(params) as Array<{
+    expert: number;
+    n: number;
+  }>;
+  const routed = expertCounts.reduce((a, r) => a + r.n, 0);
+  const experts = expertCounts.map((r) => ({ expert: r.expert, count: r.n, share: r.n / routed }));
+
+  const earlyExits = db.prepare(`SELECT count(*) FROM decisions ${okSql} AND early_exit = 1`).pluck().get(params) as number;
+
+  return {
+    filter,
+    total,
+    byStatus,
+    byModel,
+    routed,
+    experts,
+    earlyExitRate: byStatus.ok > 0 ? earlyExits / byStatus.ok : null,
+    latencyUs: latency(db, okSql, params),
+    alarms: alarmsIn(db, filter),
+  };
+}
+
+/** Nearest-rank percentiles of total_us in one sorted pass. */
+function latency(db: Database, okSql: string, params: Record<string, string | number>): AuditStats['latencyUs'] {
+  const n = db.prepare(`SELECT count(total_us) FROM decisions ${okSql}`).pluck().get(params) as number;
+  if (n === 0) return null;
+  const rank = (p: number) => Math.max(1, Math.ceil((p / 100) * n));
+  const picked = db
+    .prepare(
+      `SELECT rn, total_us FROM (SELECT total_us, row_number() OVER (ORDER BY total_us) AS rn FROM decisions ${okSql} AND total_us IS NOT NULL)
+       WHERE rn IN (@r50, @r90, @r99, @rmax)`,
+    )
+    .all({ ...params, r50: rank(50), r90: rank(90), r99: rank(99), rmax: n }) as Array<{ rn: number; total_us: number }>;
+  const at = (r: number) => picked.find((x) => x.rn === r)?.total_us ?? NaN;
+  return { p50: at(rank(50)), p90: at(rank(90)), p99: at(rank(99)), max: at(n) };
+}
+
+function alarmsIn(db: Database, filter: AuditFilter): AuditStats['alarms'] {
+  // Active alarms depend on every alarm event up to the window's end, not only those inside it.
+  const history = listEvents(db, { until: filter.until }, ['alarm_raised', 'alarm_cleared']);
+  const latest = new Map<unknown, AuditEventRow>();
+  for (const e of history) latest.set(e.details?.alarm, e);
+  return {
+    events: history.filter((e) => filter.since === undefined || e.ts >= filter.since),
+    active: [...latest.values()].filter((e) => e.kind === 'alarm_raised'),
+  };
+}

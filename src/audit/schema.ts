@@ -1,0 +1,71 @@
+import type { Database } from 'better-sqlite3';
+import { SgmoeError } from '../errors';
+
+/**
+ * Schema migrations, one per `PRAGMA user_version` step. A migration runs in its own transaction together
+ * with the version bump, so a crash mid-migration leaves the previous version intact. Append new steps;
+ * never edit a released one.
+ */
+const MIGRATIONS: readonly string[] = [
+  // 1: decisions and events.
+  `
+  CREATE TABLE decisions (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, so ids order rows even after pruning
+    ts              INTEGER NOT NULL,                  -- ms since epoch when the outcome was known
+    received_at     INTEGER,                           -- ms since epoch when the frame entered
+    frame_id        TEXT NOT NULL,
+    source          TEXT,
+    input_sha256    TEXT,
+    model_name      TEXT,
+    model_version   TEXT,
+    status          TEXT NOT NULL CHECK (status IN ('ok', 'rejected', 'dropped')),
+    label           TEXT,
+    label_index     INTEGER,
+    score           REAL,
+    expert          INTEGER,                           -- null on an early exit or when no decision was made
+    early_exit      INTEGER,
+    base_confidence REAL,
+    gate            BLOB,                              -- gate probabilities as little-endian float32
+    macs            INTEGER,
+    trunk_us        INTEGER,
+    base_us         INTEGER,
+    gate_us         INTEGER,
+    expert_us       INTEGER,
+    total_us        INTEGER,
+    error_code      TEXT,
+    error_message   TEXT
+  );
+  -- Time windows are the common filter; other filters scan the window. One index keeps inserts cheap.
+  CREATE INDEX decisions_ts ON decisions (ts);
+  CREATE TABLE events (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts            INTEGER NOT NULL,
+    kind          TEXT NOT NULL,
+    model_name    TEXT,
+    model_version TEXT,
+    message       TEXT NOT NULL,
+    details       TEXT                                 -- JSON
+  );
+  CREATE INDEX events_ts ON events (ts);
+  `,
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Brings the database up to SCHEMA_VERSION; refuses a file written by a newer release. */
+export function migrate(db: Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new SgmoeError(
+      'E_AUDIT_SCHEMA',
+      `audit database ${db.name} has schema version ${current}, this release knows up to ${SCHEMA_VERSION}`,
+      { found: current, expected: SCHEMA_VERSION },
+    );
+  }
+  for (let version = current + 1; version <= SCHEMA_VERSION; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version - 1]);
+      db.pragma(`user_version = ${version}`);
+    })();
+  }
+}

@@ -1,0 +1,139 @@
+import type { Command } from 'commander';
+import { createWriteStream } from 'node:fs';
+import { finished } from 'node:stream/promises';
+import type { Writable } from 'node:stream';
+import { z } from 'zod';
+import { SgmoeError } from '../../errors';
+import {
+  AUDIT_STATUSES,
+  auditStats,
+  exportDecisions,
+  iterateDecisions,
+  openAuditDbReadOnly,
+  type AuditFilter,
+  type AuditStats,
+} from '../../audit';
+
+const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** An ISO time, or a span back from now such as `90s`, `15m`, `1h`, `7d`, `2w`; ms since epoch. */
+export function parseTime(text: string, now = Date.now()): number {
+  const relative = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(text.trim());
+  if (relative) return now - Number(relative[1]) * UNIT_MS[relative[2]];
+  const t = Date.parse(text);
+  if (Number.isNaN(t)) {
+    throw new SgmoeError('E_USAGE', `expected an ISO time or a span like 15m, 1h, 7d, found "${text}"`);
+  }
+  return t;
+}
+
+const filterOptions = z.object({
+  db: z.string().min(1),
+  since: z.string().optional(),
+  until: z.string().optional(),
+  label: z.string().optional(),
+  expert: z
+    .string()
+    .regex(/^(\d+|none)$/, 'an expert index or "none"')
+    .transform((e) => (e === 'none' ? ('none' as const) : Number(e)))
+    .optional(),
+  status: z.enum(AUDIT_STATUSES as [string, ...string[]]).optional(),
+  modelVersion: z.string().optional(),
+});
+
+function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
+  const result = schema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`);
+    throw new SgmoeError('E_USAGE', `bad options: ${problems.join('; ')}`);
+  }
+  return result.data;
+}
+
+function toFilter(o: z.infer<typeof filterOptions>, now: number): AuditFilter {
+  return {
+    since: o.since === undefined ? undefined : parseTime(o.since, now),
+    until: o.until === undefined ? undefined : parseTime(o.until, now),
+    label: o.label,
+    expert: o.expert,
+    status: o.status as AuditFilter['status'],
+    modelVersion: o.modelVersion,
+  };
+}
+
+function withFilterOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--db <file>', 'audit database (SQLite)')
+    .option('--since <time>', 'from this time: ISO, or a span back from now (15m, 1h, 7d)')
+    .option('--until <time>', 'up to this time (exclusive): ISO or a span back from now')
+    .option('--label <label>', 'only decisions with this label')
+    .option('--expert <n|none>', 'only decisions by this expert, or "none" for those without one')
+    .option('--status <status>', `only this status: ${AUDIT_STATUSES.join(' | ')}`)
+    .option('--model-version <version>', 'only this model version');
+}
+
+/** `sgmoe audit stats|query|export`: read an audit database. `out` is where results go (stdout). */
+export function register(program: Command, out: Writable = process.stdout): void {
+  const audit = program.command('audit').description('read the audit log: stats, query, export');
+
+  withFilterOptions(audit.command('stats').description('counts, expert shares, early-exit rate, latency, alarms'))
+    .option('--json', 'print the figures as one JSON object')
+    .action((raw: Record<string, unknown>) => {
+      const o = parseOptions(filterOptions.extend({ json: z.boolean().optional() }), raw);
+      const db = openAuditDbReadOnly(o.db);
+      try {
+        const stats = auditStats(db, toFilter(o, Date.now()));
+        out.write(o.json ? `${JSON.stringify(stats)}\n` : formatStats(o.db, stats));
+      } finally {
+        db.close();
+      }
+    });
+
+  withFilterOptions(audit.command('query').description('matching decisions, one JSON object per line'))
+    .option('--limit <n>', 'at most n rows', '100')
+    .option('--newest-first', 'newest rows first')
+    .action((raw: Record<string, unknown>) => {
+      const o = parseOptions(filterOptions.extend({ limit: z.coerce.number().int().positive(), newestFirst: z.boolean().optional() }), raw);
+      const db = openAuditDbReadOnly(o.db);
+      try {
+        for (const row of iterateDecisions(db, toFilter(o, Date.now()), { limit: o.limit, order: o.newestFirst ? 'desc' : 'asc' })) {
+          out.write(`${JSON.stringify(row)}\n`);
+        }
+      } finally {
+        db.close();
+      }
+    });
+
+  withFilterOptions(audit.command('export').description('matching decisions as CSV or JSONL'))
+    .option('--format <format>', 'csv | jsonl', 'csv')
+    .option('--out <file>', 'write to this file instead of stdout')
+    .action(async (raw: Record<string, unknown>) => {
+      const o = parseOptions(filterOptions.extend({ format: z.enum(['csv', 'jsonl']), out: z.string().optional() }), raw);
+      const db = openAuditDbReadOnly(o.db);
+      const target = o.out === undefined ? out : createWriteStream(o.out);
+      try {
+        await exportDecisions(db, toFilter(o, Date.now()), o.format, target);
+      } finally {
+        db.close();
+        if (target !== out) {
+          target.end();
+          await finished(target);
+        }
+      }
+    });
+}
+
+function formatStats(file: string, s: AuditStats): string {
+  const iso = (t: number | undefined) => (t === undefined ? '…' : new Date(t).toISOString());
+  const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+  const lines = [
+    `audit ${file}, ${iso(s.filter.since)} to ${iso(s.filter.until)}`,
+    `decisions: ${s.total} (ok ${s.byStatus.ok}, rejected ${s.byStatus.rejected}, dropped ${s.byStatus.dropped})`,
+    `models: ${s.byModel.map((m) => `${m.name}@${m.version} ${m.count}`).join(', ') || 'none'}`,
+    `early-exit rate: ${pct(s.earlyExitRate)}`,
+    `experts (${s.routed} routed): ${s.experts.map((e) => `#${e.expert} ${e.count} (${pct(e.share)})`).join(', ') || 'none'}`,
+    `latency total_us: ${s.latencyUs ? `p50 ${s.latencyUs.p50}, p90 ${s.latencyUs.p90}, p99 ${s.latencyUs.p99}, max ${s.latencyUs.max}` : 'n/a'}`,
+    `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${String(a.details?.alarm)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,102 @@
+import { Command } from 'commander';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { promisify } from 'node:util';
+import { AuditWriter, openAuditDb } from '../../src/audit';
+import { parseTime, register } from '../../src/cli/commands/audit';
+import { tempDir } from '../helpers/tmp';
+import { decided, rejected } from './records';
+
+const tmp = tempDir('sgmoe-audit-cli-');
+const file = join(tmp.path, 'audit.db');
+const now = Date.now();
+const HOUR = 3_600_000;
+
+/** 20 decisions from two days ago and 10 from the last half hour (expert i % 4), plus 3 rejected now. */
+beforeAll(() => {
+  const { db } = openAuditDb(file);
+  const writer = new AuditWriter(db);
+  for (let i = 0; i < 20; i++) writer.record(decided(i, i % 4, now - 48 * HOUR + i));
+  for (let i = 20; i < 30; i++) writer.record(decided(i, i % 4, now - HOUR / 2 + i));
+  for (let i = 30; i < 33; i++) writer.record(rejected(i, now - 1000));
+  writer.close();
+  db.close();
+});
+afterAll(() => tmp.cleanup());
+
+/** Runs `sgmoe audit ...` through the command module, as main.ts wires it; returns what it printed. */
+async function sgmoe(...args: string[]): Promise<string> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const program = new Command('sgmoe').exitOverride();
+  register(program, out);
+  await program.parseAsync(['node', 'sgmoe', 'audit', ...args]);
+  return Buffer.concat(chunks).toString();
+}
+
+test('relative and ISO times', () => {
+  expect(parseTime('1h', 10 * HOUR)).toBe(9 * HOUR);
+  expect(parseTime('90s', 100_000)).toBe(10_000);
+  expect(parseTime('2d', 5 * 86_400_000)).toBe(3 * 86_400_000);
+  expect(parseTime('2025-03-01T00:00:00Z')).toBe(Date.parse('2025-03-01T00:00:00Z'));
+  expect(() => parseTime('yesterday')).toThrow(expect.objectContaining({ code: 'E_USAGE' }));
+});
+
+test('stats --json over the last hour counts only that window', async () => {
+  const stats = JSON.parse(await sgmoe('stats', '--db', file, '--since', '1h', '--json'));
+  expect(stats.byStatus).toEqual({ ok: 10, rejected: 3, dropped: 0 });
+  expect(stats.experts.map((e: { expert: number; count: number }) => [e.expert, e.count])).toEqual([
+    [0, 3],
+    [1, 3],
+    [2, 2],
+    [3, 2],
+  ]);
+  const all = JSON.parse(await sgmoe('stats', '--db', file, '--json'));
+  expect(all.total).toBe(33);
+});
+
+test('stats as text names the counts, shares and latency', async () => {
+  const text = await sgmoe('stats', '--db', file);
+  expect(text).toContain('decisions: 33 (ok 30, rejected 3, dropped 0)');
+  expect(text).toMatch(/experts \(30 routed\): #0 8 \(26\.7%\)/);
+  expect(text).toMatch(/latency total_us: p50 \d+/);
+});
+
+test('query filters by expert and status and prints one JSON row per line', async () => {
+  const rows = (await sgmoe('query', '--db', file, '--expert', '2', '--since', '1h')).trim().split('\n').map((l) => JSON.parse(l));
+  expect(rows.map((r) => r.frameId)).toEqual(['f-22', 'f-26']);
+  const bad = (await sgmoe('query', '--db', file, '--status', 'rejected', '--limit', '2', '--newest-first')).trim().split('\n').map((l) => JSON.parse(l));
+  expect(bad.map((r) => [r.frameId, r.errorCode])).toEqual([
+    ['f-32', 'E_FRAME_DECODE'],
+    ['f-31', 'E_FRAME_DECODE'],
+  ]);
+});
+
+test('export --format csv --out FILE writes a header and every matching row', async () => {
+  const out = join(tmp.path, 'export.csv');
+  await sgmoe('export', '--db', file, '--label', 'label-1', '--format', 'csv', '--out', out);
+  const lines = readFileSync(out, 'utf8').trimEnd().split('\n');
+  expect(lines[0].startsWith('id,time,received_at,frame_id')).toBe(true);
+  expect(lines.slice(1).map((l) => l.split(',')[3])).toEqual(['f-1', 'f-11', 'f-21']);
+});
+
+test('bad options and a missing file are clear errors with a code', async () => {
+  await expect(sgmoe('query', '--db', file, '--status', 'maybe')).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--status') });
+  await expect(sgmoe('query', '--db', file, '--expert', 'two')).rejects.toMatchObject({ code: 'E_USAGE' });
+  await expect(sgmoe('export', '--db', file, '--format', 'xml')).rejects.toMatchObject({ code: 'E_USAGE' });
+  await expect(sgmoe('stats', '--db', join(tmp.path, 'nope.db'))).rejects.toMatchObject({ code: 'E_AUDIT_NOT_FOUND' });
+});
+
+test('the sgmoe command itself: audit export as JSONL to stdout, and exit 1 with the code on error', async () => {
+  const run = promisify(execFile);
+  const main = join(__dirname, '..', '..', 'src', 'cli', 'main.ts');
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', main, 'audit', 'export', '--db', file, '--format', 'jsonl', '--status', 'rejected']);
+  expect(stdout.trim().split('\n').map((l) => JSON.parse(l).frameId)).toEqual(['f-30', 'f-31', 'f-32']);
+  await expect(run(process.execPath, ['--import', 'tsx', main, 'audit', 'stats', '--db', join(tmp.path, 'nope.db')])).rejects.toMatchObject({
+    code: 1,
+    stderr: expect.stringContaining('E_AUDIT_NOT_FOUND'),
+  });
+});
