@@ -1,7 +1,7 @@
 /** Tests run the TypeScript sources directly; real ONNX Runtime, SQLite and MQTT brokers make them slow-ish. */
 module.exports = {
   preset: 'ts-jest',
-  testEnvironment: 'node',
+  testEnvironment: '<rootDir>/test/helpers/node-environment.js',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   testTimeout: 60000,

@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { register as registerModel } from './model';
+import { register as registerDoctor } from './doctor';
 import { register as registerAudit } from './audit';
 
 /**
@@ -6,5 +8,7 @@ import { register as registerAudit } from './audit';
  * Add one import and one line per command.
  */
 export function registerCommands(program: Command): void {
+  registerModel(program);
+  registerDoctor(program);
   registerAudit(program);
 }

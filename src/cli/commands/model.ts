@@ -1,0 +1,72 @@
+import type { Command } from 'commander';
+import { Engine } from '../../engine/engine';
+import { verifyPackage } from '../../engine/verify';
+import { loadPackage } from '../../model/package';
+
+/**
+ * `sgmoe model ...`: verify and inspect here; the fleet's pack/sign/publish sub-commands attach to the same
+ * `model` command from their own module.
+ */
+export function register(program: Command): Command {
+  const model = program.command('model').description('Check, inspect, pack, sign and publish model packages');
+
+  model
+    .command('verify')
+    .argument('<dir>', 'package directory')
+    .option('--json', 'print the report as JSON')
+    .description('check the manifest, every sha256, the parts\' shapes and the golden self-test in ONNX Runtime (exit 2 when any check fails)')
+    .action(async (dir: string, opts: { json?: boolean }) => {
+      const report = await verifyPackage(dir, { threads: { intraOp: 1 } });
+      if (opts.json) {
+        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      } else {
+        for (const c of report.checks) {
+          process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(9)} ${c.code ? `${c.code} ` : ''}${c.detail.replace(/\n/g, '\n               ')}\n`);
+        }
+        process.stdout.write(report.ok ? `${dir}: verified\n` : `${dir}: verification failed\n`);
+      }
+      process.exitCode = report.ok ? 0 : 2;
+    });
+
+  model
+    .command('inspect')
+    .argument('<dir>', 'package directory')
+    .option('--json', 'print as JSON')
+    .description('show a package: labels, parts with MACs and sizes, routing, calibration curve, providers')
+    .action(async (dir: string, opts: { json?: boolean }) => {
+      const pkg = await loadPackage(dir);
+      const engine = await Engine.load(pkg, { threads: { intraOp: 1 }, warmup: false });
+      const providers = engine.providerSummary();
+      await engine.dispose();
+      const m = pkg.manifest;
+      const parts = [pkg.trunk, pkg.base, pkg.gate, ...pkg.experts].map((p) => ({
+        part: p.name,
+        file: p.spec.file,
+        macs: p.spec.macs,
+        bytes: p.bytes,
+        provider: providers[p.name],
+      }));
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ manifest: m, parts }, null, 2) + '\n');
+        return;
+      }
+      const out: string[] = [
+        `${m.name} ${m.version} (${m.format}, ${m.task})`,
+        `input   ${m.input.name} ${m.input.channels}x${m.input.height}x${m.input.width} ${m.input.colorspace}, mean ${m.input.mean} std ${m.input.std}`,
+        `labels  ${m.labels.join(', ')}`,
+        `routing topK ${m.routing.topK}, early exit at base confidence >= ${m.routing.earlyExit.threshold}, base weight ${m.routing.ensemble.baseWeight}`,
+        '',
+        'part        MACs/sample       bytes  provider  file',
+        ...parts.map((p) => `${p.part.padEnd(10)} ${String(p.macs).padStart(12)} ${String(p.bytes).padStart(11)}  ${p.provider.padEnd(8)}  ${p.file}`),
+        '',
+        `calibration (validation)${m.calibration.rule ? `: ${m.calibration.rule}` : ''}`,
+        'threshold  accuracy  expertRate   meanMacs',
+        ...m.calibration.points.map(
+          (p) => `${p.threshold.toFixed(3).padStart(9)}  ${(p.accuracy * 100).toFixed(2).padStart(7)}%  ${(p.expertRate * 100).toFixed(1).padStart(9)}%  ${Math.round(p.meanMacs).toString().padStart(9)}`,
+        ),
+        `expert share ${m.calibration.expertShare.map((s) => `${(s * 100).toFixed(1)}%`).join(' ')}`,
+      ];
+      process.stdout.write(out.join('\n') + '\n');
+    });
+  return model;
+}

@@ -1,0 +1,371 @@
+import { availableParallelism } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { SgmoeError } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import type { CalibrationPoint, Manifest } from '../model/manifest';
+import { expertPartName, loadPackage, type ModelPackage, type PackagePart } from '../model/package';
+import { baseStage, ensemble, routeExperts, softmax } from './decide';
+import type { Decision, StageTimingsUs } from './decision';
+import { ExpertCache, type ExpertCacheCounters } from './expert-cache';
+import type { DeviceProfile, ProviderSpec } from './profile';
+import { openSession, ortSessionFactory, type Placement, type SessionFactory, type Threads } from './providers';
+import { checkExpert, checkShapes } from './shapes';
+
+export interface EngineOptions {
+  /** Providers, threads, expert loading and budget; without one, CPU with every core and eager experts. */
+  profile?: DeviceProfile;
+  /** Overrides the profile's threads (tests on 2 cores use one intra-op thread). */
+  threads?: Partial<Threads>;
+  createSession?: SessionFactory;
+  logger?: Logger;
+  /** Run one zero batch through every loaded part at load, so the first frame does not pay for lazy init. */
+  warmup?: boolean;
+}
+
+/** The run-time knobs. `mode: 'base-only'` skips gate and experts; `forcedExpert` bypasses the gate (diagnostics). */
+export interface RuntimeSettings {
+  threshold: number;
+  topK: number;
+  mode: 'moe' | 'base-only';
+  forcedExpert: number | null;
+}
+
+/** Raw outputs of every part for one input, for parity checks against the factory's PyTorch outputs. */
+export interface PartOutputs {
+  features: Float32Array;
+  logits: Float32Array;
+  gateLogits: Float32Array;
+  experts: Float32Array[];
+}
+
+export interface EngineStats {
+  samples: number;
+  earlyExits: number;
+  expertRuns: number[];
+  cache: ExpertCacheCounters;
+}
+
+type Session = ort.InferenceSession;
+
+const now = (): bigint => process.hrtime.bigint();
+const microsSince = (t0: bigint): number => Number(now() - t0) / 1000;
+
+/**
+ * Runs an SGMoE package: trunk, base branch, gate and only the experts a sample needs (DESIGN.md, "The
+ * decision"). Calls are serialised: one batch at a time keeps expert eviction safe and the cores for ONNX Runtime.
+ */
+export class Engine {
+  readonly manifest: Manifest;
+  readonly placements: Record<string, Placement>;
+  private settings: RuntimeSettings;
+  private tail: Promise<unknown> = Promise.resolve();
+  private readonly sampleSize: number;
+  private readonly featureSize: number;
+  private samples = 0;
+  private earlyExits = 0;
+  private readonly expertRuns: number[];
+  private disposed = false;
+
+  private constructor(
+    readonly pkg: ModelPackage,
+    private readonly trunk: Session,
+    private readonly base: Session,
+    private readonly gate: Session,
+    private readonly experts: ExpertCache<Session>,
+    private readonly featureShape: number[],
+    placements: Record<string, Placement>,
+  ) {
+    this.manifest = pkg.manifest;
+    this.placements = placements;
+    const { input, routing } = pkg.manifest;
+    this.sampleSize = input.channels * input.height * input.width;
+    this.featureSize = featureShape.reduce((a, b) => a * b, 1);
+    this.expertRuns = pkg.experts.map(() => 0);
+    this.settings = { threshold: routing.earlyExit.threshold, topK: routing.topK, mode: 'moe', forcedExpert: null };
+  }
+
+  /** Loads a package (a directory, hashed and checked, or an already loaded ModelPackage) onto the device. */
+  static async load(source: string | ModelPackage, options: EngineOptions = {}): Promise<Engine> {
+    const pkg = typeof source === 'string' ? await loadPackage(source) : source;
+    const logger = options.logger ?? silentLogger;
+    const profile = options.profile;
+    const chain: ProviderSpec[] = profile?.executionProviders ?? [{ name: 'cpu' }];
+    const threads: Threads = {
+      intraOp: options.threads?.intraOp ?? profile?.threads.intraOp ?? availableParallelism(),
+      interOp: options.threads?.interOp ?? profile?.threads.interOp ?? 1,
+    };
+    const createSession = options.createSession ?? ortSessionFactory;
+    const placements: Record<string, Placement> = {};
+    const open = async (part: PackagePart): Promise<Session> => {
+      const { session, placement } = await openSession(part.path, chain, threads, createSession);
+      placements[part.name] = placement;
+      for (const a of placement.attempts.filter((x) => !x.ok)) {
+        logger.warn({ part: part.name, provider: a.provider, reason: a.reason }, 'execution provider unavailable, falling back');
+      }
+      return session;
+    };
+
+    const opened: Session[] = [];
+    try {
+      const [trunk, base, gate] = await Promise.all([open(pkg.trunk), open(pkg.base), open(pkg.gate)]);
+      opened.push(trunk, base, gate);
+      const featureShape = checkShapes(pkg.manifest, { trunk, base, gate });
+      const openExpert = async (index: number): Promise<Session> => {
+        const session = await open(pkg.experts[index]);
+        try {
+          checkExpert(pkg.manifest, index, session, featureShape);
+        } catch (err) {
+          await session.release();
+          throw err;
+        }
+        return session;
+      };
+      const eager = (profile?.experts.loading ?? 'eager') === 'eager';
+      const budgetMB = profile?.experts.budgetMB;
+      const experts = new ExpertCache<Session>({
+        load: openExpert,
+        sizeOf: (i) => pkg.experts[i].bytes,
+        budgetBytes: budgetMB === undefined ? undefined : budgetMB * 2 ** 20,
+      });
+      const engine = new Engine(pkg, trunk, base, gate, experts, featureShape, placements);
+      if (eager) {
+        for (let i = 0; i < pkg.experts.length; i++) await experts.get(i);
+      } else {
+        // Lazy experts are still checked now, one at a time, so a bad package fails at load and not mid-shift.
+        for (let i = 0; i < pkg.experts.length; i++) await (await openExpert(i)).release();
+      }
+      if (options.warmup ?? true) await engine.warmup();
+      logger.info(
+        { model: pkg.manifest.name, version: pkg.manifest.version, providers: engine.providerSummary(), threads, eager },
+        'engine loaded',
+      );
+      return engine;
+    } catch (err) {
+      await Promise.all(opened.map((s) => s.release()));
+      throw err;
+    }
+  }
+
+  get model(): { name: string; version: string } {
+    return { name: this.manifest.name, version: this.manifest.version };
+  }
+
+  /** Provider name per loaded part, e.g. { trunk: 'cpu', ..., 'expert-00': 'cpu' }. */
+  providerSummary(): Record<string, string> {
+    return Object.fromEntries(Object.entries(this.placements).map(([part, p]) => [part, p.provider]));
+  }
+
+  getSettings(): RuntimeSettings {
+    return { ...this.settings };
+  }
+
+  /** Changes run-time knobs; validated here because they arrive from operators (CLI, MQTT commands). */
+  configure(changes: Partial<RuntimeSettings>): RuntimeSettings {
+    const next = { ...this.settings, ...changes };
+    const experts = this.pkg.experts.length;
+    if (!(next.threshold >= 0 && next.threshold <= 1.000001)) {
+      throw new SgmoeError('E_SETTING_INVALID', `threshold must be within [0, 1], got ${next.threshold}`);
+    }
+    if (!Number.isInteger(next.topK) || next.topK < 1 || next.topK > experts) {
+      throw new SgmoeError('E_SETTING_INVALID', `topK must be an integer from 1 to ${experts}, got ${next.topK}`);
+    }
+    if (next.forcedExpert !== null && !(Number.isInteger(next.forcedExpert) && next.forcedExpert >= 0 && next.forcedExpert < experts)) {
+      throw new SgmoeError('E_SETTING_INVALID', `forcedExpert must be null or an expert index from 0 to ${experts - 1}, got ${next.forcedExpert}`);
+    }
+    this.settings = next;
+    return this.getSettings();
+  }
+
+  /**
+   * Picks the early-exit threshold from the manifest's calibration curve so that the mean MACs per frame stay
+   * within `maxMeanMacs`: the most accurate point that fits (the cheaper one on ties).
+   */
+  setComputeBudget(maxMeanMacs: number): CalibrationPoint {
+    const points = this.manifest.calibration.points;
+    const fitting = points.filter((p) => p.meanMacs <= maxMeanMacs);
+    if (fitting.length === 0) {
+      const cheapest = Math.min(...points.map((p) => p.meanMacs));
+      throw new SgmoeError(
+        'E_BUDGET_UNREACHABLE',
+        `a budget of ${maxMeanMacs} MACs per frame is below every calibrated point; the cheapest needs ${cheapest}`,
+        { cheapest },
+      );
+    }
+    const best = fitting.reduce((a, b) => (b.accuracy > a.accuracy || (b.accuracy === a.accuracy && b.meanMacs < a.meanMacs) ? b : a));
+    this.configure({ threshold: best.threshold });
+    return best;
+  }
+
+  stats(): EngineStats {
+    return { samples: this.samples, earlyExits: this.earlyExits, expertRuns: [...this.expertRuns], cache: this.experts.counters() };
+  }
+
+  infer(tensor: Float32Array, frameId?: string): Promise<Decision> {
+    return this.inferBatch([tensor], frameId === undefined ? undefined : [frameId]).then((d) => d[0]);
+  }
+
+  /**
+   * Trunk, base and gate run once on the whole batch; each expert runs once on the sub-batch routed to it, and
+   * early-exited samples cost no expert work at all.
+   */
+  inferBatch(tensors: Float32Array[], frameIds?: string[]): Promise<Decision[]> {
+    return this.exclusive(() => this.decideBatch(tensors, frameIds));
+  }
+
+  /** Every part's raw output for one input, experts included whether routed or not (for self-tests). */
+  runAllParts(tensor: Float32Array): Promise<PartOutputs> {
+    return this.exclusive(async () => {
+      const features = await this.run(this.trunk, this.batchTensor([tensor]));
+      const [logits, gateLogits] = [await this.runOn(this.base, features, 1), await this.runOn(this.gate, features, 1)];
+      const experts: Float32Array[] = [];
+      for (let e = 0; e < this.pkg.experts.length; e++) experts.push(await this.runOn(await this.experts.get(e), features, 1));
+      return { features, logits, gateLogits, experts };
+    });
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.tail.catch(() => undefined);
+    await Promise.all([this.trunk.release(), this.base.release(), this.gate.release(), this.experts.dispose()]);
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.disposed) return Promise.reject(new SgmoeError('E_ENGINE_DISPOSED', 'this engine was disposed (a newer model replaced it)'));
+    const result = this.tail.then(work, work);
+    this.tail = result.catch(() => undefined);
+    return result;
+  }
+
+  private async warmup(): Promise<void> {
+    const features = await this.run(this.trunk, this.batchTensor([new Float32Array(this.sampleSize)]));
+    await this.runOn(this.base, features, 1);
+    await this.runOn(this.gate, features, 1);
+    for (const e of this.experts.counters().resident) await this.runOn(await this.experts.get(e), features, 1);
+  }
+
+  private batchTensor(tensors: Float32Array[]): ort.Tensor {
+    const { input } = this.manifest;
+    const data = new Float32Array(tensors.length * this.sampleSize);
+    tensors.forEach((t, i) => {
+      if (t.length !== this.sampleSize) {
+        throw new SgmoeError(
+          'E_INPUT_SHAPE',
+          `input ${i} has ${t.length} values, the model takes ${input.channels}x${input.height}x${input.width} = ${this.sampleSize}`,
+        );
+      }
+      data.set(t, i * this.sampleSize);
+    });
+    return new ort.Tensor('float32', data, [tensors.length, input.channels, input.height, input.width]);
+  }
+
+  private async run(session: Session, input: ort.Tensor): Promise<Float32Array> {
+    const out = await session.run({ [session.inputNames[0]]: input });
+    return out[session.outputNames[0]].data as Float32Array;
+  }
+
+  /** Runs a features-consuming part on `n` rows of flat features. */
+  private runOn(session: Session, features: Float32Array, n: number): Promise<Float32Array> {
+    return this.run(session, new ort.Tensor('float32', features, [n, ...this.featureShape]));
+  }
+
+  private async decideBatch(tensors: Float32Array[], frameIds?: string[]): Promise<Decision[]> {
+    const n = tensors.length;
+    if (n === 0) return [];
+    const labels = this.manifest.labels;
+    const L = labels.length;
+    const { threshold, topK, mode, forcedExpert, baseWeight } = { ...this.settings, baseWeight: this.manifest.routing.ensemble.baseWeight };
+    const macs = this.pkg.manifest.parts;
+
+    let t0 = now();
+    const features = await this.run(this.trunk, this.batchTensor(tensors));
+    const trunkUs = microsSince(t0) / n;
+    t0 = now();
+    const baseLogits = await this.runOn(this.base, features, n);
+    const baseUs = microsSince(t0) / n;
+
+    const bases = Array.from({ length: n }, (_, i) =>
+      baseStage(baseLogits.subarray(i * L, (i + 1) * L), mode === 'base-only' ? -Infinity : threshold),
+    );
+    const routed = bases.flatMap((b, i) => (b.earlyExit ? [] : [i]));
+
+    // Gate on the samples that go on, then gather each expert's sub-batch, run it once, scatter its logits back.
+    const gateProbs: number[][] = bases.map(() => []);
+    const chosen: { experts: number[]; weights: number[] }[] = bases.map(() => ({ experts: [], weights: [] }));
+    let gateUs = 0;
+    if (routed.length > 0) {
+      t0 = now();
+      const gateLogits = await this.runOn(this.gate, this.gather(features, routed), routed.length);
+      gateUs = microsSince(t0) / routed.length;
+      const K = this.pkg.experts.length;
+      routed.forEach((sample, r) => {
+        gateProbs[sample] = softmax(gateLogits.subarray(r * K, (r + 1) * K));
+        chosen[sample] = forcedExpert === null ? routeExperts(gateProbs[sample], topK) : { experts: [forcedExpert], weights: [1] };
+      });
+    }
+    const expertLogits: Float32Array[][] = bases.map(() => []);
+    const expertUs = new Array<number>(n).fill(0);
+    const expertMacs = new Array<number>(n).fill(0);
+    for (let e = 0; e < this.pkg.experts.length; e++) {
+      const rows = routed.filter((s) => chosen[s].experts.includes(e));
+      if (rows.length === 0) continue;
+      t0 = now();
+      const logits = await this.runOn(await this.experts.get(e), this.gather(features, rows), rows.length);
+      const perSample = microsSince(t0) / rows.length;
+      this.expertRuns[e] += rows.length;
+      rows.forEach((s, r) => {
+        expertLogits[s][chosen[s].experts.indexOf(e)] = logits.subarray(r * L, (r + 1) * L);
+        expertUs[s] += perSample;
+        expertMacs[s] += macs.experts[e].macs;
+      });
+    }
+
+    this.samples += n;
+    return bases.map((b, i): Decision => {
+      const { experts, weights } = chosen[i];
+      const probabilities = b.earlyExit ? b.pBase : ensemble(b.pBase, expertLogits[i], weights, baseWeight);
+      let labelIndex = 0;
+      for (let c = 1; c < L; c++) if (probabilities[c] > probabilities[labelIndex]) labelIndex = c;
+      if (b.earlyExit && mode === 'moe') this.earlyExits++;
+      const sampleGateUs = b.earlyExit ? 0 : gateUs;
+      const timingsUs: StageTimingsUs = {
+        trunk: trunkUs,
+        base: baseUs,
+        gate: sampleGateUs,
+        expert: expertUs[i],
+        total: trunkUs + baseUs + sampleGateUs + expertUs[i],
+      };
+      return {
+        frameId: frameIds?.[i] ?? `${this.model.name}-${this.samples - n + i}`,
+        labelIndex,
+        label: labels[labelIndex],
+        score: probabilities[labelIndex],
+        probabilities,
+        expert: experts[0] ?? null,
+        experts,
+        gate: gateProbs[i],
+        earlyExit: b.earlyExit && mode === 'moe',
+        baseConfidence: b.confidence,
+        macs: macs.trunk.macs + macs.base.macs + (b.earlyExit ? 0 : macs.gate.macs) + expertMacs[i],
+        timingsUs,
+        providers: this.decisionProviders(experts[0]),
+        model: this.model,
+      };
+    });
+  }
+
+  private decisionProviders(expert: number | undefined): Record<string, string> {
+    const p = this.placements;
+    const out: Record<string, string> = { trunk: p.trunk.provider, base: p.base.provider, gate: p.gate.provider };
+    if (expert !== undefined) out.expert = p[expertPartName(expert)].provider;
+    return out;
+  }
+
+  /** Copies the feature rows of `rows` into one contiguous sub-batch. */
+  private gather(features: Float32Array, rows: number[]): Float32Array {
+    if (rows.length * this.featureSize === features.length) return features;
+    const out = new Float32Array(rows.length * this.featureSize);
+    rows.forEach((row, r) => out.set(features.subarray(row * this.featureSize, (row + 1) * this.featureSize), r * this.featureSize));
+    return out;
+  }
+}

@@ -1,0 +1,45 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { BUNDLED, copyPackage } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+
+const ROOT = resolve(__dirname, '..', '..');
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/** The real `sgmoe` command, from the TypeScript sources. */
+function sgmoe(...args: string[]) {
+  return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, encoding: 'utf8' });
+}
+
+describe('sgmoe model verify / inspect', () => {
+  it('verifies the bundled package: exit 0 and every check listed', () => {
+    const run = sgmoe('model', 'verify', BUNDLED);
+    expect(run.stdout).toMatch(/ok\s+manifest[\s\S]*ok\s+sha256[\s\S]*ok\s+shapes[\s\S]*ok\s+selftest .*every decision identical/);
+    expect(run.status).toBe(0);
+  });
+
+  it('exits 2 naming the part and the check that failed', () => {
+    const dir = copyPackage(join(tmp.path, 'tampered'));
+    copyFileSync(join(dir, 'base.onnx'), join(dir, 'gate.onnx'));
+    const run = sgmoe('model', 'verify', dir);
+    expect(run.stdout).toMatch(/FAIL sha256 +E_HASH_MISMATCH part gate: gate.onnx has sha256 [0-9a-f]{64}, the manifest expects/);
+    expect(run.status).toBe(2);
+  });
+
+  it('exits 1 with usage on a missing argument', () => {
+    const run = sgmoe('model', 'verify');
+    expect(run.stderr).toMatch(/missing required argument 'dir'/);
+    expect(run.status).toBe(1);
+  });
+
+  it('inspect shows the parts with their MACs and the calibration curve', () => {
+    const run = sgmoe('model', 'inspect', BUNDLED, '--json');
+    expect(run.status).toBe(0);
+    const info = JSON.parse(run.stdout);
+    const experts = info.manifest.parts.experts.map((_: unknown, i: number) => `expert-${String(i).padStart(2, '0')}`);
+    expect(info.parts.map((p: { part: string }) => p.part)).toEqual(['trunk', 'base', 'gate', ...experts]);
+    expect(info.parts.every((p: { macs: number; provider: string }) => p.macs > 0 && p.provider === 'cpu')).toBe(true);
+  });
+});

@@ -1,0 +1,25 @@
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import type { Manifest } from '../../src/model/manifest';
+
+/** The package the factory ships; tests run the real ONNX files in it. */
+export const BUNDLED = resolve(__dirname, '..', '..', 'models', 'fashion-sgmoe');
+
+export function readManifest(dir: string): Manifest {
+  return JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+}
+
+export function writeManifest(dir: string, manifest: Manifest): void {
+  writeFileSync(join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2));
+}
+
+export function sha256Of(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** A writable copy of the bundled package (without its baselines) for tests that tamper with it. */
+export function copyPackage(dest: string, source = BUNDLED): string {
+  cpSync(source, dest, { recursive: true, filter: (src) => !src.includes(`${source}/baselines`) });
+  return dest;
+}
