@@ -4,3 +4,4 @@ export { createLogger, silentLogger, type Logger } from './log';
 export * from './model';
 export * from './engine';
 export * from './audit';
+export * from './ingest';

@@ -1,17 +1,11 @@
-import { spawnSync } from 'node:child_process';
 import { copyFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { sgmoe } from '../helpers/cli';
 import { BUNDLED, copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 
-const ROOT = resolve(__dirname, '..', '..');
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
-
-/** The real `sgmoe` command, from the TypeScript sources. */
-function sgmoe(...args: string[]) {
-  return spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, encoding: 'utf8' });
-}
 
 describe('sgmoe model verify / inspect', () => {
   it('verifies the bundled package: exit 0 and every check listed', () => {

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { register as registerModel } from './model';
 import { register as registerDoctor } from './doctor';
 import { register as registerAudit } from './audit';
+import { register as registerInfer } from './infer';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -11,4 +12,5 @@ export function registerCommands(program: Command): void {
   registerModel(program);
   registerDoctor(program);
   registerAudit(program);
+  registerInfer(program);
 }

@@ -1,0 +1,109 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { Command, InvalidArgumentError } from 'commander';
+import { AuditLog } from '../../audit/audit-log';
+import { decidedRecord, rejectedRecord, type FrameInfo } from '../../audit/record';
+import type { Decision } from '../../engine/decision';
+import { Engine } from '../../engine/engine';
+import { loadDeviceProfile } from '../../engine/profile';
+import { errorCode, errorMessage, SgmoeError } from '../../errors';
+import { Preprocessor } from '../../ingest/preprocess';
+
+interface InferOptions {
+  model: string;
+  threshold?: number;
+  audit?: string;
+  device?: string;
+  batch: number;
+}
+
+function probability(value: string): number {
+  const n = Number(value);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('a number from 0 to 1');
+  return n;
+}
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
+  return n;
+}
+
+/** One line of `infer` output: the decision's essentials, or why the file was rejected. */
+function decisionLine(file: string, d: Decision): Record<string, unknown> {
+  return {
+    file,
+    status: 'ok',
+    label: d.label,
+    labelIndex: d.labelIndex,
+    score: d.score,
+    expert: d.expert,
+    earlyExit: d.earlyExit,
+    baseConfidence: d.baseConfidence,
+    gate: d.gate,
+    macs: d.macs,
+    timingsUs: d.timingsUs,
+    model: d.model,
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('infer')
+    .description('decide image files with a model package: one JSON line per file on stdout (exit 2 when any file was rejected)')
+    .requiredOption('--model <dir>', 'model package directory')
+    .option('--threshold <t>', 'early-exit threshold instead of the manifest\'s', probability)
+    .option('--audit <file>', 'also record every decision in this SQLite audit log')
+    .option('--device <profile>', 'device profile name or file (execution providers, threads)')
+    .option('--batch <n>', 'frames per engine call', positiveInt, 16)
+    .argument('<files...>', 'image files (JPEG, PNG, WebP, TIFF, GIF)')
+    .action(async (files: string[], opts: InferOptions) => {
+      const engine = await Engine.load(opts.model, { profile: opts.device ? await loadDeviceProfile(opts.device) : undefined });
+      if (opts.threshold !== undefined) engine.configure({ threshold: opts.threshold });
+      const { manifest } = engine;
+      const audit = opts.audit
+        ? AuditLog.open(opts.audit, {
+            model: { ...engine.model, experts: manifest.parts.experts.length, expertShare: manifest.calibration.expertShare },
+          })
+        : undefined;
+      const pre = new Preprocessor(manifest.input);
+      let rejected = 0;
+      try {
+        for (let start = 0; start < files.length; start += opts.batch) {
+          const chunk = files.slice(start, start + opts.batch);
+          // Read and preprocess the chunk concurrently; a bad file is reported and does not stop the others.
+          const prepared = await Promise.all(
+            chunk.map(async (file) => {
+              const frame: FrameInfo = { frameId: file, source: 'cli', receivedAt: Date.now() };
+              try {
+                const bytes = await readFile(file).catch((err: unknown) => {
+                  throw new SgmoeError('E_FRAME_READ', `cannot read ${file}: ${errorMessage(err)}`);
+                });
+                frame.inputSha256 = createHash('sha256').update(bytes).digest('hex');
+                return { file, frame, tensor: await pre.toTensor(bytes) };
+              } catch (err) {
+                return { file, frame, error: { code: errorCode(err), message: errorMessage(err) } };
+              }
+            }),
+          );
+          const ok = prepared.filter((p) => p.tensor !== undefined);
+          const decisions = await engine.inferBatch(ok.map((p) => p.tensor!), ok.map((p) => p.file));
+          for (const p of prepared) {
+            if (p.error) {
+              rejected++;
+              audit?.record(rejectedRecord(p.frame, p.error, engine.model));
+              process.stdout.write(JSON.stringify({ file: p.file, status: 'rejected', error: p.error }) + '\n');
+            } else {
+              const d = decisions[ok.indexOf(p)];
+              audit?.record(decidedRecord(d, p.frame));
+              process.stdout.write(JSON.stringify(decisionLine(p.file, d)) + '\n');
+            }
+          }
+        }
+      } finally {
+        audit?.close();
+        await engine.dispose();
+      }
+      process.exitCode = rejected > 0 ? 2 : 0;
+    });
+}

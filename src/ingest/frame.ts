@@ -1,0 +1,28 @@
+/** Pixel layouts a camera SDK may hand over directly (interleaved, 8 bits per channel). */
+export type PixelFormat = 'gray' | 'rgb' | 'bgr';
+
+/** Pixels already decoded by the caller. `stride` is the bytes per row (default width * channels). */
+export interface RawPixels {
+  data: Buffer;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  format: PixelFormat;
+  stride?: number;
+}
+
+/**
+ * One image entering the SDK. Exactly one of `bytes` (an encoded image) or `raw` (decoded pixels) is set.
+ * `id` is unique and stable: a hot folder derives it from the file path, live cameras from the source name,
+ * the session start and a sequence number.
+ */
+export interface Frame {
+  id: string;
+  /** Name of the source that produced the frame (its URI unless renamed). */
+  source: string;
+  /** Epoch milliseconds when the SDK received the frame. */
+  receivedAt: number;
+  bytes?: Buffer;
+  raw?: RawPixels;
+  meta?: Record<string, unknown>;
+}

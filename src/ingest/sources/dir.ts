@@ -1,0 +1,134 @@
+import { access, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { extname, basename, join, resolve } from 'node:path';
+import { SgmoeError, errorMessage } from '../../errors';
+import type { Frame } from '../frame';
+import { sleep } from '../retry';
+import { BaseSource, QUEUED_DEFAULTS, type FrameOutcome, type SourceOptions } from '../source';
+
+export interface DirSourceOptions extends SourceOptions {
+  /** Yield the files there now (once each is stable), then end; for `sgmoe run --once`. */
+  once?: boolean;
+  /** How often the folder is listed (default 250 ms). */
+  pollMs?: number;
+  /** A file is taken once its size and mtime have not changed for this long (default 1000 ms). */
+  stableMs?: number;
+}
+
+/** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
+const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
+
+/**
+ * `dir:PATH` hot folder. A file is taken once fully written (size and mtime stable for `stableMs`), and moved
+ * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A crash before that
+ * leaves the file where it was, so it is picked up again after a restart: at-least-once, nothing lost (a file
+ * dropped by backpressure, under a `drop-oldest` policy, also stays until the next start). The frame id is the
+ * file path and its mtime: stable across restarts, distinct when a camera reuses a file name.
+ */
+export class DirSource extends BaseSource {
+  readonly kind = 'dir' as const;
+  readonly path: string;
+  private readonly once: boolean;
+  private readonly pollMs: number;
+  private readonly stableMs: number;
+  /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
+  private readonly taken = new Set<string>();
+
+  constructor(path: string, options: DirSourceOptions = {}) {
+    super(`dir:${path}`, options, QUEUED_DEFAULTS);
+    this.path = resolve(path);
+    this.once = options.once ?? false;
+    this.pollMs = options.pollMs ?? 250;
+    this.stableMs = options.stableMs ?? 1000;
+  }
+
+  protected async run(signal: AbortSignal): Promise<void> {
+    await this.prepareFolders();
+    /** Last size/mtime seen per file and since when it has not changed. */
+    const watched = new Map<string, { size: number; mtimeMs: number; since: number }>();
+    let remaining: Set<string> | undefined; // --once: the files there at the start
+    while (!signal.aborted) {
+      const names = await this.list();
+      remaining ??= this.once ? new Set(names) : undefined;
+      for (const name of names) {
+        if (signal.aborted) return;
+        if (this.taken.has(name) || (remaining && !remaining.has(name))) continue;
+        const st = await stat(join(this.path, name)).catch(() => undefined);
+        if (!st) continue; // gone since the listing
+        const seen = watched.get(name);
+        const now = Date.now();
+        if (!seen || seen.size !== st.size || seen.mtimeMs !== st.mtimeMs) {
+          watched.set(name, { size: st.size, mtimeMs: st.mtimeMs, since: now });
+          continue;
+        }
+        if (now - seen.since < this.stableMs) continue;
+        watched.delete(name);
+        this.taken.add(name);
+        remaining?.delete(name);
+        await this.take(name, st.mtimeMs);
+      }
+      if (remaining) {
+        for (const name of remaining) if (!names.includes(name)) remaining.delete(name);
+        if (remaining.size === 0) return;
+      }
+      for (const name of watched.keys()) if (!names.includes(name)) watched.delete(name);
+      await sleep(this.pollMs, signal);
+    }
+  }
+
+  protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
+    const name = frame.meta?.file;
+    if (typeof name !== 'string' || !this.taken.has(name)) return;
+    const folder = outcome.status === 'decided' ? 'done' : 'rejected';
+    try {
+      const target = await freeName(join(this.path, folder), name);
+      // The reason first: a crash between the two leaves the file in the inbox, to be retried.
+      if (outcome.status === 'rejected') {
+        await writeFile(`${target}.reason.txt`, `${outcome.error.code}: ${outcome.error.message}\n`);
+      }
+      await rename(join(this.path, name), target);
+      this.taken.delete(name);
+    } catch (err) {
+      this.reportError(new SgmoeError('E_SOURCE_IO', `expected to move ${name} to ${folder}/, found: ${errorMessage(err)}`, undefined, { cause: err }));
+    }
+  }
+
+  private async prepareFolders(): Promise<void> {
+    const st = await stat(this.path).catch(() => undefined);
+    if (!st?.isDirectory()) {
+      throw new SgmoeError('E_SOURCE_NOT_FOUND', `expected a folder at ${this.path}, found ${st ? 'a file' : 'nothing'}`);
+    }
+    await mkdir(join(this.path, 'done'), { recursive: true });
+    await mkdir(join(this.path, 'rejected'), { recursive: true });
+  }
+
+  /** Regular files, oldest name first (cameras name files by time). */
+  private async list(): Promise<string[]> {
+    const entries = await readdir(this.path, { withFileTypes: true });
+    return entries
+      .filter((e) => e.isFile() && !IN_PROGRESS.test(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  private async take(name: string, mtimeMs: number): Promise<void> {
+    const path = join(this.path, name);
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (err) {
+      this.reportError(new SgmoeError('E_SOURCE_IO', `expected to read ${path}, found: ${errorMessage(err)}`, undefined, { cause: err }));
+      return;
+    }
+    await this.emit({ id: `${path}@${Math.trunc(mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta: { file: name, path } });
+  }
+}
+
+/** `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). */
+async function freeName(folder: string, name: string): Promise<string> {
+  const ext = extname(name);
+  const stem = basename(name, ext);
+  for (let n = 0; ; n++) {
+    const candidate = join(folder, n === 0 ? name : `${stem}-${n}${ext}`);
+    if (!(await access(candidate).then(() => true, () => false))) return candidate;
+  }
+}

@@ -1,0 +1,147 @@
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SgmoeError } from '../../src/errors';
+import { DirSource, Preprocessor, type Frame, type FrameSource } from '../../src/ingest';
+import { tempDir } from '../helpers/tmp';
+import { GRAY_28, encodeGray, grayPixels, pngBomb } from './images';
+
+const FAST = { pollMs: 20, stableMs: 60 };
+
+/** The edge node's loop in miniature: preprocess each frame, settle it as decided or rejected. */
+async function drain(source: FrameSource, pre: Preprocessor, until?: (seen: Frame[]) => boolean): Promise<Frame[]> {
+  const seen: Frame[] = [];
+  for await (const frame of source) {
+    seen.push(frame);
+    try {
+      await pre.toTensor(frame);
+      await source.settle(frame, { status: 'decided' });
+    } catch (err) {
+      await source.settle(frame, { status: 'rejected', error: err as SgmoeError });
+    }
+    if (until?.(seen)) break;
+  }
+  return seen;
+}
+
+describe('DirSource (dir:PATH hot folder)', () => {
+  const tmp = tempDir('sgmoe-dir-');
+  afterAll(() => tmp.cleanup());
+  const pre = new Preprocessor(GRAY_28);
+  let png: Buffer;
+  let jpeg: Buffer;
+  beforeAll(async () => {
+    png = await encodeGray(grayPixels(28, 28, (x, y) => x * 9 + y), 28, 28).png().toBuffer();
+    jpeg = await encodeGray(grayPixels(200, 150, (x, y) => (x * y) & 255), 200, 150).jpeg({ quality: 90 }).toBuffer();
+  });
+
+  test('--once: every file there is taken once, good ones go to done/, bad ones to rejected/ with the reason', async () => {
+    const inbox = join(tmp.path, 'once');
+    mkdirSync(inbox);
+    const files: Record<string, Buffer> = {
+      'a-good.png': png,
+      'b-good.jpg': jpeg,
+      'c-empty.jpg': Buffer.alloc(0),
+      'd-truncated.jpg': jpeg.subarray(0, 600),
+      'e-text.jpg': Buffer.from('this is not an image\n'),
+      'f-bomb.png': pngBomb(100_000, 100_000),
+      'g-good.png': png,
+    };
+    for (const [name, bytes] of Object.entries(files)) writeFileSync(join(inbox, name), bytes);
+    writeFileSync(join(inbox, '.h-uploading.jpg'), jpeg); // hidden: still being uploaded
+    writeFileSync(join(inbox, 'i-copy.jpg.part'), jpeg);
+
+    const source = new DirSource(inbox, { ...FAST, once: true });
+    const seen = await drain(source, pre);
+
+    expect(seen.map((f) => f.meta?.file)).toEqual(Object.keys(files));
+    expect(seen[0].id).toMatch(new RegExp(`^${join(inbox, 'a-good.png')}@\\d+$`));
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-good.png', 'b-good.jpg', 'g-good.png']);
+    const reasons = Object.fromEntries(
+      readdirSync(join(inbox, 'rejected'))
+        .filter((n) => n.endsWith('.reason.txt'))
+        .map((n) => [n.replace('.reason.txt', ''), readFileSync(join(inbox, 'rejected', n), 'utf8').split(':')[0]]),
+    );
+    expect(reasons).toEqual({
+      'c-empty.jpg': 'E_FRAME_EMPTY',
+      'd-truncated.jpg': 'E_FRAME_DECODE',
+      'e-text.jpg': 'E_FRAME_FORMAT',
+      'f-bomb.png': 'E_FRAME_TOO_LARGE',
+    });
+    expect(readdirSync(join(inbox, 'rejected'))).toHaveLength(8);
+    expect(readdirSync(inbox).sort()).toEqual(['.h-uploading.jpg', 'done', 'i-copy.jpg.part', 'rejected']);
+    expect(source.stats()).toMatchObject({ frames: 7, decided: 3, rejected: 4, dropped: 0, queued: 0, errors: 0 });
+  });
+
+  test('a file being written is taken only once its size is stable, with all its bytes', async () => {
+    const inbox = join(tmp.path, 'growing');
+    mkdirSync(inbox);
+    const source = new DirSource(inbox, { pollMs: 20, stableMs: 600 });
+    const it = source[Symbol.asyncIterator]();
+    const first = it.next();
+    const path = join(inbox, 'slow.jpg');
+    // Written in 6 steps, each well within stableMs of the previous one (and seen by several polls).
+    const step = Math.ceil(jpeg.length / 6);
+    writeFileSync(path, jpeg.subarray(0, step));
+    for (let at = step; at < jpeg.length; at += step) {
+      await new Promise((r) => setTimeout(r, 80));
+      appendFileSync(path, jpeg.subarray(at, at + step));
+    }
+    const frame = (await first).value as Frame;
+    expect(frame.bytes?.equals(jpeg)).toBe(true);
+    await expect(pre.toTensor(frame)).resolves.toHaveLength(784);
+    await source.stop();
+  });
+
+  test('after a crash before the decision the file is still there, and a restart takes it again', async () => {
+    const inbox = join(tmp.path, 'restart');
+    mkdirSync(inbox);
+    writeFileSync(join(inbox, 'p1.png'), png);
+    writeFileSync(join(inbox, 'p2.png'), png);
+
+    // First run: takes p1, then "crashes" (stops without settling it).
+    const first = new DirSource(inbox, FAST);
+    const it = first[Symbol.asyncIterator]();
+    const taken = (await it.next()).value as Frame;
+    expect(taken.meta?.file).toBe('p1.png');
+    await first.stop();
+    expect(existsSync(join(inbox, 'p1.png'))).toBe(true);
+
+    // Second run: both files, the same id for p1 (stable across restarts).
+    const second = new DirSource(inbox, { ...FAST, once: true });
+    const seen = await drain(second, pre);
+    expect(seen.map((f) => f.meta?.file)).toEqual(['p1.png', 'p2.png']);
+    expect(seen[0].id).toBe(taken.id);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['p1.png', 'p2.png']);
+  });
+
+  test('a reused file name does not overwrite the earlier one in done/', async () => {
+    const inbox = join(tmp.path, 'reuse');
+    mkdirSync(inbox);
+    const source = new DirSource(inbox, FAST);
+    writeFileSync(join(inbox, 'snapshot.png'), png);
+    const seen = await drain(source, pre, (s) => {
+      if (s.length === 1) writeFileSync(join(inbox, 'snapshot.png'), png);
+      return s.length === 2;
+    });
+    expect(seen[0].id).not.toBe(seen[1].id);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['snapshot-1.png', 'snapshot.png']);
+  });
+
+  test('block policy: a folder with more files than the queue holds loses none', async () => {
+    const inbox = join(tmp.path, 'many');
+    mkdirSync(inbox);
+    for (let i = 0; i < 12; i++) writeFileSync(join(inbox, `f${String(i).padStart(2, '0')}.png`), png);
+    const source = new DirSource(inbox, { ...FAST, once: true, capacity: 2 });
+    const seen = await drain(source, pre);
+    expect(seen).toHaveLength(12);
+    expect(source.stats()).toMatchObject({ frames: 12, decided: 12, dropped: 0 });
+  });
+
+  test('a missing folder ends the iteration with E_SOURCE_NOT_FOUND', async () => {
+    const errors: string[] = [];
+    const source = new DirSource(join(tmp.path, 'nope'), { ...FAST, onError: (e) => errors.push(e.code) });
+    await expect(drain(source, pre)).rejects.toMatchObject({ code: 'E_SOURCE_NOT_FOUND' });
+    expect(errors).toEqual(['E_SOURCE_NOT_FOUND']);
+    expect(source.stats().lastError?.code).toBe('E_SOURCE_NOT_FOUND');
+  });
+});
