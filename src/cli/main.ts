@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { configureSharp } from '../ingest/sharp-config';
 import { registerCommands } from './commands';
 
 /** Entry point of the `sgmoe` command. Each sub-command lives in its own module under ./commands. */
 async function main(argv: string[]): Promise<void> {
+  configureSharp();
   const program = new Command('sgmoe')
     .description('Run single-gate Mixture-of-Experts vision models on edge devices')
     .version(require('../../package.json').version)

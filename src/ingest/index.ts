@@ -12,5 +12,4 @@ export { MjpegSource, type MjpegSourceOptions } from './sources/mjpeg';
 export { MqttSource, topicMatches, type MqttSourceOptions } from './sources/mqtt';
 export { PushSource, type PushInput } from './sources/push';
 export { openSource, type OpenSourceOptions } from './open';
-export { SourceSet } from './source-set';
 export { configureSharp, type SharpSettings } from './sharp-config';
