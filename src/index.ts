@@ -5,3 +5,4 @@ export * from './model';
 export * from './engine';
 export * from './audit';
 export * from './ingest';
+export * from './transport';

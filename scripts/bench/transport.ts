@@ -1,0 +1,117 @@
+/**
+ * MQTT transport throughput against a local mosquitto: results/s through the persistent outbox (QoS 0
+ * and 1, SQLite synchronous=normal and full) vs raw mqtt.js `publish` of the same payloads (the floor),
+ * and the drain rate of a 50,000-result backlog after an outage. Run: npx tsx scripts/bench/transport.ts
+ */
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { MqttTransport, Outbox, parseTransportConfig, resultPayload, type TransportConfigInput } from '../../src/transport';
+import { tempDir } from '../../test/helpers/tmp';
+import { Mosquitto, decision } from '../../test/transport/support';
+import { printComparison, printHeader, type Row } from './lib';
+
+const RESULTS = Number(process.env.BENCH_RESULTS ?? 20_000);
+const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 50_000);
+const TOPIC = 'sgmoe/v1/bench/dev/result';
+const tmp = tempDir('sgmoe-bench-transport-');
+let dbs = 0;
+
+const frame = { source: 'bench', ts: new Date() };
+const payloads = Array.from({ length: Math.max(RESULTS, BACKLOG) }, (_, i) => JSON.stringify(resultPayload(decision(`b-${i}`), frame)));
+
+async function settle(pred: () => boolean): Promise<void> {
+  while (!pred()) await new Promise((r) => setImmediate(r));
+}
+
+/** The floor: mqtt.js publishes of the same payloads, no outbox; done when every callback fired (PUBACK for QoS 1). */
+async function raw(url: string, qos: 0 | 1, count: number): Promise<number> {
+  const client = await mqtt.connectAsync(url, { clientId: `raw-${qos}-${count}` });
+  client.stream.setMaxListeners(0); // QoS 0 publishes all wait for 'drain' on the socket: expected here
+  const t0 = process.hrtime.bigint();
+  let done = 0;
+  for (let i = 0; i < count; i++) client.publish(TOPIC, payloads[i], { qos }, () => done++);
+  await settle(() => done === count);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  await client.endAsync();
+  return count / s;
+}
+
+function transport(url: string, extra: TransportConfigInput) {
+  const config = parseTransportConfig({ url, site: 'bench', device: 'dev', reconnect: { minMs: 20, maxMs: 50 }, ...extra });
+  const outbox = Outbox.open(join(tmp.path, `outbox-${++dbs}.db`), { maxResults: 1_000_000, synchronous: config.outbox.synchronous });
+  return { transport: new MqttTransport({ config, outbox }), outbox };
+}
+
+/** Through the outbox while online: each result is one durable enqueue, sent and acked; done when the outbox is empty. */
+async function viaOutbox(url: string, extra: TransportConfigInput, count: number): Promise<number> {
+  const { transport: t, outbox } = transport(url, extra);
+  await t.start();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < count; i++) {
+    t.publishResult(decision(`b-${i}`), frame);
+    // Yield now and then, as a node producing decisions would, so PUBACKs are read while enqueueing.
+    if (i % 100 === 99) await new Promise((r) => setImmediate(r));
+  }
+  await settle(() => outbox.stats().pending === 0);
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  await t.stop();
+  outbox.close();
+  return count / s;
+}
+
+/** A backlog queued while the broker was down, drained once it is back: results/s from reconnect to empty. */
+async function drain(broker: Mosquitto, extra: TransportConfigInput): Promise<{ rate: number; enqueueRate: number }> {
+  await broker.stop();
+  const { transport: t, outbox } = transport(broker.url, extra);
+  await t.start();
+  const e0 = process.hrtime.bigint();
+  for (let i = 0; i < BACKLOG; i++) t.publishResult(decision(`d-${i}`), frame);
+  const enqueueRate = BACKLOG / (Number(process.hrtime.bigint() - e0) / 1e9);
+  await broker.start();
+  await settle(() => t.stats().state === 'online');
+  const t0 = process.hrtime.bigint();
+  await settle(() => outbox.stats().pending === 0);
+  const rate = BACKLOG / (Number(process.hrtime.bigint() - t0) / 1e9);
+  await t.stop();
+  outbox.close();
+  return { rate, enqueueRate };
+}
+
+async function main(): Promise<void> {
+  // `mosquitto -h` prints its version and exits non-zero.
+  const mosquittoVersion = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' }).stdout.split('\n')[0].replace('mosquitto version ', '');
+  printHeader('MQTT transport: outbox vs raw publish, backlog drain', { mosquitto: mosquittoVersion });
+  console.log(`results per run: ${RESULTS}, backlog: ${BACKLOG}, payload: ${payloads[0].length} bytes, broker: local mosquitto on 127.0.0.1`);
+  const broker = await Mosquitto.create(tmp.path, ['persistence false']);
+  await broker.start();
+  try {
+    await raw(broker.url, 1, 2000); // warm-up: JIT and broker, so the first row is not penalised
+    for (const qos of [0, 1] as const) {
+      const rows: Row[] = [{ name: `raw publish QoS ${qos}`, value: await raw(broker.url, qos, RESULTS), unit: 'results/s', note: 'floor: no outbox' }];
+      for (const synchronous of ['normal', 'full'] as const) {
+        rows.push({
+          name: `outbox QoS ${qos}, synchronous=${synchronous}`,
+          value: await viaOutbox(broker.url, { resultQos: qos, outbox: { synchronous } }, RESULTS),
+          unit: 'results/s',
+          note: 'durable enqueue, window 100',
+        });
+      }
+      printComparison(`results/s at QoS ${qos}`, rows, `raw publish QoS ${qos}`, true);
+    }
+    const rows: Row[] = [{ name: 'raw publish QoS 1', value: await raw(broker.url, 1, BACKLOG), unit: 'results/s', note: `${BACKLOG} at once` }];
+    for (const inFlight of [100, 1000]) {
+      const { rate, enqueueRate } = await drain(broker, { inFlight, outbox: { synchronous: 'full' } });
+      rows.push({ name: `drain backlog, window ${inFlight}`, value: rate, unit: 'results/s', note: `queued offline at ${enqueueRate.toFixed(0)}/s (synchronous=full)` });
+    }
+    printComparison(`drain of a ${BACKLOG}-result backlog after an outage (QoS 1)`, rows, 'raw publish QoS 1', true);
+  } finally {
+    await broker.stop();
+    tmp.cleanup();
+  }
+}
+
+void main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

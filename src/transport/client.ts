@@ -1,0 +1,417 @@
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import type { Decision } from '../engine/decision';
+import { SgmoeError, errorMessage } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import { clientIdOf, type TransportConfig } from './config';
+import { CommandDispatcher, type CommandHandlers } from './commands';
+import type { Outbox, OutboxStats } from './outbox';
+import {
+  ALARM_SCHEMA,
+  HEALTH_SCHEMA,
+  STATUS_SCHEMA,
+  resultPayload,
+  type AlarmPayload,
+  type FrameMeta,
+  type HealthPayload,
+  type StatusPayload,
+} from './payloads';
+import { topicsFor, type Topics } from './topics';
+
+export interface MqttTransportOptions {
+  config: TransportConfig;
+  /** Where every result, health report and alarm waits for its PUBACK; owned (and closed) by the caller. */
+  outbox: Outbox;
+  /** Absent: the transport does not subscribe to commands. */
+  commands?: CommandHandlers;
+  logger?: Logger;
+}
+
+/** idle → connecting ⇄ online → stopped. */
+export type TransportState = 'idle' | 'connecting' | 'online' | 'stopping' | 'stopped';
+
+export interface TransportStats {
+  state: TransportState;
+  inFlight: number;
+  connects: number;
+  outbox: OutboxStats;
+  lastError: { code: string; message: string } | null;
+}
+
+/** Connect failures that retrying cannot fix: `start()` rejects with them instead of queueing forever. */
+const FATAL_AT_START = new Set(['E_MQTT_AUTH', 'E_MQTT_TLS']);
+const NETWORK_ERRORS = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
+]);
+/** CONNACK codes for bad credentials / not authorised, MQTT 3.1.1 (4, 5) and 5 (0x86, 0x87). */
+const AUTH_REFUSALS = new Set([4, 5, 0x86, 0x87]);
+const SHUTDOWN_TIMEOUT_MS = 5000;
+
+/**
+ * The MQTT side of the node (mqtt.js v5). Every result goes into the outbox first; a publisher drains
+ * the outbox in order with at most `inFlight` messages awaiting their PUBACK, and deletes each when the
+ * broker acknowledged it. One mqtt.js client per connection, reconnecting with our own backoff: after a
+ * reconnect (or a restart) everything still in the outbox is sent again from the oldest, so nothing
+ * depends on mqtt.js's in-memory store and QoS 1 may duplicate but never loses.
+ */
+export class MqttTransport {
+  readonly topics: Topics;
+  private readonly config: TransportConfig;
+  private readonly outbox: Outbox;
+  private readonly log: Logger;
+  private readonly commands: CommandDispatcher | null;
+  private readonly clientId: string;
+  private connectOptions: IClientOptions = {};
+  private state: TransportState = 'idle';
+  private client: MqttClient | null = null;
+  /** Bumped per connection, so callbacks of a dead connection are recognised and ignored. */
+  private generation = 0;
+  private connects = 0;
+  private backoffMs: number;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private attemptError: SgmoeError | null = null;
+  private lastError: SgmoeError | null = null;
+  private firstOutcome: { resolve: () => void; reject: (err: SgmoeError) => void } | null = null;
+  /** Highest sequence number handed to the current connection. */
+  private cursor = 0;
+  private inFlight = 0;
+  private pumping = false;
+  private acked: number[] = [];
+  private ackFlush: NodeJS.Immediate | null = null;
+  private statusInfo: Record<string, unknown> = {};
+  private readonly startedAt = Date.now();
+
+  constructor(options: MqttTransportOptions) {
+    this.config = options.config;
+    this.outbox = options.outbox;
+    this.log = (options.logger ?? silentLogger).child({ module: 'transport' });
+    this.topics = topicsFor(this.config);
+    this.clientId = clientIdOf(this.config);
+    this.backoffMs = this.config.reconnect.minMs;
+    this.commands = options.commands
+      ? new CommandDispatcher({ handlers: options.commands, maxPayloadBytes: this.config.commands.maxPayloadBytes, logger: options.logger })
+      : null;
+  }
+
+  /**
+   * Connects and resolves on the first CONNACK, or when the broker is unreachable (the node starts
+   * anyway; results queue in the outbox and the transport keeps retrying). Rejects with E_MQTT_AUTH or
+   * E_MQTT_TLS when the broker refuses the credentials or the TLS handshake fails.
+   */
+  start(): Promise<void> {
+    if (this.state !== 'idle') {
+      return Promise.reject(new SgmoeError('E_TRANSPORT_STATE', `start() expects a transport that never started, found one ${this.state}`));
+    }
+    this.connectOptions = this.buildConnectOptions();
+    this.state = 'connecting';
+    return new Promise((resolve, reject) => {
+      this.firstOutcome = { resolve, reject };
+      this.connect();
+    });
+  }
+
+  /** Publishes the retained offline status (acknowledged), then disconnects cleanly so the will is not sent. */
+  async stop(): Promise<void> {
+    if (this.state === 'idle' || this.state === 'stopped' || this.state === 'stopping') {
+      this.state = 'stopped';
+      return;
+    }
+    const wasOnline = this.state === 'online';
+    this.state = 'stopping';
+    this.clearReconnect();
+    this.settleFirstOutcome(null);
+    const client = this.client;
+    if (client && wasOnline) {
+      try {
+        await withTimeout(client.publishAsync(this.topics.status, this.statusPayload('offline', 'shutdown'), { qos: 1, retain: true }), SHUTDOWN_TIMEOUT_MS);
+        await withTimeout(client.endAsync(), SHUTDOWN_TIMEOUT_MS);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err) }, 'clean disconnect failed; the broker will publish the last will instead');
+        client.end(true);
+      }
+    } else {
+      client?.end(true);
+    }
+    this.flushAcks();
+    this.client = null;
+    this.state = 'stopped';
+    this.log.info({ outbox: this.outbox.stats() }, 'transport stopped');
+  }
+
+  /** Queues one decision (durably) and sends it when the broker is there. Returns its outbox sequence number. */
+  publishResult(decision: Decision, frame: FrameMeta): number {
+    return this.enqueue('result', this.topics.result, resultPayload(decision, frame), this.config.resultQos);
+  }
+
+  publishHealth(report: { counters: Record<string, number>; routing?: Record<string, unknown> }): number {
+    const payload: HealthPayload = {
+      schema: HEALTH_SCHEMA,
+      ts: new Date().toISOString(),
+      uptimeS: (Date.now() - this.startedAt) / 1000,
+      outbox: this.outbox.stats(),
+      counters: report.counters,
+      ...(report.routing ? { routing: report.routing } : {}),
+    };
+    return this.enqueue('health', this.topics.health, payload, 1);
+  }
+
+  /** Alarms are never dropped from the outbox, however long the broker is away. */
+  publishAlarm(alarm: Pick<AlarmPayload, 'severity' | 'code' | 'message' | 'details'>): number {
+    const payload: AlarmPayload = { schema: ALARM_SCHEMA, ts: new Date().toISOString(), ...alarm };
+    return this.enqueue('alarm', this.topics.alarm, payload, 1);
+  }
+
+  /** What the retained status tells the plant (model, versions...); republished now when online. */
+  setStatusInfo(info: Record<string, unknown>): void {
+    this.statusInfo = { ...info };
+    if (this.state === 'online' && this.client) this.publishBirth(this.client);
+  }
+
+  stats(): TransportStats {
+    return {
+      state: this.state,
+      inFlight: this.inFlight,
+      connects: this.connects,
+      outbox: this.outbox.stats(),
+      lastError: this.lastError ? { code: this.lastError.code, message: this.lastError.message } : null,
+    };
+  }
+
+  private enqueue(kind: 'result' | 'health' | 'alarm', topic: string, payload: object, qos: 0 | 1): number {
+    const seq = this.outbox.enqueue({ kind, topic, payload: JSON.stringify(payload), qos });
+    this.pump();
+    return seq;
+  }
+
+  private buildConnectOptions(): IClientOptions {
+    const { config } = this;
+    const tls = config.tls;
+    return {
+      clientId: this.clientId,
+      username: config.username,
+      password: config.password,
+      keepalive: config.keepalive,
+      protocolVersion: config.protocolVersion,
+      connectTimeout: config.connectTimeoutMs,
+      // Our outbox is the session state: a clean session, and reconnects are ours (one client per connection).
+      clean: true,
+      reconnectPeriod: 0,
+      ...(tls
+        ? {
+            ca: tls.ca ? readPem(tls.ca, 'tls.ca') : undefined,
+            cert: tls.cert ? readPem(tls.cert, 'tls.cert') : undefined,
+            key: tls.key ? readPem(tls.key, 'tls.key') : undefined,
+            servername: tls.servername,
+            rejectUnauthorized: tls.rejectUnauthorized,
+          }
+        : {}),
+    };
+  }
+
+  private connect(): void {
+    const generation = ++this.generation;
+    this.attemptError = null;
+    const client = mqtt.connect(this.config.url, {
+      ...this.connectOptions,
+      will: { topic: this.topics.status, payload: Buffer.from(this.statusPayload('offline', 'lost')), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('connect', () => generation === this.generation && this.onConnect(client));
+    client.on('error', (err) => generation === this.generation && this.onError(err));
+    client.on('close', () => generation === this.generation && this.onClose(client));
+    client.on('message', (topic, payload) => void this.onMessage(client, topic, payload));
+  }
+
+  private onConnect(client: MqttClient): void {
+    if (this.state !== 'connecting') return;
+    this.state = 'online';
+    this.connects++;
+    this.backoffMs = this.config.reconnect.minMs;
+    this.lastError = null;
+    this.log.info({ url: this.config.url, clientId: this.clientId, pending: this.outbox.stats().pending }, 'connected to the broker');
+    this.publishBirth(client);
+    if (this.commands) {
+      client.subscribe(this.topics.commands, { qos: 1 }, (err) => {
+        if (err) this.log.error({ err: errorMessage(err), topic: this.topics.commands }, 'could not subscribe to commands');
+      });
+    }
+    this.settleFirstOutcome(null);
+    // Everything the outbox still holds goes out again, oldest first.
+    this.cursor = 0;
+    this.inFlight = 0;
+    this.pump();
+  }
+
+  private onError(err: Error): void {
+    const error = describeConnectionError(err, this.config.url, this.clientId);
+    this.attemptError = error;
+    this.lastError = error;
+    const level = FATAL_AT_START.has(error.code) ? 'error' : 'warn';
+    this.log[level]({ code: error.code, err: error.message }, 'mqtt connection error');
+  }
+
+  private onClose(client: MqttClient): void {
+    if (this.state === 'stopping' || this.state === 'stopped') return;
+    client.end(true); // release this client's timers; the next attempt gets a new one
+    if (this.state === 'online') this.log.warn({ pending: this.outbox.stats().pending }, 'lost the broker; results queue in the outbox');
+    this.state = 'connecting';
+    this.flushAcks();
+    this.inFlight = 0;
+    const failure = this.attemptError ?? new SgmoeError('E_MQTT_UNREACHABLE', `broker ${this.config.url} closed the connection before it was accepted (expected a CONNACK)`);
+    if (this.firstOutcome && FATAL_AT_START.has(failure.code)) {
+      this.state = 'stopped';
+      this.settleFirstOutcome(failure);
+      return;
+    }
+    if (this.firstOutcome) this.log.warn({ url: this.config.url, code: failure.code }, 'broker unreachable at start: starting anyway, results queue in the outbox');
+    this.settleFirstOutcome(null);
+    this.scheduleReconnect();
+  }
+
+  private async onMessage(client: MqttClient, topic: string, payload: Buffer): Promise<void> {
+    const name = this.topics.commandName(topic);
+    if (!this.commands || name === null) return;
+    const reply = await this.commands.handle(name, payload);
+    client.publish(this.topics.reply(name), JSON.stringify(reply), { qos: 1 }, (err) => {
+      if (err) this.log.warn({ command: name, err: errorMessage(err) }, 'could not send a command reply');
+    });
+  }
+
+  /** Sends outbox entries after the cursor while the in-flight window has room. */
+  private pump(): void {
+    const client = this.client;
+    if (this.pumping || this.state !== 'online' || !client) return;
+    this.pumping = true;
+    try {
+      while (this.state === 'online' && this.inFlight < this.config.inFlight) {
+        const batch = this.outbox.next(this.cursor, this.config.inFlight - this.inFlight);
+        if (batch.length === 0) break;
+        for (const entry of batch) {
+          const generation = this.generation;
+          this.cursor = entry.seq;
+          this.inFlight++;
+          client.publish(entry.topic, entry.payload, { qos: entry.qos }, (err) => {
+            if (generation !== this.generation) return; // that connection is gone; the entry goes out again on the next
+            this.inFlight--;
+            if (err) {
+              // Left in the outbox: sent again after the next reconnect.
+              this.log.warn({ seq: entry.seq, kind: entry.kind, err: errorMessage(err) }, 'publish failed');
+            } else {
+              this.ack(entry.seq);
+            }
+            this.pump();
+          });
+        }
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Acks are written in one transaction per event-loop turn rather than one per PUBACK. */
+  private ack(seq: number): void {
+    this.acked.push(seq);
+    this.ackFlush ??= setImmediate(() => this.flushAcks());
+  }
+
+  private flushAcks(): void {
+    if (this.ackFlush) clearImmediate(this.ackFlush);
+    this.ackFlush = null;
+    if (this.acked.length === 0) return;
+    const seqs = this.acked;
+    this.acked = [];
+    try {
+      this.outbox.ack(seqs);
+    } catch (err) {
+      // They stay in the outbox and go out again: a duplicate, never a loss.
+      this.log.error({ err: errorMessage(err), count: seqs.length }, 'could not record acknowledgements');
+    }
+  }
+
+  private publishBirth(client: MqttClient): void {
+    client.publish(this.topics.status, this.statusPayload('online', 'connected'), { qos: 1, retain: true }, (err) => {
+      if (err) this.log.warn({ err: errorMessage(err) }, 'could not publish the birth status');
+    });
+  }
+
+  private statusPayload(state: StatusPayload['state'], reason: StatusPayload['reason']): string {
+    const payload: StatusPayload = {
+      schema: STATUS_SCHEMA,
+      state,
+      reason,
+      ts: new Date().toISOString(),
+      site: this.config.site,
+      device: this.config.device,
+      clientId: this.clientId,
+      info: this.statusInfo,
+    };
+    return JSON.stringify(payload);
+  }
+
+  /** Exponential backoff with jitter, so a fleet that lost its broker does not reconnect in lockstep. */
+  private scheduleReconnect(): void {
+    const delay = Math.round(this.backoffMs / 2 + (Math.random() * this.backoffMs) / 2);
+    this.backoffMs = Math.min(this.backoffMs * 2, this.config.reconnect.maxMs);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.state === 'connecting') this.connect();
+    }, delay);
+  }
+
+  private clearReconnect(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+  }
+
+  private settleFirstOutcome(err: SgmoeError | null): void {
+    const outcome = this.firstOutcome;
+    this.firstOutcome = null;
+    if (!outcome) return;
+    if (err) outcome.reject(err);
+    else outcome.resolve();
+  }
+}
+
+/** Names the cause: refused credentials, a TLS failure, an unreachable broker, or anything else. */
+export function describeConnectionError(err: Error & { code?: unknown }, url: string, clientId: string): SgmoeError {
+  const { code } = err;
+  if (typeof code === 'number') {
+    if (AUTH_REFUSALS.has(code)) {
+      return new SgmoeError(
+        'E_MQTT_AUTH',
+        `broker ${url} refused client "${clientId}": ${err.message} (CONNACK code ${code}); expected credentials it accepts (username/password or client certificate)`,
+        { returnCode: code },
+        { cause: err },
+      );
+    }
+    return new SgmoeError('E_MQTT_REFUSED', `broker ${url} refused client "${clientId}": ${err.message} (CONNACK code ${code})`, { returnCode: code }, { cause: err });
+  }
+  if (typeof code === 'string' && NETWORK_ERRORS.has(code)) {
+    return new SgmoeError('E_MQTT_UNREACHABLE', `broker ${url} is unreachable: ${err.message}`, { errno: code }, { cause: err });
+  }
+  if (/^(mqtts|wss):/.test(url)) {
+    return new SgmoeError(
+      'E_MQTT_TLS',
+      `TLS with ${url} failed: ${err.message}${typeof code === 'string' ? ` (${code})` : ''}; check tls.ca, tls.servername and the client certificate`,
+      { errno: code },
+      { cause: err },
+    );
+  }
+  return new SgmoeError('E_MQTT_CONNECTION', `connection to ${url} failed: ${err.message}`, { errno: code }, { cause: err });
+}
+
+function readPem(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new SgmoeError('E_MQTT_TLS', `${field}: expected a readable PEM file, found ${path} unreadable (${errorMessage(err)})`, { path }, { cause: err });
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from the broker within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

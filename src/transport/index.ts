@@ -1,0 +1,8 @@
+/** MQTT transport: config, topics, payload schemas, persistent outbox, client, commands, embedded broker. */
+export { transportConfigSchema, parseTransportConfig, clientIdOf, type TransportConfig, type TransportConfigInput, type OutboxConfig } from './config';
+export { topicsFor, type Topics } from './topics';
+export * from './payloads';
+export { Outbox, type OutboxKind, type OutboxMessage, type OutboxEntry, type OutboxStats, type OutboxOptions } from './outbox';
+export { CommandDispatcher, COMMAND_NAMES, updateArgsSchema, type CommandHandlers, type CommandDispatcherOptions, type UpdateArgs } from './commands';
+export { MqttTransport, describeConnectionError, type MqttTransportOptions, type TransportState, type TransportStats } from './client';
+export { EmbeddedBroker, type EmbeddedBrokerOptions } from './broker';

@@ -1,0 +1,216 @@
+import Database from 'better-sqlite3';
+import { SgmoeError, errorMessage } from '../errors';
+import { silentLogger, type Logger } from '../log';
+
+/**
+ * Results and health are droppable: when the outbox is full the oldest of them go first. Alarms are
+ * never dropped (they are rare and an operator must see them). Status is not queued at all: it is a
+ * state, and the birth message on every connect carries the latest one.
+ */
+export type OutboxKind = 'result' | 'health' | 'alarm';
+const DROPPABLE: Record<OutboxKind, boolean> = { result: true, health: true, alarm: false };
+
+export interface OutboxMessage {
+  kind: OutboxKind;
+  topic: string;
+  payload: string;
+  qos: 0 | 1;
+}
+
+export interface OutboxEntry extends OutboxMessage {
+  seq: number;
+  enqueuedAt: number;
+}
+
+/** queued = sent + dropped + pending, across restarts (the counters live in the same database). */
+export interface OutboxStats {
+  pending: number;
+  queued: number;
+  sent: number;
+  dropped: number;
+}
+
+export interface OutboxOptions {
+  /** Droppable messages kept at most; beyond it the oldest are dropped and counted. */
+  maxResults: number;
+  logger?: Logger;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS sgmoe_outbox (
+  -- AUTOINCREMENT: sequence numbers never go back, even when the table empties, so "after seq" cursors stay valid.
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  qos INTEGER NOT NULL,
+  droppable INTEGER NOT NULL,
+  enqueued_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sgmoe_outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO sgmoe_outbox_counters (name, value) VALUES ('queued', 0), ('sent', 0), ('dropped', 0);
+`;
+
+type Counter = 'queued' | 'sent' | 'dropped';
+
+interface Row {
+  seq: number;
+  kind: OutboxKind;
+  topic: string;
+  payload: string;
+  qos: 0 | 1;
+  enqueued_at: number;
+}
+
+/**
+ * The persistent outbox: every message is written here before it is sent and deleted only when the
+ * broker acknowledged it, so a broker outage or a restart loses nothing. Its own tables, in a database
+ * it opens (`Outbox.open`) or one it is given (e.g. the audit log's).
+ */
+export class Outbox {
+  private readonly log: Logger;
+  private readonly stmt: {
+    insert: Database.Statement;
+    oldestDroppable: Database.Statement;
+    remove: Database.Statement;
+    next: Database.Statement;
+    bump: Database.Statement;
+  };
+  private readonly enqueueTx: (message: OutboxMessage) => number;
+  private readonly ackTx: (seqs: readonly number[]) => void;
+  private counts!: OutboxStats;
+  private droppablePending = 0;
+  private ownsDb = false;
+  private closed = false;
+
+  /** Opens (or creates) its own SQLite file in WAL mode; `close()` closes the file too. */
+  static open(path: string, options: OutboxOptions & { synchronous?: 'full' | 'normal' }): Outbox {
+    let db: Database.Database;
+    try {
+      db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    } catch (err) {
+      throw new SgmoeError('E_OUTBOX_OPEN', `could not open the outbox database ${path}: ${errorMessage(err)}`, { path }, { cause: err });
+    }
+    const outbox = new Outbox(db, options);
+    outbox.ownsDb = true;
+    return outbox;
+  }
+
+  /** Uses a database someone else owns (and closes); its pragmas are left as they are. */
+  constructor(private readonly db: Database.Database, private readonly options: OutboxOptions) {
+    this.log = (options.logger ?? silentLogger).child({ module: 'outbox' });
+    db.exec(SCHEMA);
+    this.stmt = {
+      insert: db.prepare(
+        'INSERT INTO sgmoe_outbox (kind, topic, payload, qos, droppable, enqueued_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      oldestDroppable: db.prepare('SELECT seq FROM sgmoe_outbox WHERE droppable = 1 ORDER BY seq LIMIT 1').pluck(),
+      remove: db.prepare('DELETE FROM sgmoe_outbox WHERE seq = ? RETURNING droppable').pluck(),
+      next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at FROM sgmoe_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
+      bump: db.prepare('UPDATE sgmoe_outbox_counters SET value = value + ? WHERE name = ?'),
+    };
+    this.enqueueTx = db.transaction((message: OutboxMessage): number => {
+      const droppable = DROPPABLE[message.kind];
+      const { lastInsertRowid } = this.stmt.insert.run(message.kind, message.topic, message.payload, message.qos, droppable ? 1 : 0, Date.now());
+      this.bump('queued', 1);
+      this.counts.pending++;
+      if (droppable) this.droppablePending++;
+      while (this.droppablePending > this.options.maxResults) this.dropOldest();
+      return Number(lastInsertRowid);
+    });
+    this.ackTx = db.transaction((seqs: readonly number[]) => {
+      let sent = 0;
+      for (const seq of seqs) {
+        const droppable = this.stmt.remove.get(seq) as number | undefined;
+        if (droppable === undefined) continue;
+        sent++;
+        if (droppable === 1) this.droppablePending--;
+      }
+      this.counts.pending -= sent;
+      this.bump('sent', sent);
+    });
+    this.loadCounts();
+  }
+
+  private loadCounts(): void {
+    const stored = Object.fromEntries(
+      this.db.prepare('SELECT name, value FROM sgmoe_outbox_counters').raw().all() as [Counter, number][],
+    ) as Record<Counter, number>;
+    this.counts = {
+      pending: this.db.prepare('SELECT COUNT(*) FROM sgmoe_outbox').pluck().get() as number,
+      queued: stored.queued,
+      sent: stored.sent,
+      dropped: stored.dropped,
+    };
+    this.droppablePending = this.db.prepare('SELECT COUNT(*) FROM sgmoe_outbox WHERE droppable = 1').pluck().get() as number;
+  }
+
+  /** Stores a message durably (one transaction) and returns its sequence number. */
+  enqueue(message: OutboxMessage): number {
+    this.assertOpen();
+    try {
+      return this.enqueueTx(message);
+    } catch (err) {
+      this.loadCounts(); // the transaction rolled back: so did the counts it had bumped
+      throw new SgmoeError('E_OUTBOX_WRITE', `could not store a ${message.kind} in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+    }
+  }
+
+  private dropOldest(): void {
+    const seq = this.stmt.oldestDroppable.get() as number;
+    this.stmt.remove.get(seq);
+    this.droppablePending--;
+    this.counts.pending--;
+    this.bump('dropped', 1);
+    // One line per thousand drops: enough to see it happen without flooding the log during an outage.
+    if (this.counts.dropped % 1000 === 1) {
+      this.log.warn({ seq, dropped: this.counts.dropped, maxResults: this.options.maxResults }, 'outbox full: dropping the oldest results');
+    }
+  }
+
+  /** Up to `limit` messages with a sequence number above `afterSeq`, oldest first. */
+  next(afterSeq: number, limit: number): OutboxEntry[] {
+    this.assertOpen();
+    return (this.stmt.next.all(afterSeq, limit) as Row[]).map((r) => ({
+      seq: r.seq,
+      kind: r.kind,
+      topic: r.topic,
+      payload: r.payload,
+      qos: r.qos,
+      enqueuedAt: r.enqueued_at,
+    }));
+  }
+
+  /** The broker has these: delete them (one transaction). Unknown sequence numbers (already dropped) are ignored. */
+  ack(seqs: readonly number[]): void {
+    this.assertOpen();
+    try {
+      this.ackTx(seqs);
+    } catch (err) {
+      this.loadCounts();
+      throw new SgmoeError('E_OUTBOX_WRITE', `could not remove ${seqs.length} acknowledged messages from the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+    }
+  }
+
+  stats(): OutboxStats {
+    return { ...this.counts };
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.ownsDb) this.db.close();
+  }
+
+  private bump(name: Counter, by: number): void {
+    if (by === 0) return;
+    this.stmt.bump.run(by, name);
+    this.counts[name] += by;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new SgmoeError('E_OUTBOX_CLOSED', 'the outbox is closed: expected an open outbox, found one already closed');
+  }
+}

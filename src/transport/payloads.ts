@@ -1,0 +1,126 @@
+import { z } from 'zod';
+import type { Decision } from '../engine/decision';
+
+/**
+ * Versioned JSON payloads (documented with examples in src/transport/README.md). Each carries `schema`
+ * so consumers can tell versions apart; a breaking change bumps the number after the slash.
+ */
+export const RESULT_SCHEMA = 'sgmoe.result/1';
+export const STATUS_SCHEMA = 'sgmoe.status/1';
+export const HEALTH_SCHEMA = 'sgmoe.health/1';
+export const ALARM_SCHEMA = 'sgmoe.alarm/1';
+export const REPLY_SCHEMA = 'sgmoe.reply/1';
+
+const isoTime = z.iso.datetime({ offset: true });
+const modelRef = z.object({ name: z.string(), version: z.string() });
+const counters = z.record(z.string(), z.number());
+
+/** One decision per frame, on `result` (DESIGN.md fields). */
+export const resultPayloadSchema = z.object({
+  schema: z.literal(RESULT_SCHEMA),
+  frameId: z.string().min(1),
+  ts: isoTime,
+  source: z.string(),
+  model: modelRef,
+  label: z.string(),
+  score: z.number(),
+  expert: z.number().int().nonnegative().nullable(),
+  earlyExit: z.boolean(),
+  baseConfidence: z.number(),
+  gate: z.array(z.number()),
+  macs: z.number().nonnegative(),
+  timingsUs: z.object({ trunk: z.number(), base: z.number(), gate: z.number(), expert: z.number(), total: z.number() }),
+});
+export type ResultPayload = z.infer<typeof resultPayloadSchema>;
+
+/**
+ * The device's state, retained on `status`: `online` (birth, on every connect), `offline` with reason
+ * `shutdown` (clean stop) or `lost` (the last will, published by the broker).
+ */
+export const statusPayloadSchema = z.object({
+  schema: z.literal(STATUS_SCHEMA),
+  state: z.enum(['online', 'offline']),
+  reason: z.enum(['connected', 'shutdown', 'lost']),
+  ts: isoTime,
+  site: z.string(),
+  device: z.string(),
+  clientId: z.string(),
+  /** What the node wants the plant to know (model, versions...), set with `MqttTransport.setStatusInfo`. */
+  info: z.record(z.string(), z.unknown()),
+});
+export type StatusPayload = z.infer<typeof statusPayloadSchema>;
+
+export const outboxStatsSchema = z.object({
+  pending: z.number().int(),
+  queued: z.number().int(),
+  sent: z.number().int(),
+  dropped: z.number().int(),
+});
+
+/** Periodic routing health and counters, on `health`. */
+export const healthPayloadSchema = z.object({
+  schema: z.literal(HEALTH_SCHEMA),
+  ts: isoTime,
+  uptimeS: z.number().nonnegative(),
+  outbox: outboxStatsSchema,
+  counters,
+  /** Routing health from the audit log (expert shares, early-exit rate...), shape owned by the node. */
+  routing: z.record(z.string(), z.unknown()).optional(),
+});
+export type HealthPayload = z.infer<typeof healthPayloadSchema>;
+
+/** Something an operator must see, on `alarm`; alarms are never dropped from the outbox. */
+export const alarmPayloadSchema = z.object({
+  schema: z.literal(ALARM_SCHEMA),
+  ts: isoTime,
+  severity: z.enum(['warning', 'critical']),
+  code: z.string().regex(/^E_[A-Z0-9_]+$/),
+  message: z.string(),
+  details: z.record(z.string(), z.unknown()).optional(),
+});
+export type AlarmPayload = z.infer<typeof alarmPayloadSchema>;
+
+/** The answer to a command, on `cmd/{name}/reply`, carrying the request's correlation id. */
+export const replyPayloadSchema = z.discriminatedUnion('ok', [
+  z.object({
+    schema: z.literal(REPLY_SCHEMA),
+    id: z.string().nullable(),
+    command: z.string(),
+    ts: isoTime,
+    ok: z.literal(true),
+    data: z.unknown(),
+  }),
+  z.object({
+    schema: z.literal(REPLY_SCHEMA),
+    id: z.string().nullable(),
+    command: z.string(),
+    ts: isoTime,
+    ok: z.literal(false),
+    error: z.object({ code: z.string(), message: z.string() }),
+  }),
+]);
+export type ReplyPayload = z.infer<typeof replyPayloadSchema>;
+
+/** Where a decided frame came from and when it was received. */
+export interface FrameMeta {
+  source: string;
+  ts: Date;
+}
+
+export function resultPayload(decision: Decision, frame: FrameMeta): ResultPayload {
+  return {
+    schema: RESULT_SCHEMA,
+    frameId: decision.frameId,
+    ts: frame.ts.toISOString(),
+    source: frame.source,
+    model: { name: decision.model.name, version: decision.model.version },
+    label: decision.label,
+    score: decision.score,
+    expert: decision.expert,
+    earlyExit: decision.earlyExit,
+    baseConfidence: decision.baseConfidence,
+    gate: decision.gate,
+    macs: decision.macs,
+    timingsUs: decision.timingsUs,
+  };
+}

@@ -1,0 +1,39 @@
+import type { TransportConfig } from './config';
+
+/** The topics of one device (DESIGN.md, "MQTT"), all under one prefix. */
+export interface Topics {
+  prefix: string;
+  result: string;
+  status: string;
+  health: string;
+  alarm: string;
+  /** The subscription that receives every command. */
+  commands: string;
+  command(name: string): string;
+  reply(name: string): string;
+  /** The command name of a topic under `cmd/`, or null for replies and foreign topics. */
+  commandName(topic: string): string | null;
+}
+
+const REPLY_SUFFIX = '/reply';
+
+export function topicsFor(config: Pick<TransportConfig, 'topicPrefix' | 'site' | 'device'>): Topics {
+  const prefix = config.topicPrefix.replaceAll('{site}', config.site).replaceAll('{device}', config.device);
+  const cmd = `${prefix}cmd/`;
+  return {
+    prefix,
+    result: `${prefix}result`,
+    status: `${prefix}status`,
+    health: `${prefix}health`,
+    alarm: `${prefix}alarm`,
+    commands: `${cmd}#`,
+    command: (name) => `${cmd}${name}`,
+    reply: (name) => `${cmd}${name}${REPLY_SUFFIX}`,
+    commandName(topic) {
+      // We subscribe to cmd/# and so also receive our own replies: those are not commands.
+      if (!topic.startsWith(cmd) || topic.endsWith(REPLY_SUFFIX)) return null;
+      const name = topic.slice(cmd.length);
+      return name.length > 0 ? name : null;
+    },
+  };
+}

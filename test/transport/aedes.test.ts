@@ -1,0 +1,114 @@
+import { join } from 'node:path';
+import mqtt, { type MqttClient } from 'mqtt';
+import { EmbeddedBroker } from '../../src/transport/broker';
+import { MqttTransport } from '../../src/transport/client';
+import type { CommandHandlers } from '../../src/transport/commands';
+import { parseTransportConfig, type TransportConfigInput } from '../../src/transport/config';
+import { Outbox } from '../../src/transport/outbox';
+import { freePort } from '../helpers/net';
+import { tempDir } from '../helpers/tmp';
+import { NodeProcess, decision, waitUntil } from './support';
+
+/** Embedded aedes broker (in-process) and an mqtt.js client as the plant's side. */
+const tmp = tempDir('sgmoe-aedes-');
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+afterAll(() => tmp.cleanup());
+
+let n = 0;
+function transportOn(url: string, extra: TransportConfigInput = {}, commands?: CommandHandlers) {
+  const config = parseTransportConfig({ url, site: 'plant', device: `dev${++n}`, reconnect: { minMs: 50, maxMs: 200 }, ...extra });
+  const outbox = Outbox.open(join(tmp.path, `outbox-${n}.db`), { maxResults: 1000 });
+  const transport = new MqttTransport({ config, outbox, commands });
+  cleanups.push(() => outbox.close(), () => transport.stop());
+  return { transport, outbox, config };
+}
+
+async function broker(options: ConstructorParameters<typeof EmbeddedBroker>[0] = {}): Promise<EmbeddedBroker> {
+  const b = new EmbeddedBroker(options);
+  await b.start();
+  cleanups.push(() => b.stop());
+  return b;
+}
+
+/** A plant-side client that records every message on `filter`. */
+async function listener(url: string, filter: string): Promise<{ client: MqttClient; got: [string, any][] }> {
+  const client = await mqtt.connectAsync(url, { reconnectPeriod: 100 });
+  const got: [string, any][] = [];
+  client.on('message', (topic, payload) => got.push([topic, JSON.parse(payload.toString())]));
+  await client.subscribeAsync(filter, { qos: 1 });
+  cleanups.push(() => client.endAsync());
+  return { client, got };
+}
+
+describe('MqttTransport against the embedded aedes broker', () => {
+  it('publishes results in order after a retained birth, and an offline status on a clean stop', async () => {
+    const b = await broker();
+    const { transport, outbox } = transportOn(b.url);
+    await transport.start();
+    const { got } = await listener(b.url, `${transport.topics.prefix}#`);
+    await waitUntil(() => got.some(([t]) => t === transport.topics.status), 5000, 'the retained birth');
+    expect(got[0][1]).toMatchObject({ schema: 'sgmoe.status/1', state: 'online', reason: 'connected', device: transport.topics.prefix.split('/')[3] });
+
+    for (let i = 0; i < 300; i++) transport.publishResult(decision(`f-${i}`), { source: 'dir:/in', ts: new Date() });
+    const results = () => got.filter(([t]) => t === transport.topics.result).map(([, p]) => p.frameId);
+    await waitUntil(() => results().length === 300, 10000, '300 results');
+    expect(results()).toEqual(Array.from({ length: 300 }, (_, i) => `f-${i}`));
+    await waitUntil(() => outbox.stats().pending === 0, 5000, 'an empty outbox');
+    expect(outbox.stats()).toEqual({ pending: 0, queued: 300, sent: 300, dropped: 0 });
+
+    await transport.stop();
+    await waitUntil(() => got.filter(([t]) => t === transport.topics.status).length === 2, 5000, 'the offline status');
+    expect(got.at(-1)).toEqual([transport.topics.status, expect.objectContaining({ state: 'offline', reason: 'shutdown' })]);
+    // Retained: someone who looks later sees the device offline.
+    const late = await listener(b.url, transport.topics.status);
+    await waitUntil(() => late.got.length === 1, 5000, 'the retained status');
+    expect(late.got[0][1]).toMatchObject({ state: 'offline', reason: 'shutdown' });
+  });
+
+  it('starts anyway when the broker is unreachable, queues, and delivers everything in order once it appears', async () => {
+    const port = await freePort();
+    const { transport, outbox } = transportOn(`mqtt://127.0.0.1:${port}`);
+    await transport.start();
+    expect(transport.stats()).toMatchObject({ state: 'connecting', lastError: { code: 'E_MQTT_UNREACHABLE' } });
+    for (let i = 0; i < 50; i++) transport.publishResult(decision(`q-${i}`), { source: 's', ts: new Date() });
+    transport.publishAlarm({ severity: 'critical', code: 'E_TEST_ALARM', message: 'queued while away' });
+    expect(outbox.stats()).toMatchObject({ pending: 51, sent: 0 });
+
+    const b = await broker({ port });
+    const { got } = await listener(b.url, `${transport.topics.prefix}+`);
+    await waitUntil(() => outbox.stats().pending === 0, 15000, 'the backlog to drain');
+    await waitUntil(() => got.filter(([t]) => t !== transport.topics.status).length === 51, 5000, 'all 51 messages');
+    const delivered = got.filter(([t]) => t !== transport.topics.status).map(([, p]) => p.frameId ?? p.code);
+    expect(delivered).toEqual([...Array.from({ length: 50 }, (_, i) => `q-${i}`), 'E_TEST_ALARM']);
+    expect(transport.stats()).toMatchObject({ state: 'online', connects: 1, lastError: null });
+  });
+
+  it('rejects start() with E_MQTT_AUTH when the broker refuses the credentials, and connects with the right ones', async () => {
+    const b = await broker({ authenticate: (u, p) => u === 'edge' && p === 'secret' });
+    const wrong = transportOn(b.url, { username: 'edge', password: 'guess' }).transport;
+    await expect(wrong.start()).rejects.toMatchObject({ code: 'E_MQTT_AUTH', message: expect.stringMatching(/refused.*CONNACK code 4/) });
+    expect(wrong.stats().state).toBe('stopped');
+
+    const right = transportOn(b.url, { username: 'edge', password: 'secret' }).transport;
+    await right.start();
+    expect(right.stats().state).toBe('online');
+  });
+
+  it('lets the broker publish the last will when the node process dies', async () => {
+    const b = await broker();
+    const device = 'crashy';
+    const config = { url: b.url, site: 'plant', device };
+    const { got } = await listener(b.url, `sgmoe/v1/plant/${device}/status`);
+    const node = new NodeProcess({ config, db: join(tmp.path, 'crashy.db'), count: 0 });
+    cleanups.push(() => node.kill());
+    await node.waitFor('started online');
+    await waitUntil(() => got.length === 1, 5000, 'the birth');
+    expect(got[0][1]).toMatchObject({ state: 'online' });
+    await node.kill();
+    await waitUntil(() => got.length === 2, 5000, 'the last will');
+    expect(got[1][1]).toMatchObject({ schema: 'sgmoe.status/1', state: 'offline', reason: 'lost', device });
+  });
+});

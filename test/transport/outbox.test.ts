@@ -1,0 +1,100 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { SgmoeError } from '../../src/errors';
+import { Outbox, type OutboxMessage } from '../../src/transport/outbox';
+import { tempDir } from '../helpers/tmp';
+
+const tmp = tempDir('sgmoe-outbox-');
+afterAll(() => tmp.cleanup());
+
+let n = 0;
+function dbPath(): string {
+  return join(tmp.path, `outbox-${++n}.db`);
+}
+const result = (i: number): OutboxMessage => ({ kind: 'result', topic: 't/result', payload: `{"frameId":"${i}"}`, qos: 1 });
+const alarm = (i: number): OutboxMessage => ({ kind: 'alarm', topic: 't/alarm', payload: `{"alarm":${i}}`, qos: 1 });
+
+describe('Outbox', () => {
+  it('hands messages out in order after a cursor and removes them on ack', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 100 });
+    const seqs = [1, 2, 3, 4, 5].map((i) => outbox.enqueue(result(i)));
+    expect(outbox.next(0, 3).map((e) => e.payload)).toEqual(['{"frameId":"1"}', '{"frameId":"2"}', '{"frameId":"3"}']);
+    expect(outbox.next(seqs[2], 10).map((e) => e.seq)).toEqual(seqs.slice(3));
+    outbox.ack([seqs[0], seqs[1]]);
+    expect(outbox.next(0, 10).map((e) => e.seq)).toEqual(seqs.slice(2));
+    expect(outbox.stats()).toEqual({ pending: 3, queued: 5, sent: 2, dropped: 0 });
+    outbox.close();
+  });
+
+  it('never reuses a sequence number, even after it emptied', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 100 });
+    const first = outbox.enqueue(result(1));
+    outbox.ack([first]);
+    expect(outbox.enqueue(result(2))).toBeGreaterThan(first);
+    outbox.close();
+  });
+
+  it('drops the oldest results when full but never an alarm, and counts what it dropped', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 3 });
+    outbox.enqueue(alarm(0));
+    for (let i = 1; i <= 6; i++) outbox.enqueue(result(i));
+    outbox.enqueue(alarm(7));
+    const left = outbox.next(0, 100).map((e) => e.payload);
+    expect(left).toEqual(['{"alarm":0}', '{"frameId":"4"}', '{"frameId":"5"}', '{"frameId":"6"}', '{"alarm":7}']);
+    expect(outbox.stats()).toEqual({ pending: 5, queued: 8, sent: 0, dropped: 3 });
+    outbox.close();
+  });
+
+  it('keeps alarms beyond the bound: they are never dropped', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 2 });
+    for (let i = 0; i < 5; i++) outbox.enqueue(alarm(i));
+    expect(outbox.stats()).toMatchObject({ pending: 5, dropped: 0 });
+    outbox.close();
+  });
+
+  it('counts an ack of an already dropped message as nothing sent', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 1 });
+    const a = outbox.enqueue(result(1));
+    const b = outbox.enqueue(result(2));
+    outbox.ack([a, b]);
+    expect(outbox.stats()).toEqual({ pending: 0, queued: 2, sent: 1, dropped: 1 });
+    outbox.close();
+  });
+
+  it('keeps messages and counters across a restart (close and reopen the file)', () => {
+    const path = dbPath();
+    const before = Outbox.open(path, { maxResults: 2 });
+    for (let i = 1; i <= 4; i++) before.enqueue(result(i));
+    before.ack([before.next(0, 1)[0].seq]);
+    before.close();
+    const after = Outbox.open(path, { maxResults: 2 });
+    expect(after.stats()).toEqual({ pending: 1, queued: 4, sent: 1, dropped: 2 });
+    expect(after.next(0, 10).map((e) => e.payload)).toEqual(['{"frameId":"4"}']);
+    after.close();
+  });
+
+  it('lives beside other tables in a database it is given, and leaves that database open', () => {
+    const db = new Database(dbPath());
+    db.exec('CREATE TABLE audit (id INTEGER PRIMARY KEY, note TEXT)');
+    db.prepare('INSERT INTO audit (note) VALUES (?)').run('kept');
+    const outbox = new Outbox(db, { maxResults: 10 });
+    outbox.enqueue(result(1));
+    outbox.close();
+    expect(db.prepare('SELECT COUNT(*) FROM sgmoe_outbox').pluck().get()).toBe(1);
+    expect(db.prepare('SELECT note FROM audit').pluck().get()).toBe('kept');
+    db.close();
+  });
+
+  it('refuses to work once closed, with E_OUTBOX_CLOSED', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 10 });
+    outbox.close();
+    expect(() => outbox.enqueue(result(1))).toThrow(SgmoeError);
+    expect(() => outbox.enqueue(result(1))).toThrow(expect.objectContaining({ code: 'E_OUTBOX_CLOSED' }));
+  });
+
+  it('names the file when it cannot open it', () => {
+    expect(() => Outbox.open(join(tmp.path, 'missing-dir', 'x.db'), { maxResults: 1 })).toThrow(
+      expect.objectContaining({ code: 'E_OUTBOX_OPEN', message: expect.stringContaining('missing-dir') }),
+    );
+  });
+});
