@@ -7,5 +7,5 @@ module.exports = {
   testTimeout: 60000,
   // Tests share 2 cores with ONNX Runtime and brokers: run files one after another.
   maxWorkers: 1,
-  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
 };

@@ -3,6 +3,7 @@ export { SgmoeError, errorCode, errorMessage } from './errors';
 export { createLogger, silentLogger, type Logger } from './log';
 export * from './model';
 export * from './engine';
-export * from './audit';
 export * from './ingest';
+export * from './audit';
 export * from './transport';
+export * from './node';

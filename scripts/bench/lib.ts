@@ -3,6 +3,9 @@
  * side-by-side table with ratios. Benchmarks compare in one run, on one machine; they never assert.
  */
 import { cpus, totalmem, platform, arch, release } from 'node:os';
+import { percentile } from '../../src/percentile';
+
+export { percentile };
 
 export function printHeader(title: string, extra: Record<string, string> = {}): void {
   const cpu = cpus();
@@ -40,11 +43,6 @@ export async function timeRuns(fn: () => unknown, iterations: number, warmup = M
   return out;
 }
 
-export function percentile(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
-}
 
 export function median(values: number[]): number {
   return percentile(values, 50);

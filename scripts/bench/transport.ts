@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { MqttTransport, Outbox, parseTransportConfig, resultPayload, type TransportConfigInput } from '../../src/transport';
 import { tempDir } from '../../test/helpers/tmp';
-import { Mosquitto, decision } from '../../test/transport/support';
+import { Mosquitto } from '../../test/helpers/mqtt';
+import { decision } from '../../test/transport/support';
 import { printComparison, printHeader, type Row } from './lib';
 
 const RESULTS = Number(process.env.BENCH_RESULTS ?? 20_000);

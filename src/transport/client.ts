@@ -140,7 +140,21 @@ export class MqttTransport {
 
   /** Queues one decision (durably) and sends it when the broker is there. Returns its outbox sequence number. */
   publishResult(decision: Decision, frame: FrameMeta): number {
-    return this.enqueue('result', this.topics.result, resultPayload(decision, frame), this.config.resultQos);
+    return this.publishResults([{ decision, frame }])[0];
+  }
+
+  /** Queues the decisions of one batch in one outbox transaction: one disk sync for all of them. */
+  publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>): number[] {
+    const seqs = this.outbox.enqueueAll(
+      results.map(({ decision, frame }) => ({
+        kind: 'result' as const,
+        topic: this.topics.result,
+        payload: JSON.stringify(resultPayload(decision, frame)),
+        qos: this.config.resultQos,
+      })),
+    );
+    this.pump();
+    return seqs;
   }
 
   publishHealth(report: { counters: Record<string, number>; routing?: Record<string, unknown> }): number {

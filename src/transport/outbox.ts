@@ -76,7 +76,7 @@ export class Outbox {
     next: Database.Statement;
     bump: Database.Statement;
   };
-  private readonly enqueueTx: (message: OutboxMessage) => number;
+  private readonly enqueueTx: (messages: readonly OutboxMessage[]) => number[];
   private readonly ackTx: (seqs: readonly number[]) => void;
   private counts!: OutboxStats;
   private droppablePending = 0;
@@ -111,14 +111,17 @@ export class Outbox {
       next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at FROM sgmoe_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
       bump: db.prepare('UPDATE sgmoe_outbox_counters SET value = value + ? WHERE name = ?'),
     };
-    this.enqueueTx = db.transaction((message: OutboxMessage): number => {
-      const droppable = DROPPABLE[message.kind];
-      const { lastInsertRowid } = this.stmt.insert.run(message.kind, message.topic, message.payload, message.qos, droppable ? 1 : 0, Date.now());
-      this.bump('queued', 1);
-      this.counts.pending++;
-      if (droppable) this.droppablePending++;
+    this.enqueueTx = db.transaction((messages: readonly OutboxMessage[]): number[] => {
+      const seqs = messages.map((message) => {
+        const droppable = DROPPABLE[message.kind];
+        const { lastInsertRowid } = this.stmt.insert.run(message.kind, message.topic, message.payload, message.qos, droppable ? 1 : 0, Date.now());
+        this.counts.pending++;
+        if (droppable) this.droppablePending++;
+        return Number(lastInsertRowid);
+      });
+      this.bump('queued', messages.length);
       while (this.droppablePending > this.options.maxResults) this.dropOldest();
-      return Number(lastInsertRowid);
+      return seqs;
     });
     this.ackTx = db.transaction((seqs: readonly number[]) => {
       let sent = 0;
@@ -149,12 +152,18 @@ export class Outbox {
 
   /** Stores a message durably (one transaction) and returns its sequence number. */
   enqueue(message: OutboxMessage): number {
+    return this.enqueueAll([message])[0];
+  }
+
+  /** Stores messages durably in one transaction (one disk sync for all) and returns their sequence numbers. */
+  enqueueAll(messages: readonly OutboxMessage[]): number[] {
     this.assertOpen();
     try {
-      return this.enqueueTx(message);
+      return this.enqueueTx(messages);
     } catch (err) {
       this.loadCounts(); // the transaction rolled back: so did the counts it had bumped
-      throw new SgmoeError('E_OUTBOX_WRITE', `could not store a ${message.kind} in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+      const kinds = [...new Set(messages.map((m) => m.kind))].join('/');
+      throw new SgmoeError('E_OUTBOX_WRITE', `could not store ${messages.length} ${kinds} message(s) in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
     }
   }
 

@@ -7,7 +7,8 @@ import { parseTransportConfig, type TransportConfigInput } from '../../src/trans
 import { Outbox } from '../../src/transport/outbox';
 import { freePort } from '../helpers/net';
 import { tempDir } from '../helpers/tmp';
-import { NodeProcess, decision, waitUntil } from './support';
+import { waitUntil } from '../helpers/mqtt';
+import { NodeProcess, decision } from './support';
 
 /** Embedded aedes broker (in-process) and an mqtt.js client as the plant's side. */
 const tmp = tempDir('sgmoe-aedes-');

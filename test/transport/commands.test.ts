@@ -7,7 +7,7 @@ import type { CommandHandlers, UpdateArgs } from '../../src/transport/commands';
 import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { tempDir } from '../helpers/tmp';
-import { waitUntil } from './support';
+import { waitUntil } from '../helpers/mqtt';
 
 /** Commands round-trip over a real (embedded aedes) broker, with an mqtt.js client as the operator. */
 const tmp = tempDir('sgmoe-cmd-');

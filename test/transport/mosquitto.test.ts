@@ -4,7 +4,8 @@ import { MqttTransport } from '../../src/transport/client';
 import { parseTransportConfig, type TransportConfigInput } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { tempDir } from '../helpers/tmp';
-import { Mosquitto, MosquittoSub, NodeProcess, decision, waitUntil } from './support';
+import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
+import { NodeProcess, decision } from './support';
 
 /** Debian's mosquitto, started and killed by the tests, with mosquitto_sub as the independent reader. */
 const tmp = tempDir('sgmoe-mosq-');

@@ -3,6 +3,7 @@ import { register as registerModel } from './model';
 import { register as registerDoctor } from './doctor';
 import { register as registerAudit } from './audit';
 import { register as registerInfer } from './infer';
+import { register as registerRun } from './run';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -13,4 +14,5 @@ export function registerCommands(program: Command): void {
   registerDoctor(program);
   registerAudit(program);
   registerInfer(program);
+  registerRun(program);
 }

@@ -1,0 +1,135 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { errorMessage } from '../../errors';
+import { createLogger } from '../../log';
+import { parseNodeConfig, readConfigFile, type NodeConfigInput } from '../../node/config';
+import { createEdgeNode } from '../../node/create';
+import { startDashboard } from '../../node/dashboard';
+import { BUNDLED_MODEL, demoConfig, sampleCamera } from '../../node/demo';
+import type { NodeSource } from '../../node/edge-node';
+import { finalSummary, liveLine } from '../../node/summary';
+
+interface RunOptions {
+  config?: string;
+  model?: string;
+  device?: string;
+  source: string[];
+  mqtt?: string;
+  embeddedBroker?: true | string;
+  audit?: string;
+  dashboard?: number;
+  threshold?: number;
+  once?: boolean;
+  demo?: boolean;
+  fps: number;
+}
+
+const collect = (value: string, previous: string[]) => [...previous, value];
+const port = (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a TCP port from 0 to 65535');
+  return n;
+};
+const number = (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError('a number');
+  return n;
+};
+
+/** Config file first, then the demo's defaults if asked, then flags: the last word wins. */
+async function buildConfig(opts: RunOptions): Promise<NodeConfigInput> {
+  const base: Partial<NodeConfigInput> = opts.config ? await readConfigFile(opts.config) : opts.demo ? demoConfig() : {};
+  const config: Record<string, unknown> = { ...base };
+  if (opts.model) config.model = opts.model;
+  if (opts.device) config.device = opts.device;
+  if (opts.source.length > 0) config.sources = opts.source.map((uri) => ({ uri }));
+  if (opts.mqtt) config.mqtt = { ...(base.mqtt ?? {}), url: opts.mqtt, embeddedBroker: undefined };
+  if (opts.embeddedBroker !== undefined) {
+    config.mqtt = { ...(base.mqtt ?? {}), embeddedBroker: { port: opts.embeddedBroker === true ? 1883 : port(opts.embeddedBroker) } };
+  }
+  if (opts.audit) config.audit = { ...(base.audit ?? {}), file: opts.audit };
+  if (opts.dashboard !== undefined) config.dashboard = { port: opts.dashboard };
+  if (opts.threshold !== undefined) config.routing = { ...(base.routing ?? {}), threshold: opts.threshold };
+  if (opts.once) config.once = true;
+  config.model ??= BUNDLED_MODEL;
+  return config as NodeConfigInput;
+}
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('run the edge node: sources -> preprocessing -> engine -> audit log and MQTT')
+    .option('--config <file>', 'node config (JSON or YAML); flags override it')
+    .option('--model <dir>', 'model package directory (default: the bundled fashion-sgmoe)')
+    .option('--device <profile>', 'device profile name or file, or "auto"')
+    .option('--source <uri>', 'frame source: dir:PATH, http://..., mjpeg+http://..., mqtt:TOPIC (repeatable)', collect, [])
+    .option('--mqtt <url>', 'MQTT broker URL (mqtt://, mqtts://, ws://, wss://)')
+    .option('--embedded-broker [port]', 'start an MQTT broker in-process on 127.0.0.1 (default port 1883, 0 = any free port)')
+    .option('--audit <file>', 'SQLite audit log file')
+    .option('--dashboard <port>', 'serve the dashboard on 127.0.0.1:PORT', port)
+    .option('--threshold <t>', 'early-exit threshold', number)
+    .option('--once', 'handle what the sources hold now (files already in a folder) and exit with a summary')
+    .option('--demo', 'the bundled demo: sample frames as a camera, in-process broker, audit log in ./data/')
+    .option('--fps <n>', 'demo camera frame rate (0 = as fast as the node takes them)', number, 25)
+    .action(async (opts: RunOptions) => {
+      const logger = createLogger('sgmoe', process.env.SGMOE_LOG_LEVEL ?? (process.stderr.isTTY ? 'warn' : 'info'));
+      const config = parseNodeConfig(await buildConfig(opts), opts.config ?? 'flags');
+      const camera = opts.demo ? await sampleCamera(config.model, opts.fps) : undefined;
+      const extraSources: NodeSource[] = camera ? [camera.source] : [];
+      if (config.sources.length === 0 && extraSources.length === 0) {
+        throw Object.assign(new Error('no frame source: give --source URI, a config with sources, or --demo'), { code: 'E_CONFIG_INVALID' });
+      }
+      const { node, broker, profile } = await createEdgeNode(config, { logger, extraSources });
+      // The dashboard is for people watching: when its port is taken, the node still does its job.
+      const dashboard = config.dashboard
+        ? await startDashboard(node, { ...config.dashboard, auditFile: config.audit?.file, logger }).catch((err: unknown) => {
+            process.stderr.write(`dashboard not started: ${errorMessage(err)}\n`);
+            return undefined;
+          })
+        : undefined;
+      if (dashboard) process.stderr.write(`dashboard: ${dashboard.url}\n`);
+
+      let correct = 0;
+      let scored = 0;
+      node.on('decision', (frame, d) => {
+        const truth = camera?.labelOf(frame.id);
+        if (truth !== undefined) {
+          scored++;
+          correct += Number(truth === d.labelIndex);
+        }
+        if (opts.demo) {
+          process.stdout.write(
+            `${frame.id.padEnd(24)} ${d.label.padEnd(12)} ${d.score.toFixed(3)}  ${d.earlyExit ? 'early exit' : `expert ${d.expert}`}${truth === undefined ? '' : truth === d.labelIndex ? '' : '  (wrong)'}\n`,
+          );
+        }
+      });
+      node.on('rejected', (frame, err) => process.stdout.write(`${frame.id}: rejected ${err.code}: ${err.message}\n`));
+
+      const live = process.stdout.isTTY && !opts.demo ? setInterval(() => process.stdout.write(`\r${liveLine(node.snapshot())}\x1b[K`), 1000) : null;
+      let signals = 0;
+      const onSignal = (signal: NodeJS.Signals) => {
+        signals++;
+        if (signals > 1) {
+          process.stderr.write(`\n${signal} again: exiting now\n`);
+          process.exit(130);
+        }
+        process.stderr.write(`\n${signal}: finishing the frames in flight (again to force)\n`);
+        void node.stop();
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+
+      process.stderr.write(
+        `sgmoe node: ${node.engine.model.name} ${node.engine.model.version}, profile ${profile.name}` +
+          `${broker ? `, embedded broker ${broker.url}` : ''}${config.audit ? `, audit ${config.audit.file}` : ''}\n`,
+      );
+      const running = node.run();
+      await camera?.play(!config.once);
+      await running;
+      await node.stop();
+      await dashboard?.close();
+      if (live) clearInterval(live);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+      process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored } : undefined)}\n`);
+    });
+}

@@ -1,0 +1,81 @@
+import type { Decision } from '../engine/decision';
+import type { Engine } from '../engine/engine';
+
+interface Pending {
+  tensor: Float32Array;
+  frameId: string;
+  resolve: (d: Decision) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Collects frames from every source into micro-batches. While the engine works, frames gather and go as the
+ * next batch the moment it is free; when it is idle, a frame waits at most `maxWaitMs` for company (several
+ * cameras then share one engine call), or goes at once when the batch is full. Batches run one at a time, and
+ * `swap` changes the engine between two batches, never inside one.
+ */
+export class MicroBatcher {
+  private pending: Pending[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private busy = false;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(
+    private engine: Engine,
+    private readonly maxSize: number,
+    private readonly maxWaitMs: number,
+  ) {}
+
+  get current(): Engine {
+    return this.engine;
+  }
+
+  submit(tensor: Float32Array, frameId: string): Promise<Decision> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ tensor, frameId, resolve, reject });
+      if (this.busy) return;
+      if (this.pending.length >= this.maxSize || this.maxWaitMs === 0) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.maxWaitMs);
+    });
+  }
+
+  /** Switches engines at a batch boundary; resolves once the batch in flight (on the old engine) is done. */
+  async swap(next: Engine): Promise<Engine> {
+    const previous = this.engine;
+    this.engine = next;
+    await this.running;
+    return previous;
+  }
+
+  /** Resolves when every frame handed over so far is decided. */
+  async drain(): Promise<void> {
+    while (this.busy || this.pending.length > 0) {
+      this.flush();
+      await this.running;
+    }
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.busy || this.pending.length === 0) return;
+    const batch = this.pending.splice(0, this.maxSize);
+    const engine = this.engine;
+    this.busy = true;
+    this.running = (async () => {
+      try {
+        const decisions = await engine.inferBatch(
+          batch.map((p) => p.tensor),
+          batch.map((p) => p.frameId),
+        );
+        batch.forEach((p, i) => p.resolve(decisions[i]));
+      } catch (err) {
+        batch.forEach((p) => p.reject(err));
+      } finally {
+        this.busy = false;
+        // Whatever gathered meanwhile has waited a whole batch already: it goes now.
+        this.flush();
+      }
+    })();
+  }
+}

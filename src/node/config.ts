@@ -1,0 +1,94 @@
+import { readFile } from 'node:fs/promises';
+import { extname, resolve } from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { SgmoeError } from '../errors';
+import { preprocessOptionsSchema } from '../ingest/preprocess';
+
+const sourceSchema = z
+  .object({
+    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC (DESIGN.md). */
+    uri: z.string().min(1),
+    name: z.string().min(1).optional(),
+    /** What a full queue does: drop-oldest suits live cameras, block suits folders. */
+    policy: z.enum(['block', 'drop-oldest']).optional(),
+    capacity: z.number().int().positive().optional(),
+    /** Snapshot polling interval (http sources). */
+    intervalMs: z.number().int().positive().optional(),
+    timeoutMs: z.number().int().positive().optional(),
+  })
+  .extend(preprocessOptionsSchema.partial().shape)
+  .strict();
+
+export const nodeConfigSchema = z
+  .object({
+    /** Model package directory. */
+    model: z.string().min(1),
+    /** Device profile name (devices/NAME.json), a profile file, or "auto" for the one that fits this host. */
+    device: z.string().min(1).default('auto'),
+    /** Overrides the profile's intra-op threads. */
+    threads: z.number().int().nonnegative().optional(),
+    sources: z.array(sourceSchema).default([]),
+    routing: z
+      .object({
+        threshold: z.number().min(0).max(1.000001).optional(),
+        /** Mean MACs per frame the node may spend; picks the threshold from the calibration curve. */
+        computeBudgetMacs: z.number().positive().optional(),
+        topK: z.number().int().positive().optional(),
+        mode: z.enum(['moe', 'base-only']).optional(),
+      })
+      .strict()
+      .refine((r) => r.threshold === undefined || r.computeBudgetMacs === undefined, 'give threshold or computeBudgetMacs, not both')
+      .default({}),
+    /** Micro-batching across sources; defaults from the device profile. */
+    batch: z.object({ maxSize: z.number().int().positive(), maxWaitMs: z.number().nonnegative() }).partial().strict().default({}),
+    /** Frames preprocessed or waiting for a decision per source at once (default: the batch size, so one camera can fill a batch). */
+    window: z.number().int().positive().optional(),
+    /** MQTT transport (src/transport/config.ts); absent = no MQTT. */
+    mqtt: z.record(z.string(), z.unknown()).optional(),
+    audit: z
+      .object({
+        file: z.string().min(1),
+        retention: z
+          .object({ maxAgeDays: z.number().positive(), maxRows: z.number().int().positive(), maxBytes: z.number().int().positive() })
+          .partial()
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
+    dashboard: z.object({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }).strict().optional(),
+    /** Period of health reports on MQTT and in the live summary. */
+    healthIntervalMs: z.number().int().positive().default(10_000),
+    /** `--once`: finite sources (a folder's current files) are handled, then the node stops. */
+    once: z.boolean().default(false),
+  })
+  .strict();
+
+export type NodeConfigInput = z.input<typeof nodeConfigSchema>;
+export type NodeConfig = z.output<typeof nodeConfigSchema>;
+export type SourceConfig = NodeConfig['sources'][number];
+
+export function parseNodeConfig(input: unknown, where = 'node config'): NodeConfig {
+  const result = nodeConfigSchema.safeParse(input);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new SgmoeError('E_CONFIG_INVALID', `${where} is invalid: ${problems.join('; ')}`, { problems });
+  }
+  return result.data;
+}
+
+/** Reads a JSON or YAML config file; relative paths inside it stay relative to the working directory. */
+export async function readConfigFile(path: string): Promise<NodeConfigInput> {
+  let text: string;
+  try {
+    text = await readFile(resolve(path), 'utf8');
+  } catch (err) {
+    throw new SgmoeError('E_CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  try {
+    return ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? YAML.parse(text) : JSON.parse(text);
+  } catch (err) {
+    throw new SgmoeError('E_CONFIG_INVALID', `config file ${path} is not valid ${extname(path).slice(1).toUpperCase() || 'JSON'}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,173 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { AuditLog } from '../audit/audit-log';
+import { Engine } from '../engine/engine';
+import { detectHost } from '../engine/host';
+import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
+import { SgmoeError } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import type { Frame } from '../ingest/frame';
+import { openSource } from '../ingest/open';
+import type { FrameSource } from '../ingest/source';
+import { EmbeddedBroker } from '../transport/broker';
+import { MqttTransport } from '../transport/client';
+import { parseTransportConfig, type TransportConfig } from '../transport/config';
+import { Outbox } from '../transport/outbox';
+import type { NodeConfig, SourceConfig } from './config';
+import { EdgeNode, type NodeSource } from './edge-node';
+
+export interface CreateNodeOptions {
+  logger?: Logger;
+  /** Sources built by the caller (an SDK push source, the demo's replay), beside the config's URIs. */
+  extraSources?: NodeSource[];
+}
+
+export interface CreatedNode {
+  node: EdgeNode;
+  profile: DeviceProfile;
+  transport?: MqttTransport;
+  /** Set when the config asked for the in-process broker; its URL is what clients connect to. */
+  broker?: EmbeddedBroker;
+}
+
+/** The profile named in the config, or for "auto" the one that fits this host (CPU-only when none does). */
+export async function resolveProfile(name: string, logger: Logger): Promise<DeviceProfile> {
+  if (name !== 'auto') return loadDeviceProfile(name);
+  const host = detectHost();
+  const fitting = pickProfile(await listDeviceProfiles(), host);
+  if (fitting) return fitting;
+  logger.warn({ host }, 'no device profile fits this host; using x86_64-cpu settings');
+  return loadDeviceProfile('x86_64-cpu');
+}
+
+function preprocessOf(source: SourceConfig) {
+  const { roi, fit, pad, maxPixels } = source;
+  return { roi, fit, pad, maxPixels };
+}
+
+/**
+ * Wires a node from a validated config: engine on the device profile, sources, audit log, MQTT transport with
+ * its outbox (and the embedded broker when asked). Everything opened here is closed by `node.stop()`.
+ */
+export async function createEdgeNode(config: NodeConfig, options: CreateNodeOptions = {}): Promise<CreatedNode> {
+  const logger = options.logger ?? silentLogger;
+  const profile = await resolveProfile(config.device, logger);
+  const engine = await Engine.load(config.model, {
+    profile,
+    logger,
+    threads: config.threads === undefined ? undefined : { intraOp: config.threads },
+  });
+  const closers: Array<() => Promise<void> | void> = [];
+  try {
+    const { routing } = config;
+    if (routing.computeBudgetMacs !== undefined) engine.setComputeBudget(routing.computeBudgetMacs);
+    engine.configure({
+      ...(routing.threshold !== undefined ? { threshold: routing.threshold } : {}),
+      ...(routing.topK !== undefined ? { topK: routing.topK } : {}),
+      ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
+    });
+
+    let broker: EmbeddedBroker | undefined;
+    let transportConfig: TransportConfig | undefined;
+    if (config.mqtt) {
+      transportConfig = parseTransportConfig(config.mqtt);
+      if (transportConfig.embeddedBroker) {
+        broker = new EmbeddedBroker({ port: transportConfig.embeddedBroker.port, logger });
+        transportConfig = { ...transportConfig, url: await broker.start() };
+        closers.push(() => broker!.stop());
+      }
+    }
+
+    // Sources report drops to the node, which exists only after them: bind late.
+    let node: EdgeNode | undefined;
+    const onDrop = (frame: Frame) => node?.recordDrop(frame);
+    const sources: NodeSource[] = config.sources.map((s) => ({
+      source: openSourceFor(s, config, transportConfig, onDrop, logger),
+      preprocess: preprocessOf(s),
+    }));
+    sources.push(...(options.extraSources ?? []));
+
+    let audit: AuditLog | undefined;
+    if (config.audit) {
+      mkdirSync(dirname(config.audit.file), { recursive: true });
+      const r = config.audit.retention;
+      audit = AuditLog.open(config.audit.file, {
+        model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
+        retention: r ? { maxAgeMs: r.maxAgeDays === undefined ? undefined : r.maxAgeDays * 86_400_000, maxRows: r.maxRows, maxBytes: r.maxBytes } : undefined,
+        onAlarm: (alarm) => node?.publishAlarm(alarm),
+        logger,
+      });
+      audit.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
+    }
+
+    let transport: MqttTransport | undefined;
+    if (transportConfig) {
+      const outboxPath = transportConfig.outbox.path ?? join(dirname(config.audit?.file ?? join('data', 'audit.db')), 'outbox.db');
+      mkdirSync(dirname(outboxPath), { recursive: true });
+      const outbox = Outbox.open(outboxPath, { maxResults: transportConfig.outbox.maxResults, synchronous: transportConfig.outbox.synchronous, logger });
+      closers.unshift(() => outbox.close());
+      // Commands arrive only after start, when the node exists.
+      const handlers = () => node!.commandHandlers(() => redacted(config));
+      transport = new MqttTransport({
+        config: transportConfig,
+        outbox,
+        logger,
+        commands: {
+          ping: () => handlers().ping(),
+          getConfig: () => handlers().getConfig(),
+          setThreshold: (t) => handlers().setThreshold(t),
+        },
+      });
+    }
+
+    const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
+    node = new EdgeNode({
+      engine,
+      sources,
+      audit,
+      transport,
+      batch,
+      window: config.window ?? batch.maxSize,
+      healthIntervalMs: config.healthIntervalMs,
+      logger,
+      onClosed: async () => {
+        for (const close of closers) await close();
+      },
+    });
+    return { node, profile, transport, broker };
+  } catch (err) {
+    await engine.dispose();
+    for (const close of closers) await close();
+    throw err;
+  }
+}
+
+function openSourceFor(
+  s: SourceConfig,
+  config: NodeConfig,
+  transport: TransportConfig | undefined,
+  onDrop: (frame: Frame) => void,
+  logger: Logger,
+): FrameSource {
+  if (s.uri.startsWith('mqtt:') && !transport) {
+    throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);
+  }
+  return openSource(s.uri, {
+    name: s.name,
+    policy: s.policy,
+    capacity: s.capacity,
+    intervalMs: s.intervalMs,
+    timeoutMs: s.timeoutMs,
+    once: config.once,
+    mqtt: transport?.url,
+    onDrop,
+    logger,
+  });
+}
+
+/** The config as `get-config` shows it: credentials and key material left out. */
+function redacted(config: NodeConfig): NodeConfig {
+  if (!config.mqtt) return config;
+  const { password: _password, ...mqtt } = config.mqtt as Record<string, unknown>;
+  return { ...config, mqtt: { ...mqtt, ...(_password === undefined ? {} : { password: '***' }) } };
+}

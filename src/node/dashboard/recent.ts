@@ -1,0 +1,79 @@
+import type { Decision } from '../../engine/decision';
+import type { SgmoeError } from '../../errors';
+import type { Frame } from '../../ingest/frame';
+import type { EdgeNode } from '../edge-node';
+import { ThumbnailWorker } from './thumbnail';
+
+interface EntryBase {
+  /** Increases by one per entry, so a poller can ask for what came after the last one it saw. */
+  seq: number;
+  frameId: string;
+  source: string;
+  receivedAt: number;
+  /** When the node settled the frame (ms since epoch). */
+  at: number;
+  /** PNG data URL, filled in shortly after the entry appears; null until then or when none could be made. */
+  thumbnail: string | null;
+}
+
+type Outcome =
+  | {
+      status: 'decided';
+      label: string;
+      score: number;
+      expert: number | null;
+      earlyExit: boolean;
+      baseConfidence: number;
+      latencyUs: number;
+      model: { name: string; version: string };
+    }
+  | { status: 'rejected'; error: { code: string; message: string } };
+
+export type RecentEntry = EntryBase & Outcome;
+
+/** The last `capacity` frames the node decided or rejected, from its events, each with a thumbnail made aside. */
+export class RecentDecisions {
+  private readonly entries: RecentEntry[] = [];
+  private seq = 0;
+  private readonly thumbnails = new ThumbnailWorker();
+  private readonly onDecision = (frame: Frame, d: Decision) =>
+    this.add(frame, {
+      status: 'decided',
+      label: d.label,
+      score: d.score,
+      expert: d.expert,
+      earlyExit: d.earlyExit,
+      baseConfidence: d.baseConfidence,
+      latencyUs: d.timingsUs.total,
+      model: d.model,
+    });
+  private readonly onRejected = (frame: Frame, error: SgmoeError) => this.add(frame, { status: 'rejected', error: { code: error.code, message: error.message } });
+
+  constructor(
+    private readonly node: EdgeNode,
+    readonly capacity = 200,
+  ) {
+    node.on('decision', this.onDecision);
+    node.on('rejected', this.onRejected);
+  }
+
+  /** Entries after `afterSeq`, oldest first, at most the newest `limit` of them. */
+  list(afterSeq = 0, limit = this.capacity): RecentEntry[] {
+    const newer = this.entries.filter((e) => e.seq > afterSeq);
+    return newer.slice(Math.max(0, newer.length - limit));
+  }
+
+  close(): void {
+    this.node.off('decision', this.onDecision);
+    this.node.off('rejected', this.onRejected);
+    this.thumbnails.close();
+  }
+
+  private add(frame: Frame, outcome: Outcome): void {
+    const entry: RecentEntry = { seq: ++this.seq, frameId: frame.id, source: frame.source, receivedAt: frame.receivedAt, at: Date.now(), thumbnail: null, ...outcome };
+    this.entries.push(entry);
+    if (this.entries.length > this.capacity) this.entries.shift();
+    // Raw pixel frames (SDK pushes) have no encoded bytes to thumbnail.
+    if (frame.bytes) this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
+  }
+}

@@ -1,0 +1,133 @@
+import type { Database } from 'better-sqlite3';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import { openAuditDbReadOnly } from '../../audit/open';
+import { listEvents } from '../../audit/query';
+import { SgmoeError, errorCode, errorMessage } from '../../errors';
+import { silentLogger, type Logger } from '../../log';
+import type { EdgeNode } from '../edge-node';
+import { attachMetrics } from '../metrics';
+import { PAGE_CSP, PAGE_HTML } from './page';
+import { RecentDecisions } from './recent';
+import { usageFromAudit, usageFromRecent, usageWindow } from './usage';
+
+export interface DashboardOptions {
+  /** 0 = a free port chosen by the OS (the URL says which). */
+  port: number;
+  host?: string;
+  /** The node's audit database: expert usage and alarm history then cover every decision, not only the recent ones. */
+  auditFile?: string;
+  logger?: Logger;
+}
+
+export interface Dashboard {
+  url: string;
+  close(): Promise<void>;
+}
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const decisionsQuery = z.object({ after: int(0, Number.MAX_SAFE_INTEGER).default(0), limit: int(1, 1000).default(50) }).strict();
+const usageQuery = z.object({ windowS: int(10, 7 * 86_400).default(300), buckets: int(1, 240).default(60) }).strict();
+/** Alarm history shown: the last day. */
+const ALARM_HISTORY_MS = 86_400_000;
+
+function parseQuery<T>(schema: z.ZodType<T>, url: URL): T {
+  const result = schema.safeParse(Object.fromEntries(url.searchParams));
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`);
+  throw new SgmoeError('E_DASHBOARD_QUERY', `expected valid query parameters for ${url.pathname}, found ${problems.join('; ')}`, { problems });
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers });
+  res.end(body);
+}
+
+const sendJson = (res: ServerResponse, status: number, value: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(value));
+
+/**
+ * The node's dashboard on one port: the page (inline JS and CSS, nothing fetched from elsewhere), JSON APIs it
+ * polls every second, and `/metrics` for Prometheus. It only listens to the node's events and reads its
+ * snapshot and (read-only) its audit database, so it never slows or changes the node.
+ */
+export async function startDashboard(node: EdgeNode, options: DashboardOptions): Promise<Dashboard> {
+  const host = options.host ?? '127.0.0.1';
+  const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
+  const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
+  const recent = new RecentDecisions(node);
+  const metrics = attachMetrics(node);
+  const experts = () => node.engine.manifest.parts.experts.length;
+
+  const routes: Record<string, (url: URL, res: ServerResponse) => Promise<void> | void> = {
+    '/': (_url, res) => send(res, 200, 'text/html; charset=utf-8', PAGE_HTML, { 'content-security-policy': PAGE_CSP }),
+    '/api/snapshot': (_url, res) => sendJson(res, 200, node.snapshot()),
+    '/api/decisions': (url, res) => {
+      const { after, limit } = parseQuery(decisionsQuery, url);
+      sendJson(res, 200, { capacity: recent.capacity, decisions: recent.list(after, limit) });
+    },
+    '/api/usage': (url, res) => {
+      const { windowS, buckets } = parseQuery(usageQuery, url);
+      const window = usageWindow(windowS * 1000, buckets);
+      sendJson(res, 200, db ? usageFromAudit(db, window, experts()) : usageFromRecent(recent.list(), window, experts()));
+    },
+    '/api/alarms': (_url, res) => {
+      const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
+      sendJson(res, 200, { active: node.snapshot().alarms.map(({ window: _window, ...alarm }) => alarm), history });
+    },
+    '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    const route = routes[url.pathname];
+    if (!route) {
+      return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${Object.keys(routes).join(', ')}, found ${url.pathname}` } });
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected GET or HEAD on ${url.pathname}, found ${req.method}` } });
+    }
+    try {
+      await route(url, res);
+    } catch (err) {
+      const status = errorCode(err) === 'E_DASHBOARD_QUERY' ? 400 : 500;
+      if (status === 500) log.error({ path: url.pathname, code: errorCode(err), err: errorMessage(err) }, 'dashboard request failed');
+      sendJson(res, status, { error: { code: errorCode(err), message: errorMessage(err) } });
+    }
+  };
+
+  const server = createServer((req, res) => void handle(req, res));
+  const release = () => {
+    recent.close();
+    metrics.detach();
+    db?.close();
+  };
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    release();
+    throw new SgmoeError('E_DASHBOARD_LISTEN', `expected to serve the dashboard on ${host}:${options.port}, but: ${errorMessage(err)}`, { host, port: options.port }, { cause: err });
+  }
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
+  log.info({ url }, 'dashboard listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    close: () =>
+      (closing ??= new Promise<void>((resolve) => {
+        release();
+        server.close(() => resolve());
+        // Browsers keep connections alive; without this, close would wait for them to time out.
+        server.closeAllConnections();
+      })),
+  };
+}

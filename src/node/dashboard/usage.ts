@@ -1,0 +1,53 @@
+import type { Database } from 'better-sqlite3';
+import { whereClause } from '../../audit/query';
+import type { RecentEntry } from './recent';
+
+/** Time buckets ending with the current one: `count` buckets of `bucketMs`, the first starting at `from`. */
+export interface UsageWindow {
+  from: number;
+  bucketMs: number;
+  count: number;
+}
+
+/** Decisions per bucket: how many ran each expert, and how many ran none (early exit or base-only). */
+export interface ExpertUsage extends UsageWindow {
+  /** Where the counts come from: the audit log (all decisions) or the recent ring buffer (the last few hundred). */
+  origin: 'audit' | 'recent';
+  buckets: Array<{ t: number; noExpert: number; experts: number[] }>;
+}
+
+/** Buckets aligned to multiples of `bucketMs`, so they stay the same from one poll to the next. */
+export function usageWindow(windowMs: number, count: number, now = Date.now()): UsageWindow {
+  const bucketMs = Math.max(1, Math.ceil(windowMs / count));
+  return { from: (Math.floor(now / bucketMs) - count + 1) * bucketMs, bucketMs, count };
+}
+
+/** Counts per bucket with a SQL GROUP BY over the window, never loading the rows themselves. */
+export function usageFromAudit(db: Database, window: UsageWindow, experts: number): ExpertUsage {
+  const { sql, params } = whereClause({ since: window.from, status: 'ok' });
+  const rows = db
+    // better-sqlite3 binds large JS numbers as REAL: the cast keeps buckets whole.
+    .prepare(`SELECT CAST((ts - @since) / @bucketMs AS INTEGER) AS bucket, expert, count(*) AS n FROM decisions ${sql} GROUP BY bucket, expert`)
+    .all({ ...params, bucketMs: window.bucketMs }) as Array<{ bucket: number; expert: number | null; n: number }>;
+  return tally('audit', window, experts, rows);
+}
+
+export function usageFromRecent(entries: RecentEntry[], window: UsageWindow, experts: number): ExpertUsage {
+  const rows = entries.flatMap((e) =>
+    e.status === 'decided' && e.at >= window.from ? [{ bucket: Math.floor((e.at - window.from) / window.bucketMs), expert: e.expert, n: 1 }] : [],
+  );
+  return tally('recent', window, experts, rows);
+}
+
+function tally(origin: ExpertUsage['origin'], window: UsageWindow, experts: number, rows: Array<{ bucket: number; expert: number | null; n: number }>): ExpertUsage {
+  // A model swap can change the number of experts: size the counts to whatever the rows hold.
+  const width = Math.max(experts, ...rows.map((r) => (r.expert ?? -1) + 1));
+  const buckets = Array.from({ length: window.count }, (_, i) => ({ t: window.from + i * window.bucketMs, noExpert: 0, experts: new Array<number>(width).fill(0) }));
+  for (const { bucket, expert, n } of rows) {
+    const b = buckets[bucket];
+    if (!b) continue; // a clock step put it past the window
+    if (expert === null) b.noExpert += n;
+    else b.experts[expert] += n;
+  }
+  return { ...window, origin, buckets };
+}

@@ -1,0 +1,33 @@
+import type { NodeSnapshot } from './edge-node';
+
+const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
+const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;
+
+/** One terminal line, refreshed in place while the node runs. */
+export function liveLine(s: NodeSnapshot): string {
+  const lat = s.latencyUs ? `p50 ${ms(s.latencyUs.p50)} p99 ${ms(s.latencyUs.p99)}` : 'p50 - p99 -';
+  return (
+    `${s.framesPerSecond.toFixed(1)} frames/s | decided ${s.totals.decided} rejected ${s.totals.rejected} dropped ${s.totals.dropped} | ` +
+    `early exit ${pct(s.earlyExitRate)} | experts ${s.expertShares.map((x) => pct(x)).join(' ')} | ${lat} | outbox ${s.outboxDepth ?? '-'}`
+  );
+}
+
+/** What `--once` and the demo print at the end. `accuracy` when the frames' true labels are known. */
+export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scored: number }): string {
+  const lines = [
+    `model        ${s.model.name} ${s.model.version} on ${[...new Set(Object.values(s.providers))].join(', ')}`,
+    `frames       ingested ${s.totals.ingested} = decided ${s.totals.decided} + rejected ${s.totals.rejected} + dropped ${s.totals.dropped} + pending ${s.totals.pending}`,
+    ...s.sources.map((src) => `  ${src.name.padEnd(28)} ingested ${src.ingested}, decided ${src.decided}, rejected ${src.rejected}, dropped ${src.dropped}`),
+  ];
+  if (accuracy) {
+    lines.push(`accuracy     ${accuracy.scored === 0 ? 'n/a' : pct(accuracy.correct / accuracy.scored)} (${accuracy.correct} of ${accuracy.scored} labelled frames)`);
+  }
+  lines.push(
+    `early exit   ${pct(s.earlyExitRate)} (threshold ${s.settings.threshold})`,
+    `experts      ${s.expertShares.map((x, i) => `#${i} ${pct(x)}`).join('  ')}`,
+    `latency      ${s.latencyUs ? `p50 ${ms(s.latencyUs.p50)}, p99 ${ms(s.latencyUs.p99)}` : 'n/a'} (engine, per frame)`,
+    `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,
+  );
+  if (s.outboxDepth !== null) lines.push(`outbox       ${s.outboxDepth} waiting for the broker`);
+  return lines.join('\n');
+}

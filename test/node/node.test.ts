@@ -1,0 +1,176 @@
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { openAuditDbReadOnly } from '../../src/audit/open';
+import { queryDecisions } from '../../src/audit/query';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { sgmoe, startSgmoe } from '../helpers/cli';
+import { BUNDLED } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
+
+const tmp = tempDir();
+let broker: Mosquitto;
+
+beforeAll(async () => {
+  broker = await Mosquitto.create(tmp.path);
+  await broker.start();
+});
+
+afterAll(async () => {
+  await broker.stop();
+  tmp.cleanup();
+});
+
+const samples = readdirSync(join(BUNDLED, 'samples')).filter((f) => f.endsWith('.png'));
+
+/** An independent subscriber (mosquitto_sub), ready once it has seen a probe on its own topic. */
+async function readySubscriber(topic: string, probeTopic: string): Promise<MosquittoSub> {
+  const sub = new MosquittoSub(broker.port, topic, ['-q', '1']);
+  const probe = await mqtt.connectAsync(broker.url);
+  try {
+    await waitUntil(
+      () => {
+        void probe.publishAsync(probeTopic, '{"probe":true}');
+        return sub.lines.length > 0;
+      },
+      10_000,
+      'mosquitto_sub to subscribe',
+    );
+  } finally {
+    await probe.endAsync();
+  }
+  sub.lines.length = 0;
+  return sub;
+}
+
+function auditRows(db: string) {
+  const conn = openAuditDbReadOnly(db);
+  try {
+    return queryDecisions(conn, {}, { limit: 100_000 });
+  } finally {
+    conn.close();
+  }
+}
+
+describe('edge node end to end', () => {
+  it('hot folder with a corrupt frame -> decisions on MQTT and in the audit log, counts equal, the bad one rejected with its reason', async () => {
+    const dir = join(tmp.path, 'e2e');
+    const inbox = join(dir, 'inbox');
+    mkdirSync(inbox, { recursive: true });
+    const good = samples.slice(0, 20);
+    for (const f of good) copyFileSync(join(BUNDLED, 'samples', f), join(inbox, f));
+    writeFileSync(join(inbox, 'broken.png'), readFileSync(join(BUNDLED, 'samples', good[0])).subarray(0, 40));
+
+    const sub = await readySubscriber('sgmoe/v1/plant/e2e/result', 'sgmoe/v1/plant/e2e/result');
+    const config = parseNodeConfig({
+      model: BUNDLED,
+      device: 'x86_64-cpu',
+      threads: 1,
+      sources: [{ uri: `dir:${inbox}`, name: 'line-1' }],
+      mqtt: { url: broker.url, site: 'plant', device: 'e2e' },
+      audit: { file: join(dir, 'audit.db') },
+      once: true,
+    });
+    const { node } = await createEdgeNode(config);
+    await node.run();
+    await node.stop();
+
+    const snap = node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: 21, decided: 20, rejected: 1, dropped: 0, pending: 0 });
+
+    await waitUntil(() => new Set(sub.messages().map(([, m]) => m.frameId)).size >= 20, 15_000, 'results on MQTT');
+    await sub.stop();
+    const published = sub.messages().map(([, m]) => m);
+    const rows = auditRows(join(dir, 'audit.db'));
+    const decided = rows.filter((r) => r.status === 'ok');
+    expect(new Set(published.map((m) => m.frameId))).toEqual(new Set(decided.map((r) => r.frameId)));
+    expect(decided).toHaveLength(20);
+    for (const m of published) {
+      const row = decided.find((r) => r.frameId === m.frameId)!;
+      expect(m).toMatchObject({ label: row.label, expert: row.expert, earlyExit: row.earlyExit, model: { name: 'fashion-sgmoe' } });
+    }
+
+    const rejected = rows.filter((r) => r.status === 'rejected');
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0].frameId).toContain('broken.png');
+    expect(rejected[0].errorCode).toMatch(/^E_FRAME_/);
+    expect(readdirSync(join(inbox, 'rejected'))).toEqual(expect.arrayContaining(['broken.png', 'broken.png.reason.txt']));
+    expect(readFileSync(join(inbox, 'rejected', 'broken.png.reason.txt'), 'utf8')).toContain(rejected[0].errorCode!);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual([...good].sort());
+  });
+
+  it('SIGTERM in the middle of a stream, then a restart: nothing is missing from the audit log or the broker side', async () => {
+    const dir = join(tmp.path, 'sigterm');
+    const inbox = join(dir, 'inbox');
+    mkdirSync(inbox, { recursive: true });
+    const names: string[] = [];
+    for (let i = 0; i < 400; i++) {
+      const f = samples[i % samples.length];
+      const name = `${String(i).padStart(4, '0')}-${f}`;
+      copyFileSync(join(BUNDLED, 'samples', f), join(inbox, name));
+      names.push(name);
+    }
+    const configFile = join(dir, 'node.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        model: BUNDLED,
+        device: 'x86_64-cpu',
+        threads: 1,
+        batch: { maxSize: 1, maxWaitMs: 0 },
+        sources: [{ uri: `dir:${inbox}`, name: 'line-2' }],
+        mqtt: { url: broker.url, site: 'plant', device: 'sigterm' },
+        audit: { file: join(dir, 'audit.db') },
+      }),
+    );
+    const sub = await readySubscriber('sgmoe/v1/plant/sigterm/result', 'sgmoe/v1/plant/sigterm/result');
+
+    // First run: stopped with SIGTERM once some frames are done, many still waiting in the folder.
+    const first = startSgmoe(['run', '--config', configFile]);
+    let stderr = '';
+    first.stderr.on('data', (d) => (stderr += d));
+    await waitUntil(() => existsSync(join(inbox, 'done')) && readdirSync(join(inbox, 'done')).length >= 30, 60_000, 'first frames done');
+    const exited = new Promise<number | null>((r) => first.once('exit', r));
+    first.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    const doneAfterFirst = readdirSync(join(inbox, 'done')).length;
+    expect(doneAfterFirst).toBeLessThan(names.length);
+
+    // Second run: --once handles the rest and exits.
+    const second = sgmoe('run', '--config', configFile, '--once');
+    expect(second.status).toBe(0);
+
+    const rows = auditRows(join(dir, 'audit.db'));
+    const frameFiles = rows.map((r) => r.frameId.split('@')[0].split('/').pop());
+    expect(rows.every((r) => r.status === 'ok')).toBe(true);
+    expect(new Set(frameFiles)).toEqual(new Set(names));
+    expect(rows).toHaveLength(names.length);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual([...names].sort());
+
+    await waitUntil(() => new Set(sub.messages().map(([, m]) => m.frameId)).size >= names.length, 30_000, 'every result on MQTT');
+    await sub.stop();
+    const ids = sub.messages().map(([, m]) => m.frameId);
+    expect(new Set(ids)).toEqual(new Set(rows.map((r) => r.frameId)));
+    expect(stderr).toMatch(/SIGTERM: finishing the frames in flight/);
+  });
+});
+
+describe('the demo', () => {
+  it('runs with --once and its summary adds up', () => {
+    const cwd = join(tmp.path, 'demo');
+    mkdirSync(cwd);
+    const run = sgmoe('run', '--demo', '--once', '--fps', '0', '--audit', join(cwd, 'audit.db'));
+    expect(run.status).toBe(0);
+    const n = samples.length;
+    expect(run.stdout).toContain(`ingested ${n} = decided ${n} + rejected 0 + dropped 0 + pending 0`);
+    const accuracy = /accuracy +([\d.]+)% \((\d+) of (\d+) labelled frames\)/.exec(run.stdout);
+    expect(accuracy).not.toBeNull();
+    expect(Number(accuracy![3])).toBe(n);
+    expect(Number(accuracy![1])).toBeGreaterThan(50);
+    expect(run.stdout).toMatch(/early exit +\d+\.\d% \(threshold/);
+    expect(run.stdout).toMatch(/latency +p50 [\d.]+ ms, p99 [\d.]+ ms/);
+    expect(run.stdout.split('\n').filter((l) => /\.png +\S/.test(l))).toHaveLength(n);
+  });
+});
