@@ -6,4 +6,5 @@ export * from './engine';
 export * from './ingest';
 export * from './audit';
 export * from './transport';
+export * from './fleet';
 export * from './node';

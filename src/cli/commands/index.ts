@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { register as registerModel } from './model';
+import { registerFleetModelCommands } from './model-fleet';
 import { register as registerDoctor } from './doctor';
 import { register as registerAudit } from './audit';
 import { register as registerInfer } from './infer';
@@ -10,7 +11,7 @@ import { register as registerRun } from './run';
  * Add one import and one line per command.
  */
 export function registerCommands(program: Command): void {
-  registerModel(program);
+  registerFleetModelCommands(registerModel(program));
   registerDoctor(program);
   registerAudit(program);
   registerInfer(program);

@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { stat } from 'node:fs/promises';
+import { SgmoeError } from '../../errors';
+import { verifySignedTar } from '../../fleet/verify-tar';
 import { Engine } from '../../engine/engine';
 import { verifyPackage } from '../../engine/verify';
 import { loadPackage } from '../../model/package';
@@ -12,11 +15,18 @@ export function register(program: Command): Command {
 
   model
     .command('verify')
-    .argument('<dir>', 'package directory')
+    .argument('<dir>', 'package directory, or a package tar (with --pubkey)')
+    .option('--pubkey <file>', 'for a tar: the signer\'s ed25519 public key; PKG.sig must sit next to the tar')
     .option('--json', 'print the report as JSON')
-    .description('check the manifest, every sha256, the parts\' shapes and the golden self-test in ONNX Runtime (exit 2 when any check fails)')
-    .action(async (dir: string, opts: { json?: boolean }) => {
-      const report = await verifyPackage(dir, { threads: { intraOp: 1 } });
+    .description('check the manifest, every sha256, the parts\' shapes and the golden self-test in ONNX Runtime; for a tar, first its digest and signature (exit 2 when any check fails)')
+    .action(async (dir: string, opts: { pubkey?: string; json?: boolean }) => {
+      let report;
+      if ((await stat(dir).catch(() => null))?.isFile()) {
+        if (!opts.pubkey) throw new SgmoeError('E_USAGE', `${dir} is a file: expected --pubkey KEY to check its signature`);
+        report = await verifySignedTar(dir, opts.pubkey, { threads: { intraOp: 1 } });
+      } else {
+        report = await verifyPackage(dir, { threads: { intraOp: 1 } });
+      }
       if (opts.json) {
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {

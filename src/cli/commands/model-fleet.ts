@@ -1,0 +1,139 @@
+import type { Command } from 'commander';
+import { connectAsync } from 'mqtt';
+import { stat } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { clearChunks, publishChunks } from '../../fleet/chunks';
+import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
+import { packPackage, readTarManifest } from '../../fleet/pack';
+import { publishUpdate } from '../../fleet/publish';
+import type { UpdateRequestInput } from '../../fleet/request';
+import { servePackages } from '../../fleet/serve';
+import { readSignature, signPackage, writeSignature } from '../../fleet/signature';
+import { PackageStore } from '../../fleet/store';
+import { createLogger } from '../../log';
+import { sha256File } from '../../model/integrity';
+
+const print = (line: string): void => void process.stdout.write(line + '\n');
+const list = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').filter(Boolean)];
+const seconds = (value: string): number => {
+  const n = Number(value);
+  if (!(n > 0)) throw new Error(`expected a positive number of seconds, found ${JSON.stringify(value)}`);
+  return n;
+};
+
+interface PublishFlags {
+  broker: string;
+  site: string;
+  device: string[];
+  canary?: string[];
+  url?: string;
+  chunks?: boolean;
+  topicPrefix: string;
+  force?: boolean;
+  window: number;
+  timeout: number;
+  id?: string;
+}
+
+/** Operator and device sub-commands of `sgmoe model` for fleet updates (keygen, pack, sign, serve, publish, rollback). */
+export function registerFleetModelCommands(model: Command): void {
+  model
+    .command('keygen')
+    .argument('<out>', 'path prefix: writes OUT.key (private, 0600) and OUT.pub (for the devices\' trusted keys)')
+    .description('make an ed25519 signing key pair')
+    .action(async (out: string) => {
+      const key = await generateSigningKey(out);
+      print(`key ${key.keyId}: ${key.privateKeyPath} (keep secret), ${key.publicKeyPath} (give to devices)`);
+    });
+
+  model
+    .command('pack')
+    .argument('<dir>', 'package directory (checked: manifest and every sha256)')
+    .argument('<out>', 'the .tar to write')
+    .description('pack a package into a deterministic tar (sorted entries, fixed mtime, no owners)')
+    .action(async (dir: string, out: string) => {
+      const packed = await packPackage(dir, out);
+      print(`${packed.tar}: ${packed.name} ${packed.version}, ${packed.entries} entries, ${packed.bytes} bytes, sha256 ${packed.sha256}`);
+    });
+
+  model
+    .command('sign')
+    .argument('<pkg>', 'package tar')
+    .requiredOption('--key <file>', 'ed25519 private key (from keygen)')
+    .description('write PKG.sig: an ed25519 signature over the package tar\'s sha256')
+    .action(async (pkg: string, opts: { key: string }) => {
+      const signature = await signPackage(pkg, await readPrivateKey(opts.key));
+      print(`${await writeSignature(pkg, signature)}: key ${signature.keyId}, sha256 ${signature.sha256}`);
+    });
+
+  model
+    .command('serve')
+    .argument('<dir>', 'folder of package tars and signatures')
+    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--port <port>', 'port to listen on', '8080')
+    .description('serve packages over HTTP (with Range requests, so devices resume interrupted downloads)')
+    .action(async (dir: string, opts: { host: string; port: string }) => {
+      const server = await servePackages(dir, { host: opts.host, port: Number(opts.port), logger: createLogger('sgmoe-serve') });
+      print(`serving ${resolve(dir)} at ${server.url} (Ctrl-C to stop)`);
+      await new Promise<void>((done) => process.once('SIGINT', () => void server.close().then(done)));
+    });
+
+  model
+    .command('publish')
+    .argument('<pkg>', 'signed package tar (PKG.sig next to it)')
+    .requiredOption('--broker <url>', 'MQTT broker, e.g. mqtt://broker:1883')
+    .requiredOption('--site <site>', 'site of the devices')
+    .requiredOption('--device <ids>', 'device(s) to update (repeat or comma-separate)', list)
+    .option('--canary <ids>', 'devices updated first; the rest only if they stay healthy (repeat or comma-separate)', list)
+    .option('--url <url>', 'where devices download the tar (e.g. from `sgmoe model serve`)')
+    .option('--chunks', 'send the tar in retained MQTT chunks instead (sites without HTTP)')
+    .option('--topic-prefix <prefix>', 'device topic prefix', 'sgmoe/v1/{site}/{device}/')
+    .option('--force', 'allow a version that is not newer (downgrade)')
+    .option('--window <seconds>', 'how long canaries must stay healthy', seconds, 300)
+    .option('--timeout <seconds>', 'how long each device has to report its update done', seconds, 900)
+    .option('--id <correlationId>', 'correlation id of the command (default: a random UUID)')
+    .description('send an update command to devices, canaries first; exit 2 when any device did not finish it')
+    .action(async (pkg: string, opts: PublishFlags) => {
+      if (Boolean(opts.url) === Boolean(opts.chunks)) throw new Error('expected exactly one of --url or --chunks');
+      const [manifest, signature, sha256] = await Promise.all([readTarManifest(pkg), readSignature(`${pkg}.sig`), sha256File(pkg)]);
+      const client = await connectAsync(opts.broker, { clientId: `sgmoe-publish-${process.pid}` });
+      try {
+        const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
+        const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
+        const request: UpdateRequestInput = opts.url
+          ? { ...base, url: opts.url }
+          : { ...base, chunks: await publishChunks(client, pkg, `${site}packages/${sha256}`) };
+        print(`publishing ${manifest.name} ${manifest.version} (${(await stat(pkg)).size} bytes, ${basename(pkg)})`);
+        const report = await publishUpdate({
+          client,
+          site: opts.site,
+          topicPrefix: opts.topicPrefix,
+          devices: opts.device,
+          canary: opts.canary,
+          request,
+          correlationId: opts.id,
+          replyTimeoutMs: opts.timeout * 1000,
+          canaryWindowMs: opts.window * 1000,
+          logger: createLogger('sgmoe-publish'),
+        });
+        for (const o of [...(report.canary?.devices ?? []), ...report.devices]) {
+          print(`${o.device.padEnd(20)} ${o.outcome}${'reason' in o ? `: ${o.reason}` : ''}`);
+        }
+        if (report.canary && !report.canary.ok) print('canaries not healthy: rollout stopped before the other devices');
+        // Every device has answered or timed out: the retained chunks would otherwise sit on the broker for good.
+        if (request.chunks) await clearChunks(client, request.chunks);
+        process.exitCode = report.ok ? 0 : 2;
+      } finally {
+        await client.endAsync();
+      }
+    });
+
+  model
+    .command('rollback')
+    .requiredOption('--root <dir>', 'the device\'s package store (the update agent\'s root)')
+    .description('on a device whose node is stopped: point `current` back at the previous package (the node loads it on start)')
+    .action(async (opts: { root: string }) => {
+      const { from, to } = await new PackageStore(opts.root).revertCurrent();
+      print(`rolled back from ${from} to ${to}`);
+    });
+}

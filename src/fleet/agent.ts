@@ -1,0 +1,305 @@
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SgmoeError, errorCode, errorMessage } from '../errors';
+import { silentLogger, type Logger } from '../log';
+import { Engine, type EngineOptions } from '../engine/engine';
+import { runSelftest } from '../engine/selftest-run';
+import { sha256File } from '../model/integrity';
+import { loadPackage } from '../model/package';
+import { loadSelftest } from '../model/selftest';
+import { downloadFile } from './download';
+import { DEFAULT_HEALTH_WATCH, watchHealth, type HealthWatchOptions } from './health-watch';
+import type { EngineHost, HealthProbe } from './host';
+import type { TrustedKeys } from './keys';
+import { parseUpdateRequest, type ChunkRef, type UpdateRequest } from './request';
+import { compareVersions } from './semver';
+import { checkSignature } from './signature';
+import { packageId, type PackageStore, type UpdateState, type UpdateStep } from './store';
+import { unpackPackage } from './unpack';
+
+export interface UpdateLimits {
+  maxDownloadBytes: number;
+  downloadTimeoutMs: number;
+  maxUnpackedBytes: number;
+  maxFiles: number;
+}
+
+export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
+  maxDownloadBytes: 512 * 2 ** 20,
+  downloadTimeoutMs: 10 * 60_000,
+  maxUnpackedBytes: 1024 * 2 ** 20,
+  maxFiles: 10_000,
+};
+
+/** Fetches a package sent in chunks over MQTT into `dest` (see `fetchChunks`). */
+export type ChunkFetcher = (ref: ChunkRef, dest: string, limits: UpdateLimits) => Promise<void>;
+
+/** The model the device runs after a step that changed it, with what routing health needs. */
+export interface RunningModel {
+  name: string;
+  version: string;
+  expertShare: number[];
+}
+
+/** One step of an update, for `cmd/update/reply`, the status message and the audit events. */
+export interface UpdateEvent {
+  correlationId: string | null;
+  step: UpdateStep;
+  /** The version being installed (or, for a rollback, the one left). */
+  version: string;
+  message: string;
+  /** Set when the running model changed with this step (swap, rollback): the node reports `modelChanged`. */
+  model?: RunningModel;
+  error?: { code: string; message: string };
+  ts: string;
+}
+
+export interface UpdateResult {
+  step: 'done';
+  version: string;
+  previous: string | null;
+}
+
+export interface UpdateAgentOptions {
+  store: PackageStore;
+  host: EngineHost;
+  probe: HealthProbe;
+  trustedKeys: TrustedKeys;
+  /** How new engines are loaded (device profile, threads). */
+  engine?: EngineOptions;
+  limits?: Partial<UpdateLimits>;
+  watch?: Partial<HealthWatchOptions>;
+  fetchChunks?: ChunkFetcher;
+  onEvent?: (event: UpdateEvent) => void;
+  logger?: Logger;
+}
+
+/** What is persisted and reported about the update in progress. */
+interface Run {
+  correlationId: string | null;
+  version: string;
+  sha256: string;
+  target: string | null;
+  previous: string | null;
+}
+
+function runningModel(engine: Engine): RunningModel {
+  return { ...engine.model, expertShare: [...engine.manifest.calibration.expertShare] };
+}
+
+/**
+ * The device side of a fleet update, one at a time: download → verify (sha256 + signature against the trusted
+ * keys) → unpack safely into staging → load and self-test → swap via the EngineHost → health watch, rolling back
+ * on a regression. Every step is persisted before it starts (PackageStore.recover undoes a half-done one after a
+ * power loss) and reported through `onEvent`.
+ */
+export class UpdateAgent {
+  private readonly limits: UpdateLimits;
+  private readonly watch: HealthWatchOptions;
+  private readonly log: Logger;
+  private busy = false;
+
+  constructor(private readonly options: UpdateAgentOptions) {
+    this.limits = { ...DEFAULT_UPDATE_LIMITS, ...options.limits };
+    this.watch = { ...DEFAULT_HEALTH_WATCH, ...options.watch };
+    this.log = (options.logger ?? silentLogger).child({ module: 'fleet' });
+  }
+
+  /** Runs one update to its end. Rejects with the reason (an SgmoeError code) when refused or rolled back. */
+  async update(args: unknown, correlationId: string | null = null): Promise<UpdateResult> {
+    const request = parseUpdateRequest(args);
+    return this.exclusive(async () => {
+      const previous = (await this.options.store.pointer())?.current ?? null;
+      const run: Run = { correlationId, version: request.version, sha256: request.sha256, target: null, previous };
+      try {
+        return await this.install(run, request);
+      } catch (err) {
+        const error = { code: errorCode(err), message: errorMessage(err) };
+        const rolledBack = error.code === 'E_HEALTH_REGRESSION';
+        if (rolledBack) await this.options.store.prune();
+        else await this.discard(run);
+        await this.persist(run, rolledBack ? 'rolled_back' : 'failed', error);
+        this.emit(run, rolledBack ? 'rolled_back' : 'failed', error.message, { error, ...(rolledBack ? { model: runningModel(this.options.host.engine) } : {}) });
+        throw err;
+      }
+    });
+  }
+
+  /** `sgmoe model rollback` on a running device: back to the package that ran before the current one. */
+  async rollback(reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
+    return this.exclusive(async () => {
+      const { from, to } = await this.switchBack();
+      const state = await this.options.store.readState();
+      const run: Run = { correlationId: null, version: this.options.host.engine.model.version, sha256: state?.sha256 ?? '', target: from, previous: to };
+      await this.persist(run, 'rolled_back', { code: 'E_ROLLBACK', message: reason });
+      this.emit(run, 'rolled_back', `rolled back from ${from} to ${to}: ${reason}`, { model: runningModel(this.options.host.engine) });
+      return { from, to };
+    });
+  }
+
+  private async install(run: Run, request: UpdateRequest): Promise<UpdateResult> {
+    const { store, host } = this.options;
+    const running = host.engine.model;
+    if (!run.previous) {
+      throw new SgmoeError('E_STORE_EMPTY', `no current package in ${store.root}: expected the running package adopted into the store first`);
+    }
+    if (!request.force && compareVersions(request.version, running.version) <= 0) {
+      throw new SgmoeError('E_VERSION_NOT_NEWER', `version ${request.version} is not newer than the running ${running.version} (set force to downgrade)`, {
+        running: running.version,
+        offered: request.version,
+      });
+    }
+    if (!request.signature) {
+      throw new SgmoeError('E_UNSIGNED', `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package`);
+    }
+
+    await this.begin(run, 'downloading', `fetching ${request.url ?? request.chunks?.topic}`);
+    const tar = this.downloadPath(request.sha256);
+    await this.fetch(request, tar);
+
+    await this.begin(run, 'verifying', 'checking sha256 and signature');
+    const sha256 = await sha256File(tar);
+    if (sha256 !== request.sha256) {
+      throw new SgmoeError('E_DIGEST_MISMATCH', `the downloaded package's sha256 is ${sha256}, the update expects ${request.sha256}`, { expected: request.sha256, actual: sha256 });
+    }
+    const { keyId } = checkSignature(request.signature, sha256, this.options.trustedKeys);
+
+    await this.begin(run, 'unpacking', `signature by ${keyId} holds; unpacking`);
+    await store.clearStaging();
+    const staged = join(store.stagingDir, request.sha256);
+    await unpackPackage(tar, staged, { maxBytes: this.limits.maxUnpackedBytes, maxFiles: this.limits.maxFiles });
+    const { manifest } = await loadPackage(staged, { verifyHashes: false });
+    if (manifest.version !== request.version) {
+      throw new SgmoeError('E_VERSION_MISMATCH', `the update announces version ${request.version}, the package's manifest says ${manifest.version}`);
+    }
+    if (manifest.name !== running.name && !request.force) {
+      throw new SgmoeError('E_PACKAGE_NAME', `the package is ${manifest.name}, the device runs ${running.name} (set force to change models)`);
+    }
+    const id = packageId(manifest.name, manifest.version);
+    if (id === run.previous) throw new SgmoeError('E_VERSION_NOT_NEWER', `${id} is the package running now`);
+    run.target = id;
+    await this.begin(run, 'selftesting', `loading ${id} and running its self-test`);
+    const dir = await store.install(staged, id);
+    await rm(tar, { force: true });
+    const next = await this.loadVerified(dir);
+
+    await this.begin(run, 'staged', `${id} passed its self-test`);
+    await this.begin(run, 'swapping', `switching from ${run.previous} to ${id}`);
+    const { previous } = await host.swap(next);
+    await store.setCurrent(id);
+    await this.persist(run, 'watching');
+    const start = await this.options.probe.sample();
+    this.emit(run, 'watching', `running ${id}; watching health for ${this.watch.windowMs} ms`, { model: runningModel(next) });
+    await previous.dispose();
+
+    const verdict = await watchHealth(this.options.probe, start, this.watch);
+    if (!verdict.ok) {
+      this.log.warn({ reason: verdict.reason, id }, 'health regression after update, rolling back');
+      await this.switchBack();
+      throw new SgmoeError('E_HEALTH_REGRESSION', `${id} rolled back to ${run.previous}: ${verdict.reason}`, { reason: verdict.reason });
+    }
+    await this.persist(run, 'done');
+    const removed = await store.prune();
+    this.emit(run, 'done', `${id} is running${removed.length ? `; removed ${removed.join(', ')}` : ''}`);
+    return { step: 'done', version: manifest.version, previous: run.previous };
+  }
+
+  /** Loads a package with every hash checked and passes its self-test, or disposes it and says why. */
+  private async loadVerified(dir: string): Promise<Engine> {
+    const pkg = await loadPackage(dir);
+    const engine = await Engine.load(pkg, { ...this.options.engine, logger: this.log });
+    try {
+      const report = await runSelftest(engine, await loadSelftest(pkg.selftestPath));
+      if (!report.ok) {
+        const first = report.failures.slice(0, 3).map((f) => `${f.caseId} ${f.check}: ${f.message}`);
+        throw new SgmoeError('E_SELFTEST_FAILED', `${report.failures.length} self-test check(s) failed, e.g. ${first.join('; ')}`, { failures: report.failures });
+      }
+      return engine;
+    } catch (err) {
+      await engine.dispose();
+      throw err;
+    }
+  }
+
+  /** Swaps back to the previous package (loaded and self-tested again), then points `current` at it. */
+  private async switchBack(): Promise<{ from: string; to: string }> {
+    const { store, host } = this.options;
+    const pointer = await store.pointer();
+    const to = pointer?.history[0];
+    if (!pointer || !to) throw new SgmoeError('E_ROLLBACK_NONE', 'no earlier package to roll back to: the history is empty');
+    const engine = await this.loadVerified(store.packageDir(to));
+    const { previous } = await host.swap(engine);
+    const moved = await store.revertCurrent();
+    await previous.dispose();
+    return moved;
+  }
+
+  private async fetch(request: UpdateRequest, dest: string): Promise<void> {
+    if (request.url) {
+      await downloadFile(request.url, dest, {
+        maxBytes: this.limits.maxDownloadBytes,
+        timeoutMs: this.limits.downloadTimeoutMs,
+        onProgress: (received, total) => this.log.debug({ received, total }, 'downloading'),
+      });
+    } else if (request.chunks) {
+      if (!this.options.fetchChunks) {
+        throw new SgmoeError('E_UPDATE_UNSUPPORTED', 'the update comes in MQTT chunks, but this agent has no chunk fetcher configured');
+      }
+      if (request.chunks.bytes > this.limits.maxDownloadBytes) {
+        throw new SgmoeError('E_DOWNLOAD_TOO_LARGE', `the package is ${request.chunks.bytes} bytes, the limit is ${this.limits.maxDownloadBytes}`);
+      }
+      await this.options.fetchChunks(request.chunks, dest, this.limits);
+    }
+  }
+
+  /** Drops what a failed update left behind, except a partial download (a retry resumes it). */
+  private async discard(run: Run): Promise<void> {
+    await rm(this.downloadPath(run.sha256), { force: true });
+    await this.options.store.clearStaging();
+    const pointer = await this.options.store.pointer();
+    if (run.target && run.target !== pointer?.current && !pointer?.history.includes(run.target)) {
+      await rm(this.options.store.packageDir(run.target), { recursive: true, force: true });
+    }
+  }
+
+  private downloadPath(sha256: string): string {
+    return join(this.options.store.downloadsDir, `${sha256}.tar`);
+  }
+
+  private async begin(run: Run, step: UpdateStep, message: string): Promise<void> {
+    await this.persist(run, step);
+    this.emit(run, step, message);
+  }
+
+  private persist(run: Run, step: UpdateStep, error: UpdateState['error'] = null): Promise<UpdateState> {
+    return this.options.store.writeState({
+      step,
+      correlationId: run.correlationId,
+      version: run.version,
+      sha256: run.sha256,
+      target: run.target,
+      previous: run.previous,
+      error,
+    });
+  }
+
+  private emit(run: Run, step: UpdateStep, message: string, extra: Pick<UpdateEvent, 'model' | 'error'> = {}): void {
+    const event: UpdateEvent = { correlationId: run.correlationId, step, version: run.version, message, ...extra, ts: new Date().toISOString() };
+    this.log.info({ ...event }, 'update step');
+    try {
+      this.options.onEvent?.(event);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'update event listener failed');
+    }
+  }
+
+  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new SgmoeError('E_UPDATE_BUSY', 'an update or rollback is already running on this device: expected one at a time');
+    this.busy = true;
+    try {
+      return await work();
+    } finally {
+      this.busy = false;
+    }
+  }
+}

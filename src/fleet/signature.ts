@@ -1,0 +1,95 @@
+import { sign, verify, type KeyObject } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { z } from 'zod';
+import { SgmoeError, errorMessage } from '../errors';
+import { sha256File } from '../model/integrity';
+import { keyIdOf, type TrustedKeys } from './keys';
+
+export const SIGNATURE_FORMAT = 'sgmoe-signature/1';
+
+export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256 (64 characters)');
+
+/** `PKG.tar.sig`: a detached ed25519 signature over the package tar's sha256. */
+export const signatureSchema = z.object({
+  format: z.literal(SIGNATURE_FORMAT),
+  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'the signing key id (16 hex characters)'),
+  algorithm: z.literal('ed25519'),
+  sha256: sha256Schema,
+  signature: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'base64'),
+});
+export type PackageSignature = z.infer<typeof signatureSchema>;
+
+/** What is signed: the digest, prefixed with the format so a signature cannot be replayed as anything else. */
+function signedBytes(sha256: string): Buffer {
+  return Buffer.from(`${SIGNATURE_FORMAT}:${sha256}`, 'utf8');
+}
+
+export async function signPackage(tarPath: string, privateKey: KeyObject): Promise<PackageSignature> {
+  const sha256 = await sha256File(tarPath);
+  return {
+    format: SIGNATURE_FORMAT,
+    keyId: keyIdOf(privateKey),
+    algorithm: 'ed25519',
+    sha256,
+    signature: sign(null, signedBytes(sha256), privateKey).toString('base64'),
+  };
+}
+
+/** Writes `PKG.tar.sig` next to the package and returns its path. */
+export async function writeSignature(tarPath: string, signature: PackageSignature): Promise<string> {
+  const path = `${tarPath}.sig`;
+  await writeFile(path, JSON.stringify(signature, null, 2) + '\n');
+  return path;
+}
+
+export function parseSignature(json: unknown, where = 'signature'): PackageSignature {
+  const parsed = signatureSchema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw new SgmoeError('E_SIGNATURE_INVALID', `${where} is not a ${SIGNATURE_FORMAT} signature: ${problems.join('; ')}`, { problems });
+  }
+  return parsed.data;
+}
+
+export async function readSignature(path: string): Promise<PackageSignature> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await readFile(path, 'utf8'));
+  } catch (err) {
+    throw new SgmoeError('E_SIGNATURE_MISSING', `cannot read signature ${path}: ${errorMessage(err)}`, undefined, { cause: err });
+  }
+  return parseSignature(json, path);
+}
+
+/**
+ * Accepts a package only when its digest is the one signed and the signature is valid under a trusted key.
+ * `sha256` is the digest computed from the bytes received, never one taken from the sender.
+ */
+export function checkSignature(signature: PackageSignature, sha256: string, trusted: TrustedKeys): { keyId: string } {
+  if (signature.sha256 !== sha256) {
+    throw new SgmoeError('E_DIGEST_MISMATCH', `the package's sha256 is ${sha256}, the signature covers ${signature.sha256}`, {
+      expected: signature.sha256,
+      actual: sha256,
+    });
+  }
+  const key = trusted.get(signature.keyId);
+  if (!key) {
+    throw new SgmoeError(
+      'E_SIGNATURE_UNKNOWN_KEY',
+      `signed by key ${signature.keyId}, expected one of the trusted keys [${trusted.ids.join(', ')}]`,
+      { keyId: signature.keyId },
+    );
+  }
+  if (!verify(null, signedBytes(sha256), key, Buffer.from(signature.signature, 'base64'))) {
+    throw new SgmoeError('E_SIGNATURE_INVALID', `the signature by key ${signature.keyId} does not verify for sha256 ${sha256}`, {
+      keyId: signature.keyId,
+    });
+  }
+  return { keyId: signature.keyId };
+}
+
+/** The offline check of `sgmoe model verify PKG.tar --pubkey KEY`: hash the tar, then check its signature. */
+export async function verifySignedPackage(tarPath: string, signature: PackageSignature, trusted: TrustedKeys): Promise<{ sha256: string; keyId: string }> {
+  const sha256 = await sha256File(tarPath);
+  return { sha256, ...checkSignature(signature, sha256, trusted) };
+}

@@ -1,0 +1,206 @@
+import { cp, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { SgmoeError, errorMessage } from '../errors';
+import { loadPackage } from '../model/package';
+import { fsyncDir, writeFileAtomic } from './atomic';
+
+/** The steps of an update, as persisted; the last three are final. */
+export const UPDATE_STEPS = [
+  'downloading',
+  'verifying',
+  'unpacking',
+  'selftesting',
+  'staged',
+  'swapping',
+  'watching',
+  'done',
+  'failed',
+  'rolled_back',
+] as const;
+export type UpdateStep = (typeof UPDATE_STEPS)[number];
+const FINAL: ReadonlySet<UpdateStep> = new Set(['done', 'failed', 'rolled_back']);
+
+const errorInfo = z.object({ code: z.string(), message: z.string() });
+
+/** `state.json`: where the last update stands, so a restart can finish or undo it. */
+export const updateStateSchema = z.object({
+  format: z.literal('sgmoe-update-state/1'),
+  step: z.enum(UPDATE_STEPS),
+  correlationId: z.string().nullable(),
+  version: z.string(),
+  sha256: z.string(),
+  /** Installed package id (`<name>-<version>`) being brought in, once unpacked. */
+  target: z.string().nullable(),
+  /** Package id that ran before the swap. */
+  previous: z.string().nullable(),
+  error: errorInfo.nullable(),
+  updatedAt: z.string(),
+});
+export type UpdateState = z.infer<typeof updateStateSchema>;
+
+/** `current`: the package the device runs, and the ones it ran before, newest first (for rollback). */
+const pointerSchema = z.object({ current: z.string(), history: z.array(z.string()) });
+export type Pointer = z.infer<typeof pointerSchema>;
+
+export interface Recovery {
+  /** none: nothing half-done; aborted: an update stopped before its swap was undone; rolled_back: a swap was undone. */
+  action: 'none' | 'aborted' | 'rolled_back';
+  state: UpdateState | null;
+  /** The package directory to run now. */
+  currentDir: string | null;
+}
+
+export const INTERRUPTED = { code: 'E_UPDATE_INTERRUPTED', message: 'the device restarted during the update' };
+
+/**
+ * The device's package folder: `packages/<name>-<version>/` (verified packages), `staging/` (being unpacked),
+ * `downloads/`, the `current` pointer and `state.json`, every JSON file replaced atomically.
+ */
+export class PackageStore {
+  readonly packagesDir: string;
+  readonly stagingDir: string;
+  readonly downloadsDir: string;
+  private readonly pointerPath: string;
+  private readonly statePath: string;
+
+  constructor(
+    readonly root: string,
+    /** How many packages to keep installed, the running one included (at least 2, so rollback has somewhere to go). */
+    readonly keep = 3,
+  ) {
+    this.packagesDir = join(root, 'packages');
+    this.stagingDir = join(root, 'staging');
+    this.downloadsDir = join(root, 'downloads');
+    this.pointerPath = join(root, 'current');
+    this.statePath = join(root, 'state.json');
+  }
+
+  async init(): Promise<void> {
+    for (const dir of [this.packagesDir, this.stagingDir, this.downloadsDir]) await mkdir(dir, { recursive: true });
+  }
+
+  packageDir(id: string): string {
+    return join(this.packagesDir, id);
+  }
+
+  async pointer(): Promise<Pointer | null> {
+    return readJson(this.pointerPath, pointerSchema);
+  }
+
+  async currentDir(): Promise<string | null> {
+    const p = await this.pointer();
+    return p ? this.packageDir(p.current) : null;
+  }
+
+  /** First boot: copies the package the device was set up with into the store and makes it current. */
+  async adopt(dir: string): Promise<string> {
+    await this.init();
+    const existing = await this.pointer();
+    if (existing) return this.packageDir(existing.current);
+    const { manifest } = await loadPackage(dir);
+    const id = packageId(manifest.name, manifest.version);
+    const temp = join(this.stagingDir, `adopt-${id}`);
+    await rm(temp, { recursive: true, force: true });
+    await cp(dir, temp, { recursive: true });
+    await this.install(temp, id);
+    await writeFileAtomic(this.pointerPath, JSON.stringify({ current: id, history: [] }));
+    return this.packageDir(id);
+  }
+
+  /** Moves an unpacked package from staging to `packages/<id>` (same file system: one rename). */
+  async install(stagedDir: string, id: string): Promise<string> {
+    const dest = this.packageDir(id);
+    await rm(dest, { recursive: true, force: true });
+    await rename(stagedDir, dest);
+    await fsyncDir(this.packagesDir);
+    return dest;
+  }
+
+  /** Makes `id` current; the one it replaces heads the history. */
+  async setCurrent(id: string): Promise<void> {
+    const p = await this.pointer();
+    const history = p ? [p.current, ...p.history.filter((h) => h !== id && h !== p.current)] : [];
+    await writeFileAtomic(this.pointerPath, JSON.stringify({ current: id, history }));
+  }
+
+  /** Goes back to the package that ran before the current one. Returns [from, to]. */
+  async revertCurrent(): Promise<{ from: string; to: string }> {
+    const p = await this.pointer();
+    if (!p || p.history.length === 0) {
+      throw new SgmoeError('E_ROLLBACK_NONE', `no earlier package to roll back to: expected one in ${this.pointerPath}'s history, found none`);
+    }
+    const [to, ...rest] = p.history;
+    await writeFileAtomic(this.pointerPath, JSON.stringify({ current: to, history: rest }));
+    return { from: p.current, to };
+  }
+
+  /** Removes installed packages beyond the newest `keep` (current first, then its history) and leftovers. */
+  async prune(): Promise<string[]> {
+    const p = await this.pointer();
+    if (!p) return [];
+    const kept = new Set([p.current, ...p.history].slice(0, Math.max(2, this.keep)));
+    const installed = await readdir(this.packagesDir).catch(() => [] as string[]);
+    const removed = installed.filter((id) => !kept.has(id));
+    for (const id of removed) await rm(this.packageDir(id), { recursive: true, force: true });
+    await writeFileAtomic(this.pointerPath, JSON.stringify({ current: p.current, history: p.history.filter((h) => kept.has(h)) }));
+    return removed;
+  }
+
+  async readState(): Promise<UpdateState | null> {
+    return readJson(this.statePath, updateStateSchema);
+  }
+
+  async writeState(state: Omit<UpdateState, 'format' | 'updatedAt'>): Promise<UpdateState> {
+    const full: UpdateState = { format: 'sgmoe-update-state/1', ...state, updatedAt: new Date().toISOString() };
+    await writeFileAtomic(this.statePath, JSON.stringify(full, null, 2));
+    return full;
+  }
+
+  async clearStaging(): Promise<void> {
+    await rm(this.stagingDir, { recursive: true, force: true });
+    await mkdir(this.stagingDir, { recursive: true });
+  }
+
+  /**
+   * On start, before any engine loads: undoes a half-done update so the device runs a verified package.
+   * Before the swap, the new package is dropped (the download stays, so a retry resumes). From the swap until
+   * the end of the health watch, the pointer goes back to the previous package: a restart in that window may
+   * well be the new model's fault, so it does not get the benefit of the doubt.
+   */
+  async recover(): Promise<Recovery> {
+    await this.init();
+    const state = await this.readState();
+    if (!state || FINAL.has(state.step)) return { action: 'none', state, currentDir: await this.currentDir() };
+    const pointer = await this.pointer();
+    await this.clearStaging();
+    if (pointer && state.target === pointer.current && (state.step === 'swapping' || state.step === 'watching')) {
+      await this.revertCurrent();
+      const next = await this.writeState({ ...state, step: 'rolled_back', error: INTERRUPTED });
+      return { action: 'rolled_back', state: next, currentDir: await this.currentDir() };
+    }
+    if (state.target && state.target !== pointer?.current && !pointer?.history.includes(state.target)) {
+      await rm(this.packageDir(state.target), { recursive: true, force: true });
+    }
+    const next = await this.writeState({ ...state, step: 'failed', error: INTERRUPTED });
+    return { action: 'aborted', state: next, currentDir: await this.currentDir() };
+  }
+}
+
+export function packageId(name: string, version: string): string {
+  return `${name}-${version}`;
+}
+
+async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | null> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return null;
+  }
+  try {
+    return schema.parse(JSON.parse(text));
+  } catch (err) {
+    throw new SgmoeError('E_STORE_CORRUPT', `${path} is not what the update agent wrote: ${errorMessage(err)}`, undefined, { cause: err });
+  }
+}

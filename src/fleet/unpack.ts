@@ -1,0 +1,67 @@
+import { mkdir } from 'node:fs/promises';
+import * as tar from 'tar';
+import { SgmoeError, errorMessage } from '../errors';
+
+export interface UnpackLimits {
+  /** Sum of the file sizes the tar declares. */
+  maxBytes: number;
+  maxFiles: number;
+}
+
+export interface UnpackResult {
+  files: number;
+  bytes: number;
+}
+
+/** Why an entry path is unsafe, or null: it must stay inside the destination however it is joined. */
+function unsafePath(path: string): string | null {
+  if (path.includes('\0')) return 'a NUL byte';
+  if (path.startsWith('/') || /^[A-Za-z]:/.test(path)) return 'an absolute path';
+  if (path.includes('\\')) return 'a backslash';
+  if (path.split('/').includes('..')) return 'a ".." segment';
+  return null;
+}
+
+/**
+ * Extracts a package tar into `dest` only after reading every header: each entry must be a regular file or a
+ * directory with a relative path that stays inside `dest`, within the size and file-count limits. One bad entry
+ * refuses the whole package (tar would otherwise quietly strip it and extract the rest).
+ */
+export async function unpackPackage(tarPath: string, dest: string, limits: UnpackLimits): Promise<UnpackResult> {
+  let files = 0;
+  let bytes = 0;
+  let problem: SgmoeError | null = null;
+  const refuse = (code: string, message: string, details: Record<string, unknown>): void => {
+    problem ??= new SgmoeError(code, message, details);
+  };
+  try {
+    await tar.t({
+      file: tarPath,
+      strict: true,
+      onReadEntry: (entry) => {
+        const why = unsafePath(entry.path);
+        if (entry.type !== 'File' && entry.type !== 'OldFile' && entry.type !== 'Directory') {
+          refuse('E_UNPACK_UNSAFE', `entry ${JSON.stringify(entry.path)} is a ${entry.type}${entry.linkpath ? ` to ${JSON.stringify(entry.linkpath)}` : ''}: expected only regular files and directories`, { entry: entry.path, type: entry.type });
+        } else if (why) {
+          refuse('E_UNPACK_UNSAFE', `entry ${JSON.stringify(entry.path)} has ${why}: expected a relative path inside the package`, { entry: entry.path });
+        } else if (entry.type !== 'Directory') {
+          files += 1;
+          bytes += entry.size ?? 0;
+          if (files > limits.maxFiles) refuse('E_UNPACK_LIMIT', `the package holds more than ${limits.maxFiles} files`, { limit: limits.maxFiles });
+          if (bytes > limits.maxBytes) refuse('E_UNPACK_LIMIT', `the package unpacks to more than ${limits.maxBytes} bytes`, { limit: limits.maxBytes });
+        }
+        entry.resume();
+      },
+    });
+  } catch (err) {
+    throw new SgmoeError('E_UNPACK_INVALID', `${tarPath} is not a readable tar: ${errorMessage(err)}`, undefined, { cause: err });
+  }
+  if (problem) throw problem;
+  await mkdir(dest, { recursive: true });
+  try {
+    await tar.x({ file: tarPath, cwd: dest, strict: true, preserveOwner: false });
+  } catch (err) {
+    throw new SgmoeError('E_UNPACK_INVALID', `cannot extract ${tarPath} into ${dest}: ${errorMessage(err)}`, undefined, { cause: err });
+  }
+  return { files, bytes };
+}

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tar from 'tar';
+import { generateSigningKey, keyIdOf, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
+import { packPackage, readTarManifest } from '../../src/fleet/pack';
+import { compareVersions } from '../../src/fleet/semver';
+import { readSignature, signPackage, verifySignedPackage, writeSignature } from '../../src/fleet/signature';
+import { unpackPackage } from '../../src/fleet/unpack';
+import { verifySignedTar } from '../../src/fleet/verify-tar';
+import { copyPackage } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+
+const tmp = tempDir('sgmoe-fleet-pack-');
+const LIMITS = { maxBytes: 64 * 2 ** 20, maxFiles: 1000 };
+let pkg: string;
+let trusted: TrustedKeys;
+
+beforeAll(async () => {
+  pkg = copyPackage(join(tmp.path, 'pkg'));
+  await generateSigningKey(join(tmp.path, 'fleet'));
+  trusted = new TrustedKeys([await readPublicKey(join(tmp.path, 'fleet.pub'))]);
+});
+afterAll(() => tmp.cleanup());
+
+test('keygen writes an ed25519 pair whose id is the sha256 of the public key DER; it never overwrites', async () => {
+  const pub = await readPublicKey(join(tmp.path, 'fleet.pub'));
+  const der = pub.export({ type: 'spki', format: 'der' });
+  expect(keyIdOf(pub)).toBe(createHash('sha256').update(der).digest('hex').slice(0, 16));
+  expect(keyIdOf(await readPrivateKey(join(tmp.path, 'fleet.key')))).toBe(keyIdOf(pub));
+  expect(statSync(join(tmp.path, 'fleet.key')).mode & 0o777).toBe(0o600);
+  await expect(generateSigningKey(join(tmp.path, 'fleet'))).rejects.toMatchObject({ code: 'E_KEY_EXISTS' });
+});
+
+test('pack is deterministic, sorted, owner-free, and round-trips through sign, verify and unpack', async () => {
+  const a = await packPackage(pkg, join(tmp.path, 'a.tar'));
+  const b = await packPackage(pkg, join(tmp.path, 'b.tar'));
+  expect(b.sha256).toBe(a.sha256);
+  const entries: Array<{ path: string; uid?: number; mtime?: Date }> = [];
+  await tar.t({ file: a.tar, onReadEntry: (e) => entries.push({ path: e.path, uid: e.uid, mtime: e.mtime }) });
+  const paths = entries.map((e) => e.path);
+  expect(paths[0]).toBe('REPORT.md');
+  expect(paths).toContain('experts/expert-03.onnx');
+  expect(entries.filter((e) => !e.path.endsWith('/')).every((e) => e.mtime?.toISOString() === '2000-01-01T00:00:00.000Z')).toBe(true);
+  expect(entries.every((e) => !e.uid)).toBe(true);
+  expect((await readTarManifest(a.tar)).version).toBe('1.0.0');
+
+  const signature = await signPackage(a.tar, await readPrivateKey(join(tmp.path, 'fleet.key')));
+  await writeSignature(a.tar, signature);
+  expect(await readSignature(`${a.tar}.sig`)).toEqual(signature);
+  expect(await verifySignedPackage(a.tar, signature, trusted)).toEqual({ sha256: a.sha256, keyId: signature.keyId });
+
+  const out = join(tmp.path, 'unpacked');
+  expect(await unpackPackage(a.tar, out, LIMITS)).toMatchObject({ files: expect.any(Number) });
+  expect(readFileSync(join(out, 'experts', 'expert-00.onnx'))).toEqual(readFileSync(join(pkg, 'experts', 'expert-00.onnx')));
+});
+
+test('pack refuses a package directory that holds a link', async () => {
+  const dir = copyPackage(join(tmp.path, 'with-link'));
+  symlinkSync('/etc/hostname', join(dir, 'samples', 'link.png'));
+  await expect(packPackage(dir, join(tmp.path, 'link.tar'))).rejects.toMatchObject({ code: 'E_PACK_ENTRY' });
+});
+
+test('verify PKG.tar: exit-worthy failures for a tampered tar and for another key, success otherwise', async () => {
+  const tarPath = join(tmp.path, 'v.tar');
+  await packPackage(pkg, tarPath);
+  await writeSignature(tarPath, await signPackage(tarPath, await readPrivateKey(join(tmp.path, 'fleet.key'))));
+  const good = await verifySignedTar(tarPath, join(tmp.path, 'fleet.pub'), { threads: { intraOp: 1 } });
+  expect(good.checks.map((c) => [c.name, c.ok])).toEqual([['signature', true], ['manifest', true], ['sha256', true], ['shapes', true], ['selftest', true]]);
+  expect(good.ok).toBe(true);
+
+  await generateSigningKey(join(tmp.path, 'other'));
+  const other = await verifySignedTar(tarPath, join(tmp.path, 'other.pub'));
+  expect(other).toMatchObject({ ok: false, checks: [{ name: 'signature', code: 'E_SIGNATURE_UNKNOWN_KEY' }] });
+
+  const bytes = readFileSync(tarPath);
+  bytes[bytes.length >> 1] ^= 0x01;
+  writeFileSync(tarPath, bytes);
+  const tampered = await verifySignedTar(tarPath, join(tmp.path, 'fleet.pub'));
+  expect(tampered).toMatchObject({ ok: false, checks: [{ name: 'signature', code: 'E_DIGEST_MISMATCH' }] });
+});
+
+describe('unpack refuses unsafe tars as a whole and writes nothing outside', () => {
+  const src = join(tmp.path, 'evil-src');
+  beforeAll(() => {
+    mkdirSync(join(src, 'inner'), { recursive: true });
+    writeFileSync(join(src, 'inner', 'ok.txt'), 'ok');
+    writeFileSync(join(src, 'escape.txt'), 'outside');
+    symlinkSync('/etc/passwd', join(src, 'inner', 'link'));
+  });
+
+  test.each([
+    ['a ".." entry', ['ok.txt', '../escape.txt'], /".." segment/],
+    ['an absolute entry', ['ok.txt', join(src, 'escape.txt')], /absolute path/],
+    ['a symlink entry', ['ok.txt', 'link'], /SymbolicLink to "\/etc\/passwd"/],
+  ])('%s', async (_what, entries, message) => {
+    const file = join(tmp.path, `evil-${entries[1].replace(/\W/g, '')}.tar`);
+    await tar.c({ cwd: join(src, 'inner'), file, preservePaths: true }, entries);
+    const dest = join(tmp.path, 'dest', 'staging');
+    await expect(unpackPackage(file, dest, LIMITS)).rejects.toMatchObject({ code: 'E_UNPACK_UNSAFE', message: expect.stringMatching(message) });
+    expect(existsSync(join(dest, 'ok.txt'))).toBe(false);
+    expect(existsSync(join(tmp.path, 'dest', 'escape.txt'))).toBe(false);
+  });
+
+  test('size and file-count limits', async () => {
+    const file = join(tmp.path, 'many.tar');
+    await tar.c({ cwd: join(src, 'inner'), file }, ['ok.txt']);
+    await expect(unpackPackage(file, join(tmp.path, 'x'), { maxBytes: 1, maxFiles: 10 })).rejects.toMatchObject({ code: 'E_UNPACK_LIMIT' });
+    await expect(unpackPackage(file, join(tmp.path, 'x'), { maxBytes: 100, maxFiles: 0 })).rejects.toMatchObject({ code: 'E_UNPACK_LIMIT' });
+  });
+
+  test('a file that is not a tar', async () => {
+    writeFileSync(join(tmp.path, 'junk.tar'), 'not a tar at all'.repeat(100));
+    await expect(unpackPackage(join(tmp.path, 'junk.tar'), join(tmp.path, 'y'), LIMITS)).rejects.toMatchObject({ code: 'E_UNPACK_INVALID' });
+  });
+});
+
+test('versions order as semver: numeric parts, pre-releases before their release', () => {
+  expect(compareVersions('1.10.0', '1.9.9')).toBeGreaterThan(0);
+  expect(compareVersions('1.0.0', '1.0.0+build.5')).toBe(0);
+  expect(compareVersions('1.0.0-rc.2', '1.0.0')).toBeLessThan(0);
+  expect(compareVersions('1.0.0-rc.10', '1.0.0-rc.2')).toBeGreaterThan(0);
+  expect(compareVersions('1.0.0-alpha', '1.0.0-1')).toBeGreaterThan(0);
+  expect(() => compareVersions('1.0', '1.0.0')).toThrow(expect.objectContaining({ code: 'E_VERSION_INVALID' }));
+});

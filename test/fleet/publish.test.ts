@@ -1,0 +1,182 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { connectAsync } from 'mqtt';
+import { AuditLog } from '../../src/audit/audit-log';
+import { decidedRecord } from '../../src/audit/record';
+import { Engine } from '../../src/engine/engine';
+import { UpdateAgent } from '../../src/fleet/agent';
+import { fetchChunks, publishChunks } from '../../src/fleet/chunks';
+import { SerialEngineHost } from './serial-host';
+import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
+import { packPackage } from '../../src/fleet/pack';
+import { publishUpdate } from '../../src/fleet/publish';
+import type { UpdateRequestInput } from '../../src/fleet/request';
+import { servePackages, type PackageServer } from '../../src/fleet/serve';
+import { signPackage } from '../../src/fleet/signature';
+import { PackageStore } from '../../src/fleet/store';
+import { EmbeddedBroker } from '../../src/transport/broker';
+import { topicsFor } from '../../src/transport/topics';
+import { copyPackage } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { goldenInputs, streamFrames, variant } from './support';
+
+const SITE = 'plant-1';
+const ENGINE = { threads: { intraOp: 1 }, warmup: false };
+const tmp = tempDir('sgmoe-fleet-publish-');
+const broker = new EmbeddedBroker();
+let server: PackageServer;
+let trusted: TrustedKeys;
+let v1: string;
+let inputs: Float32Array[];
+const packed: Record<string, { tar: string; request: Omit<UpdateRequestInput, 'url' | 'chunks'> }> = {};
+
+/**
+ * A device as the node will wire it: its agent answers `cmd/update` with each step on `cmd/update/reply`, it
+ * publishes `health` every 100 ms, and frames keep flowing through its engine host.
+ */
+class Device {
+  received = 0;
+  private constructor(
+    readonly id: string,
+    readonly host: SerialEngineHost,
+    private readonly stop: () => Promise<void>,
+  ) {}
+
+  static async start(id: string): Promise<Device> {
+    const root = join(tmp.path, id);
+    const store = new PackageStore(root);
+    await store.adopt(v1);
+    const engine = await Engine.load((await store.currentDir())!, ENGINE);
+    const audit = AuditLog.open(join(root, 'audit.db'), {
+      model: { ...engine.model, experts: 4, expertShare: engine.manifest.calibration.expertShare },
+      health: { windowSize: 200, thresholds: { minSamples: 20 } },
+    });
+    const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
+    const client = await connectAsync(broker.url, { clientId: id });
+    const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
+    const reply = (correlationId: string | null, body: object): void =>
+      void client.publishAsync(topics.reply('update'), JSON.stringify({ id: correlationId, command: 'update', ...body }), { qos: 1 });
+    const agent = new UpdateAgent({
+      store,
+      host,
+      probe: { sample: () => ({ ...host.sample(), routing: audit.health().window }) },
+      trustedKeys: trusted,
+      engine: ENGINE,
+      watch: { windowMs: 1000, intervalMs: 100, minFrames: 5, minRouted: 20, maxDrift: 0.6 },
+      fetchChunks: (ref, dest, limits) => fetchChunks(client, ref, dest, limits.downloadTimeoutMs),
+      onEvent: (e) => {
+        if (e.model) audit.modelChanged(e.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated', e.model);
+        reply(e.correlationId, e.error ? { ok: false, error: e.error } : { ok: true, data: e });
+      },
+    });
+    await client.publishAsync(topics.status, JSON.stringify({ state: 'online' }), { qos: 1, retain: true });
+    const health = setInterval(() => void client.publishAsync(topics.health, JSON.stringify({ counters: host.sample() })), 100);
+    const frames = streamFrames((t, f) => host.infer(t, f), inputs);
+    const device = new Device(id, host, async () => {
+      clearInterval(health);
+      await frames.stop();
+      await client.endAsync();
+      audit.close();
+      await host.engine.dispose();
+    });
+    await client.subscribeAsync(topics.command('update'), { qos: 1 });
+    client.on('message', (topic, payload) => {
+      if (topic !== topics.command('update')) return;
+      device.received += 1;
+      const { id: correlationId, args } = JSON.parse(payload.toString());
+      agent.update(args, correlationId).catch(() => undefined); // failures are reported through onEvent
+    });
+    return device;
+  }
+
+  close(): Promise<void> {
+    return this.stop();
+  }
+}
+
+beforeAll(async () => {
+  await broker.start();
+  const pub = join(tmp.path, 'pub');
+  mkdirSync(pub);
+  server = await servePackages(pub);
+  await generateSigningKey(join(tmp.path, 'fleet'));
+  trusted = new TrustedKeys([await readPublicKey(join(tmp.path, 'fleet.pub'))]);
+  v1 = copyPackage(join(tmp.path, 'v1'));
+  inputs = await goldenInputs(v1);
+  const key = await readPrivateKey(join(tmp.path, 'fleet.key'));
+  for (const [name, edit] of Object.entries({
+    v2: (m: { version: string }) => (m.version = '1.1.0'),
+    drifting: (m: { version: string; routing: { earlyExit: { threshold: number } }; calibration: { expertShare: number[] } }) => {
+      m.version = '1.2.0';
+      m.routing.earlyExit.threshold = 1.000001;
+      m.calibration.expertShare = [1, 0, 0, 0];
+    },
+  })) {
+    const p = await packPackage(variant(join(tmp.path, name), edit as never), join(pub, `${name}.tar`));
+    packed[name] = { tar: p.tar, request: { sha256: p.sha256, signature: await signPackage(p.tar, key), version: p.version } };
+  }
+});
+
+afterAll(async () => {
+  await server?.close();
+  await broker.stop();
+  tmp.cleanup();
+});
+
+test('canary rollout over MQTT chunks: the canary updates and stays healthy, then the rest follow', async () => {
+  const devices = await Promise.all(['canary-a', 'line-b', 'line-c'].map((id) => Device.start(id)));
+  const operator = await connectAsync(broker.url, { clientId: 'operator-1' });
+  try {
+    const chunks = await publishChunks(operator, packed.v2.tar, `sgmoe/v1/${SITE}/packages/${packed.v2.request.sha256}`, 512 * 1024);
+    expect(chunks.count).toBeGreaterThan(1);
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['canary-a', 'line-b', 'line-c'],
+      canary: ['canary-a'],
+      request: { ...packed.v2.request, chunks },
+      correlationId: 'rollout-1',
+      replyTimeoutMs: 60_000,
+      canaryWindowMs: 500,
+    });
+    expect(report).toEqual({
+      correlationId: 'rollout-1',
+      canary: { ok: true, devices: [{ device: 'canary-a', outcome: 'done' }] },
+      devices: [
+        { device: 'line-b', outcome: 'done' },
+        { device: 'line-c', outcome: 'done' },
+      ],
+      ok: true,
+    });
+    expect(devices.map((d) => d.host.engine.model.version)).toEqual(['1.1.0', '1.1.0', '1.1.0']);
+  } finally {
+    await operator.endAsync();
+    for (const d of devices) await d.close();
+  }
+});
+
+test('a canary that rolls back stops the rollout: the other devices never get the command', async () => {
+  const devices = await Promise.all(['canary-x', 'line-y'].map((id) => Device.start(id)));
+  const operator = await connectAsync(broker.url, { clientId: 'operator-2' });
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['canary-x', 'line-y'],
+      canary: ['canary-x'],
+      request: { ...packed.drifting.request, url: `${server.url}drifting.tar` },
+      replyTimeoutMs: 60_000,
+      canaryWindowMs: 500,
+    });
+    expect(report.ok).toBe(false);
+    expect(report.canary?.devices).toEqual([{ device: 'canary-x', outcome: 'failed', reason: expect.stringContaining('E_HEALTH_REGRESSION') }]);
+    expect(report.devices).toEqual([]);
+    expect(devices.map((d) => [d.host.engine.model.version, d.received])).toEqual([
+      ['1.0.0', 1],
+      ['1.0.0', 0],
+    ]);
+  } finally {
+    await operator.endAsync();
+    for (const d of devices) await d.close();
+  }
+});

@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Engine } from '../../src/engine/engine';
+import { runSelftest } from '../../src/engine/selftest-run';
+import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
+import { packPackage } from '../../src/fleet/pack';
+import type { UpdateRequestInput } from '../../src/fleet/request';
+import { servePackages, type PackageServer } from '../../src/fleet/serve';
+import { signPackage } from '../../src/fleet/signature';
+import { PackageStore } from '../../src/fleet/store';
+import { loadSelftest } from '../../src/model/selftest';
+import { copyPackage } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { variant } from './support';
+
+const ROOT = resolve(__dirname, '..', '..');
+const tmp = tempDir('sgmoe-fleet-recovery-');
+let server: PackageServer;
+let seed: string;
+let request: UpdateRequestInput;
+
+beforeAll(async () => {
+  const pub = join(tmp.path, 'pub');
+  mkdirSync(pub);
+  server = await servePackages(pub);
+  await generateSigningKey(join(tmp.path, 'fleet'));
+  seed = copyPackage(join(tmp.path, 'v1'));
+  const v2 = variant(join(tmp.path, 'v2'), (m) => (m.version = '1.1.0'));
+  const packed = await packPackage(v2, join(pub, 'v2.tar'));
+  const signature = await signPackage(packed.tar, await readPrivateKey(join(tmp.path, 'fleet.key')));
+  request = { url: `${server.url}v2.tar`, sha256: packed.sha256, signature, version: '1.1.0' };
+});
+
+afterAll(async () => {
+  await server?.close();
+  tmp.cleanup();
+});
+
+/** Runs a device process that is SIGKILLed when its update reaches `killAt` (async: this process serves the package). */
+async function killDeviceAt(root: string, killAt: string): Promise<void> {
+  const child = spawn(
+    join(ROOT, 'node_modules', '.bin', 'tsx'),
+    [join(__dirname, 'fixtures', 'crash-agent.ts'), JSON.stringify({ root, seed, trustedKey: join(tmp.path, 'fleet.pub'), request, killAt })],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  const [code, signal] = await new Promise<[number | null, string | null]>((ok) => child.on('exit', (c, s) => ok([c, s])));
+  // tsx re-raises its child's signal; either way the device died without a chance to clean up.
+  expect({ killed: signal === 'SIGKILL' || code === 137, stderr }).toEqual({ killed: true, stderr: '' });
+}
+
+/** After recovery the device must run a package that loads with every hash right and passes its self-test. */
+async function expectRunsVerified(dir: string, version: string): Promise<void> {
+  const engine = await Engine.load(dir, { threads: { intraOp: 1 }, warmup: false });
+  try {
+    expect(engine.model.version).toBe(version);
+    expect((await runSelftest(engine, await loadSelftest(engine.pkg.selftestPath))).ok).toBe(true);
+  } finally {
+    await engine.dispose();
+  }
+}
+
+test('killed between stage and swap: the restart drops the staged package and runs 1.0.0', async () => {
+  const root = join(tmp.path, 'device-staged');
+  await killDeviceAt(root, 'staged');
+  const store = new PackageStore(root);
+  expect((await store.readState())?.step).toBe('staged');
+  expect(readdirSync(join(root, 'packages')).sort()).toEqual(['fashion-sgmoe-1.0.0', 'fashion-sgmoe-1.1.0']);
+
+  const recovery = await store.recover();
+  expect(recovery.action).toBe('aborted');
+  expect(recovery.state).toMatchObject({ step: 'failed', error: { code: 'E_UPDATE_INTERRUPTED' }, correlationId: 'crash' });
+  expect(recovery.currentDir).toBe(join(root, 'packages', 'fashion-sgmoe-1.0.0'));
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  await expectRunsVerified(recovery.currentDir!, '1.0.0');
+  // A second start finds nothing half-done.
+  expect((await store.recover()).action).toBe('none');
+});
+
+test('killed between swap and the end of the health watch: the restart rolls back to 1.0.0', async () => {
+  const root = join(tmp.path, 'device-watching');
+  await killDeviceAt(root, 'watching');
+  const store = new PackageStore(root);
+  expect((await store.readState())?.step).toBe('watching');
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
+
+  const recovery = await store.recover();
+  expect(recovery.action).toBe('rolled_back');
+  expect(recovery.state).toMatchObject({ step: 'rolled_back', error: { code: 'E_UPDATE_INTERRUPTED' } });
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
+  await expectRunsVerified(recovery.currentDir!, '1.0.0');
+  expect((await store.recover()).action).toBe('none');
+});

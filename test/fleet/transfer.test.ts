@@ -1,0 +1,102 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { downloadFile } from '../../src/fleet/download';
+import { servePackages, type PackageServer } from '../../src/fleet/serve';
+import { tempDir } from '../helpers/tmp';
+
+const tmp = tempDir('sgmoe-fleet-transfer-');
+const data = randomBytes(300_000);
+let server: PackageServer;
+
+beforeAll(async () => {
+  writeFileSync(join(tmp.path, 'pkg.tar'), data);
+  writeFileSync(join(tmp.path, '..secret'), 'no');
+  server = await servePackages(tmp.path);
+});
+afterAll(async () => {
+  await server.close();
+  tmp.cleanup();
+});
+
+const get = (path: string, headers: Record<string, string> = {}): Promise<Response> => fetch(`${server.url}${path}`, { headers });
+
+test('serve answers whole files, single ranges and suffix ranges, and 416 past the end', async () => {
+  const whole = await get('pkg.tar');
+  expect(whole.status).toBe(200);
+  expect(whole.headers.get('accept-ranges')).toBe('bytes');
+  expect(Buffer.from(await whole.arrayBuffer())).toEqual(data);
+
+  const part = await get('pkg.tar', { range: 'bytes=1000-1999' });
+  expect(part.status).toBe(206);
+  expect(part.headers.get('content-range')).toBe(`bytes 1000-1999/${data.length}`);
+  expect(Buffer.from(await part.arrayBuffer())).toEqual(data.subarray(1000, 2000));
+
+  const tail = await get('pkg.tar', { range: 'bytes=-10' });
+  expect(Buffer.from(await tail.arrayBuffer())).toEqual(data.subarray(data.length - 10));
+
+  const past = await get('pkg.tar', { range: `bytes=${data.length}-` });
+  expect(past.status).toBe(416);
+  expect(past.headers.get('content-range')).toBe(`bytes */${data.length}`);
+  await past.arrayBuffer();
+});
+
+test('serve never leaves its folder', async () => {
+  for (const path of ['../etc/passwd', '%2e%2e/%2e%2e/etc/passwd', 'nothing.tar']) {
+    const res = await get(path);
+    expect(res.status).toBe(404);
+    await res.arrayBuffer();
+  }
+});
+
+test('download resumes from the part an interrupted attempt left, asking only for the rest', async () => {
+  const dest = join(tmp.path, 'resumed.tar');
+  writeFileSync(`${dest}.part`, data.subarray(0, 120_000));
+  const progress: number[] = [];
+  const result = await downloadFile(`${server.url}pkg.tar`, dest, { maxBytes: 1e6, timeoutMs: 10_000, onProgress: (n) => progress.push(n) });
+  expect(result).toEqual({ bytes: data.length, resumedFrom: 120_000 });
+  expect(progress[0]).toBeGreaterThan(120_000);
+  expect(readFileSync(dest)).toEqual(data);
+  expect(existsSync(`${dest}.part`)).toBe(false);
+});
+
+test('download refuses a file above the size limit and keeps nothing', async () => {
+  const dest = join(tmp.path, 'big.tar');
+  await expect(downloadFile(`${server.url}pkg.tar`, dest, { maxBytes: 1000, timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'E_DOWNLOAD_TOO_LARGE' });
+  expect(existsSync(dest) || existsSync(`${dest}.part`)).toBe(false);
+});
+
+test('download reports HTTP errors with the status', async () => {
+  await expect(downloadFile(`${server.url}missing.tar`, join(tmp.path, 'm.tar'), { maxBytes: 1e6, timeoutMs: 10_000 })).rejects.toMatchObject({
+    code: 'E_DOWNLOAD_HTTP',
+    details: { status: 404 },
+  });
+});
+
+describe('a server that stalls mid-body', () => {
+  let stalling: Server;
+  let url: string;
+  beforeAll(async () => {
+    stalling = createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(data.length) });
+      res.write(data.subarray(0, 50_000)); // then nothing more
+    });
+    await new Promise<void>((ok) => stalling.listen(0, '127.0.0.1', ok));
+    url = `http://127.0.0.1:${(stalling.address() as AddressInfo).port}/pkg.tar`;
+  });
+  afterAll(async () => {
+    stalling.closeAllConnections();
+    await new Promise((ok) => stalling.close(ok));
+  });
+
+  test('times out and keeps the bytes received, so the next attempt resumes', async () => {
+    const dest = join(tmp.path, 'stalled.tar');
+    await expect(downloadFile(url, dest, { maxBytes: 1e6, timeoutMs: 500 })).rejects.toMatchObject({ code: 'E_DOWNLOAD_TIMEOUT' });
+    expect(statSync(`${dest}.part`).size).toBe(50_000);
+    const resumed = await downloadFile(`${server.url}pkg.tar`, dest, { maxBytes: 1e6, timeoutMs: 10_000 });
+    expect(resumed.resumedFrom).toBe(50_000);
+    expect(readFileSync(dest)).toEqual(data);
+  });
+});
