@@ -146,6 +146,11 @@ export class Engine {
     }
   }
 
+  /** Values in one input tensor (C*H*W of the manifest's input). */
+  get inputSize(): number {
+    return this.sampleSize;
+  }
+
   get model(): { name: string; version: string } {
     return { name: this.manifest.name, version: this.manifest.version };
   }

@@ -1,4 +1,5 @@
 import type { Decision } from '../engine/decision';
+import { SgmoeError } from '../errors';
 import type { Engine } from '../engine/engine';
 
 interface Pending {
@@ -59,8 +60,14 @@ export class MicroBatcher {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     if (this.busy || this.pending.length === 0) return;
-    const batch = this.pending.splice(0, this.maxSize);
     const engine = this.engine;
+    // Frames preprocessed for a model swapped out meanwhile (another input size) go back to be prepared again.
+    const batch = this.pending.splice(0, this.maxSize).filter((p) => {
+      if (p.tensor.length === engine.inputSize) return true;
+      p.reject(new SgmoeError('E_TENSOR_STALE', `frame ${p.frameId} was prepared for another model input (${p.tensor.length} values, the model takes ${engine.inputSize})`));
+      return false;
+    });
+    if (batch.length === 0) return;
     this.busy = true;
     this.running = (async () => {
       try {

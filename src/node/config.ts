@@ -57,6 +57,41 @@ export const nodeConfigSchema = z
       })
       .strict()
       .optional(),
+    /** Remote model updates (src/fleet/): where this device keeps its packages, and whose signatures it trusts. */
+    fleet: z
+      .object({
+        /** The device's package folder (packages/, staging/, the current pointer, the update state). */
+        root: z.string().min(1),
+        /** PEM files of the ed25519 public keys whose signatures this device accepts. */
+        trustedKeys: z.array(z.string().min(1)).min(1),
+        /** Packages kept installed, the running one included (rollback needs at least 2). */
+        keep: z.number().int().min(2).default(3),
+        watch: z
+          .object({
+            windowMs: z.number().int().positive(),
+            intervalMs: z.number().int().positive(),
+            maxErrorRate: z.number().min(0).max(1),
+            minFrames: z.number().int().nonnegative(),
+            maxLatencyP99Us: z.number().positive(),
+            maxDrift: z.number().min(0).max(1),
+            minRouted: z.number().int().nonnegative(),
+          })
+          .partial()
+          .strict()
+          .optional(),
+        limits: z
+          .object({
+            maxDownloadBytes: z.number().int().positive(),
+            downloadTimeoutMs: z.number().int().positive(),
+            maxUnpackedBytes: z.number().int().positive(),
+            maxFiles: z.number().int().positive(),
+          })
+          .partial()
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
     dashboard: z.object({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }).strict().optional(),
     /** Period of health reports on MQTT and in the live summary. */
     healthIntervalMs: z.number().int().positive().default(10_000),

@@ -13,8 +13,10 @@ import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
+import type { UpdateAgent } from '../fleet/agent';
 import type { NodeConfig, SourceConfig } from './config';
 import { EdgeNode, type NodeSource } from './edge-node';
+import { createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -28,6 +30,8 @@ export interface CreatedNode {
   transport?: MqttTransport;
   /** Set when the config asked for the in-process broker; its URL is what clients connect to. */
   broker?: EmbeddedBroker;
+  /** Set when the config has a `fleet` section: remote updates arrive as the MQTT `update` command. */
+  agent?: UpdateAgent;
 }
 
 /** The profile named in the config, or for "auto" the one that fits this host (CPU-only when none does). */
@@ -52,11 +56,10 @@ function preprocessOf(source: SourceConfig) {
 export async function createEdgeNode(config: NodeConfig, options: CreateNodeOptions = {}): Promise<CreatedNode> {
   const logger = options.logger ?? silentLogger;
   const profile = await resolveProfile(config.device, logger);
-  const engine = await Engine.load(config.model, {
-    profile,
-    logger,
-    threads: config.threads === undefined ? undefined : { intraOp: config.threads },
-  });
+  const engineOptions = { profile, logger, threads: config.threads === undefined ? undefined : { intraOp: config.threads } };
+  // With fleet updates on, the package to run is the store's current one (the config's is only the first).
+  const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
+  const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
   const closers: Array<() => Promise<void> | void> = [];
   try {
     const { routing } = config;
@@ -97,16 +100,19 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         onAlarm: (alarm) => node?.publishAlarm(alarm),
         logger,
       });
+      const recovered = fleet && recoveryEvent(fleet.recovery);
+      if (recovered) audit.event(recovered);
       audit.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
     }
 
+    let agent: UpdateAgent | undefined;
     let transport: MqttTransport | undefined;
     if (transportConfig) {
       const outboxPath = transportConfig.outbox.path ?? join(dirname(config.audit?.file ?? join('data', 'audit.db')), 'outbox.db');
       mkdirSync(dirname(outboxPath), { recursive: true });
       const outbox = Outbox.open(outboxPath, { maxResults: transportConfig.outbox.maxResults, synchronous: transportConfig.outbox.synchronous, logger });
       closers.unshift(() => outbox.close());
-      // Commands arrive only after start, when the node exists.
+      // Commands arrive only after start, when the node and its update agent exist.
       const handlers = () => node!.commandHandlers(() => redacted(config));
       transport = new MqttTransport({
         config: transportConfig,
@@ -116,6 +122,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           ping: () => handlers().ping(),
           getConfig: () => handlers().getConfig(),
           setThreshold: (t) => handlers().setThreshold(t),
+          ...(fleet ? { update: (request, id) => agent!.update(request, id) } : {}),
         },
       });
     }
@@ -134,7 +141,10 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
-    return { node, profile, transport, broker };
+    if (fleet) {
+      agent = await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet!, engine: engineOptions, transport, transportConfig, audit, logger });
+    }
+    return { node, profile, transport, broker, agent };
   } catch (err) {
     await engine.dispose();
     for (const close of closers) await close();

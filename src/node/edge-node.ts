@@ -10,10 +10,14 @@ import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
 import { Preprocessor, type PreprocessOptions } from '../ingest/preprocess';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
+import type { HealthSample } from '../fleet/host';
 import type { CommandHandlers } from '../transport/commands';
 import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
 import { LatencyWindow } from './latency';
+
+/** Recent decisions behind the latency percentiles and frames/s. */
+const LATENCY_WINDOW = 1000;
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -87,10 +91,13 @@ const frameInfo = (frame: Frame, bytes?: Buffer): FrameInfo => ({
 export class EdgeNode extends EventEmitter<NodeEvents> {
   private readonly batcher: MicroBatcher;
   private readonly log: Logger;
-  private readonly latency = new LatencyWindow(1000);
+  private latency = new LatencyWindow(LATENCY_WINDOW);
   private readonly startedAt = Date.now();
   private readonly preprocessors = new Map<string, Preprocessor>();
   private decided = 0;
+  /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
+  private engineErrors = 0;
+  private update: Record<string, unknown> | null = null;
   private earlyExits = 0;
   private expertCounts: number[];
   private pumps: Promise<void>[] = [];
@@ -159,15 +166,32 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 
   /**
-   * Switches to another engine at a batch boundary: frames already handed to the old engine finish there, the
-   * next batch runs on the new one. Returns the old engine for the caller to dispose (or keep for rollback).
+   * Switches to another engine at a batch boundary (the fleet agent's EngineHost): frames already handed to the
+   * old engine finish there, the next batch runs on the new one. The caller disposes the old engine.
    */
-  async swapEngine(next: Engine): Promise<Engine> {
+  async swap(next: Engine): Promise<{ previous: Engine }> {
     const previous = await this.batcher.swap(next);
     this.expertCounts = next.manifest.parts.experts.map(() => 0);
+    this.latency = new LatencyWindow(LATENCY_WINDOW);
     this.parts.transport?.setStatusInfo(this.statusInfo());
     this.emit('swapped', previous.model, next.model);
-    return previous;
+    return { previous };
+  }
+
+  /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */
+  sample(): HealthSample {
+    return {
+      frames: this.decided + this.engineErrors,
+      errors: this.engineErrors,
+      latencyP99Us: this.latency.percentiles()?.p99 ?? null,
+      routing: this.parts.audit?.health().window ?? null,
+    };
+  }
+
+  /** What the retained status message says besides online/offline: the model, where it runs, any update. */
+  setUpdateStatus(update: Record<string, unknown>): void {
+    this.update = update;
+    this.parts.transport?.setStatusInfo(this.statusInfo());
   }
 
   /** A frame the source dropped under backpressure: counted and audited, never silently lost. */
@@ -223,7 +247,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 
   private statusInfo(): Record<string, unknown> {
-    return { model: this.engine.model, providers: this.engine.providerSummary() };
+    return { model: this.engine.model, providers: this.engine.providerSummary(), ...(this.update ? { update: this.update } : {}) };
   }
 
   private publishHealth(): void {
@@ -275,7 +299,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
         );
         handedOver = submitted;
         const done = submitted
-          .then(async (s) => ('error' in s ? this.reject(entry, frame, s.error) : this.decide(entry, frame, await s.decision)))
+          .then(async (s) => ('error' in s ? this.reject(entry, frame, s.error) : this.decide(entry, frame, await this.decisionOf(entry, frame, s.decision))))
           .catch((err: unknown) => this.reject(entry, frame, err))
           .finally(() => inFlight.delete(done));
         inFlight.add(done);
@@ -285,6 +309,16 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       this.log.error({ source: source.name, code: errorCode(err), err: errorMessage(err) }, 'source failed');
     }
     await Promise.all(inFlight);
+  }
+
+  /** The frame's decision; a frame prepared for a model swapped out meanwhile is prepared again for the new one. */
+  private async decisionOf(entry: NodeSource, frame: Frame, decision: Promise<Decision>): Promise<Decision> {
+    try {
+      return await decision;
+    } catch (err) {
+      if (errorCode(err) !== 'E_TENSOR_STALE') throw err;
+      return this.batcher.submit(await this.preprocessorFor(entry).toTensor(frame), frame.id);
+    }
   }
 
   private decide(entry: NodeSource, frame: Frame, decision: Decision): Promise<void> {
@@ -299,6 +333,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   private reject(entry: NodeSource, frame: Frame, err: unknown): Promise<void> {
     const error = err instanceof SgmoeError ? err : new SgmoeError('E_ENGINE_FAILED', errorMessage(err), undefined, { cause: err });
+    if (!error.code.startsWith('E_FRAME_')) this.engineErrors++;
     this.log.warn({ source: frame.source, frameId: frame.id, code: error.code, err: error.message }, 'frame rejected');
     this.parts.audit?.record(rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, this.engine.model));
     this.emit('rejected', frame, error);

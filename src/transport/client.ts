@@ -8,12 +8,14 @@ import { CommandDispatcher, type CommandHandlers } from './commands';
 import type { Outbox, OutboxStats } from './outbox';
 import {
   ALARM_SCHEMA,
+  REPLY_SCHEMA,
   HEALTH_SCHEMA,
   STATUS_SCHEMA,
   resultPayload,
   type AlarmPayload,
   type FrameMeta,
   type HealthPayload,
+  type ReplyPayload,
   type StatusPayload,
 } from './payloads';
 import { topicsFor, type Topics } from './topics';
@@ -233,7 +235,7 @@ export class MqttTransport {
     client.on('connect', () => generation === this.generation && this.onConnect(client));
     client.on('error', (err) => generation === this.generation && this.onError(err));
     client.on('close', () => generation === this.generation && this.onClose(client));
-    client.on('message', (topic, payload) => void this.onMessage(client, topic, payload));
+    client.on('message', (topic, payload) => void this.onMessage(topic, payload));
   }
 
   private onConnect(client: MqttClient): void {
@@ -282,12 +284,26 @@ export class MqttTransport {
     this.scheduleReconnect();
   }
 
-  private async onMessage(client: MqttClient, topic: string, payload: Buffer): Promise<void> {
+  private async onMessage(topic: string, payload: Buffer): Promise<void> {
     const name = this.topics.commandName(topic);
     if (!this.commands || name === null) return;
-    const reply = await this.commands.handle(name, payload);
-    client.publish(this.topics.reply(name), JSON.stringify(reply), { qos: 1 }, (err) => {
-      if (err) this.log.warn({ command: name, err: errorMessage(err) }, 'could not send a command reply');
+    this.sendReply(name, await this.commands.handle(name, payload));
+  }
+
+  /** Progress of a long command (an update's steps), on the reply topic that will also carry its final answer. */
+  publishProgress(command: string, id: string, data: unknown): void {
+    this.sendReply(command, { schema: REPLY_SCHEMA, id, command, ts: new Date().toISOString(), ok: true, data });
+  }
+
+  /** On the connection of the moment: a long command may outlive the one it arrived on. */
+  private sendReply(command: string, reply: ReplyPayload): void {
+    const client = this.client;
+    if (this.state !== 'online' || !client) {
+      this.log.warn({ command, id: reply.id }, 'broker unreachable: command reply not sent');
+      return;
+    }
+    client.publish(this.topics.reply(command), JSON.stringify(reply), { qos: 1 }, (err) => {
+      if (err) this.log.warn({ command, err: errorMessage(err) }, 'could not send a command reply');
     });
   }
 

@@ -1,18 +1,9 @@
 import { z } from 'zod';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
+import { updateRequestSchema, type UpdateRequest } from '../fleet/request';
 import { REPLY_SCHEMA, type ReplyPayload } from './payloads';
 
-/** What `update` hands to the fleet agent; the agent checks the rest of its fields. */
-export const updateArgsSchema = z
-  .object({
-    /** Where the new model package (.tar) is. */
-    package: z.string().min(1),
-    version: z.string().min(1).optional(),
-    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256').optional(),
-  })
-  .passthrough();
-export type UpdateArgs = z.infer<typeof updateArgsSchema>;
 
 /** The node's side of each command, injected by whoever wires the transport. */
 export interface CommandHandlers {
@@ -20,8 +11,8 @@ export interface CommandHandlers {
   getConfig(): unknown;
   /** The engine's early-exit threshold, changed at run time. */
   setThreshold(threshold: number): unknown;
-  /** Absent until a fleet agent exists: `update` then gets an E_CMD_UNSUPPORTED reply. */
-  update?(args: UpdateArgs): unknown;
+  /** The fleet agent; absent (no `fleet` config): `update` gets an E_CMD_UNSUPPORTED reply. */
+  update?(request: UpdateRequest, correlationId: string): unknown;
 }
 
 const noArgs = z.object({}).strict().default({});
@@ -36,12 +27,12 @@ const COMMANDS = {
     run: (h: CommandHandlers, a: { threshold: number }) => h.setThreshold(a.threshold),
   },
   update: {
-    args: updateArgsSchema,
-    run: (h: CommandHandlers, a: UpdateArgs) => {
+    args: updateRequestSchema,
+    run: (h: CommandHandlers, a: UpdateRequest, id: string) => {
       if (!h.update) {
         throw new SgmoeError('E_CMD_UNSUPPORTED', 'update is not supported by this node: expected a fleet agent to hand it to, found none configured');
       }
-      return h.update(a);
+      return h.update(a, id);
     },
   },
 } as const;
@@ -80,7 +71,7 @@ export class CommandDispatcher {
       }
       const command = COMMANDS[name as CommandName];
       const parsedArgs = validate(command.args as z.ZodType, args, `the args of ${name}`);
-      const data = await (command.run as (h: CommandHandlers, a: unknown) => unknown)(this.options.handlers, parsedArgs);
+      const data = await (command.run as (h: CommandHandlers, a: unknown, id: string) => unknown)(this.options.handlers, parsedArgs, validId);
       this.log.info({ command: name, id }, 'command done');
       return { schema: REPLY_SCHEMA, id, command: name, ts: new Date().toISOString(), ok: true, data: data ?? null };
     } catch (err) {

@@ -3,6 +3,6 @@ export { transportConfigSchema, parseTransportConfig, clientIdOf, type Transport
 export { topicsFor, type Topics } from './topics';
 export * from './payloads';
 export { Outbox, type OutboxKind, type OutboxMessage, type OutboxEntry, type OutboxStats, type OutboxOptions } from './outbox';
-export { CommandDispatcher, COMMAND_NAMES, updateArgsSchema, type CommandHandlers, type CommandDispatcherOptions, type UpdateArgs } from './commands';
+export { CommandDispatcher, COMMAND_NAMES, type CommandHandlers, type CommandDispatcherOptions } from './commands';
 export { MqttTransport, describeConnectionError, type MqttTransportOptions, type TransportState, type TransportStats } from './client';
 export { EmbeddedBroker, type EmbeddedBrokerOptions } from './broker';

@@ -3,7 +3,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { SgmoeError } from '../../src/errors';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
-import type { CommandHandlers, UpdateArgs } from '../../src/transport/commands';
+import type { UpdateRequest } from '../../src/fleet/request';
+import type { CommandHandlers } from '../../src/transport/commands';
 import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { tempDir } from '../helpers/tmp';
@@ -16,6 +17,8 @@ let outbox: Outbox;
 let operator: MqttClient;
 const replies: [string, any][] = [];
 let threshold = 0.9;
+/** A well-formed update request (the fleet agent, not the transport, judges the package). */
+const UPDATE = { url: 'http://repo/pkg.tar', sha256: 'a'.repeat(64), version: '1.1.0' };
 const handlers: CommandHandlers = {
   ping: () => ({ pong: true }),
   getConfig: () => ({ threshold, model: 'fashion-sgmoe@1.0.0' }),
@@ -89,7 +92,7 @@ describe('commands', () => {
   });
 
   it('replies "not supported" to update when no fleet agent is wired', async () => {
-    const reply = await send('update', JSON.stringify({ id: 'u-1', args: { package: 'http://repo/pkg.tar' } }));
+    const reply = await send('update', JSON.stringify({ id: 'u-1', args: UPDATE }));
     expect(reply).toMatchObject({ id: 'u-1', ok: false, error: { code: 'E_CMD_UNSUPPORTED', message: expect.stringContaining('not supported') } });
   });
 
@@ -101,7 +104,7 @@ describe('commands', () => {
     ['a threshold of the wrong type', 'set-threshold', '{"id": "t-1", "args": {"threshold": "high"}}', 'E_CMD_INVALID', 't-1'],
     ['a threshold out of range', 'set-threshold', '{"id": "t-2", "args": {"threshold": 7}}', 'E_CMD_INVALID', 't-2'],
     ['unexpected args', 'ping', '{"id": "p-9", "args": {"now": true}}', 'E_CMD_INVALID', 'p-9'],
-    ['update without a package', 'update', '{"id": "u-2", "args": {}}', 'E_CMD_INVALID', 'u-2'],
+    ['update without a package', 'update', '{"id": "u-2", "args": {"version": "1.1.0"}}', 'E_CMD_INVALID', 'u-2'],
     ['an oversized payload', 'ping', JSON.stringify({ id: 'big', pad: 'x'.repeat(2000) }), 'E_CMD_TOO_LARGE', null],
   ])('answers %s with an error reply', async (_what, name, payload, code, id) => {
     const reply = await send(name, payload);
@@ -132,17 +135,17 @@ describe('commands', () => {
         setThreshold: () => {
           throw new SgmoeError('E_ENGINE_STATE', 'no engine loaded yet');
         },
-        update: (args: UpdateArgs) => {
-          throw new Error(`disk full while staging ${args.package}`);
+        update: (request: UpdateRequest, id: string) => {
+          throw new Error(`disk full while staging ${request.url} for ${id}`);
         },
       },
       'cam-2',
     );
     try {
       expect(await send('set-threshold', request({ threshold: 0.5 }), 'cam-2')).toMatchObject({ ok: false, error: { code: 'E_ENGINE_STATE' } });
-      expect(await send('update', request({ package: 'p.tar' }), 'cam-2')).toMatchObject({
+      expect(await send('update', JSON.stringify({ id: 'u-3', args: UPDATE }), 'cam-2')).toMatchObject({
         ok: false,
-        error: { code: 'E_CMD_FAILED', message: 'disk full while staging p.tar' },
+        error: { code: 'E_CMD_FAILED', message: 'disk full while staging http://repo/pkg.tar for u-3' },
       });
     } finally {
       await failing.stop();

@@ -1,0 +1,97 @@
+import { readFile } from 'node:fs/promises';
+import mqtt from 'mqtt';
+import type { AuditLog } from '../audit/audit-log';
+import type { AuditEvent } from '../audit/events';
+import type { EngineOptions } from '../engine/engine';
+import { UpdateAgent, type UpdateEvent } from '../fleet/agent';
+import { fetchChunks } from '../fleet/chunks';
+import { TrustedKeys } from '../fleet/keys';
+import { PackageStore, type Recovery } from '../fleet/store';
+import type { Logger } from '../log';
+import type { MqttTransport } from '../transport/client';
+import type { TransportConfig } from '../transport/config';
+import type { NodeConfig } from './config';
+import type { EdgeNode } from './edge-node';
+
+type FleetConfig = NonNullable<NodeConfig['fleet']>;
+
+/**
+ * Before any engine loads: finish or undo a half-done update (a power loss mid-update), adopt the configured
+ * package on first boot, and return the verified package the device runs now.
+ */
+export async function openPackageStore(
+  fleet: FleetConfig,
+  initialModel: string,
+  logger: Logger,
+): Promise<{ store: PackageStore; modelDir: string; recovery: Recovery }> {
+  const store = new PackageStore(fleet.root, fleet.keep);
+  const recovery = await store.recover();
+  if (recovery.action !== 'none') {
+    logger.warn({ action: recovery.action, state: recovery.state }, 'an update was interrupted by a restart: undone');
+  }
+  return { store, modelDir: recovery.currentDir ?? (await store.adopt(initialModel)), recovery };
+}
+
+/** What a restart undid, for the audit log's events (the node logs it too). */
+export function recoveryEvent(recovery: Recovery): AuditEvent | null {
+  if (recovery.action === 'none') return null;
+  return {
+    kind: 'model_rolled_back',
+    message: `restart during an update (${recovery.state?.step}): ${recovery.action === 'rolled_back' ? 'swap undone' : 'update abandoned'}`,
+    details: { action: recovery.action, state: recovery.state },
+  };
+}
+
+export interface UpdateAgentWiring {
+  store: PackageStore;
+  node: EdgeNode;
+  fleet: FleetConfig;
+  engine: EngineOptions;
+  transport?: MqttTransport;
+  transportConfig?: TransportConfig;
+  audit?: AuditLog;
+  logger: Logger;
+}
+
+/**
+ * The device's update agent with the node as its engine host and health probe. Each step goes to
+ * `cmd/update/reply` (progress with the request's correlation id), into the retained status message, and, when
+ * the running model changes, into the audit log (which restarts routing health against the new calibration).
+ */
+export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
+  const pems = await Promise.all(w.fleet.trustedKeys.map((path) => readFile(path, 'utf8')));
+  const onEvent = (event: UpdateEvent) => {
+    w.node.setUpdateStatus({ step: event.step, version: event.version, correlationId: event.correlationId, ...(event.error ? { error: event.error } : {}) });
+    if (event.correlationId) w.transport?.publishProgress('update', event.correlationId, event);
+    if (event.model) {
+      const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
+      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step });
+    }
+  };
+  const url = w.transportConfig?.url;
+  return new UpdateAgent({
+    store: w.store,
+    host: w.node,
+    probe: w.node,
+    trustedKeys: TrustedKeys.fromPem(pems),
+    engine: w.engine,
+    limits: w.fleet.limits,
+    watch: w.fleet.watch,
+    onEvent,
+    logger: w.logger,
+    // Sites without HTTP get packages as retained chunks on their broker, over a connection of their own.
+    ...(url
+      ? {
+          fetchChunks: async (ref, dest, limits) => {
+            const { username, password } = w.transportConfig!;
+            const client = await mqtt.connectAsync(url, { username, password, clean: true, reconnectPeriod: 0 });
+            try {
+              await fetchChunks(client, ref, dest, limits.downloadTimeoutMs);
+            } finally {
+              await client.endAsync();
+            }
+          },
+        }
+      : {}),
+  });
+}

@@ -1,0 +1,120 @@
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { openAuditDbReadOnly } from '../../src/audit/open';
+import { listEvents, queryDecisions } from '../../src/audit/query';
+import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
+import { packPackage } from '../../src/fleet/pack';
+import { servePackages, type PackageServer } from '../../src/fleet/serve';
+import { signPackage } from '../../src/fleet/signature';
+import { PushSource } from '../../src/ingest/sources/push';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode, type CreatedNode } from '../../src/node/create';
+import { waitUntil } from '../helpers/mqtt';
+import { BUNDLED } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { variant, versionBoundaries } from '../fleet/support';
+
+const tmp = tempDir();
+let server: PackageServer;
+let created: CreatedNode;
+let operator: mqtt.MqttClient;
+let update: { url: string; sha256: string; signature: unknown; version: string };
+const camera = new PushSource('line-camera');
+const samples = Object.keys(JSON.parse(readFileSync(join(BUNDLED, 'samples', 'labels.json'), 'utf8')));
+
+/** v1.1.0 of the shipped package: every sample goes to an expert (threshold above 1), signed with our key. */
+async function signedUpdate(key: string) {
+  const dir = variant(join(tmp.path, 'v1.1.0'), (m) => {
+    m.version = '1.1.0';
+    m.routing.earlyExit.threshold = 1.000001;
+  });
+  mkdirSync(join(tmp.path, 'repo'));
+  const packed = await packPackage(dir, join(tmp.path, 'repo', 'fashion-sgmoe-1.1.0.tar'));
+  const signature = await signPackage(packed.tar, await readPrivateKey(key));
+  return { sha256: packed.sha256, signature, version: '1.1.0' };
+}
+
+beforeAll(async () => {
+  const keys = await generateSigningKey(join(tmp.path, 'operator'));
+  const signed = await signedUpdate(keys.privateKeyPath);
+  server = await servePackages(join(tmp.path, 'repo'), { host: '127.0.0.1', port: 0 });
+  const config = parseNodeConfig({
+    model: BUNDLED,
+    device: 'x86_64-cpu',
+    threads: 1,
+    mqtt: { embeddedBroker: { port: 0 }, site: 'plant', device: 'cell-7' },
+    audit: { file: join(tmp.path, 'audit.db') },
+    fleet: { root: join(tmp.path, 'device'), trustedKeys: [keys.publicKeyPath], watch: { windowMs: 1500, intervalMs: 100, minFrames: 5, maxDrift: 1 } },
+  });
+  created = await createEdgeNode(config, { extraSources: [{ source: camera, preprocess: {} }] });
+  operator = await mqtt.connectAsync(created.broker!.url);
+  update = { ...signed, url: `${server.url}fashion-sgmoe-1.1.0.tar` };
+});
+
+afterAll(async () => {
+  await operator?.endAsync();
+  await server?.close();
+  tmp.cleanup();
+});
+
+describe('a fleet update of a running node', () => {
+  it('swaps to the new version while frames stream: none lost or failed, one frame boundary, steps reported and audited', async () => {
+    const { node } = created;
+    const decided: { id: string; version: string; earlyExit: boolean }[] = [];
+    const rejected: string[] = [];
+    node.on('decision', (frame, d) => decided.push({ id: frame.id, version: d.model.version, earlyExit: d.earlyExit }));
+    node.on('rejected', (frame) => rejected.push(frame.id));
+    const running = node.run();
+
+    const replies: any[] = [];
+    operator.on('message', (_topic, payload) => replies.push(JSON.parse(payload.toString())));
+    await operator.subscribeAsync('sgmoe/v1/plant/cell-7/cmd/update/reply', { qos: 1 });
+
+    let streaming = true;
+    let pushed = 0;
+    const stream = (async () => {
+      while (streaming) {
+        await camera.push({ id: `f-${pushed}`, bytes: readFileSync(join(BUNDLED, 'samples', samples[pushed % samples.length])) });
+        pushed++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    await waitUntil(() => decided.length >= 50, 30_000, 'frames on 1.0.0');
+
+    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/update', JSON.stringify({ id: 'upd-1', args: update }), { qos: 1 });
+    await waitUntil(() => replies.some((r) => r.id === 'upd-1' && (r.data?.step === 'done' || r.ok === false)), 60_000, 'the update to finish');
+    await waitUntil(() => decided.filter((d) => d.version === '1.1.0').length >= 50, 30_000, 'frames on 1.1.0');
+    streaming = false;
+    await stream;
+    camera.end();
+    await running;
+    await node.stop();
+
+    // Every frame pushed was decided, none failed, and the version changed exactly once, 1.0.0 -> 1.1.0.
+    expect(rejected).toEqual([]);
+    expect(decided).toHaveLength(pushed);
+    const versions = decided.map((d) => d.version);
+    expect(versionBoundaries(versions)).toHaveLength(1);
+    expect([versions[0], versions.at(-1)]).toEqual(['1.0.0', '1.1.0']);
+    // 1.1.0's threshold sends every frame to an expert.
+    expect(decided.filter((d) => d.version === '1.1.0').every((d) => !d.earlyExit)).toBe(true);
+
+    const steps = replies.filter((r) => r.id === 'upd-1').map((r) => r.data?.step ?? r.error?.code);
+    expect(steps).toEqual(expect.arrayContaining(['downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching', 'done']));
+    expect(replies.every((r) => r.ok)).toBe(true);
+
+    const db = openAuditDbReadOnly(join(tmp.path, 'audit.db'));
+    try {
+      const rows = queryDecisions(db, {}, { limit: 100_000 });
+      expect(rows.filter((r) => r.status !== 'ok')).toEqual([]);
+      expect(versionBoundaries(rows.map((r) => r.modelVersion!))).toHaveLength(1);
+      expect(listEvents(db, {}, ['model_updated']).map((e) => e.details?.correlationId)).toEqual(['upd-1']);
+    } finally {
+      db.close();
+    }
+    // The device keeps running 1.1.0 after a restart: the store's pointer moved.
+    expect(JSON.parse(readFileSync(join(tmp.path, 'device', 'current'), 'utf8')).current).toBe('fashion-sgmoe-1.1.0');
+    expect(existsSync(join(tmp.path, 'device', 'packages', 'fashion-sgmoe-1.0.0'))).toBe(true);
+  });
+});
