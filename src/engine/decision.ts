@@ -27,6 +27,7 @@ export interface Decision {
   macs: number;
   timingsUs: StageTimingsUs;
   /** Execution provider each part ran on, e.g. { trunk: 'cpu', ... , expert: 'cpu' }. */
-  providers: Record<string, string>;
-  model: { name: string; version: string };
+  providers: Readonly<Record<string, string>>;
+  /** Shared by every decision of the same engine (frozen). */
+  model: Readonly<{ name: string; version: string }>;
 }

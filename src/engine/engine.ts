@@ -65,6 +65,8 @@ export class Engine {
   private earlyExits = 0;
   private readonly expertRuns: number[];
   private disposed = false;
+  private modelRef?: Readonly<{ name: string; version: string }>;
+  private readonly providersByRoute: Array<Readonly<Record<string, string>>> = [];
 
   private constructor(
     readonly pkg: ModelPackage,
@@ -151,8 +153,8 @@ export class Engine {
     return this.sampleSize;
   }
 
-  get model(): { name: string; version: string } {
-    return { name: this.manifest.name, version: this.manifest.version };
+  get model(): Readonly<{ name: string; version: string }> {
+    return (this.modelRef ??= Object.freeze({ name: this.manifest.name, version: this.manifest.version }));
   }
 
   /** Provider name per loaded part, e.g. { trunk: 'cpu', ..., 'expert-00': 'cpu' }. */
@@ -279,7 +281,8 @@ export class Engine {
     if (n === 0) return [];
     const labels = this.manifest.labels;
     const L = labels.length;
-    const { threshold, topK, mode, forcedExpert, baseWeight } = { ...this.settings, baseWeight: this.manifest.routing.ensemble.baseWeight };
+    const { threshold, topK, mode, forcedExpert } = this.settings;
+    const baseWeight = this.manifest.routing.ensemble.baseWeight;
     const macs = this.pkg.manifest.parts;
 
     let t0 = now();
@@ -359,7 +362,13 @@ export class Engine {
     });
   }
 
-  private decisionProviders(expert: number | undefined): Record<string, string> {
+  /** One frozen object per route, shared by the decisions that took it: nothing to allocate per frame. */
+  private decisionProviders(expert: number | undefined): Readonly<Record<string, string>> {
+    const key = expert === undefined ? 0 : expert + 1;
+    return (this.providersByRoute[key] ??= Object.freeze(this.routeProviders(expert)));
+  }
+
+  private routeProviders(expert: number | undefined): Record<string, string> {
     const p = this.placements;
     const out: Record<string, string> = { trunk: p.trunk.provider, base: p.base.provider, gate: p.gate.provider };
     if (expert !== undefined) out.expert = p[expertPartName(expert)].provider;
