@@ -1,0 +1,187 @@
+"""Writes the sgmoe-package/1 directory: parts and baselines as ONNX, samples/, selftest.json, manifest.json,
+latency measured in onnxruntime-node, report.json + REPORT.md, then the self check."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import torch
+
+import calibrate
+import evaluate
+import report
+import selftest
+from data import Splits, normalise
+from export import count_macs, count_params, describe_part, export_onnx, manifest, sha256, write_json, write_samples
+from models import Classifier, JointMoE
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Trained:
+    recipe: object
+    splits: Splits
+    base: Classifier
+    base_history: list
+    dense: Classifier
+    dense_arch: object
+    dense_history: list
+    joint: JointMoE
+    joint_history: list
+    sgmoe: object  # sgmoe.Variant, the shipped model
+    ablation: object  # sgmoe.Variant with a random gate
+    k_sweep: dict  # the saved results of the last --sweep-k run, or None
+
+
+def _export_parts(folder: str, model, prefix: str = '') -> dict:
+    """trunk/base/gate/experts of an SGMoE under folder, with the tensor names of DESIGN.md."""
+    image = torch.zeros(2, 1, 28, 28)
+    features = model.trunk(image).detach()
+    files = {'trunk': f'{prefix}trunk.onnx', 'base': f'{prefix}base.onnx', 'gate': f'{prefix}gate.onnx'}
+    export_onnx(model.trunk, image, os.path.join(folder, files['trunk']), 'image', 'features')
+    export_onnx(model.base, features, os.path.join(folder, files['base']), 'features', 'logits')
+    export_onnx(model.gate, features, os.path.join(folder, files['gate']), 'features', 'gate_logits')
+    files['experts'] = []
+    for e, expert in enumerate(model.experts):
+        files['experts'].append(f'{prefix}experts/expert-{e:02d}.onnx')
+        export_onnx(expert, features, os.path.join(folder, files['experts'][-1]), 'features', 'logits')
+    return files
+
+
+def _node_helper(*args) -> dict:
+    done = subprocess.run(['node', os.path.join(HERE, 'ort.js'), *args], capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f'node ort.js {args[0]} failed: {done.stderr.strip()}')
+    return json.loads(done.stdout)
+
+
+def _latency(out: str, files: dict, ablation_dir: str, ablation_files: dict, trained: Trained, sgmoe_threshold,
+             ablation_threshold, count: int) -> dict:
+    """Per-sample latency (batch 1, 1 thread) of every model in onnxruntime-node on the first `count` test images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = os.path.join(tmp, 'inputs.f32')
+        normalise(trained.splits.test.images[:count]).numpy().tofile(inputs)
+
+        def parts(folder, f, threshold):
+            return {'trunk': os.path.join(out, files['trunk']), 'base': os.path.join(out, files['base']),
+                    'gate': os.path.join(folder, f['gate']),
+                    'experts': [os.path.join(folder, e) for e in f['experts']], 'threshold': threshold}
+
+        spec = {'inputs': inputs, 'shape': [1, 28, 28], 'count': count, 'models': [
+            {'name': 'base', 'file': os.path.join(out, 'baselines/base.onnx')},
+            {'name': 'dense', 'file': os.path.join(out, 'baselines/dense.onnx')},
+            {'name': 'joint-moe', 'file': os.path.join(out, 'baselines/joint-moe.onnx')},
+            {'name': 'sgmoe', **parts(out, files, sgmoe_threshold)},
+            {'name': 'sgmoe-always-expert', **parts(out, files, calibrate.THRESHOLDS[-1])},
+            {'name': 'random-gate', **parts(ablation_dir, ablation_files, ablation_threshold)},
+        ]}
+        with open(os.path.join(tmp, 'spec.json'), 'w') as f:
+            json.dump(spec, f)
+        return _node_helper('latency', os.path.join(tmp, 'spec.json'))
+
+
+def _onnx_facts(path: str) -> dict:
+    import onnx
+    model = onnx.load(path)
+    onnx.checker.check_model(model)
+    return {'macs': count_macs(model), 'params': count_params(model)}
+
+
+def _swap_into(out: str, built: str) -> None:
+    """Replaces out by the finished package in two renames, so readers never see a half-written package."""
+    previous = f'{out}.previous-{os.getpid()}'
+    if os.path.exists(out):
+        os.rename(out, previous)
+    os.rename(built, out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def write(out: str, trained: Trained, version: str, quick: bool, started: float) -> None:
+    """Builds the package beside `out`, checks it, then swaps it in."""
+    out = os.path.abspath(out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    built = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.building-', dir=os.path.dirname(out))
+    try:
+        _build(built, trained, version, quick, started)
+    except BaseException:
+        shutil.rmtree(built, ignore_errors=True)
+        raise
+    os.chmod(built, 0o755)
+    _swap_into(out, built)
+
+
+def _build(out: str, trained: Trained, version: str, quick: bool, started: float) -> None:
+    recipe, test = trained.recipe, trained.splits.test
+    chosen = trained.sgmoe
+    export_started = time.time()
+
+    files = _export_parts(out, chosen.model)
+    image = torch.zeros(2, 1, 28, 28)
+    export_onnx(trained.base, image, os.path.join(out, 'baselines/base.onnx'), 'image', 'logits')
+    export_onnx(trained.dense, image, os.path.join(out, 'baselines/dense.onnx'), 'image', 'logits')
+    export_onnx(trained.joint, image, os.path.join(out, 'baselines/joint-moe.onnx'), 'image', 'logits')
+    parts = {name: describe_part(out, files[name]) for name in ('trunk', 'base', 'gate')}
+    parts['experts'] = [describe_part(out, f) for f in files['experts']]
+
+    # Test metrics (first use of the test split), then the shipped samples and the selftest cases.
+    sgmoe_metrics, test_outputs = evaluate.sgmoe(chosen, test, recipe.base_weight)
+    metrics = {'base': evaluate.classifier(trained.base, test), 'dense': evaluate.classifier(trained.dense, test),
+               'joint-moe': evaluate.joint(trained.joint, test), 'sgmoe': sgmoe_metrics,
+               'random-gate': evaluate.sgmoe(trained.ablation, test, recipe.base_weight)[0]}
+    routing = {'topK': 1, 'earlyExit': {'threshold': chosen.operating['threshold']},
+               'ensemble': {'baseWeight': recipe.base_weight}}
+    sample_positions, case_positions = selftest.pick_samples(test_outputs, routing)
+    names = write_samples(out, test.images[sample_positions], test.labels[sample_positions],
+                          test.indices[sample_positions])
+    name_of = dict(zip(sample_positions, names))
+    write_json(os.path.join(out, 'selftest.json'),
+               selftest.build(chosen.model, test.images[case_positions], [name_of[p] for p in case_positions], routing))
+
+    points = [{k: p[k] for k in ('threshold', 'accuracy', 'expertRate', 'meanMacs')} for p in chosen.points]
+    description = ('Single-gate MoE (Royer et al., BMVC 2022) on Fashion-MNIST: ResNet trunk + base branch (early exit '
+                   f'and ensemble member), linear gate, {chosen.k} experts'
+                   + (' (QUICK build: subset, few epochs, not for use)' if quick else ''))
+    write_json(os.path.join(out, 'manifest.json'), manifest(
+        parts, routing, {'points': points, 'expertShare': chosen.operating['expertShare'], 'rule': calibrate.RULE},
+        description, version))
+
+    # Latency, model facts counted from the ONNX graphs, then the self check and the reports.
+    with tempfile.TemporaryDirectory() as ablation_dir:
+        ablation_files = _export_parts(ablation_dir, trained.ablation.model)
+        latency = _latency(out, files, ablation_dir, ablation_files, trained, routing['earlyExit']['threshold'],
+                           trained.ablation.operating['threshold'], recipe.latency_samples)
+    graphs = {name: _onnx_facts(os.path.join(out, f'baselines/{name}.onnx')) for name in ('base', 'dense', 'joint-moe')}
+    sgmoe_params = sum(p['params'] for p in (parts['trunk'], parts['base'], parts['gate'], *parts['experts']))
+    facts = {
+        'base': {'meanMacs': graphs['base']['macs'], 'worstMacs': graphs['base']['macs'], 'params': graphs['base']['params']},
+        'dense': {'meanMacs': graphs['dense']['macs'], 'worstMacs': graphs['dense']['macs'],
+                  'params': graphs['dense']['params']},
+        # The exported joint graph runs every expert and selects one; a top-1 runtime spends trunk + gate + one expert.
+        'joint-moe': {'meanMacs': parts['trunk']['macs'] + parts['gate']['macs'] + parts['experts'][0]['macs'],
+                      'worstMacs': parts['trunk']['macs'] + parts['gate']['macs'] + parts['experts'][0]['macs'],
+                      'graphMacs': graphs['joint-moe']['macs'], 'params': graphs['joint-moe']['params']},
+        'sgmoe': {'params': sgmoe_params}, 'random-gate': {'params': sgmoe_params},
+    }
+    models = {name: {**metrics[name], **facts[name], 'latencyUs': round(latency[name]['meanUs'], 1)}
+              for name in metrics}
+    models['sgmoe']['alwaysExpert']['latencyUs'] = round(latency['sgmoe-always-expert']['meanUs'], 1)
+
+    checks = [selftest.check(chosen.model, out)]
+    for part in (parts['trunk'], parts['base'], parts['gate'], *parts['experts']):
+        assert sha256(os.path.join(out, part['file'])) == part['sha256'], f'{part["file"]}: sha256 changed'
+    checks.append(f'sha256 of {3 + len(parts["experts"])} parts re-verified; onnx.checker passed on every graph')
+    ort_parity = _node_helper('parity', out)
+    assert ort_parity['ok'], f'onnxruntime-node parity failed: {ort_parity}'
+    checks.append(f'onnxruntime-node parity on {ort_parity["cases"]} cases: max |diff| {ort_parity["maxAbsDiff"]:.2e}')
+    for line in checks:
+        print(f'self check: {line}', flush=True)
+
+    summary = report.build(trained, models, latency, chosen, points, routing, quick, checks,
+                           elapsed=time.time() - started, export_seconds=time.time() - export_started)
+    write_json(os.path.join(out, 'report.json'), summary)
+    with open(os.path.join(out, 'REPORT.md'), 'w') as f:
+        f.write(report.markdown(summary))

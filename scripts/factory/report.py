@@ -1,0 +1,227 @@
+"""report.json (machine-readable) and REPORT.md (the same facts for people)."""
+import os
+import platform
+import time
+from dataclasses import asdict
+
+import torch
+
+import calibrate
+from sgmoe import SHARE_RANGE
+
+TITLES = {'base': 'Base model alone (trunk + base branch)',
+          'dense': 'Dense, MACs = SGMoE worst case',
+          'joint-moe': 'Jointly trained MoE (softmax gate, top-1, no base)',
+          'sgmoe': 'SGMoE at its operating point',
+          'random-gate': 'SGMoE ablation: random gate, no clustering'}
+
+
+def _cpu() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        model = platform.processor() or '?'
+    return f'{os.cpu_count()} x {model}'
+
+
+def _best(history: list) -> dict:
+    best = max(history, key=lambda h: h['valAccuracy'])
+    return {'epochs': len(history), 'bestEpoch': best['epoch'], 'valAccuracy': round(best['valAccuracy'], 4)}
+
+
+def build(trained, models: dict, latency: dict, chosen, points: list, routing: dict, quick: bool, checks: list,
+          elapsed: float, export_seconds: float) -> dict:
+    sg, base, dense = models['sgmoe'], models['base'], models['dense']
+    targets = {
+        'accuracyAtLeastBasePlus1Point': {'met': sg['accuracy'] >= base['accuracy'] + 0.01,
+                                          'sgmoe': sg['accuracy'], 'base': base['accuracy']},
+        'accuracyAtLeastDense': {'met': sg['accuracy'] >= dense['accuracy'], 'sgmoe': sg['accuracy'],
+                                 'dense': dense['accuracy']},
+        'meanMacsAtMost70PercentOfDense': {'met': sg['meanMacs'] <= 0.7 * dense['meanMacs'],
+                                           'ratio': round(sg['meanMacs'] / dense['meanMacs'], 4)},
+        'everyExpertShareBetween5And60Percent': {
+            'met': all(SHARE_RANGE[0] <= s <= SHARE_RANGE[1] for s in sg['usage']['shares']),
+            'shares': sg['usage']['shares']},
+    }
+    return {
+        'format': 'sgmoe-report/1',
+        'mode': 'quick' if quick else 'full',
+        'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'machine': {'cpu': _cpu(), 'torch': torch.__version__, 'python': platform.python_version()},
+        'elapsedSeconds': round(elapsed, 1),
+        'exportSeconds': round(export_seconds, 1),
+        'recipe': {**asdict(trained.recipe), 'denseWidths': list(trained.dense_arch.widths)},
+        'experts': chosen.k,
+        'routing': routing,
+        'models': models,
+        'latency': latency,
+        'targets': targets,
+        'kSweep': trained.k_sweep,
+        'calibration': {'rule': calibrate.RULE, 'points': points, 'operatingPoint': chosen.operating},
+        'randomGateCalibration': {'operatingPoint': trained.ablation.operating,
+                                  'routedTrain': trained.ablation.setup['routedTrain']},
+        'training': {'base': _best(trained.base_history), 'dense': _best(trained.dense_history),
+                     'joint-moe': _best(trained.joint_history),
+                     'experts': [_best(h) for h in chosen.setup['expertHistories']],
+                     'randomGateExperts': [_best(h) for h in trained.ablation.setup['expertHistories']]},
+        'checks': checks,
+    }
+
+
+def sweep(candidates: dict, chosen_k: int, base_history: list, recipe) -> dict:
+    """What a --sweep-k run saves (k-sweep.json): every K at its validation operating point."""
+    return {
+        'format': 'sgmoe-k-sweep/1',
+        'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+        'rule': 'among the K whose experts all receive 5-60% of the routed validation samples, the best validation '
+                'accuracy at the operating point; any K within 0.1 point of it -> the smallest such K',
+        'expertEpochs': recipe.experts.epochs,
+        'base': _best(base_history),
+        'chosenK': chosen_k,
+        'rows': [{'k': k, 'threshold': v.operating['threshold'], 'valAccuracy': v.operating['accuracy'],
+                  'expertRate': v.operating['expertRate'], 'meanMacs': v.operating['meanMacs'],
+                  'expertShare': v.operating['expertShare'], 'alwaysExpertValAccuracy': v.points[-1]['accuracy'],
+                  'clusterSizes': v.setup['clusterSizes'],
+                  'gateValAccuracy': _best(v.setup['gateHistory'])['valAccuracy']}
+                 for k, v in sorted(candidates.items())],
+    }
+
+
+def _pct(x: float) -> str:
+    return f'{100 * x:.2f}%'
+
+
+def _usage(u: dict) -> str:
+    return f'max {_pct(u["maxShare"])}, H/log K {u["normalisedEntropy"]:.3f} ({", ".join(_pct(s) for s in u["shares"])})'
+
+
+def _sweep_lines(k_sweep: dict, shipped_k: int) -> list:
+    if not k_sweep:
+        return [f'No `--sweep-k` results were saved; K = {shipped_k} was set by hand.']
+    base = k_sweep['base']
+    lines = [
+        f'K = {shipped_k}. Chosen by `npm run factory -- --sweep-k {",".join(str(r["k"]) for r in k_sweep["rows"])}` '
+        f'({k_sweep["date"]}, saved in `scripts/factory/k-sweep.json`): one base (validation accuracy '
+        f'{_pct(base["valAccuracy"])}), then for each K the clustering, gate and experts (trained '
+        f'{k_sweep["expertEpochs"]} epochs to keep the sweep cheap) and the threshold sweep on validation. '
+        f'Rule: {k_sweep["rule"]}.',
+        '',
+        '| K | val acc (op. point) | threshold | expert rate | mean MACs | val acc, always expert | gate acc on clusters | cluster sizes | expert shares |',
+        '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    ]
+    for s in k_sweep['rows']:
+        lines.append(f'| {s["k"]}{" (chosen)" if s["k"] == k_sweep["chosenK"] else ""} | {_pct(s["valAccuracy"])} | '
+                     f'{s["threshold"]} | {_pct(s["expertRate"])} | {s["meanMacs"]:,.0f} | '
+                     f'{_pct(s["alwaysExpertValAccuracy"])} | {_pct(s["gateValAccuracy"])} | {s["clusterSizes"]} | '
+                     f'{", ".join(_pct(x) for x in s["expertShare"])} |')
+    return lines
+
+
+def markdown(r: dict) -> str:
+    m = r['models']
+    recipe = r['recipe']
+    lines = [
+        '# fashion-sgmoe — training report',
+        '',
+        f'Generated by `npm run factory{" -- --quick" if r["mode"] == "quick" else ""}` ({r["mode"]} run) on '
+        f'{r["date"]}, {r["machine"]["cpu"]}, torch {r["machine"]["torch"]}; the run took '
+        f'{r["elapsedSeconds"]:.0f} s wall (measured in-process).',
+        '',
+        '## Models (test split, 10,000 images)',
+        '',
+        'Accuracy on the test split; MACs per sample counted from the ONNX graphs (Conv/Gemm/MatMul at batch 1); '
+        'parameters = ONNX initializer elements (BatchNorm folded); latency = mean per sample, batch 1, '
+        f'onnxruntime-node, 1 intra-op thread, the first {r["recipe"]["latency_samples"]:,} test images (the first 20 '
+        'of them warm-up, not timed), the models taking turns on each image.',
+        '',
+        '| model | test acc | mean MACs | worst MACs | params | latency µs | expert usage (samples reaching an expert) |',
+        '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
+    ]
+    for name in ('base', 'dense', 'joint-moe', 'sgmoe', 'random-gate'):
+        x = m[name]
+        usage = _usage(x['usage']) if 'usage' in x else '—'
+        extra = f' (threshold {x["threshold"]}, expert rate {_pct(x["expertRate"])})' if 'threshold' in x else ''
+        lines.append(f'| {TITLES[name]}{extra} | {_pct(x["accuracy"])} | {x["meanMacs"]:,.0f} | {x["worstMacs"]:,} | '
+                     f'{x["params"]:,} | {x["latencyUs"]:.0f} | {usage} |')
+    a = m['sgmoe']['alwaysExpert']
+    lines += [
+        f'| SGMoE, every sample to an expert (threshold 1.000001) | {_pct(a["accuracy"])} | {m["sgmoe"]["worstMacs"]:,} | '
+        f'{m["sgmoe"]["worstMacs"]:,} | {m["sgmoe"]["params"]:,} | {a["latencyUs"]:.0f} | {_usage(a["usage"])} |',
+        '',
+        f'The joint MoE graph in `baselines/joint-moe.onnx` runs every expert and selects the top-1 '
+        f'({m["joint-moe"]["graphMacs"]:,} MACs, which its latency reflects); the MACs column counts what a top-1 '
+        'runtime spends (trunk + gate + one expert). Its usage is over all test samples (it has no early exit).',
+        '',
+        '## Targets',
+        '',
+    ]
+    t = r['targets']
+    verdict = lambda ok: '**met**' if ok else '**not met**'  # noqa: E731
+    lines += [
+        f'- SGMoE ≥ base + 1.0 point: {verdict(t["accuracyAtLeastBasePlus1Point"]["met"])} '
+        f'({_pct(t["accuracyAtLeastBasePlus1Point"]["sgmoe"])} vs {_pct(t["accuracyAtLeastBasePlus1Point"]["base"])}).',
+        f'- SGMoE ≥ dense equal-worst-case-MACs baseline: {verdict(t["accuracyAtLeastDense"]["met"])} '
+        f'({_pct(t["accuracyAtLeastDense"]["sgmoe"])} vs {_pct(t["accuracyAtLeastDense"]["dense"])}).',
+        f'- SGMoE mean MACs ≤ 70% of the dense baseline: {verdict(t["meanMacsAtMost70PercentOfDense"]["met"])} '
+        f'(ratio {_pct(t["meanMacsAtMost70PercentOfDense"]["ratio"])}).',
+        f'- Every expert gets 5–60% of the samples that reach an expert: '
+        f'{verdict(t["everyExpertShareBetween5And60Percent"]["met"])} '
+        f'({", ".join(_pct(s) for s in t["everyExpertShareBetween5And60Percent"]["shares"])}).',
+        f'- Router collapse: the jointly trained MoE {_usage(m["joint-moe"]["usage"])} vs SGMoE '
+        f'{_usage(m["sgmoe"]["usage"])}.',
+        '',
+        '## Choice of K (validation)',
+        '',
+    ]
+    lines += _sweep_lines(r['kSweep'], r['experts'])
+    lines += [
+        '',
+        '## Early-exit calibration (validation, chosen K)',
+        '',
+        f'Rule: {r["calibration"]["rule"]}. Operating point: threshold {r["routing"]["earlyExit"]["threshold"]}.',
+        '',
+        '| threshold | val accuracy | expert rate | mean MACs |',
+        '| ---: | ---: | ---: | ---: |',
+    ]
+    for p in r['calibration']['points']:
+        lines.append(f'| {p["threshold"]} | {_pct(p["accuracy"])} | {_pct(p["expertRate"])} | {p["meanMacs"]:,.0f} |')
+    arch = recipe['arch']
+    tr = r['training']
+    lines += [
+        '',
+        '## Recipe',
+        '',
+        f'- Data: Fashion-MNIST (Debian `dataset-fashion-mnist`), train {recipe["train_size"]:,} / validation 5,000 '
+        '(fixed-seed split of the official training file) / test 10,000; inputs x/255, (x - 0.286)/0.353.',
+        f'- Augmentation for every model: random crop with 2-pixel zero padding, horizontal flip.',
+        f'- Base: ResNet, trunk = stride-2 stem + one basic block at 14x14 ({arch["trunk_width"]} channels; '
+        f'the gate pools it); branch = stages of widths {arch["widths"]} with {arch["blocks"]} basic blocks at '
+        '7x7 and 4x4, global pool, linear. Experts have the branch architecture and start from its weights.',
+        f'- Dense baseline: the same trunk, branch widths {recipe.get("denseWidths")} (the widening whose ONNX MACs '
+        'are closest to the SGMoE worst case).',
+        f'- Base, dense and joint MoE: {recipe["epochs"]["epochs"]} epochs, SGD (Nesterov, momentum 0.9, weight decay '
+        f'{recipe["epochs"]["weight_decay"]}), one-cycle LR peak {recipe["epochs"]["lr"]}, batch '
+        f'{recipe["epochs"]["batch_size"]}; the epoch with the best validation accuracy is kept '
+        f'(base: epoch {tr["base"]["bestEpoch"]}, dense: {tr["dense"]["bestEpoch"]}, joint: {tr["joint-moe"]["bestEpoch"]}).',
+        f'- Clustering: k-means (k-means++ init, {recipe["kmeans_restarts"]} restarts, lowest inertia) on the base '
+        'penultimate features of the training images.',
+        f'- Gate: pool + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs.',
+        f'- Experts: trained asynchronously, each in its own worker process (1 thread, 2 workers), on the training '
+        f'samples the gate routes to it plus {100 * recipe["extra_share"]:.0f}% of the others, for '
+        f'{recipe["experts"]["epochs"]} epochs (one-cycle LR peak {recipe["experts"]["lr"]}), with the ensemble '
+        f'objective NLL(log(w softmax(base) + (1-w) softmax(expert))), w = baseWeight = {recipe["base_weight"]}, '
+        'trunk and base frozen. Step (d), gate refinement, is not used.',
+        '- Joint MoE: same trunk/branch architecture, K experts and a softmax gate trained end to end from scratch, '
+        'top-1 routing with output = gate probability x expert logits, no load-balancing loss.',
+        '- Random-gate ablation: the same experts recipe, but the gate keeps its random initialisation.',
+        '',
+        '## Self check',
+        '',
+        *[f'- {c}' for c in r['checks']],
+        '',
+        'Rebuild: `npm run factory -- --out models/fashion-sgmoe` (full, K swept on validation) or '
+        '`npm run factory -- --quick --out DIR` (CI smoke build). Machine-readable figures: `report.json`.',
+        '',
+    ]
+    return '\n'.join(lines)

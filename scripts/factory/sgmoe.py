@@ -1,0 +1,130 @@
+"""Steps (b)-(c) of the recipe for one K: k-means on base embeddings -> gate trained on the cluster ids (trunk
+frozen) -> experts trained asynchronously in worker processes on the samples the gate routes to them. Then the
+validation sweep of the early-exit threshold and the choice of K."""
+from dataclasses import dataclass, field, replace
+from typing import List
+
+import torch
+
+import calibrate
+from data import Splits, normalise
+from export import measure
+from jobs import expert_job
+from kmeans import kmeans
+from models import Branch, Classifier, Gate, SGMoE
+from train import predict, progress, train_gate
+
+SHARE_RANGE = (0.05, 0.60)  # the no-collapse target: every expert's share among samples that reach an expert
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """Frozen-base views of the training and validation images (no augmentation)."""
+    train_pooled: torch.Tensor  # globally pooled trunk features: the gate's input
+    train_embedding: torch.Tensor  # base penultimate features: what k-means clusters
+    val_pooled: torch.Tensor
+    val_embedding: torch.Tensor
+
+
+def embed(base: Classifier, splits: Splits, train_size: int) -> Embedded:
+    def views(images):
+        pooled = predict(lambda x: base.trunk(x).mean(dim=(2, 3)), images)
+        embedding = predict(lambda x: base.branch.embed(base.trunk(x)), images)
+        return pooled, embedding
+
+    return Embedded(*views(splits.train.images[:train_size]), *views(splits.val.images))
+
+
+@dataclass
+class Variant:
+    name: str
+    k: int
+    model: SGMoE
+    macs: calibrate.PartMacs
+    points: List[dict]  # validation sweep
+    operating: dict  # the validation operating point
+    setup: dict = field(default_factory=dict)  # clustering / gate / expert-training facts for the report
+
+
+class PendingVariant:
+    """Expert jobs in flight; result() waits for them and calibrates on validation."""
+
+    def __init__(self, name, k, base, gate, futures, splits, recipe, setup):
+        self.name, self.k, self.base, self.gate = name, k, base, gate
+        self.futures, self.splits, self.recipe, self.setup = futures, splits, recipe, setup
+
+    def result(self) -> Variant:
+        experts, histories = [], []
+        for future in self.futures:
+            state, history = future.result()
+            expert = Branch(self.recipe.arch)
+            expert.load_state_dict(state)
+            experts.append(expert.eval())
+            histories.append(history)
+        model = SGMoE(self.base.trunk, self.base.branch, self.gate, experts).eval()
+        macs = calibrate.PartMacs(**part_macs(model))
+        outputs = model.outputs(normalise(self.splits.val.images))
+        points = calibrate.sweep(outputs, self.splits.val.labels, macs, self.recipe.base_weight)
+        operating = calibrate.operating_point(points)
+        progress(self.name, f'validation operating point: threshold {operating["threshold"]} accuracy '
+                            f'{operating["accuracy"]:.4f} expert rate {operating["expertRate"]:.3f} '
+                            f'mean MACs {operating["meanMacs"]:.0f} shares {operating["expertShare"]}')
+        return Variant(self.name, self.k, model, macs, points, operating,
+                       {**self.setup, 'expertHistories': histories})
+
+
+def part_macs(model: SGMoE) -> dict:
+    """MACs of each part, counted on an ONNX export of the module as the shipped parts are."""
+    features = model.trunk(torch.zeros(1, 1, 28, 28))
+    return {'trunk': measure(model.trunk, torch.zeros(1, 1, 28, 28))['macs'],
+            'base': measure(model.base, features)['macs'],
+            'gate': measure(model.gate, features)['macs'],
+            'expert': measure(model.experts[0], features)['macs']}
+
+
+def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, recipe, splits: Splits, k: int,
+                        data, clustered: bool) -> PendingVariant:
+    """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering."""
+    seed = recipe.epochs.seed
+    torch.manual_seed(seed + 1000 * k + (0 if clustered else 1))
+    gate = Gate(recipe.arch, k)
+    setup = {}
+    if clustered:
+        clustering = kmeans(embedded.train_embedding, k, recipe.kmeans_restarts, seed)
+        targets = clustering.assign(embedded.train_embedding)
+        setup['clusterSizes'] = torch.bincount(targets, minlength=k).tolist()
+        setup['inertia'] = clustering.inertia
+        progress(name, f'k-means: inertia {clustering.inertia:.1f}, cluster sizes {setup["clusterSizes"]}')
+        setup['gateHistory'] = train_gate(f'{name}-gate', gate, embedded.train_pooled, targets, embedded.val_pooled,
+                                          clustering.assign(embedded.val_embedding), recipe.gate)
+    else:
+        # Random hyperplanes through the mean pooled feature: the trunk features are all positive (ReLU), so an
+        # uncentred random gate would send almost everything to one expert and ablate balance, not clustering.
+        with torch.no_grad():
+            gate.fc.bias.copy_(-gate.fc.weight @ embedded.train_pooled.mean(dim=0))
+    gate.eval()
+    with torch.no_grad():
+        routed_train = gate.fc(embedded.train_pooled).argmax(dim=1)
+        routed_val = gate.fc(embedded.val_pooled).argmax(dim=1)
+    setup['routedTrain'] = torch.bincount(routed_train, minlength=k).tolist()
+    generator = torch.Generator().manual_seed(seed + k)
+    futures = []
+    for e in range(k):
+        others = torch.nonzero(routed_train != e).flatten()
+        extra = others[torch.rand(len(others), generator=generator) < recipe.extra_share]
+        train_idx = torch.cat([torch.nonzero(routed_train == e).flatten(), extra])
+        val_idx = torch.nonzero(routed_val == e).flatten()
+        futures.append(pool.submit(expert_job, f'{name}-expert-{e}', recipe.arch, base.state_dict(), train_idx,
+                                   val_idx, recipe.base_weight,
+                                   replace(recipe.experts, seed=seed + e), data))
+    progress(name, f'{k} expert jobs submitted; routed training samples {setup["routedTrain"]}')
+    return PendingVariant(name, k, base, gate, futures, splits, recipe, setup)
+
+
+def choose_k(variants: dict) -> int:
+    """Among the K whose experts all get 5-60% of the routed validation samples (all K if none does), the best
+    validation accuracy at the operating point; K within 0.1 point of it -> the smallest (fewer parts to ship)."""
+    balanced = {k: v for k, v in variants.items()
+                if all(SHARE_RANGE[0] <= s <= SHARE_RANGE[1] for s in v.operating['expertShare'])} or variants
+    best = max(v.operating['accuracy'] for v in balanced.values())
+    return min(k for k, v in balanced.items() if v.operating['accuracy'] >= best - calibrate.ACCURACY_TOLERANCE - 1e-9)
