@@ -5,6 +5,7 @@ import { register as registerDoctor } from './doctor';
 import { register as registerAudit } from './audit';
 import { register as registerInfer } from './infer';
 import { register as registerRun } from './run';
+import { register as registerBench } from './bench';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerAudit(program);
   registerInfer(program);
   registerRun(program);
+  registerBench(program);
 }

@@ -1,0 +1,28 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command } from 'commander';
+
+const BENCH_DIR = join(__dirname, '..', '..', '..', 'scripts', 'bench');
+const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline'] as const;
+
+/**
+ * `sgmoe bench NAME`: the benchmarks of scripts/bench/ (TypeScript, run through tsx from a source checkout).
+ * Each compares side by side in one run and prints ratios.
+ */
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description(`run a benchmark of scripts/bench/ (${BENCHES.join(', ')}); arguments after the name go to it`)
+    .argument('<name>', BENCHES.join(' | '))
+    .argument('[args...]', 'passed to the benchmark')
+    .allowUnknownOption()
+    .action((name: string, args: string[]) => {
+      const script = join(BENCH_DIR, `${name}.ts`);
+      if (!(BENCHES as readonly string[]).includes(name) || !existsSync(script)) {
+        throw Object.assign(new Error(`no benchmark "${name}": expected one of ${BENCHES.join(', ')}`), { code: 'E_USAGE' });
+      }
+      const run = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
+      process.exitCode = run.status ?? 1;
+    });
+}
