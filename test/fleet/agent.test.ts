@@ -65,7 +65,7 @@ beforeAll(async () => {
   await offer('drifting', variant(join(tmp.path, 'src', 'drifting'), (m) => {
     m.version = '1.2.0';
     m.routing.earlyExit.threshold = 1.000001;
-    m.calibration.expertShare = [1, 0, 0, 0];
+    m.calibration.expertShare = m.calibration.expertShare.map((_, e) => (e === 0 ? 1 : 0));
   }));
   const broken = variant(join(tmp.path, 'src', 'broken'), (m) => (m.version = '1.3.0'));
   breakSelftest(broken);
@@ -114,7 +114,7 @@ async function device(options: { limits?: ConstructorParameters<typeof UpdateAge
   await store.adopt(v1);
   const engine = await Engine.load((await store.currentDir())!, ENGINE);
   const audit = AuditLog.open(join(root, 'audit.db'), {
-    model: { ...engine.model, experts: 4, expertShare: engine.manifest.calibration.expertShare },
+    model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
     health: { windowSize: 200, thresholds: { minSamples: 20 } },
   });
   const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
