@@ -1,4 +1,4 @@
-import type { Decision, StageTimingsUs } from '../engine/decision';
+import { decisionEssentials, type Decision, type StageTimingsUs } from '../engine/decision';
 
 export type AuditStatus = 'ok' | 'rejected' | 'dropped';
 export const AUDIT_STATUSES: readonly AuditStatus[] = ['ok', 'rejected', 'dropped'];
@@ -53,15 +53,8 @@ export function decidedRecord(decision: Decision, frame: FrameInfo, ts = Date.no
     frame,
     model: decision.model,
     status: 'ok',
-    label: decision.label,
     labelIndex: decision.labelIndex,
-    score: decision.score,
-    expert: decision.expert,
-    earlyExit: decision.earlyExit,
-    baseConfidence: decision.baseConfidence,
-    gate: decision.gate,
-    macs: decision.macs,
-    timingsUs: decision.timingsUs,
+    ...decisionEssentials(decision),
   };
 }
 

@@ -31,3 +31,17 @@ export interface Decision {
   /** Shared by every decision of the same engine (frozen). */
   model: Readonly<{ name: string; version: string }>;
 }
+
+/** The fields every record of a decision carries: the audit row, the MQTT result, `sgmoe infer`'s line. */
+export function decisionEssentials(d: Decision) {
+  return {
+    label: d.label,
+    score: d.score,
+    expert: d.expert,
+    earlyExit: d.earlyExit,
+    baseConfidence: d.baseConfidence,
+    gate: d.gate,
+    macs: d.macs,
+    timingsUs: d.timingsUs,
+  };
+}

@@ -1,4 +1,4 @@
-export type { Decision, StageTimingsUs } from './decision';
+export { decisionEssentials, type Decision, type StageTimingsUs } from './decision';
 export { Engine, type EngineOptions, type RuntimeSettings, type PartOutputs, type EngineStats } from './engine';
 export { softmax, argmax, topKIndices, baseStage, routeExperts, ensemble, type Routing } from './decide';
 export { ExpertCache, type ExpertCacheCounters } from './expert-cache';

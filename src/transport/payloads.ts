@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Decision } from '../engine/decision';
+import { decisionEssentials, type Decision } from '../engine/decision';
 
 /**
  * Versioned JSON payloads (documented with examples in src/transport/README.md). Each carries `schema`
@@ -114,13 +114,6 @@ export function resultPayload(decision: Decision, frame: FrameMeta): ResultPaylo
     ts: frame.ts.toISOString(),
     source: frame.source,
     model: { name: decision.model.name, version: decision.model.version },
-    label: decision.label,
-    score: decision.score,
-    expert: decision.expert,
-    earlyExit: decision.earlyExit,
-    baseConfidence: decision.baseConfidence,
-    gate: decision.gate,
-    macs: decision.macs,
-    timingsUs: decision.timingsUs,
+    ...decisionEssentials(decision),
   };
 }

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { AuditLog } from '../../audit/audit-log';
 import { decidedRecord, rejectedRecord, type FrameInfo } from '../../audit/record';
-import type { Decision } from '../../engine/decision';
+import { decisionEssentials, type Decision } from '../../engine/decision';
 import { Engine } from '../../engine/engine';
 import { loadDeviceProfile } from '../../engine/profile';
 import { errorCode, errorMessage, SgmoeError } from '../../errors';
@@ -31,20 +31,7 @@ function positiveInt(value: string): number {
 
 /** One line of `infer` output: the decision's essentials, or why the file was rejected. */
 function decisionLine(file: string, d: Decision): Record<string, unknown> {
-  return {
-    file,
-    status: 'ok',
-    label: d.label,
-    labelIndex: d.labelIndex,
-    score: d.score,
-    expert: d.expert,
-    earlyExit: d.earlyExit,
-    baseConfidence: d.baseConfidence,
-    gate: d.gate,
-    macs: d.macs,
-    timingsUs: d.timingsUs,
-    model: d.model,
-  };
+  return { file, status: 'ok', labelIndex: d.labelIndex, ...decisionEssentials(d), model: d.model };
 }
 
 export function register(program: Command): void {
