@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import * as tar from 'tar';
 import { AuditLog } from '../../src/audit/audit-log';
 import { listEvents } from '../../src/audit/query';
-import { decidedRecord } from '../../src/audit/record';
 import { Engine } from '../../src/engine/engine';
 import { UpdateAgent, type UpdateEvent } from '../../src/fleet/agent';
 import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
@@ -17,7 +16,7 @@ import type { UpdateRequestInput } from '../../src/fleet/request';
 import { sha256File } from '../../src/model/integrity';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { breakSelftest, goldenInputs, streamFrames, variant, versionBoundaries } from './support';
+import { auditedHost, breakSelftest, goldenInputs, streamFrames, variant, versionBoundaries } from './support';
 
 const ENGINE = { threads: { intraOp: 1 }, warmup: false };
 const tmp = tempDir('sgmoe-fleet-agent-');
@@ -113,11 +112,7 @@ async function device(options: { limits?: ConstructorParameters<typeof UpdateAge
   const store = new PackageStore(root, 2);
   await store.adopt(v1);
   const engine = await Engine.load((await store.currentDir())!, ENGINE);
-  const audit = AuditLog.open(join(root, 'audit.db'), {
-    model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
-    health: { windowSize: 200, thresholds: { minSamples: 20 } },
-  });
-  const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
+  const { audit, host } = auditedHost(root, engine);
   const events: UpdateEvent[] = [];
   const agent = new UpdateAgent({
     store,

@@ -1,8 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
-import { AuditLog } from '../../src/audit/audit-log';
-import { decidedRecord } from '../../src/audit/record';
 import { Engine } from '../../src/engine/engine';
 import { UpdateAgent } from '../../src/fleet/agent';
 import { fetchChunks, publishChunks } from '../../src/fleet/chunks';
@@ -18,7 +16,7 @@ import { EmbeddedBroker } from '../../src/transport/broker';
 import { topicsFor } from '../../src/transport/topics';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { goldenInputs, streamFrames, variant } from './support';
+import { auditedHost, goldenInputs, streamFrames, variant } from './support';
 
 const SITE = 'plant-1';
 const ENGINE = { threads: { intraOp: 1 }, warmup: false };
@@ -47,11 +45,7 @@ class Device {
     const store = new PackageStore(root);
     await store.adopt(v1);
     const engine = await Engine.load((await store.currentDir())!, ENGINE);
-    const audit = AuditLog.open(join(root, 'audit.db'), {
-      model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
-      health: { windowSize: 200, thresholds: { minSamples: 20 } },
-    });
-    const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
+    const { audit, host } = auditedHost(root, engine);
     const client = await connectAsync(broker.url, { clientId: id });
     const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
     const reply = (correlationId: string | null, body: object): void =>

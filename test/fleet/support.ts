@@ -3,6 +3,10 @@ import { join } from 'node:path';
 import { copyPackage, readManifest, writeManifest } from '../helpers/package';
 import type { Manifest } from '../../src/model/manifest';
 import { loadSelftest } from '../../src/model/selftest';
+import { AuditLog } from '../../src/audit/audit-log';
+import { decidedRecord } from '../../src/audit/record';
+import type { Engine } from '../../src/engine/engine';
+import { SerialEngineHost } from './serial-host';
 
 /** A copy of the shipped package at `dest` with its manifest changed by `edit`. */
 export function variant(dest: string, edit: (m: Manifest) => void): string {
@@ -77,4 +81,14 @@ export function streamFrames(
 /** Indexes where the version changes between consecutive frames. */
 export function versionBoundaries(versions: string[]): number[] {
   return versions.flatMap((v, i) => (i > 0 && v !== versions[i - 1] ? [i] : []));
+}
+
+/** A device's audit log and engine host over `engine`: decisions audited, routing health for the health watch. */
+export function auditedHost(root: string, engine: Engine): { audit: AuditLog; host: SerialEngineHost } {
+  const audit = AuditLog.open(join(root, 'audit.db'), {
+    model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
+    health: { windowSize: 200, thresholds: { minSamples: 20 } },
+  });
+  const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
+  return { audit, host };
 }
