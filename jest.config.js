@@ -7,5 +7,6 @@ module.exports = {
   testTimeout: 60000,
   // Tests share 2 cores with ONNX Runtime and brokers: run files one after another.
   maxWorkers: 1,
+  reporters: ['default', '<rootDir>/test/helpers/summary-reporter.js'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }] },
 };
