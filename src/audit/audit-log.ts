@@ -57,7 +57,7 @@ export class AuditLog {
     const now = options.now ?? Date.now;
     const { db } = openAuditDb(file, { logger, now, busyTimeoutMs: options.busyTimeoutMs });
     const events = new EventLog(db, { logger, now });
-    const health = new RoutingHealth({ experts: options.model.experts, expectedShare: options.model.expertShare, ...options.health });
+    const health = new RoutingHealth({ experts: options.model.experts, expectedShare: options.model.expertShare, ...options.health, logger });
     const retention = options.retention ? new Retention(db, options.retention, { logger, now }) : undefined;
     const writer = new AuditWriter(db, { ...options.writer, logger });
     const log = new AuditLog({ db, writer, events, health, retention }, { name: options.model.name, version: options.model.version });

@@ -1,3 +1,5 @@
+import { errorMessage } from '../errors';
+import { silentLogger, type Logger } from '../log';
 import type { AuditRecord } from './record';
 
 /** Routing statistics over a set of decisions. Shares are over the decisions that ran an expert. */
@@ -62,6 +64,7 @@ export interface RoutingHealthOptions {
   /** Decisions in the sliding window. */
   windowSize?: number;
   thresholds?: Partial<HealthThresholds>;
+  logger?: Logger;
 }
 
 /** Running sums over a set of decisions; the window adds and removes, all-time only adds. */
@@ -109,7 +112,7 @@ class Tally {
  * value crosses its bound and cleared once when it is back inside by `hysteresis`.
  */
 export class RoutingHealth {
-  private readonly experts: number;
+  private experts: number;
   private expectedShare?: readonly number[];
   private readonly thresholds: HealthThresholds;
   private readonly listeners = new Set<(alarm: HealthAlarm) => void>();
@@ -121,11 +124,13 @@ export class RoutingHealth {
   private window: Tally;
   private allTime: Tally;
   private readonly active = new Map<AlarmKind, HealthAlarm>();
+  private readonly log: Logger;
 
   constructor(options: RoutingHealthOptions) {
     this.experts = options.experts;
     this.expectedShare = options.expectedShare;
     this.thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
+    this.log = options.logger ?? silentLogger;
     const size = options.windowSize ?? 1000;
     this.ringExpert = new Int32Array(size);
     this.ringEarlyExit = new Uint8Array(size);
@@ -171,7 +176,9 @@ export class RoutingHealth {
    * Starts the statistics afresh for a new model (a hot swap). Active alarms stay until the new model's
    * window shows they are over, so each alarm is still cleared exactly once.
    */
-  reset(expectedShare?: readonly number[]): void {
+  reset(expectedShare?: readonly number[], experts = expectedShare?.length ?? this.experts): void {
+    // A new model may have another number of experts: the tallies take its count.
+    this.experts = experts;
     this.expectedShare = expectedShare;
     this.window = new Tally(this.experts);
     this.allTime = new Tally(this.experts);
@@ -208,8 +215,15 @@ export class RoutingHealth {
     }
   }
 
+  /** A failing listener must not fail the decision being recorded, nor keep the others from hearing the alarm. */
   private emit(alarm: HealthAlarm): void {
-    for (const listener of this.listeners) listener(alarm);
+    for (const listener of this.listeners) {
+      try {
+        listener(alarm);
+      } catch (err) {
+        this.log.error({ alarm: alarm.kind, state: alarm.state, err: errorMessage(err) }, 'an alarm listener failed');
+      }
+    }
   }
 }
 

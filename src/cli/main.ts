@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
+import { errorCode, errorMessage } from '../errors';
 import { configureSharp } from '../ingest/sharp-config';
 import { registerCommands } from './commands';
 
@@ -19,7 +20,6 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv).catch((err: unknown) => {
-  const code = (err as { code?: string }).code ?? 'E_INTERNAL';
-  process.stderr.write(`sgmoe: ${code}: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.stderr.write(`sgmoe: ${errorCode(err)}: ${errorMessage(err)}\n`);
   process.exit(1);
 });

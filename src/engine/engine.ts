@@ -107,10 +107,15 @@ export class Engine {
       return session;
     };
 
+    // Everything opened is released if the load fails at any point: a refused update must not leak sessions.
     const opened: Session[] = [];
+    let experts: ExpertCache<Session> | undefined;
     try {
-      const [trunk, base, gate] = await Promise.all([open(pkg.trunk), open(pkg.base), open(pkg.gate)]);
-      opened.push(trunk, base, gate);
+      const shared = await Promise.allSettled([open(pkg.trunk), open(pkg.base), open(pkg.gate)]);
+      for (const r of shared) if (r.status === 'fulfilled') opened.push(r.value);
+      const failed = shared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      const [trunk, base, gate] = opened;
       const featureShape = checkShapes(pkg.manifest, { trunk, base, gate });
       const openExpert = async (index: number): Promise<Session> => {
         const session = await open(pkg.experts[index]);
@@ -124,7 +129,7 @@ export class Engine {
       };
       const eager = (profile?.experts.loading ?? 'eager') === 'eager';
       const budgetMB = profile?.experts.budgetMB;
-      const experts = new ExpertCache<Session>({
+      experts = new ExpertCache<Session>({
         load: openExpert,
         sizeOf: (i) => pkg.experts[i].bytes,
         budgetBytes: budgetMB === undefined ? undefined : budgetMB * 2 ** 20,
@@ -143,7 +148,7 @@ export class Engine {
       );
       return engine;
     } catch (err) {
-      await Promise.all(opened.map((s) => s.release()));
+      await Promise.all([...opened.map((s) => s.release()), experts?.dispose()]);
       throw err;
     }
   }

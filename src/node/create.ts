@@ -61,14 +61,9 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
   const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
   const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
   const closers: Array<() => Promise<void> | void> = [];
+  let audit: AuditLog | undefined;
   try {
-    const { routing } = config;
-    if (routing.computeBudgetMacs !== undefined) engine.setComputeBudget(routing.computeBudgetMacs);
-    engine.configure({
-      ...(routing.threshold !== undefined ? { threshold: routing.threshold } : {}),
-      ...(routing.topK !== undefined ? { topK: routing.topK } : {}),
-      ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
-    });
+    applyRouting(config, engine);
 
     let broker: EmbeddedBroker | undefined;
     let transportConfig: TransportConfig | undefined;
@@ -90,7 +85,6 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     }));
     sources.push(...(options.extraSources ?? []));
 
-    let audit: AuditLog | undefined;
     if (config.audit) {
       mkdirSync(dirname(config.audit.file), { recursive: true });
       const r = config.audit.retention;
@@ -135,6 +129,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       transport,
       batch,
       window: config.window ?? batch.maxSize,
+      applyRouting: (next) => applyRouting(config, next),
       healthIntervalMs: config.healthIntervalMs,
       logger,
       onClosed: async () => {
@@ -146,10 +141,22 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     }
     return { node, profile, transport, broker, agent };
   } catch (err) {
+    audit?.close();
     await engine.dispose();
     for (const close of closers) await close();
     throw err;
   }
+}
+
+/** The config's routing knobs, when it sets any; otherwise the package's calibrated operating point stands. */
+function applyRouting(config: NodeConfig, engine: Engine): void {
+  const { routing } = config;
+  if (routing.computeBudgetMacs !== undefined) engine.setComputeBudget(routing.computeBudgetMacs);
+  engine.configure({
+    ...(routing.threshold !== undefined ? { threshold: routing.threshold } : {}),
+    ...(routing.topK !== undefined ? { topK: routing.topK } : {}),
+    ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
+  });
 }
 
 function openSourceFor(

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AuditLog } from '../audit/audit-log';
 import type { HealthAlarm } from '../audit/health';
-import { decidedRecord, droppedRecord, rejectedRecord, type FrameInfo } from '../audit/record';
+import { decidedRecord, droppedRecord, rejectedRecord, type FrameInfo, type ModelRef } from '../audit/record';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
@@ -36,6 +36,8 @@ export interface EdgeNodeParts {
   /** Period of the health report on MQTT. */
   healthIntervalMs: number;
   logger?: Logger;
+  /** The device's routing settings (config file), applied to every engine the node swaps in. */
+  applyRouting?: (engine: Engine) => void;
   /** Closed last on stop, after the transport said goodbye (the embedded broker, the outbox database). */
   onClosed?: () => Promise<void> | void;
 }
@@ -138,6 +140,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       transport.setStatusInfo(this.statusInfo());
       await transport.start();
     }
+    if (this.stopping) return; // stopped while connecting: nothing was started
     audit?.event({ kind: 'start', message: 'node started', details: { sources: this.parts.sources.map((s) => s.source.name) } });
     this.healthTimer = setInterval(() => this.publishHealth(), this.parts.healthIntervalMs);
     this.healthTimer.unref();
@@ -170,11 +173,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
    * old engine finish there, the next batch runs on the new one. The caller disposes the old engine.
    */
   async swap(next: Engine): Promise<{ previous: Engine }> {
+    if (this.stopping) throw new SgmoeError('E_NODE_STOPPING', 'the node is stopping: expected a running node to swap models on');
+    this.parts.applyRouting?.(next);
     const previous = await this.batcher.swap(next);
     this.expertCounts = next.manifest.parts.experts.map(() => 0);
     this.latency = new LatencyWindow(LATENCY_WINDOW);
     this.parts.transport?.setStatusInfo(this.statusInfo());
-    this.emit('swapped', previous.model, next.model);
+    this.notify('swapped', previous.model, next.model);
     return { previous };
   }
 
@@ -194,22 +199,41 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.parts.transport?.setStatusInfo(this.statusInfo());
   }
 
+  /** Tells listeners (CLI, dashboard, SDK users); one that throws is logged and changes nothing for the frame. */
+  private notify<K extends keyof NodeEvents>(event: K, ...args: NodeEvents[K]): void {
+    try {
+      (this.emit as (e: K, ...a: NodeEvents[K]) => boolean)(event, ...args);
+    } catch (err) {
+      this.log.error({ event, err: errorMessage(err) }, 'a node event listener failed');
+    }
+  }
+
   /** A frame the source dropped under backpressure: counted and audited, never silently lost. */
   recordDrop(frame: Frame): void {
     this.parts.audit?.record(
       droppedRecord(frameInfo(frame), { code: 'E_BACKPRESSURE', message: 'dropped: the queue of this source was full' }, this.engine.model),
     );
-    this.emit('dropped', frame);
+    this.notify('dropped', frame);
   }
 
   /** Routing alarms from the audit log, published on the health topic as they are raised and cleared. */
   publishAlarm(alarm: HealthAlarm): void {
-    this.parts.transport?.publishAlarm({
+    this.toOutbox('alarm', () => this.parts.transport?.publishAlarm({
       severity: alarm.kind === 'router_collapse' && alarm.state === 'raised' ? 'critical' : 'warning',
       code: `E_ROUTING_${alarm.kind.toUpperCase()}`,
       message: alarm.message,
       details: { state: alarm.state, value: alarm.value, bound: alarm.bound, experts: alarm.experts },
-    });
+    }));
+  }
+
+  /** The outbox can fail (a full disk): the node logs it, counts it, and keeps deciding. */
+  private toOutbox(what: string, put: () => unknown): void {
+    try {
+      put();
+    } catch (err) {
+      this.unpublished++;
+      this.log.error({ what, code: errorCode(err), err: errorMessage(err) }, 'not queued for MQTT');
+    }
   }
 
   snapshot(): NodeSnapshot {
@@ -255,16 +279,18 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     if (!transport) return;
     const snap = this.snapshot();
     const health = audit?.health();
-    transport.publishHealth({
-      counters: { ...snap.totals, unpublished: snap.unpublished },
-      routing: {
-        model: snap.model,
-        earlyExitRate: snap.earlyExitRate,
-        expertShares: snap.expertShares,
-        latencyUs: snap.latencyUs,
-        ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow } : {}),
-      },
-    });
+    this.toOutbox('health', () =>
+      transport.publishHealth({
+        counters: { ...snap.totals, unpublished: snap.unpublished },
+        routing: {
+          model: snap.model,
+          earlyExitRate: snap.earlyExitRate,
+          expertShares: snap.expertShares,
+          latencyUs: snap.latencyUs,
+          ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow } : {}),
+        },
+      }),
+    );
   }
 
   private preprocessorFor(source: NodeSource): Preprocessor {
@@ -289,19 +315,19 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     let handedOver: Promise<unknown> = Promise.resolve();
     try {
       for await (const frame of source) {
-        const tensor = this.preprocessorFor(entry).toTensor(frame);
-        // The decision promise is wrapped so the next frame's hand-over waits for this hand-over, not this decision.
-        const submitted = handedOver.then(() =>
-          tensor.then(
-            (t) => ({ decision: this.batcher.submit(t, frame.id) }),
-            (err: unknown) => ({ error: err }),
-          ),
-        );
-        handedOver = submitted;
-        const done = submitted
-          .then(async (s) => ('error' in s ? this.reject(entry, frame, s.error) : this.decide(entry, frame, await this.decisionOf(entry, frame, s.decision))))
-          .catch((err: unknown) => this.reject(entry, frame, err))
-          .finally(() => inFlight.delete(done));
+        // Handlers attach at once: a frame that fails to decode while the one before is still being prepared
+        // must be rejected in its turn, not become an unhandled rejection.
+        const prepared = this.preprocessorFor(entry)
+          .toTensor(frame)
+          .then(
+            (tensor) => ({ tensor }),
+            (error: unknown) => ({ error }),
+          );
+        // The next frame's hand-over waits for this hand-over (arrival order), not for this decision.
+        const handed = handedOver.then(() => prepared).then((p): Handed => ('error' in p ? p : { decision: this.submit(p.tensor, frame.id) }));
+        handedOver = handed;
+        const model = this.engine.model;
+        const done: Promise<void> = this.finish(entry, frame, handed, model).finally(() => inFlight.delete(done));
         inFlight.add(done);
         if (inFlight.size >= this.parts.window) await Promise.race(inFlight);
       }
@@ -309,6 +335,26 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       this.log.error({ source: source.name, code: errorCode(err), err: errorMessage(err) }, 'source failed');
     }
     await Promise.all(inFlight);
+  }
+
+  /** A decision promise that is never an unhandled rejection (it is awaited later, in the frame's turn). */
+  private submit(tensor: Float32Array, frameId: string): Promise<Decision> {
+    const decision = this.batcher.submit(tensor, frameId);
+    decision.catch(() => undefined);
+    return decision;
+  }
+
+  /** One frame's end: decided or rejected, exactly once, whatever a listener, the audit log or the outbox throws. */
+  private async finish(entry: NodeSource, frame: Frame, handed: Promise<Handed>, model: ModelRef): Promise<void> {
+    const h = await handed;
+    let decision: Decision;
+    try {
+      if ('error' in h) throw h.error;
+      decision = await this.decisionOf(entry, frame, h.decision);
+    } catch (err) {
+      return this.reject(entry, frame, err, model);
+    }
+    return this.decide(entry, frame, decision);
   }
 
   /** The frame's decision; a frame prepared for a model swapped out meanwhile is prepared again for the new one. */
@@ -327,16 +373,16 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     if (decision.expert !== null && decision.expert < this.expertCounts.length) this.expertCounts[decision.expert]++;
     this.latency.add(decision.timingsUs.total);
     this.parts.audit?.record(decidedRecord(decision, frameInfo(frame, frame.bytes), Date.now()));
-    this.emit('decision', frame, decision);
+    this.notify('decision', frame, decision);
     return this.commitThenSettle({ entry, frame, decision, outcome: { status: 'decided' } });
   }
 
-  private reject(entry: NodeSource, frame: Frame, err: unknown): Promise<void> {
+  private reject(entry: NodeSource, frame: Frame, err: unknown, model: ModelRef): Promise<void> {
     const error = err instanceof SgmoeError ? err : new SgmoeError('E_ENGINE_FAILED', errorMessage(err), undefined, { cause: err });
     if (!error.code.startsWith('E_FRAME_')) this.engineErrors++;
     this.log.warn({ source: frame.source, frameId: frame.id, code: error.code, err: error.message }, 'frame rejected');
-    this.parts.audit?.record(rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, this.engine.model));
-    this.emit('rejected', frame, error);
+    this.parts.audit?.record(rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, model));
+    this.notify('rejected', frame, error);
     return this.commitThenSettle({ entry, frame, outcome: { status: 'rejected', error } });
   }
 
@@ -375,6 +421,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     );
   }
 }
+
+type Handed = { decision: Promise<Decision> } | { error: unknown };
 
 interface Settling {
   entry: NodeSource;

@@ -163,3 +163,22 @@ test('a model change is an event and restarts the statistics against the new cal
   expect(update).toHaveLength(1);
   expect(update[0]).toMatchObject({ modelVersion: '1.1.0', details: { from: MODEL } });
 });
+
+test('a model with another number of experts gets statistics over its own experts, and a throwing listener loses nothing', () => {
+  const health = new RoutingHealth({ experts: 4, expectedShare: UNIFORM, windowSize: 200, thresholds });
+  const heard: string[] = [];
+  health.onAlarm(() => {
+    throw new Error('a listener that fails');
+  });
+  health.onAlarm((a) => heard.push(`${a.kind}:${a.state}`));
+  feed(health, 0, 200, collapsed);
+  expect(heard).toContain('router_collapse:raised');
+
+  const eight = Array.from({ length: 8 }, () => 1 / 8);
+  health.reset(eight);
+  for (let i = 0; i < 160; i++) health.observe(decided(i, i % 8));
+  const { window } = health.snapshot();
+  expect(window.shares).toHaveLength(8);
+  expect(window.shares.every((s) => Math.abs(s - 1 / 8) < 1e-12)).toBe(true);
+  expect(window.drift).toBeCloseTo(0, 12);
+});

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command } from 'commander';
+import { SgmoeError } from '../../errors';
 
 const BENCH_DIR = join(__dirname, '..', '..', '..', 'scripts', 'bench');
 const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline'] as const;
@@ -20,7 +21,7 @@ export function register(program: Command): void {
     .action((name: string, args: string[]) => {
       const script = join(BENCH_DIR, `${name}.ts`);
       if (!(BENCHES as readonly string[]).includes(name) || !existsSync(script)) {
-        throw Object.assign(new Error(`no benchmark "${name}": expected one of ${BENCHES.join(', ')}`), { code: 'E_USAGE' });
+        throw new SgmoeError('E_USAGE', `no benchmark "${name}": expected one of ${BENCHES.join(', ')}`);
       }
       const run = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], { stdio: 'inherit' });
       process.exitCode = run.status ?? 1;

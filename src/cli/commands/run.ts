@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { errorMessage } from '../../errors';
+import { errorMessage, SgmoeError } from '../../errors';
 import { createLogger } from '../../log';
 import { parseNodeConfig, readConfigFile, type NodeConfigInput } from '../../node/config';
 import { createEdgeNode } from '../../node/create';
@@ -76,7 +76,7 @@ export function register(program: Command): void {
       const camera = opts.demo ? await sampleCamera(config.model, opts.fps) : undefined;
       const extraSources: NodeSource[] = camera ? [camera.source] : [];
       if (config.sources.length === 0 && extraSources.length === 0) {
-        throw Object.assign(new Error('no frame source: give --source URI, a config with sources, or --demo'), { code: 'E_CONFIG_INVALID' });
+        throw new SgmoeError('E_CONFIG_INVALID', 'no frame source: give --source URI, a config with sources, or --demo');
       }
       const { node, broker, profile } = await createEdgeNode(config, { logger, extraSources });
       // The dashboard is for people watching: when its port is taken, the node still does its job.
@@ -113,7 +113,7 @@ export function register(program: Command): void {
           process.exit(130);
         }
         process.stderr.write(`\n${signal}: finishing the frames in flight (again to force)\n`);
-        void node.stop();
+        node.stop().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'stop failed'));
       };
       process.on('SIGINT', onSignal);
       process.on('SIGTERM', onSignal);
@@ -122,10 +122,8 @@ export function register(program: Command): void {
         `sgmoe node: ${node.engine.model.name} ${node.engine.model.version}, profile ${profile.name}` +
           `${broker ? `, embedded broker ${broker.url}` : ''}${config.audit ? `, audit ${config.audit.file}` : ''}\n`,
       );
-      const running = node.run();
-      await camera?.play(!config.once);
-      await running;
-      await node.stop();
+      // The camera plays until it has played or the node stops it; a node that fails to start ends both.
+      await Promise.all([node.run(), camera?.play(!config.once)]).finally(() => node.stop());
       await dashboard?.close();
       if (live) clearInterval(live);
       process.removeListener('SIGINT', onSignal);

@@ -79,7 +79,12 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://dashboard');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://dashboard');
+    } catch {
+      return sendJson(res, 400, { error: { code: 'E_DASHBOARD_QUERY', message: `expected a request path, found ${JSON.stringify(req.url)}` } });
+    }
     const route = routes[url.pathname];
     if (!route) {
       return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${Object.keys(routes).join(', ')}, found ${url.pathname}` } });

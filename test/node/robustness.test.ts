@@ -1,0 +1,81 @@
+import { request } from 'node:http';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { PushSource } from '../../src/ingest/sources/push';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { startDashboard } from '../../src/node/dashboard';
+import { BUNDLED } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { hotFolder, sampleNode } from './sample-node';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+const unhandled: unknown[] = [];
+const onUnhandled = (reason: unknown) => unhandled.push(reason);
+beforeAll(() => process.on('unhandledRejection', onUnhandled));
+afterAll(() => process.off('unhandledRejection', onUnhandled));
+
+describe('the node keeps its accounts whatever goes wrong around it', () => {
+  it('a corrupt frame that fails while a large one before it is still decoding is rejected in turn, and nothing is unhandled', async () => {
+    const camera = new PushSource('camera');
+    const created = await createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1 }), { extraSources: [{ source: camera, preprocess: {} }] });
+    const decided: string[] = [];
+    const rejected: Array<[string, string]> = [];
+    created.node.on('decision', (frame) => decided.push(frame.id));
+    created.node.on('rejected', (frame, err) => rejected.push([frame.id, err.code]));
+    const running = created.node.run();
+
+    const large = await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#777' } }).jpeg().toBuffer();
+    for (let i = 0; i < 3; i++) {
+      await camera.push({ id: `large-${i}`, bytes: large });
+      await camera.push({ id: `corrupt-${i}`, bytes: Buffer.from('\x89PNG\r\n\x1a\nnot really') });
+    }
+    camera.end();
+    await running;
+    await created.node.stop();
+    await new Promise((r) => setImmediate(r));
+
+    expect(unhandled).toEqual([]);
+    expect(decided).toEqual(['large-0', 'large-1', 'large-2']);
+    expect(rejected).toEqual([0, 1, 2].map((i) => [`corrupt-${i}`, expect.stringMatching(/^E_FRAME_/)]));
+    expect(created.node.snapshot().totals).toMatchObject({ ingested: 6, decided: 3, rejected: 3, pending: 0 });
+  });
+
+  it('a listener that throws changes nothing for the frames: each is decided exactly once', async () => {
+    const inbox = hotFolder(join(tmp.path, 'inbox'), 8);
+    const node = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit: { file: join(tmp.path, 'audit.db') } });
+    node.node.on('decision', () => {
+      throw new Error('a careless SDK user');
+    });
+    await node.node.run();
+    await node.node.stop();
+    expect(node.decisions).toHaveLength(8);
+    expect(node.rejected).toEqual([]);
+    expect(node.node.snapshot().totals).toMatchObject({ ingested: 8, decided: 8, rejected: 0 });
+  });
+
+  it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {
+    const node = await sampleNode({ sources: [] });
+    const dashboard = await startDashboard(node.node, { port: 0 });
+    const { port } = new URL(dashboard.url);
+    try {
+      const status = (path: string) =>
+        new Promise<number>((resolve, reject) => {
+          const req = request({ host: '127.0.0.1', port: Number(port), path, method: 'GET' }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await status('//[')).toBe(400);
+      expect(await status('/api/snapshot')).toBe(200);
+      expect(unhandled).toEqual([]);
+    } finally {
+      await dashboard.close();
+      await node.node.stop();
+    }
+  });
+});
