@@ -9,7 +9,7 @@ import { MqttSource, type MqttSourceOptions } from './sources/mqtt';
 export type OpenSourceOptions = DirSourceOptions &
   HttpSourceOptions &
   MjpegSourceOptions &
-  Partial<Pick<MqttSourceOptions, 'mqtt' | 'qos'>>;
+  Partial<Pick<MqttSourceOptions, 'mqtt' | 'qos' | 'connectOptions'>>;
 
 /** The source a URI names (DESIGN.md): `dir:PATH`, `http(s)://…`, `mjpeg+http(s)://…`, `mqtt:TOPIC`. */
 export function openSource(uri: string, options: OpenSourceOptions = {}): FrameSource {

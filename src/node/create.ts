@@ -11,7 +11,7 @@ import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
-import { parseTransportConfig, type TransportConfig } from '../transport/config';
+import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
 import type { UpdateAgent } from '../fleet/agent';
 import type { NodeConfig, SourceConfig } from './config';
@@ -177,6 +177,7 @@ function openSourceFor(
     timeoutMs: s.timeoutMs,
     once: config.once,
     mqtt: transport?.url,
+    connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
     onDrop,
     logger,
   });

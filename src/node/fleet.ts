@@ -9,7 +9,7 @@ import { TrustedKeys } from '../fleet/keys';
 import { PackageStore, type Recovery } from '../fleet/store';
 import type { Logger } from '../log';
 import type { MqttTransport } from '../transport/client';
-import type { TransportConfig } from '../transport/config';
+import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transport/config';
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
 
@@ -83,8 +83,8 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
     ...(url
       ? {
           fetchChunks: async (ref, dest, limits) => {
-            const { username, password } = w.transportConfig!;
-            const client = await mqtt.connectAsync(url, { username, password, clean: true, reconnectPeriod: 0 });
+            const config = w.transportConfig!;
+            const client = await mqtt.connectAsync(url, connectOptionsFor(config, `${clientIdOf(config)}-package`));
             try {
               await fetchChunks(client, ref, dest, limits.downloadTimeoutMs);
             } finally {

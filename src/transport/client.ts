@@ -1,9 +1,8 @@
-import { readFileSync } from 'node:fs';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Decision } from '../engine/decision';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
-import { clientIdOf, type TransportConfig } from './config';
+import { clientIdOf, connectOptionsFor, type TransportConfig } from './config';
 import { CommandDispatcher, type CommandHandlers } from './commands';
 import type { Outbox, OutboxStats } from './outbox';
 import {
@@ -104,7 +103,7 @@ export class MqttTransport {
     if (this.state !== 'idle') {
       return Promise.reject(new SgmoeError('E_TRANSPORT_STATE', `start() expects a transport that never started, found one ${this.state}`));
     }
-    this.connectOptions = this.buildConnectOptions();
+    this.connectOptions = connectOptionsFor(this.config, this.clientId);
     this.state = 'connecting';
     return new Promise((resolve, reject) => {
       this.firstOutcome = { resolve, reject };
@@ -197,31 +196,6 @@ export class MqttTransport {
     const seq = this.outbox.enqueue({ kind, topic, payload: JSON.stringify(payload), qos });
     this.pump();
     return seq;
-  }
-
-  private buildConnectOptions(): IClientOptions {
-    const { config } = this;
-    const tls = config.tls;
-    return {
-      clientId: this.clientId,
-      username: config.username,
-      password: config.password,
-      keepalive: config.keepalive,
-      protocolVersion: config.protocolVersion,
-      connectTimeout: config.connectTimeoutMs,
-      // Our outbox is the session state: a clean session, and reconnects are ours (one client per connection).
-      clean: true,
-      reconnectPeriod: 0,
-      ...(tls
-        ? {
-            ca: tls.ca ? readPem(tls.ca, 'tls.ca') : undefined,
-            cert: tls.cert ? readPem(tls.cert, 'tls.cert') : undefined,
-            key: tls.key ? readPem(tls.key, 'tls.key') : undefined,
-            servername: tls.servername,
-            rejectUnauthorized: tls.rejectUnauthorized,
-          }
-        : {}),
-    };
   }
 
   private connect(): void {
@@ -428,14 +402,6 @@ export function describeConnectionError(err: Error & { code?: unknown }, url: st
     );
   }
   return new SgmoeError('E_MQTT_CONNECTION', `connection to ${url} failed: ${err.message}`, { errno: code }, { cause: err });
-}
-
-function readPem(path: string, field: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new SgmoeError('E_MQTT_TLS', `${field}: expected a readable PEM file, found ${path} unreadable (${errorMessage(err)})`, { path }, { cause: err });
-  }
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import type { IClientOptions } from 'mqtt';
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
 
 /** One MQTT topic level: no separators or wildcards, so it can sit inside the prefix. */
 const topicLevel = z
@@ -86,4 +88,40 @@ export function parseTransportConfig(input: unknown, where = 'mqtt config'): Tra
 
 export function clientIdOf(config: TransportConfig): string {
   return config.clientId ?? `sgmoe-${config.device}`;
+}
+
+/**
+ * mqtt.js options for a connection with this config's credentials and TLS (PEM files read now): the transport's
+ * own, and the node's other connections to the same broker (image sources, package chunks).
+ */
+export function connectOptionsFor(config: TransportConfig, clientId: string): IClientOptions {
+  const tls = config.tls;
+  return {
+    clientId,
+    username: config.username,
+    password: config.password,
+    keepalive: config.keepalive,
+    protocolVersion: config.protocolVersion,
+    connectTimeout: config.connectTimeoutMs,
+    // The transport's outbox is its session state: a clean session, and reconnects are the transport's own.
+    clean: true,
+    reconnectPeriod: 0,
+    ...(tls
+      ? {
+          ca: tls.ca ? readPem(tls.ca, 'tls.ca') : undefined,
+          cert: tls.cert ? readPem(tls.cert, 'tls.cert') : undefined,
+          key: tls.key ? readPem(tls.key, 'tls.key') : undefined,
+          servername: tls.servername,
+          rejectUnauthorized: tls.rejectUnauthorized,
+        }
+      : {}),
+  };
+}
+
+function readPem(path: string, field: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new SgmoeError('E_MQTT_TLS', `${field}: expected a readable PEM file, found ${path} unreadable (${errorMessage(err)})`, { path }, { cause: err });
+  }
 }

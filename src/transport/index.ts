@@ -1,5 +1,5 @@
 /** MQTT transport: config, topics, payload schemas, persistent outbox, client, commands, embedded broker. */
-export { transportConfigSchema, parseTransportConfig, clientIdOf, type TransportConfig, type TransportConfigInput, type OutboxConfig } from './config';
+export { transportConfigSchema, parseTransportConfig, clientIdOf, connectOptionsFor, type TransportConfig, type TransportConfigInput, type OutboxConfig } from './config';
 export { topicsFor, type Topics } from './topics';
 export * from './payloads';
 export { Outbox, type OutboxKind, type OutboxMessage, type OutboxEntry, type OutboxStats, type OutboxOptions } from './outbox';

@@ -1,4 +1,4 @@
-import mqtt, { type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { SgmoeError, errorMessage } from '../../errors';
 import { BaseSource, LIVE_DEFAULTS, type SourceOptions } from '../source';
 
@@ -6,6 +6,8 @@ import { BaseSource, LIVE_DEFAULTS, type SourceOptions } from '../source';
 export interface MqttSourceOptions extends Omit<SourceOptions, 'policy'> {
   /** The client to subscribe with (shared with the node, left connected on stop), or a broker URL to connect to. */
   mqtt: MqttClient | string;
+  /** Credentials, TLS and client id when `mqtt` is a URL (the node passes its broker's). */
+  connectOptions?: IClientOptions;
   /** Subscription QoS (default 0: a live camera's frame that is lost is soon replaced by the next one). */
   qos?: 0 | 1;
 }
@@ -23,7 +25,7 @@ export class MqttSource extends BaseSource {
 
   protected async run(signal: AbortSignal): Promise<void> {
     const owned = typeof this.settings.mqtt === 'string';
-    const client = typeof this.settings.mqtt === 'string' ? mqtt.connect(this.settings.mqtt, { reconnectPeriod: 1000 }) : this.settings.mqtt;
+    const client = typeof this.settings.mqtt === 'string' ? mqtt.connect(this.settings.mqtt, { ...this.settings.connectOptions, reconnectPeriod: 1000 }) : this.settings.mqtt;
     const onMessage = (topic: string, payload: Buffer): void => {
       if (!topicMatches(this.topic, topic)) return;
       // Never waits: the queue drops the oldest frame when full.
