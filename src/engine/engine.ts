@@ -4,7 +4,7 @@ import { SgmoeError } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { CalibrationPoint, Manifest } from '../model/manifest';
 import { expertPartName, loadPackage, type ModelPackage, type PackagePart } from '../model/package';
-import { baseStage, ensemble, routeExperts, softmax } from './decide';
+import { argmax, baseStage, ensemble, routeExperts, softmax } from './decide';
 import type { Decision, StageTimingsUs } from './decision';
 import { ExpertCache, type ExpertCacheCounters } from './expert-cache';
 import type { DeviceProfile, ProviderSpec } from './profile';
@@ -337,8 +337,7 @@ export class Engine {
     return bases.map((b, i): Decision => {
       const { experts, weights } = chosen[i];
       const probabilities = b.earlyExit ? b.pBase : ensemble(b.pBase, expertLogits[i], weights, baseWeight);
-      let labelIndex = 0;
-      for (let c = 1; c < L; c++) if (probabilities[c] > probabilities[labelIndex]) labelIndex = c;
+      const labelIndex = argmax(probabilities);
       if (b.earlyExit && mode === 'moe') this.earlyExits++;
       const sampleGateUs = b.earlyExit ? 0 : gateUs;
       const timingsUs: StageTimingsUs = {

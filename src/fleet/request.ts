@@ -5,12 +5,15 @@ import { sha256Schema, signatureSchema } from './signature';
 const semver = z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3');
 
 /** Where a package comes from when a site has no HTTP: retained chunks under `topic/<index>` on the broker. */
-export const chunkRefSchema = z.object({
-  topic: z.string().min(1).refine((t) => !/[+#]/.test(t), 'a topic without wildcards'),
-  count: z.number().int().positive(),
-  chunkBytes: z.number().int().positive(),
-  bytes: z.number().int().positive(),
-});
+export const chunkRefSchema = z
+  .object({
+    topic: z.string().min(1).refine((t) => !/[+#]/.test(t), 'a topic without wildcards'),
+    count: z.number().int().positive(),
+    chunkBytes: z.number().int().positive(),
+    bytes: z.number().int().positive(),
+  })
+  // Anyone on the broker can send a command: a count that does not follow from the sizes is refused up front.
+  .refine((c) => c.count === Math.ceil(c.bytes / c.chunkBytes), { message: 'count must be ceil(bytes / chunkBytes)', path: ['count'] });
 export type ChunkRef = z.infer<typeof chunkRefSchema>;
 
 /**

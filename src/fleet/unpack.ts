@@ -44,10 +44,11 @@ export async function unpackPackage(tarPath: string, dest: string, limits: Unpac
           refuse('E_UNPACK_UNSAFE', `entry ${JSON.stringify(entry.path)} is a ${entry.type}${entry.linkpath ? ` to ${JSON.stringify(entry.linkpath)}` : ''}: expected only regular files and directories`, { entry: entry.path, type: entry.type });
         } else if (why) {
           refuse('E_UNPACK_UNSAFE', `entry ${JSON.stringify(entry.path)} has ${why}: expected a relative path inside the package`, { entry: entry.path });
-        } else if (entry.type !== 'Directory') {
+        } else {
+          // Directories count too: a tar of empty folders must not get around the limit.
           files += 1;
           bytes += entry.size ?? 0;
-          if (files > limits.maxFiles) refuse('E_UNPACK_LIMIT', `the package holds more than ${limits.maxFiles} files`, { limit: limits.maxFiles });
+          if (files > limits.maxFiles) refuse('E_UNPACK_LIMIT', `the package holds more than ${limits.maxFiles} entries`, { limit: limits.maxFiles });
           if (bytes > limits.maxBytes) refuse('E_UNPACK_LIMIT', `the package unpacks to more than ${limits.maxBytes} bytes`, { limit: limits.maxBytes });
         }
         entry.resume();
@@ -59,7 +60,16 @@ export async function unpackPackage(tarPath: string, dest: string, limits: Unpac
   if (problem) throw problem;
   await mkdir(dest, { recursive: true });
   try {
-    await tar.x({ file: tarPath, cwd: dest, strict: true, preserveOwner: false });
+    // No owners and no modes from the tar (no setuid or executable bits from a package): plain files and folders.
+    await tar.x({
+      file: tarPath,
+      cwd: dest,
+      strict: true,
+      preserveOwner: false,
+      onReadEntry: (entry) => {
+        entry.mode = entry.type === 'Directory' ? 0o755 : 0o644;
+      },
+    });
   } catch (err) {
     throw new SgmoeError('E_UNPACK_INVALID', `cannot extract ${tarPath} into ${dest}: ${errorMessage(err)}`, undefined, { cause: err });
   }

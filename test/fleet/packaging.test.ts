@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { generateSigningKey, keyIdOf, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
@@ -107,6 +107,23 @@ describe('unpack refuses unsafe tars as a whole and writes nothing outside', () 
     await tar.c({ cwd: join(src, 'inner'), file }, ['ok.txt']);
     await expect(unpackPackage(file, join(tmp.path, 'x'), { maxBytes: 1, maxFiles: 10 })).rejects.toMatchObject({ code: 'E_UNPACK_LIMIT' });
     await expect(unpackPackage(file, join(tmp.path, 'x'), { maxBytes: 100, maxFiles: 0 })).rejects.toMatchObject({ code: 'E_UNPACK_LIMIT' });
+    // Empty folders count as entries: a tar of thousands of them cannot exhaust the device's inodes.
+    const folders = join(tmp.path, 'folders');
+    for (let i = 0; i < 20; i++) mkdirSync(join(folders, `d${i}`), { recursive: true });
+    const dirs = join(tmp.path, 'dirs.tar');
+    await tar.c({ cwd: folders, file: dirs }, Array.from({ length: 20 }, (_, i) => `d${i}`));
+    await expect(unpackPackage(dirs, join(tmp.path, 'z'), { maxBytes: 100, maxFiles: 10 })).rejects.toMatchObject({ code: 'E_UNPACK_LIMIT' });
+  });
+
+  test('modes in the tar are not applied: no setuid file comes out of a package', async () => {
+    const dir = join(tmp.path, 'modes');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'run.sh'), '#!/bin/sh\n');
+    chmodSync(join(dir, 'run.sh'), 0o4755);
+    const file = join(tmp.path, 'modes.tar');
+    await tar.c({ cwd: dir, file }, ['run.sh']);
+    await unpackPackage(file, join(tmp.path, 'modes-out'), LIMITS);
+    expect(statSync(join(tmp.path, 'modes-out', 'run.sh')).mode & 0o4000).toBe(0);
   });
 
   test('a file that is not a tar', async () => {
