@@ -116,7 +116,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           ping: () => handlers().ping(),
           getConfig: () => handlers().getConfig(),
           setThreshold: (t) => handlers().setThreshold(t),
-          ...(fleet ? { update: (request, id) => agent!.update(request, id) } : {}),
+          ...(fleet ? { update: (request, id) => agent!.update(request, id), rollback: () => agent!.rollback() } : {}),
         },
       });
     }

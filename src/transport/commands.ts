@@ -11,8 +11,10 @@ export interface CommandHandlers {
   getConfig(): unknown;
   /** The engine's early-exit threshold, changed at run time. */
   setThreshold(threshold: number): unknown;
-  /** The fleet agent; absent (no `fleet` config): `update` gets an E_CMD_UNSUPPORTED reply. */
+  /** The fleet agent; absent (no `fleet` config): `update` and `rollback` get an E_CMD_UNSUPPORTED reply. */
   update?(request: UpdateRequest, correlationId: string): unknown;
+  /** Back to the previous package, on a running device. */
+  rollback?(): unknown;
 }
 
 const noArgs = z.object({}).strict().default({});
@@ -33,6 +35,15 @@ const COMMANDS = {
         throw new SgmoeError('E_CMD_UNSUPPORTED', 'update is not supported by this node: expected a fleet agent to hand it to, found none configured');
       }
       return h.update(a, id);
+    },
+  },
+  rollback: {
+    args: noArgs,
+    run: (h: CommandHandlers) => {
+      if (!h.rollback) {
+        throw new SgmoeError('E_CMD_UNSUPPORTED', 'rollback is not supported by this node: expected a fleet agent to hand it to, found none configured');
+      }
+      return h.rollback();
     },
   },
 } as const;

@@ -59,7 +59,7 @@ afterAll(async () => {
 });
 
 describe('a fleet update of a running node', () => {
-  it('swaps to the new version while frames stream: none lost or failed, one frame boundary, steps reported and audited', async () => {
+  it('swaps to the new version while frames stream (none lost or failed, one frame boundary, steps reported and audited), then rolls back on command', async () => {
     const { node } = created;
     const decided: { id: string; version: string; earlyExit: boolean }[] = [];
     const rejected: string[] = [];
@@ -85,18 +85,31 @@ describe('a fleet update of a running node', () => {
     await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/update', JSON.stringify({ id: 'upd-1', args: update }), { qos: 1 });
     await waitUntil(() => replies.some((r) => r.id === 'upd-1' && (r.data?.step === 'done' || r.ok === false)), 60_000, 'the update to finish');
     await waitUntil(() => decided.filter((d) => d.version === '1.1.0').length >= 50, 30_000, 'frames on 1.1.0');
+    // Pointer and packages as a restart would find them: 1.1.0 current, 1.0.0 kept for rollback.
+    expect(JSON.parse(readFileSync(join(tmp.path, 'device', 'current'), 'utf8')).current).toBe('fashion-sgmoe-1.1.0');
+    expect(existsSync(join(tmp.path, 'device', 'packages', 'fashion-sgmoe-1.0.0'))).toBe(true);
+
+    // An operator rolls the running device back over MQTT: frames keep flowing, now on 1.0.0 again.
+    const rollbackReplies: any[] = [];
+    operator.on('message', (topic, payload) => topic.endsWith('cmd/rollback/reply') && rollbackReplies.push(JSON.parse(payload.toString())));
+    await operator.subscribeAsync('sgmoe/v1/plant/cell-7/cmd/rollback/reply', { qos: 1 });
+    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/rollback', JSON.stringify({ id: 'rb-1' }), { qos: 1 });
+    await waitUntil(() => rollbackReplies.length > 0, 30_000, 'the rollback reply');
+    expect(rollbackReplies[0]).toMatchObject({ id: 'rb-1', ok: true, data: { from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' } });
+    const afterRollback = decided.length;
+    await waitUntil(() => decided.length >= afterRollback + 30, 30_000, 'frames after the rollback');
     streaming = false;
     await stream;
     camera.end();
     await running;
     await node.stop();
 
-    // Every frame pushed was decided, none failed, and the version changed exactly once, 1.0.0 -> 1.1.0.
+    // Every frame pushed was decided, none failed; the version changed at two frame boundaries, 1.0.0 -> 1.1.0 -> 1.0.0.
     expect(rejected).toEqual([]);
     expect(decided).toHaveLength(pushed);
     const versions = decided.map((d) => d.version);
-    expect(versionBoundaries(versions)).toHaveLength(1);
-    expect([versions[0], versions.at(-1)]).toEqual(['1.0.0', '1.1.0']);
+    const boundaries = versionBoundaries(versions);
+    expect(boundaries.map((b) => versions[b])).toEqual(['1.1.0', '1.0.0']);
     // 1.1.0's threshold sends every frame to an expert.
     expect(decided.filter((d) => d.version === '1.1.0').every((d) => !d.earlyExit)).toBe(true);
 
@@ -108,13 +121,12 @@ describe('a fleet update of a running node', () => {
     try {
       const rows = queryDecisions(db, {}, { limit: 100_000 });
       expect(rows.filter((r) => r.status !== 'ok')).toEqual([]);
-      expect(versionBoundaries(rows.map((r) => r.modelVersion!))).toHaveLength(1);
+      expect(versionBoundaries(rows.map((r) => r.modelVersion!))).toHaveLength(2);
       expect(listEvents(db, {}, ['model_updated']).map((e) => e.details?.correlationId)).toEqual(['upd-1']);
+      expect(listEvents(db, {}, ['model_rolled_back'])).toHaveLength(1);
     } finally {
       db.close();
     }
-    // The device keeps running 1.1.0 after a restart: the store's pointer moved.
-    expect(JSON.parse(readFileSync(join(tmp.path, 'device', 'current'), 'utf8')).current).toBe('fashion-sgmoe-1.1.0');
-    expect(existsSync(join(tmp.path, 'device', 'packages', 'fashion-sgmoe-1.0.0'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(tmp.path, 'device', 'current'), 'utf8')).current).toBe('fashion-sgmoe-1.0.0');
   });
 });
