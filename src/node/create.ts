@@ -4,7 +4,7 @@ import { AuditLog } from '../audit/audit-log';
 import { Engine } from '../engine/engine';
 import { detectHost } from '../engine/host';
 import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
 import { openSource } from '../ingest/open';
@@ -85,18 +85,25 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     }));
     sources.push(...(options.extraSources ?? []));
 
+    let auditUnavailable: SgmoeError | undefined;
     if (config.audit) {
-      mkdirSync(dirname(config.audit.file), { recursive: true });
       const r = config.audit.retention;
-      audit = AuditLog.open(config.audit.file, {
-        model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
-        retention: r ? { maxAgeMs: r.maxAgeDays === undefined ? undefined : r.maxAgeDays * 86_400_000, maxRows: r.maxRows, maxBytes: r.maxBytes } : undefined,
-        onAlarm: (alarm) => node?.publishAlarm(alarm),
-        logger,
-      });
+      try {
+        mkdirSync(dirname(config.audit.file), { recursive: true });
+        audit = AuditLog.open(config.audit.file, {
+          model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
+          retention: r ? { maxAgeMs: r.maxAgeDays === undefined ? undefined : r.maxAgeDays * 86_400_000, maxRows: r.maxRows, maxBytes: r.maxBytes } : undefined,
+          onAlarm: (alarm) => node?.publishAlarm(alarm),
+          logger,
+        });
+      } catch (err) {
+        // An unwritable or locked audit file must not stop the line: the node decides and counts what it could not audit.
+        auditUnavailable = err instanceof SgmoeError ? err : new SgmoeError('E_AUDIT_UNWRITABLE', errorMessage(err), undefined, { cause: err });
+        logger.error({ code: auditUnavailable.code, err: auditUnavailable.message }, 'audit log unavailable: deciding without it');
+      }
       const recovered = fleet && recoveryEvent(fleet.recovery);
-      if (recovered) audit.event(recovered);
-      audit.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
+      if (recovered) audit?.event(recovered);
+      audit?.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
     }
 
     let agent: UpdateAgent | undefined;
@@ -126,6 +133,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       engine,
       sources,
       audit,
+      auditUnavailable,
       transport,
       batch,
       window: config.window ?? batch.maxSize,

@@ -29,6 +29,8 @@ export interface EdgeNodeParts {
   engine: Engine;
   sources: NodeSource[];
   audit?: AuditLog;
+  /** Why the configured audit log could not be opened; every frame then counts as unaudited. */
+  auditUnavailable?: SgmoeError;
   transport?: MqttTransport;
   batch: { maxSize: number; maxWaitMs: number };
   /** Frames in preprocessing or waiting for their decision, per source. */
@@ -67,6 +69,10 @@ export interface NodeSnapshot {
   outboxDepth: number | null;
   /** Decided frames the outbox could not store (they are in the audit log). */
   unpublished: number;
+  /** Frames whose audit row could not be written (no audit log, a full disk, an overflowing writer). */
+  unaudited: number;
+  /** Why the audit log is missing, when it is. */
+  auditUnavailable: { code: string; message: string } | null;
   alarms: HealthAlarm[];
   uptimeS: number;
 }
@@ -265,6 +271,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       framesPerSecond: this.latency.rate(),
       outboxDepth: this.parts.transport ? this.parts.transport.stats().outbox.pending : null,
       unpublished: this.unpublished,
+      unaudited: health ? health.writer.failed + health.writer.overflow : this.parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
+      auditUnavailable: this.parts.auditUnavailable ? { code: this.parts.auditUnavailable.code, message: this.parts.auditUnavailable.message } : null,
       alarms: health?.alarms ?? [],
       uptimeS: (Date.now() - this.startedAt) / 1000,
     };
@@ -281,13 +289,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     const health = audit?.health();
     this.toOutbox('health', () =>
       transport.publishHealth({
-        counters: { ...snap.totals, unpublished: snap.unpublished },
+        counters: { ...snap.totals, unpublished: snap.unpublished, unaudited: snap.unaudited },
         routing: {
           model: snap.model,
           earlyExitRate: snap.earlyExitRate,
           expertShares: snap.expertShares,
           latencyUs: snap.latencyUs,
-          ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow } : {}),
+          ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms } : {}),
         },
       }),
     );

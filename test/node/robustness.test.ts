@@ -1,4 +1,5 @@
 import { request } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { PushSource } from '../../src/ingest/sources/push';
@@ -54,6 +55,18 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     expect(node.decisions).toHaveLength(8);
     expect(node.rejected).toEqual([]);
     expect(node.node.snapshot().totals).toMatchObject({ ingested: 8, decided: 8, rejected: 0 });
+  });
+
+  it('an audit log that cannot be opened does not stop the line: frames are decided and counted as unaudited', async () => {
+    const inbox = hotFolder(join(tmp.path, 'inbox-2'), 6);
+    writeFileSync(join(tmp.path, 'not-a-folder'), 'a file where the audit folder should be');
+    const node = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit: { file: join(tmp.path, 'not-a-folder', 'audit.db') } });
+    await node.node.run();
+    await node.node.stop();
+    const snap = node.node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: 6, decided: 6 });
+    expect(snap.unaudited).toBe(6);
+    expect(snap.auditUnavailable?.code).toMatch(/^E_AUDIT_|ENOTDIR|EEXIST/);
   });
 
   it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {
