@@ -6,9 +6,13 @@ import torch
 import torch.nn.functional as F
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 1.000001)
+# The experts train through the ensemble at the recipe's baseWeight; the shipped mix is calibrated with the threshold.
+BASE_WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 ACCURACY_TOLERANCE = 0.001
-RULE = ('the operating point is the threshold with the lowest mean MACs whose validation accuracy is within '
-        '0.1 point of the best validation accuracy of the sweep (threshold 0 = base only, 1.000001 = always an expert)')
+RULE = ('the operating point is the (ensemble baseWeight, early-exit threshold) pair with the lowest mean MACs whose '
+        'validation accuracy is within 0.1 point of the best validation accuracy of the sweep over baseWeight in '
+        f'{{{", ".join(map(str, BASE_WEIGHTS))}}} and the thresholds (threshold 0 = base only, 1.000001 = always an '
+        'expert); ties go to the higher accuracy, then to the baseWeight nearest 0.5')
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ def evaluate(outputs: dict, labels, threshold: float, macs: PartMacs, base_weigh
     expert_rate = 1.0 - float(decision['earlyExit'].float().mean())
     return {
         'threshold': threshold,
+        'baseWeight': base_weight,
         'accuracy': round(float((decision['label'] == labels).float().mean()), 6),
         'expertRate': round(expert_rate, 6),
         'meanMacs': round(macs.always + expert_rate * top_k * macs.expert, 1),
@@ -64,11 +69,16 @@ def evaluate(outputs: dict, labels, threshold: float, macs: PartMacs, base_weigh
     }
 
 
-def sweep(outputs: dict, labels, macs: PartMacs, base_weight: float) -> List[dict]:
-    return [evaluate(outputs, labels, t, macs, base_weight) for t in THRESHOLDS]
+def sweep(outputs: dict, labels, macs: PartMacs, base_weights=BASE_WEIGHTS) -> List[dict]:
+    return [evaluate(outputs, labels, t, macs, w) for w in base_weights for t in THRESHOLDS]
 
 
 def operating_point(points: List[dict]) -> dict:
     best = max(p['accuracy'] for p in points)
     eligible = [p for p in points if p['accuracy'] >= best - ACCURACY_TOLERANCE - 1e-9]
-    return min(eligible, key=lambda p: p['meanMacs'])
+    return min(eligible, key=lambda p: (p['meanMacs'], -p['accuracy'], abs(p['baseWeight'] - 0.5)))
+
+
+def at_base_weight(points: List[dict], base_weight: float) -> List[dict]:
+    """The threshold sweep at one baseWeight (what the manifest's calibration.points describe)."""
+    return [p for p in points if p['baseWeight'] == base_weight]

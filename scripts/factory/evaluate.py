@@ -32,12 +32,14 @@ def joint(model, split: Split) -> dict:
     return {'accuracy': round(accuracy(torch.cat(logits), split.labels), 4), 'usage': usage(shares)}
 
 
-def sgmoe(variant, split: Split, base_weight: float):
-    """The variant at its validation operating point, and with every sample sent to an expert; also returns the
-    outputs of every part (the selftest cases are picked from them)."""
+def sgmoe(variant, split: Split):
+    """The variant at its validation operating point (threshold and baseWeight), and with every sample sent to an
+    expert at the same baseWeight; also returns the outputs of every part (the selftest cases are picked from them)."""
     outputs = variant.model.outputs(normalise(split.images))
+    base_weight = variant.operating['baseWeight']
     at = calibrate.evaluate(outputs, split.labels, variant.operating['threshold'], variant.macs, base_weight)
     always = calibrate.evaluate(outputs, split.labels, calibrate.THRESHOLDS[-1], variant.macs, base_weight)
-    return {'threshold': at['threshold'], 'accuracy': round(at['accuracy'], 4), 'expertRate': round(at['expertRate'], 4),
-            'meanMacs': at['meanMacs'], 'worstMacs': variant.macs.worst(), 'usage': usage(at['expertShare']),
+    return {'threshold': at['threshold'], 'baseWeight': base_weight, 'accuracy': round(at['accuracy'], 4),
+            'expertRate': round(at['expertRate'], 4), 'meanMacs': at['meanMacs'], 'worstMacs': variant.macs.worst(),
+            'usage': usage(at['expertShare']),
             'alwaysExpert': {'accuracy': round(always['accuracy'], 4), 'usage': usage(always['expertShare'])}}, outputs

@@ -128,12 +128,12 @@ def _build(out: str, trained: Trained, version: str, quick: bool, started: float
     parts['experts'] = [describe_part(out, f) for f in files['experts']]
 
     # Test metrics (first use of the test split), then the shipped samples and the selftest cases.
-    sgmoe_metrics, test_outputs = evaluate.sgmoe(chosen, test, recipe.base_weight)
+    sgmoe_metrics, test_outputs = evaluate.sgmoe(chosen, test)
     metrics = {'base': evaluate.classifier(trained.base, test), 'dense': evaluate.classifier(trained.dense, test),
                'joint-moe': evaluate.joint(trained.joint, test), 'sgmoe': sgmoe_metrics,
-               'random-gate': evaluate.sgmoe(trained.ablation, test, recipe.base_weight)[0]}
+               'random-gate': evaluate.sgmoe(trained.ablation, test)[0]}
     routing = {'topK': 1, 'earlyExit': {'threshold': chosen.operating['threshold']},
-               'ensemble': {'baseWeight': recipe.base_weight}}
+               'ensemble': {'baseWeight': chosen.operating['baseWeight']}}
     sample_positions, case_positions = selftest.pick_samples(test_outputs, routing)
     names = write_samples(out, test.images[sample_positions], test.labels[sample_positions],
                           test.indices[sample_positions])
@@ -141,7 +141,8 @@ def _build(out: str, trained: Trained, version: str, quick: bool, started: float
     write_json(os.path.join(out, 'selftest.json'),
                selftest.build(chosen.model, test.images[case_positions], [name_of[p] for p in case_positions], routing))
 
-    points = [{k: p[k] for k in ('threshold', 'accuracy', 'expertRate', 'meanMacs')} for p in chosen.points]
+    points = [{k: p[k] for k in ('threshold', 'accuracy', 'expertRate', 'meanMacs')}
+              for p in calibrate.at_base_weight(chosen.points, routing['ensemble']['baseWeight'])]
     description = ('Single-gate MoE (Royer et al., BMVC 2022) on Fashion-MNIST: ResNet trunk + base branch (early exit '
                    f'and ensemble member), linear gate, {chosen.k} experts'
                    + (' (QUICK build: subset, few epochs, not for use)' if quick else ''))

@@ -7,7 +7,7 @@ from dataclasses import asdict
 import torch
 
 import calibrate
-from sgmoe import SHARE_RANGE
+from sgmoe import HARD_CONFIDENCE, SHARE_RANGE
 
 TITLES = {'base': 'Base model alone (trunk + base branch)',
           'dense': 'Dense, MACs = SGMoE worst case',
@@ -58,6 +58,9 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
         'latency': latency,
         'targets': targets,
         'kSweep': trained.k_sweep,
+        'gateBalancing': {'hardConfidence': HARD_CONFIDENCE, 'hardTrainSamples': chosen.setup['hardTrainSamples'],
+                          'sharesAfter': chosen.setup['balancedHardShares'],
+                          'routedTrain': chosen.setup['routedTrain']},
         'calibration': {'rule': calibrate.RULE, 'points': points, 'operatingPoint': chosen.operating},
         'randomGateCalibration': {'operatingPoint': trained.ablation.operating,
                                   'routedTrain': trained.ablation.setup['routedTrain']},
@@ -141,12 +144,13 @@ def markdown(r: dict) -> str:
     for name in ('base', 'dense', 'joint-moe', 'sgmoe', 'random-gate'):
         x = m[name]
         usage = _usage(x['usage']) if 'usage' in x else '—'
-        extra = f' (threshold {x["threshold"]}, expert rate {_pct(x["expertRate"])})' if 'threshold' in x else ''
+        extra = (f' (threshold {x["threshold"]}, baseWeight {x["baseWeight"]}, expert rate {_pct(x["expertRate"])})'
+                 if 'threshold' in x else '')
         lines.append(f'| {TITLES[name]}{extra} | {_pct(x["accuracy"])} | {x["meanMacs"]:,.0f} | {x["worstMacs"]:,} | '
                      f'{x["params"]:,} | {x["latencyUs"]:.0f} | {usage} |')
     a = m['sgmoe']['alwaysExpert']
     lines += [
-        f'| SGMoE, every sample to an expert (threshold 1.000001) | {_pct(a["accuracy"])} | {m["sgmoe"]["worstMacs"]:,} | '
+        f'| SGMoE, every sample to an expert (threshold 1.000001, same baseWeight) | {_pct(a["accuracy"])} | {m["sgmoe"]["worstMacs"]:,} | '
         f'{m["sgmoe"]["worstMacs"]:,} | {m["sgmoe"]["params"]:,} | {a["latencyUs"]:.0f} | {_usage(a["usage"])} |',
         '',
         f'The joint MoE graph in `baselines/joint-moe.onnx` runs every expert and selects the top-1 '
@@ -179,7 +183,8 @@ def markdown(r: dict) -> str:
         '',
         '## Early-exit calibration (validation, chosen K)',
         '',
-        f'Rule: {r["calibration"]["rule"]}. Operating point: threshold {r["routing"]["earlyExit"]["threshold"]}.',
+        f'Rule: {r["calibration"]["rule"]}. Operating point: threshold {r["routing"]["earlyExit"]["threshold"]}, '
+        f'baseWeight {r["routing"]["ensemble"]["baseWeight"]} (the table shows the thresholds at that baseWeight).',
         '',
         '| threshold | val accuracy | expert rate | mean MACs |',
         '| ---: | ---: | ---: | ---: |',
@@ -206,12 +211,18 @@ def markdown(r: dict) -> str:
         f'(base: epoch {tr["base"]["bestEpoch"]}, dense: {tr["dense"]["bestEpoch"]}, joint: {tr["joint-moe"]["bestEpoch"]}).',
         f'- Clustering: k-means (k-means++ init, {recipe["kmeans_restarts"]} restarts, lowest inertia) on the base '
         'penultimate features of the training images.',
-        f'- Gate: pool + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs.',
+        f'- Gate: pool + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs, '
+        f'then balanced: its biases are shifted until its top-1 choices are uniform over the '
+        f'{r["gateBalancing"]["hardTrainSamples"]:,} training samples on which the base is less than '
+        f'{r["gateBalancing"]["hardConfidence"]} '
+        'confident (the ones early exit sends to an expert; the clusters of the whole training set split them very '
+        f'unevenly). Top-1 shares over them after balancing: {r["gateBalancing"]["sharesAfter"]}; routed training '
+        f'samples per expert: {r["gateBalancing"]["routedTrain"]}.',
         f'- Experts: trained asynchronously, each in its own worker process (1 thread, 2 workers), on the training '
         f'samples the gate routes to it plus {100 * recipe["extra_share"]:.0f}% of the others, for '
         f'{recipe["experts"]["epochs"]} epochs (one-cycle LR peak {recipe["experts"]["lr"]}), with the ensemble '
-        f'objective NLL(log(w softmax(base) + (1-w) softmax(expert))), w = baseWeight = {recipe["base_weight"]}, '
-        'trunk and base frozen. Step (d), gate refinement, is not used.',
+        f'objective NLL(log(w softmax(base) + (1-w) softmax(expert))), w = {recipe["base_weight"]} during training, '
+        'trunk and base frozen (the shipped baseWeight is calibrated on validation with the threshold, see below). Step (d), gate refinement, is not used.',
         '- Joint MoE: same trunk/branch architecture, K experts and a softmax gate trained end to end from scratch, '
         'top-1 routing with output = gate probability x expert logits, no load-balancing loss.',
         '- Random-gate ablation: the same experts recipe, but the gate keeps its random initialisation.',

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field, replace
 from typing import List
 
 import torch
+import torch.nn.functional as F
 
 import calibrate
 from data import Splits, normalise
@@ -15,6 +16,8 @@ from models import Branch, Classifier, Gate, SGMoE
 from train import predict, progress, train_gate
 
 SHARE_RANGE = (0.05, 0.60)  # the no-collapse target: every expert's share among samples that reach an expert
+# Training samples on which the base is less confident than this are the ones early exit will send to an expert.
+HARD_CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class Embedded:
     train_embedding: torch.Tensor  # base penultimate features: what k-means clusters
     val_pooled: torch.Tensor
     val_embedding: torch.Tensor
+    train_hard: torch.Tensor  # bool: base confidence below HARD_CONFIDENCE
 
 
 def embed(base: Classifier, splits: Splits, train_size: int) -> Embedded:
@@ -32,7 +36,29 @@ def embed(base: Classifier, splits: Splits, train_size: int) -> Embedded:
         embedding = predict(lambda x: base.branch.embed(base.trunk(x)), images)
         return pooled, embedding
 
-    return Embedded(*views(splits.train.images[:train_size]), *views(splits.val.images))
+    train = splits.train.images[:train_size]
+    confidence = predict(lambda x: F.softmax(base(x), dim=1).max(dim=1).values, train)
+    return Embedded(*views(train), *views(splits.val.images), confidence < HARD_CONFIDENCE)
+
+
+def balance_gate(gate: Gate, pooled: torch.Tensor, iterations: int = 300) -> List[float]:
+    """Shifts the gate's biases until its top-1 choices over `pooled` are as uniform as it can find (multiplicative
+    steps, scaled to the spread of the logits and decaying) and returns the shares reached. Applied to the hard
+    training samples: the share target is over the samples that reach an expert, and the clusters of the whole
+    training set split those very unevenly."""
+    k = gate.fc.out_features
+    with torch.no_grad():
+        logits = gate.fc(pooled)
+        scale = float(logits.std())
+        shift, best = torch.zeros(k), (float('inf'), None, None)
+        for i in range(iterations):
+            shares = torch.bincount((logits + shift).argmax(dim=1), minlength=k).float() / len(logits)
+            deviation = float((shares - 1 / k).abs().max())
+            if deviation < best[0]:
+                best = (deviation, shift.clone(), shares)
+            shift -= 0.2 * scale * (1 - i / iterations) * torch.log((shares + 1e-3) * k)
+        gate.fc.bias += best[1]
+    return best[2].tolist()
 
 
 @dataclass
@@ -41,7 +67,7 @@ class Variant:
     k: int
     model: SGMoE
     macs: calibrate.PartMacs
-    points: List[dict]  # validation sweep
+    points: List[dict]  # validation sweep over (baseWeight, threshold)
     operating: dict  # the validation operating point
     setup: dict = field(default_factory=dict)  # clustering / gate / expert-training facts for the report
 
@@ -64,9 +90,10 @@ class PendingVariant:
         model = SGMoE(self.base.trunk, self.base.branch, self.gate, experts).eval()
         macs = calibrate.PartMacs(**part_macs(model))
         outputs = model.outputs(normalise(self.splits.val.images))
-        points = calibrate.sweep(outputs, self.splits.val.labels, macs, self.recipe.base_weight)
+        points = calibrate.sweep(outputs, self.splits.val.labels, macs)
         operating = calibrate.operating_point(points)
-        progress(self.name, f'validation operating point: threshold {operating["threshold"]} accuracy '
+        progress(self.name, f'validation operating point: threshold {operating["threshold"]} baseWeight '
+                            f'{operating["baseWeight"]} accuracy '
                             f'{operating["accuracy"]:.4f} expert rate {operating["expertRate"]:.3f} '
                             f'mean MACs {operating["meanMacs"]:.0f} shares {operating["expertShare"]}')
         return Variant(self.name, self.k, model, macs, points, operating,
@@ -84,7 +111,8 @@ def part_macs(model: SGMoE) -> dict:
 
 def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, recipe, splits: Splits, k: int,
                         data, clustered: bool) -> PendingVariant:
-    """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering."""
+    """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering. Either
+    gate is then balanced over the hard training samples before the experts are trained on what it routes."""
     seed = recipe.epochs.seed
     torch.manual_seed(seed + 1000 * k + (0 if clustered else 1))
     gate = Gate(recipe.arch, k)
@@ -103,6 +131,10 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
         with torch.no_grad():
             gate.fc.bias.copy_(-gate.fc.weight @ embedded.train_pooled.mean(dim=0))
     gate.eval()
+    setup['hardTrainSamples'] = int(embedded.train_hard.sum())
+    setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[embedded.train_hard])]
+    progress(name, f'gate balanced over the {setup["hardTrainSamples"]} training samples with base confidence < '
+                   f'{HARD_CONFIDENCE}: shares {setup["balancedHardShares"]}')
     with torch.no_grad():
         routed_train = gate.fc(embedded.train_pooled).argmax(dim=1)
         routed_val = gate.fc(embedded.val_pooled).argmax(dim=1)
