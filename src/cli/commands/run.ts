@@ -78,7 +78,7 @@ export function register(program: Command): void {
       if (config.sources.length === 0 && extraSources.length === 0) {
         throw new SgmoeError('E_CONFIG_INVALID', 'no frame source: give --source URI, a config with sources, or --demo');
       }
-      const { node, broker, profile } = await createEdgeNode(config, { logger, extraSources });
+      const { node, broker, profile, agent } = await createEdgeNode(config, { logger, extraSources });
       // The dashboard is for people watching: when its port is taken, the node still does its job.
       const dashboard = config.dashboard
         ? await startDashboard(node, { ...config.dashboard, auditFile: config.audit?.file, logger }).catch((err: unknown) => {
@@ -129,5 +129,8 @@ export function register(program: Command): void {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
       process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored } : undefined)}\n`);
+      // An update cut short by the stop may still wait out its health-watch timer; its state is persisted and
+      // undone at the next start, so the process ends here rather than up to a watch window later.
+      if (agent) process.exit(process.exitCode ?? 0);
     });
 }
