@@ -11,3 +11,8 @@ export function sha256File(path: string): Promise<string> {
       .on('end', () => resolve(hash.digest('hex')));
   });
 }
+
+/** sha256 of bytes already in memory (a frame's input), lowercase hex. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AuditLog } from '../audit/audit-log';
 import type { HealthAlarm } from '../audit/health';
@@ -9,6 +8,8 @@ import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
 import { Preprocessor, type PreprocessOptions } from '../ingest/preprocess';
+import { sha256Hex } from '../model/integrity';
+import type { InputSpec } from '../model/manifest';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { CommandHandlers } from '../transport/commands';
@@ -88,7 +89,7 @@ const frameInfo = (frame: Frame, bytes?: Buffer): FrameInfo => ({
   frameId: frame.id,
   source: frame.source,
   receivedAt: frame.receivedAt,
-  inputSha256: bytes ? createHash('sha256').update(bytes).digest('hex') : undefined,
+  inputSha256: bytes ? sha256Hex(bytes) : undefined,
 });
 
 /**
@@ -101,7 +102,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private readonly log: Logger;
   private latency = new LatencyWindow(LATENCY_WINDOW);
   private readonly startedAt = Date.now();
-  private readonly preprocessors = new Map<string, Preprocessor>();
+  /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
+  private readonly preprocessors = new WeakMap<InputSpec, Map<NodeSource, Preprocessor>>();
   private decided = 0;
   /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
   private engineErrors = 0;
@@ -302,14 +304,11 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 
   private preprocessorFor(source: NodeSource): Preprocessor {
-    // Keyed by source and input spec, so a model update with another input size gets fresh preprocessing.
     const spec = this.engine.manifest.input;
-    const key = `${source.source.name}\u0000${JSON.stringify(spec)}`;
-    let pre = this.preprocessors.get(key);
-    if (!pre) {
-      pre = new Preprocessor(spec, source.preprocess);
-      this.preprocessors.set(key, pre);
-    }
+    let bySource = this.preprocessors.get(spec);
+    if (!bySource) this.preprocessors.set(spec, (bySource = new Map()));
+    let pre = bySource.get(source);
+    if (!pre) bySource.set(source, (pre = new Preprocessor(spec, source.preprocess)));
     return pre;
   }
 

@@ -1,4 +1,4 @@
-import { percentile } from '../percentile';
+import { percentiles } from '../percentile';
 
 /** The last `size` decision latencies and their arrival times: percentiles and frames/s for the live view. */
 export class LatencyWindow {
@@ -18,7 +18,8 @@ export class LatencyWindow {
 
   percentiles(): { p50: number; p99: number } | null {
     if (this.values.length === 0) return null;
-    return { p50: percentile(this.values, 50), p99: percentile(this.values, 99) };
+    const [p50, p99] = percentiles(this.values, [50, 99]);
+    return { p50, p99 };
   }
 
   /** Decisions per second over the window, measured up to now (0 once frames stop coming). */

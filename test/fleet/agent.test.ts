@@ -112,12 +112,12 @@ async function device(options: { limits?: ConstructorParameters<typeof UpdateAge
   const store = new PackageStore(root, 2);
   await store.adopt(v1);
   const engine = await Engine.load((await store.currentDir())!, ENGINE);
-  const { audit, host } = auditedHost(root, engine);
+  const { audit, host, probe } = auditedHost(root, engine);
   const events: UpdateEvent[] = [];
   const agent = new UpdateAgent({
     store,
     host,
-    probe: { sample: () => ({ ...host.sample(), routing: audit.health().window }) },
+    probe,
     trustedKeys: trusted,
     engine: ENGINE,
     limits: options.limits,

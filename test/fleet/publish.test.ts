@@ -45,7 +45,7 @@ class Device {
     const store = new PackageStore(root);
     await store.adopt(v1);
     const engine = await Engine.load((await store.currentDir())!, ENGINE);
-    const { audit, host } = auditedHost(root, engine);
+    const { audit, host, probe } = auditedHost(root, engine);
     const client = await connectAsync(broker.url, { clientId: id });
     const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
     const reply = (correlationId: string | null, body: object): void =>
@@ -53,7 +53,7 @@ class Device {
     const agent = new UpdateAgent({
       store,
       host,
-      probe: { sample: () => ({ ...host.sample(), routing: audit.health().window }) },
+      probe,
       trustedKeys: trusted,
       engine: ENGINE,
       watch: { windowMs: 1000, intervalMs: 100, minFrames: 5, minRouted: 20, maxDrift: 0.6 },

@@ -6,6 +6,7 @@ import { loadSelftest } from '../../src/model/selftest';
 import { AuditLog } from '../../src/audit/audit-log';
 import { decidedRecord } from '../../src/audit/record';
 import type { Engine } from '../../src/engine/engine';
+import type { HealthProbe } from '../../src/fleet/host';
 import { SerialEngineHost } from './serial-host';
 
 /** A copy of the shipped package at `dest` with its manifest changed by `edit`. */
@@ -84,11 +85,11 @@ export function versionBoundaries(versions: string[]): number[] {
 }
 
 /** A device's audit log and engine host over `engine`: decisions audited, routing health for the health watch. */
-export function auditedHost(root: string, engine: Engine): { audit: AuditLog; host: SerialEngineHost } {
+export function auditedHost(root: string, engine: Engine): { audit: AuditLog; host: SerialEngineHost; probe: HealthProbe } {
   const audit = AuditLog.open(join(root, 'audit.db'), {
     model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
     health: { windowSize: 200, thresholds: { minSamples: 20 } },
   });
   const host = new SerialEngineHost(engine, { onDecision: (d) => audit.record(decidedRecord(d, { frameId: d.frameId })) });
-  return { audit, host };
+  return { audit, host, probe: { sample: () => ({ ...host.sample(), routing: audit.health().window }) } };
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { AuditLog } from '../../audit/audit-log';
@@ -8,6 +7,7 @@ import { Engine } from '../../engine/engine';
 import { loadDeviceProfile } from '../../engine/profile';
 import { errorCode, errorMessage, SgmoeError } from '../../errors';
 import { Preprocessor } from '../../ingest/preprocess';
+import { sha256Hex } from '../../model/integrity';
 
 interface InferOptions {
   model: string;
@@ -66,7 +66,7 @@ export function register(program: Command): void {
                 const bytes = await readFile(file).catch((err: unknown) => {
                   throw new SgmoeError('E_FRAME_READ', `cannot read ${file}: ${errorMessage(err)}`);
                 });
-                frame.inputSha256 = createHash('sha256').update(bytes).digest('hex');
+                frame.inputSha256 = sha256Hex(bytes);
                 return { file, frame, tensor: await pre.toTensor(bytes) };
               } catch (err) {
                 return { file, frame, error: { code: errorCode(err), message: errorMessage(err) } };
