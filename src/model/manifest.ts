@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { validate } from '../validate';
 
 export const PACKAGE_FORMAT = 'sgmoe-package/1';
 
@@ -19,6 +19,8 @@ export const partSchema = z.object({
 
 export const inputSpecSchema = z
   .object({
+    /** The input kind (DESIGN.md, "Tasks and input kinds"); packages without one take images. */
+    kind: z.literal('image').default('image'),
     name: z.string().min(1),
     channels: z.union([z.literal(1), z.literal(3)]),
     height: z.number().int().positive(),
@@ -48,7 +50,8 @@ export const manifestSchema = z
     format: z.literal(PACKAGE_FORMAT),
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
     version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
-    task: z.literal('classification'),
+    /** Which task module decides (src/engine/tasks/). */
+    task: z.enum(['classification']),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
     input: inputSpecSchema,
@@ -87,14 +90,12 @@ export type InputSpec = z.infer<typeof inputSpecSchema>;
 export type PartSpec = z.infer<typeof partSchema>;
 export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
 
+/** Per-sample dimensions of the trunk's input tensor (after the batch axis). */
+export function sampleShape(input: InputSpec): number[] {
+  return [input.channels, input.height, input.width];
+}
+
 /** Validates a parsed manifest.json once, at the edge; the rest of the SDK trusts the type. */
 export function parseManifest(json: unknown, where = 'manifest.json'): Manifest {
-  const result = manifestSchema.safeParse(json);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_MANIFEST_INVALID', `${where} is not a valid ${PACKAGE_FORMAT} manifest: ${problems.join('; ')}`, {
-      problems,
-    });
-  }
-  return result.data;
+  return validate(manifestSchema, json, { code: 'E_MANIFEST_INVALID', where: `${PACKAGE_FORMAT} manifest ${where}` });
 }

@@ -4,6 +4,7 @@ import { finished } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { SgmoeError } from '../../errors';
+import { validate } from '../../validate';
 import {
   AUDIT_STATUSES,
   auditStats,
@@ -42,12 +43,7 @@ const filterOptions = z.object({
 });
 
 function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
-  const result = schema.safeParse(raw);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `--${i.path.join('.')}: ${i.message}`);
-    throw new SgmoeError('E_USAGE', `bad options: ${problems.join('; ')}`);
-  }
-  return result.data;
+  return validate(schema, raw, { code: 'E_USAGE', where: 'the options', prefix: '--' });
 }
 
 function toFilter(o: z.infer<typeof filterOptions>, now: number): AuditFilter {
