@@ -55,6 +55,7 @@ export const ERROR_CODES = {
   // configuration and the command line
   E_CONFIG_INVALID: 'configuration',
   E_USAGE: 'bad-input',
+  E_BENCH_NEEDS_SOURCE: 'configuration',
   // audit log
   E_AUDIT_NOT_FOUND: 'configuration',
   E_AUDIT_SCHEMA: 'integrity',

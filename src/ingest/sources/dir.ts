@@ -49,13 +49,14 @@ export class DirSource extends BaseSource {
     while (!signal.aborted) {
       const names = await this.list();
       remaining ??= this.once ? new Set(names) : undefined;
+      // One clock reading per listing: files seen together turn stable together, and are taken in name order.
+      const now = Date.now();
       for (const name of names) {
         if (signal.aborted) return;
         if (this.taken.has(name) || (remaining && !remaining.has(name))) continue;
         const st = await stat(join(this.path, name)).catch(() => undefined);
         if (!st) continue; // gone since the listing
         const seen = watched.get(name);
-        const now = Date.now();
         if (!seen || seen.size !== st.size || seen.mtimeMs !== st.mtimeMs) {
           watched.set(name, { size: st.size, mtimeMs: st.mtimeMs, since: now });
           continue;
