@@ -1,4 +1,4 @@
-import type { NodeSnapshot } from './edge-node';
+import type { NodeSnapshot } from './stats';
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
 const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;

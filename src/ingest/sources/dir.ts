@@ -26,6 +26,7 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
  */
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
+  readonly replays = true;
   readonly path: string;
   private readonly once: boolean;
   private readonly pollMs: number;
