@@ -194,6 +194,8 @@ function openSourceFor(
     capacity: s.capacity,
     intervalMs: s.intervalMs,
     timeoutMs: s.timeoutMs,
+    pollMs: s.pollMs,
+    stableMs: s.stableMs,
     once: config.once,
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),

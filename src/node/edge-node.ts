@@ -102,7 +102,6 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.reporter = new Reporter({
       transport: () => this.transportPart,
       audit: parts.audit,
-      stats: this.stats,
       snapshot: () => this.snapshot(),
       status: () => this.statusInfo(),
       logger: this.log,

@@ -4,12 +4,11 @@ import { errorCode, errorMessage } from '../errors';
 import type { Logger } from '../log';
 import type { MqttTransport } from '../transport/client';
 import type { NodeFault } from './faults';
-import type { NodeSnapshot, NodeStats } from './stats';
+import type { NodeSnapshot } from './stats';
 
 export interface ReporterParts {
   transport: () => MqttTransport | undefined;
   audit?: AuditLog;
-  stats: NodeStats;
   snapshot: () => NodeSnapshot;
   /** What the retained status says besides online/offline: the model, where it runs, any update, faults. */
   status: () => Record<string, unknown>;
@@ -93,12 +92,11 @@ export class Reporter {
     this.parts.transport()?.setStatusInfo(this.parts.status());
   }
 
-  /** The outbox can fail (a full disk): the node logs it, counts it, and keeps deciding. */
+  /** The outbox can fail (a full disk): the node logs it and keeps deciding; the retained status still says why. */
   private toOutbox(what: string, put: () => unknown): void {
     try {
       put();
     } catch (err) {
-      this.parts.stats.unpublished++;
       this.parts.logger.error({ what, code: errorCode(err), err: errorMessage(err) }, 'not queued for MQTT');
     }
   }
