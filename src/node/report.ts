@@ -51,6 +51,8 @@ export class Reporter {
           latencyUs: snap.latencyUs,
           ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms } : {}),
           faults: snap.faults,
+          auditUnavailable: snap.auditUnavailable,
+          outboxUnavailable: snap.outboxUnavailable,
         },
       }),
     );
