@@ -62,6 +62,17 @@ export interface ThresholdOverride {
   at: string;
 }
 
+/** What set-threshold answers: the value now active, the one it replaced, and why it stays. */
+export interface SetThresholdReply {
+  threshold: number;
+  previous: number;
+  source: 'command';
+  at: string;
+  /** A package swapped in later keeps this value, not its calibrated one, until the node restarts. */
+  keptOnModelSwap: true;
+  settings: ReturnType<Engine['getSettings']>;
+}
+
 const STORAGE_FAULT = 'storage';
 const roiFault = (source: string) => `roi:${source}`;
 
@@ -191,13 +202,16 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return { previous };
   }
 
-  /** The set-threshold command: applies now and over every package swapped in later, until the node restarts. */
-  setThreshold(threshold: number): { settings: ReturnType<Engine['getSettings']>; threshold: ThresholdOverride & { note: string } } {
+  /**
+   * The set-threshold command: applies now and over every package swapped in later, until the node restarts (a
+   * package's calibrated threshold then gives way to it; the swap's audit event records both).
+   */
+  setThreshold(threshold: number): SetThresholdReply {
+    const previous = this.engine.getSettings().threshold;
     const settings = this.engine.configure({ threshold });
     this.threshold = { value: threshold, source: 'command', at: new Date().toISOString() };
-    const note = 'set by command: kept over the calibrated threshold of any package swapped in, until the node restarts';
-    this.parts.audit?.event({ kind: 'config_changed', message: `early-exit threshold set to ${threshold} by command`, details: { ...this.threshold } });
-    return { settings, threshold: { ...this.threshold, note } };
+    this.parts.audit?.event({ kind: 'config_changed', message: `early-exit threshold set to ${threshold} by command (was ${previous})`, details: { ...this.threshold, previous } });
+    return { threshold, previous, source: 'command', at: this.threshold.at, keptOnModelSwap: true, settings };
   }
 
   /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */
