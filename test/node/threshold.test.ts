@@ -3,7 +3,6 @@ import { openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents } from '../../src/audit/query';
 import { Engine } from '../../src/engine/engine';
 import { nodeCommands } from '../../src/node/commands';
-import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { variant } from '../fleet/support';
 import { sampleNode } from './sample-node';
