@@ -4,20 +4,21 @@ import type { HealthAlarm } from '../audit/health';
 import { decidedRecord, droppedRecord, rejectedRecord, type AuditRecord, type FrameInfo, type ModelRef } from '../audit/record';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
-import { SgmoeError, errorCode, errorMessage } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
-import { Preprocessor, type PreprocessOptions } from '../ingest/preprocess';
+import type { PreprocessOptions } from '../ingest/preprocess';
 import { sha256Hex } from '../model/integrity';
-import type { InputSpec } from '../model/manifest';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
-import { Faults, type NodeFault } from './faults';
+import { Faults, STORAGE_FAULT, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
 import { Reporter } from './report';
+import { FramePipeline } from './pipeline';
 import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
+import { ThresholdCommand, type SetThresholdReply } from './threshold';
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -54,28 +55,6 @@ export interface NodeEvents {
   fault: [fault: NodeFault];
 }
 
-/** Why the early-exit threshold is what it is, in the set-threshold reply and the audit events. */
-export interface ThresholdOverride {
-  value: number;
-  source: 'command';
-  /** When it was set (ISO 8601). */
-  at: string;
-}
-
-/** What set-threshold answers: the value now active, the one it replaced, and why it stays. */
-export interface SetThresholdReply {
-  threshold: number;
-  previous: number;
-  source: 'command';
-  at: string;
-  /** A package swapped in later keeps this value, not its calibrated one, until the node restarts. */
-  keptOnModelSwap: true;
-  settings: ReturnType<Engine['getSettings']>;
-}
-
-const STORAGE_FAULT = 'storage';
-const roiFault = (source: string) => `roi:${source}`;
-
 const frameInfo = (frame: Frame, bytes?: Buffer): FrameInfo => ({
   frameId: frame.id,
   source: frame.source,
@@ -95,12 +74,11 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private readonly faults = new Faults();
   private readonly settler: Settler;
   private readonly reporter: Reporter;
-  /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
-  private readonly preprocessors = new WeakMap<InputSpec, Map<NodeSource, Preprocessor>>();
   private transportPart: MqttTransport | undefined;
   private outboxUnavailable: Unavailable | undefined;
   private update: Record<string, unknown> | null = null;
-  private threshold: ThresholdOverride | null = null;
+  private readonly threshold: ThresholdCommand;
+  private readonly pipeline: FramePipeline;
   private pumps: Promise<void>[] = [];
   private started = false;
   private stopping: Promise<void> | null = null;
@@ -124,6 +102,14 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       onCommit: (failure, held) => this.storageState(failure, held),
       logger: this.log,
       retryMs: parts.commitRetryMs,
+    });
+    this.threshold = new ThresholdCommand(parts.audit);
+    this.pipeline = new FramePipeline({
+      batcher: this.batcher,
+      window: parts.window,
+      logger: this.log,
+      decided: (entry, frame, decision) => this.decide(entry, frame, decision),
+      rejected: (entry, frame, err, model) => this.reject(entry, frame, err, model),
     });
   }
 
@@ -161,7 +147,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     if (this.stopping) return; // stopped while connecting: nothing was started
     this.parts.audit?.event({ kind: 'start', message: 'node started', details: { sources: this.parts.sources.map((s) => s.source.name) } });
     this.reporter.start(this.parts.healthIntervalMs);
-    this.pumps = this.parts.sources.map((s) => this.pump(s));
+    this.pumps = this.parts.sources.map((s) => this.pipeline.pump(s));
     await Promise.all(this.pumps);
     await this.batcher.drain();
   }
@@ -194,7 +180,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   async swap(next: Engine): Promise<{ previous: Engine }> {
     if (this.stopping) throw new SgmoeError('E_NODE_STOPPING', 'the node is stopping: expected a running node to swap models on');
     this.parts.applyRouting?.(next);
-    if (this.threshold) this.keepThreshold(next, this.threshold);
+    this.threshold.keep(next);
     const previous = await this.batcher.swap(next);
     this.stats.modelChanged(next.manifest.parts.experts.length);
     this.reporter.status();
@@ -202,16 +188,9 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return { previous };
   }
 
-  /**
-   * The set-threshold command: applies now and over every package swapped in later, until the node restarts (a
-   * package's calibrated threshold then gives way to it; the swap's audit event records both).
-   */
+  /** The set-threshold command: applies now and over every package swapped in later, until the node restarts. */
   setThreshold(threshold: number): SetThresholdReply {
-    const previous = this.engine.getSettings().threshold;
-    const settings = this.engine.configure({ threshold });
-    this.threshold = { value: threshold, source: 'command', at: new Date().toISOString() };
-    this.parts.audit?.event({ kind: 'config_changed', message: `early-exit threshold set to ${threshold} by command (was ${previous})`, details: { ...this.threshold, previous } });
-    return { threshold, previous, source: 'command', at: this.threshold.at, keptOnModelSwap: true, settings };
+    return this.threshold.set(this.engine, threshold);
   }
 
   /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */
@@ -278,102 +257,14 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /** The disk alarm: raised when a commit fails, cleared by the first commit that goes through. */
   private storageState(failure: SgmoeError | null, held: number): void {
-    if (!failure) return this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
-    this.changed(
-      this.faults.raise(STORAGE_FAULT, {
-        code: 'E_STORAGE_UNWRITABLE',
-        message:
-          `expected to commit frames to the audit log and the outbox, found ${failure.code}: ${failure.message}. ` +
-          `Frames of hot folders stay in their inbox (${held} held) and are retried until space returns; live frames are decided and counted as unaudited`,
-      }),
-    );
-  }
-
-  private keepThreshold(next: Engine, kept: ThresholdOverride): void {
-    const replaced = next.getSettings().threshold;
-    next.configure({ threshold: kept.value });
-    this.parts.audit?.event({
-      kind: 'config_changed',
-      message: `early-exit threshold ${kept.value} (set by command at ${kept.at}) kept over ${next.model.name} ${next.model.version}'s ${replaced}`,
-      details: { threshold: kept.value, source: kept.source, setAt: kept.at, replaced, model: next.model },
-    });
-  }
-
-  private preprocessorFor(source: NodeSource): Preprocessor {
-    const spec = this.engine.manifest.input;
-    let bySource = this.preprocessors.get(spec);
-    if (!bySource) this.preprocessors.set(spec, (bySource = new Map()));
-    let pre = bySource.get(source);
-    if (!pre) bySource.set(source, (pre = new Preprocessor(spec, source.preprocess)));
-    return pre;
-  }
-
-  /**
-   * Pulls frames from one source, keeps up to `window` of them in flight (preprocessing runs concurrently on
-   * sharp's threads) and hands them to the batcher in arrival order.
-   */
-  private async pump(entry: NodeSource): Promise<void> {
-    const { source } = entry;
-    const inFlight = new Set<Promise<void>>();
-    let handedOver: Promise<unknown> = Promise.resolve();
-    try {
-      for await (const frame of source) {
-        // Handlers attach at once: a frame that fails to decode while the one before is still being prepared
-        // must be rejected in its turn, not become an unhandled rejection.
-        const prepared = this.preprocessorFor(entry)
-          .toTensor(frame)
-          .then(
-            (tensor) => ({ tensor }),
-            (error: unknown) => ({ error }),
-          );
-        // The next frame's hand-over waits for this hand-over (arrival order), not for this decision.
-        const handed = handedOver.then(() => prepared).then((p): Handed => ('error' in p ? p : { decision: this.submit(p.tensor, frame.id) }));
-        handedOver = handed;
-        const model = this.engine.model;
-        const done: Promise<void> = this.finish(entry, frame, handed, model).finally(() => inFlight.delete(done));
-        inFlight.add(done);
-        if (inFlight.size >= this.parts.window) await Promise.race(inFlight);
-      }
-    } catch (err) {
-      this.log.error({ source: source.name, code: errorCode(err), err: errorMessage(err) }, 'source failed');
-    }
-    await Promise.all(inFlight);
-  }
-
-  /** A decision promise that is never an unhandled rejection (it is awaited later, in the frame's turn). */
-  private submit(tensor: Float32Array, frameId: string): Promise<Decision> {
-    const decision = this.batcher.submit(tensor, frameId);
-    decision.catch(() => undefined);
-    return decision;
-  }
-
-  /** One frame's end: decided or rejected, exactly once, whatever a listener, the audit log or the outbox throws. */
-  private async finish(entry: NodeSource, frame: Frame, handed: Promise<Handed>, model: ModelRef): Promise<void> {
-    const h = await handed;
-    let decision: Decision;
-    try {
-      if ('error' in h) throw h.error;
-      decision = await this.decisionOf(entry, frame, h.decision);
-    } catch (err) {
-      return this.reject(entry, frame, err, model);
-    }
-    return this.decide(entry, frame, decision);
-  }
-
-  /** The frame's decision; a frame prepared for a model swapped out meanwhile is prepared again for the new one. */
-  private async decisionOf(entry: NodeSource, frame: Frame, decision: Promise<Decision>): Promise<Decision> {
-    try {
-      return await decision;
-    } catch (err) {
-      if (errorCode(err) !== 'E_TENSOR_STALE') throw err;
-      return this.batcher.submit(await this.preprocessorFor(entry).toTensor(frame), frame.id);
-    }
+    if (failure) this.changed(this.faults.raise(STORAGE_FAULT, storageFault(failure, held)));
+    else this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
   }
 
   private decide(entry: NodeSource, frame: Frame, decision: Decision): Promise<void> {
     this.stats.decision(decision);
     const { source } = entry;
-    if (this.faults.has(roiFault(source.name))) this.changed(this.faults.clear(roiFault(source.name), `source ${source.name}: its frames fit the ROI again`));
+    this.changed(this.faults.clear(roiFaultKey(source.name), `source ${source.name}: its frames fit the ROI again`));
     const record = decidedRecord(decision, frameInfo(frame, frame.bytes), Date.now());
     this.notify('decision', frame, decision);
     return this.commitThenSettle(source, frame, record, { status: 'decided' }, decision);
@@ -382,11 +273,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private reject(entry: NodeSource, frame: Frame, err: unknown, model: ModelRef): Promise<void> {
     const error = err instanceof SgmoeError ? err : new SgmoeError('E_ENGINE_FAILED', errorMessage(err), undefined, { cause: err });
     if (!error.code.startsWith('E_FRAME_')) this.stats.engineError();
-    // A misplaced ROI rejects every frame of its source: an operator must hear of it once, not read it per frame.
-    if (error.code === 'E_FRAME_ROI') {
-      const name = entry.source.name;
-      this.changed(this.faults.raise(roiFault(name), { code: 'E_FRAME_ROI', source: name, message: `source ${name}: ${error.message}; every frame of it is rejected until the ROI or the camera is fixed` }));
-    }
+    if (error.code === 'E_FRAME_ROI') this.changed(this.faults.raise(roiFaultKey(entry.source.name), roiFault(entry.source.name, error)));
     this.log.warn({ source: frame.source, frameId: frame.id, code: error.code, err: error.message }, 'frame rejected');
     const record = rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, model);
     this.notify('rejected', frame, error);
@@ -400,4 +287,3 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 }
 
-type Handed = { decision: Promise<Decision> } | { error: unknown };
