@@ -19,13 +19,14 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
 
 /**
  * `dir:PATH` hot folder. A file is taken once fully written (size and mtime stable for `stableMs`), and moved
- * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A writer that pauses
- * longer than `stableMs` is caught out at the latest there: a file that changed since it was read is never
- * moved, it is taken again once stable. Writers that can should write `name.tmp` (or a dot file) and rename it
- * when complete: such names are never taken. A crash before that
+ * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A crash before that
  * leaves the file where it was, so it is picked up again after a restart: at-least-once, nothing lost (a file
  * dropped by backpressure, under a `drop-oldest` policy, also stays until the next start). The frame id is the
  * file path and its mtime: stable across restarts, distinct when a camera reuses a file name.
+ *
+ * A writer that pauses longer than `stableMs` is caught at the latest when the frame settles: a file that changed
+ * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
+ * dot file) and rename it when complete: such names are never taken.
  */
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
@@ -119,7 +120,7 @@ export class DirSource extends BaseSource {
       .sort();
   }
 
-  /** Reads a stable file and queues it; false when it grew meanwhile (not taken). */
+  /** Reads a stable file and queues it (an unreadable one is reported); false when it grew while read, to be watched again. */
   private async take(name: string, st: { size: number; mtimeMs: number }): Promise<boolean> {
     const path = join(this.path, name);
     let bytes: Buffer;
