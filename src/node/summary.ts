@@ -1,4 +1,4 @@
-import type { NodeSnapshot } from './edge-node';
+import type { NodeSnapshot } from './stats';
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
 const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;
@@ -37,7 +37,11 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     `latency      ${s.latencyUs ? `p50 ${ms(s.latencyUs.p50)}, p99 ${ms(s.latencyUs.p99)}` : 'n/a'} (engine, per frame)`,
     `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,
   );
-  if (s.outboxDepth !== null) lines.push(`outbox       ${s.outboxDepth} waiting for the broker${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+  if (s.outboxDepth !== null) {
+    const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
+    lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+  }
   if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
+  for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
   return lines.join('\n');
 }
