@@ -98,7 +98,8 @@ export class Preprocessor {
     const raw = frame ? frame.raw : Buffer.isBuffer(input) ? undefined : (input as RawPixels);
     const bytes = frame ? frame.bytes : Buffer.isBuffer(input) ? input : undefined;
     try {
-      if (raw) return await this.run(rawPipeline(raw, this.options.maxPixels), { width: raw.width, height: raw.height });
+      if (raw?.prepared && this.fitsModel(raw)) return raw.data;
+      if (raw) return await this.run(rawPipeline(raw, this.options.maxPixels), { width: raw.width, height: raw.height }, raw.prepared ? undefined : this.options.roi);
       if (!bytes || bytes.length === 0) {
         throw new SgmoeError('E_FRAME_EMPTY', `expected an encoded image or raw pixels, found ${bytes ? 'zero bytes' : 'neither'}`);
       }
@@ -124,8 +125,15 @@ export class Preprocessor {
     }
   }
 
-  private async run(image: Sharp, frame: Size | undefined): Promise<Buffer> {
-    const { fit, pad, roi } = this.options;
+  /** Decoder output already at the model's size and pixel layout needs no sharp call (it costs more than the rest). */
+  private fitsModel(raw: RawPixels): boolean {
+    const [channels, height, width] = this.dims;
+    const layout = channels === 1 ? 'gray' : 'rgb';
+    return raw.width === width && raw.height === height && raw.format === layout && raw.data.length === width * height * channels;
+  }
+
+  private async run(image: Sharp, frame: Size | undefined, roi = this.options.roi): Promise<Buffer> {
+    const { fit, pad } = this.options;
     const target = { width: this.spec.width, height: this.spec.height };
     image = image.flatten({ background: pad });
     image = this.spec.colorspace === 'gray' ? image.greyscale() : image.toColourspace('srgb');
