@@ -4,7 +4,7 @@ import { SgmoeError } from '../errors';
 import type { InputSpec } from '../model/manifest';
 import type { Frame, RawPixels } from './frame';
 import { describeBytes, sniffFormat, type ImageFormat } from './format';
-import { planGeometry, type Size } from './geometry';
+import { planGeometry, type Rect, type Size } from './geometry';
 
 /** 50 megapixels: any industrial camera frame fits, a decompression bomb does not. */
 export const DEFAULT_MAX_PIXELS = 50_000_000;
@@ -118,7 +118,7 @@ export class Preprocessor {
     try {
       // Only an ROI needs the frame size up front; otherwise sharp reads the header itself in the same call.
       const size = this.options.roi ? await orientedSize(open()) : undefined;
-      return await this.run(open(), size);
+      return await this.run(open(), size, this.options.roi);
     } catch (err) {
       if (err instanceof SgmoeError) throw err;
       throw await decodeError(err, bytes, format, this.options.maxPixels);
@@ -132,7 +132,7 @@ export class Preprocessor {
     return raw.width === width && raw.height === height && raw.format === layout && raw.data.length === width * height * channels;
   }
 
-  private async run(image: Sharp, frame: Size | undefined, roi = this.options.roi): Promise<Buffer> {
+  private async run(image: Sharp, frame: Size | undefined, roi: Rect | undefined): Promise<Buffer> {
     const { fit, pad } = this.options;
     const target = { width: this.spec.width, height: this.spec.height };
     image = image.flatten({ background: pad });
