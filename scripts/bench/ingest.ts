@@ -2,8 +2,8 @@
  * Ingest cost per frame, each case beside its floor, in one run:
  * 1. stream decode: a 1280x720 H.264 25 fps file through the video: source (ffmpeg decodes, crops, scales to
  *    28x28 gray; the frame becomes a tensor) against `ffmpeg -f null` decoding the same file: CPU per frame, fps;
- * 2. JPEG: 640x480 camera JPEGs to 28x28 gray tensors, sharp (as the Preprocessor runs it, and bare) against
- *    libjpeg-turbo's DCT-scaled decode (Pillow's draft mode), with where sharp's time goes;
+ * 2. JPEG: 640x480 camera JPEGs to 28x28 gray tensors, the Preprocessor's camera path (libjpeg-turbo through
+ *    koffi) and sharp against libjpeg-turbo's DCT-scaled decode in Pillow's draft mode, with where sharp's time goes;
  * 3. capacity: how many 25 fps cameras this machine's cores sustain, from the measured CPU per frame;
  * 4. sharp's other cases (PNG, ROI, 12 MP) and its global concurrency and cache settings.
  *
@@ -188,6 +188,7 @@ async function streamAndJpeg(spec: InputSpec): Promise<void> {
     const files = paths.map((p) => readFileSync(p));
     const passes = quick ? 5 : 20;
     const pre = new Preprocessor(spec);
+    const viaSharp = new Preprocessor(spec, { roi: { x: 0, y: 0, width: 640, height: 480 } });
     const tiny = { raw: { width: 28, height: 28, channels: 1 as const } };
     const zero = Buffer.alloc(28 * 28);
     const rows: Record<string, number[]> = {};
@@ -197,7 +198,8 @@ async function streamAndJpeg(spec: InputSpec): Promise<void> {
       add('floor: libjpeg-turbo DCT-scaled (Pillow draft) -> 28x28 gray', p.draft);
       add('Pillow without draft (full decode) -> 28x28 gray', p.nodraft);
       add('Pillow full decode only', p.full);
-      add('Preprocessor.toTensor (sharp)', await cpuPerCall(files, passes, (b) => pre.toTensor(b)));
+      add('Preprocessor.toTensor (camera path: libjpeg-turbo DCT-scaled + area average)', await cpuPerCall(files, passes, (b) => pre.toTensor(b)));
+      add('Preprocessor.toTensor through sharp (whole-frame ROI: the general path)', await cpuPerCall(files, passes, (b) => viaSharp.toTensor(b)));
       add('bare sharp: greyscale + resize 28x28 + raw', await cpuPerCall(files, passes, (b) => sharp(b).greyscale().resize(28, 28, { fit: 'fill' }).raw().toBuffer()));
       add('sharp full decode only', await cpuPerCall(files, passes, (b) => sharp(b).raw().toBuffer()));
       add('sharp set-up alone: 28x28 raw in, raw out', await cpuPerCall(files, passes, () => sharp(zero, tiny).raw().toBuffer()));

@@ -2,6 +2,7 @@ import sharp, { type Sharp } from 'sharp';
 import { z } from 'zod';
 import { SgmoeError } from '../errors';
 import type { InputSpec } from '../model/manifest';
+import { decodeCameraJpeg } from './camera-jpeg';
 import type { Frame, RawPixels } from './frame';
 import { describeBytes, sniffFormat, type ImageFormat } from './format';
 import { planGeometry, type Rect, type Size } from './geometry';
@@ -113,6 +114,11 @@ export class Preprocessor {
     const format = sniffFormat(bytes);
     if (!format) {
       throw new SgmoeError('E_FRAME_FORMAT', `expected a JPEG, PNG, WebP, TIFF or GIF image, found ${describeBytes(bytes)}`);
+    }
+    // Camera JPEGs: libjpeg-turbo's DCT-scaled decode costs a fraction of a sharp call (scripts/bench/ingest.ts).
+    if (format === 'jpeg' && !this.options.roi && this.options.fit === 'fill') {
+      const pixels = decodeCameraJpeg(bytes, { width: this.spec.width, height: this.spec.height }, this.dims[0] === 1 ? 1 : 3, this.options.maxPixels);
+      if (pixels) return pixels;
     }
     const open = (): Sharp => sharp(bytes, { autoOrient: true, limitInputPixels: this.options.maxPixels, failOn: 'warning' });
     try {
