@@ -30,6 +30,9 @@ export const ERROR_CODES = {
   // sources
   E_SOURCE_URI: 'configuration',
   E_SOURCE_NOT_FOUND: 'configuration',
+  E_SOURCE_AUTH: 'configuration',
+  E_SOURCE_DECODER: 'transient',
+  E_SOURCE_INVALID_DATA: 'bad-input',
   E_SOURCE_BUSY: 'transient',
   E_SOURCE_FAILED: 'transient',
   E_SOURCE_HTTP: 'transient',
@@ -73,6 +76,8 @@ export const ERROR_CODES = {
   E_OUTBOX_OPEN: 'transient',
   E_OUTBOX_WRITE: 'transient',
   E_OUTBOX_CLOSED: 'transient',
+  E_OUTBOX_RECOVERED: 'integrity',
+  E_STORAGE_UNWRITABLE: 'transient',
   E_TRANSPORT_STATE: 'internal',
   E_BROKER_LISTEN: 'configuration',
   E_BROKER_STATE: 'internal',
@@ -116,6 +121,7 @@ export const ERROR_CODES = {
   E_DASHBOARD_METHOD: 'bad-input',
   E_DASHBOARD_NOT_FOUND: 'bad-input',
   E_DASHBOARD_QUERY: 'bad-input',
+  E_DASHBOARD_HOST: 'bad-input',
   // routing-health alarms (audit/health.ts), published with the alarm
   E_ROUTING_ROUTER_COLLAPSE: 'transient',
   E_ROUTING_EXPERT_STARVED: 'transient',

@@ -7,6 +7,8 @@ import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile 
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
+import { redactCredentials } from '../ingest/decoder/lines';
+import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
@@ -81,8 +83,10 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
+    // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
+    const camera = { input: engine.manifest.input, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
     const sources: NodeSource[] = config.sources.map((s) => ({
-      source: openSourceFor(s, config, transportConfig, onDrop, logger),
+      source: openSourceFor(s, config, transportConfig, onDrop, logger, camera),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));
@@ -184,6 +188,7 @@ function openSourceFor(
   transport: TransportConfig | undefined,
   onDrop: (frame: Frame) => void,
   logger: Logger,
+  camera: { input: Engine['manifest']['input']; decoder: DecoderSettings },
 ): FrameSource {
   if (s.uri.startsWith('mqtt:') && !transport) {
     throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);
@@ -196,6 +201,11 @@ function openSourceFor(
     timeoutMs: s.timeoutMs,
     pollMs: s.pollMs,
     stableMs: s.stableMs,
+    transport: s.transport,
+    capture: s.capture,
+    rate: s.rate,
+    preprocess: preprocessOf(s),
+    ...camera,
     once: config.once,
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
@@ -204,9 +214,10 @@ function openSourceFor(
   });
 }
 
-/** The config as `get-config` shows it: credentials and key material left out. */
+/** The config as `get-config` shows it: credentials (MQTT password, camera URLs' user:password@) left out. */
 function redacted(config: NodeConfig): NodeConfig {
-  if (!config.mqtt) return config;
+  const sources = config.sources.map((s) => ({ ...s, uri: redactCredentials(s.uri) }));
+  if (!config.mqtt) return { ...config, sources };
   const { password: _password, ...mqtt } = config.mqtt as Record<string, unknown>;
-  return { ...config, mqtt: { ...mqtt, ...(_password === undefined ? {} : { password: '***' }) } };
+  return { ...config, sources, mqtt: { ...mqtt, ...(_password === undefined ? {} : { password: '***' }) } };
 }
