@@ -6,6 +6,7 @@ import { detectHost } from '../engine/host';
 import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
+import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
@@ -16,7 +17,7 @@ import { Outbox } from '../transport/outbox';
 import type { UpdateAgent } from '../fleet/agent';
 import type { NodeConfig, SourceConfig } from './config';
 import { EdgeNode, type NodeSource } from './edge-node';
-import { createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
+import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -114,11 +115,14 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       const outbox = Outbox.open(outboxPath, { maxResults: transportConfig.outbox.maxResults, synchronous: transportConfig.outbox.synchronous, logger });
       closers.unshift(() => outbox.close());
       // Commands arrive only after start, when the node and its update agent exist.
-      const handlers = () => node!.commandHandlers(() => redacted(config));
+      const handlers = () => node!.commandHandlers(() => redact(config));
       transport = new MqttTransport({
         config: transportConfig,
         outbox,
         logger,
+        authoriser: await commandAuthoriser(transportConfig, config.fleet?.trustedKeys, outboxPath, logger),
+        onRefused: ({ command, id, error }) =>
+          audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
           ping: () => handlers().ping(),
           getConfig: () => handlers().getConfig(),
@@ -178,7 +182,7 @@ function openSourceFor(
     throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);
   }
   return openSource(s.uri, {
-    name: s.name,
+    name: s.name ?? redactText(s.uri),
     policy: s.policy,
     capacity: s.capacity,
     intervalMs: s.intervalMs,
@@ -191,9 +195,3 @@ function openSourceFor(
   });
 }
 
-/** The config as `get-config` shows it: credentials and key material left out. */
-function redacted(config: NodeConfig): NodeConfig {
-  if (!config.mqtt) return config;
-  const { password: _password, ...mqtt } = config.mqtt as Record<string, unknown>;
-  return { ...config, mqtt: { ...mqtt, ...(_password === undefined ? {} : { password: '***' }) } };
-}

@@ -5,7 +5,7 @@ import { Engine } from '../../src/engine/engine';
 import { runSelftest } from '../../src/engine/selftest-run';
 import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
-import type { UpdateRequestInput } from '../../src/fleet/request';
+import type { UpdateRequestInput } from '../../src/protocol/update';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
 import { signPackage } from '../../src/fleet/signature';
 import { PackageStore } from '../../src/fleet/store';

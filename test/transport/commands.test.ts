@@ -3,7 +3,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { SgmoeError } from '../../src/errors';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
-import type { UpdateRequest } from '../../src/fleet/request';
+import type { UpdateRequest } from '../../src/protocol/update';
 import type { CommandHandlers } from '../../src/transport/commands';
 import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
