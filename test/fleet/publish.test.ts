@@ -148,7 +148,6 @@ test('canary rollout over MQTT chunks: the canary updates and stays healthy, the
       canaryWindowMs: 500,
     });
     expect(report).toEqual({
-      key: operatorKey,
       correlationId: 'rollout-1',
       canary: { ok: true, devices: [{ device: 'canary-a', outcome: 'done' }] },
       devices: [
