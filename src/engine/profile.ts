@@ -1,7 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
 
 const tensorrtSchema = z.object({
   name: z.literal('tensorrt'),
@@ -60,7 +60,11 @@ export async function loadDeviceProfile(nameOrPath: string, devicesDir = DEVICES
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
+  } catch (err) {
+    // Only a missing file is "not found": a profile that exists but cannot be read (EACCES, EIO) says so.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new SgmoeError('E_FILE_UNREADABLE', `device profile ${path} exists but cannot be read: ${errorMessage(err)}`, { path }, { cause: err });
+    }
     const known = await listDeviceProfiles(devicesDir).then((ps) => ps.map((p) => p.name).join(', '), () => '');
     throw new SgmoeError('E_PROFILE_NOT_FOUND', `device profile ${nameOrPath} not found (looked at ${path}); known profiles: ${known}`);
   }

@@ -189,8 +189,10 @@ async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | null
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    return null;
+  } catch (err) {
+    // Only a missing file means "none yet": on EACCES or EIO, going on would rewrite `current` and lose the history.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new SgmoeError('E_FILE_UNREADABLE', `${path} exists but cannot be read: ${errorMessage(err)}; the update agent changes nothing until it can`, { path }, { cause: err });
   }
   try {
     return schema.parse(JSON.parse(text));
