@@ -17,6 +17,7 @@ import type { UpdateRequestInput } from '../../src/protocol/update';
 import { Mosquitto } from '../helpers/mqtt';
 import { logRequests, type RequestLog } from '../helpers/http-log';
 import { BUNDLED } from '../helpers/package';
+import { sgmoeAsync } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 import { variant } from '../fleet/support';
 
@@ -82,7 +83,9 @@ beforeAll(async () => {
     model: BUNDLED,
     device: 'x86_64-cpu',
     threads: 1,
-    mqtt: { url: broker.url, site: SITE, device: DEVICE },
+    // Credentials in URLs, as plants write them: none of them may leave the device.
+    mqtt: { url: broker.url.replace('mqtt://', 'mqtt://line3:s3cret@'), site: SITE, device: DEVICE },
+    sources: [{ uri: 'http://viewer:camPass@127.0.0.1:9/snapshot.jpg', intervalMs: 3_600_000 }],
     audit: { file: join(tmp.path, 'audit.db') },
     fleet: { root: join(tmp.path, 'device'), trustedKeys: [join(tmp.path, 'operator.pub')], watch: { windowMs: 200, intervalMs: 50 } },
   });
@@ -97,8 +100,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   camera.end();
-  await running;
   await created?.node.stop();
+  await running;
   await operator?.endAsync();
   await broker?.stop();
   await repo?.close();
@@ -112,9 +115,28 @@ test('an anonymous set-threshold is refused with E_CMD_UNAUTHORISED and changes 
   expect(engine().getSettings().threshold).toBe(before);
 });
 
-test('ping and get-config stay open to anyone on the broker', async () => {
+test('ping and get-config stay open to anyone on the broker, and get-config shows no credential of any URL', async () => {
   expect(await raw('ping', { id: 'anon-ping' })).toMatchObject({ ok: true, data: { pong: true } });
-  expect(await raw('get-config', { id: 'anon-config' })).toMatchObject({ ok: true });
+  const config = await raw('get-config', { id: 'anon-config' });
+  expect(config).toMatchObject({
+    ok: true,
+    data: { config: { mqtt: { url: expect.stringMatching(/^mqtt:\/\/\*\*\*@127\.0\.0\.1:/) }, sources: [{ uri: 'http://***@127.0.0.1:9/snapshot.jpg' }] } },
+  });
+  expect(JSON.stringify(config)).not.toMatch(/s3cret|camPass/);
+  // The source is named after its URI, without the credentials: that name reaches the dashboard, metrics and audit rows.
+  expect(created.node.snapshot().sources.map((s) => s.name)).toContain('http://***@127.0.0.1:9/snapshot.jpg');
+});
+
+test('the operator CLI signs with --key: `sgmoe cmd set-threshold` changes the device, without a key it refuses to send', async () => {
+  const common = ['--broker', broker.url, '--site', SITE, '--device', DEVICE, '--args', '{"threshold":0.8}'];
+  const signedRun = await sgmoeAsync('cmd', 'set-threshold', ...common, '--key', join(tmp.path, 'operator.key'));
+  expect(signedRun.status).toBe(0);
+  expect(JSON.parse(signedRun.stdout)).toMatchObject({ command: 'set-threshold', ok: true });
+  expect(engine().getSettings().threshold).toBe(0.8);
+  const unsigned = await sgmoeAsync('cmd', 'set-threshold', ...common.slice(0, -1), '{"threshold":0.3}');
+  expect(unsigned.status).toBe(1);
+  expect(unsigned.stderr).toContain('E_CMD_UNAUTHORISED');
+  expect(engine().getSettings().threshold).toBe(0.8);
 });
 
 test('an authorised set-threshold changes the threshold; the same envelope replayed is refused with E_CMD_REPLAYED', async () => {
