@@ -141,7 +141,8 @@ test('the operator CLI signs with --key: `sgmoe cmd set-threshold` changes the d
 
 test('an authorised set-threshold changes the threshold; the same envelope replayed is refused with E_CMD_REPLAYED', async () => {
   const message = { id: 'set-1', envelope: signCommand({ command: 'set-threshold', site: SITE, device: DEVICE, id: 'set-1', args: { threshold: 0.5 } }, key) };
-  expect(await raw('set-threshold', message)).toMatchObject({ ok: true });
+  // The reply as src/transport/README.md documents it: the engine's settings now in force.
+  expect(await raw('set-threshold', message)).toMatchObject({ ok: true, data: { settings: { threshold: 0.5, topK: expect.any(Number), mode: 'moe' } } });
   expect(engine().getSettings().threshold).toBe(0.5);
   const before = engine().configure({ threshold: 0.6 }).threshold;
   expect(await raw('set-threshold', message)).toMatchObject({ ok: false, error: { code: 'E_CMD_REPLAYED' } });
