@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   E_ENGINE_STATE: 'internal',
   // configuration and the command line
   E_CONFIG_INVALID: 'configuration',
+  E_FILE_UNREADABLE: 'transient',
   E_USAGE: 'bad-input',
   E_BENCH_NEEDS_SOURCE: 'configuration',
   // audit log
@@ -86,6 +87,10 @@ export const ERROR_CODES = {
   E_CMD_INVALID: 'bad-input',
   E_CMD_UNKNOWN: 'bad-input',
   E_CMD_UNSUPPORTED: 'bad-input',
+  E_CMD_UNAUTHORISED: 'bad-input',
+  E_CMD_STALE: 'bad-input',
+  E_CMD_REPLAYED: 'bad-input',
+  E_CMD_TIMEOUT: 'transient',
   E_CMD_FAILED: 'internal',
   // fleet updates
   E_KEY_INVALID: 'configuration',
@@ -104,6 +109,7 @@ export const ERROR_CODES = {
   E_UPDATE_INVALID: 'bad-input',
   E_UPDATE_UNSUPPORTED: 'configuration',
   E_UPDATE_BUSY: 'transient',
+  E_UPDATE_REPLACED: 'transient',
   E_UPDATE_INTERRUPTED: 'transient',
   E_DOWNLOAD_FAILED: 'transient',
   E_DOWNLOAD_HTTP: 'transient',

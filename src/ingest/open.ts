@@ -1,5 +1,5 @@
 import { SgmoeError } from '../errors';
-import { redactCredentials } from './decoder/lines';
+import { redactText } from '../redact';
 import type { FrameSource } from './source';
 import { DirSource, type DirSourceOptions } from './sources/dir';
 import { HttpSnapshotSource, type HttpSourceOptions } from './sources/http';
@@ -52,6 +52,6 @@ export function openSource(uri: string, options: OpenSourceOptions = {}): FrameS
   }
   throw new SgmoeError(
     'E_SOURCE_URI',
-    `expected a source URI dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN or video:PATH, found ${JSON.stringify(redactCredentials(uri))}`,
+    `expected a source URI dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN or video:PATH, found ${JSON.stringify(redactText(uri))}`,
   );
 }

@@ -97,6 +97,8 @@ export const nodeConfigSchema = z
           .object({
             maxDownloadBytes: z.number().int().positive(),
             downloadTimeoutMs: z.number().int().positive(),
+            /** No byte for this long aborts a download (default 60 s). */
+            stallTimeoutMs: z.number().int().positive(),
             maxUnpackedBytes: z.number().int().positive(),
             maxFiles: z.number().int().positive(),
           })

@@ -1,5 +1,6 @@
 import { openSource, Preprocessor, pipelineFor, loadDecoderSettings, type OutputSpec, type RawPixels } from '../../src/ingest';
-import { readDecoderLine, redactCredentials } from '../../src/ingest/decoder/lines';
+import { readDecoderLine } from '../../src/ingest/decoder/lines';
+import { redactText } from '../../src/redact';
 import { listDeviceProfiles } from '../../src/engine/profile';
 import { BUNDLED, readManifest } from '../helpers/package';
 
@@ -63,7 +64,7 @@ describe('decoder pipeline per device profile', () => {
 });
 
 describe('decoder log lines', () => {
-  const read = (line: string, dialect: 'ffmpeg' | 'gstreamer' = 'ffmpeg') => readDecoderLine(dialect, line, 'rtsp://***@cam/1', redactCredentials);
+  const read = (line: string, dialect: 'ffmpeg' | 'gstreamer' = 'ffmpeg') => readDecoderLine(dialect, line, 'rtsp://***@cam/1', redactText);
 
   test('a frame line gives the pts: ffmpeg\'s showinfo and GStreamer\'s identity', () => {
     expect(read('[Parsed_showinfo_3 @ 0x5629] [info] n:  12 pts:   6144 pts_time:0.48    pos: 48 fmt:gray')).toEqual({ kind: 'frame', pts: 6144, seconds: 0.48 });

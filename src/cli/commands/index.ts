@@ -6,6 +6,7 @@ import { register as registerAudit } from './audit';
 import { register as registerInfer } from './infer';
 import { register as registerRun } from './run';
 import { register as registerBench } from './bench';
+import { register as registerCmd } from './cmd';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerInfer(program);
   registerRun(program);
   registerBench(program);
+  registerCmd(program);
 }

@@ -74,7 +74,3 @@ export function readDecoderLine(dialect: DecoderPipeline['dialect'], line: strin
   return { kind: 'other' };
 }
 
-/** user:password@ in any URL of a text becomes ***@ (logs, errors, frame names). */
-export function redactCredentials(text: string): string {
-  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, '$1***@');
-}

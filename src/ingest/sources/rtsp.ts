@@ -1,4 +1,4 @@
-import { redactCredentials } from '../decoder/lines';
+import { redactText } from '../../redact';
 import type { StreamInput } from '../decoder/pipeline';
 import { LIVE_DEFAULTS } from '../source';
 import { StreamSource, type StreamSourceOptions } from './stream';
@@ -23,7 +23,7 @@ export class RtspSource extends StreamSource {
   private readonly timeoutMs: number;
 
   constructor(url: string, options: RtspSourceOptions = {}) {
-    super(redactCredentials(url), options, LIVE_DEFAULTS);
+    super(redactText(url), options, LIVE_DEFAULTS);
     this.#url = url;
     this.transport = options.transport ?? 'tcp';
     this.timeoutMs = options.timeoutMs ?? 5000;

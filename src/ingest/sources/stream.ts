@@ -2,7 +2,7 @@ import { SgmoeError } from '../../errors';
 import type { InputSpec } from '../../model/manifest';
 import { DecoderProcess } from '../decoder/process';
 import { frameBytes, pipelineFor, type OutputSpec, type StreamInput } from '../decoder/pipeline';
-import { redactCredentials } from '../decoder/lines';
+import { redactText } from '../../redact';
 import { DEFAULT_DECODER, type DecoderSettings } from '../decoder/settings';
 import type { Frame } from '../frame';
 import { preprocessOptionsSchema, type PreprocessOptions } from '../preprocess';
@@ -101,7 +101,7 @@ export abstract class StreamSource extends BaseSource {
       pipeline: pipelineFor(this.decoder, this.input(this.last), this.output),
       frameBytes: frameBytes(this.output),
       source: this.name,
-      redact: redactCredentials,
+      redact: redactText,
       onCorrupt: (text) => {
         this.decoderCounts.corrupt++;
         this.log.debug({ text }, 'corrupt data in the stream');
