@@ -69,6 +69,27 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     expect(worst).toBeLessThan(16);
   });
 
+  test('played at its own rate, a file behaves like a live camera: a consumer that falls behind loses the oldest frames, each drop counted', async () => {
+    let dropped!: () => void;
+    const firstDrop = new Promise<void>((resolve) => (dropped = resolve));
+    const source = new VideoSource(clip, { input: manifest.input, onDrop: () => dropped() });
+    const frames = source[Symbol.asyncIterator]();
+    const first = await frames.next();
+    // The consumer stalls on its first frame while the decoder goes on at 25 fps into a queue of 2.
+    await firstDrop;
+    await source.settle(first.value!, { status: 'decided' });
+    await source.stop();
+    let rest = 0;
+    for (let next = await frames.next(); !next.done; next = await frames.next()) {
+      await source.settle(next.value, { status: 'decided' });
+      rest++;
+    }
+    const stats = source.stats();
+    expect(stats.dropped).toBeGreaterThanOrEqual(1);
+    expect(stats.frames).toBe(stats.decided + stats.dropped);
+    expect(stats.decided).toBe(1 + rest);
+  });
+
   test('a missing file ends the source with E_SOURCE_NOT_FOUND naming it', async () => {
     const errors: SgmoeError[] = [];
     const source = new VideoSource(join(tmp.path, 'nope.mp4'), { once: true, input: manifest.input, onError: (e) => errors.push(e) });
