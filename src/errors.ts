@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   // MQTT transport, outbox, embedded broker and commands
   E_MQTT_AUTH: 'configuration',
   E_MQTT_TLS: 'configuration',
+  E_BROKER_URL: 'bad-input',
   E_MQTT_CONNECTION: 'transient',
   E_MQTT_REFUSED: 'transient',
   E_MQTT_UNREACHABLE: 'transient',

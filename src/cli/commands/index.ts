@@ -7,6 +7,7 @@ import { register as registerInfer } from './infer';
 import { register as registerRun } from './run';
 import { register as registerBench } from './bench';
 import { register as registerCmd } from './cmd';
+import { register as registerFleet } from './fleet';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerBench(program);
   registerCmd(program);
+  registerFleet(program);
 }
