@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
+import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
 
 /** One device of a site as its retained status and its latest health report tell it. */
@@ -119,5 +120,22 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
       alarms,
     };
+  });
+}
+
+/**
+ * Refuses targets that have never reported on this broker, at once and naming the devices that have, instead of
+ * letting a typo wait out a rollout's whole timeout.
+ */
+export async function checkTargets(client: MqttClient, options: Omit<InventoryOptions, 'onChange'>, targets: string[]): Promise<void> {
+  const { inventory, stop } = await readInventory(client, options);
+  await stop();
+  const known = new Set(inventory.devices.map((d) => d.device));
+  const unknown = targets.filter((t) => !known.has(t));
+  if (unknown.length === 0) return;
+  const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
+  throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
+    unknown,
+    known: [...known],
   });
 }

@@ -53,7 +53,7 @@ describe('sgmoe infer', () => {
   it('exits 1 on a usage error and on a model that cannot load', () => {
     expect(sgmoe('infer', 'x.png').status).toBe(1);
     const run = sgmoe('infer', '--model', join(tmp.path, 'nowhere'), 'x.png');
-    expect(run.stderr).toMatch(/E_PART_MISSING: no manifest.json/);
+    expect(run.stderr).toMatch(/E_PART_MISSING: cannot read sgmoe-package\/1 manifest .*manifest.json/);
     expect(run.status).toBe(1);
   });
 });

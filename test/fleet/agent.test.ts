@@ -226,7 +226,6 @@ describe('refusals leave the running package untouched and say why', () => {
 
   test.each([
     ['tampered', 'E_HASH_MISMATCH', 'verifying'],
-    ['rogue', 'E_SIGNATURE_UNKNOWN_KEY', 'verifying'],
     ['traversal', 'E_UNPACK_UNSAFE', 'unpacking'],
     ['symlink', 'E_UNPACK_UNSAFE', 'unpacking'],
     ['broken-selftest', 'E_SELFTEST_FAILED', 'selftesting'],

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { connectAsync } from 'mqtt';
 import { SgmoeError, errorMessage } from '../../errors';
+import { connectOperator } from '../../fleet/broker';
+import { checkTargets } from '../../fleet/inventory';
 import { readPrivateKey } from '../../fleet/keys';
 import { sendCommand } from '../../fleet/remote-command';
 import { COMMAND_NAMES } from '../../protocol/command';
@@ -41,8 +42,9 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
   const { broker, site, device } = flags;
   if (!broker || !site || !device) throw new SgmoeError('E_USAGE', `${command} over MQTT: expected --broker, --site and --device`);
   const key = flags.key ? await readPrivateKey(flags.key) : undefined;
-  const client = await connectAsync(broker, { clientId: `sgmoe-cmd-${process.pid}` });
+  const client = await connectOperator(broker, `sgmoe-cmd-${process.pid}`);
   try {
+    await checkTargets(client, { site, topicPrefix: flags.topicPrefix ?? DEFAULT_TOPIC_PREFIX }, [device]);
     const reply = await sendCommand({
       client,
       site,

@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
-import { connectAsync } from 'mqtt';
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
+import { connectOperator } from '../../fleet/broker';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
+import { checkTargets } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
 import { packPackage, readTarManifest } from '../../fleet/pack';
 import { publishUpdate } from '../../fleet/publish';
@@ -94,8 +95,9 @@ export function registerFleetModelCommands(model: Command): void {
     .action(async (pkg: string, opts: PublishFlags) => {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new Error('expected exactly one of --url or --chunks');
       const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readSignature(`${pkg}.sig`), sha256File(pkg), readPrivateKey(opts.key)]);
-      const client = await connectAsync(opts.broker, { clientId: `sgmoe-publish-${process.pid}` });
+      const client = await connectOperator(opts.broker, `sgmoe-publish-${process.pid}`);
       try {
+        await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, [...(opts.canary ?? []), ...(opts.device ?? [])]);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
         const request: UpdateRequestInput = opts.url

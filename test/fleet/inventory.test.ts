@@ -1,0 +1,94 @@
+import { join } from 'node:path';
+import { connectAsync } from 'mqtt';
+import { connectOperator } from '../../src/fleet/broker';
+import { readInventory } from '../../src/fleet/inventory';
+import { DEFAULT_TOPIC_PREFIX } from '../../src/protocol';
+import { Mosquitto } from '../helpers/mqtt';
+import { tempDir } from '../helpers/tmp';
+import { freePort } from '../helpers/net';
+import { hotFolder, sampleNode } from '../node/sample-node';
+import { sgmoe } from '../helpers/cli';
+
+const tmp = tempDir('sgmoe-inventory-');
+let broker: Mosquitto;
+
+beforeAll(async () => {
+  broker = await Mosquitto.create(tmp.path);
+  await broker.start();
+});
+afterAll(async () => {
+  await broker.stop();
+  tmp.cleanup();
+});
+
+/** A real node on the bundled model that keeps running (no --once) until the test stops it. */
+async function runningNode(device: string) {
+  const dir = join(tmp.path, device);
+  const created = await sampleNode({
+    sources: [{ uri: `dir:${hotFolder(join(dir, 'inbox'), 2)}` }],
+    mqtt: { url: broker.url, site: 'plant-1', device },
+    audit: { file: join(dir, 'audit.db') },
+    once: false,
+    healthIntervalMs: 100,
+  });
+  const decided = new Promise<void>((resolve) => {
+    let n = 0;
+    created.node.on('decision', () => ++n === 2 && resolve());
+  });
+  const running = created.node.run();
+  await decided;
+  return { ...created, running };
+}
+
+it('fleet status lists every node of the site with its version and online state, and a cleanly stopped one as offline', async () => {
+  const a = await runningNode('cell-1');
+  const b = await runningNode('cell-2');
+  await b.node.stop();
+  await b.running;
+
+  const operator = await connectOperator(broker.url, 'inventory-test');
+  try {
+    const { inventory, stop } = await readInventory(operator, { site: 'plant-1', topicPrefix: DEFAULT_TOPIC_PREFIX });
+    await stop();
+    expect(inventory.devices.map((d) => [d.device, d.state, d.reason, d.version])).toEqual([
+      ['cell-1', 'online', null, a.node.engine.model.version],
+      ['cell-2', 'offline', 'shutdown', a.node.engine.model.version],
+    ]);
+    expect(inventory.devices.every((d) => d.lastSeen !== null)).toBe(true);
+
+    const other = await readInventory(operator, { site: 'plant-9', topicPrefix: DEFAULT_TOPIC_PREFIX });
+    await other.stop();
+    expect(other.inventory.devices).toEqual([]);
+  } finally {
+    await operator.endAsync();
+    await a.node.stop();
+    await a.running;
+  }
+});
+
+it('operator broker typos and unreachable brokers get their own codes, never an internal error', async () => {
+  await expect(connectOperator(undefined, 'x')).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--broker') });
+  await expect(connectOperator('mqtt//127.0.0.1:1883', 'x')).rejects.toMatchObject({ code: 'E_BROKER_URL' });
+  await expect(connectOperator('127.0.0.1:1883', 'x')).rejects.toMatchObject({ code: 'E_BROKER_URL' });
+  const closed = await freePort();
+  await expect(connectOperator(`mqtt://127.0.0.1:${closed}`, 'x')).rejects.toMatchObject({
+    code: 'E_MQTT_UNREACHABLE',
+    message: expect.stringContaining('nothing listens there'),
+  });
+  // The broker itself answers a plain client, so the refusal above was about the port, not this machine.
+  const plain = await connectAsync(broker.url, { clientId: 'plain' });
+  await plain.endAsync();
+});
+
+it('sgmoe cmd to a device that never reported fails at once, naming the devices that did', async () => {
+  const a = await runningNode('cell-7');
+  try {
+    const run = sgmoe('cmd', 'ping', '--broker', broker.url, '--site', 'plant-1', '--device', 'cell-9');
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('E_DEVICE_UNKNOWN');
+    expect(run.stderr).toMatch(/no device cell-9 has ever reported on site plant-1.*cell-7/);
+  } finally {
+    await a.node.stop();
+    await a.running;
+  }
+});
