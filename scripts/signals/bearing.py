@@ -4,7 +4,8 @@
     /usr/bin/python3 scripts/signals/bearing.py --out DIR --rpm 1350 --recordings 4 --classes healthy,outer
 
 Writes DIR/<class>/rpm<R>-load<L>-sev<S>-<id>.wav (float32 WAV, 3 channels x, y, z in g at 25.6 kHz) and
-DIR/recordings.csv with every recording's tags (class, severity, rpm, load, SNR, bearing resonances).
+DIR/recordings.csv with every recording's tags (class, severity, rpm, load, SNR, bearing resonances); a later run
+into the same folder adds to it.
 """
 import argparse
 import csv
@@ -17,6 +18,7 @@ from scipy.io import wavfile
 CLASSES = ('healthy', 'outer', 'inner', 'ball')
 SAMPLE_RATE = 25600
 AXES = 3
+RATED_HZ = 30.0  # 1800 rpm: shaft harmonics are given at rated speed
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,11 @@ def _modulation(rec: Recording, t: np.ndarray, shaft_phase: np.ndarray, cage_pha
     return 0.15 + 0.85 * (0.5 * (1 + np.cos(2 * np.pi * phase + offset))) ** 1.5
 
 
+def _harmonic_amplitudes(load: float) -> tuple:
+    """1x, 2x, 3x shaft-rate amplitudes in g at rated speed: unbalance (1x), misalignment growing with load."""
+    return 0.05, 0.02 + 0.03 * load, 0.01 + 0.01 * load
+
+
 def generate(rec: Recording) -> tuple:
     """Returns (samples [n, 3] float32 in g, facts dict)."""
     rng = np.random.default_rng(rec.seed)
@@ -92,9 +99,9 @@ def generate(rec: Recording) -> tuple:
     gain = rng.uniform([0.8, 0.5, 0.3], [1.2, 0.8, 0.5])
 
     # Shaft harmonics: unbalance force grows with the square of speed, misalignment adds 2x and 3x with load.
-    speed_factor = (fr / 30) ** 2
+    speed_factor = (fr / RATED_HZ) ** 2
     harmonics = np.zeros((n, AXES))
-    for order, amplitude in ((1, 0.05), (2, 0.02 + 0.03 * rec.load), (3, 0.01 + 0.01 * rec.load)):
+    for order, amplitude in enumerate(_harmonic_amplitudes(rec.load), start=1):
         phase = rng.uniform(0, 2 * np.pi, AXES)
         harmonics += amplitude * speed_factor[:, None] * np.sin(2 * np.pi * order * shaft_phase[:, None] + phase)
 
@@ -105,7 +112,7 @@ def generate(rec: Recording) -> tuple:
         times = _impact_times(fr * order, shaft_phase * order, rec.seconds, 0.015, rng)
         facts['impacts'] = len(times)
         # Impact energy grows with rolling speed and load; the severity scales the defect size.
-        strength = (0.1 * rec.severity) * (0.5 + 0.5 * rec.load) * (fr.mean() / 20) ** 0.5
+        strength = (0.25 * rec.severity) * (0.5 + 0.5 * rec.load) * (fr.mean() / 20) ** 0.5
         envelope = _modulation(rec, t, shaft_phase, cage_phase, rng)
         duration = int(SAMPLE_RATE * 6 / (damping.min() * 2 * np.pi * resonance.min()))
         tau = np.arange(duration) / SAMPLE_RATE
@@ -118,10 +125,11 @@ def generate(rec: Recording) -> tuple:
             for a in range(AXES):
                 impacts[start:stop, a] += amplitude * gain[a] * responses[a][:stop - start]
 
-    # The SNR is set against the machine's running vibration (the harmonics), so a defect adds energy on top of
-    # the same noise floor instead of raising it.
-    noise_power = (harmonics ** 2).mean(axis=0) / 10 ** (rec.snr_db / 10)
-    samples = harmonics + impacts + rng.normal(0, 1, (n, AXES)) * np.sqrt(noise_power)
+    # Sensor and background noise do not follow the regime: the SNR is set against the shaft harmonics at rated
+    # speed and full load, so the noise floor is the same at every speed and a defect adds energy on top of it.
+    rated_power = sum(a * a / 2 for a in _harmonic_amplitudes(1.0))
+    noise = rng.normal(0, np.sqrt(rated_power / 10 ** (rec.snr_db / 10)), (n, AXES))
+    samples = harmonics + impacts + noise
     facts.update({'resonanceHz': [round(float(f)) for f in resonance], 'shaftHz': round(float(fr.mean()), 3)})
     return samples.astype(np.float32), facts
 
@@ -152,7 +160,7 @@ def main(argv=None) -> int:
     parser.add_argument('--classes', default=','.join(CLASSES))
     parser.add_argument('--recordings', type=int, default=12, help='per class, speed and load')
     parser.add_argument('--seconds', type=float, default=1.0)
-    parser.add_argument('--snr', default='-10,0', help='SNR range in dB (broadband noise against the shaft harmonics)')
+    parser.add_argument('--snr', default='0,10', help='SNR range in dB (broadband noise against the shaft harmonics at rated speed)')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     classes = args.classes.split(',')
@@ -170,7 +178,12 @@ def main(argv=None) -> int:
         wavfile.write(os.path.join(folder, name), SAMPLE_RATE, samples)
         rows.append({'file': f'{rec.label}/{name}', 'class': rec.label, 'severity': rec.severity, 'rpm': rec.rpm,
                      'load': rec.load, 'snrDb': round(rec.snr_db, 2), 'seed': rec.seed, **facts})
-    with open(os.path.join(args.out, 'recordings.csv'), 'w', newline='') as f:
+    listing = os.path.join(args.out, 'recordings.csv')
+    if os.path.exists(listing):  # a second run into the same folder (say, a held-out speed) adds its rows
+        with open(listing, newline='') as f:
+            written = {row['file'] for row in rows}
+            rows = [row for row in csv.DictReader(f) if row['file'] not in written] + rows
+    with open(listing, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
