@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SgmoeError } from '../errors';
+import { inputKind } from '../ingest/kinds';
 import { silentLogger, type Logger } from '../log';
 import type { CalibrationPoint, Manifest } from '../model/manifest';
 import { expertPartName, loadPackage, type ModelPackage, type PackagePart } from '../model/package';
@@ -60,6 +61,7 @@ export class Engine {
   private settings: RuntimeSettings;
   private tail: Promise<unknown> = Promise.resolve();
   private readonly sampleSize: number;
+  private readonly inputDims: number[];
   private readonly featureSize: number;
   private samples = 0;
   private earlyExits = 0;
@@ -80,7 +82,8 @@ export class Engine {
     this.manifest = pkg.manifest;
     this.placements = placements;
     const { input, routing } = pkg.manifest;
-    this.sampleSize = input.channels * input.height * input.width;
+    this.inputDims = inputKind(input).dims;
+    this.sampleSize = this.inputDims.reduce((a, b) => a * b, 1);
     this.featureSize = featureShape.reduce((a, b) => a * b, 1);
     this.expertRuns = pkg.experts.map(() => 0);
     this.settings = { threshold: routing.earlyExit.threshold, topK: routing.topK, mode: 'moe', forcedExpert: null };
@@ -257,18 +260,17 @@ export class Engine {
   }
 
   private batchTensor(tensors: Float32Array[]): ort.Tensor {
-    const { input } = this.manifest;
     const data = new Float32Array(tensors.length * this.sampleSize);
     tensors.forEach((t, i) => {
       if (t.length !== this.sampleSize) {
         throw new SgmoeError(
           'E_INPUT_SHAPE',
-          `input ${i} has ${t.length} values, the model takes ${input.channels}x${input.height}x${input.width} = ${this.sampleSize}`,
+          `input ${i} has ${t.length} values, the model takes ${this.inputDims.join('x')} = ${this.sampleSize}`,
         );
       }
       data.set(t, i * this.sampleSize);
     });
-    return new ort.Tensor('float32', data, [tensors.length, input.channels, input.height, input.width]);
+    return new ort.Tensor('float32', data, [tensors.length, ...this.inputDims]);
   }
 
   private async run(session: Session, input: ort.Tensor): Promise<Float32Array> {

@@ -1,5 +1,6 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { SgmoeError } from '../errors';
+import { inputKind } from '../ingest/kinds';
 import type { Manifest } from '../model/manifest';
 
 type Dim = number | string;
@@ -48,12 +49,7 @@ function expectShape(part: string, what: string, actual: readonly Dim[], expecte
  */
 export function checkShapes(manifest: Manifest, parts: SharedSessions): number[] {
   const { input, labels } = manifest;
-  expectShape('trunk', `input "${input.name}"`, io(parts.trunk, 'trunk', 'input', input.name), [
-    null,
-    input.channels,
-    input.height,
-    input.width,
-  ]);
+  expectShape('trunk', `input "${input.name}"`, io(parts.trunk, 'trunk', 'input', input.name), [null, ...inputKind(input).dims]);
   const features = io(parts.trunk, 'trunk', 'output', 'features');
   if (features.length < 2 || features.slice(1).some((d) => typeof d !== 'number')) {
     throw new SgmoeError('E_SHAPE_MISMATCH', `part trunk: output "features" needs fixed sizes after the batch axis, found [${features.join(',')}]`, {

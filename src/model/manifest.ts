@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SgmoeError } from '../errors';
+import { signalSpecSchema } from '../ingest/kinds/signal/spec';
 
 export const PACKAGE_FORMAT = 'sgmoe-package/1';
 
@@ -19,6 +20,7 @@ export const partSchema = z.object({
 
 export const inputSpecSchema = z
   .object({
+    kind: z.literal('image').optional(),
     name: z.string().min(1),
     channels: z.union([z.literal(1), z.literal(3)]),
     height: z.number().int().positive(),
@@ -51,7 +53,8 @@ export const manifestSchema = z
     task: z.literal('classification'),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
-    input: inputSpecSchema,
+    /** `input.kind` picks the input kind (src/ingest/kinds); absent means image. */
+    input: z.union([signalSpecSchema, inputSpecSchema]),
     parts: z.object({
       trunk: partSchema,
       base: partSchema,
@@ -86,6 +89,14 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type InputSpec = z.infer<typeof inputSpecSchema>;
 export type PartSpec = z.infer<typeof partSchema>;
 export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
+
+/** The image input of a package, for what handles images only (`sgmoe infer`, the image benchmarks). */
+export function imageInputOf(manifest: Manifest): InputSpec {
+  if (manifest.input.kind === 'signal') {
+    throw new SgmoeError('E_INPUT_KIND', `expected a package with image input, found ${manifest.name} with input kind signal (run it with sgmoe run --source dir:PATH or mqtt:TOPIC)`);
+  }
+  return manifest.input;
+}
 
 /** Validates a parsed manifest.json once, at the edge; the rest of the SDK trusts the type. */
 export function parseManifest(json: unknown, where = 'manifest.json'): Manifest {

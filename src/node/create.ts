@@ -7,6 +7,7 @@ import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile 
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
+import { inputKind } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
@@ -80,7 +81,8 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     const sources: NodeSource[] = config.sources.map((s) => ({
-      source: openSourceFor(s, config, transportConfig, onDrop, logger),
+      // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
+      source: inputKind(engine.manifest.input).frames(openSourceFor(s, config, transportConfig, onDrop, logger)),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));

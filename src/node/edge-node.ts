@@ -7,9 +7,10 @@ import type { Engine } from '../engine/engine';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
-import { Preprocessor, type PreprocessOptions } from '../ingest/preprocess';
+import { inputKind, type TensorPreparer } from '../ingest/kinds';
+import type { PreprocessOptions } from '../ingest/preprocess';
 import { sha256Hex } from '../model/integrity';
-import type { InputSpec } from '../model/manifest';
+import type { Manifest } from '../model/manifest';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { CommandHandlers } from '../transport/commands';
@@ -103,7 +104,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private latency = new LatencyWindow(LATENCY_WINDOW);
   private readonly startedAt = Date.now();
   /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
-  private readonly preprocessors = new WeakMap<InputSpec, Map<NodeSource, Preprocessor>>();
+  private readonly preprocessors = new WeakMap<Manifest['input'], Map<NodeSource, TensorPreparer>>();
   private decided = 0;
   /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
   private engineErrors = 0;
@@ -303,12 +304,12 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     );
   }
 
-  private preprocessorFor(source: NodeSource): Preprocessor {
+  private preprocessorFor(source: NodeSource): TensorPreparer {
     const spec = this.engine.manifest.input;
     let bySource = this.preprocessors.get(spec);
     if (!bySource) this.preprocessors.set(spec, (bySource = new Map()));
     let pre = bySource.get(source);
-    if (!pre) bySource.set(source, (pre = new Preprocessor(spec, source.preprocess)));
+    if (!pre) bySource.set(source, (pre = inputKind(spec).preprocessor(source.preprocess)));
     return pre;
   }
 

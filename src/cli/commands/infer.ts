@@ -7,6 +7,7 @@ import { Engine } from '../../engine/engine';
 import { loadDeviceProfile } from '../../engine/profile';
 import { errorCode, errorMessage, SgmoeError } from '../../errors';
 import { Preprocessor } from '../../ingest/preprocess';
+import { imageInputOf } from '../../model/manifest';
 import { sha256Hex } from '../../model/integrity';
 
 interface InferOptions {
@@ -53,7 +54,7 @@ export function register(program: Command): void {
             model: { ...engine.model, experts: manifest.parts.experts.length, expertShare: manifest.calibration.expertShare },
           })
         : undefined;
-      const pre = new Preprocessor(manifest.input);
+      const pre = new Preprocessor(imageInputOf(manifest));
       let rejected = 0;
       try {
         for (let start = 0; start < files.length; start += opts.batch) {
