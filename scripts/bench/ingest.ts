@@ -11,7 +11,7 @@ import { Preprocessor, type PreprocessOptions } from '../../src/ingest';
 import type { InputSpec } from '../../src/model';
 import { median, printComparison, printHeader, timeRuns, type Row } from './lib';
 
-const SPEC: InputSpec = { name: 'image', channels: 1, height: 28, width: 28, colorspace: 'gray', mean: [0.286], std: [0.353], layout: 'NCHW', invert: false };
+const SPEC: InputSpec = { kind: 'image', name: 'image', channels: 1, height: 28, width: 28, colorspace: 'gray', mean: [0.286], std: [0.353], layout: 'NCHW', invert: false };
 const quick = process.argv.includes('--quick');
 
 /** A photo-like gray frame (smooth gradients and texture, so JPEG sizes are realistic). */

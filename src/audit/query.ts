@@ -53,6 +53,15 @@ export function queryDecisions(db: Database, filter: AuditFilter, options: Query
   return [...iterateDecisions(db, filter, options)];
 }
 
+/** Decisions per time bucket and expert since `since` (expert null: none ran), counted by SQL, never loaded. */
+export function expertCountsByBucket(db: Database, since: number, bucketMs: number): Array<{ bucket: number; expert: number | null; n: number }> {
+  const { sql, params } = whereClause({ since, status: 'ok' });
+  return db
+    // better-sqlite3 binds large JS numbers as REAL: the cast keeps buckets whole.
+    .prepare(`SELECT CAST((ts - @since) / @bucketMs AS INTEGER) AS bucket, expert, count(*) AS n FROM decisions ${sql} GROUP BY bucket, expert`)
+    .all({ ...params, bucketMs }) as Array<{ bucket: number; expert: number | null; n: number }>;
+}
+
 export interface AuditEventRow {
   id: number;
   ts: number;

@@ -1,48 +1,67 @@
 import type { StageTimingsUs } from '../engine/decision';
 import type { AuditRecord, AuditStatus } from './record';
 
-/** The one INSERT of the audit log; `toParams` gives its values in this column order. */
+/** The one INSERT of the audit log, with named parameters that `toParams` fills. */
 export const INSERT_DECISION = `INSERT INTO decisions (
   ts, received_at, frame_id, source, input_sha256, model_name, model_version, status,
   label, label_index, score, expert, early_exit, base_confidence, gate, macs,
   trunk_us, base_us, gate_us, expert_us, total_us, error_code, error_message
-) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+) VALUES (
+  @ts, @receivedAt, @frameId, @source, @inputSha256, @modelName, @modelVersion, @status,
+  @label, @labelIndex, @score, @expert, @earlyExit, @baseConfidence, @gate, @macs,
+  @trunkUs, @baseUs, @gateUs, @expertUs, @totalUs, @errorCode, @errorMessage
+)`;
 
 type SqlValue = string | number | bigint | Buffer | null;
 
-export function toParams(r: AuditRecord): SqlValue[] {
-  const head: SqlValue[] = [
-    r.ts,
-    r.frame.receivedAt ?? null,
-    r.frame.frameId,
-    r.frame.source ?? null,
-    r.frame.inputSha256 ?? null,
-    r.model?.name ?? null,
-    r.model?.version ?? null,
-    r.status,
-  ];
-  if (r.status !== 'ok') {
-    return [...head, null, null, null, null, null, null, null, null, null, null, null, null, null, r.error.code, r.error.message];
-  }
+/** Every column of a decision that is not an error: null for a rejected or dropped frame. */
+const NO_DECISION = {
+  label: null,
+  labelIndex: null,
+  score: null,
+  expert: null,
+  earlyExit: null,
+  baseConfidence: null,
+  gate: null,
+  macs: null,
+  trunkUs: null,
+  baseUs: null,
+  gateUs: null,
+  expertUs: null,
+  totalUs: null,
+} as const;
+
+export function toParams(r: AuditRecord): Record<string, SqlValue> {
+  const head = {
+    ts: r.ts,
+    receivedAt: r.frame.receivedAt ?? null,
+    frameId: r.frame.frameId,
+    source: r.frame.source ?? null,
+    inputSha256: r.frame.inputSha256 ?? null,
+    modelName: r.model?.name ?? null,
+    modelVersion: r.model?.version ?? null,
+    status: r.status,
+  };
+  if (r.status !== 'ok') return { ...head, ...NO_DECISION, errorCode: r.error.code, errorMessage: r.error.message };
   const t = r.timingsUs;
-  return [
+  return {
     ...head,
-    r.label,
-    r.labelIndex,
-    r.score,
-    r.expert,
-    r.earlyExit ? 1 : 0,
-    r.baseConfidence,
-    r.gate.length > 0 ? encodeGate(r.gate) : null,
-    r.macs,
-    Math.round(t.trunk),
-    Math.round(t.base),
-    Math.round(t.gate),
-    Math.round(t.expert),
-    Math.round(t.total),
-    null,
-    null,
-  ];
+    label: r.label,
+    labelIndex: r.labelIndex,
+    score: r.score,
+    expert: r.expert,
+    earlyExit: r.earlyExit ? 1 : 0,
+    baseConfidence: r.baseConfidence,
+    gate: r.gate.length > 0 ? encodeGate(r.gate) : null,
+    macs: r.macs,
+    trunkUs: Math.round(t.trunk),
+    baseUs: Math.round(t.base),
+    gateUs: Math.round(t.gate),
+    expertUs: Math.round(t.expert),
+    totalUs: Math.round(t.total),
+    errorCode: null,
+    errorMessage: null,
+  };
 }
 
 /** Gate probabilities as float32: 4 bytes per expert, ample precision for a probability. */

@@ -30,6 +30,8 @@ export interface Decision {
   providers: Readonly<Record<string, string>>;
   /** Shared by every decision of the same engine (frozen). */
   model: Readonly<{ name: string; version: string }>;
+  /** The task's own fields (src/engine/tasks/), carried into every record of the decision. */
+  extra?: Readonly<Record<string, unknown>>;
 }
 
 /** The fields every record of a decision carries: the audit row, the MQTT result, `sgmoe infer`'s line. */
@@ -43,5 +45,6 @@ export function decisionEssentials(d: Decision) {
     gate: d.gate,
     macs: d.macs,
     timingsUs: d.timingsUs,
+    ...d.extra,
   };
 }

@@ -1,16 +1,16 @@
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { SgmoeError } from '../errors';
-import { inputKind } from '../ingest/kinds';
 import { silentLogger, type Logger } from '../log';
-import type { CalibrationPoint, Manifest } from '../model/manifest';
+import { sampleShape, type CalibrationPoint, type Manifest } from '../model/manifest';
 import { expertPartName, loadPackage, type ModelPackage, type PackagePart } from '../model/package';
-import { argmax, baseStage, ensemble, routeExperts, softmax } from './decide';
+import { routeExperts, softmax } from './decide';
 import type { Decision, StageTimingsUs } from './decision';
 import { ExpertCache, type ExpertCacheCounters } from './expert-cache';
 import type { DeviceProfile, ProviderSpec } from './profile';
 import { openSession, ortSessionFactory, type Placement, type SessionFactory, type Threads } from './providers';
 import { checkExpert, checkShapes } from './shapes';
+import { createTask, type BaseVerdict, type BranchOutputs, type Task } from './tasks';
 
 export interface EngineOptions {
   /** Providers, threads, expert loading and budget; without one, CPU with every core and eager experts. */
@@ -34,9 +34,9 @@ export interface RuntimeSettings {
 /** Raw outputs of every part for one input, for parity checks against the factory's PyTorch outputs. */
 export interface PartOutputs {
   features: Float32Array;
-  logits: Float32Array;
+  base: BranchOutputs;
   gateLogits: Float32Array;
-  experts: Float32Array[];
+  experts: BranchOutputs[];
 }
 
 export interface EngineStats {
@@ -58,10 +58,11 @@ const microsSince = (t0: bigint): number => Number(now() - t0) / 1000;
 export class Engine {
   readonly manifest: Manifest;
   readonly placements: Record<string, Placement>;
+  readonly task: Task;
   private settings: RuntimeSettings;
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly sampleShape: number[];
   private readonly sampleSize: number;
-  private readonly inputDims: number[];
   private readonly featureSize: number;
   private samples = 0;
   private earlyExits = 0;
@@ -82,8 +83,9 @@ export class Engine {
     this.manifest = pkg.manifest;
     this.placements = placements;
     const { input, routing } = pkg.manifest;
-    this.inputDims = inputKind(input).dims;
-    this.sampleSize = this.inputDims.reduce((a, b) => a * b, 1);
+    this.task = createTask(pkg.manifest);
+    this.sampleShape = sampleShape(input);
+    this.sampleSize = this.sampleShape.reduce((a, b) => a * b, 1);
     this.featureSize = featureShape.reduce((a, b) => a * b, 1);
     this.expertRuns = pkg.experts.map(() => 0);
     this.settings = { threshold: routing.earlyExit.threshold, topK: routing.topK, mode: 'moe', forcedExpert: null };
@@ -119,11 +121,12 @@ export class Engine {
       const failed = shared.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
       const [trunk, base, gate] = opened;
-      const featureShape = checkShapes(pkg.manifest, { trunk, base, gate });
+      const task = createTask(pkg.manifest);
+      const featureShape = checkShapes(pkg.manifest, task, { trunk, base, gate });
       const openExpert = async (index: number): Promise<Session> => {
         const session = await open(pkg.experts[index]);
         try {
-          checkExpert(pkg.manifest, index, session, featureShape);
+          checkExpert(task, index, session, featureShape);
         } catch (err) {
           await session.release();
           throw err;
@@ -156,7 +159,7 @@ export class Engine {
     }
   }
 
-  /** Values in one input tensor (C*H*W of the manifest's input). */
+  /** Values in one input tensor (the product of the input's per-sample dimensions). */
   get inputSize(): number {
     return this.sampleSize;
   }
@@ -179,13 +182,13 @@ export class Engine {
     const next = { ...this.settings, ...changes };
     const experts = this.pkg.experts.length;
     if (!(next.threshold >= 0 && next.threshold <= 1.000001)) {
-      throw new SgmoeError('E_SETTING_INVALID', `threshold must be within [0, 1], got ${next.threshold}`);
+      throw new SgmoeError('E_CONFIG_INVALID', `threshold must be within [0, 1], got ${next.threshold}`);
     }
     if (!Number.isInteger(next.topK) || next.topK < 1 || next.topK > experts) {
-      throw new SgmoeError('E_SETTING_INVALID', `topK must be an integer from 1 to ${experts}, got ${next.topK}`);
+      throw new SgmoeError('E_CONFIG_INVALID', `topK must be an integer from 1 to ${experts}, got ${next.topK}`);
     }
     if (next.forcedExpert !== null && !(Number.isInteger(next.forcedExpert) && next.forcedExpert >= 0 && next.forcedExpert < experts)) {
-      throw new SgmoeError('E_SETTING_INVALID', `forcedExpert must be null or an expert index from 0 to ${experts - 1}, got ${next.forcedExpert}`);
+      throw new SgmoeError('E_CONFIG_INVALID', `forcedExpert must be null or an expert index from 0 to ${experts - 1}, got ${next.forcedExpert}`);
     }
     this.settings = next;
     return this.getSettings();
@@ -231,10 +234,11 @@ export class Engine {
   runAllParts(tensor: Float32Array): Promise<PartOutputs> {
     return this.exclusive(async () => {
       const features = await this.run(this.trunk, this.batchTensor([tensor]));
-      const [logits, gateLogits] = [await this.runOn(this.base, features, 1), await this.runOn(this.gate, features, 1)];
-      const experts: Float32Array[] = [];
-      for (let e = 0; e < this.pkg.experts.length; e++) experts.push(await this.runOn(await this.experts.get(e), features, 1));
-      return { features, logits, gateLogits, experts };
+      const base = (await this.branchRows(this.base, features, 1))[0];
+      const gateLogits = await this.runOn(this.gate, features, 1);
+      const experts: BranchOutputs[] = [];
+      for (let e = 0; e < this.pkg.experts.length; e++) experts.push((await this.branchRows(await this.experts.get(e), features, 1))[0]);
+      return { features, base, gateLogits, experts };
     });
   }
 
@@ -263,14 +267,11 @@ export class Engine {
     const data = new Float32Array(tensors.length * this.sampleSize);
     tensors.forEach((t, i) => {
       if (t.length !== this.sampleSize) {
-        throw new SgmoeError(
-          'E_INPUT_SHAPE',
-          `input ${i} has ${t.length} values, the model takes ${this.inputDims.join('x')} = ${this.sampleSize}`,
-        );
+        throw new SgmoeError('E_INPUT_SHAPE', `input ${i} has ${t.length} values, the model takes ${this.sampleShape.join('x')} = ${this.sampleSize}`);
       }
       data.set(t, i * this.sampleSize);
     });
-    return new ort.Tensor('float32', data, [tensors.length, ...this.inputDims]);
+    return new ort.Tensor('float32', data, [tensors.length, ...this.sampleShape]);
   }
 
   private async run(session: Session, input: ort.Tensor): Promise<Float32Array> {
@@ -280,33 +281,44 @@ export class Engine {
 
   /** Runs a features-consuming part on `n` rows of flat features. */
   private runOn(session: Session, features: Float32Array, n: number): Promise<Float32Array> {
-    return this.run(session, new ort.Tensor('float32', features, [n, ...this.featureShape]));
+    return this.run(session, this.featureTensor(features, n));
+  }
+
+  private featureTensor(features: Float32Array, n: number): ort.Tensor {
+    return new ort.Tensor('float32', features, [n, ...this.featureShape]);
+  }
+
+  /** Runs a branch part (the base or an expert) on `n` feature rows: each sample's outputs, by the task's names. */
+  private async branchRows(session: Session, features: Float32Array, n: number): Promise<BranchOutputs[]> {
+    const out = await session.run({ [session.inputNames[0]]: this.featureTensor(features, n) });
+    const rows: Record<string, Float32Array>[] = Array.from({ length: n }, () => ({}));
+    for (const { name } of this.task.branchOutputs) {
+      const data = out[name].data as Float32Array;
+      const size = data.length / n;
+      for (let i = 0; i < n; i++) rows[i][name] = data.subarray(i * size, (i + 1) * size);
+    }
+    return rows;
   }
 
   private async decideBatch(tensors: Float32Array[], frameIds?: string[]): Promise<Decision[]> {
     const n = tensors.length;
     if (n === 0) return [];
-    const labels = this.manifest.labels;
-    const L = labels.length;
     const { threshold, topK, mode, forcedExpert } = this.settings;
-    const baseWeight = this.manifest.routing.ensemble.baseWeight;
     const macs = this.pkg.manifest.parts;
 
     let t0 = now();
     const features = await this.run(this.trunk, this.batchTensor(tensors));
     const trunkUs = microsSince(t0) / n;
     t0 = now();
-    const baseLogits = await this.runOn(this.base, features, n);
+    const baseOutputs = await this.branchRows(this.base, features, n);
     const baseUs = microsSince(t0) / n;
 
-    const bases = Array.from({ length: n }, (_, i) =>
-      baseStage(baseLogits.subarray(i * L, (i + 1) * L), mode === 'base-only' ? -Infinity : threshold),
-    );
-    const routed = bases.flatMap((b, i) => (b.earlyExit ? [] : [i]));
+    const verdicts: BaseVerdict[] = baseOutputs.map((o) => this.task.base(o, mode === 'base-only' ? -Infinity : threshold));
+    const routed = verdicts.flatMap((v, i) => (v.earlyExit ? [] : [i]));
 
-    // Gate on the samples that go on, then gather each expert's sub-batch, run it once, scatter its logits back.
-    const gateProbs: number[][] = bases.map(() => []);
-    const chosen: { experts: number[]; weights: number[] }[] = bases.map(() => ({ experts: [], weights: [] }));
+    // Gate on the samples that go on, then gather each expert's sub-batch, run it once, scatter its outputs back.
+    const gateProbs: number[][] = verdicts.map(() => []);
+    const chosen: { experts: number[]; weights: number[] }[] = verdicts.map(() => ({ experts: [], weights: [] }));
     let gateUs = 0;
     if (routed.length > 0) {
       t0 = now();
@@ -318,30 +330,29 @@ export class Engine {
         chosen[sample] = forcedExpert === null ? routeExperts(gateProbs[sample], topK) : { experts: [forcedExpert], weights: [1] };
       });
     }
-    const expertLogits: Float32Array[][] = bases.map(() => []);
+    const expertOutputs: BranchOutputs[][] = verdicts.map(() => []);
     const expertUs = new Array<number>(n).fill(0);
     const expertMacs = new Array<number>(n).fill(0);
     for (let e = 0; e < this.pkg.experts.length; e++) {
       const rows = routed.filter((s) => chosen[s].experts.includes(e));
       if (rows.length === 0) continue;
       t0 = now();
-      const logits = await this.runOn(await this.experts.get(e), this.gather(features, rows), rows.length);
+      const outputs = await this.branchRows(await this.experts.get(e), this.gather(features, rows), rows.length);
       const perSample = microsSince(t0) / rows.length;
       this.expertRuns[e] += rows.length;
       rows.forEach((s, r) => {
-        expertLogits[s][chosen[s].experts.indexOf(e)] = logits.subarray(r * L, (r + 1) * L);
+        expertOutputs[s][chosen[s].experts.indexOf(e)] = outputs[r];
         expertUs[s] += perSample;
         expertMacs[s] += macs.experts[e].macs;
       });
     }
 
     this.samples += n;
-    return bases.map((b, i): Decision => {
+    return verdicts.map((v, i): Decision => {
       const { experts, weights } = chosen[i];
-      const probabilities = b.earlyExit ? b.pBase : ensemble(b.pBase, expertLogits[i], weights, baseWeight);
-      const labelIndex = argmax(probabilities);
-      if (b.earlyExit && mode === 'moe') this.earlyExits++;
-      const sampleGateUs = b.earlyExit ? 0 : gateUs;
+      const result = this.task.finish(v, expertOutputs[i], weights);
+      if (v.earlyExit && mode === 'moe') this.earlyExits++;
+      const sampleGateUs = v.earlyExit ? 0 : gateUs;
       const timingsUs: StageTimingsUs = {
         trunk: trunkUs,
         base: baseUs,
@@ -351,16 +362,13 @@ export class Engine {
       };
       return {
         frameId: frameIds?.[i] ?? `${this.model.name}-${this.samples - n + i}`,
-        labelIndex,
-        label: labels[labelIndex],
-        score: probabilities[labelIndex],
-        probabilities,
+        ...result,
         expert: experts[0] ?? null,
         experts,
         gate: gateProbs[i],
-        earlyExit: b.earlyExit && mode === 'moe',
-        baseConfidence: b.confidence,
-        macs: macs.trunk.macs + macs.base.macs + (b.earlyExit ? 0 : macs.gate.macs) + expertMacs[i],
+        earlyExit: v.earlyExit && mode === 'moe',
+        baseConfidence: v.confidence,
+        macs: macs.trunk.macs + macs.base.macs + (v.earlyExit ? 0 : macs.gate.macs) + expertMacs[i],
         timingsUs,
         providers: this.decisionProviders(experts[0]),
         model: this.model,

@@ -1,7 +1,8 @@
-import { readFile, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorCode } from '../errors';
+import { readValidated, validate } from '../validate';
 
 const tensorrtSchema = z.object({
   name: z.literal('tensorrt'),
@@ -43,12 +44,7 @@ export const deviceProfileSchema = z.object({
 export type DeviceProfile = z.infer<typeof deviceProfileSchema>;
 
 export function parseDeviceProfile(json: unknown, where = 'device profile'): DeviceProfile {
-  const parsed = deviceProfileSchema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_PROFILE_INVALID', `${where} is not a valid device profile: ${problems.join('; ')}`, { problems });
-  }
-  return parsed.data;
+  return validate(deviceProfileSchema, json, { code: 'E_PROFILE_INVALID', where });
 }
 
 /** The repository's devices/ folder (profiles ship with the SDK). */
@@ -57,14 +53,13 @@ export const DEVICES_DIR = resolve(__dirname, '..', '..', 'devices');
 /** Loads a profile by file path or by name from devices/. */
 export async function loadDeviceProfile(nameOrPath: string, devicesDir = DEVICES_DIR): Promise<DeviceProfile> {
   const path = nameOrPath.endsWith('.json') ? resolve(nameOrPath) : join(devicesDir, `${nameOrPath}.json`);
-  let text: string;
   try {
-    text = await readFile(path, 'utf8');
-  } catch {
+    return await readValidated(path, deviceProfileSchema, { code: 'E_PROFILE_INVALID', missing: 'E_PROFILE_NOT_FOUND', where: `device profile ${path}` });
+  } catch (err) {
+    if (errorCode(err) !== 'E_PROFILE_NOT_FOUND') throw err;
     const known = await listDeviceProfiles(devicesDir).then((ps) => ps.map((p) => p.name).join(', '), () => '');
     throw new SgmoeError('E_PROFILE_NOT_FOUND', `device profile ${nameOrPath} not found (looked at ${path}); known profiles: ${known}`);
   }
-  return parseDeviceProfile(JSON.parse(text), path);
 }
 
 export async function listDeviceProfiles(devicesDir = DEVICES_DIR): Promise<DeviceProfile[]> {

@@ -1,6 +1,11 @@
 import type { GoldenDecision, Selftest } from '../model/selftest';
 import type { Decision } from './decision';
 import type { Engine } from './engine';
+import type { BranchOutputs } from './tasks';
+
+type Check = [part: string, actual: ArrayLike<number>, expected: number[]];
+/** A golden branch output: the only output as an array, or every output by name. */
+type Golden = number[] | Record<string, number[]>;
 
 export interface SelftestFailure {
   caseId: string;
@@ -55,11 +60,18 @@ export async function runSelftest(engine: Engine, selftest: Selftest): Promise<S
     for (const c of selftest.cases) {
       const input = Float32Array.from(c.input);
       const outputs = await engine.runAllParts(input);
-      const checks: Array<[string, Float32Array, number[]]> = [
+      const names = engine.task.branchOutputs.map((o) => o.name);
+      const branch = (part: string, actual: BranchOutputs, expected: Golden | undefined): Check[] =>
+        names.map((name, i) => [
+          names.length === 1 ? part : `${part} ${name}`,
+          actual[name],
+          Array.isArray(expected) ? (i === 0 ? (expected as number[]) : []) : (expected?.[name] ?? []),
+        ]);
+      const checks: Check[] = [
         ['trunk', outputs.features, c.outputs.features],
-        ['base', outputs.logits, c.outputs.logits],
+        ...branch('base', outputs.base, Object.fromEntries(names.map((name) => [name, c.outputs[name] as number[]]))),
         ['gate', outputs.gateLogits, c.outputs.gate_logits],
-        ...outputs.experts.map((o, e): [string, Float32Array, number[]] => [`expert ${e}`, o, c.outputs.experts[e] ?? []]),
+        ...outputs.experts.flatMap((o, e) => branch(`expert ${e}`, o, c.outputs.experts[e])),
       ];
       for (const [part, actual, expected] of checks) {
         const diff = maxAbsDiff(actual, expected);

@@ -1,7 +1,7 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { SgmoeError } from '../errors';
-import { inputKind } from '../ingest/kinds';
-import type { Manifest } from '../model/manifest';
+import { sampleShape, type Manifest } from '../model/manifest';
+import type { Task } from './tasks';
 
 type Dim = number | string;
 
@@ -11,6 +11,7 @@ export interface SharedSessions {
   gate: InferenceSession;
 }
 
+/** The one input or output of a part that has exactly one, which must carry this name. */
 function io(session: InferenceSession, part: string, kind: 'input' | 'output', name: string): readonly Dim[] {
   const list = kind === 'input' ? session.inputMetadata : session.outputMetadata;
   if (list.length !== 1 || list[0].name !== name) {
@@ -20,9 +21,12 @@ function io(session: InferenceSession, part: string, kind: 'input' | 'output', n
       { part },
     );
   }
-  const meta = list[0];
+  return float32Shape(list[0], part, kind);
+}
+
+function float32Shape(meta: InferenceSession.ValueMetadata, part: string, kind: string): readonly Dim[] {
   if (!meta.isTensor || meta.type !== 'float32') {
-    throw new SgmoeError('E_SHAPE_MISMATCH', `part ${part}: ${kind} "${name}" must be a float32 tensor`, { part });
+    throw new SgmoeError('E_SHAPE_MISMATCH', `part ${part}: ${kind} "${meta.name}" must be a float32 tensor`, { part });
   }
   return meta.shape;
 }
@@ -43,13 +47,13 @@ function expectShape(part: string, what: string, actual: readonly Dim[], expecte
 }
 
 /**
- * Checks at load time that the shared parts fit the manifest and each other: the trunk takes the manifest's image
- * and its features feed base and gate with the same shape; the gate is as wide as the expert count and the base
- * logits as wide as the labels. Returns the per-sample feature shape, for `checkExpert`.
+ * Checks at load time that the shared parts fit the manifest, the task and each other: the trunk takes the
+ * manifest's input and its features feed base and gate with the same shape; the gate is as wide as the expert
+ * count and the base gives the task's outputs. Returns the per-sample feature shape, for `checkExpert`.
  */
-export function checkShapes(manifest: Manifest, parts: SharedSessions): number[] {
-  const { input, labels } = manifest;
-  expectShape('trunk', `input "${input.name}"`, io(parts.trunk, 'trunk', 'input', input.name), [null, ...inputKind(input).dims]);
+export function checkShapes(manifest: Manifest, task: Task, parts: SharedSessions): number[] {
+  const { input } = manifest;
+  expectShape('trunk', `input "${input.name}"`, io(parts.trunk, 'trunk', 'input', input.name), [null, ...sampleShape(input)]);
   const features = io(parts.trunk, 'trunk', 'output', 'features');
   if (features.length < 2 || features.slice(1).some((d) => typeof d !== 'number')) {
     throw new SgmoeError('E_SHAPE_MISMATCH', `part trunk: output "features" needs fixed sizes after the batch axis, found [${features.join(',')}]`, {
@@ -57,17 +61,29 @@ export function checkShapes(manifest: Manifest, parts: SharedSessions): number[]
     });
   }
   const featureShape = features.slice(1) as number[];
-  checkConsumer('base', parts.base, 'logits', labels.length, featureShape);
-  checkConsumer('gate', parts.gate, 'gate_logits', manifest.parts.experts.length, featureShape);
+  checkBranch('base', parts.base, task, featureShape);
+  expectShape('gate', 'input "features"', io(parts.gate, 'gate', 'input', 'features'), [null, ...featureShape]);
+  expectShape('gate', 'output "gate_logits"', io(parts.gate, 'gate', 'output', 'gate_logits'), [null, manifest.parts.experts.length]);
   return featureShape;
 }
 
-/** An expert takes the trunk's features and gives one logit per label. */
-export function checkExpert(manifest: Manifest, index: number, session: InferenceSession, featureShape: number[]): void {
-  checkConsumer(`expert ${index}`, session, 'logits', manifest.labels.length, featureShape);
+/** An expert takes the trunk's features and gives the task's outputs, like the base. */
+export function checkExpert(task: Task, index: number, session: InferenceSession, featureShape: number[]): void {
+  checkBranch(`expert ${index}`, session, task, featureShape);
 }
 
-function checkConsumer(part: string, session: InferenceSession, output: string, width: number, featureShape: number[]): void {
+function checkBranch(part: string, session: InferenceSession, task: Task, featureShape: number[]): void {
   expectShape(part, 'input "features"', io(session, part, 'input', 'features'), [null, ...featureShape]);
-  expectShape(part, `output "${output}"`, io(session, part, 'output', output), [null, width]);
+  const outputs = new Map(session.outputMetadata.map((m) => [m.name, m]));
+  const wanted = task.branchOutputs.map((o) => o.name);
+  if (outputs.size !== wanted.length || wanted.some((name) => !outputs.has(name))) {
+    throw new SgmoeError(
+      'E_SHAPE_MISMATCH',
+      `part ${part}: expected the ${task.name} outputs [${wanted.join(', ')}], found [${[...outputs.keys()].join(', ')}]`,
+      { part },
+    );
+  }
+  for (const { name, dims } of task.branchOutputs) {
+    expectShape(part, `output "${name}"`, float32Shape(outputs.get(name)!, part, 'output'), [null, ...dims]);
+  }
 }

@@ -150,7 +150,7 @@ export class UpdateAgent {
       });
     }
     if (!request.signature) {
-      throw new SgmoeError('E_UNSIGNED', `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package`);
+      throw new SgmoeError('E_SIGNATURE_MISSING', `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package`);
     }
 
     await this.begin(run, 'downloading', `fetching ${request.url ?? request.chunks?.topic}`);
@@ -160,7 +160,7 @@ export class UpdateAgent {
     await this.begin(run, 'verifying', 'checking sha256 and signature');
     const sha256 = await sha256File(tar);
     if (sha256 !== request.sha256) {
-      throw new SgmoeError('E_DIGEST_MISMATCH', `the downloaded package's sha256 is ${sha256}, the update expects ${request.sha256}`, { expected: request.sha256, actual: sha256 });
+      throw new SgmoeError('E_HASH_MISMATCH', `the downloaded package's sha256 is ${sha256}, the update expects ${request.sha256}`, { expected: request.sha256, actual: sha256 });
     }
     const { keyId } = checkSignature(request.signature, sha256, this.options.trustedKeys);
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { validate } from '../validate';
 import { sha256Schema, signatureSchema } from './signature';
 
 const semver = z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3');
@@ -18,7 +18,7 @@ export type ChunkRef = z.infer<typeof chunkRefSchema>;
 
 /**
  * The `args` of an `update` command (the request's `id` is its correlation id). The signature is optional in
- * the schema only so that an unsigned package is refused with E_UNSIGNED rather than a schema error.
+ * the schema only so that an unsigned package is refused with E_SIGNATURE_MISSING rather than a schema error.
  */
 export const updateRequestSchema = z
   .object({
@@ -35,10 +35,5 @@ export type UpdateRequest = z.infer<typeof updateRequestSchema>;
 export type UpdateRequestInput = z.input<typeof updateRequestSchema>;
 
 export function parseUpdateRequest(args: unknown): UpdateRequest {
-  const parsed = updateRequestSchema.safeParse(args);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_UPDATE_INVALID', `the update request is invalid: ${problems.join('; ')}`, { problems });
-  }
-  return parsed.data;
+  return validate(updateRequestSchema, args, { code: 'E_UPDATE_INVALID', where: 'the update request' });
 }

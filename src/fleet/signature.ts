@@ -1,7 +1,8 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { SgmoeError, errorMessage } from '../errors';
+import { SgmoeError } from '../errors';
+import { readValidated, validate } from '../validate';
 import { sha256File } from '../model/integrity';
 import { keyIdOf, type TrustedKeys } from './keys';
 
@@ -43,22 +44,15 @@ export async function writeSignature(tarPath: string, signature: PackageSignatur
 }
 
 export function parseSignature(json: unknown, where = 'signature'): PackageSignature {
-  const parsed = signatureSchema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_SIGNATURE_INVALID', `${where} is not a ${SIGNATURE_FORMAT} signature: ${problems.join('; ')}`, { problems });
-  }
-  return parsed.data;
+  return validate(signatureSchema, json, { code: 'E_SIGNATURE_INVALID', where: `${SIGNATURE_FORMAT} signature ${where}` });
 }
 
 export async function readSignature(path: string): Promise<PackageSignature> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new SgmoeError('E_SIGNATURE_MISSING', `cannot read signature ${path}: ${errorMessage(err)}`, undefined, { cause: err });
-  }
-  return parseSignature(json, path);
+  return readValidated(path, signatureSchema, {
+    code: 'E_SIGNATURE_INVALID',
+    missing: 'E_SIGNATURE_MISSING',
+    where: `${SIGNATURE_FORMAT} signature ${path}`,
+  });
 }
 
 /**
@@ -67,7 +61,7 @@ export async function readSignature(path: string): Promise<PackageSignature> {
  */
 export function checkSignature(signature: PackageSignature, sha256: string, trusted: TrustedKeys): { keyId: string } {
   if (signature.sha256 !== sha256) {
-    throw new SgmoeError('E_DIGEST_MISMATCH', `the package's sha256 is ${sha256}, the signature covers ${signature.sha256}`, {
+    throw new SgmoeError('E_HASH_MISMATCH', `the package's sha256 is ${sha256}, the signature covers ${signature.sha256}`, {
       expected: signature.sha256,
       actual: sha256,
     });

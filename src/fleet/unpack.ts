@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import * as tar from 'tar';
-import { SgmoeError, errorMessage } from '../errors';
+import { SgmoeError, errorMessage, type ErrorCode } from '../errors';
 
 export interface UnpackLimits {
   /** Sum of the file sizes the tar declares. */
@@ -31,7 +31,7 @@ export async function unpackPackage(tarPath: string, dest: string, limits: Unpac
   let files = 0;
   let bytes = 0;
   let problem: SgmoeError | null = null;
-  const refuse = (code: string, message: string, details: Record<string, unknown>): void => {
+  const refuse = (code: ErrorCode, message: string, details: Record<string, unknown>): void => {
     problem ??= new SgmoeError(code, message, details);
   };
   try {

@@ -1,6 +1,7 @@
 import sharp, { type Sharp } from 'sharp';
 import { z } from 'zod';
 import { SgmoeError } from '../errors';
+import { validate } from '../validate';
 import type { InputSpec } from '../model/manifest';
 import type { Frame, RawPixels } from './frame';
 import { describeBytes, sniffFormat, type ImageFormat } from './format';
@@ -55,12 +56,7 @@ export class Preprocessor {
     private readonly spec: InputSpec,
     options: PreprocessOptions = {},
   ) {
-    const parsed = preprocessOptionsSchema.safeParse(options);
-    if (!parsed.success) {
-      const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-      throw new SgmoeError('E_CONFIG_INVALID', `invalid preprocessing options: ${problems.join('; ')}`, { problems });
-    }
-    this.options = parsed.data;
+    this.options = validate(preprocessOptionsSchema, options, { code: 'E_CONFIG_INVALID', where: 'preprocessing options' });
     this.dims = [spec.channels, spec.height, spec.width];
     this.luts = spec.mean.map((mean, c) => normalisationTable(mean, spec.std[c], spec.invert));
   }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
 import { signalSpecSchema } from '../ingest/kinds/signal/spec';
+import { SgmoeError } from '../errors';
+import { validate } from '../validate';
 
 export const PACKAGE_FORMAT = 'sgmoe-package/1';
 
@@ -20,7 +21,8 @@ export const partSchema = z.object({
 
 export const inputSpecSchema = z
   .object({
-    kind: z.literal('image').optional(),
+    /** The input kind (DESIGN.md, "Tasks and input kinds"); packages without one take images. */
+    kind: z.literal('image').default('image'),
     name: z.string().min(1),
     channels: z.union([z.literal(1), z.literal(3)]),
     height: z.number().int().positive(),
@@ -50,7 +52,8 @@ export const manifestSchema = z
     format: z.literal(PACKAGE_FORMAT),
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
     version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
-    task: z.literal('classification'),
+    /** Which task module decides (src/engine/tasks/). */
+    task: z.enum(['classification']),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
     /** `input.kind` picks the input kind (src/ingest/kinds); absent means image. */
@@ -86,9 +89,16 @@ export const manifestSchema = z
   });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+/** An image input; `ManifestInput` is any kind's. */
 export type InputSpec = z.infer<typeof inputSpecSchema>;
+export type ManifestInput = Manifest['input'];
 export type PartSpec = z.infer<typeof partSchema>;
 export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
+
+/** Per-sample dimensions of the trunk's input tensor (after the batch axis). */
+export function sampleShape(input: ManifestInput): number[] {
+  return input.kind === 'signal' ? [input.channels, input.window] : [input.channels, input.height, input.width];
+}
 
 /** The image input of a package, for what handles images only (`sgmoe infer`, the image benchmarks). */
 export function imageInputOf(manifest: Manifest): InputSpec {
@@ -100,12 +110,5 @@ export function imageInputOf(manifest: Manifest): InputSpec {
 
 /** Validates a parsed manifest.json once, at the edge; the rest of the SDK trusts the type. */
 export function parseManifest(json: unknown, where = 'manifest.json'): Manifest {
-  const result = manifestSchema.safeParse(json);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_MANIFEST_INVALID', `${where} is not a valid ${PACKAGE_FORMAT} manifest: ${problems.join('; ')}`, {
-      problems,
-    });
-  }
-  return result.data;
+  return validate(manifestSchema, json, { code: 'E_MANIFEST_INVALID', where: `${PACKAGE_FORMAT} manifest ${where}` });
 }

@@ -1,8 +1,9 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SgmoeError } from '../errors';
 import { sha256File } from './integrity';
-import { parseManifest, type Manifest, type PartSpec } from './manifest';
+import { PACKAGE_FORMAT, manifestSchema, type Manifest, type PartSpec } from './manifest';
+import { readValidated } from '../validate';
 
 /** Names a part in messages and records: trunk, base, gate, expert-00, expert-01, ... */
 export type PartName = 'trunk' | 'base' | 'gate' | `expert-${string}`;
@@ -38,22 +39,11 @@ export interface LoadPackageOptions {
 export async function loadPackage(dir: string, options: LoadPackageOptions = {}): Promise<ModelPackage> {
   const root = resolve(dir);
   const manifestPath = join(root, 'manifest.json');
-  let text: string;
-  try {
-    text = await readFile(manifestPath, 'utf8');
-  } catch (err) {
-    throw new SgmoeError('E_PART_MISSING', `no manifest.json in ${root}: expected a ${'sgmoe-package/1'} directory`, {
-      part: 'manifest',
-      path: manifestPath,
-    }, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new SgmoeError('E_MANIFEST_INVALID', `${manifestPath} is not valid JSON: ${(err as Error).message}`, undefined, { cause: err });
-  }
-  const manifest = parseManifest(json, manifestPath);
+  const manifest = await readValidated(manifestPath, manifestSchema, {
+    code: 'E_MANIFEST_INVALID',
+    missing: 'E_PART_MISSING',
+    where: `${PACKAGE_FORMAT} manifest ${manifestPath}`,
+  });
   const verifyHashes = options.verifyHashes ?? true;
 
   const part = async (name: PartName, spec: PartSpec): Promise<PackagePart> => {

@@ -1,6 +1,5 @@
-import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { readValidated } from '../validate';
 
 const floats = z.array(z.number());
 
@@ -25,7 +24,10 @@ export const selftestSchema = z.object({
         id: z.string(),
         sample: z.string().nullable().optional(),
         input: floats,
-        outputs: z.object({ features: floats, logits: floats, gate_logits: floats, experts: z.array(floats) }),
+        // Base outputs by name beside features and gate_logits; an expert's entry is its only output, or all by name.
+        outputs: z
+          .object({ features: floats, gate_logits: floats, experts: z.array(z.union([floats, z.record(z.string(), floats)])) })
+          .catchall(z.union([floats, z.array(z.union([floats, z.record(z.string(), floats)]))])),
         decision: goldenDecisionSchema,
         decisionTop2: goldenDecisionSchema.optional(),
       }),
@@ -38,16 +40,5 @@ export type SelftestCase = Selftest['cases'][number];
 export type GoldenDecision = z.infer<typeof goldenDecisionSchema>;
 
 export async function loadSelftest(path: string): Promise<Selftest> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(path, 'utf8'));
-  } catch (err) {
-    throw new SgmoeError('E_SELFTEST_INVALID', `cannot read ${path} as JSON: ${(err as Error).message}`, undefined, { cause: err });
-  }
-  const parsed = selftestSchema.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`);
-    throw new SgmoeError('E_SELFTEST_INVALID', `${path} is not a valid sgmoe-selftest/1 file: ${problems.join('; ')}`);
-  }
-  return parsed.data;
+  return readValidated(path, selftestSchema, { code: 'E_SELFTEST_INVALID', where: `sgmoe-selftest/1 file ${path}` });
 }

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { extname, resolve } from 'node:path';
-import YAML from 'yaml';
+import { resolve } from 'node:path';
 import { z } from 'zod';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
+import { parseText, validate } from '../validate';
 import { preprocessOptionsSchema } from '../ingest/preprocess';
 
 const sourceSchema = z
@@ -105,25 +105,17 @@ export type NodeConfig = z.output<typeof nodeConfigSchema>;
 export type SourceConfig = NodeConfig['sources'][number];
 
 export function parseNodeConfig(input: unknown, where = 'node config'): NodeConfig {
-  const result = nodeConfigSchema.safeParse(input);
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_CONFIG_INVALID', `${where} is invalid: ${problems.join('; ')}`, { problems });
-  }
-  return result.data;
+  return validate(nodeConfigSchema, input, { code: 'E_CONFIG_INVALID', where });
 }
 
 /** Reads a JSON or YAML config file; relative paths inside it stay relative to the working directory. */
 export async function readConfigFile(path: string): Promise<NodeConfigInput> {
+  const edge = { code: 'E_CONFIG_INVALID', where: `config file ${path}` } as const;
   let text: string;
   try {
     text = await readFile(resolve(path), 'utf8');
   } catch (err) {
-    throw new SgmoeError('E_CONFIG_INVALID', `cannot read config file ${path}: ${(err as Error).message}`);
+    throw new SgmoeError('E_CONFIG_INVALID', `cannot read config file ${path}: ${errorMessage(err)}`);
   }
-  try {
-    return ['.yaml', '.yml'].includes(extname(path).toLowerCase()) ? YAML.parse(text) : JSON.parse(text);
-  } catch (err) {
-    throw new SgmoeError('E_CONFIG_INVALID', `config file ${path} is not valid ${extname(path).slice(1).toUpperCase() || 'JSON'}: ${(err as Error).message}`);
-  }
+  return parseText(text, edge, path) as NodeConfigInput;
 }

@@ -7,7 +7,7 @@ import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile 
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
-import { inputKind } from '../ingest/kinds';
+import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
@@ -82,7 +82,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: inputKind(engine.manifest.input).frames(openSourceFor(s, config, transportConfig, onDrop, logger)),
+      source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger), engine.manifest.input),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));

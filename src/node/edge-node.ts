@@ -7,10 +7,10 @@ import type { Engine } from '../engine/engine';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { Frame } from '../ingest/frame';
-import { inputKind, type TensorPreparer } from '../ingest/kinds';
+import { preparerFor, type FramePreparer } from '../ingest/kinds';
 import type { PreprocessOptions } from '../ingest/preprocess';
 import { sha256Hex } from '../model/integrity';
-import type { Manifest } from '../model/manifest';
+import type { ManifestInput } from '../model/manifest';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { CommandHandlers } from '../transport/commands';
@@ -104,7 +104,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private latency = new LatencyWindow(LATENCY_WINDOW);
   private readonly startedAt = Date.now();
   /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
-  private readonly preprocessors = new WeakMap<Manifest['input'], Map<NodeSource, TensorPreparer>>();
+  private readonly preprocessors = new WeakMap<ManifestInput, Map<NodeSource, FramePreparer>>();
   private decided = 0;
   /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
   private engineErrors = 0;
@@ -304,12 +304,12 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     );
   }
 
-  private preprocessorFor(source: NodeSource): TensorPreparer {
+  private preprocessorFor(source: NodeSource): FramePreparer {
     const spec = this.engine.manifest.input;
     let bySource = this.preprocessors.get(spec);
     if (!bySource) this.preprocessors.set(spec, (bySource = new Map()));
     let pre = bySource.get(source);
-    if (!pre) bySource.set(source, (pre = inputKind(spec).preprocessor(source.preprocess)));
+    if (!pre) bySource.set(source, (pre = preparerFor(spec, source.preprocess)));
     return pre;
   }
 
@@ -387,7 +387,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   private reject(entry: NodeSource, frame: Frame, err: unknown, model: ModelRef): Promise<void> {
     const error = err instanceof SgmoeError ? err : new SgmoeError('E_ENGINE_FAILED', errorMessage(err), undefined, { cause: err });
-    if (!error.code.startsWith('E_FRAME_')) this.engineErrors++;
+    if (error.category !== 'bad-input') this.engineErrors++;
     this.log.warn({ source: frame.source, frameId: frame.id, code: error.code, err: error.message }, 'frame rejected');
     this.parts.audit?.record(rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, model));
     this.notify('rejected', frame, error);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
+import { validate } from '../validate';
 import { silentLogger, type Logger } from '../log';
 import { updateRequestSchema, type UpdateRequest } from '../fleet/request';
 import { REPLY_SCHEMA, type ReplyPayload } from './payloads';
@@ -75,13 +76,13 @@ export class CommandDispatcher {
     try {
       const request = this.parse(payload);
       id = typeof request.id === 'string' ? request.id : null;
-      const { id: validId, args } = validate(requestSchema, request, `the request to ${name}`);
+      const { id: validId, args } = validate(requestSchema, request, { code: 'E_CMD_INVALID', where: `the request to ${name}` });
       id = validId;
       if (!(name in COMMANDS)) {
         throw new SgmoeError('E_CMD_UNKNOWN', `unknown command "${name}": expected one of ${COMMAND_NAMES.join(', ')}`);
       }
       const command = COMMANDS[name as CommandName];
-      const parsedArgs = validate(command.args as z.ZodType, args, `the args of ${name}`);
+      const parsedArgs = validate(command.args as z.ZodType, args, { code: 'E_CMD_INVALID', where: `the args of ${name}` });
       const data = await (command.run as (h: CommandHandlers, a: unknown, id: string) => unknown)(this.options.handlers, parsedArgs, validId);
       this.log.info({ command: name, id }, 'command done');
       return { schema: REPLY_SCHEMA, id, command: name, ts: new Date().toISOString(), ok: true, data: data ?? null };
@@ -111,13 +112,6 @@ export class CommandDispatcher {
     }
     return json as Record<string, unknown>;
   }
-}
-
-function validate<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-  throw new SgmoeError('E_CMD_INVALID', `${what} is invalid: ${problems.join('; ')}`, { problems });
 }
 
 function preview(payload: Buffer): string {

@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import type { IClientOptions } from 'mqtt';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
+import { validate } from '../validate';
 
 /** One MQTT topic level: no separators or wildcards, so it can sit inside the prefix. */
 const topicLevel = z
@@ -78,12 +79,7 @@ export type OutboxConfig = TransportConfig['outbox'];
 
 /** Validates an MQTT transport config (from a file or flags); defaults filled in. */
 export function parseTransportConfig(input: unknown, where = 'mqtt config'): TransportConfig {
-  const result = transportConfigSchema.safeParse(input ?? {});
-  if (!result.success) {
-    const problems = result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new SgmoeError('E_TRANSPORT_CONFIG', `${where} is invalid: ${problems.join('; ')}`, { problems });
-  }
-  return result.data;
+  return validate(transportConfigSchema, input ?? {}, { code: 'E_CONFIG_INVALID', where });
 }
 
 export function clientIdOf(config: TransportConfig): string {

@@ -139,8 +139,8 @@ describe('run-time knobs', () => {
   it('an unreachable budget or an invalid setting is refused with a stable code and changes nothing', () => {
     const before = engine.getSettings();
     expect(() => engine.setComputeBudget(1)).toThrow(expect.objectContaining({ code: 'E_BUDGET_UNREACHABLE' }));
-    expect(() => engine.configure({ topK: 99 })).toThrow(expect.objectContaining({ code: 'E_SETTING_INVALID' }));
-    expect(() => engine.configure({ forcedExpert: -1 })).toThrow(expect.objectContaining({ code: 'E_SETTING_INVALID' }));
+    expect(() => engine.configure({ topK: 99 })).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));
+    expect(() => engine.configure({ forcedExpert: -1 })).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));
     expect(engine.getSettings()).toEqual(before);
   });
 });

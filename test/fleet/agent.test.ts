@@ -219,7 +219,7 @@ describe('refusals leave the running package untouched and say why', () => {
   afterAll(async () => d.close());
 
   test.each([
-    ['tampered', 'E_DIGEST_MISMATCH', 'verifying'],
+    ['tampered', 'E_HASH_MISMATCH', 'verifying'],
     ['rogue', 'E_SIGNATURE_UNKNOWN_KEY', 'verifying'],
     ['traversal', 'E_UNPACK_UNSAFE', 'unpacking'],
     ['symlink', 'E_UNPACK_UNSAFE', 'unpacking'],
@@ -240,7 +240,7 @@ describe('refusals leave the running package untouched and say why', () => {
   test('an unsigned package is refused before anything is downloaded', async () => {
     const { signature, ...unsigned } = offers.v2;
     void signature;
-    await expect(d.agent.update(unsigned)).rejects.toMatchObject({ code: 'E_UNSIGNED' });
+    await expect(d.agent.update(unsigned)).rejects.toMatchObject({ code: 'E_SIGNATURE_MISSING' });
     expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
   });
 

@@ -77,7 +77,7 @@ test('verify PKG.tar: exit-worthy failures for a tampered tar and for another ke
   bytes[bytes.length >> 1] ^= 0x01;
   writeFileSync(tarPath, bytes);
   const tampered = await verifySignedTar(tarPath, join(tmp.path, 'fleet.pub'));
-  expect(tampered).toMatchObject({ ok: false, checks: [{ name: 'signature', code: 'E_DIGEST_MISMATCH' }] });
+  expect(tampered).toMatchObject({ ok: false, checks: [{ name: 'signature', code: 'E_HASH_MISMATCH' }] });
 });
 
 describe('unpack refuses unsafe tars as a whole and writes nothing outside', () => {

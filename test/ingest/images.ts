@@ -4,12 +4,12 @@ import { crc32, deflateSync } from 'node:zlib';
 import type { InputSpec } from '../../src/model/manifest';
 
 export const GRAY_28: InputSpec = {
-  name: 'image', channels: 1, height: 28, width: 28, colorspace: 'gray',
+  kind: 'image', name: 'image', channels: 1, height: 28, width: 28, colorspace: 'gray',
   mean: [0.286], std: [0.353], layout: 'NCHW', invert: false,
 };
 
 export const RGB_32: InputSpec = {
-  name: 'image', channels: 3, height: 32, width: 32, colorspace: 'rgb',
+  kind: 'image', name: 'image', channels: 3, height: 32, width: 32, colorspace: 'rgb',
   mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], layout: 'NCHW', invert: false,
 };
 

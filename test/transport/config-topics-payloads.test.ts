@@ -43,10 +43,10 @@ describe('transport config', () => {
     [{ tls: { cert: '/c.pem' } }, 'tls'],
     [{ keepalive: 'soon' }, 'keepalive'],
     [{ brokerUrl: 'mqtt://x' }, 'brokerUrl'],
-  ])('rejects %j with E_TRANSPORT_CONFIG naming %s', (input, field) => {
+  ])('rejects %j with E_CONFIG_INVALID naming %s', (input, field) => {
     const err = configError(input);
     expect(err).toBeInstanceOf(SgmoeError);
-    expect(err.code).toBe('E_TRANSPORT_CONFIG');
+    expect(err.code).toBe('E_CONFIG_INVALID');
     expect(err.message).toContain(field);
   });
 });

@@ -1,14 +1,14 @@
 import { readFile } from 'node:fs/promises';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { AuditLog } from '../../audit/audit-log';
 import { decidedRecord, rejectedRecord, type FrameInfo } from '../../audit/record';
 import { decisionEssentials, type Decision } from '../../engine/decision';
 import { Engine } from '../../engine/engine';
 import { loadDeviceProfile } from '../../engine/profile';
 import { errorCode, errorMessage, SgmoeError } from '../../errors';
-import { Preprocessor } from '../../ingest/preprocess';
-import { imageInputOf } from '../../model/manifest';
+import { preparerFor } from '../../ingest/kinds';
 import { sha256Hex } from '../../model/integrity';
+import { positiveInt, probability } from '../options';
 
 interface InferOptions {
   model: string;
@@ -16,18 +16,6 @@ interface InferOptions {
   audit?: string;
   device?: string;
   batch: number;
-}
-
-function probability(value: string): number {
-  const n = Number(value);
-  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError('a number from 0 to 1');
-  return n;
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('a positive integer');
-  return n;
 }
 
 /** One line of `infer` output: the decision's essentials, or why the file was rejected. */
@@ -54,7 +42,7 @@ export function register(program: Command): void {
             model: { ...engine.model, experts: manifest.parts.experts.length, expertShare: manifest.calibration.expertShare },
           })
         : undefined;
-      const pre = new Preprocessor(imageInputOf(manifest));
+      const pre = preparerFor(manifest.input);
       let rejected = 0;
       try {
         for (let start = 0; start < files.length; start += opts.batch) {
@@ -68,7 +56,7 @@ export function register(program: Command): void {
                   throw new SgmoeError('E_FRAME_READ', `cannot read ${file}: ${errorMessage(err)}`);
                 });
                 frame.inputSha256 = sha256Hex(bytes);
-                return { file, frame, tensor: await pre.toTensor(bytes) };
+                return { file, frame, tensor: await pre.toTensor({ id: file, source: 'cli', receivedAt: Date.now(), bytes }) };
               } catch (err) {
                 return { file, frame, error: { code: errorCode(err), message: errorMessage(err) } };
               }

@@ -12,14 +12,9 @@ import { readSignature, signPackage, writeSignature } from '../../fleet/signatur
 import { PackageStore } from '../../fleet/store';
 import { createLogger } from '../../log';
 import { sha256File } from '../../model/integrity';
+import { list, seconds } from '../options';
 
 const print = (line: string): void => void process.stdout.write(line + '\n');
-const list = (value: string, previous: string[] = []): string[] => [...previous, ...value.split(',').filter(Boolean)];
-const seconds = (value: string): number => {
-  const n = Number(value);
-  if (!(n > 0)) throw new Error(`expected a positive number of seconds, found ${JSON.stringify(value)}`);
-  return n;
-};
 
 interface PublishFlags {
   broker: string;

@@ -4,7 +4,7 @@ import { SgmoeError } from '../../errors';
 import { verifySignedTar } from '../../fleet/verify-tar';
 import { Engine } from '../../engine/engine';
 import { verifyPackage } from '../../engine/verify';
-import { inputKind } from '../../ingest/kinds';
+import { describeInput } from '../../ingest/kinds';
 import { loadPackage } from '../../model/package';
 
 /**
@@ -63,7 +63,7 @@ export function register(program: Command): Command {
       }
       const out: string[] = [
         `${m.name} ${m.version} (${m.format}, ${m.task})`,
-        `input   ${inputKind(m.input).describe}`,
+        `input   ${describeInput(m.input)}`,
         `labels  ${m.labels.join(', ')}`,
         `routing topK ${m.routing.topK}, early exit at base confidence >= ${m.routing.earlyExit.threshold}, base weight ${m.routing.ensemble.baseWeight}`,
         '',

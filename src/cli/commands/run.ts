@@ -1,4 +1,4 @@
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
 import { errorMessage, SgmoeError } from '../../errors';
 import { createLogger } from '../../log';
 import { parseNodeConfig, readConfigFile, type NodeConfigInput } from '../../node/config';
@@ -7,6 +7,7 @@ import { startDashboard } from '../../node/dashboard';
 import { BUNDLED_MODEL, demoConfig, sampleCamera } from '../../node/demo';
 import type { NodeSource } from '../../node/edge-node';
 import { finalSummary, liveLine } from '../../node/summary';
+import { number, port } from '../options';
 
 interface RunOptions {
   config?: string;
@@ -24,16 +25,6 @@ interface RunOptions {
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
-const port = (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a TCP port from 0 to 65535');
-  return n;
-};
-const number = (value: string) => {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new InvalidArgumentError('a number');
-  return n;
-};
 
 /** Config file first, then the demo's defaults if asked, then flags: the last word wins. */
 async function buildConfig(opts: RunOptions): Promise<NodeConfigInput> {

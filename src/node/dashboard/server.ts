@@ -4,7 +4,8 @@ import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
 import { listEvents } from '../../audit/query';
-import { SgmoeError, errorCode, errorMessage } from '../../errors';
+import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
+import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
@@ -33,10 +34,7 @@ const usageQuery = z.object({ windowS: int(10, 7 * 86_400).default(300), buckets
 const ALARM_HISTORY_MS = 86_400_000;
 
 function parseQuery<T>(schema: z.ZodType<T>, url: URL): T {
-  const result = schema.safeParse(Object.fromEntries(url.searchParams));
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((i) => `${i.path.join('.') || 'query'}: ${i.message}`);
-  throw new SgmoeError('E_DASHBOARD_QUERY', `expected valid query parameters for ${url.pathname}, found ${problems.join('; ')}`, { problems });
+  return validate(schema, Object.fromEntries(url.searchParams), { code: 'E_DASHBOARD_QUERY', where: `the query of ${url.pathname}` });
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string, headers: Record<string, string> = {}): void {
@@ -96,7 +94,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     try {
       await route(url, res);
     } catch (err) {
-      const status = errorCode(err) === 'E_DASHBOARD_QUERY' ? 400 : 500;
+      const status = errorCategory(err) === 'bad-input' ? 400 : 500;
       if (status === 500) log.error({ path: url.pathname, code: errorCode(err), err: errorMessage(err) }, 'dashboard request failed');
       sendJson(res, status, { error: { code: errorCode(err), message: errorMessage(err) } });
     }

@@ -1,5 +1,5 @@
 import type { Database } from 'better-sqlite3';
-import { whereClause } from '../../audit/query';
+import { expertCountsByBucket } from '../../audit/query';
 import type { RecentEntry } from './recent';
 
 /** Time buckets ending with the current one: `count` buckets of `bucketMs`, the first starting at `from`. */
@@ -22,14 +22,9 @@ export function usageWindow(windowMs: number, count: number, now = Date.now()): 
   return { from: (Math.floor(now / bucketMs) - count + 1) * bucketMs, bucketMs, count };
 }
 
-/** Counts per bucket with a SQL GROUP BY over the window, never loading the rows themselves. */
+/** Counts per bucket from the audit log (all decisions in the window). */
 export function usageFromAudit(db: Database, window: UsageWindow, experts: number): ExpertUsage {
-  const { sql, params } = whereClause({ since: window.from, status: 'ok' });
-  const rows = db
-    // better-sqlite3 binds large JS numbers as REAL: the cast keeps buckets whole.
-    .prepare(`SELECT CAST((ts - @since) / @bucketMs AS INTEGER) AS bucket, expert, count(*) AS n FROM decisions ${sql} GROUP BY bucket, expert`)
-    .all({ ...params, bucketMs: window.bucketMs }) as Array<{ bucket: number; expert: number | null; n: number }>;
-  return tally('audit', window, experts, rows);
+  return tally('audit', window, experts, expertCountsByBucket(db, window.from, window.bucketMs));
 }
 
 export function usageFromRecent(entries: RecentEntry[], window: UsageWindow, experts: number): ExpertUsage {

@@ -1,0 +1,14 @@
+import type { Manifest } from '../../model/manifest';
+import { ClassificationTask } from './classification';
+import type { Task } from './task';
+
+/** Every task the engine runs, by the manifest's `task`: adding one is one module and one entry here. */
+const TASKS: Record<Manifest['task'], (manifest: Manifest) => Task> = {
+  classification: (m) => new ClassificationTask(m),
+};
+
+export function createTask(manifest: Manifest): Task {
+  return TASKS[manifest.task](manifest);
+}
+
+export type { BaseVerdict, BranchOutputs, Task, TaskResult } from './task';

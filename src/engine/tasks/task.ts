@@ -1,0 +1,33 @@
+/** One sample's outputs of a branch part (the base or an expert), by output name. */
+export type BranchOutputs = Readonly<Record<string, Float32Array>>;
+
+/** What a task concludes from the base branch alone; tasks add what their `finish` needs again. */
+export interface BaseVerdict {
+  /** The value compared with the early-exit threshold (classification: the top base probability). */
+  confidence: number;
+  earlyExit: boolean;
+}
+
+/** The task's part of a decision: its verdict, score and per-label values, and any fields of its own. */
+export interface TaskResult {
+  labelIndex: number;
+  label: string;
+  score: number;
+  probabilities: number[];
+  /** Task-specific fields, carried as they are into the MQTT result, the audit record and `sgmoe infer`'s line. */
+  extra?: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * A task (DESIGN.md, "Tasks and input kinds"): what the branch parts output, when the base alone decides, and how
+ * base and experts combine. The engine's batching, gather/scatter, providers and expert cache know nothing else.
+ */
+export interface Task<V extends BaseVerdict = BaseVerdict> {
+  readonly name: string;
+  /** The outputs every branch part gives per sample, checked at load: output name and per-sample dimensions. */
+  readonly branchOutputs: ReadonlyArray<{ readonly name: string; readonly dims: readonly number[] }>;
+  /** The base branch's verdict for one sample at this early-exit threshold. */
+  base(outputs: BranchOutputs, threshold: number): V;
+  /** The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights). */
+  finish(verdict: V, experts: BranchOutputs[], weights: number[]): TaskResult;
+}
