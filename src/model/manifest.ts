@@ -53,7 +53,7 @@ export const manifestSchema = z
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
     version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
     /** Which task module decides (src/engine/tasks/). */
-    task: z.enum(['classification']),
+    task: z.enum(['classification', 'condition']),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
     /** `input.kind` picks the input kind (src/ingest/kinds); absent means image. */

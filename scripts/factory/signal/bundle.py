@@ -172,7 +172,7 @@ def _check(out, model, selftest):
 def manifest(args, data, parts, routing, calibration, regime_facts):
     arch = data.arch
     return {
-        'format': 'sgmoe-package/1', 'name': args.name, 'version': args.version, 'task': 'classification',
+        'format': 'sgmoe-package/1', 'name': args.name, 'version': args.version, 'task': 'condition',
         'description': ('Single-gate MoE (Royer et al., BMVC 2022) on bearing-vibration windows: fixed spectral '
                         'front-end (envelope and low-frequency spectra) in the trunk, a light base branch (early '
                         f'exit), a linear gate, {len(parts["experts"])} experts, one per operating regime'

@@ -76,7 +76,7 @@ def train_classifier(name, trunk, branch, spectra, labels, val_spectra, val_labe
                [trunk, branch])
 
 
-def train_gate(name, gate, pooled, targets, val_pooled, val_targets, schedule, smoothing=0.1):
+def train_gate(name, gate, pooled, targets, val_pooled, val_targets, schedule, smoothing=0.3):
     """The gate on the frozen trunk's pooled features against the cluster ids. Label smoothing keeps its logits
     moderate, so a window between the regimes it knows gets a low top probability (the unknown-regime score)."""
     def loss_of(idx):
