@@ -15,6 +15,7 @@ import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
 import type { UpdateAgent } from '../fleet/agent';
+import { watchConditions } from '../maintenance/watch';
 import type { NodeConfig, SourceConfig } from './config';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
@@ -146,6 +147,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
+    watchConditions(node, { ...config.conditionAlarms, transport, audit, logger });
     if (fleet) {
       agent = await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet!, engine: engineOptions, transport, transportConfig, audit, logger });
     }

@@ -104,11 +104,13 @@ def _decision_json(decision, i):
             'baseConfidence': float(f'{float(decision["baseConfidence"][i]):.8g}')}
 
 
-def _pick_cases(outputs, routing, early_cases=2, expert_cases=4):
+def _pick_cases(outputs, labels, routing, early_cases=4, expert_cases=4):
+    """Robust cases: early exits of different conditions, then expert cases round-robin over the experts."""
     decision = calibrate.decide(outputs['logits'], outputs['gate_logits'], outputs['experts'],
                                 routing['earlyExit']['threshold'], 1, routing['ensemble']['baseWeight'])
     ok = robust(outputs, routing)
-    early = torch.nonzero(ok & decision['earlyExit']).flatten()[:early_cases].tolist()
+    early = [int(i) for c in torch.unique(labels).tolist()
+             for i in torch.nonzero(ok & decision['earlyExit'] & (labels == c)).flatten()[:1]][:early_cases]
     queues = [torch.nonzero(ok & ~decision['earlyExit'] & (decision['experts'][:, 0] == e)).flatten().tolist()
               for e in range(outputs['gate_logits'].shape[1])]
     routed = []
@@ -122,7 +124,7 @@ def _pick_cases(outputs, routing, early_cases=2, expert_cases=4):
 def _samples_and_selftest(out, data, model, outputs, routing):
     """The selftest cases are test windows, shipped as float32 WAV files in samples/ (the node's own input)."""
     test = data.splits['test']
-    cases = _pick_cases(outputs, routing)
+    cases = _pick_cases(outputs, test.labels, routing)
     folder = os.path.join(out, 'samples')
     os.makedirs(folder)
     names = {}

@@ -5,7 +5,7 @@ import { Command } from 'commander';
 import { SgmoeError } from '../../errors';
 
 const BENCH_DIR = join(__dirname, '..', '..', '..', 'scripts', 'bench');
-const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline'] as const;
+const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline', 'signal'] as const;
 
 /**
  * `sgmoe bench NAME`: the benchmarks of scripts/bench/ (TypeScript, run through tsx from a source checkout).
