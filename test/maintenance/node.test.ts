@@ -111,6 +111,7 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     const probe = JSON.stringify({ ts: 0, sampleRate, channels, samples: [] });
     while (streamStats().rejected === 0) await mosquittoPub(topic, probe);
     await waitUntil(() => streamStats().rejected === streamStats().ingested, 10_000, 'the probes settled');
+    const probes = streamStats().rejected;
 
     // The stream: one window and a half in 3 blocks (binary, JSON, binary), then a gap, then bad blocks.
     const period = 1000 / sampleRate;
@@ -126,7 +127,6 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).slice(0, 1)));
 
     const fileWindows = 1 + window / hop + 1; // the 2-window recording, then the PCM16 sample
-    const probes = streamStats().rejected;
     const expected = { decided: fileWindows + 2, rejected: 5 + 3 + probes };
     await waitUntil(() => {
       const t = node.snapshot().totals;
