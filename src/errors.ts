@@ -27,6 +27,15 @@ export const ERROR_CODES = {
   E_BACKPRESSURE: 'transient',
   E_TENSOR_STALE: 'transient',
   E_INPUT_SHAPE: 'internal',
+  E_INPUT_KIND: 'bad-input',
+  // sensor sample blocks (ingest/kinds/signal)
+  E_SIGNAL_EMPTY: 'bad-input',
+  E_SIGNAL_TRUNCATED: 'bad-input',
+  E_SIGNAL_FORMAT: 'bad-input',
+  E_SIGNAL_RATE: 'bad-input',
+  E_SIGNAL_CHANNELS: 'bad-input',
+  E_SIGNAL_NAN: 'bad-input',
+  E_SIGNAL_SHORT: 'bad-input',
   // sources
   E_SOURCE_URI: 'configuration',
   E_SOURCE_NOT_FOUND: 'configuration',
@@ -135,6 +144,9 @@ export const ERROR_CODES = {
   E_ROUTING_EXPERT_STARVED: 'transient',
   E_ROUTING_DRIFT: 'transient',
   E_ROUTING_EARLY_EXIT_RATE: 'transient',
+  // condition-monitoring alarms (maintenance/alarms.ts)
+  E_CONDITION_CHANGE: 'transient',
+  E_REGIME_UNKNOWN: 'transient',
   E_INTERNAL: 'internal',
 } as const satisfies Record<string, ErrorCategory>;
 

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { argmax, baseStage, routeExperts, softmax } from '../../src/engine/decide';
 import { Engine } from '../../src/engine/engine';
+import { imageInputOf } from '../../src/model/manifest';
 import { loadPackage, type ModelPackage } from '../../src/model/package';
 import { loadTestSplit, testTensors } from './fashion-mnist';
 import { median, printComparison, printHeader, type Row } from './lib';
@@ -101,9 +102,10 @@ async function main(): Promise<void> {
   const { manifest } = pkg;
   printHeader('engine', { model: `${manifest.name} ${manifest.version}`, threads: String(threads) });
   const split = loadTestSplit();
-  const tensors = await testTensors(manifest.input, split);
+  const input = imageInputOf(manifest);
+  const tensors = await testTensors(input, split);
   const timed = tensors.slice(0, timedFrames);
-  const dims = [manifest.input.channels, manifest.input.height, manifest.input.width];
+  const dims = [input.channels, input.height, input.width];
   const engine = await Engine.load(pkg, { threads: { intraOp: threads, interOp: 1 } });
   const raw = await RawParts.open(pkg, manifest.routing.earlyExit.threshold);
 

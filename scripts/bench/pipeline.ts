@@ -20,6 +20,7 @@ import sharp from 'sharp';
 import { Engine } from '../../src/engine/engine';
 import type { DeviceProfile } from '../../src/engine/profile';
 import { Preprocessor, type PreprocessOptions } from '../../src/ingest/preprocess';
+import { imageInputOf } from '../../src/model/manifest';
 import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode, resolveProfile } from '../../src/node/create';
@@ -70,7 +71,7 @@ const repeat = (frames: Buffer[], n: number) => Array.from({ length: n }, (_, i)
 
 /** The floor: preprocessing of the next micro-batch overlaps inference of the current one; nothing else. */
 async function floorThroughput(engine: Engine, set: FrameSet, batch: number): Promise<number> {
-  const pre = new Preprocessor(engine.manifest.input, set.preprocess);
+  const pre = new Preprocessor(imageInputOf(engine.manifest), set.preprocess);
   const chunks = Array.from({ length: Math.ceil(set.frames.length / batch) }, (_, i) => set.frames.slice(i * batch, (i + 1) * batch));
   const t0 = performance.now();
   let next = Promise.all(chunks[0].map((f) => pre.toTensor(f)));
@@ -83,7 +84,7 @@ async function floorThroughput(engine: Engine, set: FrameSet, batch: number): Pr
 }
 
 async function floorLatency(engine: Engine, set: FrameSet, count: number): Promise<number[]> {
-  const pre = new Preprocessor(engine.manifest.input, set.preprocess);
+  const pre = new Preprocessor(imageInputOf(engine.manifest), set.preprocess);
   const out: number[] = [];
   for (const frame of set.frames.slice(0, count)) {
     const t0 = performance.now();

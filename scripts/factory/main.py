@@ -7,6 +7,7 @@ of Experts" and its baselines, then writes an sgmoe-package/1 directory (DESIGN.
 """
 import argparse
 import os
+import runpy
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -135,6 +136,9 @@ def build(pool, args, recipe: Recipe, splits, data) -> package.Trained:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ['--input', 'signal']:  # recordings, not images: the signal factory (scripts/factory/signal/)
+        return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'signal', 'signal_factory.py'))['main'](argv[2:])
     args, recipe = parse_args(argv)
     started = time.time()
     torch.set_num_threads(1)  # the workers use the cores; the main process only orchestrates and evaluates

@@ -316,17 +316,20 @@ export class Engine {
     const verdicts: BaseVerdict[] = baseOutputs.map((o) => this.task.base(o, mode === 'base-only' ? -Infinity : threshold));
     const routed = verdicts.flatMap((v, i) => (v.earlyExit ? [] : [i]));
 
-    // Gate on the samples that go on, then gather each expert's sub-batch, run it once, scatter its outputs back.
+    // Gate on the samples that go on (all of them when the task reads every gate), then gather each expert's
+    // sub-batch, run it once, scatter its outputs back.
+    const gated = this.task.gateAlways && mode !== 'base-only' ? verdicts.map((_, i) => i) : routed;
     const gateProbs: number[][] = verdicts.map(() => []);
     const chosen: { experts: number[]; weights: number[] }[] = verdicts.map(() => ({ experts: [], weights: [] }));
     let gateUs = 0;
-    if (routed.length > 0) {
+    if (gated.length > 0) {
       t0 = now();
-      const gateLogits = await this.runOn(this.gate, this.gather(features, routed), routed.length);
-      gateUs = microsSince(t0) / routed.length;
+      const gateLogits = await this.runOn(this.gate, this.gather(features, gated), gated.length);
+      gateUs = microsSince(t0) / gated.length;
       const K = this.pkg.experts.length;
-      routed.forEach((sample, r) => {
+      gated.forEach((sample, r) => {
         gateProbs[sample] = softmax(gateLogits.subarray(r * K, (r + 1) * K));
+        if (verdicts[sample].earlyExit) return;
         chosen[sample] = forcedExpert === null ? routeExperts(gateProbs[sample], topK) : { experts: [forcedExpert], weights: [1] };
       });
     }
@@ -350,9 +353,10 @@ export class Engine {
     this.samples += n;
     return verdicts.map((v, i): Decision => {
       const { experts, weights } = chosen[i];
-      const result = this.task.finish(v, expertOutputs[i], weights);
+      const result = this.task.finish(v, expertOutputs[i], weights, gateProbs[i]);
       if (v.earlyExit && mode === 'moe') this.earlyExits++;
-      const sampleGateUs = v.earlyExit ? 0 : gateUs;
+      const gateRan = gateProbs[i].length > 0;
+      const sampleGateUs = gateRan ? gateUs : 0;
       const timingsUs: StageTimingsUs = {
         trunk: trunkUs,
         base: baseUs,
@@ -368,7 +372,7 @@ export class Engine {
         gate: gateProbs[i],
         earlyExit: v.earlyExit && mode === 'moe',
         baseConfidence: v.confidence,
-        macs: macs.trunk.macs + macs.base.macs + (v.earlyExit ? 0 : macs.gate.macs) + expertMacs[i],
+        macs: macs.trunk.macs + macs.base.macs + (gateRan ? macs.gate.macs : 0) + expertMacs[i],
         timingsUs,
         providers: this.decisionProviders(experts[0]),
         model: this.model,

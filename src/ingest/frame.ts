@@ -26,5 +26,7 @@ export interface Frame {
   receivedAt: number;
   bytes?: Buffer;
   raw?: RawPixels;
+  /** A window of sensor samples, channel-major (signal inputs; see ingest/kinds/signal). */
+  samples?: Float32Array;
   meta?: Record<string, unknown>;
 }

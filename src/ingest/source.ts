@@ -21,6 +21,9 @@ export interface SourceStats {
   dropped: number;
   queued: number;
   errors: number;
+  /** Signal sources: stream restarts after a timestamp gap, and payloads dropped before windowing. */
+  windowResets?: number;
+  payloadsDropped?: number;
   lastError?: { code: string; message: string; at: number };
 }
 

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { signalSpecSchema } from '../ingest/kinds/signal/spec';
+import { SgmoeError } from '../errors';
 import { validate } from '../validate';
 
 export const PACKAGE_FORMAT = 'sgmoe-package/1';
@@ -56,10 +58,11 @@ export const manifestSchema = z
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
     version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
     /** Which task module decides (src/engine/tasks/). */
-    task: z.enum(['classification']),
+    task: z.enum(['classification', 'condition']),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
-    input: inputSpecSchema,
+    /** `input.kind` picks the input kind (src/ingest/kinds); absent means image. */
+    input: z.union([signalSpecSchema, inputSpecSchema]),
     parts: z.object({
       trunk: partSchema,
       base: partSchema,
@@ -91,13 +94,23 @@ export const manifestSchema = z
   });
 
 export type Manifest = z.infer<typeof manifestSchema>;
+/** An image input; `ManifestInput` is any kind's. */
 export type InputSpec = z.infer<typeof inputSpecSchema>;
+export type ManifestInput = Manifest['input'];
 export type PartSpec = z.infer<typeof partSchema>;
 export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
 
 /** Per-sample dimensions of the trunk's input tensor (after the batch axis). */
-export function sampleShape(input: InputSpec): number[] {
-  return [input.channels, input.height, input.width];
+export function sampleShape(input: ManifestInput): number[] {
+  return input.kind === 'signal' ? [input.channels, input.window] : [input.channels, input.height, input.width];
+}
+
+/** The image input of a package, for what handles images only (`sgmoe infer`, the image benchmarks). */
+export function imageInputOf(manifest: Manifest): InputSpec {
+  if (manifest.input.kind === 'signal') {
+    throw new SgmoeError('E_INPUT_KIND', `expected a package with image input, found ${manifest.name} with input kind signal (run it with sgmoe run --source dir:PATH or mqtt:TOPIC)`);
+  }
+  return manifest.input;
 }
 
 /** Validates a parsed manifest.json once, at the edge; the rest of the SDK trusts the type. */

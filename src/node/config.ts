@@ -60,6 +60,8 @@ export const nodeConfigSchema = z
     window: z.number().int().positive().optional(),
     /** MQTT transport (src/transport/config.ts); absent = no MQTT. */
     mqtt: z.record(z.string(), z.unknown()).optional(),
+    /** Condition-monitoring alarms (packages with task condition): windows in a row before a change counts, and the normal condition. */
+    conditionAlarms: z.object({ windows: z.number().int().positive().default(3), normal: z.string().min(1).default('healthy') }).strict().default({ windows: 3, normal: 'healthy' }),
     audit: z
       .object({
         file: z.string().min(1),

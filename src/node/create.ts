@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
 import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
+import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
@@ -16,6 +17,8 @@ import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
 import type { UpdateAgent } from '../fleet/agent';
+import { watchConditions } from '../maintenance/watch';
+import type { InputSpec } from '../model/manifest';
 import type { NodeConfig, SourceConfig } from './config';
 import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
@@ -84,9 +87,11 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
-    const camera = { input: engine.manifest.input, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
+    const { input } = engine.manifest;
+    const camera = { input: input.kind === 'image' ? input : undefined, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
     const sources: NodeSource[] = config.sources.map((s) => ({
-      source: openSourceFor(s, config, transportConfig, onDrop, logger, camera),
+      // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
+      source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger, camera), engine.manifest.input),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));
@@ -147,6 +152,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       });
       node.attachTransport(transport, unavailable);
     }
+    watchConditions(node, { ...config.conditionAlarms, transport, audit, logger });
     return { node, profile, transport, broker, agent };
   } catch (err) {
     audit?.close();
@@ -191,7 +197,7 @@ function openSourceFor(
   transport: TransportConfig | undefined,
   onDrop: (frame: Frame) => void,
   logger: Logger,
-  camera: { input: Engine['manifest']['input']; decoder: DecoderSettings },
+  camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {
   if (s.uri.startsWith('mqtt:') && !transport) {
     throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);

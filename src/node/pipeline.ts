@@ -4,7 +4,7 @@ import { errorCode, errorMessage } from '../errors';
 import type { Frame } from '../ingest/frame';
 import { preparerFor, type FramePreparer } from '../ingest/kinds';
 import type { Logger } from '../log';
-import type { InputSpec } from '../model/manifest';
+import type { ManifestInput } from '../model/manifest';
 import type { MicroBatcher } from './batcher';
 import type { NodeSource } from './edge-node';
 
@@ -23,7 +23,7 @@ type Handed = { decision: Promise<Decision> } | { error: unknown };
 /** Frames of each source through preprocessing and the micro-batched engine, in arrival order. */
 export class FramePipeline {
   /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
-  private readonly preprocessors = new WeakMap<InputSpec, Map<NodeSource, FramePreparer>>();
+  private readonly preprocessors = new WeakMap<ManifestInput, Map<NodeSource, FramePreparer>>();
 
   constructor(private readonly parts: PipelineParts) {}
 

@@ -1,3 +1,4 @@
+import type { InputSpec } from '../../src/model/manifest';
 import sharp from 'sharp';
 import { Preprocessor } from '../../src/ingest';
 import { areaResize } from '../../src/ingest/area-resize';
@@ -5,7 +6,7 @@ import { decodeCameraJpeg, exifOrientation } from '../../src/ingest/camera-jpeg'
 import { turboJpeg } from '../../src/ingest/turbojpeg';
 import { BUNDLED, readManifest } from '../helpers/package';
 
-const input = readManifest(BUNDLED).input;
+const input = readManifest(BUNDLED).input as InputSpec;
 
 /** A 640x480 camera-like JPEG: smooth shading and texture. */
 function cameraJpeg(options: { orientation?: number } = {}): Promise<Buffer> {

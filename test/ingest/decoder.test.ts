@@ -1,10 +1,11 @@
+import type { InputSpec } from '../../src/model/manifest';
 import { openSource, Preprocessor, pipelineFor, loadDecoderSettings, type OutputSpec, type RawPixels } from '../../src/ingest';
 import { readDecoderLine } from '../../src/ingest/decoder/lines';
 import { redactText } from '../../src/redact';
 import { listDeviceProfiles } from '../../src/engine/profile';
 import { BUNDLED, readManifest } from '../helpers/package';
 
-const input = readManifest(BUNDLED).input;
+const input = readManifest(BUNDLED).input as InputSpec;
 const gray28: OutputSpec = { width: 28, height: 28, format: 'gray', fit: 'fill', pad: '#000000' };
 const rtsp = { kind: 'rtsp', url: 'rtsp://admin:pa%40ss@10.0.0.7:554/Streaming/Channels/101', transport: 'tcp', timeoutMs: 5000 } as const;
 const jetson = { kind: 'gstreamer', command: 'gst-launch-1.0', elements: 'jetson' } as const;

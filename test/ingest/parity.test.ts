@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Preprocessor } from '../../src/ingest';
-import { loadSelftest, parseManifest } from '../../src/model';
+import { imageInputOf, loadSelftest, parseManifest } from '../../src/model';
 import { maxAbsDiff } from './images';
 
 const PACKAGE = join(__dirname, '../../models/fashion-sgmoe');
@@ -13,7 +13,7 @@ describe('parity with the factory\'s PyTorch preprocessing (models/fashion-sgmoe
     const selftest = await loadSelftest(join(PACKAGE, 'selftest.json'));
     const cases = selftest.cases.filter((c) => c.sample);
     expect(cases.length).toBeGreaterThan(0);
-    const pre = new Preprocessor(manifest.input);
+    const pre = new Preprocessor(imageInputOf(manifest));
     let worst = 0;
     for (const c of cases) {
       const tensor = await pre.toTensor(readFileSync(join(PACKAGE, c.sample as string)));

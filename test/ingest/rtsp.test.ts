@@ -1,3 +1,4 @@
+import type { InputSpec } from '../../src/model/manifest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -12,7 +13,7 @@ import { tempDir } from '../helpers/tmp';
 import { samplesClip } from '../helpers/video';
 
 const tmp = tempDir();
-const input = readManifest(BUNDLED).input;
+const input = readManifest(BUNDLED).input as InputSpec;
 const credentials = { user: 'line3', password: 's3cret-pw' };
 afterAll(() => tmp.cleanup());
 

@@ -1,3 +1,4 @@
+import type { InputSpec } from '../../src/model/manifest';
 import sharp from 'sharp';
 import { join } from 'node:path';
 import { VideoSource, type Frame } from '../../src/ingest';
@@ -9,6 +10,7 @@ import { SAMPLE_NAMES, hotFolder, sampleNode } from '../node/sample-node';
 
 const tmp = tempDir();
 const manifest = readManifest(BUNDLED);
+const input = manifest.input as InputSpec;
 let clip: string;
 
 beforeAll(() => {
@@ -49,7 +51,7 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
 
   test('a decoder killed mid-file is restarted where it stopped: no frame is skipped or yielded twice', async () => {
     // At its own rate the decoder is still reading the file (2.4 s of video) when frame 10 comes out.
-    const source = new VideoSource(clip, { once: true, rate: 'native', policy: 'block', input: manifest.input, backoff: { initialMs: 1 } });
+    const source = new VideoSource(clip, { once: true, rate: 'native', policy: 'block', input, backoff: { initialMs: 1 } });
     const frames = await drain(source, (_frame, index) => {
       if (index === 10) process.kill(source.decoderPid!, 'SIGKILL');
     });
@@ -58,7 +60,7 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
   });
 
   test('frames come out at the model size, already through the ROI, and need no other preprocessing', async () => {
-    const source = new VideoSource(clip, { once: true, input: manifest.input, preprocess: { roi: { x: 0, y: 0, width: 112, height: 112 } } });
+    const source = new VideoSource(clip, { once: true, input, preprocess: { roi: { x: 0, y: 0, width: 112, height: 112 } } });
     const [first] = await drain(source);
     expect(first.raw).toMatchObject({ width: 28, height: 28, channels: 1, format: 'gray', prepared: true });
     // The top-left quarter of the first sample, each pixel twice as wide and high: the ROI was cut by the decoder.
@@ -72,7 +74,7 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
   test('played at its own rate, a file behaves like a live camera: a consumer that falls behind loses the oldest frames, each drop counted', async () => {
     let dropped!: () => void;
     const firstDrop = new Promise<void>((resolve) => (dropped = resolve));
-    const source = new VideoSource(clip, { input: manifest.input, onDrop: () => dropped() });
+    const source = new VideoSource(clip, { input, onDrop: () => dropped() });
     const frames = source[Symbol.asyncIterator]();
     const first = await frames.next();
     // The consumer stalls on its first frame while the decoder goes on at 25 fps into a queue of 2.
@@ -92,13 +94,13 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
 
   test('a missing file ends the source with E_SOURCE_NOT_FOUND naming it', async () => {
     const errors: SgmoeError[] = [];
-    const source = new VideoSource(join(tmp.path, 'nope.mp4'), { once: true, input: manifest.input, onError: (e) => errors.push(e) });
+    const source = new VideoSource(join(tmp.path, 'nope.mp4'), { once: true, input, onError: (e) => errors.push(e) });
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('nope.mp4') });
     expect(errors.map((e) => e.code)).toEqual(['E_SOURCE_NOT_FOUND']);
   });
 
   test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {
-    const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input: manifest.input });
+    const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input });
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });
   });
 });

@@ -4,6 +4,7 @@ import { SgmoeError } from '../../errors';
 import { verifySignedTar } from '../../fleet/verify-tar';
 import { Engine } from '../../engine/engine';
 import { verifyPackage } from '../../engine/verify';
+import { describeInput } from '../../ingest/kinds';
 import { loadPackage } from '../../model/package';
 
 /**
@@ -62,7 +63,7 @@ export function register(program: Command): Command {
       }
       const out: string[] = [
         `${m.name} ${m.version} (${m.format}, ${m.task})`,
-        `input   ${m.input.name} ${m.input.channels}x${m.input.height}x${m.input.width} ${m.input.colorspace}, mean ${m.input.mean} std ${m.input.std}`,
+        `input   ${describeInput(m.input)}`,
         `labels  ${m.labels.join(', ')}`,
         `routing topK ${m.routing.topK}, early exit at base confidence >= ${m.routing.earlyExit.threshold}, base weight ${m.routing.ensemble.baseWeight}`,
         '',

@@ -1,10 +1,12 @@
 import type { Manifest } from '../../model/manifest';
 import { ClassificationTask } from './classification';
+import { ConditionTask } from './condition';
 import type { Task } from './task';
 
 /** Every task the engine runs, by the manifest's `task`: adding one is one module and one entry here. */
 const TASKS: Record<Manifest['task'], (manifest: Manifest) => Task> = {
   classification: (m) => new ClassificationTask(m),
+  condition: (m) => new ConditionTask(m),
 };
 
 export function createTask(manifest: Manifest): Task {

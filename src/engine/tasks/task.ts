@@ -26,8 +26,13 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   readonly name: string;
   /** The outputs every branch part gives per sample, checked at load: output name and per-sample dimensions. */
   readonly branchOutputs: ReadonlyArray<{ readonly name: string; readonly dims: readonly number[] }>;
+  /** The task reads the gate of every sample, early exits too (the gate then runs on the whole batch). */
+  readonly gateAlways?: boolean;
   /** The base branch's verdict for one sample at this early-exit threshold. */
   base(outputs: BranchOutputs, threshold: number): V;
-  /** The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights). */
-  finish(verdict: V, experts: BranchOutputs[], weights: number[]): TaskResult;
+  /**
+   * The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights).
+   * `gate` is the gate's softmax over all experts, empty when the gate did not run for this sample.
+   */
+  finish(verdict: V, experts: BranchOutputs[], weights: number[], gate: number[]): TaskResult;
 }

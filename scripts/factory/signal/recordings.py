@@ -1,0 +1,130 @@
+"""Labelled recordings -> windows: DIR/<class>/*.wav|*.csv, the regime tags in file names, the split by recording.
+
+WAV: PCM 16/24/32-bit (scaled to [-1, 1)) or float32, one column per channel. CSV: a header row naming the
+columns, the first one `time` in seconds (the sample rate is 1 / its median step), then one column per channel.
+The SDK reads both the same way, so training and the node see the same numbers.
+"""
+import csv
+import os
+import re
+from dataclasses import dataclass
+from typing import List
+
+import numpy as np
+import torch
+from scipy.io import wavfile
+
+TAG = re.compile(r'(rpm|load)([0-9]+(?:\.[0-9]+)?)')
+
+
+class RecordingError(ValueError):
+    pass
+
+
+def read_wav(path: str):
+    rate, data = wavfile.read(path)
+    if data.dtype == np.int16:
+        data = data / 32768.0
+    elif data.dtype == np.int32:  # scipy left-aligns 24-bit samples in int32
+        data = data / 2147483648.0
+    elif data.dtype != np.float32:
+        raise RecordingError(f'{path}: expected PCM 16/24/32-bit or float32 samples, found {data.dtype}')
+    return float(rate), np.asarray(data, dtype=np.float32).reshape(len(data), -1)
+
+
+def read_csv(path: str):
+    with open(path, newline='') as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 3 or rows[0][0].strip().lower() != 'time':
+        raise RecordingError(f'{path}: expected a header "time,<channel>,..." and at least 2 rows, found '
+                             f'{rows[0] if rows else "an empty file"}')
+    values = np.array(rows[1:], dtype=np.float64)
+    rate = 1.0 / float(np.median(np.diff(values[:, 0])))
+    return float(round(rate)), values[:, 1:].astype(np.float32)
+
+
+def read_recording(path: str):
+    """(sample rate, samples [n, channels] float32)."""
+    return read_wav(path) if path.lower().endswith('.wav') else read_csv(path)
+
+
+def tags(name: str) -> dict:
+    """rpm and load from a file name such as rpm1800-load0.25-sev2-00017.wav (absent: None)."""
+    found = {key: float(value) for key, value in TAG.findall(name)}
+    return {'rpm': found.get('rpm'), 'load': found.get('load')}
+
+
+@dataclass
+class Windows:
+    signals: torch.Tensor  # [N, C, window] float32
+    labels: torch.Tensor  # [N]
+    recording: torch.Tensor  # [N] index into files
+    rpm: torch.Tensor  # [N] float, nan when untagged
+    load: torch.Tensor
+    files: List[str]
+
+    def subset(self, mask: torch.Tensor) -> 'Windows':
+        return Windows(self.signals[mask], self.labels[mask], self.recording[mask], self.rpm[mask], self.load[mask],
+                       self.files)
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def cut(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
+    """[n, C] -> [count, C, window], windows starting every `hop` samples (a tail shorter than a window is dropped)."""
+    count = 0 if len(samples) < window else 1 + (len(samples) - window) // hop
+    return np.stack([samples[i * hop:i * hop + window].T for i in range(count)]) if count else \
+        np.zeros((0, samples.shape[1], window), np.float32)
+
+
+def load(folder: str, window: int, hop: int):
+    """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels)."""
+    labels = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
+    if len(labels) < 2:
+        raise RecordingError(f'{folder}: expected one folder per class (at least 2), found {labels}')
+    chunks, files, rate, channels = [], [], None, None
+    for y, label in enumerate(labels):
+        for name in sorted(os.listdir(os.path.join(folder, label))):
+            if not name.lower().endswith(('.wav', '.csv')):
+                continue
+            path = os.path.join(folder, label, name)
+            file_rate, samples = read_recording(path)
+            if rate is None:
+                rate, channels = file_rate, samples.shape[1]
+            if (file_rate, samples.shape[1]) != (rate, channels):
+                raise RecordingError(f'{path}: expected {rate:g} Hz and {channels} channels like the first recording, '
+                                     f'found {file_rate:g} Hz and {samples.shape[1]}')
+            pieces = cut(samples, window, hop)
+            tag = tags(name)
+            chunks.append((pieces, y, len(files), tag))
+            files.append(f'{label}/{name}')
+    nan = float('nan')
+    signals = torch.from_numpy(np.concatenate([c[0] for c in chunks]))
+    per = lambda value: torch.cat([torch.full((len(c[0]),), value(c)) for c in chunks])  # noqa: E731
+    windows = Windows(signals, per(lambda c: c[1]).long(), per(lambda c: c[2]).long(),
+                      per(lambda c: nan if c[3]['rpm'] is None else c[3]['rpm']).float(),
+                      per(lambda c: nan if c[3]['load'] is None else c[3]['load']).float(), files)
+    return labels, windows, rate, channels
+
+
+def split(windows: Windows, seed: int, holdout_rpm=None, shares=(0.6, 0.2)):
+    """train / val / test by recording (windows of one recording never straddle splits: overlapping windows of
+    one bearing in train and test would flatter the accuracy), stratified by class and regime; recordings at
+    holdout_rpm form the held-out split."""
+    generator = torch.Generator().manual_seed(seed)
+    heldout = torch.zeros(len(windows), dtype=torch.bool) if holdout_rpm is None else windows.rpm == holdout_rpm
+    assign = {}
+    groups = {}
+    for r in torch.unique(windows.recording[~heldout]).tolist():
+        first = int(torch.nonzero(windows.recording == r)[0])
+        key = (int(windows.labels[first]), float(windows.rpm[first]), float(windows.load[first]))
+        groups.setdefault(key, []).append(r)
+    for members in groups.values():
+        order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]
+        n_train = max(1, round(shares[0] * len(order)))
+        n_val = max(1, round(shares[1] * len(order)))
+        for i, r in enumerate(order):
+            assign[r] = 0 if i < n_train else 1 if i < n_train + n_val else 2
+    which = torch.tensor([assign.get(int(r), 3) for r in windows.recording])
+    return [windows.subset(which == s) for s in range(4)]  # train, val, test, held-out

@@ -1,0 +1,29 @@
+import { SgmoeError } from '../../../errors';
+import type { Frame } from '../../frame';
+import type { SignalSpec } from './spec';
+import type { WindowMeta } from './window-source';
+
+/**
+ * A window frame -> the trunk's input [channels * window] float32, channel-major. The spectral front-end lives
+ * in the trunk graph, so the samples go in as they are, in the package's units. A payload that could not be read
+ * arrives here as a frame carrying its error and is rejected with it.
+ */
+export class SignalPreprocessor {
+  constructor(private readonly spec: SignalSpec) {}
+
+  get inputSize(): number {
+    return this.spec.channels * this.spec.window;
+  }
+
+  async toTensor(frame: Frame): Promise<Float32Array> {
+    const meta = frame.meta?.signal as WindowMeta | undefined;
+    if (meta?.rejection) throw meta.rejection;
+    if (!frame.samples) {
+      throw new SgmoeError('E_SIGNAL_FORMAT', `expected a window of samples in frame ${frame.id} (signal sources window their payloads), found ${frame.bytes ? 'encoded bytes' : 'nothing'}`);
+    }
+    if (frame.samples.length !== this.inputSize) {
+      throw new SgmoeError('E_TENSOR_STALE', `frame ${frame.id} holds ${frame.samples.length} samples, the model takes ${this.spec.channels} x ${this.spec.window}`);
+    }
+    return frame.samples;
+  }
+}

@@ -1,0 +1,141 @@
+import { extname } from 'node:path';
+import { SgmoeError, errorMessage } from '../../../errors';
+import type { Frame } from '../../frame';
+import { BaseSource, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
+import { checkBlock, type SampleBlock } from './block';
+import { parseCsv } from './csv';
+import type { SignalSpec } from './spec';
+import { parseStreamBlock } from './stream-block';
+import { parseWav } from './wav';
+import { Windower } from './windower';
+
+/** What a window frame or a rejected payload carries in `frame.meta.signal`. */
+export interface WindowMeta {
+  payloadId: string;
+  /** First sample of the window within its file or since its stream's last reset. */
+  offset?: number;
+  /** Epoch ms of the first sample (streams). */
+  start?: number;
+  tags?: SampleBlock['tags'];
+  /** The payload could not be read: the frame stands for it and is rejected with this error. */
+  rejection?: SgmoeError;
+}
+
+interface Pending {
+  payload: Frame;
+  open: number;
+  failure?: SgmoeError;
+  ended: boolean;
+}
+
+/**
+ * Turns a source of payloads (a hot folder's WAV/CSV files, MQTT sample blocks) into a source of windows, each
+ * one frame with `samples` set. A file is windowed on its own; an MQTT topic is one continuous stream, windowed
+ * across blocks (a timestamp gap restarts it, counted in `windowResets`). A payload that cannot be read becomes
+ * one frame that the signal preprocessing rejects with its code, so every window and every bad payload is
+ * accounted for like an image frame. The payload is settled (the file moved) once all its windows are.
+ */
+export class SignalWindowSource extends BaseSource {
+  readonly kind;
+  private readonly streams = new Map<string, Windower>();
+  private readonly pending = new Map<string, Pending>();
+
+  constructor(
+    private readonly payloads: FrameSource,
+    private readonly spec: SignalSpec,
+    options: SourceOptions = {},
+  ) {
+    super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
+    this.kind = payloads.kind;
+  }
+
+  /** Adds the stream resets (timestamp gaps) and the payloads the inner source dropped before windowing. */
+  override stats(): SourceStats {
+    const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
+    return { ...super.stats(), windowResets: resets, payloadsDropped: this.payloads.stats().dropped };
+  }
+
+  /** Samples received on streams and not yet in a finished window. */
+  pendingSamples(): number {
+    return [...this.streams.values()].reduce((n, w) => n + w.pendingSamples(), 0);
+  }
+
+  protected async run(signal: AbortSignal): Promise<void> {
+    const stopInner = (): void => void this.payloads.stop();
+    signal.addEventListener('abort', stopInner);
+    try {
+      for await (const payload of this.payloads) {
+        if (signal.aborted) break;
+        await this.split(payload);
+      }
+    } finally {
+      signal.removeEventListener('abort', stopInner);
+    }
+  }
+
+  protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
+    const meta = frame.meta?.signal as WindowMeta | undefined;
+    const entry = meta && this.pending.get(meta.payloadId);
+    if (!entry) return;
+    entry.open--;
+    if (outcome.status === 'rejected') entry.failure ??= outcome.error;
+    await this.finish(entry);
+  }
+
+  private async split(payload: Frame): Promise<void> {
+    const entry: Pending = { payload, open: 0, ended: false };
+    this.pending.set(payload.id, entry);
+    const file = typeof payload.meta?.file === 'string' ? payload.meta.file : undefined;
+    let windows;
+    try {
+      const block = checkBlock(this.parse(payload, file), this.spec, file ?? payload.source);
+      const stream = file ? new Windower(this.spec) : this.streamOf(String(payload.meta?.topic ?? payload.source));
+      windows = stream.push(block);
+      if (file && windows.length === 0) {
+        throw new SgmoeError('E_SIGNAL_SHORT', `expected at least one window of ${this.spec.window} samples in ${file}, found ${block.samples[0].length}`);
+      }
+    } catch (err) {
+      const rejection = err instanceof SgmoeError ? err : new SgmoeError('E_SIGNAL_FORMAT', errorMessage(err), undefined, { cause: err });
+      entry.open = 1;
+      await this.emit({ ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } });
+      return this.end(entry);
+    }
+    entry.open = windows.length;
+    for (const w of windows) {
+      const meta: WindowMeta = { payloadId: payload.id, offset: w.offset, ...(w.start !== undefined ? { start: w.start } : {}), tags: w.tags };
+      await this.emit({ ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } });
+    }
+    await this.end(entry);
+  }
+
+  private async end(entry: Pending): Promise<void> {
+    entry.ended = true;
+    await this.finish(entry);
+  }
+
+  /** Settles the payload once every window it produced is settled (a stream block may produce none). */
+  private async finish(entry: Pending): Promise<void> {
+    if (!entry.ended || entry.open > 0 || !this.pending.delete(entry.payload.id)) return;
+    await this.payloads.settle(entry.payload, entry.failure ? { status: 'rejected', error: entry.failure } : { status: 'decided' });
+  }
+
+  private frameOf(payload: Frame, file: string | undefined, offset: number): Frame {
+    // Files: stable ids (the file's id and the window's offset); streams: the source's sequence.
+    return { id: file ? `${payload.id}#${offset}` : this.nextId(), source: this.name, receivedAt: payload.receivedAt };
+  }
+
+  private parse(payload: Frame, file: string | undefined): SampleBlock {
+    const bytes = payload.bytes ?? Buffer.alloc(0);
+    if (!file) return parseStreamBlock(bytes, payload.source);
+    const ext = extname(file).toLowerCase();
+    if (ext === '.wav') return parseWav(bytes, file);
+    if (ext === '.csv') return parseCsv(bytes, file);
+    throw new SgmoeError('E_SIGNAL_FORMAT', `expected a .wav or .csv recording, found ${file}`);
+  }
+
+  private streamOf(key: string): Windower {
+    let w = this.streams.get(key);
+    if (!w) this.streams.set(key, (w = new Windower(this.spec)));
+    return w;
+  }
+}

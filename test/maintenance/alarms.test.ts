@@ -1,0 +1,27 @@
+import { ConditionAlarms } from '../../src/maintenance/alarms';
+
+describe('ConditionAlarms', () => {
+  it('raises a condition change only after N windows in a row agree, and ignores a stray window', () => {
+    const alarms = new ConditionAlarms(3, 'healthy');
+    const seen = ['healthy', 'healthy', 'healthy', 'outer', 'healthy', 'outer', 'outer', 'outer', 'outer'].flatMap((c) => alarms.observe('m1', c, false));
+    expect(seen.map((a) => [a.kind, a.details.from, a.details.to])).toEqual([['condition_change', 'healthy', 'outer']]);
+  });
+
+  it('reports a first condition other than the normal one, and keeps machines apart', () => {
+    const alarms = new ConditionAlarms(2, 'healthy');
+    const seen = [
+      ...alarms.observe('m1', 'inner', false),
+      ...alarms.observe('m2', 'healthy', false),
+      ...alarms.observe('m1', 'inner', false),
+      ...alarms.observe('m2', 'healthy', false),
+    ];
+    expect(seen.map((a) => [a.machine, a.details.from, a.details.to])).toEqual([['m1', null, 'inner']]);
+  });
+
+  it('raises the unknown-regime alarm after N flagged windows in a row and clears it after N unflagged ones', () => {
+    const alarms = new ConditionAlarms(2);
+    const flags = [true, false, true, true, true, false, true, false, false];
+    const seen = flags.flatMap((f) => alarms.observe('m1', 'healthy', f)).filter((a) => a.kind === 'unknown_regime');
+    expect(seen.map((a) => a.state)).toEqual(['raised', 'cleared']);
+  });
+});

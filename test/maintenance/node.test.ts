@@ -1,0 +1,179 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { WaveFile } from 'wavefile';
+import { openAuditDbReadOnly } from '../../src/audit/open';
+import { queryDecisions } from '../../src/audit/query';
+import { parseWav } from '../../src/ingest/kinds/signal/wav';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { sgmoe } from '../helpers/cli';
+import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
+import { tempDir } from '../helpers/tmp';
+
+const PACKAGE = resolve(__dirname, '..', '..', 'models', 'bearing-sgmoe');
+const manifest = JSON.parse(readFileSync(join(PACKAGE, 'manifest.json'), 'utf8'));
+const { sampleRate, channels, window, hop } = manifest.input;
+const sampleFiles = readdirSync(join(PACKAGE, 'samples')).filter((f) => f.endsWith('.wav'));
+const tmp = tempDir('sgmoe-maintenance-');
+let broker: Mosquitto;
+
+beforeAll(async () => {
+  broker = await Mosquitto.create(tmp.path);
+  await broker.start();
+});
+
+afterAll(async () => {
+  await broker.stop();
+  tmp.cleanup();
+});
+
+/** One channel array per axis of a shipped sample window. */
+function sampleChannels(i: number): Float32Array[] {
+  return parseWav(readFileSync(join(PACKAGE, 'samples', sampleFiles[i % sampleFiles.length])), 'sample').samples;
+}
+
+function wav(data: ArrayLike<number>[], rate = sampleRate, bitDepth = '32f'): Buffer {
+  const w = new WaveFile();
+  w.fromScratch(data.length, rate, bitDepth, data.map((c) => Array.from(c)));
+  return Buffer.from(w.toBuffer());
+}
+
+/** A block in the documented binary format (docs/signal-blocks.md), `data` one array per channel. */
+function binaryBlock(ts: number, data: Float32Array[], rate = sampleRate): Buffer {
+  const n = data[0].length;
+  const out = Buffer.alloc(32 + n * data.length * 4);
+  out.write('SGSB', 0, 'latin1');
+  out.writeUInt8(1, 4);
+  out.writeUInt8(data.length, 5);
+  out.writeUInt16LE(1, 6);
+  out.writeDoubleLE(ts, 8);
+  out.writeDoubleLE(rate, 16);
+  out.writeFloatLE(1800, 24);
+  for (let i = 0; i < n; i++) for (let c = 0; c < data.length; c++) out.writeFloatLE(data[c][i], 32 + 4 * (i * data.length + c));
+  return out;
+}
+
+function jsonBlock(ts: number, data: Float32Array[], rate = sampleRate): string {
+  const samples = Array.from({ length: data[0].length }, (_, i) => data.map((c) => (Number.isNaN(c[i]) ? null : c[i])));
+  return JSON.stringify({ ts, sampleRate: rate, channels: data.length, samples, rpm: 1800 });
+}
+
+/** mosquitto_pub: an independent client publishing a file's bytes (binary or JSON); resolves when it has exited. */
+async function mosquittoPub(topic: string, payload: Buffer | string): Promise<void> {
+  const file = join(tmp.path, `block-${process.hrtime.bigint()}`);
+  writeFileSync(file, payload);
+  const child = spawn('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(broker.port), '-q', '1', '-t', topic, '-f', file]);
+  const status = await new Promise((resolve) => child.once('exit', resolve));
+  if (status !== 0) throw new Error(`mosquitto_pub exited with ${status}`);
+}
+
+describe('maintenance node end to end (models/bearing-sgmoe)', () => {
+  it('sgmoe model verify passes on the shipped signal package', () => {
+    const run = sgmoe('model', 'verify', PACKAGE);
+    expect(run.stdout).toContain('verified');
+    expect(run.status).toBe(0);
+  });
+
+  jest.setTimeout(240_000);
+  it('WAV files in a hot folder and a live stream of blocks sent with mosquitto_pub: results on MQTT with the condition and regime, audit rows, every bad input rejected with its code, the accounting adds up', async () => {
+    const dir = join(tmp.path, 'e2e');
+    const inbox = join(dir, 'inbox');
+    mkdirSync(inbox, { recursive: true });
+    // A recording of 2 windows of samples back to back: windows every hop -> 1 + window / hop windows.
+    const long = sampleChannels(0).map((c, a) => Float32Array.from([...c, ...sampleChannels(1)[a]]));
+    const files: Record<string, Buffer> = {
+      'a-recording.wav': wav(long),
+      'b-pcm16.wav': wav(sampleChannels(2).map((c) => Array.from(c, (v) => Math.round(Math.max(-1, Math.min(1, v / 4)) * 32767))), sampleRate, '16'),
+      'c-rate.wav': wav(sampleChannels(3), sampleRate / 2),
+      'd-channels.wav': wav(sampleChannels(3).slice(0, 2)),
+      'e-nan.wav': wav(sampleChannels(3).map((c, a) => (a === 1 ? Float32Array.from(c, (v, i) => (i === 100 ? NaN : v)) : c))),
+      'f-truncated.wav': wav(sampleChannels(4)).subarray(0, 5000),
+      'g-empty.wav': Buffer.alloc(0),
+    };
+    for (const [name, bytes] of Object.entries(files)) writeFileSync(join(inbox, name), bytes);
+
+    const topic = 'plant/press-7/vibration';
+    const sub = new MosquittoSub(broker.port, 'sgmoe/v1/plant/pdm/#', ['-q', '1']);
+    const config = parseNodeConfig({
+      model: PACKAGE,
+      device: 'x86_64-cpu',
+      threads: 1,
+      sources: [{ uri: `dir:${inbox}`, name: 'inbox' }, { uri: `mqtt:${topic}`, name: 'press-7' }],
+      mqtt: { url: broker.url, site: 'plant', device: 'pdm' },
+      audit: { file: join(dir, 'audit.db') },
+      conditionAlarms: { windows: 2 },
+    });
+    const { node } = await createEdgeNode(config);
+    const running = node.run();
+    const streamStats = () => node.snapshot().sources.find((s) => s.name === 'press-7')!;
+    // The node's subscription is ready once a probe (an empty block, rejected as E_SIGNAL_EMPTY) comes back rejected.
+    const probe = JSON.stringify({ ts: 0, sampleRate, channels, samples: [] });
+    while (streamStats().rejected === 0) await mosquittoPub(topic, probe);
+    await waitUntil(() => streamStats().rejected === streamStats().ingested, 10_000, 'the probes settled');
+    const probes = streamStats().rejected;
+
+    // The stream: one window and a half in 3 blocks (binary, JSON, binary), then a gap, then bad blocks.
+    const period = 1000 / sampleRate;
+    const piece = (c: Float32Array[], from: number, to: number) => c.map((x) => x.subarray(from, to));
+    const s5 = sampleChannels(5);
+    const t0 = Date.now();
+    await mosquittoPub(topic, binaryBlock(t0, piece(s5, 0, 4096)));
+    await mosquittoPub(topic, jsonBlock(t0 + 4096 * period, piece(s5, 4096, 6144)));
+    await mosquittoPub(topic, binaryBlock(t0 + 6144 * period, [...piece(s5, 6144, 8192).map((c, a) => Float32Array.from([...c, ...s5[a].subarray(0, 4096)]))]));
+    await mosquittoPub(topic, binaryBlock(t0 + 60_000, piece(s5, 0, 2048))); // a gap: the stream restarts
+    await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 2048), sampleRate * 2));
+    await mosquittoPub(topic, jsonBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).map((c) => Float32Array.from(c, (v, i) => (i === 3 ? NaN : v)))));
+    await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).slice(0, 1)));
+
+    const fileWindows = 1 + window / hop + 1; // the 2-window recording, then the PCM16 sample
+    const expected = { decided: fileWindows + 2, rejected: 5 + 3 + probes };
+    await waitUntil(() => {
+      const t = node.snapshot().totals;
+      return t.decided >= expected.decided && t.rejected >= expected.rejected;
+    }, 120_000, 'every window and bad input settled');
+    await node.stop();
+    await running;
+
+    const snap = node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: expected.decided + expected.rejected, ...expected, dropped: 0, pending: 0 });
+    for (const s of snap.sources) expect(s.ingested).toBe(s.decided + s.rejected + s.dropped + s.pending);
+
+    const rows = (() => {
+      const conn = openAuditDbReadOnly(join(dir, 'audit.db'));
+      try {
+        return queryDecisions(conn, {}, { limit: 1000 });
+      } finally {
+        conn.close();
+      }
+    })();
+    const codes = rows.filter((r) => r.status === 'rejected' && !(r.source === 'press-7' && r.errorCode === 'E_SIGNAL_EMPTY')).map((r) => [r.source, r.errorCode]);
+    expect(codes.sort()).toEqual(
+      [
+        ['inbox', 'E_SIGNAL_RATE'],
+        ['inbox', 'E_SIGNAL_CHANNELS'],
+        ['inbox', 'E_SIGNAL_NAN'],
+        ['inbox', 'E_SIGNAL_TRUNCATED'],
+        ['inbox', 'E_SIGNAL_EMPTY'],
+        ['press-7', 'E_SIGNAL_RATE'],
+        ['press-7', 'E_SIGNAL_NAN'],
+        ['press-7', 'E_SIGNAL_CHANNELS'],
+      ].sort(),
+    );
+    const decided = rows.filter((r) => r.status === 'ok');
+    expect(decided).toHaveLength(expected.decided);
+
+    await waitUntil(() => sub.lines.filter((l) => l.includes('/result ')).length >= expected.decided, 15_000, 'results on MQTT');
+    await sub.stop();
+    const results = sub.messages().filter(([t]) => t.endsWith('/result')).map(([, m]) => m);
+    expect(new Set(results.map((m) => m.frameId))).toEqual(new Set(decided.map((r) => r.frameId)));
+    for (const m of results) {
+      expect(manifest.labels).toContain(m.condition);
+      expect(m.condition).toBe(m.label);
+      expect(m.regimeExpert).toEqual(expect.any(Number));
+      expect(typeof m.unknownRegime).toBe('boolean');
+      expect(m.gate).toHaveLength(manifest.parts.experts.length);
+    }
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);
+  });
+});
