@@ -209,7 +209,7 @@ export class Engine {
         { cheapest },
       );
     }
-    const best = fitting.reduce((a, b) => (b.accuracy > a.accuracy || (b.accuracy === a.accuracy && b.meanMacs < a.meanMacs) ? b : a));
+    const best = fitting.reduce((a, b) => ((b.accuracy ?? 0) > (a.accuracy ?? 0) || ((b.accuracy ?? 0) === (a.accuracy ?? 0) && b.meanMacs < a.meanMacs) ? b : a));
     this.configure({ threshold: best.threshold });
     return best;
   }

@@ -1,14 +1,17 @@
 import type { Manifest } from '../../model/manifest';
+import { AnomalyTask } from './anomaly';
 import { ClassificationTask } from './classification';
 import type { Task } from './task';
 
 /** Every task the engine runs, by the manifest's `task`: adding one is one module and one entry here. */
 const TASKS: Record<Manifest['task'], (manifest: Manifest) => Task> = {
   classification: (m) => new ClassificationTask(m),
+  anomaly: (m) => new AnomalyTask(m),
 };
 
 export function createTask(manifest: Manifest): Task {
   return TASKS[manifest.task](manifest);
 }
 
+export { AnomalyTask, thresholdForFalseAlarmRate, type AnomalyFields } from './anomaly';
 export type { BaseVerdict, BranchOutputs, Task, TaskResult } from './task';
