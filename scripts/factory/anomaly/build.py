@@ -20,6 +20,7 @@ class Recipe:
     false_alarm_rate: float = 0.01
     seed: int = 0
     kmeans_restarts: int = 3
+    stationary: bool = False  # textures: appearance does not depend on the position in the image
 
 
 @dataclass
@@ -80,9 +81,9 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
              f'{len(parts["threshold"])} threshold good images')
 
-    base = fit_gaussian(feats['fit'], channels)  # the intensity channels only: a cheap global score
+    base = fit_gaussian(feats['fit'], channels, recipe.stationary)  # the intensity channels only: a cheap global score
     base.normalise_on(feats['norm'])
-    global_model = fit_gaussian(feats['fit'], feats['fit'].shape[1])
+    global_model = fit_gaussian(feats['fit'], feats['fit'].shape[1], recipe.stationary)
     global_model.normalise_on(feats['norm'])
 
     flat = feats['fit'].flatten(1)
@@ -96,7 +97,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
         members = feats['fit'][mode['fit'] == k]
         if len(members) < 2:
             raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
-        expert = fit_gaussian(members, members.shape[1])
+        expert = fit_gaussian(members, members.shape[1], recipe.stationary)
         held = feats['norm'][mode['norm'] == k]
         expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
         experts.append(expert.eval())

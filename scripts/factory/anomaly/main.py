@@ -41,6 +41,8 @@ def parse_args(argv):
     parser.add_argument('--experts', type=int, default=4, help='appearance modes (products) on the line')
     parser.add_argument('--size', help='resize every image to WxH (needed when sizes differ)')
     parser.add_argument('--roi', help='crop X,Y,W,H before resizing (recorded in the manifest)')
+    parser.add_argument('--stationary', action='store_true',
+                        help='textures and webs: one Gaussian for every grid cell, the worst cell scores the image')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     if not 0 < args.false_alarm_rate < 0.5:
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
     for path, reason in data.train.bad + data.test.bad:
         say(f'skipped unreadable {path}: {reason}')
     say(f'{len(data.train.names)} good training images {data.train.pixels.shape[1:]}, {len(data.test.names)} test images')
-    recipe = build.Recipe(experts=args.experts, false_alarm_rate=args.false_alarm_rate, seed=args.seed)
+    recipe = build.Recipe(experts=args.experts, false_alarm_rate=args.false_alarm_rate, seed=args.seed,
+                          stationary=args.stationary)
     try:
         model = build.fit(data.train.pixels, recipe, progress=say)
     except RuntimeError as error:
