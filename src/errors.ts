@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   E_FRAME_READ: 'bad-input',
   E_FRAME_ROI: 'bad-input',
   E_FRAME_TOO_LARGE: 'bad-input',
+  E_FRAME_TOO_SMALL: 'bad-input',
   E_BACKPRESSURE: 'transient',
   E_TENSOR_STALE: 'transient',
   E_INPUT_SHAPE: 'internal',
@@ -55,12 +56,14 @@ export const ERROR_CODES = {
   // configuration and the command line
   E_CONFIG_INVALID: 'configuration',
   E_USAGE: 'bad-input',
+  E_BENCH_NEEDS_SOURCE: 'configuration',
   // audit log
   E_AUDIT_NOT_FOUND: 'configuration',
   E_AUDIT_SCHEMA: 'integrity',
   E_AUDIT_UNREADABLE: 'integrity',
   E_AUDIT_UNWRITABLE: 'transient',
   E_AUDIT_LOCKED: 'transient',
+  E_AUDIT_WRITE: 'transient',
   // MQTT transport, outbox, embedded broker and commands
   E_MQTT_AUTH: 'configuration',
   E_MQTT_TLS: 'configuration',
@@ -108,6 +111,7 @@ export const ERROR_CODES = {
   E_STORE_CORRUPT: 'integrity',
   // node and dashboard
   E_NODE_STOPPING: 'transient',
+  E_NODE_RUNNING: 'internal',
   E_DASHBOARD_LISTEN: 'configuration',
   E_DASHBOARD_METHOD: 'bad-input',
   E_DASHBOARD_NOT_FOUND: 'bad-input',

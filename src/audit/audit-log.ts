@@ -74,6 +74,16 @@ export class AuditLog {
     return this.parts.writer.record(record);
   }
 
+  /** Routing health sees a frame's outcome at once; its row is committed later, with `commit`. */
+  observe(record: AuditRecord): void {
+    this.parts.health.observe(record);
+  }
+
+  /** Writes these rows now, in one transaction, or throws E_AUDIT_WRITE (a full disk) having written none. */
+  commit(records: readonly AuditRecord[]): void {
+    this.parts.writer.commitNow(records);
+  }
+
   event(event: AuditEvent): number | null {
     return this.parts.events.write({ model: this.model, ...event });
   }

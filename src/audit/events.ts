@@ -5,16 +5,18 @@ import type { ModelRef } from './record';
 import { sqliteCode } from './sqlite-code';
 
 /** What happens to the node besides decisions: model life cycle, alarms, configuration, the log itself. */
-export type AuditEventKind =
-  | 'start'
-  | 'stop'
-  | 'model_loaded'
-  | 'model_updated'
-  | 'model_rolled_back'
-  | 'config_changed'
-  | 'alarm_raised'
-  | 'alarm_cleared'
-  | 'db_recovered';
+export const AUDIT_EVENT_KINDS = [
+  'start',
+  'stop',
+  'model_loaded',
+  'model_updated',
+  'model_rolled_back',
+  'config_changed',
+  'alarm_raised',
+  'alarm_cleared',
+  'db_recovered',
+] as const;
+export type AuditEventKind = (typeof AUDIT_EVENT_KINDS)[number];
 
 export interface AuditEvent {
   kind: AuditEventKind;
@@ -41,7 +43,7 @@ export class EventLog {
 
   constructor(db: Database, options: EventLogOptions = {}) {
     this.insert = db.prepare(
-      'INSERT INTO events (ts, kind, model_name, model_version, message, details) VALUES (?, ?, ?, ?, ?, ?)',
+      'INSERT INTO events (ts, kind, model_name, model_version, message, details) VALUES (@ts, @kind, @modelName, @modelVersion, @message, @details)',
     );
     this.logger = options.logger ?? silentLogger;
     this.now = options.now ?? Date.now;
@@ -50,14 +52,14 @@ export class EventLog {
   /** Returns the event's id, or null when it could not be written. */
   write(event: AuditEvent): number | null {
     try {
-      const info = this.insert.run(
-        event.ts ?? this.now(),
-        event.kind,
-        event.model?.name ?? null,
-        event.model?.version ?? null,
-        event.message,
-        event.details === undefined ? null : JSON.stringify(event.details),
-      );
+      const info = this.insert.run({
+        ts: event.ts ?? this.now(),
+        kind: event.kind,
+        modelName: event.model?.name ?? null,
+        modelVersion: event.model?.version ?? null,
+        message: event.message,
+        details: event.details === undefined ? null : JSON.stringify(event.details),
+      });
       return Number(info.lastInsertRowid);
     } catch (err) {
       this.logger.error({ err: errorMessage(err), code: sqliteCode(err), event: event.kind }, 'audit event not written');

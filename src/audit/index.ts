@@ -1,5 +1,5 @@
 export { AuditLog, type AuditLogParts, type OpenAuditLogOptions, type AuditHealthReport } from './audit-log';
-export { EventLog, type AuditEvent, type AuditEventKind, type EventLogOptions } from './events';
+export { AUDIT_EVENT_KINDS, EventLog, type AuditEvent, type AuditEventKind, type EventLogOptions } from './events';
 export { exportDecisions, type ExportFormat } from './export';
 export {
   RoutingHealth,

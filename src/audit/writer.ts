@@ -1,5 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
-import { errorMessage } from '../errors';
+import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { AuditRecord } from './record';
 import { INSERT_DECISION, toParams } from './rows';
@@ -96,6 +96,27 @@ export class AuditWriter {
       committed += this.commit(pending.length <= this.batchRows ? pending : pending.slice(i, i + this.batchRows));
     }
     return committed;
+  }
+
+  /**
+   * Writes what waits, then `records` in one transaction, now: for a caller that must know its rows are on disk
+   * before it goes on (the node settles a frame only then). Throws E_AUDIT_WRITE when they could not be
+   * committed; they are then neither written nor counted as failed, since the caller keeps and retries them.
+   */
+  commitNow(records: readonly AuditRecord[]): void {
+    this.flush();
+    if (records.length === 0) return;
+    if (this.closed) throw new SgmoeError('E_AUDIT_WRITE', `expected an open audit log to commit ${records.length} row(s) to, found it closed`);
+    let done: CommittedBatch;
+    try {
+      done = this.writeBatch([...records]);
+    } catch (err) {
+      throw new SgmoeError('E_AUDIT_WRITE', `could not commit ${records.length} audit row(s): ${errorMessage(err)}`, { sqlite: sqliteCode(err) }, { cause: err });
+    }
+    this.counts.accepted += done.rows;
+    this.counts.written += done.rows;
+    this.counts.batches++;
+    this.onCommit?.(done);
   }
 
   /** Flushes and stops the timer; later records are refused and counted as overflow. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { errorCode, errorMessage } from '../errors';
+import { SgmoeError, errorCode, errorMessage } from '../errors';
+import { LOG_FORMATS, setLogFormat, type LogFormat } from '../log';
 import { configureSharp } from '../ingest/sharp-config';
 import { registerCommands } from './commands';
 
@@ -10,6 +11,12 @@ async function main(argv: string[]): Promise<void> {
   const program = new Command('sgmoe')
     .description('Run single-gate Mixture-of-Experts vision models on edge devices')
     .version(require('../../package.json').version)
+    .option('--log-format <format>', `logs on stderr: ${LOG_FORMATS.join(' | ')} (auto: human lines in a terminal, JSON in a pipe)`, 'auto')
+    .hook('preAction', (command) => {
+      const format = command.opts().logFormat as LogFormat;
+      if (!LOG_FORMATS.includes(format)) throw new SgmoeError('E_USAGE', `--log-format: expected one of ${LOG_FORMATS.join(', ')}, found "${format}"`);
+      setLogFormat(format);
+    })
     .showHelpAfterError()
     .exitOverride((err) => {
       // commander exits 0 for --help/--version and 1 for usage errors, matching DESIGN.md's exit codes.

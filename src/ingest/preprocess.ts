@@ -1,4 +1,5 @@
 import sharp, { type Sharp } from 'sharp';
+import { imageSize } from 'image-size';
 import { z } from 'zod';
 import { SgmoeError } from '../errors';
 import { validate } from '../validate';
@@ -51,6 +52,7 @@ export class Preprocessor {
   private readonly options: Options;
   /** Per model channel: uint8 value -> normalised float, computed like PyTorch in float32. */
   private readonly luts: Float32Array[];
+  private readonly minSize: Size;
 
   constructor(
     private readonly spec: InputSpec,
@@ -59,6 +61,7 @@ export class Preprocessor {
     this.options = validate(preprocessOptionsSchema, options, { code: 'E_CONFIG_INVALID', where: 'preprocessing options' });
     this.dims = [spec.channels, spec.height, spec.width];
     this.luts = spec.mean.map((mean, c) => normalisationTable(mean, spec.std[c], spec.invert));
+    this.minSize = spec.minSourceSize ?? { width: Math.ceil(spec.width / 4), height: Math.ceil(spec.height / 4) };
   }
 
   /** C*H*W floats for one input. */
@@ -94,7 +97,12 @@ export class Preprocessor {
     const raw = frame ? frame.raw : Buffer.isBuffer(input) ? undefined : (input as RawPixels);
     const bytes = frame ? frame.bytes : Buffer.isBuffer(input) ? input : undefined;
     try {
-      if (raw) return await this.run(rawPipeline(raw, this.options.maxPixels), { width: raw.width, height: raw.height });
+      if (raw) {
+        const pipeline = rawPipeline(raw, this.options.maxPixels);
+        const size = { width: raw.width, height: raw.height };
+        this.checkSize(this.options.roi ?? size);
+        return await this.run(pipeline, size);
+      }
       if (!bytes || bytes.length === 0) {
         throw new SgmoeError('E_FRAME_EMPTY', `expected an encoded image or raw pixels, found ${bytes ? 'zero bytes' : 'neither'}`);
       }
@@ -111,12 +119,31 @@ export class Preprocessor {
     }
     const open = (): Sharp => sharp(bytes, { autoOrient: true, limitInputPixels: this.options.maxPixels, failOn: 'warning' });
     try {
-      // Only an ROI needs the frame size up front; otherwise sharp reads the header itself in the same call.
-      const size = this.options.roi ? await orientedSize(open()) : undefined;
-      return await this.run(open(), size);
+      const { roi } = this.options;
+      // Only an ROI needs the oriented frame size up front; otherwise sharp reads the header itself in the same call.
+      this.checkSize(roi ?? headerSize(bytes));
+      return await this.run(open(), roi ? await orientedSize(open()) : undefined);
     } catch (err) {
       if (err instanceof SgmoeError) throw err;
       throw await decodeError(err, bytes, format, this.options.maxPixels);
+    }
+  }
+
+  /**
+   * Refuses a frame (or its ROI) too small for the model to judge. Sides are compared shorter to shorter, so the
+   * header's size serves before EXIF orientation is applied. Undefined: a header sharp will refuse anyway.
+   */
+  private checkSize(region: Size | undefined): void {
+    if (!region) return;
+    const min = this.minSize;
+    const [short, long] = [region.width, region.height].sort((a, b) => a - b);
+    const [minShort, minLong] = [min.width, min.height].sort((a, b) => a - b);
+    if (short < minShort || long < minLong) {
+      throw new SgmoeError(
+        'E_FRAME_TOO_SMALL',
+        `expected a ${this.options.roi ? 'ROI' : 'frame'} of at least ${min.width}x${min.height} pixels for a ${this.spec.width}x${this.spec.height} model input, found ${region.width}x${region.height}`,
+        { width: region.width, height: region.height, min },
+      );
     }
   }
 
@@ -158,6 +185,16 @@ function normalisationTable(mean: number, std: number, invert: boolean): Float32
 }
 
 const region = (r: { x: number; y: number; width: number; height: number }) => ({ left: r.x, top: r.y, width: r.width, height: r.height });
+
+/** Width and height from the header alone, without decoding (microseconds); undefined when it cannot be read. */
+function headerSize(bytes: Buffer): Size | undefined {
+  try {
+    const { width, height } = imageSize(bytes);
+    return { width, height };
+  } catch {
+    return undefined;
+  }
+}
 
 async function orientedSize(image: Sharp): Promise<Size> {
   const meta = await image.metadata();

@@ -28,6 +28,11 @@ export interface SourceStats {
 export interface FrameSource extends AsyncIterable<Frame> {
   readonly name: string;
   readonly kind: SourceKind;
+  /**
+   * True when a frame left unsettled is still held by its producer (a hot-folder file stays in the inbox): on a
+   * full disk the node then waits for the frame's commit instead of settling it unrecorded.
+   */
+  readonly replays?: boolean;
   stats(): SourceStats;
   /** Reports what became of a frame; the hot folder moves its file to done/ or rejected/ here. */
   settle(frame: Frame, outcome: FrameOutcome): Promise<void>;

@@ -30,6 +30,11 @@ export const inputSpecSchema = z
     std: z.array(z.number().positive()).min(1),
     layout: z.literal('NCHW'),
     invert: z.boolean().default(false),
+    /**
+     * Smallest frame (or ROI) the model can judge; smaller ones are refused with E_FRAME_TOO_SMALL. Absent: a
+     * quarter of the input size per side (more enlargement than that leaves the model guessing).
+     */
+    minSourceSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).strict().optional(),
   })
   .refine((s) => s.mean.length === s.channels && s.std.length === s.channels, {
     message: 'mean and std need one value per channel',

@@ -11,14 +11,18 @@ interface Pending {
 
 /**
  * Collects frames from every source into micro-batches. While the engine works, frames gather and go as the
- * next batch the moment it is free; when it is idle, a frame waits at most `maxWaitMs` for company (several
- * cameras then share one engine call), or goes at once when the batch is full. Batches run one at a time, and
- * `swap` changes the engine between two batches, never inside one.
+ * next batch the moment it is free. A frame that finds the engine idle goes at once, with whatever arrives in
+ * the same turn of the event loop; it waits up to `maxWaitMs` for company (or until the batch is full) only
+ * when frames are outpacing the engine, i.e. the last batch had gathered while the engine worked. Batches run
+ * one at a time, and `swap` changes the engine between two batches, never inside one.
  */
 export class MicroBatcher {
   private pending: Pending[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
   private busy = false;
+  /** The last batch had gathered while the engine was busy: more frames are likely on their way. */
+  private outpaced = false;
   private running: Promise<void> = Promise.resolve();
 
   constructor(
@@ -36,7 +40,8 @@ export class MicroBatcher {
       this.pending.push({ tensor, frameId, resolve, reject });
       if (this.busy) return;
       if (this.pending.length >= this.maxSize || this.maxWaitMs === 0) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.maxWaitMs);
+      else if (this.outpaced) this.timer ??= setTimeout(() => this.flush(), this.maxWaitMs);
+      else this.immediate ??= setImmediate(() => this.flush());
     });
   }
 
@@ -56,10 +61,13 @@ export class MicroBatcher {
     }
   }
 
-  private flush(): void {
+  private flush(gathered = false): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
     this.timer = null;
+    this.immediate = null;
     if (this.busy || this.pending.length === 0) return;
+    this.outpaced = gathered;
     const engine = this.engine;
     // Frames preprocessed for a model swapped out meanwhile (another input size) go back to be prepared again.
     const batch = this.pending.splice(0, this.maxSize).filter((p) => {
@@ -81,7 +89,7 @@ export class MicroBatcher {
       } finally {
         this.busy = false;
         // Whatever gathered meanwhile has waited a whole batch already: it goes now.
-        this.flush();
+        this.flush(true);
       }
     })();
   }

@@ -16,6 +16,10 @@ const sourceSchema = z
     /** Snapshot polling interval (http sources). */
     intervalMs: z.number().int().positive().optional(),
     timeoutMs: z.number().int().positive().optional(),
+    /** Hot folders: how often the folder is listed (default 250 ms). */
+    pollMs: z.number().int().positive().optional(),
+    /** Hot folders: a file is taken once its size and mtime held still this long (default 1000 ms); raise it for slow writers. */
+    stableMs: z.number().int().nonnegative().optional(),
   })
   .extend(preprocessOptionsSchema.partial().shape)
   .strict();

@@ -15,6 +15,7 @@ import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConf
 import { Outbox } from '../transport/outbox';
 import type { UpdateAgent } from '../fleet/agent';
 import type { NodeConfig, SourceConfig } from './config';
+import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 
@@ -70,13 +71,14 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     if (config.mqtt) {
       transportConfig = parseTransportConfig(config.mqtt);
       if (transportConfig.embeddedBroker) {
-        broker = new EmbeddedBroker({ port: transportConfig.embeddedBroker.port, logger });
-        transportConfig = { ...transportConfig, url: await broker.start() };
-        closers.push(() => broker!.stop());
+        const embedded = new EmbeddedBroker({ port: transportConfig.embeddedBroker.port, logger });
+        transportConfig = { ...transportConfig, url: await embedded.start() };
+        closers.push(() => embedded.stop());
+        broker = embedded;
       }
     }
 
-    // Sources report drops to the node, which exists only after them: bind late.
+    // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     const sources: NodeSource[] = config.sources.map((s) => ({
@@ -106,35 +108,12 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       audit?.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
     }
 
-    let agent: UpdateAgent | undefined;
-    let transport: MqttTransport | undefined;
-    if (transportConfig) {
-      const outboxPath = transportConfig.outbox.path ?? join(dirname(config.audit?.file ?? join('data', 'audit.db')), 'outbox.db');
-      mkdirSync(dirname(outboxPath), { recursive: true });
-      const outbox = Outbox.open(outboxPath, { maxResults: transportConfig.outbox.maxResults, synchronous: transportConfig.outbox.synchronous, logger });
-      closers.unshift(() => outbox.close());
-      // Commands arrive only after start, when the node and its update agent exist.
-      const handlers = () => node!.commandHandlers(() => redacted(config));
-      transport = new MqttTransport({
-        config: transportConfig,
-        outbox,
-        logger,
-        commands: {
-          ping: () => handlers().ping(),
-          getConfig: () => handlers().getConfig(),
-          setThreshold: (t) => handlers().setThreshold(t),
-          ...(fleet ? { update: (request, id) => agent!.update(request, id), rollback: () => agent!.rollback() } : {}),
-        },
-      });
-    }
-
     const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     node = new EdgeNode({
       engine,
       sources,
       audit,
       auditUnavailable,
-      transport,
       batch,
       window: config.window ?? batch.maxSize,
       applyRouting: (next) => applyRouting(config, next),
@@ -144,8 +123,22 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
-    if (fleet) {
-      agent = await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet!, engine: engineOptions, transport, transportConfig, audit, logger });
+    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, transportConfig, audit, logger }) : undefined;
+
+    let transport: MqttTransport | undefined;
+    if (transportConfig) {
+      const { outbox, unavailable } = openOutbox(transportConfig, config, logger);
+      closers.unshift(() => outbox.close());
+      transport = new MqttTransport({
+        config: transportConfig,
+        outbox,
+        logger,
+        commands: {
+          ...nodeCommands(node, () => redacted(config)),
+          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: () => agent.rollback() } : {}),
+        },
+      });
+      node.attachTransport(transport, unavailable);
     }
     return { node, profile, transport, broker, agent };
   } catch (err) {
@@ -153,6 +146,24 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     await engine.dispose();
     for (const close of closers) await close();
     throw err;
+  }
+}
+
+/**
+ * The outbox at `mqtt.outbox.path` (default: beside the audit log). One that cannot open (a read-only folder, a
+ * locked file) must not stop the line, as for the audit log: results then wait in memory, and the snapshot and
+ * summary say why and that a restart loses what waits.
+ */
+function openOutbox(transport: TransportConfig, config: NodeConfig, logger: Logger): { outbox: Outbox; unavailable?: SgmoeError } {
+  const path = transport.outbox.path ?? join(dirname(config.audit?.file ?? join('data', 'audit.db')), 'outbox.db');
+  const options = { maxResults: transport.outbox.maxResults, synchronous: transport.outbox.synchronous, logger };
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    return { outbox: Outbox.open(path, options) };
+  } catch (err) {
+    const unavailable = err instanceof SgmoeError ? err : new SgmoeError('E_OUTBOX_OPEN', `could not open the outbox database ${path}: ${errorMessage(err)}`, { path }, { cause: err });
+    logger.error({ code: unavailable.code, err: unavailable.message }, 'outbox unavailable: results wait in memory until the broker takes them');
+    return { outbox: Outbox.open(':memory:', options), unavailable };
   }
 }
 
@@ -183,6 +194,8 @@ function openSourceFor(
     capacity: s.capacity,
     intervalMs: s.intervalMs,
     timeoutMs: s.timeoutMs,
+    pollMs: s.pollMs,
+    stableMs: s.stableMs,
     once: config.once,
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),

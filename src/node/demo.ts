@@ -25,6 +25,8 @@ export interface SampleCamera {
   labelOf(frameId: string): number | undefined;
   /** Plays the samples once, or again and again until the node stops the camera. */
   play(loop: boolean): Promise<void>;
+  /** The package's accuracy on its whole test split (report.json), or null when the package does not say. */
+  testAccuracy: number | null;
 }
 
 /** The package's samples/ played as a camera at `fps`, each frame named after its PNG (plus `#pass` when looping). */
@@ -34,6 +36,7 @@ export async function sampleCamera(modelDir: string, fps: number): Promise<Sampl
   const frames = await Promise.all([...labels.keys()].map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
   const camera = new PushSource('samples-camera');
   return {
+    testAccuracy: await testAccuracyOf(modelDir),
     source: { source: camera, preprocess: {} },
     labelOf: (frameId) => labels.get(frameId.split('#')[0]),
     async play(loop) {
@@ -53,4 +56,15 @@ export async function sampleCamera(modelDir: string, fps: number): Promise<Sampl
       }
     },
   };
+}
+
+/** `models.sgmoe.accuracy` of the factory's report.json; the samples alone are too few, and not a random draw. */
+async function testAccuracyOf(modelDir: string): Promise<number | null> {
+  try {
+    const report = JSON.parse(await readFile(join(modelDir, 'report.json'), 'utf8')) as { models?: { sgmoe?: { accuracy?: unknown } } };
+    const accuracy = report.models?.sgmoe?.accuracy;
+    return typeof accuracy === 'number' ? accuracy : null;
+  } catch {
+    return null;
+  }
 }

@@ -8,7 +8,6 @@ import { fetchChunks } from '../fleet/chunks';
 import { TrustedKeys } from '../fleet/keys';
 import { PackageStore, type Recovery } from '../fleet/store';
 import type { Logger } from '../log';
-import type { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transport/config';
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
@@ -47,7 +46,6 @@ export interface UpdateAgentWiring {
   node: EdgeNode;
   fleet: FleetConfig;
   engine: EngineOptions;
-  transport?: MqttTransport;
   transportConfig?: TransportConfig;
   audit?: AuditLog;
   logger: Logger;
@@ -62,7 +60,7 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
   const pems = await Promise.all(w.fleet.trustedKeys.map((path) => readFile(path, 'utf8')));
   const onEvent = (event: UpdateEvent) => {
     w.node.setUpdateStatus({ step: event.step, version: event.version, correlationId: event.correlationId, ...(event.error ? { error: event.error } : {}) });
-    if (event.correlationId) w.transport?.publishProgress('update', event.correlationId, event);
+    if (event.correlationId) w.node.transport?.publishProgress('update', event.correlationId, event);
     if (event.model) {
       const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
       w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step });

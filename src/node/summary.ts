@@ -1,4 +1,4 @@
-import type { NodeSnapshot } from './edge-node';
+import type { NodeSnapshot } from './stats';
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
 const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;
@@ -12,8 +12,11 @@ export function liveLine(s: NodeSnapshot): string {
   );
 }
 
-/** What `--once` and the demo print at the end. `accuracy` when the frames' true labels are known. */
-export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scored: number }): string {
+/**
+ * What `--once` and the demo print at the end. `accuracy` when the frames' true labels are known; with the demo's
+ * samples, `testAccuracy` is the package's own figure on its whole test split, printed beside it.
+ */
+export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scored: number; testAccuracy?: number | null }): string {
   const lines = [
     `model        ${s.model.name} ${s.model.version} on ${[...new Set(Object.values(s.providers))].join(', ')}`,
     `frames       ingested ${s.totals.ingested} = decided ${s.totals.decided} + rejected ${s.totals.rejected} + dropped ${s.totals.dropped} + pending ${s.totals.pending}`,
@@ -21,6 +24,12 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   ];
   if (accuracy) {
     lines.push(`accuracy     ${accuracy.scored === 0 ? 'n/a' : pct(accuracy.correct / accuracy.scored)} (${accuracy.correct} of ${accuracy.scored} labelled frames)`);
+    if (accuracy.testAccuracy !== undefined) {
+      lines.push(
+        `             the samples were picked to exercise the early exit and every expert, not to measure accuracy;`,
+        `             the package's test accuracy: ${accuracy.testAccuracy === null ? 'not in its report.json' : `${pct(accuracy.testAccuracy)} (its report.json)`}`,
+      );
+    }
   }
   lines.push(
     `early exit   ${pct(s.earlyExitRate)} (threshold ${s.settings.threshold})`,
@@ -28,7 +37,11 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     `latency      ${s.latencyUs ? `p50 ${ms(s.latencyUs.p50)}, p99 ${ms(s.latencyUs.p99)}` : 'n/a'} (engine, per frame)`,
     `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,
   );
-  if (s.outboxDepth !== null) lines.push(`outbox       ${s.outboxDepth} waiting for the broker${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+  if (s.outboxDepth !== null) {
+    const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
+    lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+  }
   if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
+  for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
   return lines.join('\n');
 }

@@ -5,6 +5,7 @@ import { silentLogger, type Logger } from '../log';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from './config';
 import { CommandDispatcher, type CommandHandlers } from './commands';
 import type { Outbox, OutboxStats } from './outbox';
+import { lostText, type OutboxRecovery } from './outbox-file';
 import {
   ALARM_SCHEMA,
   REPLY_SCHEMA,
@@ -36,6 +37,8 @@ export interface TransportStats {
   inFlight: number;
   connects: number;
   outbox: OutboxStats;
+  /** The outbox file was corrupt at start and replaced by a fresh one: how many queued results may be lost. */
+  outboxRecovered: OutboxRecovery | null;
   lastError: { code: string; message: string } | null;
 }
 
@@ -92,6 +95,15 @@ export class MqttTransport {
     this.commands = options.commands
       ? new CommandDispatcher({ handlers: options.commands, maxPayloadBytes: this.config.commands.maxPayloadBytes, logger: options.logger })
       : null;
+    const recovered = this.outbox.recovered;
+    if (recovered) {
+      this.publishAlarm({
+        severity: 'warning',
+        code: 'E_OUTBOX_RECOVERED',
+        message: `the outbox database was unreadable (${recovered.code}) and was moved to ${recovered.movedTo}; ${lostText(recovered.resultsMayBeLost)}`,
+        details: { ...recovered },
+      });
+    }
   }
 
   /**
@@ -188,6 +200,7 @@ export class MqttTransport {
       inFlight: this.inFlight,
       connects: this.connects,
       outbox: this.outbox.stats(),
+      outboxRecovered: this.outbox.recovered,
       lastError: this.lastError ? { code: this.lastError.code, message: this.lastError.message } : null,
     };
   }

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
+import { openOutboxFile, type OutboxRecovery } from './outbox-file';
 
 /**
  * Results and health are droppable: when the outbox is full the oldest of them go first. Alarms are
@@ -73,6 +74,7 @@ export class Outbox {
     insert: Database.Statement;
     oldestDroppable: Database.Statement;
     remove: Database.Statement;
+    removeAll: Database.Statement;
     next: Database.Statement;
     bump: Database.Statement;
   };
@@ -81,20 +83,23 @@ export class Outbox {
   private counts!: OutboxStats;
   private droppablePending = 0;
   private ownsDb = false;
+  /** synchronous=FULL on a file of its own: acknowledgements then commit without their own fsync. */
+  private fsyncPerCommit = false;
   private closed = false;
+  /** Set when the file was unreadable at open and a fresh one was started (how many results may be lost). */
+  recovered: OutboxRecovery | null = null;
 
-  /** Opens (or creates) its own SQLite file in WAL mode; `close()` closes the file too. */
+  /**
+   * Opens (or creates) its own SQLite file in WAL mode; `close()` closes the file too. A corrupt file is moved
+   * aside for a fresh one, and `recovered` says so.
+   */
   static open(path: string, options: OutboxOptions & { synchronous?: 'full' | 'normal' }): Outbox {
-    let db: Database.Database;
-    try {
-      db = new Database(path);
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
-    } catch (err) {
-      throw new SgmoeError('E_OUTBOX_OPEN', `could not open the outbox database ${path}: ${errorMessage(err)}`, { path }, { cause: err });
-    }
-    const outbox = new Outbox(db, options);
+    const synchronous = options.synchronous ?? 'full';
+    const file = openOutboxFile(path, synchronous, options.logger ?? silentLogger);
+    const outbox = new Outbox(file.db, options);
     outbox.ownsDb = true;
+    outbox.fsyncPerCommit = synchronous === 'full';
+    outbox.recovered = file.recovered;
     return outbox;
   }
 
@@ -108,6 +113,7 @@ export class Outbox {
       ),
       oldestDroppable: db.prepare('SELECT seq FROM sgmoe_outbox WHERE droppable = 1 ORDER BY seq LIMIT 1').pluck(),
       remove: db.prepare('DELETE FROM sgmoe_outbox WHERE seq = ? RETURNING droppable').pluck(),
+      removeAll: db.prepare('DELETE FROM sgmoe_outbox WHERE seq IN (SELECT value FROM json_each(@seqs)) RETURNING droppable').pluck(),
       next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at FROM sgmoe_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
       bump: db.prepare('UPDATE sgmoe_outbox_counters SET value = value + ? WHERE name = ?'),
     };
@@ -124,15 +130,10 @@ export class Outbox {
       return seqs;
     });
     this.ackTx = db.transaction((seqs: readonly number[]) => {
-      let sent = 0;
-      for (const seq of seqs) {
-        const droppable = this.stmt.remove.get(seq) as number | undefined;
-        if (droppable === undefined) continue;
-        sent++;
-        if (droppable === 1) this.droppablePending--;
-      }
-      this.counts.pending -= sent;
-      this.bump('sent', sent);
+      const removed = this.stmt.removeAll.all({ seqs: JSON.stringify(seqs) }) as number[];
+      for (const droppable of removed) if (droppable === 1) this.droppablePending--;
+      this.counts.pending -= removed.length;
+      this.bump('sent', removed.length);
     });
     this.loadCounts();
   }
@@ -192,14 +193,19 @@ export class Outbox {
     }));
   }
 
-  /** The broker has these: delete them (one transaction). Unknown sequence numbers (already dropped) are ignored. */
+  /** The broker has these: delete them (one DELETE). Unknown sequence numbers (already dropped) are ignored. */
   ack(seqs: readonly number[]): void {
     this.assertOpen();
     try {
+      // An acknowledgement needs no fsync of its own: lost in a power cut it costs a duplicate, never a loss, and
+      // the next enqueue's fsync carries it to disk. NORMAL is as safe from corruption in WAL mode as FULL.
+      if (this.fsyncPerCommit) this.db.pragma('synchronous = NORMAL');
       this.ackTx(seqs);
     } catch (err) {
       this.loadCounts();
       throw new SgmoeError('E_OUTBOX_WRITE', `could not remove ${seqs.length} acknowledged messages from the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+    } finally {
+      if (this.fsyncPerCommit) this.db.pragma('synchronous = FULL');
     }
   }
 

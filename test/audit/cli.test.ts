@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
-import { AuditWriter, openAuditDb } from '../../src/audit';
+import { AuditWriter, EventLog, openAuditDb } from '../../src/audit';
 import { parseTime, register } from '../../src/cli/commands/audit';
 import { tempDir } from '../helpers/tmp';
 import { decided, rejected } from './records';
@@ -99,4 +99,18 @@ test('the sgmoe command itself: audit export as JSONL to stdout, and exit 1 with
     code: 1,
     stderr: expect.stringContaining('E_AUDIT_NOT_FOUND'),
   });
+});
+
+test('events lists the node events of the kinds asked for, in order, with their details', async () => {
+  const events = join(tmp.path, 'events.db');
+  const { db } = openAuditDb(events);
+  const log = new EventLog(db, { now: () => now - 1000 });
+  log.write({ kind: 'start', message: 'node started' });
+  log.write({ kind: 'config_changed', message: 'threshold set to 0.8', details: { threshold: 0.8 } });
+  log.write({ kind: 'model_rolled_back', message: 'rolled back to 1.0.0', details: { correlationId: 'c-1' } });
+  db.close();
+  const lines = (await sgmoe('events', '--db', events, '--kind', 'config_changed,model_rolled_back')).trim().split('\n').map((l) => JSON.parse(l));
+  expect(lines.map((e) => e.kind)).toEqual(['config_changed', 'model_rolled_back']);
+  expect(lines[1].details).toEqual({ correlationId: 'c-1' });
+  await expect(sgmoe('events', '--db', events, '--kind', 'nonsense')).rejects.toMatchObject({ code: 'E_USAGE' });
 });

@@ -28,15 +28,23 @@ test('record() only buffers; a full batch is written in one transaction on the n
   db.close();
 });
 
-test('a partial batch is written after flushIntervalMs', async () => {
-  const db = fresh();
-  const writer = new AuditWriter(db, { batchRows: 1000, flushIntervalMs: 20 });
-  writer.record(decided(0, 2));
-  writer.record(rejected(1));
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  expect(db.prepare('SELECT count(*) FROM decisions').pluck().get()).toBe(2);
-  writer.close();
-  db.close();
+test('a partial batch is written once flushIntervalMs has passed, not before', () => {
+  jest.useFakeTimers();
+  try {
+    const db = fresh();
+    const writer = new AuditWriter(db, { batchRows: 1000, flushIntervalMs: 20 });
+    const rows = () => db.prepare('SELECT count(*) FROM decisions').pluck().get();
+    writer.record(decided(0, 2));
+    writer.record(rejected(1));
+    jest.advanceTimersByTime(19);
+    expect(rows()).toBe(0);
+    jest.advanceTimersByTime(1);
+    expect(rows()).toBe(2);
+    writer.close();
+    db.close();
+  } finally {
+    jest.useRealTimers();
+  }
 });
 
 test('decided, rejected and dropped records read back with every field', () => {

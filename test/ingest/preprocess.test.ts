@@ -213,6 +213,22 @@ describe('Preprocessor: bad input gets a specific E_FRAME_* code', () => {
     expect(await codeOf(pre.toTensor({ ...raw, data: Buffer.alloc(28 * 28), stride: 20 }))).toBe('E_FRAME_RAW_SIZE');
   });
 
+  test('a frame too small for the model to judge (1x1) is refused with E_FRAME_TOO_SMALL, encoded or raw, before decoding', async () => {
+    const tiny = await encodeGray(grayPixels(1, 1, () => 200), 1, 1).png().toBuffer();
+    await expect(pre.toTensor(tiny)).rejects.toMatchObject({ code: 'E_FRAME_TOO_SMALL', message: expect.stringContaining('at least 7x7 pixels for a 28x28 model input, found 1x1') });
+    const raw = { data: Buffer.alloc(6 * 40), width: 6, height: 40, channels: 1 as const, format: 'gray' as const };
+    expect(await codeOf(pre.toTensor(raw))).toBe('E_FRAME_TOO_SMALL');
+    // A quarter of the model's side is the default minimum: 7x7 goes through.
+    await expect(pre.toTensor(await encodeGray(grayPixels(7, 7, () => 9), 7, 7).png().toBuffer())).resolves.toHaveLength(784);
+    expect(await codeOf(new Preprocessor(GRAY_28, { roi: { x: 0, y: 0, width: 3, height: 3 } }).toTensor(jpeg))).toBe('E_FRAME_TOO_SMALL');
+  });
+
+  test("a package's input.minSourceSize replaces the default minimum", async () => {
+    const strict = new Preprocessor({ ...GRAY_28, minSourceSize: { width: 28, height: 28 } });
+    expect(await codeOf(strict.toTensor(await encodeGray(grayPixels(20, 28, () => 9), 20, 28).png().toBuffer()))).toBe('E_FRAME_TOO_SMALL');
+    await expect(strict.toTensor(await encodeGray(grayPixels(28, 28, () => 9), 28, 28).png().toBuffer())).resolves.toHaveLength(784);
+  });
+
   test('an ROI outside the frame', async () => {
     const roi = new Preprocessor(GRAY_28, { roi: { x: 300, y: 0, width: 50, height: 50 } });
     await expect(roi.toTensor(jpeg)).rejects.toMatchObject({ code: 'E_FRAME_ROI', message: expect.stringContaining('320x240 frame') });

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import { startDashboard, type Dashboard, type ExpertUsage } from '../../src/node/dashboard';
 import { attachMetrics } from '../../src/node/metrics';
-import type { NodeSnapshot } from '../../src/node/edge-node';
+import type { NodeSnapshot } from '../../src/node/stats';
 import { tempDir } from '../helpers/tmp';
 import { hotFolder, parseMetrics, sampleNode, type SampleNode } from './sample-node';
 

@@ -176,8 +176,25 @@ describe('the demo', () => {
     expect(accuracy).not.toBeNull();
     expect(Number(accuracy![3])).toBe(n);
     expect(Number(accuracy![1])).toBeGreaterThan(50);
+    expect(run.stdout).toContain('the samples were picked to exercise the early exit and every expert, not to measure accuracy');
+    const testAccuracy = JSON.parse(readFileSync(join(BUNDLED, 'report.json'), 'utf8')).models.sgmoe.accuracy;
+    expect(run.stdout).toContain(`the package's test accuracy: ${(testAccuracy * 100).toFixed(1)}% (its report.json)`);
     expect(run.stdout).toMatch(/early exit +\d+\.\d% \(threshold/);
     expect(run.stdout).toMatch(/latency +p50 [\d.]+ ms, p99 [\d.]+ ms/);
     expect(run.stdout.split('\n').filter((l) => /\.png +\S/.test(l))).toHaveLength(n);
+    // stderr is a pipe here: the logs are JSON lines.
+    const logs = run.stderr.split('\n').filter((l) => l.startsWith('{'));
+    expect(logs.length).toBeGreaterThan(0);
+    expect(logs.map((l) => JSON.parse(l).msg)).toContain('engine loaded');
+  });
+
+  it('logs short human lines, not JSON, with --log-format pretty (what a terminal gets)', () => {
+    const cwd = join(tmp.path, 'demo-pretty');
+    mkdirSync(cwd);
+    const run = sgmoe('run', '--demo', '--once', '--fps', '0', '--audit', join(cwd, 'audit.db'), '--log-format', 'pretty');
+    expect(run.status).toBe(0);
+    const lines = run.stderr.split('\n').filter((l) => l.trim() !== '');
+    expect(lines.some((l) => l.startsWith('{'))).toBe(false);
+    expect(lines).toContainEqual(expect.stringMatching(/^\[\d\d:\d\d:\d\d\] INFO: engine loaded /));
   });
 });

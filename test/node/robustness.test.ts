@@ -1,5 +1,5 @@
 import { request } from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { PushSource } from '../../src/ingest/sources/push';
@@ -8,7 +8,7 @@ import { createEdgeNode } from '../../src/node/create';
 import { startDashboard } from '../../src/node/dashboard';
 import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { hotFolder, sampleNode } from './sample-node';
+import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -67,6 +67,27 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     expect(snap.totals).toMatchObject({ ingested: 6, decided: 6 });
     expect(snap.unaudited).toBe(6);
     expect(snap.auditUnavailable?.code).toMatch(/^E_AUDIT_|ENOTDIR|EEXIST/);
+  });
+
+  it('a file whose writer goes on after a long pause is not moved half-written: it is taken again once stable and decided', async () => {
+    const inbox = join(tmp.path, 'inbox-slow');
+    mkdirSync(inbox);
+    const whole = readFileSync(join(SAMPLES, SAMPLE_NAMES[0]));
+    writeFileSync(join(inbox, 'slow.png'), whole.subarray(0, 200));
+    // stableMs from the config: short, so the pause fools it and the first half is taken.
+    const node = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox}`, stableMs: 20, pollMs: 10 }] });
+    // The writer resumes while the half-file is being rejected, before the node settles it.
+    node.node.once('rejected', () => appendFileSync(join(inbox, 'slow.png'), whole.subarray(200)));
+    const decided = new Promise<void>((resolve) => node.node.once('decision', () => resolve()));
+    const running = node.node.run();
+    await decided;
+    await node.node.stop();
+    await running;
+
+    expect(node.rejected.map((r) => r.code)).toEqual(['E_FRAME_DECODE']);
+    expect(readdirSync(join(inbox, 'rejected'))).toEqual([]);
+    expect(readdirSync(join(inbox, 'done'))).toEqual(['slow.png']);
+    expect(readFileSync(join(inbox, 'done', 'slow.png')).equals(whole)).toBe(true);
   });
 
   it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {

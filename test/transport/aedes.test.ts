@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { EmbeddedBroker } from '../../src/transport/broker';
@@ -45,6 +46,22 @@ async function listener(url: string, filter: string): Promise<{ client: MqttClie
 }
 
 describe('MqttTransport against the embedded aedes broker', () => {
+  it('starts on a fresh outbox when the file is not a database, and tells the plant with an E_OUTBOX_RECOVERED alarm', async () => {
+    const b = await broker();
+    const path = join(tmp.path, 'garbage-outbox.db');
+    writeFileSync(path, 'not a database, '.repeat(512));
+    const outbox = Outbox.open(path, { maxResults: 1000 });
+    const transport = new MqttTransport({ config: parseTransportConfig({ url: b.url, site: 'plant', device: 'recovered' }), outbox });
+    cleanups.push(() => outbox.close(), () => transport.stop());
+    const { got } = await listener(b.url, transport.topics.alarm);
+    await transport.start();
+    await waitUntil(() => got.length > 0, 5000, 'the alarm');
+    expect(got[0][1]).toMatchObject({ severity: 'warning', code: 'E_OUTBOX_RECOVERED', message: expect.stringContaining('an unknown number of queued result(s) may be lost') });
+    expect(transport.stats().outboxRecovered).toMatchObject({ code: 'SQLITE_NOTADB', resultsMayBeLost: null, movedTo: expect.stringContaining('.corrupt-') });
+    transport.publishResult(decision('after'), { source: 'dir:/in', ts: new Date() });
+    await waitUntil(() => outbox.stats().sent === 2, 5000, 'the alarm and a result sent');
+  });
+
   it('publishes results in order after a retained birth, and an offline status on a clean stop', async () => {
     const b = await broker();
     const { transport, outbox } = transportOn(b.url);

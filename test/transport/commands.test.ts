@@ -119,9 +119,11 @@ describe('commands', () => {
     await spy.subscribeAsync(`${prefix}cmd/#`, { qos: 1 });
     try {
       expect(await send('ping', request())).toMatchObject({ ok: true });
-      await new Promise((r) => setTimeout(r, 300));
-      // The node also receives its reply (it subscribes to cmd/#) and must not answer it.
-      expect(seen.filter((t) => t.endsWith('/reply'))).toEqual([`${prefix}cmd/ping/reply`]);
+      // The node also receives its reply (it subscribes to cmd/#) and must not answer it. A second ping is the
+      // barrier: the node handles its messages in order, so an answer to the first reply would come before it.
+      expect(await send('ping', request())).toMatchObject({ ok: true });
+      await waitUntil(() => seen.filter((t) => t.endsWith('/reply')).length >= 2, 5000, 'both replies at the spy');
+      expect(seen.filter((t) => t.endsWith('/reply'))).toEqual([`${prefix}cmd/ping/reply`, `${prefix}cmd/ping/reply`]);
       expect(seen.some((t) => t.endsWith('/reply/reply'))).toBe(false);
     } finally {
       await spy.endAsync();

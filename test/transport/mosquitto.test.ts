@@ -46,6 +46,12 @@ function node(url: string, db: string, extra: TransportConfigInput = {}) {
 const PREFIX = 'sgmoe/v1/plant/line-1/';
 const frameIds = (s: MosquittoSub) =>
   s.messages().filter(([t, p]) => t === `${PREFIX}result` && p.frameId !== undefined).map(([, p]) => p.frameId as string);
+/** The reader is subscribed once it sees a probe (a message without a frame id, which `frameIds` skips). */
+const readerSubscribed = (port: number, reader: MosquittoSub) =>
+  waitUntil(() => {
+    execFileSync('mosquitto_pub', ['-p', String(port), '-q', '1', '-t', `${PREFIX}result`, '-m', '{"probe":true}']);
+    return reader.lines.length > 0;
+  }, 5000, 'the reader to subscribe');
 const statuses = (s: MosquittoSub) => s.messages().filter(([t]) => t === `${PREFIX}status`).map(([, p]) => `${p.state}/${p.reason}`);
 
 describe('MqttTransport against mosquitto', () => {
@@ -80,11 +86,7 @@ describe('MqttTransport against mosquitto', () => {
     // synchronous=normal: this test is about a broker restart, not power loss; it keeps 10,000 enqueues quick.
     const { transport, outbox } = node(broker.url, join(dir, 'outbox.db'), { outbox: { synchronous: 'normal' } });
     await transport.start();
-    // The reader is subscribed once it sees a probe (a message without a frame id).
-    await waitUntil(() => {
-      execFileSync('mosquitto_pub', ['-p', String(broker.port), '-q', '1', '-t', `${PREFIX}result`, '-m', '{"probe":true}']);
-      return reader.lines.length > 0;
-    }, 5000, 'the reader to subscribe');
+    await readerSubscribed(broker.port, reader);
     const total = 10_000;
     let published = 0;
     const publishSome = (count: number) => {
@@ -102,7 +104,7 @@ describe('MqttTransport against mosquitto', () => {
         restarted = true;
         await broker.stop('SIGTERM');
         publishSome(1000); // queued while the broker is down
-        await new Promise((r) => setTimeout(r, 300));
+        await waitUntil(() => transport.stats().state === 'connecting', 5000, 'the transport to notice the broker is gone');
         await broker.start();
       }
     }
@@ -144,8 +146,7 @@ describe('MqttTransport against mosquitto', () => {
     // 3) Broker up, a new node on the same outbox file: all 500, in order, exactly once.
     await broker.start();
     const reader = sub(broker.port, `${PREFIX}result`, ['-q', '1']);
-    await waitUntil(() => broker.log.join('').includes('New client connected'), 5000, 'the reader');
-    await new Promise((r) => setTimeout(r, 200));
+    await readerSubscribed(broker.port, reader);
     const second = node(broker.url, db);
     expect(second.outbox.stats()).toMatchObject({ pending: 500, queued: 500, sent: 0 });
     await second.transport.start();

@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { closeSync, existsSync, openSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SgmoeError } from '../../src/errors';
 import { Outbox, type OutboxMessage } from '../../src/transport/outbox';
@@ -96,5 +97,46 @@ describe('Outbox', () => {
     expect(() => Outbox.open(join(tmp.path, 'missing-dir', 'x.db'), { maxResults: 1 })).toThrow(
       expect.objectContaining({ code: 'E_OUTBOX_OPEN', message: expect.stringContaining('missing-dir') }),
     );
+  });
+
+  /** An outbox file holding 40 queued results, 2 of them already acknowledged. */
+  function filledFile(): string {
+    const path = dbPath();
+    const outbox = Outbox.open(path, { maxResults: 100 });
+    outbox.enqueueAll(Array.from({ length: 40 }, (_, i) => result(i)));
+    outbox.ack([1, 2]);
+    outbox.close();
+    return path;
+  }
+
+  it('moves a truncated file aside and starts a fresh one, saying the number of results it held is unknown', () => {
+    const path = filledFile();
+    truncateSync(path, statSync(path).size / 2);
+    const outbox = Outbox.open(path, { maxResults: 100 });
+    expect(outbox.recovered).toMatchObject({ code: 'SQLITE_CORRUPT', resultsMayBeLost: null, movedTo: expect.stringContaining(`${path}.corrupt-`) });
+    expect(existsSync(outbox.recovered!.movedTo)).toBe(true);
+    expect(outbox.stats()).toEqual({ pending: 0, queued: 0, sent: 0, dropped: 0 });
+    outbox.enqueue(result(1));
+    expect(outbox.next(0, 10)).toHaveLength(1);
+    outbox.close();
+  });
+
+  it('moves a file with a damaged page aside and counts the results that may be lost from what it can still read', () => {
+    const path = filledFile();
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(4096, 0xab), 0, 4096, statSync(path).size - 4096);
+    closeSync(fd);
+    const outbox = Outbox.open(path, { maxResults: 100 });
+    expect(outbox.recovered).toMatchObject({ code: 'SQLITE_CORRUPT', resultsMayBeLost: 38 });
+    expect(outbox.stats().pending).toBe(0);
+    outbox.close();
+  });
+
+  it('opens a healthy file without recovering it', () => {
+    const path = filledFile();
+    const outbox = Outbox.open(path, { maxResults: 100 });
+    expect(outbox.recovered).toBeNull();
+    expect(outbox.stats()).toEqual({ pending: 38, queued: 40, sent: 2, dropped: 0 });
+    outbox.close();
   });
 });

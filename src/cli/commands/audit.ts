@@ -5,11 +5,14 @@ import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { SgmoeError } from '../../errors';
 import { validate } from '../../validate';
+import { list } from '../options';
 import {
+  AUDIT_EVENT_KINDS,
   AUDIT_STATUSES,
   auditStats,
   exportDecisions,
   iterateDecisions,
+  listEvents,
   openAuditDbReadOnly,
   type AuditFilter,
   type AuditStats,
@@ -45,6 +48,13 @@ const filterOptions = z.object({
 function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
   return validate(schema, raw, { code: 'E_USAGE', where: 'the options', prefix: '--' });
 }
+
+const eventOptions = z.object({
+  db: z.string(),
+  since: z.string().optional(),
+  until: z.string().optional(),
+  kind: z.array(z.enum(AUDIT_EVENT_KINDS)).optional(),
+});
 
 function toFilter(o: z.infer<typeof filterOptions>, now: number): AuditFilter {
   return {
@@ -95,6 +105,25 @@ export function register(program: Command, out: Writable = process.stdout): void
         for (const row of iterateDecisions(db, toFilter(o, Date.now()), { limit: o.limit, order: o.newestFirst ? 'desc' : 'asc' })) {
           out.write(`${JSON.stringify(row)}\n`);
         }
+      } finally {
+        db.close();
+      }
+    });
+
+  audit
+    .command('events')
+    .description('node events (start/stop, model loads, updates, rollbacks, alarms, config changes), one JSON object per line')
+    .requiredOption('--db <file>', 'audit database (SQLite)')
+    .option('--since <time>', 'from this time: ISO, or a span back from now (15m, 1h, 7d)')
+    .option('--until <time>', 'up to this time (exclusive): ISO or a span back from now')
+    .option('--kind <kind>', 'only events of this kind (repeat or comma-separate)', list)
+    .action((raw: Record<string, unknown>) => {
+      const o = parseOptions(eventOptions, raw);
+      const now = Date.now();
+      const db = openAuditDbReadOnly(o.db);
+      try {
+        const window = { since: o.since === undefined ? undefined : parseTime(o.since, now), until: o.until === undefined ? undefined : parseTime(o.until, now) };
+        for (const event of listEvents(db, window, o.kind)) out.write(`${JSON.stringify(event)}\n`);
       } finally {
         db.close();
       }

@@ -119,7 +119,7 @@ export function register(program: Command): void {
       if (live) clearInterval(live);
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
-      process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored } : undefined)}\n`);
+      process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored, testAccuracy: camera.testAccuracy } : undefined)}\n`);
       // An update cut short by the stop may still wait out its health-watch timer; its state is persisted and
       // undone at the next start, so the process ends here rather than up to a watch window later.
       if (agent) process.exit(process.exitCode ?? 0);

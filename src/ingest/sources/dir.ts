@@ -23,9 +23,14 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
  * leaves the file where it was, so it is picked up again after a restart: at-least-once, nothing lost (a file
  * dropped by backpressure, under a `drop-oldest` policy, also stays until the next start). The frame id is the
  * file path and its mtime: stable across restarts, distinct when a camera reuses a file name.
+ *
+ * A writer that pauses longer than `stableMs` is caught at the latest when the frame settles: a file that changed
+ * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
+ * dot file) and rename it when complete: such names are never taken.
  */
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
+  readonly replays = true;
   readonly path: string;
   private readonly once: boolean;
   private readonly pollMs: number;
@@ -49,13 +54,14 @@ export class DirSource extends BaseSource {
     while (!signal.aborted) {
       const names = await this.list();
       remaining ??= this.once ? new Set(names) : undefined;
+      // One clock reading per listing: files seen together turn stable together, and are taken in name order.
+      const now = Date.now();
       for (const name of names) {
         if (signal.aborted) return;
         if (this.taken.has(name) || (remaining && !remaining.has(name))) continue;
         const st = await stat(join(this.path, name)).catch(() => undefined);
         if (!st) continue; // gone since the listing
         const seen = watched.get(name);
-        const now = Date.now();
         if (!seen || seen.size !== st.size || seen.mtimeMs !== st.mtimeMs) {
           watched.set(name, { size: st.size, mtimeMs: st.mtimeMs, since: now });
           continue;
@@ -63,8 +69,8 @@ export class DirSource extends BaseSource {
         if (now - seen.since < this.stableMs) continue;
         watched.delete(name);
         this.taken.add(name);
-        remaining?.delete(name);
-        await this.take(name, st.mtimeMs);
+        if (await this.take(name, st)) remaining?.delete(name);
+        else this.taken.delete(name); // it grew while read: watched again until stable
       }
       if (remaining) {
         for (const name of remaining) if (!names.includes(name)) remaining.delete(name);
@@ -80,6 +86,11 @@ export class DirSource extends BaseSource {
     if (typeof name !== 'string' || !this.taken.has(name)) return;
     const folder = outcome.status === 'decided' ? 'done' : 'rejected';
     try {
+      if (await this.changedSinceRead(name, frame.meta)) {
+        this.taken.delete(name);
+        this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
+        return;
+      }
       const target = await freeName(join(this.path, folder), name);
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
@@ -110,16 +121,26 @@ export class DirSource extends BaseSource {
       .sort();
   }
 
-  private async take(name: string, mtimeMs: number): Promise<void> {
+  /** Reads a stable file and queues it (an unreadable one is reported); false when it grew while read, to be watched again. */
+  private async take(name: string, st: { size: number; mtimeMs: number }): Promise<boolean> {
     const path = join(this.path, name);
     let bytes: Buffer;
     try {
       bytes = await readFile(path);
     } catch (err) {
       this.reportError(new SgmoeError('E_SOURCE_IO', `expected to read ${path}, found: ${errorMessage(err)}`, undefined, { cause: err }));
-      return;
+      return true;
     }
-    await this.emit({ id: `${path}@${Math.trunc(mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta: { file: name, path } });
+    if (bytes.length !== st.size) return false;
+    const meta = { file: name, path, size: st.size, mtimeMs: st.mtimeMs };
+    await this.emit({ id: `${path}@${Math.trunc(st.mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta });
+    return true;
+  }
+
+  /** Whether the file is no longer what was read (a writer went on after a pause): such a file is not moved. */
+  private async changedSinceRead(name: string, meta: Frame['meta']): Promise<boolean> {
+    const st = await stat(join(this.path, name)).catch(() => undefined);
+    return st !== undefined && (st.size !== meta?.size || st.mtimeMs !== meta?.mtimeMs);
   }
 }
 

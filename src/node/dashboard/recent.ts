@@ -1,6 +1,7 @@
 import type { Decision } from '../../engine/decision';
 import type { SgmoeError } from '../../errors';
 import type { Frame } from '../../ingest/frame';
+import { sniffFormat } from '../../ingest/format';
 import type { EdgeNode } from '../edge-node';
 import { ThumbnailWorker } from './thumbnail';
 
@@ -73,7 +74,8 @@ export class RecentDecisions {
     const entry: RecentEntry = { seq: ++this.seq, frameId: frame.id, source: frame.source, receivedAt: frame.receivedAt, at: Date.now(), thumbnail: null, ...outcome };
     this.entries.push(entry);
     if (this.entries.length > this.capacity) this.entries.shift();
-    // Raw pixel frames (SDK pushes) have no encoded bytes to thumbnail.
-    if (frame.bytes) this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
+    // Only bytes in a format ingest accepts reach sharp (an SVG must never reach librsvg); raw pixel frames
+    // (SDK pushes) have no encoded bytes to thumbnail.
+    if (frame.bytes && sniffFormat(frame.bytes)) this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
   }
 }

@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
 import { listEvents } from '../../audit/query';
@@ -45,6 +46,26 @@ function send(res: ServerResponse, status: number, type: string, body: string, h
 const sendJson = (res: ServerResponse, status: number, value: unknown) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(value));
 
 /**
+ * Which Host headers name this dashboard, against DNS rebinding (a page of another site whose name now resolves
+ * to the device): the address it is bound to and `localhost`; bound to every interface, any IP address and the
+ * machine's host name too. Never a name an attacker controls.
+ */
+function allowedHosts(bound: string): (header: string | undefined) => boolean {
+  const everywhere = bound === '0.0.0.0' || bound === '::';
+  const names = new Set(['localhost', bound.toLowerCase(), ...(everywhere ? [hostname().toLowerCase()] : [])]);
+  return (header) => {
+    if (!header) return false;
+    let name: string;
+    try {
+      name = new URL(`http://${header}`).hostname.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+    } catch {
+      return false;
+    }
+    return names.has(name) || (everywhere && isIP(name) !== 0);
+  };
+}
+
+/**
  * The node's dashboard on one port: the page (inline JS and CSS, nothing fetched from elsewhere), JSON APIs it
  * polls every second, and `/metrics` for Prometheus. It only listens to the node's events and reads its
  * snapshot and (read-only) its audit database, so it never slows or changes the node.
@@ -76,7 +97,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
   };
 
+  const hostAllowed = allowedHosts(host);
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (!hostAllowed(req.headers.host)) {
+      return sendJson(res, 403, { error: { code: 'E_DASHBOARD_HOST', message: `expected a Host header naming this dashboard (${host}), found ${JSON.stringify(req.headers.host ?? null)}` } });
+    }
     let url: URL;
     try {
       url = new URL(req.url ?? '/', 'http://dashboard');

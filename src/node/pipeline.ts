@@ -1,0 +1,101 @@
+import type { ModelRef } from '../audit/record';
+import type { Decision } from '../engine/decision';
+import { errorCode, errorMessage } from '../errors';
+import type { Frame } from '../ingest/frame';
+import { preparerFor, type FramePreparer } from '../ingest/kinds';
+import type { Logger } from '../log';
+import type { InputSpec } from '../model/manifest';
+import type { MicroBatcher } from './batcher';
+import type { NodeSource } from './edge-node';
+
+export interface PipelineParts {
+  batcher: MicroBatcher;
+  /** Frames in preprocessing or waiting for their decision, per source. */
+  window: number;
+  logger: Logger;
+  /** Where each frame ends, exactly once; the returned promise resolves when it is settled. */
+  decided: (entry: NodeSource, frame: Frame, decision: Decision) => Promise<void>;
+  rejected: (entry: NodeSource, frame: Frame, err: unknown, model: ModelRef) => Promise<void>;
+}
+
+type Handed = { decision: Promise<Decision> } | { error: unknown };
+
+/** Frames of each source through preprocessing and the micro-batched engine, in arrival order. */
+export class FramePipeline {
+  /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
+  private readonly preprocessors = new WeakMap<InputSpec, Map<NodeSource, FramePreparer>>();
+
+  constructor(private readonly parts: PipelineParts) {}
+
+  /**
+   * Pulls frames from one source, keeps up to `window` of them in flight (preprocessing runs concurrently on
+   * sharp's threads) and hands them to the batcher in arrival order. Frames not yet settled hold their place in
+   * the window, so a source whose frames wait for the disk stops being read.
+   */
+  async pump(entry: NodeSource): Promise<void> {
+    const { source } = entry;
+    const inFlight = new Set<Promise<void>>();
+    let handedOver: Promise<unknown> = Promise.resolve();
+    try {
+      for await (const frame of source) {
+        // Handlers attach at once: a frame that fails to decode while the one before is still being prepared
+        // must be rejected in its turn, not become an unhandled rejection.
+        const prepared = this.preprocessorFor(entry)
+          .toTensor(frame)
+          .then(
+            (tensor) => ({ tensor }),
+            (error: unknown) => ({ error }),
+          );
+        // The next frame's hand-over waits for this hand-over (arrival order), not for this decision.
+        const handed = handedOver.then(() => prepared).then((p): Handed => ('error' in p ? p : { decision: this.submit(p.tensor, frame.id) }));
+        handedOver = handed;
+        const model = this.parts.batcher.current.model;
+        const done: Promise<void> = this.finish(entry, frame, handed, model).finally(() => inFlight.delete(done));
+        inFlight.add(done);
+        if (inFlight.size >= this.parts.window) await Promise.race(inFlight);
+      }
+    } catch (err) {
+      this.parts.logger.error({ source: source.name, code: errorCode(err), err: errorMessage(err) }, 'source failed');
+    }
+    await Promise.all(inFlight);
+  }
+
+  private preprocessorFor(source: NodeSource): FramePreparer {
+    const spec = this.parts.batcher.current.manifest.input;
+    let bySource = this.preprocessors.get(spec);
+    if (!bySource) this.preprocessors.set(spec, (bySource = new Map()));
+    let pre = bySource.get(source);
+    if (!pre) bySource.set(source, (pre = preparerFor(spec, source.preprocess)));
+    return pre;
+  }
+
+  /** A decision promise that is never an unhandled rejection (it is awaited later, in the frame's turn). */
+  private submit(tensor: Float32Array, frameId: string): Promise<Decision> {
+    const decision = this.parts.batcher.submit(tensor, frameId);
+    decision.catch(() => undefined);
+    return decision;
+  }
+
+  /** One frame's end: decided or rejected, exactly once, whatever a listener, the audit log or the outbox throws. */
+  private async finish(entry: NodeSource, frame: Frame, handed: Promise<Handed>, model: ModelRef): Promise<void> {
+    const h = await handed;
+    let decision: Decision;
+    try {
+      if ('error' in h) throw h.error;
+      decision = await this.decisionOf(entry, frame, h.decision);
+    } catch (err) {
+      return this.parts.rejected(entry, frame, err, model);
+    }
+    return this.parts.decided(entry, frame, decision);
+  }
+
+  /** The frame's decision; a frame prepared for a model swapped out meanwhile is prepared again for the new one. */
+  private async decisionOf(entry: NodeSource, frame: Frame, decision: Promise<Decision>): Promise<Decision> {
+    try {
+      return await decision;
+    } catch (err) {
+      if (errorCode(err) !== 'E_TENSOR_STALE') throw err;
+      return this.parts.batcher.submit(await this.preprocessorFor(entry).toTensor(frame), frame.id);
+    }
+  }
+}

@@ -1,0 +1,105 @@
+import type { AuditLog } from '../audit/audit-log';
+import type { HealthAlarm } from '../audit/health';
+import { errorCode, errorMessage } from '../errors';
+import type { Logger } from '../log';
+import type { MqttTransport } from '../transport/client';
+import type { NodeFault } from './faults';
+import type { NodeSnapshot } from './stats';
+
+export interface ReporterParts {
+  transport: () => MqttTransport | undefined;
+  audit?: AuditLog;
+  snapshot: () => NodeSnapshot;
+  /** What the retained status says besides online/offline: the model, where it runs, any update, faults. */
+  status: () => Record<string, unknown>;
+  logger: Logger;
+}
+
+/**
+ * What the node tells the plant: the periodic health report, routing alarms and device faults on MQTT, faults
+ * also in the audit log and the retained status. The status is published directly, not through the outbox, so
+ * a full disk is still reported while the broker is there.
+ */
+export class Reporter {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly parts: ReporterParts) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => this.health(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** Stops the period, and reports once more. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.health();
+  }
+
+  health(): void {
+    const transport = this.parts.transport();
+    if (!transport) return;
+    const snap = this.parts.snapshot();
+    const health = this.parts.audit?.health();
+    this.toOutbox('health', () =>
+      transport.publishHealth({
+        counters: { ...snap.totals, unpublished: snap.unpublished, unaudited: snap.unaudited },
+        routing: {
+          model: snap.model,
+          earlyExitRate: snap.earlyExitRate,
+          expertShares: snap.expertShares,
+          latencyUs: snap.latencyUs,
+          ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms } : {}),
+          faults: snap.faults,
+          auditUnavailable: snap.auditUnavailable,
+          outboxUnavailable: snap.outboxUnavailable,
+        },
+      }),
+    );
+  }
+
+  /** Routing alarms from the audit log, published on the alarm topic as they are raised and cleared. */
+  routingAlarm(alarm: HealthAlarm): void {
+    this.toOutbox('alarm', () =>
+      this.parts.transport()?.publishAlarm({
+        severity: alarm.kind === 'router_collapse' && alarm.state === 'raised' ? 'critical' : 'warning',
+        code: `E_ROUTING_${alarm.kind.toUpperCase()}`,
+        message: alarm.message,
+        details: { state: alarm.state, value: alarm.value, bound: alarm.bound, experts: alarm.experts },
+      }),
+    );
+  }
+
+  fault(fault: NodeFault): void {
+    const log = { code: fault.code, source: fault.source, state: fault.state };
+    if (fault.state === 'raised') this.parts.logger.error(log, fault.message);
+    else this.parts.logger.info(log, fault.message);
+    this.parts.audit?.event({
+      kind: fault.state === 'raised' ? 'alarm_raised' : 'alarm_cleared',
+      message: fault.message,
+      details: { alarm: fault.code, source: fault.source },
+    });
+    this.status();
+    this.toOutbox('alarm', () =>
+      this.parts.transport()?.publishAlarm({
+        severity: fault.state === 'raised' ? 'critical' : 'warning',
+        code: fault.code,
+        message: fault.message,
+        details: { state: fault.state, since: fault.since, ...(fault.source ? { source: fault.source } : {}) },
+      }),
+    );
+  }
+
+  status(): void {
+    this.parts.transport()?.setStatusInfo(this.parts.status());
+  }
+
+  /** The outbox can fail (a full disk): the node logs it and keeps deciding; the retained status still says why. */
+  private toOutbox(what: string, put: () => unknown): void {
+    try {
+      put();
+    } catch (err) {
+      this.parts.logger.error({ what, code: errorCode(err), err: errorMessage(err) }, 'not queued for MQTT');
+    }
+  }
+}

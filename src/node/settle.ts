@@ -1,0 +1,146 @@
+import type { AuditLog } from '../audit/audit-log';
+import type { AuditRecord } from '../audit/record';
+import type { Decision } from '../engine/decision';
+import { SgmoeError, errorCode, errorMessage } from '../errors';
+import type { Frame } from '../ingest/frame';
+import type { FrameOutcome, FrameSource } from '../ingest/source';
+import type { Logger } from '../log';
+import type { MqttTransport } from '../transport/client';
+import type { NodeStats } from './stats';
+
+/** One frame's outcome on its way to the disk: its audit row, its MQTT result (decided frames), its source. */
+export interface Outcome {
+  source: FrameSource;
+  frame: Frame;
+  record: AuditRecord;
+  decision?: Decision;
+  outcome: FrameOutcome;
+}
+
+interface Pending extends Outcome {
+  audited: boolean;
+  queued: boolean;
+  done: () => void;
+}
+
+export interface SettlerParts {
+  audit?: AuditLog;
+  transport: () => MqttTransport | undefined;
+  stats: NodeStats;
+  /** Called after every commit: the error when the disk refused it, null when it took everything. */
+  onCommit: (failure: SgmoeError | null, held: number) => void;
+  logger: Logger;
+  /** Wait before committing held frames again, doubling from min to max while the disk stays full. */
+  retryMs?: { min: number; max: number };
+}
+
+const RETRY_MS = { min: 250, max: 5000 };
+
+/**
+ * Commit, then settle. A frame is settled with its source (a hot-folder file moves to done/) only after its audit
+ * row and its MQTT result are committed: a kill at any moment leaves every settled frame audited and queued, and
+ * every other frame to be taken again. The outcomes of one event-loop turn (one engine batch) share one commit.
+ *
+ * When the commit fails (a full disk), frames of a source that replays them (`FrameSource.replays`) are held,
+ * not settled, and committed again with backoff until the disk takes them; their source, waiting on them, stops
+ * taking new frames meanwhile. Frames of live sources cannot wait: they are settled and counted as unaudited or
+ * unpublished.
+ */
+export class Settler {
+  private turn: Pending[] = [];
+  private held: Pending[] = [];
+  private retryTimer: NodeJS.Timeout | null = null;
+  private readonly retry: { min: number; max: number };
+  private retryMs: number;
+  private released = false;
+
+  constructor(private readonly parts: SettlerParts) {
+    this.retry = parts.retryMs ?? RETRY_MS;
+    this.retryMs = this.retry.min;
+  }
+
+  /** Resolves once the frame is settled (or, on stop, left unsettled with a source that replays it). */
+  settle(outcome: Outcome): Promise<void> {
+    return new Promise((done) => this.enqueue({ ...outcome, audited: false, queued: !outcome.decision, done }));
+  }
+
+  /** On stop: held frames stay unsettled (a hot-folder file stays in the inbox for the next start). */
+  release(): void {
+    this.released = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    for (const p of this.held.splice(0)) p.done();
+  }
+
+  private enqueue(...pending: Pending[]): void {
+    if (pending.length === 0) return;
+    if (this.turn.push(...pending) === pending.length) setImmediate(() => void this.commitTurn());
+  }
+
+  private async commitTurn(): Promise<void> {
+    const turn = this.turn;
+    this.turn = [];
+    const failure = this.commit(turn);
+    const settled: Pending[] = [];
+    for (const p of turn) {
+      if (p.audited && p.queued) settled.push(p);
+      else if (p.source.replays && this.released) p.done();
+      else if (p.source.replays) this.held.push(p);
+      else {
+        if (!p.audited) this.parts.stats.unaudited++;
+        if (!p.queued) this.parts.stats.unpublished++;
+        settled.push(p);
+      }
+    }
+    this.parts.onCommit(failure, this.held.length);
+    if (failure) this.scheduleRetry();
+    else {
+      this.retryMs = this.retry.min;
+      this.enqueue(...this.held.splice(0));
+    }
+    await Promise.all(
+      settled.map((p) =>
+        p.source
+          .settle(p.frame, p.outcome)
+          .catch((err: unknown) => this.parts.logger.error({ frameId: p.frame.id, code: errorCode(err), err: errorMessage(err) }, 'could not settle a frame with its source'))
+          .finally(p.done),
+      ),
+    );
+  }
+
+  /** Audit rows first, then MQTT results; each part committed is not committed again on a retry. */
+  private commit(turn: Pending[]): SgmoeError | null {
+    let failure: SgmoeError | null = null;
+    const { audit } = this.parts;
+    const unaudited = turn.filter((p) => !p.audited);
+    try {
+      if (audit && unaudited.length > 0) audit.commit(unaudited.map((p) => p.record));
+      for (const p of unaudited) p.audited = true;
+    } catch (err) {
+      failure = asSgmoeError(err);
+    }
+    const transport = this.parts.transport();
+    const unqueued = turn.filter((p) => !p.queued);
+    try {
+      if (transport && unqueued.length > 0) {
+        transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date() } })));
+      }
+      for (const p of unqueued) p.queued = true;
+    } catch (err) {
+      failure ??= asSgmoeError(err);
+    }
+    if (failure) this.parts.logger.error({ code: failure.code, err: failure.message, frames: turn.length }, 'frames not committed');
+    return failure;
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.released || this.held.length === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.enqueue(...this.held.splice(0));
+    }, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, this.retry.max);
+  }
+}
+
+const asSgmoeError = (err: unknown) => (err instanceof SgmoeError ? err : new SgmoeError('E_INTERNAL', errorMessage(err), undefined, { cause: err }));

@@ -1,0 +1,148 @@
+import type { HealthAlarm } from '../audit/health';
+import type { Decision } from '../engine/decision';
+import type { Engine } from '../engine/engine';
+import type { HealthSample } from '../fleet/host';
+import type { FrameSource } from '../ingest/source';
+import type { NodeFault } from './faults';
+import { LatencyWindow } from './latency';
+
+/** Recent decisions behind the latency percentiles and frames/s. */
+const LATENCY_WINDOW = 1000;
+
+/** Per source, at every moment: ingested = decided + rejected + dropped + pending. */
+export interface SourceAccount {
+  name: string;
+  kind: string;
+  ingested: number;
+  decided: number;
+  rejected: number;
+  dropped: number;
+  pending: number;
+  errors: number;
+}
+
+/** A local file the node runs without, and why (it decides on; what it cannot keep is counted). */
+export interface Unavailable {
+  code: string;
+  message: string;
+}
+
+export interface NodeSnapshot {
+  model: { name: string; version: string };
+  settings: ReturnType<Engine['getSettings']>;
+  providers: Record<string, string>;
+  sources: SourceAccount[];
+  totals: Omit<SourceAccount, 'name' | 'kind'>;
+  earlyExitRate: number | null;
+  expertShares: number[];
+  latencyUs: { p50: number; p99: number } | null;
+  framesPerSecond: number;
+  outboxDepth: number | null;
+  /** Decided frames the outbox could not store (they are in the audit log). */
+  unpublished: number;
+  /** Frames whose audit row could not be written (no audit log, a full disk, an overflowing writer). */
+  unaudited: number;
+  /** Why the audit log is missing, when it is. */
+  auditUnavailable: Unavailable | null;
+  /** Why the configured outbox is missing, when it is: results then wait in memory and a restart loses them. */
+  outboxUnavailable: Unavailable | null;
+  /** Routing alarms from the audit log. */
+  alarms: HealthAlarm[];
+  /** Device faults raised now: a full disk, an ROI outside a source's frames. */
+  faults: NodeFault[];
+  uptimeS: number;
+}
+
+/** What the snapshot reads besides the counters: the parts as they are now. */
+export interface SnapshotParts {
+  engine: Engine;
+  sources: readonly FrameSource[];
+  outboxDepth: number | null;
+  audit?: { alarms: HealthAlarm[]; unaudited: number };
+  auditUnavailable?: Unavailable;
+  outboxUnavailable?: Unavailable;
+  faults: NodeFault[];
+}
+
+/** The node's running counters: decisions, routing, latency, and what could not be kept. */
+export class NodeStats {
+  private readonly startedAt = Date.now();
+  private decided = 0;
+  private earlyExits = 0;
+  /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
+  private engineErrors = 0;
+  private expertCounts: number[];
+  private latency = new LatencyWindow(LATENCY_WINDOW);
+  /** Decisions the outbox could not store (e.g. a full disk); they are still in the audit log. */
+  unpublished = 0;
+  /** Frames settled without their audit row (a source that cannot replay them, on a full disk). */
+  unaudited = 0;
+
+  constructor(experts: number) {
+    this.expertCounts = new Array<number>(experts).fill(0);
+  }
+
+  get uptimeS(): number {
+    return (Date.now() - this.startedAt) / 1000;
+  }
+
+  decision(decision: Decision): void {
+    this.decided++;
+    if (decision.earlyExit) this.earlyExits++;
+    if (decision.expert !== null && decision.expert < this.expertCounts.length) this.expertCounts[decision.expert]++;
+    this.latency.add(decision.timingsUs.total);
+  }
+
+  engineError(): void {
+    this.engineErrors++;
+  }
+
+  /** A new model: routing and latency start again against it. */
+  modelChanged(experts: number): void {
+    this.expertCounts = new Array<number>(experts).fill(0);
+    this.latency = new LatencyWindow(LATENCY_WINDOW);
+  }
+
+  /** What the fleet agent's health watch reads (HealthProbe), without the routing window the node adds. */
+  sample(): Omit<HealthSample, 'routing'> {
+    return { frames: this.decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.latency.percentiles()?.p99 ?? null };
+  }
+
+  snapshot(parts: SnapshotParts): NodeSnapshot {
+    const sources = parts.sources.map((source): SourceAccount => {
+      const s = source.stats();
+      return {
+        name: s.name,
+        kind: s.kind,
+        ingested: s.frames,
+        decided: s.decided,
+        rejected: s.rejected,
+        dropped: s.dropped,
+        pending: s.frames - s.decided - s.rejected - s.dropped,
+        errors: s.errors,
+      };
+    });
+    const sum = (k: keyof Omit<SourceAccount, 'name' | 'kind'>) => sources.reduce((a, s) => a + s[k], 0);
+    const routed = this.expertCounts.reduce((a, b) => a + b, 0);
+    const { engine } = parts;
+    return {
+      model: engine.model,
+      settings: engine.getSettings(),
+      providers: engine.providerSummary(),
+      sources,
+      totals: { ingested: sum('ingested'), decided: sum('decided'), rejected: sum('rejected'), dropped: sum('dropped'), pending: sum('pending'), errors: sum('errors') },
+      earlyExitRate: this.decided === 0 ? null : this.earlyExits / this.decided,
+      expertShares: this.expertCounts.map((c) => (routed === 0 ? 0 : c / routed)),
+      latencyUs: this.latency.percentiles(),
+      framesPerSecond: this.latency.rate(),
+      outboxDepth: parts.outboxDepth,
+      unpublished: this.unpublished,
+      unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
+      auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,
+      outboxUnavailable: parts.outboxUnavailable ? { code: parts.outboxUnavailable.code, message: parts.outboxUnavailable.message } : null,
+      alarms: parts.audit?.alarms ?? [],
+      faults: parts.faults,
+      uptimeS: this.uptimeS,
+    };
+  }
+}

@@ -1,0 +1,110 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { openAuditDbReadOnly } from '../../src/audit/open';
+import { queryDecisions } from '../../src/audit/query';
+import { PushSource } from '../../src/ingest/sources/push';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import type { NodeFault } from '../../src/node/faults';
+import { BUNDLED } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { mountTmpfs } from '../helpers/tmpfs';
+import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
+
+const tmp = tempDir();
+const disk = mountTmpfs(join(tmp.path, 'disk'), 2 * 1024 * 1024);
+const onTmpfs = 'unavailable' in disk ? it.skip : it;
+if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
+
+afterAll(() => {
+  if (!('unavailable' in disk)) disk.unmount();
+  tmp.cleanup();
+});
+
+/** Resolves with the first fault event that matches. */
+function faultEvent(node: { on(e: 'fault', l: (f: NodeFault) => void): unknown }, state: NodeFault['state']): Promise<NodeFault> {
+  return new Promise((resolve) => node.on('fault', (f) => f.code === 'E_STORAGE_UNWRITABLE' && f.state === state && resolve(f)));
+}
+
+/** The inbox file names of the frames the audit log has a decided row for. */
+function auditedFiles(db: string): string[] {
+  const conn = openAuditDbReadOnly(db);
+  try {
+    return queryDecisions(conn, {}, { limit: 10_000 }).map((r) => basename(r.frameId.replace(/@\d+$/, ''))).sort();
+  } finally {
+    conn.close();
+  }
+}
+
+const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.png')).sort() : []);
+
+describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)', () => {
+  onTmpfs('a hot-folder frame is not settled while its commit fails; once space returns every frame is audited and moved to done/', async () => {
+    if ('unavailable' in disk) return;
+    const inbox = hotFolder(join(tmp.path, 'inbox'), 20);
+    const audit = join(disk.path, 'dir', 'audit.db');
+    const node = await sampleNode({
+      sources: [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }],
+      audit: { file: audit },
+      mqtt: { embeddedBroker: { port: 0 }, outbox: { path: join(disk.path, 'dir', 'outbox.db') } },
+    });
+    const raised = faultEvent(node.node, 'raised');
+    const cleared = faultEvent(node.node, 'cleared');
+    disk.fill();
+    const running = node.node.run();
+
+    const fault = await raised;
+    expect(fault.message).toMatch(/E_AUDIT_WRITE|E_OUTBOX_WRITE/);
+    // The moment the alarm is up: what is in done/ is audited, the rest is still in the inbox. The inbox is listed
+    // first: a file moving meanwhile shows up twice, never nowhere.
+    const waiting = files(inbox);
+    const done = files(join(inbox, 'done'));
+    expect(waiting.length).toBeGreaterThan(0);
+    expect([...new Set([...waiting, ...done])].sort()).toEqual(SAMPLE_NAMES.slice(0, 20));
+    expect(auditedFiles(audit)).toEqual(expect.arrayContaining(done));
+    expect(node.node.snapshot().faults.map((f) => f.code)).toEqual(['E_STORAGE_UNWRITABLE']);
+
+    disk.free();
+    await cleared;
+    await running;
+    await node.node.stop();
+
+    expect(files(join(inbox, 'done'))).toEqual(SAMPLE_NAMES.slice(0, 20));
+    expect(files(inbox)).toEqual([]);
+    expect(auditedFiles(audit)).toEqual(SAMPLE_NAMES.slice(0, 20));
+    const snap = node.node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: 20, decided: 20, pending: 0 });
+    expect(snap).toMatchObject({ unaudited: 0, unpublished: 0, faults: [] });
+  });
+
+  onTmpfs('frames of a push source are decided on, counted as unaudited, and the disk alarm is raised then cleared', async () => {
+    if ('unavailable' in disk) return;
+    const camera = new PushSource('camera');
+    const created = await createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file: join(disk.path, 'push', 'audit.db') } }), {
+      extraSources: [{ source: camera, preprocess: {} }],
+    });
+    const decided: string[] = [];
+    created.node.on('decision', (frame) => decided.push(frame.id));
+    const raised = faultEvent(created.node, 'raised');
+    const cleared = faultEvent(created.node, 'cleared');
+    const running = created.node.run();
+    const png = readFileSync(join(SAMPLES, SAMPLE_NAMES[0]));
+
+    disk.fill();
+    for (let i = 0; i < 5; i++) await camera.push({ id: `full-${i}`, bytes: png });
+    await raised;
+    disk.free();
+    await camera.push({ id: 'after', bytes: png });
+    await cleared;
+    camera.end();
+    await running;
+    await created.node.stop();
+
+    expect(decided).toEqual(['full-0', 'full-1', 'full-2', 'full-3', 'full-4', 'after']);
+    const snap = created.node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: 6, decided: 6, pending: 0 });
+    expect(snap.unaudited).toBeGreaterThanOrEqual(1);
+    expect(snap.unaudited).toBeLessThanOrEqual(5);
+    expect(snap.faults).toEqual([]);
+  });
+});

@@ -1,0 +1,43 @@
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import type { NodeFault } from '../../src/node/faults';
+import { waitUntil } from '../helpers/mqtt';
+import { tempDir } from '../helpers/tmp';
+import { hotFolder, sampleNode } from './sample-node';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+describe('an ROI outside the frames of its source', () => {
+  it('raises one E_FRAME_ROI alarm at the first frame, naming the source, in the snapshot, on the alarm topic and in the health report', async () => {
+    const inbox = hotFolder(join(tmp.path, 'inbox'), 5);
+    const node = await sampleNode({
+      sources: [{ uri: `dir:${inbox}`, name: 'cam-misplaced', roi: { x: 100, y: 0, width: 20, height: 20 } }],
+      mqtt: { embeddedBroker: { port: 0 } },
+    });
+    const { broker, transport } = node;
+    if (!broker || !transport) throw new Error('expected the embedded broker and the transport');
+    const faults: NodeFault[] = [];
+    node.node.on('fault', (f) => faults.push(f));
+    const operator = await mqtt.connectAsync(broker.url);
+    const messages: Array<[string, any]> = [];
+    operator.on('message', (topic, payload) => messages.push([topic, JSON.parse(payload.toString())]));
+    try {
+      await operator.subscribeAsync([transport.topics.alarm, transport.topics.health], { qos: 1 });
+      await node.node.run();
+      expect(node.node.snapshot().faults).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-misplaced', state: 'raised' })]);
+      await node.node.stop();
+      await waitUntil(() => messages.some(([t]) => t === transport.topics.health), 10_000, 'the last health report');
+    } finally {
+      await operator.endAsync();
+    }
+
+    expect(node.rejected.map((r) => r.code)).toEqual(new Array(5).fill('E_FRAME_ROI'));
+    expect(faults).toHaveLength(1);
+    expect(faults[0].message).toMatch(/cam-misplaced: .*expected the ROI 20x20\+100\+0 inside the frame, found a 28x28 frame/);
+    const alarms = messages.filter(([t]) => t === transport.topics.alarm).map(([, m]) => m);
+    expect(alarms).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', details: expect.objectContaining({ source: 'cam-misplaced', state: 'raised' }) })]);
+    const health = messages.filter(([t]) => t === transport.topics.health).map(([, m]) => m);
+    expect(health.at(-1).routing.faults).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-misplaced' })]);
+  });
+});
