@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { verifyPackage } from '../../src/engine/verify';
+import { thresholdForFalseAlarmRate } from '../../src/engine/tasks';
+import { parseManifest } from '../../src/model/manifest';
+import { copyPackage, readManifest, writeManifest } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+
+const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+describe('anomaly package', () => {
+  it('verifies: every part and every golden decision of the PyTorch reference reproduced in ONNX Runtime', async () => {
+    const report = await verifyPackage(LINE, { threads: 1 });
+    expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['manifest', true],
+      ['sha256', true],
+      ['shapes', true],
+      ['selftest', true],
+    ]);
+    const golden = JSON.parse(readFileSync(join(LINE, 'selftest.json'), 'utf8')).cases;
+    expect(new Set(golden.map((c: any) => c.decision.label))).toEqual(new Set([0, 1])); // good and anomalous frames
+  });
+
+  it('an anomaly package missing its calibration is refused by verify, naming the field', async () => {
+    const dir = copyPackage(join(tmp.path, 'no-calibration'), LINE);
+    const manifest = readManifest(dir) as any;
+    delete manifest.calibration.anomaly;
+    writeManifest(dir, manifest);
+    const report = await verifyPackage(dir, { threads: 1 });
+    expect(report.ok).toBe(false);
+    expect(report.checks).toEqual([expect.objectContaining({ name: 'manifest', ok: false, code: 'E_MANIFEST_INVALID' })]);
+    expect(report.checks[0].detail).toContain('calibration.anomaly');
+  });
+
+  it('a false-alarm rate becomes the threshold at that quantile of good scores, refused outside the calibrated range', () => {
+    const calibration = parseManifest(readManifest(LINE)).calibration.anomaly!;
+    const at = (q: number) => calibration.quantiles.find((p) => p.q === q)!.score;
+    expect(thresholdForFalseAlarmRate(calibration, 0.01)).toBeCloseTo(at(0.99), 9);
+    const between = thresholdForFalseAlarmRate(calibration, 0.0075); // halfway from q 0.99 to 0.995
+    expect(between).toBeCloseTo((at(0.99) + at(0.995)) / 2, 9);
+    expect(thresholdForFalseAlarmRate(calibration, 0.005)).toBeGreaterThan(thresholdForFalseAlarmRate(calibration, 0.05));
+    expect(() => thresholdForFalseAlarmRate(calibration, 0.0001)).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));
+  });
+});
