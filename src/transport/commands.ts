@@ -12,6 +12,8 @@ export interface CommandHandlers {
   getConfig(): unknown;
   /** The engine's early-exit threshold, changed at run time. */
   setThreshold(threshold: number): unknown;
+  /** The anomaly threshold, from a target false-alarm rate and the package's calibration quantiles. */
+  setFalseAlarmRate?(rate: number): unknown;
   /** The fleet agent; absent (no `fleet` config): `update` and `rollback` get an E_CMD_UNSUPPORTED reply. */
   update?(request: UpdateRequest, correlationId: string): unknown;
   /** Back to the previous package, on a running device. */
@@ -28,6 +30,14 @@ const COMMANDS = {
     // Same range as the manifest's routing.earlyExit.threshold (a hair above 1 = never exit early).
     args: z.object({ threshold: z.number().min(0).max(1.000001) }).strict(),
     run: (h: CommandHandlers, a: { threshold: number }) => h.setThreshold(a.threshold),
+  },
+  'set-false-alarm-rate': {
+    // The share of good frames flagged (task anomaly): the threshold moves along the package's good-score quantiles.
+    args: z.object({ rate: z.number().gt(0).lt(1) }).strict(),
+    run: (h: CommandHandlers, a: { rate: number }) => {
+      if (!h.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', 'set-false-alarm-rate is not supported by this node');
+      return h.setFalseAlarmRate(a.rate);
+    },
   },
   update: {
     args: updateRequestSchema,

@@ -30,4 +30,6 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   base(outputs: BranchOutputs, threshold: number): V;
   /** The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights). */
   finish(verdict: V, experts: BranchOutputs[], weights: number[]): TaskResult;
+  /** Tasks with a threshold calibrated on good data (anomaly): move it to flag this share of good frames. */
+  setFalseAlarmRate?(rate: number): number;
 }
