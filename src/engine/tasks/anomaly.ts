@@ -45,6 +45,7 @@ export function thresholdForFalseAlarmRate(calibration: AnomalyCalibration, rate
  */
 export class AnomalyTask implements Task<AnomalyVerdict> {
   readonly name = 'anomaly';
+  readonly earlyExitRange = [-Number.MAX_VALUE, Number.MAX_VALUE] as const;
   readonly branchOutputs;
   private readonly baseWeight: number;
   private readonly grid: [number, number];

@@ -26,6 +26,8 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   readonly name: string;
   /** The outputs every branch part gives per sample, checked at load: output name and per-sample dimensions. */
   readonly branchOutputs: ReadonlyArray<{ readonly name: string; readonly dims: readonly number[] }>;
+  /** The values an early-exit threshold may take (classification: a confidence; anomaly: any base score). */
+  readonly earlyExitRange: readonly [min: number, max: number];
   /** The base branch's verdict for one sample at this early-exit threshold. */
   base(outputs: BranchOutputs, threshold: number): V;
   /** The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights). */
