@@ -7,20 +7,22 @@ import { parseManifest } from '../../src/model/manifest';
 import { copyPackage, readManifest, writeManifest } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 
-const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+const MODELS = resolve(__dirname, '..', '..', 'models');
+const LINE = join(MODELS, 'fashion-line-anomaly');
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 describe('anomaly package', () => {
-  it('verifies: every part and every golden decision of the PyTorch reference reproduced in ONNX Runtime', async () => {
-    const report = await verifyPackage(LINE, { threads: { intraOp: 1, interOp: 1 } });
+  it.each(['fashion-line-anomaly', 'texture-line-anomaly'])('%s verifies: every part and golden decision of the PyTorch reference reproduced in ONNX Runtime', async (name) => {
+    const dir = join(MODELS, name);
+    const report = await verifyPackage(dir, { threads: { intraOp: 1, interOp: 1 } });
     expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
       ['manifest', true],
       ['sha256', true],
       ['shapes', true],
       ['selftest', true],
     ]);
-    const golden = JSON.parse(readFileSync(join(LINE, 'selftest.json'), 'utf8')).cases;
+    const golden = JSON.parse(readFileSync(join(dir, 'selftest.json'), 'utf8')).cases;
     expect(new Set(golden.map((c: any) => c.decision.label))).toEqual(new Set([0, 1])); // good and anomalous frames
   });
 
