@@ -30,6 +30,9 @@ export const ERROR_CODES = {
   // sources
   E_SOURCE_URI: 'configuration',
   E_SOURCE_NOT_FOUND: 'configuration',
+  E_SOURCE_AUTH: 'configuration',
+  E_SOURCE_DECODER: 'transient',
+  E_SOURCE_INVALID_DATA: 'bad-input',
   E_SOURCE_BUSY: 'transient',
   E_SOURCE_FAILED: 'transient',
   E_SOURCE_HTTP: 'transient',
@@ -55,6 +58,7 @@ export const ERROR_CODES = {
   E_ENGINE_STATE: 'internal',
   // configuration and the command line
   E_CONFIG_INVALID: 'configuration',
+  E_FILE_UNREADABLE: 'transient',
   E_USAGE: 'bad-input',
   E_BENCH_NEEDS_SOURCE: 'configuration',
   // audit log
@@ -67,12 +71,15 @@ export const ERROR_CODES = {
   // MQTT transport, outbox, embedded broker and commands
   E_MQTT_AUTH: 'configuration',
   E_MQTT_TLS: 'configuration',
+  E_BROKER_URL: 'bad-input',
   E_MQTT_CONNECTION: 'transient',
   E_MQTT_REFUSED: 'transient',
   E_MQTT_UNREACHABLE: 'transient',
   E_OUTBOX_OPEN: 'transient',
   E_OUTBOX_WRITE: 'transient',
   E_OUTBOX_CLOSED: 'transient',
+  E_OUTBOX_RECOVERED: 'integrity',
+  E_STORAGE_UNWRITABLE: 'transient',
   E_TRANSPORT_STATE: 'internal',
   E_BROKER_LISTEN: 'configuration',
   E_BROKER_STATE: 'internal',
@@ -81,6 +88,10 @@ export const ERROR_CODES = {
   E_CMD_INVALID: 'bad-input',
   E_CMD_UNKNOWN: 'bad-input',
   E_CMD_UNSUPPORTED: 'bad-input',
+  E_CMD_UNAUTHORISED: 'bad-input',
+  E_CMD_STALE: 'bad-input',
+  E_CMD_REPLAYED: 'bad-input',
+  E_CMD_TIMEOUT: 'transient',
   E_CMD_FAILED: 'internal',
   // fleet updates
   E_KEY_INVALID: 'configuration',
@@ -99,6 +110,7 @@ export const ERROR_CODES = {
   E_UPDATE_INVALID: 'bad-input',
   E_UPDATE_UNSUPPORTED: 'configuration',
   E_UPDATE_BUSY: 'transient',
+  E_UPDATE_REPLACED: 'transient',
   E_UPDATE_INTERRUPTED: 'transient',
   E_DOWNLOAD_FAILED: 'transient',
   E_DOWNLOAD_HTTP: 'transient',
@@ -116,6 +128,7 @@ export const ERROR_CODES = {
   E_DASHBOARD_METHOD: 'bad-input',
   E_DASHBOARD_NOT_FOUND: 'bad-input',
   E_DASHBOARD_QUERY: 'bad-input',
+  E_DASHBOARD_HOST: 'bad-input',
   // routing-health alarms (audit/health.ts), published with the alarm
   E_ROUTING_ROUTER_COLLAPSE: 'transient',
   E_ROUTING_EXPERT_STARVED: 'transient',

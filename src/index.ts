@@ -5,6 +5,7 @@ export * from './model';
 export * from './engine';
 export * from './ingest';
 export * from './audit';
+export * from './protocol';
 export * from './transport';
 export * from './fleet';
 export * from './node';

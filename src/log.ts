@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { redact } from './redact';
 
 export type { Logger };
 
@@ -16,11 +17,12 @@ export function setLogFormat(format: LogFormat): void {
 
 /**
  * Logs to stderr, so stdout stays free for command output such as `sgmoe infer`'s one decision per line.
- * Level from SGMOE_LOG_LEVEL (default info).
+ * Level from SGMOE_LOG_LEVEL (default info). No URL's credentials reach a line.
  */
 export function createLogger(name = 'sgmoe', level = process.env.SGMOE_LOG_LEVEL ?? 'info', format: LogFormat = defaultFormat): Logger {
+  const formatters = { log: (fields: Record<string, unknown>) => redact(fields) };
   const human = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
-  if (!human) return pino({ name, level }, pino.destination(2));
+  if (!human) return pino({ name, level, formatters }, pino.destination(2));
   // In-process and synchronous (no worker thread): a line is out before the process exits.
   const stream = pretty({
     destination: 2,
@@ -30,7 +32,7 @@ export function createLogger(name = 'sgmoe', level = process.env.SGMOE_LOG_LEVEL
     ignore: 'pid,hostname,name,module',
     messageFormat: '{if module}{module}: {end}{msg}',
   });
-  return pino({ name, level }, stream);
+  return pino({ name, level, formatters }, stream);
 }
 
 /** A logger that writes nothing: the default for library users who do not pass one. */

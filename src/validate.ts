@@ -40,7 +40,7 @@ export function parseText(text: string, edge: Edge, path = ''): unknown {
 
 /**
  * Reads, parses and validates a JSON or YAML file. A missing file fails with `missing` (default: the edge's code);
- * any other read error (EACCES, EIO) with the edge's code and the system's reason, never as "absent".
+ * any other read error (EACCES, EIO) with E_FILE_UNREADABLE and the system's reason, never as "absent".
  */
 export async function readValidated<S extends z.ZodType>(
   path: string,
@@ -51,8 +51,10 @@ export async function readValidated<S extends z.ZodType>(
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
-    throw new SgmoeError(missing ? (edge.missing ?? edge.code) : edge.code, `cannot read ${edge.where}: ${errorMessage(err)}`, { path }, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SgmoeError(edge.missing ?? edge.code, `cannot read ${edge.where}: ${errorMessage(err)}`, { path }, { cause: err });
+    }
+    throw new SgmoeError('E_FILE_UNREADABLE', `${edge.where} exists but cannot be read: ${errorMessage(err)}`, { path }, { cause: err });
   }
   return validate(schema, parseText(text, edge, path), edge);
 }

@@ -1,15 +1,26 @@
 /**
- * Preprocessing time per frame (sharp decode -> model tensor) against the bare sharp pipeline that only
- * decodes, resizes and writes raw pixels: the floor any preprocessing pays. Cases: a 28x28 PNG, a 640x480
- * JPEG, a 1920x1080 JPEG with an ROI, and a 12-megapixel JPEG (shrink-on-load). Also: sharp's global
- * concurrency and cache settings, measured rather than guessed.
+ * Ingest cost per frame, each case beside its floor, in one run:
+ * 1. stream decode: a 1280x720 H.264 25 fps file through the video: source (ffmpeg decodes, crops, scales to
+ *    28x28 gray; the frame becomes a tensor) against `ffmpeg -f null` decoding the same file: CPU per frame, fps;
+ * 2. JPEG: 640x480 camera JPEGs to 28x28 gray tensors, the Preprocessor's camera path (libjpeg-turbo through
+ *    koffi) and sharp against libjpeg-turbo's DCT-scaled decode in Pillow's draft mode, with where sharp's time goes;
+ * 3. capacity: how many 25 fps cameras this machine's cores sustain, from the measured CPU per frame;
+ * 4. sharp's other cases (PNG, ROI, 12 MP) and its global concurrency and cache settings.
  *
- *   npx tsx scripts/bench/ingest.ts [--quick]
+ *   npx sgmoe bench ingest [--quick]
  */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { Preprocessor, type PreprocessOptions } from '../../src/ingest';
+import { Engine } from '../../src/engine/engine';
+import { Preprocessor, VideoSource, type PreprocessOptions } from '../../src/ingest';
 import type { InputSpec } from '../../src/model';
 import { median, printComparison, printHeader, timeRuns, type Row } from './lib';
+
+const MODEL = resolve(__dirname, '..', '..', 'models', 'fashion-sgmoe');
+const TIMES_WRAPPER = join(__dirname, 'ffmpeg-times.sh');
 
 const SPEC: InputSpec = { kind: 'image', name: 'image', channels: 1, height: 28, width: 28, colorspace: 'gray', mean: [0.286], std: [0.353], layout: 'NCHW', invert: false };
 const quick = process.argv.includes('--quick');
@@ -47,8 +58,193 @@ async function compare(contenders: Record<string, () => Promise<unknown>>, itera
   return Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, median(v)]));
 }
 
+/** CPU seconds (user + system) of the last ffmpeg run through the wrapper. */
+function wrapperCpuSeconds(file: string): number {
+  const [user, system] = readFileSync(file, 'utf8').trim().split('\n').at(-1)!.trim().split(/\s+/).map((t) => {
+    const m = /^(\d+)m([\d.]+)s$/.exec(t);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : NaN;
+  });
+  return user + system;
+}
+
+interface StreamRun {
+  cpuUsPerFrame: number;
+  fps: number;
+  frames: number;
+}
+
+/** The floor: ffmpeg decoding the file and discarding the pictures. */
+function ffmpegNull(clip: string, timesFile: string): StreamRun {
+  const t0 = process.hrtime.bigint();
+  const run = spawnSync(TIMES_WRAPPER, ['-hide_banner', '-nostdin', '-loglevel', 'error', '-benchmark', '-i', clip, '-f', 'null', '-'], {
+    env: { ...process.env, SGMOE_BENCH_TIMES: timesFile },
+    encoding: 'utf8',
+  });
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const frames = Number(/frame=\s*(\d+)/.exec(run.stderr)?.[1] ?? NaN) || countFrames(clip);
+  return { cpuUsPerFrame: (wrapperCpuSeconds(timesFile) * 1e6) / frames, fps: frames / wall, frames };
+}
+
+function countFrames(clip: string): number {
+  return Number(execFileSync('ffprobe', ['-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', clip], { encoding: 'utf8' }).trim());
+}
+
+/** The node's path without the engine: the video: source (ffmpeg child) and each frame made a tensor. CPU of both processes. */
+async function throughSource(clip: string, timesFile: string, spec: InputSpec): Promise<StreamRun> {
+  process.env.SGMOE_BENCH_TIMES = timesFile;
+  const source = new VideoSource(clip, { once: true, input: spec, decoder: { kind: 'ffmpeg', command: TIMES_WRAPPER } });
+  const pre = new Preprocessor(spec);
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  let frames = 0;
+  for await (const frame of source) {
+    await pre.toTensor(frame);
+    await source.settle(frame, { status: 'decided' });
+    frames++;
+  }
+  const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+  const node = process.cpuUsage(cpu0);
+  const cpuUs = node.user + node.system + wrapperCpuSeconds(timesFile) * 1e6;
+  return { cpuUsPerFrame: cpuUs / frames, fps: frames / wall, frames };
+}
+
+/** A 1280x720 H.264 25 fps camera-like stream: a moving pattern with a little sensor noise, about 2.5 Mbit/s like an IP camera's main stream. */
+function makeStream(dir: string, seconds: number): string {
+  const clip = join(dir, 'camera-720p25.mp4');
+  execFileSync('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', `testsrc2=size=1280x720:rate=25,noise=alls=4:allf=t`,
+    '-t', String(seconds), '-c:v', 'libx264', '-preset', 'veryfast', '-crf', '23', '-g', '50', '-pix_fmt', 'yuv420p', clip,
+  ]);
+  return clip;
+}
+
+/** 640x480 camera JPEGs (quality ~90) cut from the stream. */
+function makeJpegs(dir: string, clip: string, count: number): string[] {
+  execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-i', clip, '-vf', 'scale=640:480', '-frames:v', String(count), '-q:v', '3', join(dir, 'cam-%03d.jpg')]);
+  return readdirSync(dir).filter((f) => f.endsWith('.jpg')).sort().map((f) => join(dir, f));
+}
+
+/** CPU per call (all threads of this process), calls one after another over every file, `passes` times. */
+async function cpuPerCall(files: Buffer[], passes: number, fn: (b: Buffer) => Promise<unknown>): Promise<number> {
+  for (const b of files) await fn(b);
+  const cpu0 = process.cpuUsage();
+  for (let p = 0; p < passes; p++) for (const b of files) await fn(b);
+  const c = process.cpuUsage(cpu0);
+  return (c.user + c.system) / (passes * files.length);
+}
+
+const PILLOW = `
+import io, json, sys, time
+from PIL import Image
+files = [open(p, 'rb').read() for p in sys.argv[2:]]
+passes = int(sys.argv[1])
+def gray28(b, draft):
+    im = Image.open(io.BytesIO(b))
+    if draft:
+        im.draft('L', (28, 28))
+    return im.convert('L').resize((28, 28), Image.BILINEAR).tobytes()
+def full(b):
+    im = Image.open(io.BytesIO(b)); im.load(); return im
+out = {}
+for name, fn in (('draft', lambda b: gray28(b, True)), ('nodraft', lambda b: gray28(b, False)), ('full', full)):
+    for b in files: fn(b)
+    t = time.process_time()
+    for _ in range(passes):
+        for b in files: fn(b)
+    out[name] = (time.process_time() - t) / (passes * len(files)) * 1e6
+print(json.dumps(out))
+`;
+
+/** Pillow (libjpeg-turbo) on the same files: DCT-scaled (draft) and full decodes, CPU per call. */
+function pillow(files: string[], passes: number): { draft: number; nodraft: number; full: number } {
+  return JSON.parse(execFileSync('/usr/bin/python3', ['-c', PILLOW, String(passes), ...files], { encoding: 'utf8' }));
+}
+
+async function streamAndJpeg(spec: InputSpec): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'sgmoe-bench-ingest-'));
+  try {
+    const seconds = quick ? 4 : 10;
+    const clip = makeStream(dir, seconds);
+    const mbits = (statSync(clip).size * 8) / seconds / 1e6;
+    const timesFile = join(dir, 'times');
+    // 1. Stream decode, alternated over rounds so background load hits both alike; the best round of each.
+    const floor: StreamRun[] = [];
+    const ours: StreamRun[] = [];
+    for (let round = 0; round < (quick ? 2 : 3); round++) {
+      floor.push(ffmpegNull(clip, timesFile));
+      ours.push(await throughSource(clip, timesFile, spec));
+    }
+    const best = (runs: StreamRun[]) => runs.reduce((a, b) => (b.cpuUsPerFrame < a.cpuUsPerFrame ? b : a));
+    const [f, o] = [best(floor), best(ours)];
+    printComparison(
+      `stream decode, 1280x720 H.264 25 fps ${mbits.toFixed(1)} Mbit/s, ${f.frames} frames: CPU per frame (ffmpeg + node)`,
+      [
+        { name: 'floor: ffmpeg -f null', value: f.cpuUsPerFrame, unit: 'µs', note: `${f.fps.toFixed(0)} fps` },
+        { name: 'video: source -> 28x28 gray tensor', value: o.cpuUsPerFrame, unit: 'µs', note: `${o.fps.toFixed(0)} fps, ${o.frames} frames` },
+      ],
+      'floor: ffmpeg -f null',
+    );
+
+    // 2. JPEG: the same 640x480 files through sharp and through libjpeg-turbo's DCT scaling.
+    const paths = makeJpegs(dir, clip, 20);
+    const files = paths.map((p) => readFileSync(p));
+    const passes = quick ? 5 : 20;
+    const pre = new Preprocessor(spec);
+    const viaSharp = new Preprocessor(spec, { roi: { x: 0, y: 0, width: 640, height: 480 } });
+    const tiny = { raw: { width: 28, height: 28, channels: 1 as const } };
+    const zero = Buffer.alloc(28 * 28);
+    const rows: Record<string, number[]> = {};
+    const add = (name: string, value: number) => (rows[name] ??= []).push(value);
+    for (let round = 0; round < 3; round++) {
+      const p = pillow(paths, passes);
+      add('floor: libjpeg-turbo DCT-scaled (Pillow draft) -> 28x28 gray', p.draft);
+      add('Pillow without draft (full decode) -> 28x28 gray', p.nodraft);
+      add('Pillow full decode only', p.full);
+      add('Preprocessor.toTensor (camera path: libjpeg-turbo DCT-scaled + area average)', await cpuPerCall(files, passes, (b) => pre.toTensor(b)));
+      add('Preprocessor.toTensor through sharp (whole-frame ROI: the general path)', await cpuPerCall(files, passes, (b) => viaSharp.toTensor(b)));
+      add('bare sharp: greyscale + resize 28x28 + raw', await cpuPerCall(files, passes, (b) => sharp(b).greyscale().resize(28, 28, { fit: 'fill' }).raw().toBuffer()));
+      add('sharp full decode only', await cpuPerCall(files, passes, (b) => sharp(b).raw().toBuffer()));
+      add('sharp set-up alone: 28x28 raw in, raw out', await cpuPerCall(files, passes, () => sharp(zero, tiny).raw().toBuffer()));
+    }
+    const floorName = 'floor: libjpeg-turbo DCT-scaled (Pillow draft) -> 28x28 gray';
+    printComparison(
+      `JPEG 640x480 (${(files.reduce((n, b) => n + b.length, 0) / files.length / 1024).toFixed(0)} KiB avg, ${files.length} files) -> 28x28 gray: CPU per frame, best of 3 rounds (sharp ${sharp.versions.sharp}, libvips ${sharp.versions.vips}, its JPEG codec: ${sharp.versions.mozjpeg ? 'mozjpeg' : 'libjpeg-turbo'})`,
+      Object.entries(rows).map(([name, v]) => ({ name, value: Math.min(...v), unit: 'µs' })),
+      floorName,
+    );
+
+    // 3. Capacity: the cores divided by what one 25 fps camera costs (stream decode + engine), measured here.
+    const engine = await Engine.load(MODEL, { threads: { intraOp: 1, interOp: 1 } });
+    const tensors = await Promise.all(files.slice(0, 16).map((b) => pre.toTensor(b)));
+    const engineUs = await cpuPerCall([Buffer.alloc(0)], quick ? 20 : 100, () => engine.inferBatch(tensors)) / tensors.length;
+    await engine.dispose();
+    const perCamera = 25 * (o.cpuUsPerFrame + engineUs);
+    const cores = cpus().length;
+    printComparison(
+      `capacity: 25 fps 1280x720 H.264 cameras per node on ${cores} cores (CPU per camera-second = 25 x (stream ${o.cpuUsPerFrame.toFixed(0)} µs + engine ${engineUs.toFixed(0)} µs))`,
+      [
+        { name: 'cameras at 100% of the cores', value: (cores * 1e6) / perCamera, unit: 'cameras' },
+        { name: 'cameras at 70% of the cores (headroom)', value: (0.7 * cores * 1e6) / perCamera, unit: 'cameras' },
+      ],
+      'cameras at 100% of the cores',
+      true,
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
-  printHeader('ingest: preprocessing per frame vs the bare sharp pipeline', { sharp: sharp.versions.sharp ?? 'n/a', libvips: sharp.versions.vips, mode: quick ? 'quick' : 'full' });
+  printHeader('ingest: camera streams, JPEG decode and preprocessing per frame, each beside its floor', {
+    sharp: sharp.versions.sharp ?? 'n/a',
+    libvips: sharp.versions.vips,
+    ffmpeg: execFileSync('ffmpeg', ['-version'], { encoding: 'utf8' }).split('\n')[0].split(' ')[2],
+    mode: quick ? 'quick' : 'full',
+  });
+  sharp.concurrency(1);
+  sharp.cache(false);
+  await streamAndJpeg(SPEC);
+
   const scale = quick ? 0.2 : 1;
   const roi = { x: 560, y: 140, width: 800, height: 800 };
   const cases: Case[] = [

@@ -6,7 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { MqttTransport, Outbox, parseTransportConfig, resultPayload, type TransportConfigInput } from '../../src/transport';
+import { resultPayload } from '../../src/protocol';
+import { MqttTransport, Outbox, parseTransportConfig, type TransportConfigInput } from '../../src/transport';
 import { tempDir } from '../../test/helpers/tmp';
 import { Mosquitto } from '../../test/helpers/mqtt';
 import { decision } from '../../test/transport/support';

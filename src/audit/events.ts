@@ -12,6 +12,7 @@ export const AUDIT_EVENT_KINDS = [
   'model_updated',
   'model_rolled_back',
   'config_changed',
+  'command_refused',
   'alarm_raised',
   'alarm_cleared',
   'db_recovered',

@@ -11,15 +11,19 @@ import { downloadFile } from './download';
 import { DEFAULT_HEALTH_WATCH, watchHealth, type HealthWatchOptions } from './health-watch';
 import type { EngineHost, HealthProbe } from './host';
 import type { TrustedKeys } from './keys';
-import { parseUpdateRequest, type ChunkRef, type UpdateRequest } from './request';
+import { parseUpdateRequest, type ChunkRef, type UpdateRequest, type UpdateResult, type UpdateStep } from '../protocol/update';
+
+export type { UpdateResult };
 import { compareVersions } from './semver';
 import { checkSignature } from './signature';
-import { packageId, type PackageStore, type UpdateState, type UpdateStep } from './store';
+import { packageId, type PackageStore, type UpdateState } from './store';
 import { unpackPackage } from './unpack';
 
 export interface UpdateLimits {
   maxDownloadBytes: number;
   downloadTimeoutMs: number;
+  /** A transfer with no progress for this long is aborted (the slot is free again for the next request). */
+  stallTimeoutMs: number;
   maxUnpackedBytes: number;
   maxFiles: number;
 }
@@ -27,12 +31,13 @@ export interface UpdateLimits {
 export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
   maxDownloadBytes: 512 * 2 ** 20,
   downloadTimeoutMs: 10 * 60_000,
+  stallTimeoutMs: 60_000,
   maxUnpackedBytes: 1024 * 2 ** 20,
   maxFiles: 10_000,
 };
 
 /** Fetches a package sent in chunks over MQTT into `dest` (see `fetchChunks`). */
-export type ChunkFetcher = (ref: ChunkRef, dest: string, limits: UpdateLimits) => Promise<void>;
+export type ChunkFetcher = (ref: ChunkRef, dest: string, limits: UpdateLimits, signal: AbortSignal) => Promise<void>;
 
 /** The model the device runs after a step that changed it, with what routing health needs. */
 export interface RunningModel {
@@ -52,12 +57,6 @@ export interface UpdateEvent {
   model?: RunningModel;
   error?: { code: string; message: string };
   ts: string;
-}
-
-export interface UpdateResult {
-  step: 'done';
-  version: string;
-  previous: string | null;
 }
 
 export interface UpdateAgentOptions {
@@ -83,13 +82,20 @@ interface Run {
   previous: string | null;
 }
 
+/** The update or rollback in progress: the step it is at, and how a newer request stops it. */
+interface Slot {
+  step: UpdateStep | null;
+  abort: AbortController;
+  done: Promise<unknown>;
+}
+
 function runningModel(engine: Engine): RunningModel {
   return { ...engine.model, expertShare: [...engine.manifest.calibration.expertShare] };
 }
 
 /**
- * The device side of a fleet update, one at a time: download → verify (sha256 + signature against the trusted
- * keys) → unpack safely into staging → load and self-test → swap via the EngineHost → health watch, rolling back
+ * The device side of a fleet update, one at a time: the signature over the announced sha256 against the trusted
+ * keys (before any byte is fetched) → download (a newer request replaces one still downloading) → sha256 → unpack safely into staging → load and self-test → swap via the EngineHost → health watch, rolling back
  * on a regression. Every step is persisted before it starts (PackageStore.recover undoes a half-done one after a
  * power loss) and reported through `onEvent`.
  */
@@ -97,7 +103,7 @@ export class UpdateAgent {
   private readonly limits: UpdateLimits;
   private readonly watch: HealthWatchOptions;
   private readonly log: Logger;
-  private busy = false;
+  private slot: Slot | null = null;
 
   constructor(private readonly options: UpdateAgentOptions) {
     this.limits = { ...DEFAULT_UPDATE_LIMITS, ...options.limits };
@@ -108,16 +114,16 @@ export class UpdateAgent {
   /** Runs one update to its end. Rejects with the reason (an SgmoeError code) when refused or rolled back. */
   async update(args: unknown, correlationId: string | null = null): Promise<UpdateResult> {
     const request = parseUpdateRequest(args);
-    return this.exclusive(async () => {
+    return this.exclusive(async (signal) => {
       const previous = (await this.options.store.pointer())?.current ?? null;
       const run: Run = { correlationId, version: request.version, sha256: request.sha256, target: null, previous };
       try {
-        return await this.install(run, request);
+        return await this.install(run, request, signal);
       } catch (err) {
         const error = { code: errorCode(err), message: errorMessage(err) };
         const rolledBack = error.code === 'E_HEALTH_REGRESSION';
         if (rolledBack) await this.options.store.prune();
-        else await this.discard(run);
+        else await this.discard(run, error.code === 'E_UPDATE_REPLACED');
         await this.persist(run, rolledBack ? 'rolled_back' : 'failed', error);
         this.emit(run, rolledBack ? 'rolled_back' : 'failed', error.message, { error, ...(rolledBack ? { model: runningModel(this.options.host.engine) } : {}) });
         throw err;
@@ -137,7 +143,7 @@ export class UpdateAgent {
     });
   }
 
-  private async install(run: Run, request: UpdateRequest): Promise<UpdateResult> {
+  private async install(run: Run, request: UpdateRequest, signal: AbortSignal): Promise<UpdateResult> {
     const { store, host } = this.options;
     const running = host.engine.model;
     if (!run.previous) {
@@ -153,18 +159,21 @@ export class UpdateAgent {
       throw new SgmoeError('E_SIGNATURE_MISSING', `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package`);
     }
 
-    await this.begin(run, 'downloading', `fetching ${request.url ?? request.chunks?.topic}`);
-    const tar = this.downloadPath(request.sha256);
-    await this.fetch(request, tar);
+    // Nothing is fetched for a package no trusted key signed: the download then only has to match that digest.
+    const { keyId } = checkSignature(request.signature, request.sha256, this.options.trustedKeys);
 
-    await this.begin(run, 'verifying', 'checking sha256 and signature');
+    await store.pruneDownloads(request.sha256);
+    await this.begin(run, 'downloading', `signature by ${keyId} holds; fetching ${request.url ?? request.chunks?.topic}`);
+    const tar = this.downloadPath(request.sha256);
+    await this.fetch(request, tar, signal);
+
+    await this.begin(run, 'verifying', 'checking the sha256 against the signed one');
     const sha256 = await sha256File(tar);
     if (sha256 !== request.sha256) {
-      throw new SgmoeError('E_HASH_MISMATCH', `the downloaded package's sha256 is ${sha256}, the update expects ${request.sha256}`, { expected: request.sha256, actual: sha256 });
+      throw new SgmoeError('E_HASH_MISMATCH', `the downloaded package's sha256 is ${sha256}, the signed update expects ${request.sha256}`, { expected: request.sha256, actual: sha256 });
     }
-    const { keyId } = checkSignature(request.signature, sha256, this.options.trustedKeys);
 
-    await this.begin(run, 'unpacking', `signature by ${keyId} holds; unpacking`);
+    await this.begin(run, 'unpacking', 'sha256 matches; unpacking');
     await store.clearStaging();
     const staged = join(store.stagingDir, request.sha256);
     await unpackPackage(tar, staged, { maxBytes: this.limits.maxUnpackedBytes, maxFiles: this.limits.maxFiles });
@@ -234,11 +243,13 @@ export class UpdateAgent {
     return moved;
   }
 
-  private async fetch(request: UpdateRequest, dest: string): Promise<void> {
+  private async fetch(request: UpdateRequest, dest: string, signal: AbortSignal): Promise<void> {
     if (request.url) {
       await downloadFile(request.url, dest, {
         maxBytes: this.limits.maxDownloadBytes,
         timeoutMs: this.limits.downloadTimeoutMs,
+        stallMs: this.limits.stallTimeoutMs,
+        signal,
         onProgress: (received, total) => this.log.debug({ received, total }, 'downloading'),
       });
     } else if (request.chunks) {
@@ -248,13 +259,14 @@ export class UpdateAgent {
       if (request.chunks.bytes > this.limits.maxDownloadBytes) {
         throw new SgmoeError('E_DOWNLOAD_TOO_LARGE', `the package is ${request.chunks.bytes} bytes, the limit is ${this.limits.maxDownloadBytes}`);
       }
-      await this.options.fetchChunks(request.chunks, dest, this.limits);
+      await this.options.fetchChunks(request.chunks, dest, this.limits, signal);
     }
   }
 
-  /** Drops what a failed update left behind, except a partial download (a retry resumes it). */
-  private async discard(run: Run): Promise<void> {
+  /** Drops what a failed update left behind, except a partial download (a retry of the same package resumes it). */
+  private async discard(run: Run, replaced: boolean): Promise<void> {
     await rm(this.downloadPath(run.sha256), { force: true });
+    if (replaced) await rm(`${this.downloadPath(run.sha256)}.part`, { force: true });
     await this.options.store.clearStaging();
     const pointer = await this.options.store.pointer();
     if (run.target && run.target !== pointer?.current && !pointer?.history.includes(run.target)) {
@@ -267,6 +279,7 @@ export class UpdateAgent {
   }
 
   private async begin(run: Run, step: UpdateStep, message: string): Promise<void> {
+    if (this.slot) this.slot.step = step;
     await this.persist(run, step);
     this.emit(run, step, message);
   }
@@ -293,13 +306,24 @@ export class UpdateAgent {
     }
   }
 
-  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    if (this.busy) throw new SgmoeError('E_UPDATE_BUSY', 'an update or rollback is already running on this device: expected one at a time');
-    this.busy = true;
-    try {
-      return await work();
-    } finally {
-      this.busy = false;
+  /**
+   * One update or rollback at a time. A newer request replaces one that is still downloading (stalled or not):
+   * it is aborted with E_UPDATE_REPLACED and cleans up first. Past the download, the newer one gets E_UPDATE_BUSY.
+   */
+  private async exclusive<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const running = this.slot;
+    if (running?.step === 'downloading') {
+      this.log.warn('a newer request replaces the update still downloading');
+      running.abort.abort(new SgmoeError('E_UPDATE_REPLACED', 'a newer authorised request replaced this update while it was downloading'));
+      await running.done.catch(() => undefined);
     }
+    if (this.slot) throw new SgmoeError('E_UPDATE_BUSY', 'an update or rollback is already past its download on this device: expected one at a time');
+    const slot: Slot = { step: null, abort: new AbortController(), done: Promise.resolve() };
+    this.slot = slot;
+    const done = work(slot.abort.signal).finally(() => {
+      this.slot = null;
+    });
+    slot.done = done;
+    return done;
   }
 }

@@ -1,7 +1,7 @@
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
-import type { ChunkRef } from './request';
+import type { ChunkRef } from '../protocol/update';
 
 /** Default chunk size: well under brokers' usual message limits (mosquitto's default is 256 MB, many set 1 MB). */
 export const DEFAULT_CHUNK_BYTES = 256 * 1024;
@@ -24,8 +24,8 @@ export async function clearChunks(client: MqttClient, ref: ChunkRef): Promise<vo
   for (let i = 0; i < ref.count; i++) await client.publishAsync(`${ref.topic}/${i}`, Buffer.alloc(0), { qos: 1, retain: true });
 }
 
-/** Collects every chunk of `ref` into `dest`, each written at its offset as it arrives, within `timeoutMs`. */
-export async function fetchChunks(client: MqttClient, ref: ChunkRef, dest: string, timeoutMs: number): Promise<void> {
+/** Collects every chunk of `ref` into `dest`, each written at its offset as it arrives, within `timeoutMs` (or until `signal` aborts). */
+export async function fetchChunks(client: MqttClient, ref: ChunkRef, dest: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
   const part = `${dest}.part`;
   const file = await open(part, 'w');
   const pending = new Set(Array.from({ length: ref.count }, (_, i) => i));
@@ -33,6 +33,7 @@ export async function fetchChunks(client: MqttClient, ref: ChunkRef, dest: strin
   let writes: Promise<unknown> = Promise.resolve();
   let onMessage: (topic: string, payload: Buffer) => void = () => undefined;
   let timer: NodeJS.Timeout | undefined;
+  let onAbort = (): void => undefined;
   try {
     try {
       await new Promise<void>((resolve, reject) => {
@@ -40,6 +41,9 @@ export async function fetchChunks(client: MqttClient, ref: ChunkRef, dest: strin
           () => reject(new SgmoeError('E_DOWNLOAD_TIMEOUT', `${pending.size} of ${ref.count} chunks of ${ref.topic} still missing after ${timeoutMs} ms`)),
           timeoutMs,
         );
+        onAbort = () => reject(signal?.reason);
+        if (signal?.aborted) onAbort();
+        signal?.addEventListener('abort', onAbort);
         onMessage = (topic, payload) => {
           const index = topic.startsWith(prefix) ? Number(topic.slice(prefix.length)) : NaN;
           if (!pending.has(index)) return; // foreign topic or a chunk seen already
@@ -57,6 +61,7 @@ export async function fetchChunks(client: MqttClient, ref: ChunkRef, dest: strin
       });
     } finally {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       client.removeListener('message', onMessage);
       await client.unsubscribeAsync(`${prefix}+`).catch(() => undefined);
     }

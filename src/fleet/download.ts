@@ -8,6 +8,10 @@ export interface DownloadOptions {
   maxBytes: number;
   /** The whole download, resumed part included, must finish within this. */
   timeoutMs: number;
+  /** Abort when no byte arrived for this long (a server that holds the connection open and sends nothing). */
+  stallMs?: number;
+  /** Aborts the download from outside (a newer request replaces this one); it rejects with the signal's reason. */
+  signal?: AbortSignal;
   onProgress?: (received: number, total: number | null) => void;
 }
 
@@ -30,12 +34,38 @@ function rangeTotal(header: string | null): number | null {
 export async function downloadFile(url: string, dest: string, options: DownloadOptions): Promise<DownloadResult> {
   const part = `${dest}.part`;
   const have = (await stat(part).catch(() => null))?.size ?? 0;
-  const signal = AbortSignal.timeout(options.timeoutMs);
-  const timedOut = (err: unknown): SgmoeError =>
-    signal.aborted
+  const stall = new StallTimer(options.stallMs);
+  const signal = AbortSignal.any([AbortSignal.timeout(options.timeoutMs), stall.signal, ...(options.signal ? [options.signal] : [])]);
+  const timedOut = (err: unknown): SgmoeError => {
+    if (options.signal?.aborted && options.signal.reason instanceof SgmoeError) return options.signal.reason;
+    if (stall.signal.aborted) {
+      return new SgmoeError('E_DOWNLOAD_TIMEOUT', `download of ${url} stalled: no byte for ${options.stallMs} ms (the part kept resumes next time)`, { stallMs: options.stallMs });
+    }
+    return signal.aborted
       ? new SgmoeError('E_DOWNLOAD_TIMEOUT', `download of ${url} did not finish within ${options.timeoutMs} ms (the part kept resumes next time)`)
       : new SgmoeError('E_DOWNLOAD_FAILED', `download of ${url} failed: ${errorMessage(err)}`, undefined, { cause: err });
+  };
+  try {
+    return await transfer({ url, dest, part, have, signal, stall, options, timedOut });
+  } finally {
+    stall.stop();
+  }
+}
 
+interface Transfer {
+  url: string;
+  dest: string;
+  part: string;
+  /** Bytes already in the part file. */
+  have: number;
+  signal: AbortSignal;
+  stall: StallTimer;
+  options: DownloadOptions;
+  /** The error for a failed or aborted fetch: which limit ended it. */
+  timedOut: (err: unknown) => SgmoeError;
+}
+
+async function transfer({ url, dest, part, have, signal, stall, options, timedOut }: Transfer): Promise<DownloadResult> {
   let response: Response;
   try {
     response = await fetch(url, { signal, headers: have > 0 ? { range: `bytes=${have}-` } : {} });
@@ -69,6 +99,7 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
   try {
     if (response.body) {
       for await (const chunk of Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)) {
+        stall.progress();
         received += (chunk as Buffer).length;
         if (received > options.maxBytes) throw tooLarge(received);
         await file.write(chunk as Buffer);
@@ -90,4 +121,28 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
   }
   await rename(part, dest);
   return { bytes: received, resumedFrom: start };
+}
+
+/** Aborts its signal when `progress()` was not called for `ms` (never, without `ms`). */
+class StallTimer {
+  private readonly controller = new AbortController();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly ms: number | undefined) {
+    this.progress();
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  progress(): void {
+    if (this.ms === undefined || this.controller.signal.aborted) return;
+    if (this.timer) this.timer.refresh();
+    else this.timer = setTimeout(() => this.controller.abort(), this.ms);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
 }

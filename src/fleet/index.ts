@@ -3,15 +3,12 @@ export { writeFileAtomic } from './atomic';
 export { compareVersions } from './semver';
 export { generateSigningKey, keyIdOf, readPrivateKey, readPublicKey, parsePublicKey, TrustedKeys, type GeneratedKey } from './keys';
 export {
-  SIGNATURE_FORMAT,
-  signatureSchema,
   signPackage,
   writeSignature,
   readSignature,
   parseSignature,
   checkSignature,
   verifySignedPackage,
-  type PackageSignature,
 } from './signature';
 export { packPackage, readTarManifest, PACK_MTIME, type PackResult } from './pack';
 export { publishChunks, clearChunks, fetchChunks, DEFAULT_CHUNK_BYTES } from './chunks';
@@ -19,8 +16,7 @@ export { publishUpdate, type PublishOptions, type PublishReport, type DeviceOutc
 export { unpackPackage, type UnpackLimits, type UnpackResult } from './unpack';
 export { downloadFile, type DownloadOptions, type DownloadResult } from './download';
 export { servePackages, type PackageServer, type ServeOptions } from './serve';
-export { updateRequestSchema, chunkRefSchema, parseUpdateRequest, type UpdateRequest, type UpdateRequestInput, type ChunkRef } from './request';
-export { PackageStore, packageId, updateStateSchema, UPDATE_STEPS, type UpdateState, type UpdateStep, type Pointer, type Recovery } from './store';
+export { PackageStore, packageId, updateStateSchema, type UpdateState, type Pointer, type Recovery } from './store';
 export type { EngineHost, HealthProbe, HealthSample } from './host';
 export { judgeHealth, watchHealth, DEFAULT_HEALTH_WATCH, type HealthWatchOptions, type HealthVerdict } from './health-watch';
 export {

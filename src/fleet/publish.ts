@@ -1,9 +1,12 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
+import type { z } from 'zod';
 import { silentLogger, type Logger } from '../log';
-import { topicsFor, type Topics } from '../transport/topics';
-import type { UpdateRequestInput } from './request';
+import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload } from '../protocol/payloads';
+import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
+import { updateReplyDataSchema, type UpdateRequestInput } from '../protocol/update';
+import { signCommand } from './command-signature';
 
 export interface PublishOptions {
   /** A connected mqtt.js client. */
@@ -16,6 +19,8 @@ export interface PublishOptions {
   /** Updated first; the rest follow only if each canary finishes its update and stays healthy for the window. */
   canary?: string[];
   request: UpdateRequestInput;
+  /** The operator key that signs each device's command envelope (devices refuse unsigned updates). */
+  key: KeyObject;
   correlationId?: string;
   /** How long a device has to report its update done (download, self-test, its own health watch). */
   replyTimeoutMs: number;
@@ -51,29 +56,50 @@ class DeviceWatch {
     options: Pick<PublishOptions, 'site' | 'topicPrefix'>,
     private readonly correlationId: string,
   ) {
-    this.topics = topicsFor({ topicPrefix: options.topicPrefix ?? 'sgmoe/v1/{site}/{device}/', site: options.site, device });
+    this.topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site: options.site, device });
   }
 
   get subscriptions(): string[] {
     return [this.topics.reply('update'), this.topics.status, this.topics.health, this.topics.alarm];
   }
 
-  onMessage(topic: string, payload: Record<string, unknown>): void {
-    if (topic === this.topics.status) this.offline = payload.state === 'offline';
-    else if (topic === this.topics.health) this.healthMessages += 1;
-    else if (topic === this.topics.alarm && payload.severity === 'critical') this.criticalAlarms.push(String(payload.message ?? payload.code));
-    else if (topic === this.topics.reply('update') && payload.id === this.correlationId) this.onReply(payload);
+  /** Each message is checked against its schema; one that does not fit is reported and changes nothing. */
+  onMessage(topic: string, json: unknown): string | null {
+    if (topic === this.topics.status) {
+      const status = check(statusPayloadSchema, json);
+      if (typeof status === 'string') return status;
+      this.offline = status.state === 'offline';
+    } else if (topic === this.topics.health) {
+      const health = check(healthPayloadSchema, json);
+      if (typeof health === 'string') return health;
+      this.healthMessages += 1;
+    } else if (topic === this.topics.alarm) {
+      const alarm = check(alarmPayloadSchema, json);
+      if (typeof alarm === 'string') return alarm;
+      if (alarm.severity === 'critical') this.criticalAlarms.push(`${alarm.code}: ${alarm.message}`);
+    } else if (topic === this.topics.reply('update')) {
+      const reply = check(replyPayloadSchema, json);
+      if (typeof reply === 'string') return reply;
+      if (reply.id === this.correlationId) return this.onReply(reply);
+    }
+    return null;
   }
 
   /** Replies carry the agent's step events; the update ends with step done, or with an error. */
-  private onReply(reply: Record<string, unknown>): void {
-    const data = (reply.data ?? {}) as { step?: string; error?: { code: string; message: string } };
-    const error = (reply.error ?? data.error) as { code: string; message: string } | undefined;
-    if (reply.ok === false || data.step === 'failed' || data.step === 'rolled_back') {
-      this.finish({ device: this.device, outcome: 'failed', reason: error ? `${error.code}: ${error.message}` : `update ended at ${data.step}` });
-    } else if (data.step === 'done') {
+  private onReply(reply: ReplyPayload): string | null {
+    if (!reply.ok) {
+      this.finish({ device: this.device, outcome: 'failed', reason: `${reply.error.code}: ${reply.error.message}` });
+      return null;
+    }
+    const progress = check(updateReplyDataSchema, reply.data);
+    if (typeof progress === 'string') return progress;
+    if (progress.step === 'failed' || progress.step === 'rolled_back') {
+      const reason = 'error' in progress && progress.error ? `${progress.error.code}: ${progress.error.message}` : `update ended at ${progress.step}`;
+      this.finish({ device: this.device, outcome: 'failed', reason });
+    } else if (progress.step === 'done') {
       this.finish({ device: this.device, outcome: 'done' });
     }
+    return null;
   }
 
   private finish(outcome: DeviceOutcome): void {
@@ -117,19 +143,23 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
   const onMessage = (topic: string, payload: Buffer): void => {
     const watch = byTopic.get(topic);
     if (!watch) return;
+    let json: unknown;
     try {
-      const json = JSON.parse(payload.toString('utf8'));
-      if (json && typeof json === 'object') watch.onMessage(topic, json as Record<string, unknown>);
+      json = JSON.parse(payload.toString('utf8'));
     } catch {
       log.warn({ topic }, 'ignoring a message that is not JSON');
+      return;
     }
+    const problem = watch.onMessage(topic, json);
+    if (problem) log.warn({ topic, problem }, 'ignoring a message that does not fit its schema');
   };
   client.on('message', onMessage);
 
   const send = async (devices: string[]): Promise<DeviceOutcome[]> => {
     for (const device of devices) {
       const topic = watches.get(device)!.topics.command('update');
-      await client.publishAsync(topic, JSON.stringify({ id: correlationId, args: options.request }), { qos: 1 });
+      const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
+      await client.publishAsync(topic, JSON.stringify({ id: correlationId, envelope }), { qos: 1 });
       log.info({ device, topic, correlationId }, 'update sent');
     }
     return Promise.all(devices.map((d) => watches.get(d)!.outcome(options.replyTimeoutMs)));
@@ -160,4 +190,10 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     client.removeListener('message', onMessage);
     await client.unsubscribeAsync([...byTopic.keys()]).catch(() => undefined);
   }
+}
+
+/** The value when it fits the schema, else what is wrong with it. */
+function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
+  const result = schema.safeParse(value);
+  return result.success ? result.data : result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }

@@ -1,24 +1,10 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { z } from 'zod';
 import { SgmoeError } from '../errors';
 import { readValidated, validate } from '../validate';
 import { sha256File } from '../model/integrity';
+import { SIGNATURE_FORMAT, signatureSchema, type PackageSignature } from '../protocol/signature';
 import { keyIdOf, type TrustedKeys } from './keys';
-
-export const SIGNATURE_FORMAT = 'sgmoe-signature/1';
-
-export const sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, 'a lowercase hex sha256 (64 characters)');
-
-/** `PKG.tar.sig`: a detached ed25519 signature over the package tar's sha256. */
-export const signatureSchema = z.object({
-  format: z.literal(SIGNATURE_FORMAT),
-  keyId: z.string().regex(/^[0-9a-f]{16}$/, 'the signing key id (16 hex characters)'),
-  algorithm: z.literal('ed25519'),
-  sha256: sha256Schema,
-  signature: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'base64'),
-});
-export type PackageSignature = z.infer<typeof signatureSchema>;
 
 /** What is signed: the digest, prefixed with the format so a signature cannot be replayed as anything else. */
 function signedBytes(sha256: string): Buffer {

@@ -3,23 +3,8 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
 import { loadPackage } from '../model/package';
+import { FINAL_UPDATE_STEPS as FINAL, UPDATE_STEPS } from '../protocol/update';
 import { fsyncDir, writeFileAtomic } from './atomic';
-
-/** The steps of an update, as persisted; the last three are final. */
-export const UPDATE_STEPS = [
-  'downloading',
-  'verifying',
-  'unpacking',
-  'selftesting',
-  'staged',
-  'swapping',
-  'watching',
-  'done',
-  'failed',
-  'rolled_back',
-] as const;
-export type UpdateStep = (typeof UPDATE_STEPS)[number];
-const FINAL: ReadonlySet<UpdateStep> = new Set(['done', 'failed', 'rolled_back']);
 
 const errorInfo = z.object({ code: z.string(), message: z.string() });
 
@@ -157,19 +142,28 @@ export class PackageStore {
     return full;
   }
 
+  /** Removes downloads (whole or `.part`) of every package but `keep`'s sha256: no request owns them. */
+  async pruneDownloads(keep?: string): Promise<string[]> {
+    const files = await readdir(this.downloadsDir).catch(() => [] as string[]);
+    const removed = files.filter((f) => !keep || !f.startsWith(`${keep}.`));
+    for (const f of removed) await rm(join(this.downloadsDir, f), { recursive: true, force: true });
+    return removed;
+  }
+
   async clearStaging(): Promise<void> {
     await rm(this.stagingDir, { recursive: true, force: true });
     await mkdir(this.stagingDir, { recursive: true });
   }
 
   /**
-   * On start, before any engine loads: undoes a half-done update so the device runs a verified package.
-   * Before the swap, the new package is dropped (the download stays, so a retry resumes). From the swap until
+   * On start, before any engine loads: undoes a half-done update so the device runs a verified package, and
+   * removes every download (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
    * the end of the health watch, the pointer goes back to the previous package: a restart in that window may
    * well be the new model's fault, so it does not get the benefit of the doubt.
    */
   async recover(): Promise<Recovery> {
     await this.init();
+    await this.pruneDownloads();
     const state = await this.readState();
     if (!state || FINAL.has(state.step)) return { action: 'none', state, currentDir: await this.currentDir() };
     const pointer = await this.pointer();
@@ -195,8 +189,10 @@ async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | null
   let text: string;
   try {
     text = await readFile(path, 'utf8');
-  } catch {
-    return null;
+  } catch (err) {
+    // Only a missing file means "none yet": on EACCES or EIO, going on would rewrite `current` and lose the history.
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new SgmoeError('E_FILE_UNREADABLE', `${path} exists but cannot be read: ${errorMessage(err)}; the update agent changes nothing until it can`, { path }, { cause: err });
   }
   try {
     return schema.parse(JSON.parse(text));

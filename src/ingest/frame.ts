@@ -9,6 +9,8 @@ export interface RawPixels {
   channels: 1 | 3;
   format: PixelFormat;
   stride?: number;
+  /** Set by the camera decoders, which already cut the ROI and brought the frame to the model size: neither is applied again. */
+  prepared?: boolean;
 }
 
 /**

@@ -4,9 +4,10 @@ import { z } from 'zod';
 import { SgmoeError } from '../errors';
 import { validate } from '../validate';
 import type { InputSpec } from '../model/manifest';
+import { decodeCameraJpeg } from './camera-jpeg';
 import type { Frame, RawPixels } from './frame';
 import { describeBytes, sniffFormat, type ImageFormat } from './format';
-import { planGeometry, type Size } from './geometry';
+import { planGeometry, type Rect, type Size } from './geometry';
 
 /** 50 megapixels: any industrial camera frame fits, a decompression bomb does not. */
 export const DEFAULT_MAX_PIXELS = 50_000_000;
@@ -97,11 +98,12 @@ export class Preprocessor {
     const raw = frame ? frame.raw : Buffer.isBuffer(input) ? undefined : (input as RawPixels);
     const bytes = frame ? frame.bytes : Buffer.isBuffer(input) ? input : undefined;
     try {
+      if (raw?.prepared && this.fitsModel(raw)) return raw.data;
       if (raw) {
-        const pipeline = rawPipeline(raw, this.options.maxPixels);
         const size = { width: raw.width, height: raw.height };
-        this.checkSize(this.options.roi ?? size);
-        return await this.run(pipeline, size);
+        const roi = raw.prepared ? undefined : this.options.roi;
+        this.checkSize(roi ?? size);
+        return await this.run(rawPipeline(raw, this.options.maxPixels), size, roi);
       }
       if (!bytes || bytes.length === 0) {
         throw new SgmoeError('E_FRAME_EMPTY', `expected an encoded image or raw pixels, found ${bytes ? 'zero bytes' : 'neither'}`);
@@ -117,12 +119,17 @@ export class Preprocessor {
     if (!format) {
       throw new SgmoeError('E_FRAME_FORMAT', `expected a JPEG, PNG, WebP, TIFF or GIF image, found ${describeBytes(bytes)}`);
     }
+    // Camera JPEGs: libjpeg-turbo's DCT-scaled decode costs a fraction of a sharp call (scripts/bench/ingest.ts).
+    if (format === 'jpeg' && !this.options.roi && this.options.fit === 'fill') {
+      const pixels = decodeCameraJpeg(bytes, { width: this.spec.width, height: this.spec.height }, this.dims[0] === 1 ? 1 : 3, this.options.maxPixels);
+      if (pixels) return pixels;
+    }
     const open = (): Sharp => sharp(bytes, { autoOrient: true, limitInputPixels: this.options.maxPixels, failOn: 'warning' });
     try {
       const { roi } = this.options;
       // Only an ROI needs the oriented frame size up front; otherwise sharp reads the header itself in the same call.
       this.checkSize(roi ?? headerSize(bytes));
-      return await this.run(open(), roi ? await orientedSize(open()) : undefined);
+      return await this.run(open(), roi ? await orientedSize(open()) : undefined, roi);
     } catch (err) {
       if (err instanceof SgmoeError) throw err;
       throw await decodeError(err, bytes, format, this.options.maxPixels);
@@ -147,8 +154,15 @@ export class Preprocessor {
     }
   }
 
-  private async run(image: Sharp, frame: Size | undefined): Promise<Buffer> {
-    const { fit, pad, roi } = this.options;
+  /** Decoder output already at the model's size and pixel layout needs no sharp call (it costs more than the rest). */
+  private fitsModel(raw: RawPixels): boolean {
+    const [channels, height, width] = this.dims;
+    const layout = channels === 1 ? 'gray' : 'rgb';
+    return raw.width === width && raw.height === height && raw.format === layout && raw.data.length === width * height * channels;
+  }
+
+  private async run(image: Sharp, frame: Size | undefined, roi: Rect | undefined): Promise<Buffer> {
+    const { fit, pad } = this.options;
     const target = { width: this.spec.width, height: this.spec.height };
     image = image.flatten({ background: pad });
     image = this.spec.colorspace === 'gray' ? image.greyscale() : image.toColourspace('srgb');

@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../log';
 import type { Frame } from './frame';
 import { BoundedQueue, type BackpressurePolicy } from './queue';
 
-export type SourceKind = 'dir' | 'http' | 'mjpeg' | 'mqtt' | 'push';
+export type SourceKind = 'dir' | 'http' | 'mjpeg' | 'mqtt' | 'push' | 'rtsp' | 'v4l2' | 'video';
 
 /** How a frame left the pipeline; every frame a source yields is settled once (dropped frames excepted). */
 export type FrameOutcome = { status: 'decided' } | { status: 'rejected'; error: SgmoeError };
@@ -146,8 +146,8 @@ export abstract class BaseSource implements FrameSource {
     this.options.onError?.(error);
   }
 
-  /** `name#session-sequence`: unique per source across restarts. */
-  protected nextId(): string {
-    return `${this.name}#${this.session}-${++this.sequence}`;
+  /** `name#session-sequence` (or `name#session-key` for a key unique within the session): unique across restarts. */
+  protected nextId(key?: string): string {
+    return `${this.name}#${this.session}-${key ?? ++this.sequence}`;
   }
 }

@@ -7,7 +7,7 @@ import { preprocessOptionsSchema } from '../ingest/preprocess';
 
 const sourceSchema = z
   .object({
-    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC (DESIGN.md). */
+    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN, video:PATH (DESIGN.md). */
     uri: z.string().min(1),
     name: z.string().min(1).optional(),
     /** What a full queue does: drop-oldest suits live cameras, block suits folders. */
@@ -20,6 +20,16 @@ const sourceSchema = z
     pollMs: z.number().int().positive().optional(),
     /** Hot folders: a file is taken once its size and mtime held still this long (default 1000 ms); raise it for slow writers. */
     stableMs: z.number().int().nonnegative().optional(),
+    /** RTP over the RTSP connection (tcp, default) or over UDP (rtsp sources). */
+    transport: z.enum(['tcp', 'udp']).optional(),
+    /** What a USB camera is asked for (v4l2 sources); ffmpeg's names for pixel formats (mjpeg, yuyv422, ...). */
+    capture: z
+      .object({ width: z.number().int().positive(), height: z.number().int().positive(), fps: z.number().positive(), pixelFormat: z.string().regex(/^[a-z0-9_]+$/) })
+      .partial()
+      .strict()
+      .optional(),
+    /** A recorded file at its own frame rate (native) or as fast as the node takes it (fast) (video sources). */
+    rate: z.enum(['native', 'fast']).optional(),
   })
   .extend(preprocessOptionsSchema.partial().shape)
   .strict();
@@ -87,6 +97,8 @@ export const nodeConfigSchema = z
           .object({
             maxDownloadBytes: z.number().int().positive(),
             downloadTimeoutMs: z.number().int().positive(),
+            /** No byte for this long aborts a download (default 60 s). */
+            stallTimeoutMs: z.number().int().positive(),
             maxUnpackedBytes: z.number().int().positive(),
             maxFiles: z.number().int().positive(),
           })

@@ -6,7 +6,9 @@ import { detectHost } from '../engine/host';
 import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
+import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
+import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
@@ -17,7 +19,7 @@ import type { UpdateAgent } from '../fleet/agent';
 import type { NodeConfig, SourceConfig } from './config';
 import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
-import { createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
+import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -81,8 +83,10 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
+    // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
+    const camera = { input: engine.manifest.input, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
     const sources: NodeSource[] = config.sources.map((s) => ({
-      source: openSourceFor(s, config, transportConfig, onDrop, logger),
+      source: openSourceFor(s, config, transportConfig, onDrop, logger, camera),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));
@@ -127,14 +131,17 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
 
     let transport: MqttTransport | undefined;
     if (transportConfig) {
-      const { outbox, unavailable } = openOutbox(transportConfig, config, logger);
+      const { outbox, path: outboxPath, unavailable } = openOutbox(transportConfig, config, logger);
       closers.unshift(() => outbox.close());
       transport = new MqttTransport({
         config: transportConfig,
         outbox,
         logger,
+        authoriser: await commandAuthoriser(transportConfig, config.fleet?.trustedKeys, outboxPath, logger),
+        onRefused: ({ command, id, error }) =>
+          audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
-          ...nodeCommands(node, () => redacted(config)),
+          ...nodeCommands(node, () => redact(config)),
           ...(agent ? { update: (request, id) => agent.update(request, id), rollback: () => agent.rollback() } : {}),
         },
       });
@@ -154,16 +161,16 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
  * locked file) must not stop the line, as for the audit log: results then wait in memory, and the snapshot and
  * summary say why and that a restart loses what waits.
  */
-function openOutbox(transport: TransportConfig, config: NodeConfig, logger: Logger): { outbox: Outbox; unavailable?: SgmoeError } {
+function openOutbox(transport: TransportConfig, config: NodeConfig, logger: Logger): { outbox: Outbox; path: string; unavailable?: SgmoeError } {
   const path = transport.outbox.path ?? join(dirname(config.audit?.file ?? join('data', 'audit.db')), 'outbox.db');
   const options = { maxResults: transport.outbox.maxResults, synchronous: transport.outbox.synchronous, logger };
   try {
     mkdirSync(dirname(path), { recursive: true });
-    return { outbox: Outbox.open(path, options) };
+    return { outbox: Outbox.open(path, options), path };
   } catch (err) {
     const unavailable = err instanceof SgmoeError ? err : new SgmoeError('E_OUTBOX_OPEN', `could not open the outbox database ${path}: ${errorMessage(err)}`, { path }, { cause: err });
     logger.error({ code: unavailable.code, err: unavailable.message }, 'outbox unavailable: results wait in memory until the broker takes them');
-    return { outbox: Outbox.open(':memory:', options), unavailable };
+    return { outbox: Outbox.open(':memory:', options), path, unavailable };
   }
 }
 
@@ -184,18 +191,24 @@ function openSourceFor(
   transport: TransportConfig | undefined,
   onDrop: (frame: Frame) => void,
   logger: Logger,
+  camera: { input: Engine['manifest']['input']; decoder: DecoderSettings },
 ): FrameSource {
   if (s.uri.startsWith('mqtt:') && !transport) {
     throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);
   }
   return openSource(s.uri, {
-    name: s.name,
+    name: s.name ?? redactText(s.uri),
     policy: s.policy,
     capacity: s.capacity,
     intervalMs: s.intervalMs,
     timeoutMs: s.timeoutMs,
     pollMs: s.pollMs,
     stableMs: s.stableMs,
+    transport: s.transport,
+    capture: s.capture,
+    rate: s.rate,
+    preprocess: preprocessOf(s),
+    ...camera,
     once: config.once,
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
@@ -204,9 +217,3 @@ function openSourceFor(
   });
 }
 
-/** The config as `get-config` shows it: credentials and key material left out. */
-function redacted(config: NodeConfig): NodeConfig {
-  if (!config.mqtt) return config;
-  const { password: _password, ...mqtt } = config.mqtt as Record<string, unknown>;
-  return { ...config, mqtt: { ...mqtt, ...(_password === undefined ? {} : { password: '***' }) } };
-}

@@ -1,13 +1,14 @@
-import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import mqtt from 'mqtt';
 import type { AuditLog } from '../audit/audit-log';
 import type { AuditEvent } from '../audit/events';
 import type { EngineOptions } from '../engine/engine';
 import { UpdateAgent, type UpdateEvent } from '../fleet/agent';
 import { fetchChunks } from '../fleet/chunks';
-import { TrustedKeys } from '../fleet/keys';
+import { readPublicKey, TrustedKeys } from '../fleet/keys';
 import { PackageStore, type Recovery } from '../fleet/store';
 import type { Logger } from '../log';
+import { CommandAuthoriser } from '../transport/authorise';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transport/config';
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
@@ -41,6 +42,27 @@ export function recoveryEvent(recovery: Recovery): AuditEvent | null {
   };
 }
 
+/**
+ * Who may change this device over MQTT: the operator keys of `mqtt.commands.trustedKeys`, else those that sign
+ * its packages (`fleet.trustedKeys`). With neither, every state-changing command is refused.
+ */
+export async function commandAuthoriser(config: TransportConfig, fleetKeys: string[] | undefined, outboxPath: string, logger: Logger): Promise<CommandAuthoriser> {
+  const paths = config.commands.trustedKeys ?? fleetKeys ?? [];
+  if (paths.length === 0) logger.warn('no operator keys configured: set-threshold, update and rollback commands will be refused');
+  return new CommandAuthoriser({
+    keys: paths.length > 0 ? await readTrustedKeys(paths) : null,
+    site: config.site,
+    device: config.device,
+    windowMs: config.commands.freshnessS * 1000,
+    nonceFile: config.commands.nonceFile ?? join(dirname(outboxPath), 'command-nonces.json'),
+    logger,
+  });
+}
+
+async function readTrustedKeys(paths: string[]): Promise<TrustedKeys> {
+  return new TrustedKeys(await Promise.all(paths.map((path) => readPublicKey(path))));
+}
+
 export interface UpdateAgentWiring {
   store: PackageStore;
   node: EdgeNode;
@@ -57,7 +79,6 @@ export interface UpdateAgentWiring {
  * the running model changes, into the audit log (which restarts routing health against the new calibration).
  */
 export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
-  const pems = await Promise.all(w.fleet.trustedKeys.map((path) => readFile(path, 'utf8')));
   const onEvent = (event: UpdateEvent) => {
     w.node.setUpdateStatus({ step: event.step, version: event.version, correlationId: event.correlationId, ...(event.error ? { error: event.error } : {}) });
     if (event.correlationId) w.node.transport?.publishProgress('update', event.correlationId, event);
@@ -71,7 +92,7 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
     store: w.store,
     host: w.node,
     probe: w.node,
-    trustedKeys: TrustedKeys.fromPem(pems),
+    trustedKeys: await readTrustedKeys(w.fleet.trustedKeys),
     engine: w.engine,
     limits: w.fleet.limits,
     watch: w.fleet.watch,
@@ -80,11 +101,11 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
     // Sites without HTTP get packages as retained chunks on their broker, over a connection of their own.
     ...(url
       ? {
-          fetchChunks: async (ref, dest, limits) => {
+          fetchChunks: async (ref, dest, limits, signal) => {
             const config = w.transportConfig!;
             const client = await mqtt.connectAsync(url, connectOptionsFor(config, `${clientIdOf(config)}-package`));
             try {
-              await fetchChunks(client, ref, dest, limits.downloadTimeoutMs);
+              await fetchChunks(client, ref, dest, limits.downloadTimeoutMs, signal);
             } finally {
               await client.endAsync();
             }

@@ -77,6 +77,16 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
     },
   });
   new Gauge({
+    name: 'sgmoe_faults_active',
+    help: 'Device faults currently raised (a full disk, an ROI outside its frames), by code and source',
+    labelNames: ['code', 'source'],
+    registers,
+    collect() {
+      this.reset();
+      for (const f of node.snapshot().faults) this.inc({ code: f.code, source: f.source ?? '' });
+    },
+  });
+  new Gauge({
     name: 'sgmoe_model_info',
     help: 'The model package the node runs (always 1; name and version in the labels)',
     labelNames: ['name', 'version'],

@@ -46,6 +46,7 @@ export class Reporter {
         counters: { ...snap.totals, unpublished: snap.unpublished, unaudited: snap.unaudited },
         routing: {
           model: snap.model,
+          framesPerSecond: snap.framesPerSecond,
           earlyExitRate: snap.earlyExitRate,
           expertShares: snap.expertShares,
           latencyUs: snap.latencyUs,

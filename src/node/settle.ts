@@ -87,8 +87,7 @@ export class Settler {
       else if (p.source.replays && this.released) p.done();
       else if (p.source.replays) this.held.push(p);
       else {
-        if (!p.audited) this.parts.stats.unaudited++;
-        if (!p.queued) this.parts.stats.unpublished++;
+        this.parts.stats.settledUncommitted(p.audited, p.queued);
         settled.push(p);
       }
     }

@@ -74,9 +74,9 @@ export class NodeStats {
   private expertCounts: number[];
   private latency = new LatencyWindow(LATENCY_WINDOW);
   /** Decisions the outbox could not store (e.g. a full disk); they are still in the audit log. */
-  unpublished = 0;
+  private unpublished = 0;
   /** Frames settled without their audit row (a source that cannot replay them, on a full disk). */
-  unaudited = 0;
+  private unaudited = 0;
 
   constructor(experts: number) {
     this.expertCounts = new Array<number>(experts).fill(0);
@@ -95,6 +95,12 @@ export class NodeStats {
 
   engineError(): void {
     this.engineErrors++;
+  }
+
+  /** A frame settled although its commit failed (its source cannot wait for the disk). */
+  settledUncommitted(audited: boolean, published: boolean): void {
+    if (!audited) this.unaudited++;
+    if (!published) this.unpublished++;
   }
 
   /** A new model: routing and latency start again against it. */

@@ -3,7 +3,9 @@ import type { Decision } from '../engine/decision';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from './config';
-import { CommandDispatcher, type CommandHandlers } from './commands';
+import { redact, redactText } from '../redact';
+import type { CommandAuthoriser } from './authorise';
+import { CommandDispatcher, type CommandHandlers, type RefusedCommand } from './commands';
 import type { Outbox, OutboxMessage, OutboxStats } from './outbox';
 import { lostText, type OutboxRecovery } from './outbox-file';
 import {
@@ -18,8 +20,8 @@ import {
   type HealthPayload,
   type ReplyPayload,
   type StatusPayload,
-} from './payloads';
-import { topicsFor, type Topics } from './topics';
+} from '../protocol/payloads';
+import { topicsFor, type Topics } from '../protocol/topics';
 
 export interface MqttTransportOptions {
   config: TransportConfig;
@@ -27,6 +29,10 @@ export interface MqttTransportOptions {
   outbox: Outbox;
   /** Absent: the transport does not subscribe to commands. */
   commands?: CommandHandlers;
+  /** Checks the signed envelope of every state-changing command; absent = they are all refused. */
+  authoriser?: CommandAuthoriser;
+  /** Told of each command refused for want of authorisation (the node audits it). */
+  onRefused?: (refused: RefusedCommand) => void;
   logger?: Logger;
 }
 
@@ -66,6 +72,8 @@ export class MqttTransport {
   private readonly log: Logger;
   private readonly commands: CommandDispatcher | null;
   private readonly clientId: string;
+  /** The broker URL as logs, errors and the status may show it: no credentials. */
+  private readonly safeUrl: string;
   private connectOptions: IClientOptions = {};
   private state: TransportState = 'idle';
   private client: MqttClient | null = null;
@@ -92,9 +100,16 @@ export class MqttTransport {
     this.log = (options.logger ?? silentLogger).child({ module: 'transport' });
     this.topics = topicsFor(this.config);
     this.clientId = clientIdOf(this.config);
+    this.safeUrl = redactText(this.config.url);
     this.backoffMs = this.config.reconnect.minMs;
     this.commands = options.commands
-      ? new CommandDispatcher({ handlers: options.commands, maxPayloadBytes: this.config.commands.maxPayloadBytes, logger: options.logger })
+      ? new CommandDispatcher({
+          handlers: options.commands,
+          maxPayloadBytes: this.config.commands.maxPayloadBytes,
+          authoriser: options.authoriser,
+          onRefused: options.onRefused,
+          logger: options.logger,
+        })
       : null;
     const recovered = this.outbox.recovered;
     if (recovered) {
@@ -236,7 +251,7 @@ export class MqttTransport {
     this.connects++;
     this.backoffMs = this.config.reconnect.minMs;
     this.lastError = null;
-    this.log.info({ url: this.config.url, clientId: this.clientId, pending: this.outbox.stats().pending }, 'connected to the broker');
+    this.log.info({ url: this.safeUrl, clientId: this.clientId, pending: this.outbox.stats().pending }, 'connected to the broker');
     this.publishBirth(client);
     if (this.commands) {
       client.subscribe(this.topics.commands, { qos: 1 }, (err) => {
@@ -251,7 +266,7 @@ export class MqttTransport {
   }
 
   private onError(err: Error): void {
-    const error = describeConnectionError(err, this.config.url, this.clientId);
+    const error = describeConnectionError(err, this.safeUrl, this.clientId);
     this.attemptError = error;
     this.lastError = error;
     const level = FATAL_AT_START.has(error.code) ? 'error' : 'warn';
@@ -265,13 +280,13 @@ export class MqttTransport {
     this.state = 'connecting';
     this.flushAcks();
     this.inFlight = 0;
-    const failure = this.attemptError ?? new SgmoeError('E_MQTT_UNREACHABLE', `broker ${this.config.url} closed the connection before it was accepted (expected a CONNACK)`);
+    const failure = this.attemptError ?? new SgmoeError('E_MQTT_UNREACHABLE', `broker ${this.safeUrl} closed the connection before it was accepted (expected a CONNACK)`);
     if (this.firstOutcome && FATAL_AT_START.has(failure.code)) {
       this.state = 'stopped';
       this.settleFirstOutcome(failure);
       return;
     }
-    if (this.firstOutcome) this.log.warn({ url: this.config.url, code: failure.code }, 'broker unreachable at start: starting anyway, results queue in the outbox');
+    if (this.firstOutcome) this.log.warn({ url: this.safeUrl, code: failure.code }, 'broker unreachable at start: starting anyway, results queue in the outbox');
     this.settleFirstOutcome(null);
     this.scheduleReconnect();
   }
@@ -294,7 +309,7 @@ export class MqttTransport {
       this.log.warn({ command, id: reply.id }, 'broker unreachable: command reply not sent');
       return;
     }
-    client.publish(this.topics.reply(command), JSON.stringify(reply), { qos: 1 }, (err) => {
+    client.publish(this.topics.reply(command), JSON.stringify(redact(reply)), { qos: 1 }, (err) => {
       if (err) this.log.warn({ command, err: errorMessage(err) }, 'could not send a command reply');
     });
   }
@@ -365,7 +380,7 @@ export class MqttTransport {
       site: this.config.site,
       device: this.config.device,
       clientId: this.clientId,
-      info: this.statusInfo,
+      info: redact(this.statusInfo),
     };
     return JSON.stringify(payload);
   }

@@ -1,10 +1,11 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { validate } from '../validate';
 import { silentLogger, type Logger } from '../log';
-import { updateRequestSchema, type UpdateRequest } from '../fleet/request';
-import { REPLY_SCHEMA, type ReplyPayload } from './payloads';
-
+import { COMMANDS, COMMAND_NAMES, commandRequestSchema, isCommandName, type CommandName, type CommandRequest } from '../protocol/command';
+import { REPLY_SCHEMA, type ReplyPayload } from '../protocol/payloads';
+import type { UpdateRequest } from '../protocol/update';
+import type { CommandAuthoriser } from './authorise';
 
 /** The node's side of each command, injected by whoever wires the transport. */
 export interface CommandHandlers {
@@ -20,55 +21,40 @@ export interface CommandHandlers {
   rollback?(): unknown;
 }
 
-const noArgs = z.object({}).strict().default({});
+function unsupported(name: string): never {
+  throw new SgmoeError('E_CMD_UNSUPPORTED', `${name} is not supported by this node: expected a fleet agent to hand it to, found none configured`);
+}
 
-/** Each command's `args` schema and how it reaches its handler. */
-const COMMANDS = {
-  ping: { args: noArgs, run: (h: CommandHandlers) => h.ping() },
-  'get-config': { args: noArgs, run: (h: CommandHandlers) => h.getConfig() },
-  'set-threshold': {
-    // Same range as the manifest's routing.earlyExit.threshold (a hair above 1 = never exit early).
-    args: z.object({ threshold: z.number().min(0).max(1.000001) }).strict(),
-    run: (h: CommandHandlers, a: { threshold: number }) => h.setThreshold(a.threshold),
+/** How each command's args (validated by its schema in src/protocol/command.ts) reach its handler. */
+const RUN: { [K in CommandName]: (h: CommandHandlers, args: z.output<(typeof COMMANDS)[K]['args']>, id: string) => unknown } = {
+  ping: (h) => h.ping(),
+  'get-config': (h) => h.getConfig(),
+  'set-threshold': (h, a) => h.setThreshold(a.threshold),
+  'set-false-alarm-rate': (h, a) => {
+    if (!h.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', 'set-false-alarm-rate is not supported by this node: expected an anomaly package');
+    return h.setFalseAlarmRate(a.rate);
   },
-  'set-false-alarm-rate': {
-    // The share of good frames flagged (task anomaly): the threshold moves along the package's good-score quantiles.
-    args: z.object({ rate: z.number().gt(0).lt(1) }).strict(),
-    run: (h: CommandHandlers, a: { rate: number }) => {
-      if (!h.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', 'set-false-alarm-rate is not supported by this node');
-      return h.setFalseAlarmRate(a.rate);
-    },
-  },
-  update: {
-    args: updateRequestSchema,
-    run: (h: CommandHandlers, a: UpdateRequest, id: string) => {
-      if (!h.update) {
-        throw new SgmoeError('E_CMD_UNSUPPORTED', 'update is not supported by this node: expected a fleet agent to hand it to, found none configured');
-      }
-      return h.update(a, id);
-    },
-  },
-  rollback: {
-    args: noArgs,
-    run: (h: CommandHandlers) => {
-      if (!h.rollback) {
-        throw new SgmoeError('E_CMD_UNSUPPORTED', 'rollback is not supported by this node: expected a fleet agent to hand it to, found none configured');
-      }
-      return h.rollback();
-    },
-  },
-} as const;
-type CommandName = keyof typeof COMMANDS;
-export const COMMAND_NAMES = Object.keys(COMMANDS) as CommandName[];
+  update: (h, a, id) => (h.update ? h.update(a, id) : unsupported('update')),
+  rollback: (h) => (h.rollback ? h.rollback() : unsupported('rollback')),
+};
 
-/** Every request: a correlation id echoed in the reply, and the command's arguments. */
-const requestSchema = z.object({ id: z.string().min(1).max(256), args: z.unknown().optional() }).strict();
+/** A command that was refused because nobody authorised it (for the audit log). */
+export interface RefusedCommand {
+  command: string;
+  id: string | null;
+  error: { code: string; message: string };
+}
 
 export interface CommandDispatcherOptions {
   handlers: CommandHandlers;
   maxPayloadBytes: number;
+  /** Checks the envelope of every command that is not open; absent = such commands are all refused. */
+  authoriser?: CommandAuthoriser;
+  onRefused?: (refused: RefusedCommand) => void;
   logger?: Logger;
 }
+
+const AUTH_CODES = new Set(['E_CMD_UNAUTHORISED', 'E_CMD_STALE', 'E_CMD_REPLAYED']);
 
 /**
  * Turns one command message into one reply. Nothing a sender puts in a message can make it throw:
@@ -84,22 +70,42 @@ export class CommandDispatcher {
   async handle(name: string, payload: Buffer): Promise<ReplyPayload> {
     let id: string | null = null;
     try {
-      const request = this.parse(payload);
-      id = typeof request.id === 'string' ? request.id : null;
-      const { id: validId, args } = validate(requestSchema, request, { code: 'E_CMD_INVALID', where: `the request to ${name}` });
-      id = validId;
-      if (!(name in COMMANDS)) {
+      const raw = this.parse(payload);
+      id = typeof raw.id === 'string' ? raw.id : null;
+      const request = validate(commandRequestSchema, raw, { code: 'E_CMD_INVALID', where: `the request to ${name}` });
+      id = request.id;
+      if (!isCommandName(name)) {
         throw new SgmoeError('E_CMD_UNKNOWN', `unknown command "${name}": expected one of ${COMMAND_NAMES.join(', ')}`);
       }
-      const command = COMMANDS[name as CommandName];
+      const command = COMMANDS[name];
+      // An envelope is checked whenever there is one; a command that changes the device needs one.
+      const args = command.open && !request.envelope ? request.args : (await this.authorise(name, request.id, request.envelope)).args;
       const parsedArgs = validate(command.args as z.ZodType, args, { code: 'E_CMD_INVALID', where: `the args of ${name}` });
-      const data = await (command.run as (h: CommandHandlers, a: unknown, id: string) => unknown)(this.options.handlers, parsedArgs, validId);
+      const data = await (RUN[name] as (h: CommandHandlers, a: unknown, id: string) => unknown)(this.options.handlers, parsedArgs, request.id);
       this.log.info({ command: name, id }, 'command done');
       return { schema: REPLY_SCHEMA, id, command: name, ts: new Date().toISOString(), ok: true, data: data ?? null };
     } catch (err) {
       const error = { code: err instanceof SgmoeError ? errorCode(err) : 'E_CMD_FAILED', message: errorMessage(err) };
-      this.log.warn({ command: name, id, error }, 'command failed');
+      if (AUTH_CODES.has(error.code)) this.refused({ command: name, id, error });
+      else this.log.warn({ command: name, id, error }, 'command failed');
       return { schema: REPLY_SCHEMA, id, command: name, ts: new Date().toISOString(), ok: false, error };
+    }
+  }
+
+  private authorise(name: string, id: string, envelope: CommandRequest['envelope']): ReturnType<CommandAuthoriser['authorise']> {
+    const { authoriser } = this.options;
+    if (!authoriser) {
+      throw new SgmoeError('E_CMD_UNAUTHORISED', `${name} changes the device, and this node checks no operator keys: expected a transport configured with trusted keys`);
+    }
+    return authoriser.authorise(name, id, envelope);
+  }
+
+  private refused(refused: RefusedCommand): void {
+    this.log.warn({ ...refused }, 'command refused: not authorised');
+    try {
+      this.options.onRefused?.(refused);
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'the refused-command listener failed');
     }
   }
 

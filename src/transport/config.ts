@@ -66,8 +66,17 @@ export const transportConfigSchema = z
       })
       .default({ maxResults: 100_000, synchronous: 'full' }),
     commands: z
-      .object({ maxPayloadBytes: z.number().int().positive().default(64 * 1024) })
-      .default({ maxPayloadBytes: 64 * 1024 }),
+      .object({
+        maxPayloadBytes: z.number().int().positive().default(64 * 1024),
+        /** PEM files of the operator keys whose signed envelopes may change this device (default: fleet.trustedKeys). */
+        trustedKeys: z.array(z.string().min(1)).optional(),
+        /** How far an envelope's timestamp may be from the device's clock, either way (src/transport/README.md). */
+        freshnessS: z.number().int().positive().default(300),
+        /** Where nonces seen within the window are kept across restarts (default: beside the outbox). */
+        nonceFile: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({ maxPayloadBytes: 64 * 1024, freshnessS: 300 }),
     /** When present, the node starts an aedes broker in-process on 127.0.0.1 and connects to it. */
     embeddedBroker: z.object({ port: z.number().int().min(0).max(65535).default(1883) }).optional(),
   })

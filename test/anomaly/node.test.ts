@@ -5,7 +5,7 @@ import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
-import { anomalyPayloadSchema } from '../../src/transport/payloads';
+import { anomalyPayloadSchema } from '../../src/protocol/payloads';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 

@@ -111,6 +111,13 @@ describe('device profiles', () => {
     });
   });
 
+  it('a profile that exists but cannot be read is E_FILE_UNREADABLE, not "not found"', async () => {
+    // A directory where the file should be: a real read error other than ENOENT (EISDIR), as EACCES or EIO would be.
+    const unreadable = join(tmp.path, 'unreadable.json');
+    mkdirSync(unreadable);
+    await expect(loadDeviceProfile(unreadable)).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE', message: expect.stringContaining('EISDIR') });
+  });
+
   it('reads a Jetson board from its device tree', () => {
     const root = join(tmp.path, 'jetson-root') + '/';
     mkdirSync(root + 'proc/device-tree', { recursive: true });

@@ -8,20 +8,23 @@ import { Engine } from '../../src/engine/engine';
 import { UpdateAgent, type UpdateEvent } from '../../src/fleet/agent';
 import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
-import { servePackages, type PackageServer } from '../../src/fleet/serve';
-import { signPackage, type PackageSignature } from '../../src/fleet/signature';
+import { signPackage } from '../../src/fleet/signature';
+import type { PackageSignature } from '../../src/protocol/signature';
 import { SerialEngineHost } from './serial-host';
 import { PackageStore } from '../../src/fleet/store';
-import type { UpdateRequestInput } from '../../src/fleet/request';
+import type { UpdateRequestInput } from '../../src/protocol/update';
 import { sha256File } from '../../src/model/integrity';
 import { copyPackage } from '../helpers/package';
+import { logRequests, type RequestLog } from '../helpers/http-log';
+import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { auditedHost, breakSelftest, goldenInputs, streamFrames, variant, versionBoundaries } from './support';
 
 const ENGINE = { threads: { intraOp: 1 }, warmup: false };
 const tmp = tempDir('sgmoe-fleet-agent-');
 const pub = join(tmp.path, 'pub');
-let server: PackageServer;
+/** Every request a device makes for a package, logged. */
+let server: RequestLog;
 let trusted: TrustedKeys;
 let inputs: Float32Array[];
 let v1: string;
@@ -49,7 +52,7 @@ async function offerWithExtraEntry(name: string, version: string, extra: string,
 
 beforeAll(async () => {
   mkdirSync(pub, { recursive: true });
-  server = await servePackages(pub);
+  server = await logRequests(pub, { stall: (path) => path.startsWith('stalling') });
   await generateSigningKey(join(tmp.path, 'fleet'));
   await generateSigningKey(join(tmp.path, 'rogue'));
   trusted = new TrustedKeys([await readPublicKey(join(tmp.path, 'fleet.pub'))]);
@@ -83,6 +86,9 @@ beforeAll(async () => {
   writeSync(fd, byte, 0, 1, at);
   closeSync(fd);
   offers.tampered = { ...offers.v2, url: `${server.url}tampered.tar` };
+  // The signed drifting package from a server that sends its headers and a few bytes, then nothing.
+  copyFileSync(join(pub, 'drifting.tar'), join(pub, 'stalling.tar'));
+  offers.stalling = { ...offers.drifting, url: `${server.url}stalling.tar` };
 });
 
 afterAll(async () => {
@@ -244,9 +250,20 @@ describe('refusals leave the running package untouched and say why', () => {
     expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
   });
 
-  test('a forged signature (a trusted key id on another key\'s signature) is refused', async () => {
-    const forged: PackageSignature = { ...(offers.rogue.signature as PackageSignature), keyId: (offers.v2.signature as PackageSignature).keyId };
-    await expect(d.agent.update({ ...offers.rogue, signature: forged })).rejects.toMatchObject({ code: 'E_SIGNATURE_INVALID' });
+  test.each([
+    ['signed by an untrusted key', 'E_SIGNATURE_UNKNOWN_KEY', () => offers.rogue],
+    ['with a forged signature (a trusted key id on another key\'s)', 'E_SIGNATURE_INVALID', () => ({
+      ...offers.rogue,
+      signature: { ...(offers.rogue.signature as PackageSignature), keyId: (offers.v2.signature as PackageSignature).keyId },
+    })],
+  ])('a package %s is refused with %s before any byte is fetched', async (_what, code, request) => {
+    d.events.length = 0;
+    const before = server.requests.length;
+    await expect(d.agent.update(request(), 'sig')).rejects.toMatchObject({ code });
+    expect(server.requests.slice(before)).toEqual([]);
+    expect(d.events.map((e) => e.step)).toEqual(['failed']);
+    expect(d.host.engine.model.version).toBe('1.0.0');
+    expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
   });
 
   test('a version that is not newer is refused unless forced', async () => {
@@ -284,4 +301,44 @@ test('rollback goes back to the previous package on a running device', async () 
   expect(d.host.engine.model.version).toBe('1.0.0');
   expect(d.events.at(-1)).toMatchObject({ step: 'rolled_back', model: { version: '1.0.0' } });
   await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_ROLLBACK_NONE' });
+});
+
+describe('a download that stalls does not hold the update slot', () => {
+  /** Starts the stalling update; resolves once the device is downloading it (its request reached the server). */
+  async function stuck(d: Device, id: string): Promise<{ outcome: Promise<unknown> }> {
+    const before = server.requests.length;
+    const update = d.agent.update(offers.stalling, id).catch((err: unknown) => err);
+    await waitUntil(() => server.requests.length > before && d.events.some((e) => e.correlationId === id && e.step === 'downloading'), 10_000, 'the stalled download');
+    return { outcome: update };
+  }
+
+  test('no progress for stallTimeoutMs aborts the transfer with E_DOWNLOAD_TIMEOUT, and the next update runs', async () => {
+    const d = await device({ limits: { stallTimeoutMs: 300 } });
+    await expect(d.agent.update(offers.stalling, 'stall')).rejects.toMatchObject({ code: 'E_DOWNLOAD_TIMEOUT', message: expect.stringContaining('stalled') });
+    await expect(d.agent.update(offers.v2, 'next')).resolves.toMatchObject({ step: 'done', version: '1.1.0' });
+  });
+
+  test('a newer rollback and then a newer update replace a download in progress (E_UPDATE_REPLACED), leaving no partial file', async () => {
+    const d = await device();
+    const first = await stuck(d, 'stuck-1');
+    // The rollback runs (and finds no earlier package) instead of being refused with E_UPDATE_BUSY.
+    await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_ROLLBACK_NONE' });
+    expect(await first.outcome).toMatchObject({ code: 'E_UPDATE_REPLACED' });
+
+    const second = await stuck(d, 'stuck-2');
+    await expect(d.agent.update(offers.v2, 'newer')).resolves.toMatchObject({ step: 'done', version: '1.1.0' });
+    expect(await second.outcome).toMatchObject({ code: 'E_UPDATE_REPLACED' });
+    expect(d.events.filter((e) => e.step === 'failed').map((e) => [e.correlationId, e.error?.code])).toEqual([
+      ['stuck-1', 'E_UPDATE_REPLACED'],
+      ['stuck-2', 'E_UPDATE_REPLACED'],
+    ]);
+    expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
+  });
+});
+
+test('partial downloads that no request owns are removed when the device starts', async () => {
+  const d = await device();
+  writeFileSync(join(d.root, 'downloads', `${'b'.repeat(64)}.tar.part`), 'left by a download that timed out');
+  await d.store.recover();
+  expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
 });

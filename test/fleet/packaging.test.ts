@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { generateSigningKey, keyIdOf, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
@@ -100,6 +101,23 @@ describe('unpack refuses unsafe tars as a whole and writes nothing outside', () 
     await expect(unpackPackage(file, dest, LIMITS)).rejects.toMatchObject({ code: 'E_UNPACK_UNSAFE', message: expect.stringMatching(message) });
     expect(existsSync(join(dest, 'ok.txt'))).toBe(false);
     expect(existsSync(join(tmp.path, 'dest', 'escape.txt'))).toBe(false);
+  });
+
+  test.each([
+    ['gnu', /is a SparseFile/],
+    ['pax', /sparse file in PAX form/],
+  ])('a sparse file (GNU tar --sparse, %s format) refuses the whole package, which node-tar alone would skip silently', async (format, message) => {
+    const dir = join(tmp.path, `sparse-${format}`);
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'ok.txt'), 'ok');
+    // Mostly a hole: GNU tar stores it as a sparse entry.
+    writeFileSync(join(dir, 'hole.bin'), '');
+    truncateSync(join(dir, 'hole.bin'), 1 << 20);
+    const file = join(tmp.path, `sparse-${format}.tar`);
+    execFileSync('tar', ['--sparse', `--format=${format}`, '-cf', file, '-C', dir, 'ok.txt', 'hole.bin']);
+    const dest = join(tmp.path, `sparse-${format}-out`);
+    await expect(unpackPackage(file, dest, LIMITS)).rejects.toMatchObject({ code: 'E_UNPACK_UNSAFE', message: expect.stringMatching(message) });
+    expect(existsSync(join(dest, 'ok.txt'))).toBe(false);
   });
 
   test('size and file-count limits', async () => {

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
@@ -8,12 +9,15 @@ import { SerialEngineHost } from './serial-host';
 import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
 import { publishUpdate } from '../../src/fleet/publish';
-import type { UpdateRequestInput } from '../../src/fleet/request';
+import type { UpdateRequestInput } from '../../src/protocol/update';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
 import { signPackage } from '../../src/fleet/signature';
 import { PackageStore } from '../../src/fleet/store';
 import { EmbeddedBroker } from '../../src/transport/broker';
-import { topicsFor } from '../../src/transport/topics';
+import { topicsFor } from '../../src/protocol/topics';
+import { HEALTH_SCHEMA, REPLY_SCHEMA, STATUS_SCHEMA, type ReplyPayload } from '../../src/protocol/payloads';
+import { CommandDispatcher } from '../../src/transport/commands';
+import { CommandAuthoriser } from '../../src/transport/authorise';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { auditedHost, goldenInputs, streamFrames, variant } from './support';
@@ -24,6 +28,7 @@ const tmp = tempDir('sgmoe-fleet-publish-');
 const broker = new EmbeddedBroker();
 let server: PackageServer;
 let trusted: TrustedKeys;
+let operatorKey: KeyObject;
 let v1: string;
 let inputs: Float32Array[];
 const packed: Record<string, { tar: string; request: Omit<UpdateRequestInput, 'url' | 'chunks'> }> = {};
@@ -48,8 +53,7 @@ class Device {
     const { audit, host, probe } = auditedHost(root, engine);
     const client = await connectAsync(broker.url, { clientId: id });
     const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
-    const reply = (correlationId: string | null, body: object): void =>
-      void client.publishAsync(topics.reply('update'), JSON.stringify({ id: correlationId, command: 'update', ...body }), { qos: 1 });
+    const reply = (body: ReplyPayload): void => void client.publishAsync(topics.reply('update'), JSON.stringify(body), { qos: 1 });
     const agent = new UpdateAgent({
       store,
       host,
@@ -60,11 +64,21 @@ class Device {
       fetchChunks: (ref, dest, limits) => fetchChunks(client, ref, dest, limits.downloadTimeoutMs),
       onEvent: (e) => {
         if (e.model) audit.modelChanged(e.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated', e.model);
-        reply(e.correlationId, e.error ? { ok: false, error: e.error } : { ok: true, data: e });
+        if (e.correlationId) reply({ schema: REPLY_SCHEMA, id: e.correlationId, command: 'update', ts: e.ts, ok: true, data: e });
       },
     });
-    await client.publishAsync(topics.status, JSON.stringify({ state: 'online' }), { qos: 1, retain: true });
-    const health = setInterval(() => void client.publishAsync(topics.health, JSON.stringify({ counters: host.sample() })), 100);
+    // The node's own dispatcher and authoriser: the update arrives in an envelope signed for this device.
+    const commands = new CommandDispatcher({
+      handlers: { ping: () => null, getConfig: () => null, setThreshold: () => null, update: (request, correlationId) => void agent.update(request, correlationId).catch(() => undefined) },
+      maxPayloadBytes: 65536,
+      authoriser: new CommandAuthoriser({ keys: trusted, site: SITE, device: id, windowMs: 60_000 }),
+    });
+    const now = () => new Date().toISOString();
+    await client.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: now(), site: SITE, device: id, clientId: id, info: {} }), { qos: 1, retain: true });
+    const health = setInterval(
+      () => void client.publishAsync(topics.health, JSON.stringify({ schema: HEALTH_SCHEMA, ts: now(), uptimeS: 1, outbox: { pending: 0, queued: 0, sent: 0, dropped: 0 }, counters: host.sample() })),
+      100,
+    );
     const frames = streamFrames((t, f) => host.infer(t, f), inputs);
     const device = new Device(id, host, async () => {
       clearInterval(health);
@@ -77,8 +91,7 @@ class Device {
     client.on('message', (topic, payload) => {
       if (topic !== topics.command('update')) return;
       device.received += 1;
-      const { id: correlationId, args } = JSON.parse(payload.toString());
-      agent.update(args, correlationId).catch(() => undefined); // failures are reported through onEvent
+      void commands.handle('update', payload).then((r) => !r.ok && reply(r));
     });
     return device;
   }
@@ -97,7 +110,7 @@ beforeAll(async () => {
   trusted = new TrustedKeys([await readPublicKey(join(tmp.path, 'fleet.pub'))]);
   v1 = copyPackage(join(tmp.path, 'v1'));
   inputs = await goldenInputs(v1);
-  const key = await readPrivateKey(join(tmp.path, 'fleet.key'));
+  const key = (operatorKey = await readPrivateKey(join(tmp.path, 'fleet.key')));
   for (const [name, edit] of Object.entries({
     v2: (m: { version: string }) => (m.version = '1.1.0'),
     drifting: (m: { version: string; routing: { earlyExit: { threshold: number } }; calibration: { expertShare: number[] } }) => {
@@ -129,6 +142,7 @@ test('canary rollout over MQTT chunks: the canary updates and stays healthy, the
       devices: ['canary-a', 'line-b', 'line-c'],
       canary: ['canary-a'],
       request: { ...packed.v2.request, chunks },
+      key: operatorKey,
       correlationId: 'rollout-1',
       replyTimeoutMs: 60_000,
       canaryWindowMs: 500,
@@ -159,6 +173,7 @@ test('a canary that rolls back stops the rollout: the other devices never get th
       devices: ['canary-x', 'line-y'],
       canary: ['canary-x'],
       request: { ...packed.drifting.request, url: `${server.url}drifting.tar` },
+      key: operatorKey,
       replyTimeoutMs: 60_000,
       canaryWindowMs: 500,
     });

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Engine } from '../../src/engine/engine';
 import { runSelftest } from '../../src/engine/selftest-run';
 import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
-import type { UpdateRequestInput } from '../../src/fleet/request';
+import type { UpdateRequestInput } from '../../src/protocol/update';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
 import { signPackage } from '../../src/fleet/signature';
 import { PackageStore } from '../../src/fleet/store';
@@ -93,4 +93,21 @@ test('killed between swap and the end of the health watch: the restart rolls bac
   expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
   await expectRunsVerified(recovery.currentDir!, '1.0.0');
   expect((await store.recover()).action).toBe('none');
+});
+
+test('a `current` pointer that exists but cannot be read stops the store with E_FILE_UNREADABLE instead of being rewritten', async () => {
+  const root = join(tmp.path, 'unreadable-device');
+  const store = new PackageStore(root);
+  await store.adopt(seed);
+  // A directory where the pointer file should be: a real read error other than ENOENT (EISDIR), as EACCES or EIO would be.
+  const pointer = join(root, 'current');
+  const saved = readFileSync(pointer);
+  rmSync(pointer);
+  mkdirSync(pointer);
+  await expect(store.pointer()).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
+  await expect(store.adopt(seed)).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
+  await expect(store.recover()).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
+  rmSync(pointer, { recursive: true });
+  writeFileSync(pointer, saved);
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
 });

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { downloadFile } from '../../src/fleet/download';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
+import { startSgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
 const tmp = tempDir('sgmoe-fleet-transfer-');
@@ -99,4 +100,20 @@ describe('a server that stalls mid-body', () => {
     expect(resumed.resumedFrom).toBe(50_000);
     expect(readFileSync(dest)).toEqual(data);
   });
+});
+
+test('`sgmoe model serve` listens on 127.0.0.1 unless --host says otherwise', async () => {
+  const child = startSgmoe(['model', 'serve', tmp.path, '--port', '0']);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString('utf8');
+      if (out.includes('\n')) resolve();
+    });
+    child.once('exit', () => reject(new Error(`sgmoe model serve exited: ${out}`)));
+  });
+  child.kill('SIGINT');
+  await exited;
+  expect(out).toMatch(/ at http:\/\/127\.0\.0\.1:\d+\/ /);
 });

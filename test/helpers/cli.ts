@@ -17,3 +17,13 @@ export function sgmoe(...args: string[]) {
 export function startSgmoe(args: string[], env: NodeJS.ProcessEnv = {}) {
   return spawn(process.execPath, sgmoeArgs(...args), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
 }
+
+/** Runs `sgmoe` to completion without blocking this process (for commands that talk to a node running in it). */
+export function sgmoeAsync(...args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = startSgmoe(args);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  return new Promise((resolve) => child.on('close', (status) => resolve({ status, stdout, stderr })));
+}

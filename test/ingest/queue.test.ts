@@ -110,7 +110,7 @@ describe('openSource', () => {
   });
 
   test('refuses unknown or incomplete URIs, and mqtt: without a client', () => {
-    for (const uri of ['ftp://x/y', '/tmp/in', 'dir:', 'rtsp://cam/stream', 'mqtt:']) {
+    for (const uri of ['ftp://x/y', '/tmp/in', 'dir:', 'v4l2:', 'video:', 'mqtt:']) {
       expect(() => openSource(uri)).toThrow(expect.objectContaining({ code: 'E_SOURCE_URI', message: expect.stringContaining(JSON.stringify(uri)) }));
     }
     expect(() => openSource('mqtt:cam/image')).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));

@@ -6,6 +6,8 @@ import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import type { NodeFault } from '../../src/node/faults';
+import mqtt from 'mqtt';
+import { waitUntil } from '../helpers/mqtt';
 import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { mountTmpfs } from '../helpers/tmpfs';
@@ -77,12 +79,28 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
     expect(snap).toMatchObject({ unaudited: 0, unpublished: 0, faults: [] });
   });
 
-  onTmpfs('frames of a push source are decided on, counted as unaudited, and the disk alarm is raised then cleared', async () => {
+  onTmpfs('frames of a push source are decided on, counted as unaudited, and the disk alarm is raised then cleared on MQTT', async () => {
     if ('unavailable' in disk) return;
     const camera = new PushSource('camera');
-    const created = await createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file: join(disk.path, 'push', 'audit.db') } }), {
-      extraSources: [{ source: camera, preprocess: {} }],
+    // The audit log on the full disk; the outbox elsewhere, so the alarm can be followed on the broker.
+    const config = parseNodeConfig({
+      model: BUNDLED,
+      threads: 1,
+      audit: { file: join(disk.path, 'push', 'audit.db') },
+      mqtt: { embeddedBroker: { port: 0 }, outbox: { path: join(tmp.path, 'push-outbox.db') } },
     });
+    const created = await createEdgeNode(config, { extraSources: [{ source: camera, preprocess: {} }] });
+    const { broker, transport } = created;
+    if (!broker || !transport) throw new Error('expected the embedded broker and the transport');
+    const operator = await mqtt.connectAsync(broker.url);
+    const alarms: any[] = [];
+    const statusFaults: string[] = [];
+    operator.on('message', (topic, payload) => {
+      const message = JSON.parse(payload.toString());
+      if (topic === transport.topics.alarm) alarms.push(message);
+      else for (const f of message.info?.faults ?? []) statusFaults.push(f.code);
+    });
+    await operator.subscribeAsync([transport.topics.alarm, transport.topics.status], { qos: 1 });
     const decided: string[] = [];
     created.node.on('decision', (frame) => decided.push(frame.id));
     const raised = faultEvent(created.node, 'raised');
@@ -98,8 +116,16 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
     await cleared;
     camera.end();
     await running;
+    await waitUntil(() => alarms.length === 2, 10_000, 'the raised and cleared alarms');
+    await operator.endAsync();
     await created.node.stop();
 
+    expect(alarms.map((a) => [a.code, a.details.state])).toEqual([
+      ['E_STORAGE_UNWRITABLE', 'raised'],
+      ['E_STORAGE_UNWRITABLE', 'cleared'],
+    ]);
+    // The retained status (published directly, not through the outbox) said so while it lasted.
+    expect(statusFaults).toContain('E_STORAGE_UNWRITABLE');
     expect(decided).toEqual(['full-0', 'full-1', 'full-2', 'full-3', 'full-4', 'after']);
     const snap = created.node.snapshot();
     expect(snap.totals).toMatchObject({ ingested: 6, decided: 6, pending: 0 });

@@ -3,13 +3,14 @@ import mqtt from 'mqtt';
 import type { NodeFault } from '../../src/node/faults';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
-import { hotFolder, sampleNode } from './sample-node';
+import { attachMetrics } from '../../src/node/metrics';
+import { hotFolder, parseMetrics, sampleNode } from './sample-node';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 describe('an ROI outside the frames of its source', () => {
-  it('raises one E_FRAME_ROI alarm at the first frame, naming the source, in the snapshot, on the alarm topic and in the health report', async () => {
+  it('raises one E_FRAME_ROI alarm at the first frame, naming the source, in the snapshot, /metrics, the alarm topic and the health report', async () => {
     const inbox = hotFolder(join(tmp.path, 'inbox'), 5);
     const node = await sampleNode({
       sources: [{ uri: `dir:${inbox}`, name: 'cam-misplaced', roi: { x: 100, y: 0, width: 20, height: 20 } }],
@@ -26,6 +27,9 @@ describe('an ROI outside the frames of its source', () => {
       await operator.subscribeAsync([transport.topics.alarm, transport.topics.health], { qos: 1 });
       await node.node.run();
       expect(node.node.snapshot().faults).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-misplaced', state: 'raised' })]);
+      const metrics = attachMetrics(node.node);
+      expect(parseMetrics(await metrics.registry.metrics()).get('sgmoe_faults_active{code="E_FRAME_ROI",source="cam-misplaced"}')).toBe(1);
+      metrics.detach();
       await node.node.stop();
       await waitUntil(() => messages.some(([t]) => t === transport.topics.health), 10_000, 'the last health report');
     } finally {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents, queryDecisions } from '../../src/audit/query';
+import { signCommand } from '../../src/fleet/command-signature';
 import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
@@ -20,6 +21,10 @@ let server: PackageServer;
 let created: CreatedNode;
 let operator: mqtt.MqttClient;
 let update: { url: string; sha256: string; signature: unknown; version: string };
+let operatorKey: Awaited<ReturnType<typeof readPrivateKey>>;
+/** A command as the operator sends it: in an envelope signed for this device. */
+const signed = (command: string, id: string, args?: unknown) =>
+  JSON.stringify({ id, envelope: signCommand({ command, site: 'plant', device: 'cell-7', id, args }, operatorKey) });
 const camera = new PushSource('line-camera');
 const samples = Object.keys(JSON.parse(readFileSync(join(BUNDLED, 'samples', 'labels.json'), 'utf8')));
 
@@ -37,7 +42,8 @@ async function signedUpdate(key: string) {
 
 beforeAll(async () => {
   const keys = await generateSigningKey(join(tmp.path, 'operator'));
-  const signed = await signedUpdate(keys.privateKeyPath);
+  operatorKey = await readPrivateKey(keys.privateKeyPath);
+  const signedPackage = await signedUpdate(keys.privateKeyPath);
   server = await servePackages(join(tmp.path, 'repo'), { host: '127.0.0.1', port: 0 });
   const config = parseNodeConfig({
     model: BUNDLED,
@@ -49,7 +55,7 @@ beforeAll(async () => {
   });
   created = await createEdgeNode(config, { extraSources: [{ source: camera, preprocess: {} }] });
   operator = await mqtt.connectAsync(created.broker!.url);
-  update = { ...signed, url: `${server.url}fashion-sgmoe-1.1.0.tar` };
+  update = { ...signedPackage, url: `${server.url}fashion-sgmoe-1.1.0.tar` };
 });
 
 afterAll(async () => {
@@ -82,7 +88,7 @@ describe('a fleet update of a running node', () => {
     })();
     await waitUntil(() => decided.length >= 50, 30_000, 'frames on 1.0.0');
 
-    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/update', JSON.stringify({ id: 'upd-1', args: update }), { qos: 1 });
+    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/update', signed('update', 'upd-1', update), { qos: 1 });
     await waitUntil(() => replies.some((r) => r.id === 'upd-1' && (r.data?.step === 'done' || r.ok === false)), 60_000, 'the update to finish');
     await waitUntil(() => decided.filter((d) => d.version === '1.1.0').length >= 50, 30_000, 'frames on 1.1.0');
     // Pointer and packages as a restart would find them: 1.1.0 current, 1.0.0 kept for rollback.
@@ -93,7 +99,7 @@ describe('a fleet update of a running node', () => {
     const rollbackReplies: any[] = [];
     operator.on('message', (topic, payload) => topic.endsWith('cmd/rollback/reply') && rollbackReplies.push(JSON.parse(payload.toString())));
     await operator.subscribeAsync('sgmoe/v1/plant/cell-7/cmd/rollback/reply', { qos: 1 });
-    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/rollback', JSON.stringify({ id: 'rb-1' }), { qos: 1 });
+    await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/rollback', signed('rollback', 'rb-1'), { qos: 1 });
     await waitUntil(() => rollbackReplies.length > 0, 30_000, 'the rollback reply');
     expect(rollbackReplies[0]).toMatchObject({ id: 'rb-1', ok: true, data: { from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' } });
     const afterRollback = decided.length;

@@ -1,14 +1,18 @@
+import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { SgmoeError } from '../../src/errors';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
-import type { UpdateRequest } from '../../src/fleet/request';
+import type { UpdateRequest } from '../../src/protocol/update';
 import type { CommandHandlers } from '../../src/transport/commands';
 import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/mqtt';
+import { signCommand } from '../../src/fleet/command-signature';
+import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
+import { CommandAuthoriser } from '../../src/transport/authorise';
 
 /** Commands round-trip over a real (embedded aedes) broker, with an mqtt.js client as the operator. */
 const tmp = tempDir('sgmoe-cmd-');
@@ -29,9 +33,13 @@ const handlers: CommandHandlers = {
   },
 };
 
+let operatorKey: KeyObject;
+let trusted: TrustedKeys;
+
 async function startNode(h: CommandHandlers, device: string): Promise<MqttTransport> {
-  const config = parseTransportConfig({ url: broker.url, site: 'plant', device, commands: { maxPayloadBytes: 1024 } });
-  const transport = new MqttTransport({ config, outbox, commands: h });
+  const config = parseTransportConfig({ url: broker.url, site: 'plant', device, commands: { maxPayloadBytes: 2048 } });
+  const authoriser = new CommandAuthoriser({ keys: trusted, site: 'plant', device, windowMs: 60_000 });
+  const transport = new MqttTransport({ config, outbox, commands: h, authoriser });
   await transport.start();
   expect(transport.stats().state).toBe('online');
   return transport;
@@ -43,6 +51,9 @@ let prefix: string;
 beforeAll(async () => {
   broker = new EmbeddedBroker();
   await broker.start();
+  await generateSigningKey(join(tmp.path, 'operator'));
+  operatorKey = await readPrivateKey(join(tmp.path, 'operator.key'));
+  trusted = new TrustedKeys([await readPublicKey(join(tmp.path, 'operator.pub'))]);
   outbox = Outbox.open(join(tmp.path, 'outbox.db'), { maxResults: 100 });
   node = await startNode(handlers, 'cam-1');
   prefix = node.topics.prefix;
@@ -76,6 +87,9 @@ async function send(name: string, payload: string | Buffer, device = 'cam-1'): P
   return reply;
 }
 const request = (args?: unknown) => JSON.stringify({ id: `req-${++seq}`, ...(args === undefined ? {} : { args }) });
+/** A command that changes the device, in an envelope signed by the operator for `device`. */
+const signed = (command: string, args: unknown, id = `req-${++seq}`, device = 'cam-1') =>
+  JSON.stringify({ id, envelope: signCommand({ command, site: 'plant', device, id, args }, operatorKey) });
 
 describe('commands', () => {
   it('answers ping with the correlation id', async () => {
@@ -84,7 +98,7 @@ describe('commands', () => {
   });
 
   it('changes the threshold with set-threshold and shows it in get-config', async () => {
-    const set = await send('set-threshold', request({ threshold: 0.75 }));
+    const set = await send('set-threshold', signed('set-threshold', { threshold: 0.75 }));
     expect(set).toMatchObject({ ok: true, data: { threshold: 0.75, previous: 0.9 } });
     expect(threshold).toBe(0.75);
     const config = await send('get-config', request());
@@ -92,7 +106,7 @@ describe('commands', () => {
   });
 
   it('replies "not supported" to update when no fleet agent is wired', async () => {
-    const reply = await send('update', JSON.stringify({ id: 'u-1', args: UPDATE }));
+    const reply = await send('update', signed('update', UPDATE, 'u-1'));
     expect(reply).toMatchObject({ id: 'u-1', ok: false, error: { code: 'E_CMD_UNSUPPORTED', message: expect.stringContaining('not supported') } });
   });
 
@@ -101,13 +115,14 @@ describe('commands', () => {
     ['a JSON array', 'ping', '[1,2]', 'E_CMD_INVALID', null],
     ['a missing id', 'ping', '{"args": {}}', 'E_CMD_INVALID', null],
     ['an unknown command', 'reboot', '{"id": "r-1"}', 'E_CMD_UNKNOWN', 'r-1'],
-    ['a threshold of the wrong type', 'set-threshold', '{"id": "t-1", "args": {"threshold": "high"}}', 'E_CMD_INVALID', 't-1'],
-    ['a threshold out of range', 'set-threshold', '{"id": "t-2", "args": {"threshold": 7}}', 'E_CMD_INVALID', 't-2'],
+    ['a threshold of the wrong type', 'set-threshold', () => signed('set-threshold', { threshold: 'high' }, 't-1'), 'E_CMD_INVALID', 't-1'],
+    ['a threshold out of range', 'set-threshold', () => signed('set-threshold', { threshold: 7 }, 't-2'), 'E_CMD_INVALID', 't-2'],
     ['unexpected args', 'ping', '{"id": "p-9", "args": {"now": true}}', 'E_CMD_INVALID', 'p-9'],
-    ['update without a package', 'update', '{"id": "u-2", "args": {"version": "1.1.0"}}', 'E_CMD_INVALID', 'u-2'],
-    ['an oversized payload', 'ping', JSON.stringify({ id: 'big', pad: 'x'.repeat(2000) }), 'E_CMD_TOO_LARGE', null],
+    ['update without a package', 'update', () => signed('update', { version: '1.1.0' }, 'u-2'), 'E_CMD_INVALID', 'u-2'],
+    ['an unsigned set-threshold', 'set-threshold', '{"id": "t-3", "args": {"threshold": 0.1}}', 'E_CMD_UNAUTHORISED', 't-3'],
+    ['an oversized payload', 'ping', JSON.stringify({ id: 'big', pad: 'x'.repeat(3000) }), 'E_CMD_TOO_LARGE', null],
   ])('answers %s with an error reply', async (_what, name, payload, code, id) => {
-    const reply = await send(name, payload);
+    const reply = await send(name, typeof payload === 'function' ? payload() : payload);
     expect(reply).toMatchObject({ schema: 'sgmoe.reply/1', command: name, ok: false, id, error: { code } });
     expect(reply.error.message.length).toBeGreaterThan(10);
   });
@@ -144,8 +159,8 @@ describe('commands', () => {
       'cam-2',
     );
     try {
-      expect(await send('set-threshold', request({ threshold: 0.5 }), 'cam-2')).toMatchObject({ ok: false, error: { code: 'E_ENGINE_STATE' } });
-      expect(await send('update', JSON.stringify({ id: 'u-3', args: UPDATE }), 'cam-2')).toMatchObject({
+      expect(await send('set-threshold', signed('set-threshold', { threshold: 0.5 }, 's-3', 'cam-2'), 'cam-2')).toMatchObject({ ok: false, error: { code: 'E_ENGINE_STATE' } });
+      expect(await send('update', signed('update', UPDATE, 'u-3', 'cam-2'), 'cam-2')).toMatchObject({
         ok: false,
         error: { code: 'E_CMD_FAILED', message: 'disk full while staging http://repo/pkg.tar for u-3' },
       });

@@ -1,7 +1,7 @@
 import { SgmoeError } from '../../src/errors';
 import { parseTransportConfig } from '../../src/transport/config';
-import { topicsFor } from '../../src/transport/topics';
-import { RESULT_SCHEMA, resultPayload, resultPayloadSchema } from '../../src/transport/payloads';
+import { topicsFor } from '../../src/protocol/topics';
+import { RESULT_SCHEMA, resultPayload, resultPayloadSchema } from '../../src/protocol/payloads';
 import { decision } from './support';
 
 function configError(input: unknown): SgmoeError {

@@ -6,6 +6,8 @@ import { register as registerAudit } from './audit';
 import { register as registerInfer } from './infer';
 import { register as registerRun } from './run';
 import { register as registerBench } from './bench';
+import { register as registerCmd } from './cmd';
+import { register as registerFleet } from './fleet';
 
 /**
  * Every sub-command module exports `register(program)`; this list is the one place that wires them.
@@ -18,4 +20,6 @@ export function registerCommands(program: Command): void {
   registerInfer(program);
   registerRun(program);
   registerBench(program);
+  registerCmd(program);
+  registerFleet(program);
 }

@@ -6,11 +6,12 @@ import { clearChunks, publishChunks } from '../../fleet/chunks';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
 import { packPackage, readTarManifest } from '../../fleet/pack';
 import { publishUpdate } from '../../fleet/publish';
-import type { UpdateRequestInput } from '../../fleet/request';
+import type { UpdateRequestInput } from '../../protocol/update';
 import { servePackages } from '../../fleet/serve';
 import { readSignature, signPackage, writeSignature } from '../../fleet/signature';
 import { PackageStore } from '../../fleet/store';
 import { createLogger } from '../../log';
+import { remoteOptions, runRemoteCommand, type RemoteFlags } from './cmd';
 import { sha256File } from '../../model/integrity';
 import { list, seconds } from '../options';
 
@@ -25,6 +26,7 @@ interface PublishFlags {
   chunks?: boolean;
   topicPrefix: string;
   force?: boolean;
+  key: string;
   window: number;
   timeout: number;
   id?: string;
@@ -64,7 +66,7 @@ export function registerFleetModelCommands(model: Command): void {
   model
     .command('serve')
     .argument('<dir>', 'folder of package tars and signatures')
-    .option('--host <host>', 'address to listen on', '0.0.0.0')
+    .option('--host <host>', 'address to listen on (0.0.0.0 for every interface)', '127.0.0.1')
     .option('--port <port>', 'port to listen on', '8080')
     .description('serve packages over HTTP (with Range requests, so devices resume interrupted downloads)')
     .action(async (dir: string, opts: { host: string; port: string }) => {
@@ -79,6 +81,7 @@ export function registerFleetModelCommands(model: Command): void {
     .requiredOption('--broker <url>', 'MQTT broker, e.g. mqtt://broker:1883')
     .requiredOption('--site <site>', 'site of the devices')
     .requiredOption('--device <ids>', 'device(s) to update (repeat or comma-separate)', list)
+    .requiredOption('--key <file>', 'operator ed25519 private key: signs each device\'s command envelope')
     .option('--canary <ids>', 'devices updated first; the rest only if they stay healthy (repeat or comma-separate)', list)
     .option('--url <url>', 'where devices download the tar (e.g. from `sgmoe model serve`)')
     .option('--chunks', 'send the tar in retained MQTT chunks instead (sites without HTTP)')
@@ -90,7 +93,7 @@ export function registerFleetModelCommands(model: Command): void {
     .description('send an update command to devices, canaries first; exit 2 when any device did not finish it')
     .action(async (pkg: string, opts: PublishFlags) => {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new Error('expected exactly one of --url or --chunks');
-      const [manifest, signature, sha256] = await Promise.all([readTarManifest(pkg), readSignature(`${pkg}.sig`), sha256File(pkg)]);
+      const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readSignature(`${pkg}.sig`), sha256File(pkg), readPrivateKey(opts.key)]);
       const client = await connectAsync(opts.broker, { clientId: `sgmoe-publish-${process.pid}` });
       try {
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
@@ -106,6 +109,7 @@ export function registerFleetModelCommands(model: Command): void {
           devices: opts.device,
           canary: opts.canary,
           request,
+          key,
           correlationId: opts.id,
           replyTimeoutMs: opts.timeout * 1000,
           canaryWindowMs: opts.window * 1000,
@@ -123,12 +127,19 @@ export function registerFleetModelCommands(model: Command): void {
       }
     });
 
-  model
-    .command('rollback')
-    .requiredOption('--root <dir>', 'the device\'s package store (the update agent\'s root)')
-    .description('on a device whose node is stopped: point `current` back at the previous package (the node loads it on start)')
-    .action(async (opts: { root: string }) => {
-      const { from, to } = await new PackageStore(opts.root).revertCurrent();
-      print(`rolled back from ${from} to ${to}`);
+  remoteOptions(
+    model
+      .command('rollback')
+      .option('--root <dir>', 'on a device whose node is stopped: its package store (the update agent\'s root)')
+      .description('back to the previous package: a running device over MQTT (signed with --key), or a stopped one with --root'),
+    false,
+  )
+    .action(async (opts: Partial<RemoteFlags> & { root?: string }) => {
+      if (opts.root) {
+        const { from, to } = await new PackageStore(opts.root).revertCurrent();
+        print(`rolled back from ${from} to ${to}`);
+      } else {
+        await runRemoteCommand(opts, 'rollback', undefined);
+      }
     });
 }

@@ -1,5 +1,3 @@
-import type { TransportConfig } from './config';
-
 /** The topics of one device (DESIGN.md, "MQTT"), all under one prefix. */
 export interface Topics {
   prefix: string;
@@ -19,7 +17,16 @@ export interface Topics {
 
 const REPLY_SUFFIX = '/reply';
 
-export function topicsFor(config: Pick<TransportConfig, 'topicPrefix' | 'site' | 'device'>): Topics {
+/** Where one device sits: `{site}` and `{device}` are substituted into the prefix (default `sgmoe/v1/{site}/{device}/`). */
+export interface DeviceAddress {
+  topicPrefix: string;
+  site: string;
+  device: string;
+}
+
+export const DEFAULT_TOPIC_PREFIX = 'sgmoe/v1/{site}/{device}/';
+
+export function topicsFor(config: DeviceAddress): Topics {
   const prefix = config.topicPrefix.replaceAll('{site}', config.site).replaceAll('{device}', config.device);
   const cmd = `${prefix}cmd/`;
   return {

@@ -14,7 +14,7 @@ export const ALARM_SCHEMA = 'sgmoe.alarm/1';
 export const REPLY_SCHEMA = 'sgmoe.reply/1';
 export const ANOMALY_SCHEMA = 'sgmoe.anomaly/1';
 
-const isoTime = z.iso.datetime({ offset: true });
+export const isoTime = z.iso.datetime({ offset: true });
 const modelRef = z.object({ name: z.string(), version: z.string() });
 const counters = z.record(z.string(), z.number());
 

@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import type { MqttClient } from 'mqtt';
+import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
+
+/** One device of a site as its retained status and its latest health report tell it. */
+export interface DeviceEntry {
+  device: string;
+  state: 'online' | 'offline' | 'unknown';
+  /** Why it is offline: `shutdown` (a clean stop) or `lost` (the broker published its last will). */
+  reason: string | null;
+  /** The latest time the device said anything (status or health), ISO. */
+  lastSeen: string | null;
+  model: string | null;
+  version: string | null;
+  /** The update step it reports, if an update is under way or was the last thing it did. */
+  update: string | null;
+  framesPerSecond: number | null;
+  /** Active alarms and faults, by code or kind. */
+  alarms: string[];
+}
+
+export interface Inventory {
+  site: string;
+  devices: DeviceEntry[];
+  /** Messages on the site's topics that did not match the protocol's schemas (a foreign or older publisher). */
+  malformed: number;
+}
+
+export interface InventoryOptions {
+  site: string;
+  topicPrefix: string;
+  /** Called on every later change, after the retained state was read (for `--watch`). */
+  onChange?: (inventory: Inventory) => void;
+}
+
+/**
+ * Reads every device of a site from the broker's retained status messages and the latest health reports. The
+ * retained messages arrive right after the subscription; a marker message published after it comes back behind
+ * them, so the first answer is complete without waiting out a guessed delay.
+ */
+export async function readInventory(client: MqttClient, options: InventoryOptions): Promise<{ inventory: Inventory; stop: () => Promise<void> }> {
+  const wildcard = topicsFor({ topicPrefix: options.topicPrefix, site: options.site, device: '+' });
+  const deviceOf = deviceMatcher(wildcard.prefix);
+  const status = new Map<string, StatusPayload>();
+  const health = new Map<string, HealthPayload>();
+  let malformed = 0;
+  let ready = false;
+  const marker = `${wildcard.prefix.split('+')[0]}inventory/${randomUUID()}`;
+  const snapshot = (): Inventory => ({ site: options.site, devices: entries(status, health), malformed });
+
+  let markerSeen!: () => void;
+  const markerBack = new Promise<void>((resolve) => (markerSeen = resolve));
+  const onMessage = (topic: string, payload: Buffer): void => {
+    if (topic === marker) return markerSeen();
+    const device = deviceOf(topic);
+    if (!device || payload.length === 0) return;
+    const json = parseJson(payload);
+    if (topic.endsWith('/status')) {
+      const parsed = statusPayloadSchema.safeParse(json);
+      if (parsed.success) status.set(device, parsed.data);
+      else malformed++;
+    } else {
+      const parsed = healthPayloadSchema.safeParse(json);
+      if (parsed.success) health.set(device, parsed.data);
+      else malformed++;
+    }
+    if (ready) options.onChange?.(snapshot());
+  };
+  client.on('message', onMessage);
+  await client.subscribeAsync([wildcard.status, wildcard.health, marker], { qos: 1 });
+  await client.publishAsync(marker, '', { qos: 1 });
+  await markerBack;
+  ready = true;
+  return {
+    inventory: snapshot(),
+    stop: async () => {
+      client.off('message', onMessage);
+      await client.unsubscribeAsync([wildcard.status, wildcard.health, marker]);
+    },
+  };
+}
+
+/** The device id in a topic of the prefix whose device segment is the wildcard `+`. */
+function deviceMatcher(prefix: string): (topic: string) => string | null {
+  const [before, after] = prefix.split('+');
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const pattern = new RegExp(`^${escape(before)}([^/]+)${escape(after ?? '')}(status|health)$`);
+  return (topic) => pattern.exec(topic)?.[1] ?? null;
+}
+
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+function entries(status: Map<string, StatusPayload>, health: Map<string, HealthPayload>): DeviceEntry[] {
+  const ids = [...new Set([...status.keys(), ...health.keys()])].sort();
+  return ids.map((device) => {
+    const s = status.get(device);
+    const h = health.get(device);
+    const info = (s?.info ?? {}) as { model?: { name?: string; version?: string }; update?: { step?: string } };
+    const routing = (h?.routing ?? {}) as { framesPerSecond?: number; alarms?: Array<{ kind?: string; state?: string }>; faults?: Array<{ code?: string }> };
+    const alarms = [
+      ...(routing.alarms ?? []).filter((a) => a.state === 'raised').map((a) => String(a.kind)),
+      ...(routing.faults ?? []).map((f) => String(f.code)),
+    ];
+    const seen = [s?.ts, h?.ts].filter((t): t is string => t !== undefined).sort();
+    return {
+      device,
+      state: s?.state ?? 'unknown',
+      reason: s && s.state === 'offline' ? s.reason : null,
+      lastSeen: seen.at(-1) ?? null,
+      model: info.model?.name ?? null,
+      version: info.model?.version ?? null,
+      update: info.update?.step ?? null,
+      framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
+      alarms,
+    };
+  });
+}

@@ -1,0 +1,77 @@
+import { randomUUID, type KeyObject } from 'node:crypto';
+import type { MqttClient } from 'mqtt';
+import { SgmoeError } from '../errors';
+import { COMMANDS, isCommandName } from '../protocol/command';
+import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
+import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
+import { FINAL_UPDATE_STEPS, updateReplyDataSchema } from '../protocol/update';
+import { signCommand } from './command-signature';
+
+export interface RemoteCommandOptions {
+  /** A connected mqtt.js client. */
+  client: MqttClient;
+  site: string;
+  device: string;
+  topicPrefix?: string;
+  command: string;
+  args?: unknown;
+  /** Signs the envelope; required for every command that is not open (the device refuses it otherwise). */
+  key?: KeyObject;
+  correlationId?: string;
+  timeoutMs: number;
+  /** Each reply as it arrives (an update's steps). */
+  onReply?: (reply: ReplyPayload) => void;
+}
+
+/** An update's progress replies end with a final step; every other command answers once. */
+function isFinal(reply: ReplyPayload): boolean {
+  if (!reply.ok || reply.command !== 'update') return true;
+  const progress = updateReplyDataSchema.safeParse(reply.data);
+  return progress.success && FINAL_UPDATE_STEPS.has(progress.data.step);
+}
+
+/**
+ * The operator's side of one command to one device: signed when a key is given, published on `cmd/{name}`,
+ * and answered by the device's final reply on `cmd/{name}/reply` (checked against the reply schema).
+ */
+export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyPayload> {
+  const { client, site, device, command } = options;
+  if (isCommandName(command) && !COMMANDS[command].open && !options.key) {
+    throw new SgmoeError('E_CMD_UNAUTHORISED', `${command} changes the device: expected an operator key to sign it (--key), found none`);
+  }
+  const topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site, device });
+  const id = options.correlationId ?? randomUUID();
+  const replyTopic = topics.reply(command);
+  let onMessage: (topic: string, payload: Buffer) => void = () => undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const answered = new Promise<ReplyPayload>((resolve, reject) => {
+    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms`)), options.timeoutMs);
+    onMessage = (topic, payload) => {
+      if (topic !== replyTopic) return;
+      let json: unknown;
+      try {
+        json = JSON.parse(payload.toString('utf8'));
+      } catch {
+        return;
+      }
+      const reply = replyPayloadSchema.safeParse(json);
+      if (!reply.success || reply.data.id !== id) return;
+      options.onReply?.(reply.data);
+      if (isFinal(reply.data)) resolve(reply.data);
+    };
+  });
+  void answered.catch(() => undefined); // awaited below; a timeout during the subscribe must not go unhandled
+  client.on('message', onMessage);
+  try {
+    await client.subscribeAsync(replyTopic, { qos: 1 });
+    const body = options.key
+      ? { id, envelope: signCommand({ command, site, device, id, args: options.args }, options.key) }
+      : { id, ...(options.args === undefined ? {} : { args: options.args }) };
+    await client.publishAsync(topics.command(command), JSON.stringify(body), { qos: 1 });
+    return await answered;
+  } finally {
+    clearTimeout(timer);
+    client.removeListener('message', onMessage);
+    await client.unsubscribeAsync(replyTopic).catch(() => undefined);
+  }
+}

@@ -1,0 +1,141 @@
+import { SgmoeError } from '../../errors';
+import type { InputSpec } from '../../model/manifest';
+import { DecoderProcess } from '../decoder/process';
+import { frameBytes, pipelineFor, type OutputSpec, type StreamInput } from '../decoder/pipeline';
+import { redactText } from '../../redact';
+import { DEFAULT_DECODER, type DecoderSettings } from '../decoder/settings';
+import type { Frame } from '../frame';
+import { preprocessOptionsSchema, type PreprocessOptions } from '../preprocess';
+import { Backoff, sleep, type BackoffOptions } from '../retry';
+import { BaseSource, type SourceOptions, type SourceStats } from '../source';
+import type { BackpressurePolicy } from '../queue';
+
+export interface StreamSourceOptions extends SourceOptions {
+  /** The model input the decoder scales to (the package's `input`). */
+  input?: InputSpec;
+  /** The ROI, fit and pad colour the decoder applies (the same options as the preprocessing's). */
+  preprocess?: PreprocessOptions;
+  /** The device profile's decoder (default ffmpeg). */
+  decoder?: DecoderSettings;
+  /** Waits between decoder restarts. */
+  backoff?: BackoffOptions;
+}
+
+/** A stream source's counters: the shared ones, plus decoder restarts and damaged packets the decoder concealed. */
+export interface StreamSourceStats extends SourceStats {
+  restarts: number;
+  corrupt: number;
+}
+
+/**
+ * The shared half of the camera sources (rtsp, v4l2, video): a supervised decoder child writes frames already
+ * cropped to the ROI and scaled to the model input, which enter preprocessing as raw pixels (no JPEG in
+ * between). A decoder that fails or ends is restarted with backoff, each restart counted; a finite input
+ * (`finite()`) ends the source at its end instead.
+ */
+export abstract class StreamSource extends BaseSource {
+  /** The frames the decoder writes. */
+  readonly output: OutputSpec;
+  private readonly decoder: DecoderSettings;
+  private readonly backoff: Backoff;
+  private readonly decoderCounts = { restarts: 0, corrupt: 0 };
+  private runs = 0;
+  private current?: DecoderProcess;
+  /** The last frame queued from a finite input: where a restarted decoder resumes. */
+  private last?: { pts: number; seconds: number };
+
+  constructor(displayUri: string, options: StreamSourceOptions, defaults: { capacity: number; policy: BackpressurePolicy }) {
+    super(displayUri, options, defaults);
+    if (!options.input) {
+      throw new SgmoeError('E_CONFIG_INVALID', `expected the model input size for the decoder of source ${this.name}, found none`);
+    }
+    const { roi, fit, pad } = preprocessOptionsSchema.parse(options.preprocess ?? {});
+    const { width, height, colorspace } = options.input;
+    this.output = { width, height, format: colorspace === 'gray' ? 'gray' : 'rgb', roi, fit, pad: hexColour(pad) };
+    this.decoder = options.decoder ?? DEFAULT_DECODER;
+    this.backoff = new Backoff(options.backoff);
+  }
+
+  /** What the decoder reads; a finite input restarted after a failure resumes after the last frame queued. */
+  protected abstract input(resume?: { pts: number; seconds: number }): StreamInput;
+  /** A frame's id from its pts and the decoder run that produced it. */
+  protected abstract frameId(pts: number, run: number): string;
+  /** True when the input has an end (a recorded file): the source ends there instead of restarting. */
+  protected finite(): boolean {
+    return false;
+  }
+
+  /** The running decoder's process id (for diagnostics and tests). */
+  get decoderPid(): number | undefined {
+    return this.current?.pid;
+  }
+
+  override stats(): StreamSourceStats {
+    return { ...super.stats(), ...this.decoderCounts };
+  }
+
+  protected async run(signal: AbortSignal): Promise<void> {
+    const stopDecoder = (): void => void this.current?.stop();
+    signal.addEventListener('abort', stopDecoder);
+    try {
+      while (!signal.aborted) {
+        const run = ++this.runs;
+        if (run > 1) this.decoderCounts.restarts++;
+        const { error, frames } = await this.decode(run);
+        if (signal.aborted) return;
+        if (!error && this.finite()) return;
+        const failure = error ?? new SgmoeError('E_SOURCE_STREAM', `expected the stream from ${this.name} to go on, found its end`);
+        // Without a decoder, or with a file that yields nothing, another start cannot do better.
+        if (failure.details?.spawnError || (this.finite() && frames === 0)) throw failure;
+        this.reportError(failure);
+        await sleep(this.backoff.next(), signal);
+      }
+    } finally {
+      signal.removeEventListener('abort', stopDecoder);
+    }
+  }
+
+  /** One decoder run: its frames into the queue; the failure that ended it (none at a clean end of input). */
+  private async decode(run: number): Promise<{ error?: SgmoeError; frames: number }> {
+    const decoder = new DecoderProcess({
+      pipeline: pipelineFor(this.decoder, this.input(this.last), this.output),
+      frameBytes: frameBytes(this.output),
+      source: this.name,
+      redact: redactText,
+      onCorrupt: (text) => {
+        this.decoderCounts.corrupt++;
+        this.log.debug({ text }, 'corrupt data in the stream');
+      },
+      logger: this.log,
+    });
+    this.current = decoder;
+    const { width, height, format } = this.output;
+    let frames = 0;
+    try {
+      for await (const { pts, seconds, data } of decoder.frames()) {
+        // A resumed decoder starts at the last frame's timestamp: what was queued before is not queued twice.
+        if (this.last && pts <= this.last.pts) continue;
+        this.backoff.reset();
+        const frame: Frame = {
+          id: this.frameId(pts, run),
+          source: this.name,
+          receivedAt: Date.now(),
+          raw: { data, width, height, channels: format === 'gray' ? 1 : 3, format, prepared: true },
+          meta: { pts, ptsSeconds: seconds },
+        };
+        await this.emit(frame);
+        frames++;
+        if (this.finite()) this.last = { pts, seconds };
+      }
+    } catch (err) {
+      await decoder.stop();
+      throw err;
+    }
+    return { error: (await decoder.ended()).error, frames };
+  }
+}
+
+function hexColour(pad: string | { r: number; g: number; b: number }): string {
+  if (typeof pad !== 'string') return `#${[pad.r, pad.g, pad.b].map((v) => v.toString(16).padStart(2, '0')).join('')}`;
+  return pad.length === 4 ? `#${[...pad.slice(1)].map((c) => c + c).join('')}` : pad;
+}

@@ -1,0 +1,104 @@
+import sharp from 'sharp';
+import { join } from 'node:path';
+import { VideoSource, type Frame } from '../../src/ingest';
+import type { SgmoeError } from '../../src/errors';
+import { BUNDLED, readManifest } from '../helpers/package';
+import { tempDir } from '../helpers/tmp';
+import { samplesClip } from '../helpers/video';
+import { SAMPLE_NAMES, hotFolder, sampleNode } from '../node/sample-node';
+
+const tmp = tempDir();
+const manifest = readManifest(BUNDLED);
+let clip: string;
+
+beforeAll(() => {
+  clip = samplesClip(join(tmp.path, 'samples.mp4'));
+});
+afterAll(() => tmp.cleanup());
+
+/** Every frame a source yields, settled as decided; `onFrame` runs before each is settled. */
+async function drain(source: VideoSource, onFrame: (frame: Frame, index: number) => void = () => {}): Promise<Frame[]> {
+  const frames: Frame[] = [];
+  for await (const frame of source) {
+    onFrame(frame, frames.length);
+    frames.push(frame);
+    await source.settle(frame, { status: 'decided' });
+  }
+  return frames;
+}
+
+describe('video:PATH (recorded files through ffmpeg)', () => {
+  test('with --once, every frame of a clip made from the samples is decided exactly once, in order, with the label of its sample file', async () => {
+    const sample = await sampleNode({ device: 'x86_64-cpu', sources: [{ uri: `video:${clip}`, name: 'shift' }] });
+    await sample.node.run();
+    await sample.node.stop();
+
+    expect(sample.rejected).toEqual([]);
+    expect(sample.decisions).toHaveLength(SAMPLE_NAMES.length);
+    // The file's own timestamps are the ids: 25 fps in the 1/12800 time base of the MP4 track.
+    expect(sample.decisions.map((d) => d.frameId)).toEqual(SAMPLE_NAMES.map((_, i) => `shift@${i * 512}`));
+    const labels = sample.decisions.map((d) => d.labelIndex);
+    // Each frame gets the label the model gives its sample file (a hot folder of them): nothing was lost in the clip.
+    const onFiles = await sampleNode({ device: 'x86_64-cpu', sources: [{ uri: `dir:${hotFolder(join(tmp.path, 'inbox'), SAMPLE_NAMES.length)}` }] });
+    await onFiles.node.run();
+    await onFiles.node.stop();
+    const fileLabel = (name: string) => onFiles.decisions.find((d) => d.frameId.includes(`/${name}@`))!.labelIndex;
+    expect(labels).toEqual(SAMPLE_NAMES.map(fileLabel));
+    expect(sample.node.snapshot().totals).toMatchObject({ ingested: SAMPLE_NAMES.length, decided: SAMPLE_NAMES.length, dropped: 0, pending: 0 });
+  });
+
+  test('a decoder killed mid-file is restarted where it stopped: no frame is skipped or yielded twice', async () => {
+    // At its own rate the decoder is still reading the file (2.4 s of video) when frame 10 comes out.
+    const source = new VideoSource(clip, { once: true, rate: 'native', policy: 'block', input: manifest.input, backoff: { initialMs: 1 } });
+    const frames = await drain(source, (_frame, index) => {
+      if (index === 10) process.kill(source.decoderPid!, 'SIGKILL');
+    });
+    expect(frames.map((f) => f.meta?.pts)).toEqual(SAMPLE_NAMES.map((_, i) => i * 512));
+    expect(source.stats()).toMatchObject({ frames: 60, decided: 60, restarts: 1, errors: 1, lastError: { code: 'E_SOURCE_DECODER' } });
+  });
+
+  test('frames come out at the model size, already through the ROI, and need no other preprocessing', async () => {
+    const source = new VideoSource(clip, { once: true, input: manifest.input, preprocess: { roi: { x: 0, y: 0, width: 112, height: 112 } } });
+    const [first] = await drain(source);
+    expect(first.raw).toMatchObject({ width: 28, height: 28, channels: 1, format: 'gray', prepared: true });
+    // The top-left quarter of the first sample, each pixel twice as wide and high: the ROI was cut by the decoder.
+    const sample = await sharp(join(BUNDLED, 'samples', SAMPLE_NAMES[0])).greyscale().raw().toBuffer();
+    const raw = first.raw!.data;
+    let worst = 0;
+    for (let y = 0; y < 28; y++) for (let x = 0; x < 28; x++) worst = Math.max(worst, Math.abs(raw[y * 28 + x] - sample[(y >> 1) * 28 + (x >> 1)]));
+    expect(worst).toBeLessThan(16);
+  });
+
+  test('played at its own rate, a file behaves like a live camera: a consumer that falls behind loses the oldest frames, each drop counted', async () => {
+    let dropped!: () => void;
+    const firstDrop = new Promise<void>((resolve) => (dropped = resolve));
+    const source = new VideoSource(clip, { input: manifest.input, onDrop: () => dropped() });
+    const frames = source[Symbol.asyncIterator]();
+    const first = await frames.next();
+    // The consumer stalls on its first frame while the decoder goes on at 25 fps into a queue of 2.
+    await firstDrop;
+    await source.settle(first.value!, { status: 'decided' });
+    await source.stop();
+    let rest = 0;
+    for (let next = await frames.next(); !next.done; next = await frames.next()) {
+      await source.settle(next.value, { status: 'decided' });
+      rest++;
+    }
+    const stats = source.stats();
+    expect(stats.dropped).toBeGreaterThanOrEqual(1);
+    expect(stats.frames).toBe(stats.decided + stats.dropped);
+    expect(stats.decided).toBe(1 + rest);
+  });
+
+  test('a missing file ends the source with E_SOURCE_NOT_FOUND naming it', async () => {
+    const errors: SgmoeError[] = [];
+    const source = new VideoSource(join(tmp.path, 'nope.mp4'), { once: true, input: manifest.input, onError: (e) => errors.push(e) });
+    await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('nope.mp4') });
+    expect(errors.map((e) => e.code)).toEqual(['E_SOURCE_NOT_FOUND']);
+  });
+
+  test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {
+    const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input: manifest.input });
+    await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });
+  });
+});
