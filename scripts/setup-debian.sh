@@ -8,7 +8,7 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  python3-torch python3-onnx python3-numpy python3-pil dataset-fashion-mnist \
+  python3-torch python3-onnx python3-numpy python3-pil dataset-fashion-mnist python3-sklearn python3-skimage \
   mosquitto mosquitto-clients \
   chromium \
   ffmpeg libturbojpeg0 \

@@ -181,8 +181,9 @@ export class Engine {
   configure(changes: Partial<RuntimeSettings>): RuntimeSettings {
     const next = { ...this.settings, ...changes };
     const experts = this.pkg.experts.length;
-    if (!(next.threshold >= 0 && next.threshold <= 1.000001)) {
-      throw new SgmoeError('E_CONFIG_INVALID', `threshold must be within [0, 1], got ${next.threshold}`);
+    const [min, max] = this.task.earlyExitRange;
+    if (!(next.threshold >= min && next.threshold <= max)) {
+      throw new SgmoeError('E_CONFIG_INVALID', `a ${this.task.name} early-exit threshold must be within [${min}, ${max}], got ${next.threshold}`);
     }
     if (!Number.isInteger(next.topK) || next.topK < 1 || next.topK > experts) {
       throw new SgmoeError('E_CONFIG_INVALID', `topK must be an integer from 1 to ${experts}, got ${next.topK}`);
@@ -209,7 +210,7 @@ export class Engine {
         { cheapest },
       );
     }
-    const best = fitting.reduce((a, b) => (b.accuracy > a.accuracy || (b.accuracy === a.accuracy && b.meanMacs < a.meanMacs) ? b : a));
+    const best = fitting.reduce((a, b) => ((b.accuracy ?? 0) > (a.accuracy ?? 0) || ((b.accuracy ?? 0) === (a.accuracy ?? 0) && b.meanMacs < a.meanMacs) ? b : a));
     this.configure({ threshold: best.threshold });
     return best;
   }

@@ -46,10 +46,25 @@ export const inputSpecSchema = z
   });
 
 export const calibrationPointSchema = z.object({
-  threshold: z.number().min(0).max(1.000001),
-  accuracy: z.number().min(0).max(1),
+  /** The early-exit threshold of this point (classification: a base confidence in [0, 1]; anomaly: a base score). */
+  threshold: z.number(),
+  /** Classification only: accuracy on validation at this point. */
+  accuracy: z.number().min(0).max(1).optional(),
   expertRate: z.number().min(0).max(1),
   meanMacs: z.number().nonnegative(),
+});
+
+/** Task anomaly: the final score on held-out good images, so a false-alarm rate becomes a threshold on the device. */
+export const anomalyCalibrationSchema = z.object({
+  falseAlarmRate: z.number().gt(0).lt(1),
+  threshold: z.number(),
+  quantiles: z
+    .array(z.object({ q: z.number().gt(0).lt(1), score: z.number() }))
+    .min(2)
+    .refine((qs) => qs.every((p, i) => i === 0 || (p.q > qs[i - 1].q && p.score >= qs[i - 1].score)), 'quantiles rising in q and score'),
+  heldOutGood: z.number().int().positive(),
+  /** Rows and columns of the score map every branch part outputs. */
+  grid: z.tuple([z.number().int().positive(), z.number().int().positive()]),
 });
 
 export const manifestSchema = z
@@ -58,7 +73,7 @@ export const manifestSchema = z
     name: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'a lowercase package name'),
     version: z.string().regex(/^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$/, 'a semantic version such as 1.2.3'),
     /** Which task module decides (src/engine/tasks/). */
-    task: z.enum(['classification', 'condition']),
+    task: z.enum(['classification', 'condition', 'anomaly']),
     description: z.string().optional(),
     labels: z.array(z.string().min(1)).min(2),
     /** `input.kind` picks the input kind (src/ingest/kinds); absent means image. */
@@ -71,13 +86,14 @@ export const manifestSchema = z
     }),
     routing: z.object({
       topK: z.number().int().positive(),
-      earlyExit: z.object({ threshold: z.number().min(0).max(1.000001) }),
+      earlyExit: z.object({ threshold: z.number() }),
       ensemble: z.object({ baseWeight: z.number().min(0).max(1) }),
     }),
     calibration: z.object({
       points: z.array(calibrationPointSchema).min(1),
       expertShare: z.array(z.number().min(0).max(1)),
       rule: z.string().optional(),
+      anomaly: anomalyCalibrationSchema.optional(),
     }),
     selftest: partFile,
     samples: partFile.optional(),
@@ -87,6 +103,14 @@ export const manifestSchema = z
   .refine((m) => m.routing.topK <= m.parts.experts.length, {
     message: 'routing.topK cannot exceed the number of experts',
     path: ['routing', 'topK'],
+  })
+  .refine((m) => m.task !== 'classification' || [m.routing.earlyExit.threshold, ...m.calibration.points.map((p) => p.threshold)].every((t) => t >= 0 && t <= 1.000001), {
+    message: 'classification early-exit thresholds are base confidences in [0, 1] (a hair above 1 = never exit early)',
+    path: ['routing', 'earlyExit', 'threshold'],
+  })
+  .refine((m) => m.task !== 'anomaly' || m.calibration.anomaly !== undefined, {
+    message: 'an anomaly package needs calibration.anomaly (the good-image score quantiles, target false-alarm rate and threshold)',
+    path: ['calibration', 'anomaly'],
   })
   .refine((m) => m.calibration.expertShare.length === m.parts.experts.length, {
     message: 'calibration.expertShare needs one share per expert',
@@ -99,6 +123,7 @@ export type InputSpec = z.infer<typeof inputSpecSchema>;
 export type ManifestInput = Manifest['input'];
 export type PartSpec = z.infer<typeof partSchema>;
 export type CalibrationPoint = z.infer<typeof calibrationPointSchema>;
+export type AnomalyCalibration = z.infer<typeof anomalyCalibrationSchema>;
 
 /** Per-sample dimensions of the trunk's input tensor (after the batch axis). */
 export function sampleShape(input: ManifestInput): number[] {

@@ -2,10 +2,11 @@ import type { CommandHandlers } from '../transport/commands';
 import type { EdgeNode } from './edge-node';
 
 /** The node's own MQTT commands; `update` and `rollback` come from the fleet agent when one is configured. */
-export function nodeCommands(node: EdgeNode, config: () => unknown): Pick<CommandHandlers, 'ping' | 'getConfig' | 'setThreshold'> {
+export function nodeCommands(node: EdgeNode, config: () => unknown): Pick<CommandHandlers, 'ping' | 'getConfig' | 'setThreshold' | 'setFalseAlarmRate'> {
   return {
     ping: () => ({ pong: true, model: node.engine.model, uptimeS: node.uptimeS }),
     getConfig: () => ({ config: config(), settings: node.engine.getSettings(), model: node.engine.model }),
     setThreshold: (threshold) => node.setThreshold(threshold),
+    setFalseAlarmRate: (rate) => node.setFalseAlarmRate(rate),
   };
 }

@@ -193,6 +193,17 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return this.threshold.set(this.engine, threshold);
   }
 
+  /** Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles). */
+  setFalseAlarmRate(rate: number): { falseAlarmRate: number; threshold: number } {
+    const task = this.engine.task;
+    if (!task.setFalseAlarmRate) {
+      throw new SgmoeError('E_CMD_UNSUPPORTED', `set-false-alarm-rate: expected a package of task anomaly, found task ${task.name}`);
+    }
+    const threshold = task.setFalseAlarmRate(rate);
+    this.parts.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: this.engine.model } });
+    return { falseAlarmRate: rate, threshold };
+  }
+
   /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */
   sample(): HealthSample {
     return { ...this.stats.sample(), routing: this.parts.audit?.health().window ?? null };

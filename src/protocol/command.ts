@@ -52,6 +52,9 @@ const noArgs = z.object({}).strict().default({});
 /** `set-threshold`: the engine's early-exit threshold (a hair above 1 = never exit early, as in the manifest). */
 export const setThresholdArgsSchema = z.object({ threshold: z.number().min(0).max(1.000001) }).strict();
 
+/** `set-false-alarm-rate` (task anomaly): the share of good frames flagged; the threshold follows the package's quantiles. */
+export const setFalseAlarmRateArgsSchema = z.object({ rate: z.number().gt(0).lt(1) }).strict();
+
 /**
  * Every command the device answers, with its args. Only the `open` ones (they read, they change nothing) run
  * without a signed envelope; any command added here without `open` needs one.
@@ -60,6 +63,7 @@ export const COMMANDS = {
   ping: { args: noArgs, open: true },
   'get-config': { args: noArgs, open: true },
   'set-threshold': { args: setThresholdArgsSchema, open: false },
+  'set-false-alarm-rate': { args: setFalseAlarmRateArgsSchema, open: false },
   update: { args: updateRequestSchema, open: false },
   rollback: { args: noArgs, open: false },
 } as const;

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { decisionEssentials, type Decision } from '../engine/decision';
+import type { AnomalyFields } from '../engine/tasks';
+import { heatmapPng } from './heatmap';
 
 /**
  * Versioned JSON payloads (documented with examples in src/transport/README.md). Each carries `schema`
@@ -10,6 +12,7 @@ export const STATUS_SCHEMA = 'sgmoe.status/1';
 export const HEALTH_SCHEMA = 'sgmoe.health/1';
 export const ALARM_SCHEMA = 'sgmoe.alarm/1';
 export const REPLY_SCHEMA = 'sgmoe.reply/1';
+export const ANOMALY_SCHEMA = 'sgmoe.anomaly/1';
 
 export const isoTime = z.iso.datetime({ offset: true });
 const modelRef = z.object({ name: z.string(), version: z.string() });
@@ -115,5 +118,38 @@ export function resultPayload(decision: Decision, frame: FrameMeta): ResultPaylo
     source: frame.source,
     model: { name: decision.model.name, version: decision.model.version },
     ...decisionEssentials(decision),
+  };
+}
+
+/** An anomalous frame, also on `anomaly` (task anomaly): the verdict's numbers and a small heatmap PNG (base64). */
+export const anomalyPayloadSchema = z.object({
+  schema: z.literal(ANOMALY_SCHEMA),
+  frameId: z.string().min(1),
+  ts: isoTime,
+  source: z.string(),
+  model: modelRef,
+  score: z.number(),
+  threshold: z.number(),
+  expert: z.number().int().nonnegative().nullable(),
+  grid: z.tuple([z.number().int().positive(), z.number().int().positive()]),
+  heatmapPng: z.string(),
+});
+export type AnomalyPayload = z.infer<typeof anomalyPayloadSchema>;
+
+/** The anomaly message of a decision, or null when the decision is no anomaly (or not of the anomaly task). */
+export function anomalyPayload(decision: Decision, frame: FrameMeta): AnomalyPayload | null {
+  const anomaly = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly;
+  if (!anomaly || anomaly.verdict !== 'anomalous') return null;
+  return {
+    schema: ANOMALY_SCHEMA,
+    frameId: decision.frameId,
+    ts: frame.ts.toISOString(),
+    source: frame.source,
+    model: { name: decision.model.name, version: decision.model.version },
+    score: anomaly.score,
+    threshold: anomaly.threshold,
+    expert: decision.expert,
+    grid: anomaly.grid,
+    heatmapPng: heatmapPng(anomaly.map, anomaly.grid).toString('base64'),
   };
 }

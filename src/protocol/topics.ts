@@ -5,6 +5,8 @@ export interface Topics {
   status: string;
   health: string;
   alarm: string;
+  /** Anomalous frames of an anomaly package (QoS 1, never dropped). */
+  anomaly: string;
   /** The subscription that receives every command. */
   commands: string;
   command(name: string): string;
@@ -33,6 +35,7 @@ export function topicsFor(config: DeviceAddress): Topics {
     status: `${prefix}status`,
     health: `${prefix}health`,
     alarm: `${prefix}alarm`,
+    anomaly: `${prefix}anomaly`,
     commands: `${cmd}#`,
     command: (name) => `${cmd}${name}`,
     reply: (name) => `${cmd}${name}${REPLY_SUFFIX}`,

@@ -6,7 +6,7 @@ import { clientIdOf, connectOptionsFor, type TransportConfig } from './config';
 import { redact, redactText } from '../redact';
 import type { CommandAuthoriser } from './authorise';
 import { CommandDispatcher, type CommandHandlers, type RefusedCommand } from './commands';
-import type { Outbox, OutboxStats } from './outbox';
+import type { Outbox, OutboxMessage, OutboxStats } from './outbox';
 import { lostText, type OutboxRecovery } from './outbox-file';
 import {
   ALARM_SCHEMA,
@@ -14,6 +14,7 @@ import {
   HEALTH_SCHEMA,
   STATUS_SCHEMA,
   resultPayload,
+  anomalyPayload,
   type AlarmPayload,
   type FrameMeta,
   type HealthPayload,
@@ -171,18 +172,22 @@ export class MqttTransport {
     return this.publishResults([{ decision, frame }])[0];
   }
 
-  /** Queues the decisions of one batch in one outbox transaction: one disk sync for all of them. */
+  /**
+   * Queues the decisions of one batch in one outbox transaction: one disk sync for all of them. An anomalous
+   * frame (task anomaly) also goes on `anomaly`, QoS 1, never dropped. Returns the results' sequence numbers.
+   */
   publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>): number[] {
-    const seqs = this.outbox.enqueueAll(
-      results.map(({ decision, frame }) => ({
-        kind: 'result' as const,
-        topic: this.topics.result,
-        payload: JSON.stringify(resultPayload(decision, frame)),
-        qos: this.config.resultQos,
-      })),
-    );
+    const messages: OutboxMessage[] = [];
+    const resultAt: number[] = [];
+    for (const { decision, frame } of results) {
+      resultAt.push(messages.length);
+      messages.push({ kind: 'result', topic: this.topics.result, payload: JSON.stringify(resultPayload(decision, frame)), qos: this.config.resultQos });
+      const anomaly = anomalyPayload(decision, frame);
+      if (anomaly) messages.push({ kind: 'anomaly', topic: this.topics.anomaly, payload: JSON.stringify(anomaly), qos: 1 });
+    }
+    const seqs = this.outbox.enqueueAll(messages);
     this.pump();
-    return seqs;
+    return resultAt.map((i) => seqs[i]);
   }
 
   publishHealth(report: { counters: Record<string, number>; routing?: Record<string, unknown> }): number {

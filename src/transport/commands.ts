@@ -13,6 +13,8 @@ export interface CommandHandlers {
   getConfig(): unknown;
   /** The engine's early-exit threshold, changed at run time. */
   setThreshold(threshold: number): unknown;
+  /** The anomaly threshold, from a target false-alarm rate and the package's calibration quantiles. */
+  setFalseAlarmRate?(rate: number): unknown;
   /** The fleet agent; absent (no `fleet` config): `update` and `rollback` get an E_CMD_UNSUPPORTED reply. */
   update?(request: UpdateRequest, correlationId: string): unknown;
   /** Back to the previous package, on a running device. */
@@ -28,6 +30,10 @@ const RUN: { [K in CommandName]: (h: CommandHandlers, args: z.output<(typeof COM
   ping: (h) => h.ping(),
   'get-config': (h) => h.getConfig(),
   'set-threshold': (h, a) => h.setThreshold(a.threshold),
+  'set-false-alarm-rate': (h, a) => {
+    if (!h.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', 'set-false-alarm-rate is not supported by this node: expected an anomaly package');
+    return h.setFalseAlarmRate(a.rate);
+  },
   update: (h, a, id) => (h.update ? h.update(a, id) : unsupported('update')),
   rollback: (h) => (h.rollback ? h.rollback() : unsupported('rollback')),
 };

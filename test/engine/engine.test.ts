@@ -132,7 +132,7 @@ describe('run-time knobs', () => {
     const budget = [...points.map((p) => p.meanMacs)].sort((a, b) => a - b)[Math.floor(points.length / 2)];
     const chosen = engine.setComputeBudget(budget);
     expect(chosen.meanMacs).toBeLessThanOrEqual(budget);
-    expect(points.filter((p) => p.meanMacs <= budget).every((p) => p.accuracy <= chosen.accuracy)).toBe(true);
+    expect(points.filter((p) => p.meanMacs <= budget).every((p) => p.accuracy! <= chosen.accuracy!)).toBe(true);
     expect(engine.getSettings().threshold).toBe(chosen.threshold);
   });
 

@@ -13,6 +13,7 @@ import { positiveInt, probability } from '../options';
 interface InferOptions {
   model: string;
   threshold?: number;
+  falseAlarmRate?: number;
   audit?: string;
   device?: string;
   batch: number;
@@ -29,6 +30,7 @@ export function register(program: Command): void {
     .description('decide image files with a model package: one JSON line per file on stdout (exit 2 when any file was rejected)')
     .requiredOption('--model <dir>', 'model package directory')
     .option('--threshold <t>', 'early-exit threshold instead of the manifest\'s', probability)
+    .option('--false-alarm-rate <r>', 'anomaly packages: the threshold that flags this share of good frames (calibration quantiles)', probability)
     .option('--audit <file>', 'also record every decision in this SQLite audit log')
     .option('--device <profile>', 'device profile name or file (execution providers, threads)')
     .option('--batch <n>', 'frames per engine call', positiveInt, 16)
@@ -36,6 +38,12 @@ export function register(program: Command): void {
     .action(async (files: string[], opts: InferOptions) => {
       const engine = await Engine.load(opts.model, { profile: opts.device ? await loadDeviceProfile(opts.device) : undefined });
       if (opts.threshold !== undefined) engine.configure({ threshold: opts.threshold });
+      if (opts.falseAlarmRate !== undefined) {
+        if (!engine.task.setFalseAlarmRate) {
+          throw new SgmoeError('E_CONFIG_INVALID', `--false-alarm-rate: expected a package of task anomaly, found task ${engine.task.name} in ${opts.model}`);
+        }
+        engine.task.setFalseAlarmRate(opts.falseAlarmRate);
+      }
       const { manifest } = engine;
       const audit = opts.audit
         ? AuditLog.open(opts.audit, {

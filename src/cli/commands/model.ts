@@ -73,7 +73,7 @@ export function register(program: Command): Command {
         `calibration (validation)${m.calibration.rule ? `: ${m.calibration.rule}` : ''}`,
         'threshold  accuracy  expertRate   meanMacs',
         ...m.calibration.points.map(
-          (p) => `${p.threshold.toFixed(3).padStart(9)}  ${(p.accuracy * 100).toFixed(2).padStart(7)}%  ${(p.expertRate * 100).toFixed(1).padStart(9)}%  ${Math.round(p.meanMacs).toString().padStart(9)}`,
+          (p) => `${p.threshold.toFixed(3).padStart(9)}  ${(p.accuracy === undefined ? "—" : `${(p.accuracy * 100).toFixed(2)}%`).padStart(8)}  ${(p.expertRate * 100).toFixed(1).padStart(9)}%  ${Math.round(p.meanMacs).toString().padStart(9)}`,
         ),
         `expert share ${m.calibration.expertShare.map((s) => `${(s * 100).toFixed(1)}%`).join(' ')}`,
       ];

@@ -9,6 +9,7 @@ interface ClassVerdict extends BaseVerdict {
 /** Classification (DESIGN.md, "The decision"): softmax confidence of the base exits early; else a weighted ensemble. */
 export class ClassificationTask implements Task<ClassVerdict> {
   readonly name = 'classification';
+  readonly earlyExitRange = [0, 1.000001] as const; // a hair above 1 = never exit early
   readonly branchOutputs;
   private readonly labels: string[];
   private readonly baseWeight: number;

@@ -27,6 +27,7 @@ export type Regimes = z.infer<typeof regimesSchema>;
 export class ConditionTask implements Task<ClassVerdict> {
   readonly name = 'condition';
   readonly gateAlways = true;
+  readonly earlyExitRange = [0, 1.000001] as const; // as classification: a confidence
   readonly branchOutputs;
   readonly regimes: Regimes;
   private readonly classification: ClassificationTask;

@@ -1,4 +1,5 @@
 import type { Manifest } from '../../model/manifest';
+import { AnomalyTask } from './anomaly';
 import { ClassificationTask } from './classification';
 import { ConditionTask } from './condition';
 import type { Task } from './task';
@@ -7,10 +8,12 @@ import type { Task } from './task';
 const TASKS: Record<Manifest['task'], (manifest: Manifest) => Task> = {
   classification: (m) => new ClassificationTask(m),
   condition: (m) => new ConditionTask(m),
+  anomaly: (m) => new AnomalyTask(m),
 };
 
 export function createTask(manifest: Manifest): Task {
   return TASKS[manifest.task](manifest);
 }
 
+export { AnomalyTask, thresholdForFalseAlarmRate, type AnomalyFields } from './anomaly';
 export type { BaseVerdict, BranchOutputs, Task, TaskResult } from './task';

@@ -28,6 +28,8 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   readonly branchOutputs: ReadonlyArray<{ readonly name: string; readonly dims: readonly number[] }>;
   /** The task reads the gate of every sample, early exits too (the gate then runs on the whole batch). */
   readonly gateAlways?: boolean;
+  /** The values an early-exit threshold may take (classification: a confidence; anomaly: any base score). */
+  readonly earlyExitRange: readonly [min: number, max: number];
   /** The base branch's verdict for one sample at this early-exit threshold. */
   base(outputs: BranchOutputs, threshold: number): V;
   /**
@@ -35,4 +37,6 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
    * `gate` is the gate's softmax over all experts, empty when the gate did not run for this sample.
    */
   finish(verdict: V, experts: BranchOutputs[], weights: number[], gate: number[]): TaskResult;
+  /** Tasks with a threshold calibrated on good data (anomaly): move it to flag this share of good frames. */
+  setFalseAlarmRate?(rate: number): number;
 }

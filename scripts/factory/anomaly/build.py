@@ -1,0 +1,165 @@
+"""Fits the anomaly SGMoE on good images (trunk -> base Gaussian -> k-means gate -> one Gaussian per mode), sets the
+threshold on held-out good images, and evaluates it beside its baselines on the test images when there are any."""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+import rule
+from kmeans import kmeans
+from scorer import Gate, Separate, Trunk, fit_gaussian
+
+FIT_SHARE, NORM_SHARE = 0.7, 0.15  # of the good images: fit the Gaussians, normalise the parts; the rest: threshold
+BASE_WEIGHT = 0.25  # the expert models the frame's mode, the base only the whole line: the expert weighs more
+EXIT_QUANTILE = 0.5  # default operating point: half of the good frames exit after the base
+
+
+@dataclass
+class Recipe:
+    experts: int = 4
+    false_alarm_rate: float = 0.01
+    seed: int = 0
+    kmeans_restarts: int = 3
+    stationary: bool = False  # textures: appearance does not depend on the position in the image
+
+
+@dataclass
+class Model:
+    mean: list
+    std: list
+    trunk: Trunk
+    base: torch.nn.Module
+    gate: Gate
+    experts: list
+    global_model: torch.nn.Module  # baseline: one Gaussian on all features, no mixture
+    separate: Separate  # baseline: one model per mode, all run
+    exit_below: float
+    base_weight: float
+    threshold: float
+    quantiles: list
+    points: list  # early-exit calibration points
+    expert_share: list
+    split_sizes: dict
+
+
+def normalise(pixels: np.ndarray, mean, std) -> torch.Tensor:
+    """uint8 [N,H,W,C] -> float32 [N,C,H,W]: x/255, then (x - mean)/std per channel, as the SDK's preprocessing."""
+    x = torch.from_numpy(pixels).float().permute(0, 3, 1, 2) / 255.0
+    return (x - torch.tensor(mean)[None, :, None, None]) / torch.tensor(std)[None, :, None, None]
+
+
+def features_of(trunk: Trunk, images: torch.Tensor, batch: int = 2048) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([trunk(images[i:i + batch]) for i in range(0, len(images), batch)])
+
+
+def run_all(model: Model, features: torch.Tensor) -> dict:
+    """Every part on every sample (the reference needs all experts' scores to apply the rule)."""
+    with torch.no_grad():
+        base_score, base_map = model.base(features)
+        scores, maps = zip(*(e(features) for e in model.experts))
+        return {'base_score': base_score[:, 0], 'base_map': base_map, 'gate_logits': model.gate(features),
+                'expert_scores': torch.cat(scores, dim=1), 'expert_maps': torch.stack(maps, dim=1)}
+
+
+def apply_rule(model: Model, outputs: dict, exit_below: float, threshold: float = float('inf')) -> dict:
+    return rule.decide(outputs['base_score'], outputs['gate_logits'], outputs['expert_scores'], exit_below,
+                       model.base_weight, threshold, outputs['base_map'], outputs['expert_maps'])
+
+
+def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
+    generator = torch.Generator().manual_seed(recipe.seed)
+    order = torch.randperm(len(pixels), generator=generator).numpy()
+    n_fit, n_norm = int(len(order) * FIT_SHARE), int(len(order) * NORM_SHARE)
+    parts = {'fit': order[:n_fit], 'norm': order[n_fit:n_fit + n_norm], 'threshold': order[n_fit + n_norm:]}
+    x = pixels[parts['fit']].astype(np.float64) / 255.0
+    mean = [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))]
+    std = [round(max(float(v), 1e-3), 4) for v in x.std(axis=(0, 1, 2))]
+    _, height, width, channels = pixels.shape
+    trunk = Trunk(channels, height, width, seed=recipe.seed).eval()
+    feats = {name: features_of(trunk, normalise(pixels[idx], mean, std)) for name, idx in parts.items()}
+    progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
+             f'{len(parts["threshold"])} threshold good images')
+
+    base = fit_gaussian(feats['fit'], channels, recipe.stationary)  # the intensity channels only: a cheap global score
+    base.normalise_on(feats['norm'])
+    global_model = fit_gaussian(feats['fit'], feats['fit'].shape[1], recipe.stationary)
+    global_model.normalise_on(feats['norm'])
+
+    flat = feats['fit'].flatten(1)
+    clustering = kmeans(flat, recipe.experts, recipe.kmeans_restarts, recipe.seed)
+    spread = float(torch.cdist(flat, clustering.centroids).min(dim=1).values.pow(2).median())
+    gate = Gate(clustering.centroids, max(spread, 1e-6)).eval()
+    experts = []
+    with torch.no_grad():
+        mode = {name: gate(f).argmax(dim=1) for name, f in feats.items()}
+    for k in range(recipe.experts):
+        members = feats['fit'][mode['fit'] == k]
+        if len(members) < 2:
+            raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
+        expert = fit_gaussian(members, members.shape[1], recipe.stationary)
+        held = feats['norm'][mode['norm'] == k]
+        expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
+        experts.append(expert.eval())
+    sizes = [int((mode['fit'] == k).sum()) for k in range(recipe.experts)]
+    progress(f'{recipe.experts} modes of {sizes} good images')
+
+    model = Model(mean, std, trunk, base.eval(), gate, experts, global_model.eval(), Separate(experts).eval(),
+                  exit_below=0.0, base_weight=BASE_WEIGHT, threshold=0.0, quantiles=[], points=[], expert_share=[],
+                  split_sizes={k: len(v) for k, v in parts.items()})
+    norm_base = run_all(model, feats['norm'])['base_score']
+    exits = torch.quantile(norm_base.double(), torch.tensor(rule.EXIT_QUANTILES, dtype=torch.float64)).tolist()
+    exits[0] = rule.NEVER
+    held = run_all(model, feats['threshold'])
+    for q, exit_below in zip(rule.EXIT_QUANTILES, exits):
+        decided = apply_rule(model, held, exit_below)
+        table = rule.quantile_table(decided['final'])
+        model.points.append({'exitQuantile': q, 'exitBelow': round(exit_below, 6),
+                             'expertRate': round(float((~decided['early']).float().mean()), 4),
+                             'threshold': round(rule.threshold_for(table, recipe.false_alarm_rate), 6)})
+        if q == EXIT_QUANTILE:
+            model.exit_below, model.quantiles = round(exit_below, 6), table
+            model.threshold = model.points[-1]['threshold']
+            routed = decided['expert'][~decided['early']]
+            model.expert_share = [round(float((routed == k).float().mean()), 4) if len(routed) else 0.0
+                                  for k in range(recipe.experts)]
+    if model.exit_below >= model.threshold:
+        raise RuntimeError(f'early-exit point {model.exit_below} is not below the threshold {model.threshold}')
+    return model
+
+
+def evaluate(model: Model, pixels: np.ndarray, labels: np.ndarray, masks, held_pixels: np.ndarray,
+             false_alarm_rate: float, macs: dict) -> dict:
+    """Each model on the test images at its own threshold for the target rate (set on the same held-out good
+    images): AUROC, false-alarm and miss rates, pixel AUROC with masks, mean MACs per frame."""
+    test = features_of(model.trunk, normalise(pixels, model.mean, model.std))
+    held = features_of(model.trunk, normalise(held_pixels, model.mean, model.std))
+    out_test, out_held = run_all(model, test), run_all(model, held)
+    k = len(model.experts)
+    candidates = {
+        'sgmoe': lambda o: apply_rule(model, o, model.exit_below),
+        'sgmoe-always-expert': lambda o: apply_rule(model, o, rule.NEVER),
+        'base-only': lambda o: {'final': o['base_score'], 'map': o['base_map'], 'early': torch.ones_like(o['base_score'], dtype=torch.bool)},
+    }
+    results = {}
+    for name, run in [*candidates.items(), ('global', None), ('separate', None)]:
+        if run is None:
+            module = model.global_model if name == 'global' else model.separate
+            with torch.no_grad():
+                (s, m), (hs, _) = module(test), module(held)
+            decided, held_final = {'final': s[:, 0], 'map': m}, hs[:, 0]
+        else:
+            decided, held_final = run(out_test), run(out_held)['final']
+        threshold = rule.threshold_for(rule.quantile_table(held_final), false_alarm_rate)
+        r = {'threshold': round(threshold, 6), **rule.image_metrics(decided['final'], labels, threshold)}
+        if name.startswith('sgmoe'):
+            rate = float((~decided['early']).float().mean())
+            r['expertRate'] = rate
+            r['meanMacs'] = macs['trunk'] + macs['base'] + macs['gate'] + rate * macs['expert']
+        else:
+            r['meanMacs'] = macs['trunk'] + {'base-only': macs['base'], 'global': macs['global'],
+                                            'separate': k * macs['expert']}[name]
+        if masks is not None:
+            r['pixelAuroc'] = rule.pixel_auroc(decided['map'], masks)
+        results[name] = r
+    return results

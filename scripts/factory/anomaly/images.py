@@ -1,0 +1,126 @@
+"""The anomaly factory's data folder: DIR/train/good/ (good parts only) and an optional DIR/test/{good,<defect>...}
+with DIR/test/masks/<defect>/<name>.png. Any size, gray or RGB, an optional ROI; unreadable files are listed."""
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
+MIN_GOOD = 40  # a Gaussian per mode and two held-out good splits need at least this many good images
+
+
+class DataError(RuntimeError):
+    """A data folder the factory cannot train on; the message says what was expected and what was found."""
+
+
+@dataclass
+class Images:
+    pixels: np.ndarray  # uint8 [N, H, W, C]
+    names: list  # paths relative to the data folder
+    bad: list = field(default_factory=list)  # (path, reason) of files that could not be read
+
+
+@dataclass
+class Dataset:
+    train: Images  # good only
+    test: Images  # good and defective, or empty
+    test_labels: np.ndarray  # 0 good, 1 defective
+    test_kinds: list  # the defect kind (folder name) of each test image
+    test_masks: np.ndarray  # uint8 [N, H, W] 0/1 at model size, or None when no mask folder came
+    colorspace: str  # 'gray' or 'rgb'
+    roi: tuple  # (x, y, width, height) or None
+
+
+def _files(folder: str) -> list:
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(EXTENSIONS))
+
+
+def _open(path: str, roi):
+    with Image.open(path) as image:
+        image.load()
+        gray = image.mode in ('L', 'I;16', 'I', '1', 'LA')
+        image = image.convert('L' if gray else 'RGB')
+    if roi:
+        x, y, w, h = roi
+        if x + w > image.width or y + h > image.height:
+            raise ValueError(f'ROI {x},{y},{w},{h} lies outside the {image.width}x{image.height} image')
+        image = image.crop((x, y, x + w, y + h))
+    return image, gray
+
+
+def _read(paths: list, root: str, roi, size, colorspace: str) -> Images:
+    """Reads, crops and (with size) resizes; without size every image must already have one size."""
+    images, names, bad, sizes = [], [], [], {}
+    for path in paths:
+        try:
+            image, _ = _open(path, roi)
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            bad.append((os.path.relpath(path, root), str(error)))
+            continue
+        sizes.setdefault(image.size, os.path.relpath(path, root))
+        if size:
+            image = image.resize(size, Image.BILINEAR)
+        images.append(np.asarray(image.convert('L' if colorspace == 'gray' else 'RGB')))
+        names.append(os.path.relpath(path, root))
+    if not size and len(sizes) > 1:
+        found = ', '.join(f'{w}x{h} (e.g. {name})' for (w, h), name in list(sizes.items())[:4])
+        raise DataError(f'images of one size expected without --size, found {len(sizes)} sizes: {found}. '
+                        f'Pass --size WxH to resize them all (or --roi to crop one region).')
+    pixels = np.stack(images) if images else np.zeros((0, 1, 1), np.uint8)
+    if pixels.ndim == 3:
+        pixels = pixels[..., None]
+    return Images(pixels, names, bad)
+
+
+def _colorspace(paths: list, roi) -> str:
+    for path in paths:
+        try:
+            if not _open(path, roi)[1]:
+                return 'rgb'
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue
+    return 'gray'
+
+
+def load(root: str, size=None, roi=None) -> Dataset:
+    good = os.path.join(root, 'train', 'good')
+    if not os.path.isdir(good):
+        raise DataError(f'a folder of good images expected at {good}, found none (layout: DIR/train/good/*.png, '
+                        f'optional DIR/test/good/, DIR/test/<defect>/, DIR/test/masks/<defect>/)')
+    paths = _files(good)
+    colorspace = _colorspace(paths, roi)
+    train = _read(paths, root, roi, size, colorspace)
+    if len(train.names) < MIN_GOOD:
+        raise DataError(f'at least {MIN_GOOD} readable good images expected in {good}, found {len(train.names)}'
+                        f'{f" ({len(train.bad)} unreadable)" if train.bad else ""}')
+    size = size or (train.pixels.shape[2], train.pixels.shape[1])
+    test_root = os.path.join(root, 'test')
+    kinds = sorted(k for k in os.listdir(test_root) if k != 'masks' and os.path.isdir(os.path.join(test_root, k))) \
+        if os.path.isdir(test_root) else []
+    test_paths, test_kinds = [], []
+    for kind in kinds:
+        found = _files(os.path.join(test_root, kind))
+        test_paths += found
+        test_kinds += [kind] * len(found)
+    test = _read(test_paths, root, roi, size, colorspace)
+    bad_test = {os.path.join(root, name) for name, _ in test.bad}
+    test_kinds = [k for p, k in zip(test_paths, test_kinds) if p not in bad_test]
+    labels = np.array([0 if k == 'good' else 1 for k in test_kinds], np.int64)
+    masks = _masks(root, test, test_kinds, size, roi) if os.path.isdir(os.path.join(test_root, 'masks')) else None
+    return Dataset(train, test, labels, test_kinds, masks, colorspace, roi)
+
+
+def _masks(root: str, test: Images, kinds: list, size, roi) -> np.ndarray:
+    """One 0/1 mask per test image at model size: DIR/test/masks/<kind>/<stem>.png, none (all 0) for good images."""
+    masks = np.zeros((len(kinds), size[1], size[0]), np.uint8)
+    for i, (name, kind) in enumerate(zip(test.names, kinds)):
+        if kind == 'good':
+            continue
+        stem = os.path.splitext(os.path.basename(name))[0]
+        path = os.path.join(root, 'test', 'masks', kind, stem + '.png')
+        if not os.path.exists(path):
+            raise DataError(f'a mask expected at {path} for {name} (the test set has a masks/ folder), found none')
+        image, _ = _open(path, roi)
+        masks[i] = np.asarray(image.convert('L').resize(size, Image.NEAREST)) > 127
+    return masks

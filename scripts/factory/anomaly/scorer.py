@@ -1,0 +1,112 @@
+"""The anomaly SGMoE's parts as torch modules: a fixed feature trunk, Gaussian scorers (base and experts, as in
+PaDiM: Mahalanobis distance to the good parts' feature distribution) and the linear gate from k-means."""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SHRINK = 0.1  # covariance shrinkage towards a scaled identity: a few hundred good images per mode stay invertible
+GRID = 8  # cells along the shorter side of the feature grid (the coarse score map)
+
+
+class Trunk(nn.Module):
+    """Fixed random zero-mean 5x5 filters (seeded): per grid cell, the mean intensity of each channel and the mean
+    local contrast energy of each filter. Untrained, so good-only data cannot make it blind to a new defect."""
+
+    def __init__(self, channels: int, height: int, width: int, filters: int = 16, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        weight = torch.randn(filters, channels, 5, 5, generator=generator)
+        weight -= weight.mean(dim=(2, 3), keepdim=True)
+        weight /= weight.flatten(1).norm(dim=1)[:, None, None, None]
+        self.conv = nn.Conv2d(channels, filters, 5, padding=2, bias=False)
+        self.conv.weight.data.copy_(weight)
+        self.pool = max(1, round(min(height, width) / GRID))
+        self.channels = channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F.avg_pool2d(image, self.pool), F.avg_pool2d(self.conv(image).abs(), self.pool)], dim=1)
+
+
+class Gaussian(nn.Module):
+    """Mahalanobis distance of the first `channels` feature channels to a Gaussian of good parts, normalised by its
+    own quantiles on held-out good images (median -> 0, 99th percentile -> 1) so base and experts share one scale.
+    The map splits the distance by grid cell (it sums to the score), for localisation."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple, cellwise: bool = False):
+        super().__init__()
+        self.cellwise = cellwise  # stationary images (textures): one Gaussian for every cell, score = worst cell
+        self.register_buffer('mean', mean.float())
+        self.register_buffer('precision', precision.float())
+        self.register_buffer('loc', torch.zeros(()))
+        self.register_buffer('scale', torch.ones(()))
+        self.channels = channels
+        self.grid = grid
+
+    def raw(self, features: torch.Tensor) -> torch.Tensor:
+        if self.cellwise:  # [N, cells]: each cell's distance (the precision as a 1x1 convolution)
+            d = features[:, :self.channels] - self.mean[None, :, None, None]
+            return (d * F.conv2d(d, self.precision[:, :, None, None])).sum(dim=1).flatten(1)
+        d = features[:, :self.channels].flatten(1) - self.mean
+        return d * (d @ self.precision)
+
+    def total(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.max(dim=1).values if self.cellwise else raw.sum(dim=1)
+
+    def forward(self, features: torch.Tensor):
+        contributions = self.raw(features)
+        h, w = self.grid
+        if self.cellwise:
+            score = (self.total(contributions)[:, None] - self.loc) / self.scale
+            return score, (contributions.view(-1, h, w) - self.loc) / self.scale
+        cells = contributions.view(-1, self.channels, h, w).sum(dim=1)
+        score = (contributions.sum(dim=1, keepdim=True) - self.loc) / self.scale
+        return score, (cells - self.loc / (h * w)) / self.scale
+
+    def normalise_on(self, features: torch.Tensor) -> None:
+        with torch.no_grad():
+            raw = self.total(self.raw(features))
+            median, high = torch.quantile(raw.double(), torch.tensor([0.5, 0.99], dtype=torch.float64))
+            self.loc.fill_(float(median))
+            self.scale.fill_(float(max(high - median, 1e-6)))
+
+
+def fit_gaussian(features: torch.Tensor, channels: int, cellwise: bool = False) -> Gaussian:
+    x = features[:, :channels].flatten(2).transpose(1, 2).reshape(-1, channels).double() if cellwise \
+        else features[:, :channels].flatten(1).double()
+    mean = x.mean(dim=0)
+    d = x - mean
+    cov = d.T @ d / max(len(x) - 1, 1)
+    dim = cov.shape[0]
+    cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * torch.eye(dim, dtype=torch.float64)
+    cov += 1e-6 * torch.eye(dim, dtype=torch.float64)
+    return Gaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]), cellwise)
+
+
+class Gate(nn.Module):
+    """The single linear gate: nearest k-means centroid as a linear map (2 c.x - |c|^2), over a temperature so its
+    softmax says how clearly a frame belongs to its mode."""
+
+    def __init__(self, centroids: torch.Tensor, temperature: float):
+        super().__init__()
+        self.linear = nn.Linear(centroids.shape[1], centroids.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(2 * centroids / temperature)
+            self.linear.bias.copy_(-(centroids ** 2).sum(dim=1) / temperature)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(features.flatten(1))
+
+
+class Separate(nn.Module):
+    """Baseline 'one model per mode': every per-mode model runs, the frame is as good as the best fitting one."""
+
+    def __init__(self, experts: list):
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+
+    def forward(self, features: torch.Tensor):
+        scores, maps = zip(*(e(features) for e in self.experts))
+        scores, maps = torch.cat(scores, dim=1), torch.stack(maps, dim=1)
+        best = scores.argmin(dim=1)
+        index = torch.arange(len(best))
+        return scores[index, best][:, None], maps[index, best]

@@ -1,0 +1,154 @@
+"""Writes an anomaly sgmoe-package/1 directory: parts and baselines as ONNX (score + map outputs), samples/,
+selftest.json (golden cases away from every decision boundary), manifest.json with the calibration, REPORT.md."""
+import json
+import os
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+
+import build
+import markdown
+import rule
+from export import describe_part, sha256, write_json
+
+OPSET = 17
+TOLERANCE = 1e-3  # scores are Mahalanobis sums over hundreds of features: float32 order of summation matters
+MARGIN = 0.05  # golden cases stay this far (in normalised score) from the exit point, the threshold, a gate tie
+SELFTEST_CASES = 12
+
+
+def _export(module, example, path: str, input_name: str, outputs: list) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    axes = {name: {0: 'N'} for name in [input_name, *outputs]}
+    with torch.no_grad():
+        torch.onnx.export(module.eval(), example, path, opset_version=OPSET, input_names=[input_name],
+                          output_names=outputs, dynamic_axes=axes, do_constant_folding=True)
+
+
+def export_parts(folder: str, model: build.Model, shape: tuple) -> dict:
+    image = torch.zeros(2, *shape)
+    features = model.trunk(image)
+    _export(model.trunk, image, os.path.join(folder, 'trunk.onnx'), 'image', ['features'])
+    _export(model.base, features, os.path.join(folder, 'base.onnx'), 'features', ['score', 'map'])
+    _export(model.gate, features, os.path.join(folder, 'gate.onnx'), 'features', ['gate_logits'])
+    experts = []
+    for k, expert in enumerate(model.experts):
+        experts.append(f'experts/expert-{k:02d}.onnx')
+        _export(expert, features, os.path.join(folder, experts[-1]), 'features', ['score', 'map'])
+    _export(model.global_model, features, os.path.join(folder, 'baselines/global.onnx'), 'features', ['score', 'map'])
+    _export(model.separate, features, os.path.join(folder, 'baselines/separate.onnx'), 'features', ['score', 'map'])
+    return {'trunk': describe_part(folder, 'trunk.onnx'), 'base': describe_part(folder, 'base.onnx'),
+            'gate': describe_part(folder, 'gate.onnx'), 'experts': [describe_part(folder, e) for e in experts]}
+
+
+def _floats(t: torch.Tensor) -> list:
+    return [float(f'{v:.8g}') for v in t.flatten().tolist()]
+
+
+def write_samples(folder: str, pixels: np.ndarray, labels: np.ndarray, kinds: list, count: int, seed: int) -> list:
+    """A few test images of each kind (good first) as PNGs, labels.json: name -> 0 good / 1 anomalous."""
+    os.makedirs(os.path.join(folder, 'samples'), exist_ok=True)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for kind in sorted(set(kinds), key=lambda k: (k != 'good', k)):
+        idx = [i for i, k in enumerate(kinds) if k == kind]
+        chosen += list(rng.choice(idx, min(len(idx), count), replace=False))
+    names = {}
+    for n, i in enumerate(chosen):
+        name = f'{n:03d}-{kinds[i]}.png'
+        image = pixels[i][..., 0] if pixels.shape[-1] == 1 else pixels[i]
+        Image.fromarray(image).save(os.path.join(folder, 'samples', name), optimize=True)
+        names[name] = int(labels[i])
+    write_json(os.path.join(folder, 'samples', 'labels.json'), names)
+    return chosen
+
+
+def selftest(folder: str, model: build.Model, pixels: np.ndarray, sample_names: list) -> dict:
+    """Golden cases: every part's outputs and the decision, only for samples no float difference can flip."""
+    images = build.normalise(pixels, model.mean, model.std)
+    features = build.features_of(model.trunk, images)
+    out = build.run_all(model, features)
+    decided = build.apply_rule(model, out, model.exit_below, model.threshold)
+    gate = out['gate_logits'].sort(dim=1, descending=True).values
+    robust = (((out['base_score'] - model.exit_below).abs() > MARGIN) & ((decided['final'] - model.threshold).abs() > MARGIN)
+              & (gate[:, 0] - gate[:, 1] > MARGIN))
+    cases = []
+    for i in torch.nonzero(robust)[:, 0].tolist()[:SELFTEST_CASES]:
+        early = bool(decided['early'][i])
+        expert = None if early else int(decided['expert'][i])
+        cases.append({
+            'id': f'case-{len(cases):02d}', 'sample': f'samples/{sample_names[i]}', 'input': _floats(images[i]),
+            'outputs': {'features': _floats(features[i]), 'score': _floats(out['base_score'][i:i + 1]),
+                        'map': _floats(out['base_map'][i]), 'gate_logits': _floats(out['gate_logits'][i]),
+                        'experts': [{'score': _floats(out['expert_scores'][i, k:k + 1]), 'map': _floats(out['expert_maps'][i, k])}
+                                    for k in range(len(model.experts))]},
+            'decision': {'label': int(decided['anomalous'][i]), 'score': float(decided['final'][i]), 'probabilities': [],
+                         'expert': expert, 'experts': [] if early else [expert], 'earlyExit': early,
+                         'baseConfidence': float(out['base_score'][i])}})
+    if len(cases) < 2 or not any(c['decision']['label'] for c in cases) or all(c['decision']['label'] for c in cases):
+        raise RuntimeError('the samples give too few robust golden cases (need good and anomalous ones)')
+    return {'format': 'sgmoe-selftest/1', 'tolerance': TOLERANCE,
+            'routing': {'threshold': model.exit_below, 'topK': 1, 'baseWeight': model.base_weight}, 'cases': cases}
+
+
+def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tuple, colorspace: str, far: float,
+             macs: dict, roi) -> dict:
+    channels, height, width = shape
+    points = [{'threshold': p['exitBelow'], 'exitQuantile': p['exitQuantile'], 'expertRate': p['expertRate'],
+               'anomalyThreshold': p['threshold'],
+               'meanMacs': round(macs['trunk'] + macs['base'] + macs['gate'] + p['expertRate'] * macs['expert'])}
+              for p in model.points]
+    return {
+        'format': 'sgmoe-package/1', 'name': name, 'version': version, 'task': 'anomaly',
+        'description': 'Line anomaly detection trained on good parts only: a Gaussian (Mahalanobis) score per '
+                       'appearance mode, the base as a cheap global score and early exit.',
+        'labels': ['good', 'anomalous'],
+        'input': {'kind': 'image', 'name': 'image', 'channels': channels, 'height': height, 'width': width,
+                  'colorspace': colorspace, 'mean': model.mean, 'std': model.std, 'layout': 'NCHW', 'invert': False,
+                  **({'roi': dict(zip(('x', 'y', 'width', 'height'), roi))} if roi else {})},
+        'parts': parts,
+        'routing': {'topK': 1, 'earlyExit': {'threshold': model.exit_below},
+                    'ensemble': {'baseWeight': model.base_weight}},
+        'calibration': {
+            'points': points, 'expertShare': model.expert_share,
+            'anomaly': {'falseAlarmRate': far, 'threshold': model.threshold, 'quantiles': model.quantiles,
+                        'heldOutGood': model.split_sizes['threshold'], 'grid': list(model.base.grid)},
+            'rule': 'early exit when base score < routing.earlyExit.threshold; else top-1 expert, '
+                    'final = w*base + (1-w)*expert; anomalous when final >= calibration.anomaly.threshold',
+        },
+        'selftest': 'selftest.json', 'samples': 'samples', 'report': 'REPORT.md',
+    }
+
+
+def write(out: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args) -> None:
+    """Builds in a sibling temporary folder, renamed into place when complete."""
+    staging = out.rstrip('/') + '.tmp'
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging)
+    shape = tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:])
+    parts = export_parts(staging, model, shape)
+    source = data.test if len(data.test.names) else data.train
+    labels = data.test_labels if len(data.test.names) else np.zeros(len(data.train.names), np.int64)
+    kinds = data.test_kinds if len(data.test.names) else ['good'] * len(labels)
+    chosen = write_samples(staging, source.pixels, labels, kinds, 6, 0)
+    names = sorted(os.listdir(os.path.join(staging, 'samples')))
+    names.remove('labels.json')
+    write_json(os.path.join(staging, 'selftest.json'), selftest(staging, model, source.pixels[chosen], names))
+    sizes = {'sgmoe': sum(os.path.getsize(os.path.join(staging, p['file'])) for p in [parts['trunk'], parts['base'], parts['gate'], *parts['experts']]),
+             'global': os.path.getsize(os.path.join(staging, 'trunk.onnx')) + os.path.getsize(os.path.join(staging, 'baselines/global.onnx')),
+             'separate': os.path.getsize(os.path.join(staging, 'trunk.onnx')) + os.path.getsize(os.path.join(staging, 'baselines/separate.onnx'))}
+    os.remove(os.path.join(staging, 'baselines/separate.onnx'))  # K experts again: measured, not shipped
+    write_json(os.path.join(staging, 'manifest.json'),
+               manifest(name, version, model, parts, shape, data.colorspace, far, macs, data.roi))
+    facts = {'name': name, 'version': version, 'args': args, 'macs': macs, 'packageBytes': sizes,
+             'splitSizes': model.split_sizes, 'badFiles': data.train.bad + data.test.bad, 'results': results,
+             'threshold': model.threshold, 'exitBelow': model.exit_below, 'points': model.points,
+             'expertShare': model.expert_share, 'falseAlarmRate': far, 'test': len(data.test.names),
+             'testKinds': {k: data.test_kinds.count(k) for k in sorted(set(data.test_kinds))}}
+    write_json(os.path.join(staging, 'report.json'), facts)
+    with open(os.path.join(staging, 'REPORT.md'), 'w') as f:
+        f.write(markdown.render(facts))
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(staging, out)
