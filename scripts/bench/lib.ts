@@ -2,6 +2,7 @@
  * Shared by every benchmark under scripts/bench/: the machine and versions header, a timer, and a
  * side-by-side table with ratios. Benchmarks compare in one run, on one machine; they never assert.
  */
+import { readFileSync } from 'node:fs';
 import { cpus, totalmem, platform, arch, release } from 'node:os';
 import { percentile } from '../../src/percentile';
 
@@ -25,7 +26,7 @@ export function printHeader(title: string, extra: Record<string, string> = {}): 
 
 function safeVersion(pkg: string): string {
   try {
-    return require(`${pkg}/package.json`).version;
+    return (JSON.parse(readFileSync(require.resolve(`${pkg}/package.json`), 'utf8')) as { version: string }).version;
   } catch {
     return 'n/a';
   }

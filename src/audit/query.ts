@@ -21,13 +21,17 @@ export interface AuditFilter {
 export function whereClause(f: AuditFilter): { sql: string; params: Record<string, string | number> } {
   const parts: string[] = [];
   const params: Record<string, string | number> = {};
-  if (f.since !== undefined) (parts.push('ts >= @since'), (params.since = f.since));
-  if (f.until !== undefined) (parts.push('ts < @until'), (params.until = f.until));
-  if (f.label !== undefined) (parts.push('label = @label'), (params.label = f.label));
-  if (f.expert === 'none') parts.push("expert IS NULL AND status = 'ok'");
-  else if (f.expert !== undefined) (parts.push('expert = @expert'), (params.expert = f.expert));
-  if (f.status !== undefined) (parts.push('status = @status'), (params.status = f.status));
-  if (f.modelVersion !== undefined) (parts.push('model_version = @modelVersion'), (params.modelVersion = f.modelVersion));
+  const add = (sql: string, name?: keyof AuditFilter, value?: string | number) => {
+    parts.push(sql);
+    if (name !== undefined && value !== undefined) params[name] = value;
+  };
+  if (f.since !== undefined) add('ts >= @since', 'since', f.since);
+  if (f.until !== undefined) add('ts < @until', 'until', f.until);
+  if (f.label !== undefined) add('label = @label', 'label', f.label);
+  if (f.expert === 'none') add("expert IS NULL AND status = 'ok'");
+  else if (f.expert !== undefined) add('expert = @expert', 'expert', f.expert);
+  if (f.status !== undefined) add('status = @status', 'status', f.status);
+  if (f.modelVersion !== undefined) add('model_version = @modelVersion', 'modelVersion', f.modelVersion);
   return { sql: parts.length > 0 ? `WHERE ${parts.join(' AND ')}` : '', params };
 }
 
