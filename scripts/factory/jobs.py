@@ -1,9 +1,8 @@
-"""Entry points run in worker processes (one thread each, the machine has 2 cores): plain arguments in (data =
-(seed, data_dir) of load_splits),
-state dicts and training histories out."""
+"""Entry points run in worker processes (one thread each, the machine has 2 cores): plain arguments in (data = the
+source tuple of data.load), state dicts and training histories out."""
 import torch
 
-from data import load_splits
+from data import load
 from models import Arch, Branch, Classifier, JointMoE
 from train import Schedule, train_classifier, train_expert, train_joint
 
@@ -13,7 +12,7 @@ def init_worker() -> None:
 
 
 def classifier_job(name: str, arch: Arch, schedule: Schedule, data: tuple, train_size: int):
-    splits = load_splits(*data)
+    splits = load(data)
     torch.manual_seed(schedule.seed)
     model = Classifier(arch)
     history = train_classifier(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)
@@ -23,7 +22,7 @@ def classifier_job(name: str, arch: Arch, schedule: Schedule, data: tuple, train
 def expert_job(name: str, arch: Arch, base_state: dict, train_idx: torch.Tensor, val_idx: torch.Tensor,
                base_weight: float, schedule: Schedule, data: tuple):
     """One SGMoE expert, initialised from the base branch, trained on the samples routed to it."""
-    splits = load_splits(*data)
+    splits = load(data)
     base = Classifier(arch)
     base.load_state_dict(base_state)
     expert = Branch(arch)
@@ -34,7 +33,7 @@ def expert_job(name: str, arch: Arch, base_state: dict, train_idx: torch.Tensor,
 
 
 def joint_job(name: str, arch: Arch, experts: int, schedule: Schedule, data: tuple, train_size: int):
-    splits = load_splits(*data)
+    splits = load(data)
     torch.manual_seed(schedule.seed)
     model = JointMoE(arch, experts)
     history = train_joint(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)

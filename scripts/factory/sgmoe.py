@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import calibrate
-from data import Splits, normalise
+from data import Splits
 from export import measure
 from jobs import expert_job
 from kmeans import kmeans
@@ -36,9 +36,9 @@ def embed(base: Classifier, splits: Splits, train_size: int) -> Embedded:
         embedding = predict(lambda x: base.branch.embed(base.trunk(x)), images)
         return pooled, embedding
 
-    train = splits.train.images[:train_size]
+    train = splits.train.take(slice(0, train_size))
     confidence = predict(lambda x: F.softmax(base(x), dim=1).max(dim=1).values, train)
-    return Embedded(*views(train), *views(splits.val.images), confidence < HARD_CONFIDENCE)
+    return Embedded(*views(train), *views(splits.val), confidence < HARD_CONFIDENCE)
 
 
 def balance_gate(gate: Gate, pooled: torch.Tensor, iterations: int = 300) -> List[float]:
@@ -88,8 +88,8 @@ class PendingVariant:
             experts.append(expert.eval())
             histories.append(history)
         model = SGMoE(self.base.trunk, self.base.branch, self.gate, experts).eval()
-        macs = calibrate.PartMacs(**part_macs(model))
-        outputs = model.outputs(normalise(self.splits.val.images))
+        macs = calibrate.PartMacs(**part_macs(model, self.splits.val.shape))
+        outputs = model.outputs(self.splits.val.normalised())
         points = calibrate.sweep(outputs, self.splits.val.labels, macs)
         operating = calibrate.operating_point(points)
         progress(self.name, f'validation operating point: threshold {operating["threshold"]} baseWeight '
@@ -100,10 +100,11 @@ class PendingVariant:
                        {**self.setup, 'expertHistories': histories})
 
 
-def part_macs(model: SGMoE) -> dict:
-    """MACs of each part, counted on an ONNX export of the module as the shipped parts are."""
-    features = model.trunk(torch.zeros(1, 1, 28, 28))
-    return {'trunk': measure(model.trunk, torch.zeros(1, 1, 28, 28))['macs'],
+def part_macs(model: SGMoE, shape: tuple) -> dict:
+    """MACs of each part, counted on an ONNX export of the module as the shipped parts are; shape = C, H, W."""
+    image = torch.zeros(1, *shape)
+    features = model.trunk(image)
+    return {'trunk': measure(model.trunk, image)['macs'],
             'base': measure(model.base, features)['macs'],
             'gate': measure(model.gate, features)['macs'],
             'expert': measure(model.experts[0], features)['macs']}
@@ -132,7 +133,9 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
             gate.fc.bias.copy_(-gate.fc.weight @ embedded.train_pooled.mean(dim=0))
     gate.eval()
     setup['hardTrainSamples'] = int(embedded.train_hard.sum())
-    setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[embedded.train_hard])]
+    # A small, easy data set may leave (almost) no hard samples: the gate is then balanced over all of them.
+    hard = embedded.train_hard if setup['hardTrainSamples'] >= 10 * k else torch.ones_like(embedded.train_hard)
+    setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[hard])]
     progress(name, f'gate balanced over the {setup["hardTrainSamples"]} training samples with base confidence < '
                    f'{HARD_CONFIDENCE}: shares {setup["balancedHardShares"]}')
     with torch.no_grad():
