@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Arch:
-    """ResNet for 1x28x28: the trunk runs at 14x14 (stride-2 stem), each branch stage halves the resolution."""
+    """ResNet for CxHxW inputs (Fashion-MNIST: 1x28x28): the trunk runs at half resolution (stride-2 stem), each
+    branch stage halves it again."""
     trunk_width: int = 16
     # Most branch blocks run at 7x7, where MACs are cheap in parameters: each expert ONNX file stays ~0.35 MB.
     widths: Tuple[int, ...] = (32, 48)
@@ -38,7 +39,7 @@ class BasicBlock(nn.Module):
 
 
 class Trunk(nn.Module):
-    """image [N,1,28,28] -> features [N,trunk_width,14,14]; shared by base, gate and experts."""
+    """image [N,C,H,W] -> features [N,trunk_width,H/2,W/2]; shared by base, gate and experts."""
 
     def __init__(self, arch: Arch):
         super().__init__()

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyPackage } from '../../src/engine/verify';
 import { ROOT, sgmoe } from '../helpers/cli';
@@ -92,6 +92,34 @@ describe('model factory on a folder of own images', () => {
     expect(facts.imbalance.ratio).toBeGreaterThan(3);
     expect(facts.imbalance.handling).toMatch(/class-weighted losses/);
     expect(facts.input).toMatchObject({ channels: 3, width: 64, height: 44, chosen: { size: true, channels: true } });
+  }, 60_000);
+
+  it('keeps train/ val/ test/ folders as given, and without val/ takes validation out of train/', () => {
+    const flat = imageFolder('presplit', [30, 30]);
+    const cuts: [string, number, number][] = [['train', 0, 18], ['val', 18, 24], ['test', 24, 30]];
+    for (const label of ['brick', 'grass']) {
+      const files = readdirSync(join(flat, label)).sort();
+      for (const [split, from, to] of cuts) {
+        mkdirSync(join(flat, split, label), { recursive: true });
+        for (const f of files.slice(from, to)) renameSync(join(flat, label, f), join(flat, split, label, f));
+      }
+    }
+    const given = JSON.parse(factory('--data', flat, '--check-data').stdout);
+    expect(given.split).toBe('the train/ val/ test/ folders as given');
+    expect(given.classes.map((c: { train: number; val: number; test: number }) => [c.train, c.val, c.test])).toEqual([
+      [18, 6, 6],
+      [18, 6, 6],
+    ]);
+    for (const label of ['brick', 'grass']) {
+      for (const f of readdirSync(join(flat, 'val', label))) renameSync(join(flat, 'val', label, f), join(flat, 'train', label, f));
+    }
+    renameSync(join(flat, 'val'), join(tmp.path, 'val-moved-away'));
+    const noVal = JSON.parse(factory('--data', flat, '--check-data').stdout);
+    expect(noVal.split).toMatch(/no val\/: 20% of train\/ per class/);
+    expect(noVal.classes.map((c: { train: number; val: number; test: number }) => [c.train, c.val, c.test])).toEqual([
+      [19, 5, 6],
+      [19, 5, 6],
+    ]);
   }, 60_000);
 
   it('stops naming the class and its count when there is only one class', () => {
