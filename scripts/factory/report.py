@@ -68,6 +68,7 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
                  'splitFile': 'split.json' if trained.splits.data.files else None},
         'kSweep': trained.k_sweep,
         'gateBalancing': {'hardConfidence': HARD_CONFIDENCE, 'hardTrainSamples': chosen.setup['hardTrainSamples'],
+                          'balancedOver': chosen.setup['balancedOver'],
                           'sharesAfter': chosen.setup['balancedHardShares'],
                           'routedTrain': chosen.setup['routedTrain']},
         'calibration': {'rule': calibrate.RULE, 'points': points, 'operatingPoint': chosen.operating},
@@ -275,7 +276,11 @@ def markdown(r: dict) -> str:
         f'{r["gateBalancing"]["hardTrainSamples"]:,} training samples on which the base is less than '
         f'{r["gateBalancing"]["hardConfidence"]} '
         'confident (the ones early exit sends to an expert; the clusters of the whole training set split them very '
-        f'unevenly). Top-1 shares over them after balancing: {r["gateBalancing"]["sharesAfter"]}; routed training '
+        'unevenly)'
+        + ('' if r['gateBalancing'].get('balancedOver', r['gateBalancing']['hardTrainSamples'])
+           == r['gateBalancing']['hardTrainSamples'] else
+           f' — too few for K experts here, so over all {r["gateBalancing"]["balancedOver"]:,} training samples')
+        + f'. Top-1 shares after balancing: {r["gateBalancing"]["sharesAfter"]}; routed training '
         f'samples per expert: {r["gateBalancing"]["routedTrain"]}.',
         f'- Experts: trained asynchronously, each in its own worker process (1 thread, 2 workers), on the training '
         f'samples the gate routes to it plus {100 * recipe["extra_share"]:.0f}% of the others, for '

@@ -135,9 +135,10 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
     setup['hardTrainSamples'] = int(embedded.train_hard.sum())
     # A small, easy data set may leave (almost) no hard samples: the gate is then balanced over all of them.
     hard = embedded.train_hard if setup['hardTrainSamples'] >= 10 * k else torch.ones_like(embedded.train_hard)
+    setup['balancedOver'] = int(hard.sum())
     setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[hard])]
-    progress(name, f'gate balanced over the {setup["hardTrainSamples"]} training samples with base confidence < '
-                   f'{HARD_CONFIDENCE}: shares {setup["balancedHardShares"]}')
+    progress(name, f'gate balanced over {setup["balancedOver"]} training samples ({setup["hardTrainSamples"]} with '
+                   f'base confidence < {HARD_CONFIDENCE}): shares {setup["balancedHardShares"]}')
     with torch.no_grad():
         routed_train = gate.fc(embedded.train_pooled).argmax(dim=1)
         routed_val = gate.fc(embedded.val_pooled).argmax(dim=1)

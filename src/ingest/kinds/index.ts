@@ -29,7 +29,9 @@ const KINDS: Kinds = {
   image: {
     frames: (payloads) => payloads,
     preparer: (spec, options) => new Preprocessor(spec, options),
-    describe: (s) => `${s.name} ${s.channels}x${s.height}x${s.width} ${s.colorspace}, mean ${s.mean} std ${s.std}`,
+    describe: (s) =>
+      `${s.name} ${s.channels}x${s.height}x${s.width} ${s.colorspace}, mean ${s.mean} std ${s.std}` +
+      (s.roi ? `, ROI ${s.roi.width}x${s.roi.height}+${s.roi.x}+${s.roi.y}` : ''),
   },
   signal: {
     frames: (payloads, spec) => new SignalWindowSource(payloads, spec),
