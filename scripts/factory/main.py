@@ -28,7 +28,7 @@ import report  # noqa: E402
 import folder  # noqa: E402
 from data import DATA_DIR, DataMissing, load_splits  # noqa: E402
 from export import measure, read_json, write_json  # noqa: E402
-from jobs import classifier_job, init_worker, joint_job  # noqa: E402
+from jobs import classifier_job, generalist_job, init_worker, joint_job  # noqa: E402
 from models import Arch, Branch, Classifier, Gate, JointMoE, SGMoE, Trunk  # noqa: E402
 from sgmoe import choose_k, embed, part_macs, train_sgmoe_variant  # noqa: E402
 from train import Schedule, progress  # noqa: E402
@@ -46,6 +46,12 @@ class Recipe:
     latency_samples: int
     base_weight: float = 0.5
     extra_share: float = 0.1  # each expert also sees this share of the samples routed elsewhere
+    # The cheap-base recipe (issue 13 section 3): experts larger than the base branch, started from a generalist
+    # expert trained on all the data (trunk frozen), the base's unsure samples oversampled, a gate on a pooled grid.
+    expert_arch: Arch = None  # None: the base branch's architecture, experts start from the base branch
+    generalist: Schedule = None  # None: no generalist
+    hard_repeat: int = 1  # an expert sees each of its training samples the base is unsure of this many times
+    gate_grid: int = 1  # the gate pools the trunk features on a grid x grid map (1: global average)
 
 
 FULL = Recipe(arch=Arch(), train_size=55000, epochs=Schedule(10, 0.1), experts=Schedule(4, 0.1),
@@ -54,6 +60,15 @@ FULL = Recipe(arch=Arch(), train_size=55000, epochs=Schedule(10, 0.1), experts=S
 QUICK = Recipe(arch=Arch(), train_size=10000, epochs=Schedule(3, 0.1), experts=Schedule(1, 0.02),
                gate=Schedule(4, 0.05, batch_size=256, weight_decay=0.0), sweep_expert_epochs=1, kmeans_restarts=2,
                latency_samples=200)
+# A cheap always-on path (trunk + a 1-block-per-stage base branch) and experts with 1.5-2x the widths and two blocks
+# at the first stage, so most of the worst-case MACs sit in the expert that runs only on the frames that need it.
+CHEAP_BASE = dict(arch=Arch(widths=(24, 32), blocks=(1, 1)), expert_arch=Arch(widths=(48, 64), blocks=(2, 1)),
+                  hard_repeat=3, gate_grid=4)
+RECIPES = {
+    'paper': {'full': FULL, 'quick': QUICK},
+    'cheap-base': {'full': replace(FULL, **CHEAP_BASE, experts=Schedule(4, 0.05), generalist=Schedule(10, 0.1)),
+                   'quick': replace(QUICK, **CHEAP_BASE, experts=Schedule(1, 0.02), generalist=Schedule(2, 0.1))},
+}
 SWEEP_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'k-sweep.json')
 DEFAULT_K = 4  # used until a --sweep-k run has chosen K, and for own images (the sweep file is Fashion-MNIST's)
 
@@ -94,6 +109,9 @@ def parse_args(argv):
     parser.add_argument('--name', help='package name (own images; default: from --out)')
     parser.add_argument('--check-data', action='store_true',
                         help='read and split --data, print what the report would say about it, train nothing')
+    parser.add_argument('--recipe', choices=sorted(RECIPES), default='paper',
+                        help='paper: experts are copies of the base branch fine-tuned per cluster; cheap-base: a cheap '
+                             'base, larger experts started from a generalist, hard samples oversampled, a 4x4 gate')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--workers', type=int, default=2, help='training processes, one thread each')
     parser.add_argument('--version', default='1.0.0', help='package version written to the manifest')
@@ -106,6 +124,8 @@ def parse_args(argv):
         parser.error(f'--sweep-k expects comma-separated integers, found "{args.sweep_k}"')
     if args.data is None and any(v is not None for v in (args.size, args.channels, args.roi, args.name)):
         parser.error('--size, --channels, --roi and --name go with --data (Fashion-MNIST is 28x28 gray)')
+    if args.sweep_k and args.recipe != 'paper':
+        parser.error('--sweep-k runs the paper recipe only')
     if args.data and args.sweep_k:
         parser.error('--sweep-k runs on Fashion-MNIST only; pass --experts K with --data')
     if args.check_data and not args.data:
@@ -123,15 +143,19 @@ def parse_args(argv):
         parser.error('K must be at least 2 (top-2 decisions are part of the selftest)')
     if args.workers < 1:
         parser.error('--workers must be at least 1')
-    recipe = QUICK if args.quick else FULL
+    recipe = RECIPES[args.recipe]['quick' if args.quick else 'full']
     return args, replace(recipe, epochs=replace(recipe.epochs, seed=args.seed))
 
 
-def dense_arch(arch: Arch, experts: int, shape: tuple) -> Arch:
+def dense_arch(recipe: Recipe, experts: int, shape: tuple) -> Arch:
     """The base architecture widened until its MACs are closest to the SGMoE worst case
     (trunk + base + gate + one expert), all counted on ONNX exports."""
-    worst = sum(part_macs(SGMoE(Trunk(arch), Branch(arch), Gate(arch, experts), [Branch(arch)]), shape).values())
-    scales = [1 + i / 20 for i in range(21)]
+    arch = recipe.arch
+    trunk = Trunk(arch).eval()
+    gate = Gate(arch, experts, recipe.gate_grid, tuple(trunk(torch.zeros(1, *shape)).shape[2:]))
+    model = SGMoE(trunk, Branch(arch), gate, [Branch(recipe.expert_arch or arch)])
+    worst = sum(part_macs(model, shape).values())
+    scales = [1 + i / 20 for i in range(61)]
     return min((arch.widened(s) for s in scales),
                key=lambda a: abs(measure(Classifier(a), torch.zeros(1, *shape))['macs'] - worst))
 
@@ -148,8 +172,11 @@ def for_data(recipe: Recipe, splits) -> Recipe:
         return replace(schedule, epochs=schedule.epochs * factor, batch_size=min(schedule.batch_size, batch))
 
     arch = replace(recipe.arch, in_channels=splits.train.shape[0], classes=len(splits.data.labels))
+    classes = dict(in_channels=splits.train.shape[0], classes=len(splits.data.labels))
     return replace(recipe, arch=arch, train_size=n, epochs=scaled(recipe.epochs), experts=scaled(recipe.experts),
-                   gate=replace(recipe.gate, epochs=recipe.gate.epochs * factor))
+                   gate=replace(recipe.gate, epochs=recipe.gate.epochs * factor),
+                   expert_arch=recipe.expert_arch and replace(recipe.expert_arch, **classes),
+                   generalist=recipe.generalist and scaled(recipe.generalist))
 
 
 def loaded(module: torch.nn.Module, state: dict) -> torch.nn.Module:
@@ -176,21 +203,30 @@ def build(pool, args, recipe: Recipe, splits, data) -> package.Trained:
     """The whole recipe for K = args.experts, with the baselines; the two workers are kept busy: dense starts with
     the base, the experts, the joint MoE and the ablation queue behind them."""
     k = args.experts
-    dense = dense_arch(recipe.arch, k, splits.train.shape)
+    dense = dense_arch(recipe, k, splits.train.shape)
     dense_future = pool.submit(classifier_job, 'dense', dense, recipe.epochs, data, recipe.train_size)
     base_state, base_history = pool.submit(classifier_job, 'base', recipe.arch, recipe.epochs, data,
                                            recipe.train_size).result()
     base = loaded(Classifier(recipe.arch), base_state)
-    embedded = embed(base, splits, recipe.train_size)
-    sgmoe = train_sgmoe_variant(pool, f'sgmoe-k{k}', base, embedded, recipe, splits, k, data, True)
-    joint_future = pool.submit(joint_job, 'joint-moe', recipe.arch, k, recipe.epochs, data, recipe.train_size)
-    ablation = train_sgmoe_variant(pool, 'random-gate', base, embedded, recipe, splits, k, data, False)
+    start, generalist_history = None, None
+    if recipe.generalist:  # the joint MoE waits behind the dense model; the generalist takes the free worker
+        generalist_future = pool.submit(generalist_job, 'generalist', recipe.arch, recipe.expert_arch, base_state,
+                                        recipe.generalist, data, recipe.train_size)
+        joint_future = pool.submit(joint_job, 'joint-moe', recipe.arch, k, recipe.epochs, data, recipe.train_size)
+        embedded = embed(base, splits, recipe.train_size, recipe.gate_grid)
+        start, generalist_history = generalist_future.result()
+    else:
+        embedded = embed(base, splits, recipe.train_size, recipe.gate_grid)
+    sgmoe = train_sgmoe_variant(pool, f'sgmoe-k{k}', base, embedded, recipe, splits, k, data, True, start)
+    if not recipe.generalist:
+        joint_future = pool.submit(joint_job, 'joint-moe', recipe.arch, k, recipe.epochs, data, recipe.train_size)
+    ablation = train_sgmoe_variant(pool, 'random-gate', base, embedded, recipe, splits, k, data, False, start)
     dense_state, dense_history = dense_future.result()
     joint_state, joint_history = joint_future.result()
     return package.Trained(recipe=recipe, splits=splits, base=base, base_history=base_history,
                            dense=loaded(Classifier(dense), dense_state), dense_arch=dense, dense_history=dense_history,
                            joint=loaded(JointMoE(recipe.arch, k), joint_state), joint_history=joint_history,
-                           sgmoe=sgmoe.result(), ablation=ablation.result(),
+                           sgmoe=sgmoe.result(), ablation=ablation.result(), generalist_history=generalist_history,
                            k_sweep=read_json(SWEEP_FILE) if os.path.exists(SWEEP_FILE) and not args.data else None)
 
 

@@ -38,6 +38,7 @@ class Trained:
     sgmoe: object  # sgmoe.Variant, the shipped model
     ablation: object  # sgmoe.Variant with a random gate
     k_sweep: dict  # the saved results of the last --sweep-k run, or None
+    generalist_history: list = None  # the cheap-base recipe's generalist expert
 
 
 def _export_parts(into: str, model, shape: tuple, prefix: str = '') -> dict:

@@ -76,6 +76,7 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
                                   'routedTrain': trained.ablation.setup['routedTrain']},
         'training': {'base': _best(trained.base_history), 'dense': _best(trained.dense_history),
                      'joint-moe': _best(trained.joint_history),
+                     'generalist': _best(trained.generalist_history) if trained.generalist_history else None,
                      'experts': [_best(h) for h in chosen.setup['expertHistories']],
                      'randomGateExperts': [_best(h) for h in trained.ablation.setup['expertHistories']]},
         'checks': checks,
@@ -129,6 +130,21 @@ def _sweep_lines(k_sweep: dict, shipped_k: int) -> list:
                      f'{_pct(s["alwaysExpertValAccuracy"])} | {_pct(s["gateValAccuracy"])} | {s["clusterSizes"]} | '
                      f'{", ".join(_pct(x) for x in s["expertShare"])} |')
     return lines
+
+
+def _gate_pool(grid: int) -> str:
+    return 'global average pool' if grid == 1 else f'average pool on a {grid}x{grid} grid'
+
+
+def _experts_line(recipe: dict, training: dict) -> str:
+    if not recipe.get('expert_arch'):
+        return 'Experts have the branch architecture and start from its weights.'
+    e = recipe['expert_arch']
+    return (f'Experts are larger than the base branch (widths {e["widths"]}, blocks {e["blocks"]}) and start from a '
+            f'generalist expert: that architecture trained alone on all the training data with the trunk frozen, '
+            f'{recipe["generalist"]["epochs"]} epochs (validation accuracy alone '
+            f'{_pct(training["generalist"]["valAccuracy"])}); each expert sees the training samples the base is less '
+            f'than {HARD_CONFIDENCE} confident of {recipe["hard_repeat"]} times.')
 
 
 def _statistics_lines(st: dict) -> list:
@@ -261,8 +277,8 @@ def markdown(r: dict) -> str:
         f'- Base: ResNet on {r["data"]["input"]["channels"]}x{r["data"]["input"]["height"]}x'
         f'{r["data"]["input"]["width"]} inputs, trunk = stride-2 stem + one basic block at half resolution '
         f'({arch["trunk_width"]} channels; the gate pools it); branch = stages of widths {arch["widths"]} with '
-        f'{arch["blocks"]} basic blocks, each stage halving the resolution, global pool, linear. Experts have the '
-        'branch architecture and start from its weights.',
+        f'{arch["blocks"]} basic blocks, each stage halving the resolution, global pool, linear. '
+        + _experts_line(recipe, tr),
         f'- Dense baseline: the same trunk, branch widths {recipe.get("denseWidths")} (the widening whose ONNX MACs '
         'are closest to the SGMoE worst case).',
         f'- Base, dense and joint MoE: {recipe["epochs"]["epochs"]} epochs, SGD (Nesterov, momentum 0.9, weight decay '
@@ -271,7 +287,7 @@ def markdown(r: dict) -> str:
         f'(base: epoch {tr["base"]["bestEpoch"]}, dense: {tr["dense"]["bestEpoch"]}, joint: {tr["joint-moe"]["bestEpoch"]}).',
         f'- Clustering: k-means (k-means++ init, {recipe["kmeans_restarts"]} restarts, lowest inertia) on the base '
         'penultimate features of the training images.',
-        f'- Gate: pool + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs, '
+        f'- Gate: {_gate_pool(recipe.get("gate_grid", 1))} + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs, '
         f'then balanced: its biases are shifted until its top-1 choices are uniform over the '
         f'{r["gateBalancing"]["hardTrainSamples"]:,} training samples on which the base is less than '
         f'{r["gateBalancing"]["hardConfidence"]} '

@@ -119,6 +119,21 @@ def train_expert(name: str, trunk, base, expert, train: Split, val: Split, base_
     return fit(name, expert, step, len(train), evaluate, schedule)
 
 
+def train_generalist(name: str, trunk, expert, train: Split, val: Split, schedule: Schedule) -> list:
+    """One expert trained alone on all the training data, trunk frozen: the common start of the specialised experts."""
+    trunk.eval().requires_grad_(False)
+
+    def step(idx, generator):
+        with torch.no_grad():
+            features = trunk(train.augmented(idx, generator))
+        logits = expert(features)
+        y = train.labels[idx]
+        return F.cross_entropy(logits, y, weight=train.class_weights), (logits.argmax(1) == y).sum()
+
+    return fit(name, expert, step, len(train), lambda: accuracy(predict(lambda x: expert(trunk(x)), val), val.labels),
+               schedule)
+
+
 def train_joint(name: str, model, train: Split, val: Split, schedule: Schedule) -> list:
     def step(idx, generator):
         logits, _ = model.sparse_forward(train.augmented(idx, generator))
