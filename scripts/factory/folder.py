@@ -160,6 +160,8 @@ def load(root: str, options: Options) -> Splits:
         how = 'the train/ val/ test/ folders as given' + ('' if 'val' in layout else
                                                           ' (no val/: 20% of train/ per class, seeded)')
 
+    # Training order shuffled (seeded): a recipe that trains on the first N images must not get the first classes only.
+    positions['train'] = np.random.default_rng(options.seed).permutation(positions['train'])
     train_counts = _counts(labels_ok[positions['train']], len(labels))
     train_pixels = torch.from_numpy(pixels[positions['train']])
     mean = tuple(round(float(v), 3) for v in train_pixels.float().div(255).mean(dim=(0, 2, 3)))
