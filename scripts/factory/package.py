@@ -38,7 +38,7 @@ class Trained:
 
 
 def _export_parts(folder: str, model, prefix: str = '') -> dict:
-    """trunk/base/gate/experts of an SGMoE under folder, with the tensor names of DESIGN.md."""
+    """trunk/base/gate/experts of an SGMoE under folder, with the tensor names of docs/DESIGN.md."""
     image = torch.zeros(2, 1, 28, 28)
     features = model.trunk(image).detach()
     files = {'trunk': f'{prefix}trunk.onnx', 'base': f'{prefix}base.onnx', 'gate': f'{prefix}gate.onnx'}

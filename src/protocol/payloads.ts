@@ -18,7 +18,7 @@ export const isoTime = z.iso.datetime({ offset: true });
 const modelRef = z.object({ name: z.string(), version: z.string() });
 const counters = z.record(z.string(), z.number());
 
-/** One decision per frame, on `result` (DESIGN.md fields). */
+/** One decision per frame, on `result` (documented field by field in src/transport/README.md). */
 export const resultPayloadSchema = z.object({
   schema: z.literal(RESULT_SCHEMA),
   frameId: z.string().min(1),
