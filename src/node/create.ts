@@ -16,6 +16,7 @@ import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
+import { lostText } from '../transport/outbox-file';
 import type { UpdateAgent } from '../fleet/agent';
 import { watchConditions } from '../maintenance/watch';
 import type { InputSpec } from '../model/manifest';
@@ -138,6 +139,10 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     if (transportConfig) {
       const { outbox, path: outboxPath, unavailable } = openOutbox(transportConfig, config, logger);
       closers.unshift(() => outbox.close());
+      if (outbox.recovered) {
+        const r = outbox.recovered;
+        audit?.event({ kind: 'db_recovered', message: `outbox ${outboxPath} unreadable (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`, details: { ...r } });
+      }
       transport = new MqttTransport({
         config: transportConfig,
         outbox,

@@ -5,6 +5,7 @@ import type { HealthSample } from '../fleet/host';
 import type { FrameSource } from '../ingest/source';
 import type { NodeFault } from './faults';
 import { LatencyWindow } from './latency';
+import type { OutboxRecovery } from '../transport/outbox-file';
 
 /** Recent decisions behind the latency percentiles and frames/s. */
 const LATENCY_WINDOW = 1000;
@@ -46,6 +47,8 @@ export interface NodeSnapshot {
   auditUnavailable: Unavailable | null;
   /** Why the configured outbox is missing, when it is: results then wait in memory and a restart loses them. */
   outboxUnavailable: Unavailable | null;
+  /** The outbox file found corrupt at start and moved aside, with how many queued results it may have held. */
+  outboxRecovered: OutboxRecovery | null;
   /** Routing alarms from the audit log. */
   alarms: HealthAlarm[];
   /** Device faults raised now: a full disk, an ROI outside a source's frames. */
@@ -61,6 +64,7 @@ export interface SnapshotParts {
   audit?: { alarms: HealthAlarm[]; unaudited: number };
   auditUnavailable?: Unavailable;
   outboxUnavailable?: Unavailable;
+  outboxRecovered?: OutboxRecovery | null;
   faults: NodeFault[];
 }
 
@@ -146,6 +150,7 @@ export class NodeStats {
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
       auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,
       outboxUnavailable: parts.outboxUnavailable ? { code: parts.outboxUnavailable.code, message: parts.outboxUnavailable.message } : null,
+      outboxRecovered: parts.outboxRecovered ?? null,
       alarms: parts.audit?.alarms ?? [],
       faults: parts.faults,
       uptimeS: this.uptimeS,

@@ -1,3 +1,4 @@
+import { lostText } from '../transport/outbox-file';
 import type { NodeSnapshot } from './stats';
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
@@ -40,6 +41,10 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   if (s.outboxDepth !== null) {
     const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
     lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+  }
+  if (s.outboxRecovered) {
+    const r = s.outboxRecovered;
+    lines.push(`outbox       the file was unreadable at start (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`);
   }
   if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
   for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
