@@ -8,7 +8,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
-import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
+import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
@@ -89,7 +89,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
-    const camera = { input: input.kind === 'image' ? input : undefined, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
+    const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
       source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger, camera), engine.manifest.input),
