@@ -2,7 +2,7 @@ import type { HealthAlarm } from '../audit/health';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
-import type { FrameSource } from '../ingest/source';
+import type { FrameSource, SourceStats } from '../ingest/source';
 import type { NodeFault } from './faults';
 import { LatencyWindow } from './latency';
 import type { OutboxRecovery } from '../transport/outbox-file';
@@ -20,7 +20,13 @@ export interface SourceAccount {
   dropped: number;
   pending: number;
   errors: number;
+  /** What only some kinds of source count: decoder restarts and concealed corrupt packets (cameras), window resets
+   * and payloads dropped before windowing (signals). Absent for the others. */
+  counters?: Partial<Record<SourceCounter, number>>;
 }
+
+const SOURCE_COUNTERS = ['restarts', 'corrupt', 'windowResets', 'payloadsDropped'] as const;
+type SourceCounter = (typeof SOURCE_COUNTERS)[number];
 
 /** A local file the node runs without, and why (it decides on; what it cannot keep is counted). */
 export interface Unavailable {
@@ -33,7 +39,7 @@ export interface NodeSnapshot {
   settings: ReturnType<Engine['getSettings']>;
   providers: Record<string, string>;
   sources: SourceAccount[];
-  totals: Omit<SourceAccount, 'name' | 'kind'>;
+  totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
   earlyExitRate: number | null;
   expertShares: number[];
   latencyUs: { p50: number; p99: number } | null;
@@ -130,9 +136,10 @@ export class NodeStats {
         dropped: s.dropped,
         pending: s.frames - s.decided - s.rejected - s.dropped,
         errors: s.errors,
+        ...sourceCounters(s),
       };
     });
-    const sum = (k: keyof Omit<SourceAccount, 'name' | 'kind'>) => sources.reduce((a, s) => a + s[k], 0);
+    const sum = (k: keyof NodeSnapshot['totals']) => sources.reduce((a, s) => a + s[k], 0);
     const routed = this.expertCounts.reduce((a, b) => a + b, 0);
     const { engine } = parts;
     return {
@@ -156,4 +163,9 @@ export class NodeStats {
       uptimeS: this.uptimeS,
     };
   }
+}
+
+function sourceCounters(s: SourceStats): Pick<SourceAccount, 'counters'> {
+  const present = SOURCE_COUNTERS.filter((k) => s[k] !== undefined);
+  return present.length === 0 ? {} : { counters: Object.fromEntries(present.map((k) => [k, s[k]])) };
 }

@@ -67,6 +67,22 @@ export const healthPayloadSchema = z.object({
   uptimeS: z.number().nonnegative(),
   outbox: outboxStatsSchema,
   counters,
+  /** Per source: ingested = decided + rejected + dropped + pending, errors, and its kind's own counters. */
+  sources: z
+    .array(
+      z.object({
+        name: z.string(),
+        kind: z.string(),
+        ingested: z.number(),
+        decided: z.number(),
+        rejected: z.number(),
+        dropped: z.number(),
+        pending: z.number(),
+        errors: z.number(),
+        counters: counters.optional(),
+      }),
+    )
+    .optional(),
   /** Routing health from the audit log (expert shares, early-exit rate...), shape owned by the node. */
   routing: z.record(z.string(), z.unknown()).optional(),
 });

@@ -192,13 +192,14 @@ export class MqttTransport {
     return resultAt.map((i) => seqs[i]);
   }
 
-  publishHealth(report: { counters: Record<string, number>; routing?: Record<string, unknown> }): number {
+  publishHealth(report: Pick<HealthPayload, 'counters' | 'sources' | 'routing'>): number {
     const payload: HealthPayload = {
       schema: HEALTH_SCHEMA,
       ts: new Date().toISOString(),
       uptimeS: (Date.now() - this.startedAt) / 1000,
       outbox: this.outbox.stats(),
       counters: report.counters,
+      ...(report.sources ? { sources: report.sources } : {}),
       ...(report.routing ? { routing: report.routing } : {}),
     };
     return this.enqueue('health', this.topics.health, payload, 1);
