@@ -101,6 +101,7 @@ export const ERROR_CODES = {
   E_CMD_STALE: 'bad-input',
   E_CMD_REPLAYED: 'bad-input',
   E_CMD_TIMEOUT: 'transient',
+  E_CANARY_UNHEALTHY: 'integrity',
   E_CMD_FAILED: 'internal',
   // fleet updates
   E_KEY_INVALID: 'configuration',

@@ -147,7 +147,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
           ...nodeCommands(node, () => redact(config)),
-          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: () => agent.rollback() } : {}),
+          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: (id) => agent.rollback(id) } : {}),
         },
       });
       node.attachTransport(transport, unavailable);

@@ -76,7 +76,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private readonly reporter: Reporter;
   private transportPart: MqttTransport | undefined;
   private outboxUnavailable: Unavailable | undefined;
-  private update: Record<string, unknown> | null = null;
+  private fleetStatus: Record<string, unknown> = {};
   private readonly threshold: ThresholdCommand;
   private readonly pipeline: FramePipeline;
   private pumps: Promise<void>[] = [];
@@ -209,9 +209,9 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return { ...this.stats.sample(), routing: this.parts.audit?.health().window ?? null };
   }
 
-  /** What the retained status message says besides online/offline: the model, where it runs, any update. */
-  setUpdateStatus(update: Record<string, unknown>): void {
-    this.update = update;
+  /** The fleet part of the retained status: the update running now, how the last one ended, the watch window. */
+  setFleetStatus(info: Record<string, unknown>): void {
+    this.fleetStatus = { ...info };
     this.reporter.status();
   }
 
@@ -246,7 +246,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return {
       model: this.engine.model,
       providers: this.engine.providerSummary(),
-      ...(this.update ? { update: this.update } : {}),
+      ...this.fleetStatus,
       ...(faults.length > 0 ? { faults } : {}),
     };
   }

@@ -12,6 +12,8 @@ import { CommandAuthoriser } from '../transport/authorise';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transport/config';
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
+import { UpdateStatus, updateAuditEvents } from './update-trail';
+import { PROGRESS_STEPS } from '../protocol/update';
 
 type FleetConfig = NonNullable<NodeConfig['fleet']>;
 
@@ -74,21 +76,25 @@ export interface UpdateAgentWiring {
 }
 
 /**
- * The device's update agent with the node as its engine host and health probe. Each step goes to
- * `cmd/update/reply` (progress with the request's correlation id), into the retained status message, and, when
- * the running model changes, into the audit log (which restarts routing health against the new calibration).
+ * The device's update agent with the node as its engine host and health probe. Each step that is not final goes
+ * to `cmd/update/reply` as a progress message (the final reply is the command's own answer); each changes the
+ * retained status (`update` while it runs, `lastUpdate` once it ended) and leaves an audit event with the
+ * request's correlation id (a model change also restarts routing health against the new calibration).
  */
 export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
+  const status = new UpdateStatus();
   const onEvent = (event: UpdateEvent) => {
-    w.node.setUpdateStatus({ step: event.step, version: event.version, correlationId: event.correlationId, ...(event.error ? { error: event.error } : {}) });
-    if (event.correlationId) w.node.transport?.publishProgress('update', event.correlationId, event);
+    status.apply(event);
+    w.node.setFleetStatus({ ...status.info(), fleet: { watchWindowMs: agent.watchWindowMs } });
+    if (event.correlationId && PROGRESS_STEPS.has(event.step)) w.node.transport?.publishProgress('update', event.correlationId, event);
     if (event.model) {
       const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
-      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step });
+      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step, ...(event.error ? { code: event.error.code } : {}) });
     }
+    for (const audited of updateAuditEvents(event)) w.audit?.event(audited);
   };
   const url = w.transportConfig?.url;
-  return new UpdateAgent({
+  const agent: UpdateAgent = new UpdateAgent({
     store: w.store,
     host: w.node,
     probe: w.node,
@@ -113,4 +119,6 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
         }
       : {}),
   });
+  w.node.setFleetStatus({ fleet: { watchWindowMs: agent.watchWindowMs } });
+  return agent;
 }
