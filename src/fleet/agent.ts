@@ -7,7 +7,7 @@ import { runSelftest } from '../engine/selftest-run';
 import { sha256File } from '../model/integrity';
 import { loadPackage } from '../model/package';
 import { loadSelftest } from '../model/selftest';
-import { downloadFile } from './download';
+import { downloadWithRetry } from './download';
 import { DEFAULT_HEALTH_WATCH, watchHealth, type HealthWatchOptions } from './health-watch';
 import type { EngineHost, HealthProbe } from './host';
 import type { TrustedKeys } from './keys';
@@ -26,6 +26,10 @@ export interface UpdateLimits {
   stallTimeoutMs: number;
   maxUnpackedBytes: number;
   maxFiles: number;
+  /** Retries of a download whose connection failed (refused, DNS, cut short, 5xx), resuming the part kept. */
+  downloadRetries: number;
+  /** The first pause before a retry; each next one doubles (up to 30 s). */
+  retryBackoffMs: number;
 }
 
 export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
@@ -34,6 +38,8 @@ export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
   stallTimeoutMs: 60_000,
   maxUnpackedBytes: 1024 * 2 ** 20,
   maxFiles: 10_000,
+  downloadRetries: 3,
+  retryBackoffMs: 2_000,
 };
 
 /** Fetches a package sent in chunks over MQTT into `dest` (see `fetchChunks`). */
@@ -270,12 +276,15 @@ export class UpdateAgent {
 
   private async fetch(request: UpdateRequest, dest: string, signal: AbortSignal): Promise<void> {
     if (request.url) {
-      await downloadFile(request.url, dest, {
+      await downloadWithRetry(request.url, dest, {
         maxBytes: this.limits.maxDownloadBytes,
         timeoutMs: this.limits.downloadTimeoutMs,
         stallMs: this.limits.stallTimeoutMs,
+        retries: this.limits.downloadRetries,
+        backoffMs: this.limits.retryBackoffMs,
         signal,
         onProgress: (received, total) => this.log.debug({ received, total }, 'downloading'),
+        onRetry: (attempt, error, pauseMs) => this.log.warn({ attempt, code: error.code, err: error.message, pauseMs }, 'download failed: retrying'),
       });
     } else if (request.chunks) {
       if (!this.options.fetchChunks) {
