@@ -87,7 +87,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     super();
     this.log = (parts.logger ?? silentLogger).child({ module: 'node' });
     this.batcher = new MicroBatcher(parts.engine, parts.batch.maxSize, parts.batch.maxWaitMs);
-    this.stats = new NodeStats(parts.engine.manifest.parts.experts.length);
+    this.stats = new NodeStats(parts.engine.manifest.parts.experts.length, parts.engine.model);
     this.reporter = new Reporter({
       transport: () => this.transportPart,
       audit: parts.audit,
@@ -182,7 +182,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.parts.applyRouting?.(next);
     this.threshold.keep(next);
     const previous = await this.batcher.swap(next);
-    this.stats.modelChanged(next.manifest.parts.experts.length);
+    this.stats.modelChanged(next.manifest.parts.experts.length, next.model);
     this.reporter.status();
     this.notify('swapped', previous.model, next.model);
     return { previous };

@@ -12,7 +12,8 @@ import { servePackages } from '../../fleet/serve';
 import { readPackageSignature, signPackage, writeSignature } from '../../fleet/signature';
 import { SgmoeError } from '../../errors';
 import { explainDeadlines, formatOutcomes, formatPhase, formatProgress, formatRunning } from './rollout-view';
-import { PackageStore } from '../../fleet/store';
+import { rollbackStopped } from '../../fleet/offline-rollback';
+import { readConfigFile } from '../../node/config';
 import { createLogger } from '../../log';
 import { remoteOptions, runRemoteCommand, type RemoteFlags } from './cmd';
 import { sha256File } from '../../model/integrity';
@@ -157,16 +158,20 @@ export function registerFleetModelCommands(model: Command): void {
   remoteOptions(
     model
       .command('rollback')
+      .option('--config <file>', 'on a device whose node is stopped: its node config (fleet.root and audit.file)')
       .option('--root <dir>', 'on a device whose node is stopped: its package store (the update agent\'s root)')
-      .description('back to the previous package: a running device over MQTT (signed with --key), or a stopped one with --root'),
+      .option('--audit <file>', 'with --root: the device\'s audit log, where the rollback is recorded')
+      .description('back to the previous package: a running device over MQTT (signed with --key), or a stopped one with --config or --root'),
     false,
   )
-    .action(async (opts: Partial<RemoteFlags> & { root?: string }) => {
-      if (opts.root) {
-        const { from, to } = await new PackageStore(opts.root).revertCurrent();
-        print(`rolled back from ${from} to ${to}`);
-      } else {
-        await runRemoteCommand(opts, 'rollback', undefined);
-      }
+    .action(async (opts: Partial<RemoteFlags> & { root?: string; audit?: string; config?: string }) => {
+      const config = opts.config ? await readConfigFile(opts.config) : undefined;
+      const root = opts.root ?? config?.fleet?.root;
+      if (opts.config && !root) throw new SgmoeError('E_USAGE', `${opts.config} has no fleet section: expected fleet.root, or --root DIR`);
+      if (!root) return runRemoteCommand(opts, 'rollback', undefined);
+      const audit = opts.audit ?? config?.audit?.file;
+      const done = await rollbackStopped({ root, audit, correlationId: opts.id });
+      print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
+      if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
 }
