@@ -105,6 +105,7 @@ export const ERROR_CODES = {
   E_CMD_FAILED: 'internal',
   // fleet updates
   E_KEY_INVALID: 'configuration',
+  E_KEY_WRITE: 'configuration',
   E_KEY_EXISTS: 'configuration',
   E_PACKAGE_NAME: 'bad-input',
   E_PACK_ENTRY: 'bad-input',
