@@ -130,6 +130,7 @@ export const ERROR_CODES = {
   E_DOWNLOAD_REFUSED: 'transient',
   E_DOWNLOAD_DNS: 'transient',
   E_DOWNLOAD_TLS: 'configuration',
+  E_DOWNLOAD_URL: 'configuration',
   E_DOWNLOAD_TIMEOUT: 'transient',
   E_DOWNLOAD_TOO_LARGE: 'integrity',
   E_HEALTH_REGRESSION: 'transient',

@@ -161,9 +161,10 @@ export class UpdateAgent {
   /** `sgmoe model rollback` on a running device: back to the package that ran before the current one. */
   async rollback(correlationId: string | null = null, reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
     return this.exclusive(async () => {
+      const left = this.options.host.engine.model.version;
       const { from, to } = await this.switchBack();
       const state = await this.options.store.readState();
-      const run: Run = { correlationId, version: this.options.host.engine.model.version, sha256: state?.sha256 ?? '', target: from, previous: to, step: 'rolled_back' };
+      const run: Run = { correlationId, version: left, sha256: state?.sha256 ?? '', target: from, previous: to, step: 'rolled_back' };
       await this.persist(run, 'rolled_back', { code: 'E_ROLLBACK', message: reason });
       this.emit(run, 'rolled_back', `rolled back from ${from} to ${to}: ${reason}`, { model: runningModel(this.options.host.engine) });
       return { from, to };

@@ -165,6 +165,10 @@ function fetchFailure(url: string, err: unknown): SgmoeError {
   const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
   const system = typeof cause?.code === 'string' ? cause.code : '';
   const detail = `${system ? `${system}: ` : ''}${typeof cause?.message === 'string' ? cause.message.split('\n')[0] : errorMessage(err)}`;
+  // fetch refuses ports on its blocked list (e.g. 9, 25, 6000) before connecting: waiting does not help.
+  if (!system && cause?.message === 'bad port') {
+    return new SgmoeError('E_DOWNLOAD_URL', `download of ${url} failed: fetch refuses that port (it is on its blocked list): serve the package on another port`, undefined, { cause: err });
+  }
   const known = CAUSES.find((c) => c.codes.test(system));
   if (known) return new SgmoeError(known.code, `download of ${url} failed: ${known.says} (${detail})`, { cause: system }, { cause: err });
   return new SgmoeError('E_DOWNLOAD_FAILED', `download of ${url} failed: ${detail}`, system ? { cause: system } : undefined, { cause: err });

@@ -18,6 +18,8 @@ export interface DeviceEntry {
   update: string | null;
   /** How long it watches its health after a swap before it reports an update done (`fleet.watch.windowMs`). */
   watchWindowMs: number | null;
+  /** How often it publishes health. */
+  healthIntervalMs: number | null;
   framesPerSecond: number | null;
   /** Active alarms and faults, by code or kind. */
   alarms: string[];
@@ -128,6 +130,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
           ? `last: ${last.data.outcome} ${last.data.version}${last.data.error ? ` ${last.data.error.code}` : ''}`
           : null,
       watchWindowMs: fleet.success ? fleet.data.watchWindowMs : null,
+      healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
       alarms,
     };

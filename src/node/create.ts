@@ -132,7 +132,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
-    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, transportConfig, audit, logger }) : undefined;
+    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
     let transport: MqttTransport | undefined;
     if (transportConfig) {

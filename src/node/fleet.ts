@@ -13,7 +13,7 @@ import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transpor
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
 import { UpdateStatus, updateAuditEvents } from './update-trail';
-import { PROGRESS_STEPS } from '../protocol/update';
+import { PROGRESS_STEPS, type FleetInfo } from '../protocol/update';
 
 type FleetConfig = NonNullable<NodeConfig['fleet']>;
 
@@ -70,6 +70,8 @@ export interface UpdateAgentWiring {
   node: EdgeNode;
   fleet: FleetConfig;
   engine: EngineOptions;
+  /** How often the node publishes health (announced with the watch window, for publish's canary check). */
+  healthIntervalMs: number;
   transportConfig?: TransportConfig;
   audit?: AuditLog;
   logger: Logger;
@@ -83,9 +85,10 @@ export interface UpdateAgentWiring {
  */
 export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
   const status = new UpdateStatus();
+  let fleet: FleetInfo | undefined;
   const onEvent = (event: UpdateEvent) => {
     status.apply(event);
-    w.node.setFleetStatus({ ...status.info(), fleet: { watchWindowMs: agent.watchWindowMs } });
+    w.node.setFleetStatus({ ...status.info(), fleet });
     if (event.correlationId && PROGRESS_STEPS.has(event.step)) w.node.transport?.publishProgress('update', event.correlationId, event);
     if (event.model) {
       const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
@@ -119,6 +122,7 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
         }
       : {}),
   });
-  w.node.setFleetStatus({ fleet: { watchWindowMs: agent.watchWindowMs } });
+  fleet = { watchWindowMs: agent.watchWindowMs, healthIntervalMs: w.healthIntervalMs };
+  w.node.setFleetStatus({ fleet });
   return agent;
 }

@@ -115,5 +115,9 @@ export const lastUpdateSchema = z.object({
 export type LastUpdate = z.infer<typeof lastUpdateSchema>;
 
 /** `info.fleet` of the retained status: what an operator needs to plan a rollout (publish sets its deadlines by it). */
-export const fleetInfoSchema = z.object({ watchWindowMs: z.number().int().nonnegative() });
+export const fleetInfoSchema = z.object({
+  watchWindowMs: z.number().int().nonnegative(),
+  /** How often the device publishes `health`: a canary window shorter than this sees none. */
+  healthIntervalMs: z.number().int().positive().optional(),
+});
 export type FleetInfo = z.infer<typeof fleetInfoSchema>;

@@ -105,6 +105,14 @@ describe('a failed connection says why', () => {
     });
   });
 
+  test('a port fetch refuses to use is a configuration error, not retried', async () => {
+    const seen: string[] = [];
+    await expect(
+      downloadWithRetry('http://127.0.0.1:9/pkg.tar', join(tmp.path, 'b.tar'), { ...opts, retries: 2, backoffMs: 1, onRetry: (_a, e) => void seen.push(e.code) }),
+    ).rejects.toMatchObject({ code: 'E_DOWNLOAD_URL', category: 'configuration' });
+    expect(seen).toEqual([]);
+  });
+
   test('a refused connection is retried with a growing pause, and succeeds once the server is up', async () => {
     const port = await closedPort();
     const dest = join(tmp.path, 'retried.tar');

@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { connectOperator } from '../../fleet/broker';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
-import { checkTargets } from '../../fleet/inventory';
+import { checkTargets, type DeviceEntry } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
 import { packPackage, readTarManifest } from '../../fleet/pack';
 import { publishUpdate } from '../../fleet/publish';
@@ -106,6 +106,7 @@ export function registerFleetModelCommands(model: Command): void {
         const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
         const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets);
         const known = inventory.devices.filter((d) => targets.includes(d.device));
+        checkCanaryWindow(known.filter((d) => opts.canary?.includes(d.device)), opts.window * 1000);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
         const request: UpdateRequestInput = opts.url
@@ -174,4 +175,16 @@ export function registerFleetModelCommands(model: Command): void {
       print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
       if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
+}
+
+/** A canary window shorter than a canary's health interval would see no health report and always fail it. */
+function checkCanaryWindow(canaries: DeviceEntry[], windowMs: number): void {
+  const slow = canaries.filter((d) => d.healthIntervalMs !== null && d.healthIntervalMs >= windowMs);
+  if (slow.length === 0) return;
+  const longest = Math.max(...slow.map((d) => d.healthIntervalMs!));
+  throw new SgmoeError(
+    'E_USAGE',
+    `--window ${windowMs / 1000} s is not longer than the health interval of ${slow.map((d) => `${d.device} (${d.healthIntervalMs! / 1000} s)`).join(', ')}: ` +
+      `the canary check would see no health report; use --window ${Math.ceil((2 * longest) / 1000)} or more`,
+  );
 }
