@@ -13,7 +13,7 @@ import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transpor
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
 import { UpdateStatus, updateAuditEvents } from './update-trail';
-import { PROGRESS_STEPS, type FleetInfo } from '../protocol/update';
+import { FINAL_UPDATE_STEPS, PROGRESS_STEPS, type FleetInfo } from '../protocol/update';
 
 type FleetConfig = NonNullable<NodeConfig['fleet']>;
 
@@ -85,6 +85,11 @@ export interface UpdateAgentWiring {
  */
 export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
   const status = new UpdateStatus();
+  // After a restart the status still says how the last update ended (the store kept it, with its time).
+  const last = await w.store.readState();
+  if (last && FINAL_UPDATE_STEPS.has(last.step)) {
+    status.apply({ correlationId: last.correlationId, step: last.step, version: last.version, message: '', ...(last.error ? { error: last.error } : {}), ts: last.updatedAt });
+  }
   let fleet: FleetInfo | undefined;
   const onEvent = (event: UpdateEvent) => {
     status.apply(event);
@@ -123,6 +128,6 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
       : {}),
   });
   fleet = { watchWindowMs: agent.watchWindowMs, healthIntervalMs: w.healthIntervalMs };
-  w.node.setFleetStatus({ fleet });
+  w.node.setFleetStatus({ ...status.info(), fleet });
   return agent;
 }
