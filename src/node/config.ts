@@ -103,6 +103,9 @@ export const nodeConfigSchema = z
             stallTimeoutMs: z.number().int().positive(),
             maxUnpackedBytes: z.number().int().positive(),
             maxFiles: z.number().int().positive(),
+            /** Retries of a download whose connection failed (default 3), after 2 s, 4 s, 8 s... */
+            downloadRetries: z.number().int().nonnegative(),
+            retryBackoffMs: z.number().int().positive(),
           })
           .partial()
           .strict()

@@ -133,7 +133,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
-    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, transportConfig, audit, logger }) : undefined;
+    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
     let transport: MqttTransport | undefined;
     if (transportConfig) {
@@ -152,7 +152,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
           ...nodeCommands(node, () => redact(config)),
-          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: () => agent.rollback() } : {}),
+          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: (id) => agent.rollback(id) } : {}),
         },
       });
       node.attachTransport(transport, unavailable);

@@ -48,6 +48,8 @@ export class Reporter {
         routing: {
           model: snap.model,
           framesPerSecond: snap.framesPerSecond,
+          // The same two labelled spans as the summary, the dashboard and /metrics.
+          windows: snap.windows,
           earlyExitRate: snap.earlyExitRate,
           expertShares: snap.expertShares,
           latencyUs: snap.latencyUs,

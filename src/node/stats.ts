@@ -4,11 +4,8 @@ import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
 import type { FrameSource, SourceStats } from '../ingest/source';
 import type { NodeFault } from './faults';
-import { LatencyWindow } from './latency';
+import { DecisionWindow, type WindowStats } from './windows';
 import type { OutboxRecovery } from '../transport/outbox-file';
-
-/** Recent decisions behind the latency percentiles and frames/s. */
-const LATENCY_WINDOW = 1000;
 
 /** Per source, at every moment: ingested = decided + rejected + dropped + pending. */
 export interface SourceAccount {
@@ -40,6 +37,8 @@ export interface NodeSnapshot {
   providers: Record<string, string>;
   sources: SourceAccount[];
   totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
+  /** The decision figures over both labelled spans; the three fields below are `sinceModel`'s. */
+  windows: { sinceStart: WindowStats; sinceModel: WindowStats };
   earlyExitRate: number | null;
   expertShares: number[];
   latencyUs: { p50: number; p99: number } | null;
@@ -77,19 +76,18 @@ export interface SnapshotParts {
 /** The node's running counters: decisions, routing, latency, and what could not be kept. */
 export class NodeStats {
   private readonly startedAt = Date.now();
-  private decided = 0;
-  private earlyExits = 0;
+  private readonly sinceStart: DecisionWindow;
+  private sinceModel: DecisionWindow;
   /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
   private engineErrors = 0;
-  private expertCounts: number[];
-  private latency = new LatencyWindow(LATENCY_WINDOW);
   /** Decisions the outbox could not store (e.g. a full disk); they are still in the audit log. */
   private unpublished = 0;
   /** Frames settled without their audit row (a source that cannot replay them, on a full disk). */
   private unaudited = 0;
 
-  constructor(experts: number) {
-    this.expertCounts = new Array<number>(experts).fill(0);
+  constructor(experts: number, model: { name: string; version: string }) {
+    this.sinceStart = new DecisionWindow('sinceStart', experts);
+    this.sinceModel = new DecisionWindow('sinceModel', experts, model);
   }
 
   get uptimeS(): number {
@@ -97,10 +95,8 @@ export class NodeStats {
   }
 
   decision(decision: Decision): void {
-    this.decided++;
-    if (decision.earlyExit) this.earlyExits++;
-    if (decision.expert !== null && decision.expert < this.expertCounts.length) this.expertCounts[decision.expert]++;
-    this.latency.add(decision.timingsUs.total);
+    this.sinceStart.add(decision);
+    this.sinceModel.add(decision);
   }
 
   engineError(): void {
@@ -113,15 +109,14 @@ export class NodeStats {
     if (!published) this.unpublished++;
   }
 
-  /** A new model: routing and latency start again against it. */
-  modelChanged(experts: number): void {
-    this.expertCounts = new Array<number>(experts).fill(0);
-    this.latency = new LatencyWindow(LATENCY_WINDOW);
+  /** A new model: the `sinceModel` span starts again against it; `sinceStart` goes on. */
+  modelChanged(experts: number, model: { name: string; version: string }): void {
+    this.sinceModel = new DecisionWindow('sinceModel', experts, model);
   }
 
   /** What the fleet agent's health watch reads (HealthProbe), without the routing window the node adds. */
   sample(): Omit<HealthSample, 'routing'> {
-    return { frames: this.decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.latency.percentiles()?.p99 ?? null };
+    return { frames: this.sinceStart.stats().decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.sinceModel.latency.percentiles()?.p99 ?? null };
   }
 
   snapshot(parts: SnapshotParts): NodeSnapshot {
@@ -140,18 +135,19 @@ export class NodeStats {
       };
     });
     const sum = (k: keyof NodeSnapshot['totals']) => sources.reduce((a, s) => a + s[k], 0);
-    const routed = this.expertCounts.reduce((a, b) => a + b, 0);
     const { engine } = parts;
+    const windows = { sinceStart: this.sinceStart.stats(), sinceModel: this.sinceModel.stats() };
     return {
       model: engine.model,
       settings: engine.getSettings(),
       providers: engine.providerSummary(),
       sources,
       totals: { ingested: sum('ingested'), decided: sum('decided'), rejected: sum('rejected'), dropped: sum('dropped'), pending: sum('pending'), errors: sum('errors') },
-      earlyExitRate: this.decided === 0 ? null : this.earlyExits / this.decided,
-      expertShares: this.expertCounts.map((c) => (routed === 0 ? 0 : c / routed)),
-      latencyUs: this.latency.percentiles(),
-      framesPerSecond: this.latency.rate(),
+      windows,
+      earlyExitRate: windows.sinceModel.earlyExitRate,
+      expertShares: windows.sinceModel.expertShares,
+      latencyUs: windows.sinceModel.latencyUs,
+      framesPerSecond: this.sinceStart.latency.rate(),
       outboxDepth: parts.outboxDepth,
       unpublished: this.unpublished,
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,

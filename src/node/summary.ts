@@ -1,5 +1,6 @@
 import { lostText } from '../transport/outbox-file';
 import type { NodeSnapshot } from './stats';
+import type { WindowStats } from './windows';
 
 const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
 const ms = (us: number) => `${(us / 1000).toFixed(2)} ms`;
@@ -33,9 +34,9 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     }
   }
   lines.push(
-    `early exit   ${pct(s.earlyExitRate)} (threshold ${s.settings.threshold})`,
-    `experts      ${s.expertShares.map((x, i) => `#${i} ${pct(x)}`).join('  ')}`,
-    `latency      ${s.latencyUs ? `p50 ${ms(s.latencyUs.p50)}, p99 ${ms(s.latencyUs.p99)}` : 'n/a'} (engine, per frame)`,
+    `threshold    ${s.settings.threshold} (early exit)`,
+    ...windowLines(s.windows.sinceStart),
+    ...windowLines(s.windows.sinceModel),
     `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,
   );
   if (s.outboxDepth !== null) {
@@ -59,4 +60,15 @@ function counterText(counters: NodeSnapshot['sources'][number]['counters']): str
     .filter(([, n]) => n !== 0)
     .map(([k, n]) => `, ${COUNTER_NAMES[k as keyof typeof COUNTER_NAMES]} ${n}`)
     .join('');
+}
+
+/** One labelled span: the same figures for "since start" and "since the current model", never mixed. */
+function windowLines(w: WindowStats): string[] {
+  const model = w.model ? ` (${w.model.name} ${w.model.version}, since ${w.since})` : ` (since ${w.since})`;
+  return [
+    `${w.label}${model}`,
+    `  decided    ${w.decided}, early exit ${pct(w.earlyExitRate)}`,
+    `  experts    ${w.routed === 0 ? 'no decision ran an expert' : w.expertShares.map((x, i) => `#${i} ${pct(x)}`).join('  ')} (${w.routed} routed)`,
+    `  latency    ${w.latencyUs ? `p50 ${ms(w.latencyUs.p50)}, p99 ${ms(w.latencyUs.p99)}` : 'n/a (no decision)'} (engine, per frame)`,
+  ];
 }

@@ -107,6 +107,8 @@ export const replyPayloadSchema = z.discriminatedUnion('ok', [
     command: z.string(),
     ts: isoTime,
     ok: z.literal(true),
+    /** Set on the progress messages of a long command (an update's steps); its one final reply has none. */
+    progress: z.literal(true).optional(),
     data: z.unknown(),
   }),
   z.object({

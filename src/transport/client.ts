@@ -300,9 +300,9 @@ export class MqttTransport {
     this.sendReply(name, await this.commands.handle(name, payload));
   }
 
-  /** Progress of a long command (an update's steps), on the reply topic that will also carry its final answer. */
+  /** Progress of a long command (an update's steps), on the reply topic that will also carry its one final answer. */
   publishProgress(command: string, id: string, data: unknown): void {
-    this.sendReply(command, { schema: REPLY_SCHEMA, id, command, ts: new Date().toISOString(), ok: true, data });
+    this.sendReply(command, { schema: REPLY_SCHEMA, id, command, ts: new Date().toISOString(), ok: true, progress: true, data });
   }
 
   /** On the connection of the moment: a long command may outlive the one it arrived on. */
