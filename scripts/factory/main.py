@@ -1,6 +1,6 @@
 """The model factory: trains a single-gate MoE on Fashion-MNIST, or on a folder of your own images, with the recipe
 of "Revisiting Single-gated Mixtures of Experts" and its baselines, then writes an sgmoe-package/1 directory
-(DESIGN.md).
+(docs/DESIGN.md).
 
     npm run factory -- --out models/fashion-sgmoe            # full recipe (~20 min on 2 cores)
     npm run factory -- --quick --out /tmp/fashion-quick       # subset, few epochs (< 3 min)

@@ -42,7 +42,7 @@ class Trained:
 
 
 def _export_parts(into: str, model, shape: tuple, prefix: str = '') -> dict:
-    """trunk/base/gate/experts of an SGMoE under `into`, with the tensor names of DESIGN.md; shape = C, H, W."""
+    """trunk/base/gate/experts of an SGMoE under `into`, with the tensor names of docs/DESIGN.md; shape = C, H, W."""
     image = torch.zeros(2, *shape)
     features = model.trunk(image).detach()
     files = {'trunk': f'{prefix}trunk.onnx', 'base': f'{prefix}base.onnx', 'gate': f'{prefix}gate.onnx'}

@@ -76,7 +76,8 @@ export interface AuditEventRow {
   details: Record<string, unknown> | null;
 }
 
-export function listEvents(db: Database, window: Pick<AuditFilter, 'since' | 'until'> = {}, kinds?: AuditEventKind[]): AuditEventRow[] {
+/** Node events in order; `correlationId` keeps those of one request (an update's steps, a refused command). */
+export function listEvents(db: Database, window: Pick<AuditFilter, 'since' | 'until'> = {}, kinds?: AuditEventKind[], correlationId?: string): AuditEventRow[] {
   const { sql, params } = whereClause({ since: window.since, until: window.until });
   const rows = db.prepare(`SELECT * FROM events ${sql} ORDER BY id`).all(params) as Array<{
     id: number;
@@ -97,7 +98,8 @@ export function listEvents(db: Database, window: Pick<AuditFilter, 'since' | 'un
       modelVersion: r.model_version,
       message: r.message,
       details: r.details === null ? null : (JSON.parse(r.details) as Record<string, unknown>),
-    }));
+    }))
+    .filter((e) => correlationId === undefined || e.details?.correlationId === correlationId || e.details?.id === correlationId);
 }
 
 export interface AuditStats {

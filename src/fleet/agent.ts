@@ -7,7 +7,7 @@ import { runSelftest } from '../engine/selftest-run';
 import { sha256File } from '../model/integrity';
 import { loadPackage } from '../model/package';
 import { loadSelftest } from '../model/selftest';
-import { downloadFile } from './download';
+import { downloadWithRetry } from './download';
 import { DEFAULT_HEALTH_WATCH, watchHealth, type HealthWatchOptions } from './health-watch';
 import type { EngineHost, HealthProbe } from './host';
 import type { TrustedKeys } from './keys';
@@ -26,6 +26,10 @@ export interface UpdateLimits {
   stallTimeoutMs: number;
   maxUnpackedBytes: number;
   maxFiles: number;
+  /** Retries of a download whose connection failed (refused, DNS, cut short, 5xx), resuming the part kept. */
+  downloadRetries: number;
+  /** The first pause before a retry; each next one doubles (up to 30 s). */
+  retryBackoffMs: number;
 }
 
 export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
@@ -34,6 +38,8 @@ export const DEFAULT_UPDATE_LIMITS: UpdateLimits = {
   stallTimeoutMs: 60_000,
   maxUnpackedBytes: 1024 * 2 ** 20,
   maxFiles: 10_000,
+  downloadRetries: 3,
+  retryBackoffMs: 2_000,
 };
 
 /** Fetches a package sent in chunks over MQTT into `dest` (see `fetchChunks`). */
@@ -56,6 +62,10 @@ export interface UpdateEvent {
   /** Set when the running model changed with this step (swap, rollback): the node reports `modelChanged`. */
   model?: RunningModel;
   error?: { code: string; message: string };
+  /** On `failed`: the step it had reached (`requested`: refused before anything was fetched). */
+  at?: UpdateStep;
+  /** On `watching`: how long the health watch lasts. */
+  watchMs?: number;
   ts: string;
 }
 
@@ -80,6 +90,8 @@ interface Run {
   sha256: string;
   target: string | null;
   previous: string | null;
+  /** The last step begun: a failure says where it stopped. */
+  step: UpdateStep;
 }
 
 /** The update or rollback in progress: the step it is at, and how a newer request stops it. */
@@ -111,32 +123,48 @@ export class UpdateAgent {
     this.log = (options.logger ?? silentLogger).child({ module: 'fleet' });
   }
 
-  /** Runs one update to its end. Rejects with the reason (an SgmoeError code) when refused or rolled back. */
+  /** How long the device watches its health after a swap before it reports done (the status tells operators). */
+  get watchWindowMs(): number {
+    return this.watch.windowMs;
+  }
+
+  /**
+   * Runs one update to its end. Reports `requested`, each step, and one final event (done, failed with the step
+   * it had reached, or rolled_back); rejects with the reason (an SgmoeError code) when refused or rolled back.
+   */
   async update(args: unknown, correlationId: string | null = null): Promise<UpdateResult> {
     const request = parseUpdateRequest(args);
-    return this.exclusive(async (signal) => {
-      const previous = (await this.options.store.pointer())?.current ?? null;
-      const run: Run = { correlationId, version: request.version, sha256: request.sha256, target: null, previous };
-      try {
-        return await this.install(run, request, signal);
-      } catch (err) {
-        const error = { code: errorCode(err), message: errorMessage(err) };
-        const rolledBack = error.code === 'E_HEALTH_REGRESSION';
-        if (rolledBack) await this.options.store.prune();
-        else await this.discard(run, error.code === 'E_UPDATE_REPLACED');
-        await this.persist(run, rolledBack ? 'rolled_back' : 'failed', error);
-        this.emit(run, rolledBack ? 'rolled_back' : 'failed', error.message, { error, ...(rolledBack ? { model: runningModel(this.options.host.engine) } : {}) });
-        throw err;
-      }
-    });
+    const run: Run = { correlationId, version: request.version, sha256: request.sha256, target: null, previous: null, step: 'requested' };
+    this.emit(run, 'requested', `update to ${request.version} requested`);
+    try {
+      return await this.exclusive(async (signal) => {
+        run.previous = (await this.options.store.pointer())?.current ?? null;
+        try {
+          return await this.install(run, request, signal);
+        } catch (err) {
+          const error = { code: errorCode(err), message: errorMessage(err) };
+          if (error.code === 'E_HEALTH_REGRESSION') await this.options.store.prune();
+          else await this.discard(run, error.code === 'E_UPDATE_REPLACED');
+          await this.persist(run, error.code === 'E_HEALTH_REGRESSION' ? 'rolled_back' : 'failed', error);
+          throw err;
+        }
+      });
+    } catch (err) {
+      // Also a refusal before the slot was taken (E_UPDATE_BUSY): every request ends in exactly one final event.
+      const error = { code: errorCode(err), message: errorMessage(err) };
+      if (error.code === 'E_HEALTH_REGRESSION') this.emit(run, 'rolled_back', error.message, { error, model: runningModel(this.options.host.engine) });
+      else this.emit(run, 'failed', error.message, { error, at: run.step });
+      throw err;
+    }
   }
 
   /** `sgmoe model rollback` on a running device: back to the package that ran before the current one. */
-  async rollback(reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
+  async rollback(correlationId: string | null = null, reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
     return this.exclusive(async () => {
+      const left = this.options.host.engine.model.version;
       const { from, to } = await this.switchBack();
       const state = await this.options.store.readState();
-      const run: Run = { correlationId: null, version: this.options.host.engine.model.version, sha256: state?.sha256 ?? '', target: from, previous: to };
+      const run: Run = { correlationId, version: left, sha256: state?.sha256 ?? '', target: from, previous: to, step: 'rolled_back' };
       await this.persist(run, 'rolled_back', { code: 'E_ROLLBACK', message: reason });
       this.emit(run, 'rolled_back', `rolled back from ${from} to ${to}: ${reason}`, { model: runningModel(this.options.host.engine) });
       return { from, to };
@@ -156,7 +184,10 @@ export class UpdateAgent {
       });
     }
     if (!request.signature) {
-      throw new SgmoeError('E_SIGNATURE_MISSING', `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package`);
+      throw new SgmoeError(
+        'E_SIGNATURE_MISSING',
+        `the update to ${request.version} carries no signature: expected one by a trusted key, refusing an unsigned package (sign it with \`sgmoe model sign PKG.tar --key KEY\`)`,
+      );
     }
 
     // Nothing is fetched for a package no trusted key signed: the download then only has to match that digest.
@@ -198,7 +229,8 @@ export class UpdateAgent {
     await store.setCurrent(id);
     await this.persist(run, 'watching');
     const start = await this.options.probe.sample();
-    this.emit(run, 'watching', `running ${id}; watching health for ${this.watch.windowMs} ms`, { model: runningModel(next) });
+    run.step = 'watching';
+    this.emit(run, 'watching', `running ${id}; watching health for ${this.watch.windowMs} ms`, { model: runningModel(next), watchMs: this.watch.windowMs });
     await previous.dispose();
 
     const verdict = await watchHealth(this.options.probe, start, this.watch);
@@ -245,12 +277,15 @@ export class UpdateAgent {
 
   private async fetch(request: UpdateRequest, dest: string, signal: AbortSignal): Promise<void> {
     if (request.url) {
-      await downloadFile(request.url, dest, {
+      await downloadWithRetry(request.url, dest, {
         maxBytes: this.limits.maxDownloadBytes,
         timeoutMs: this.limits.downloadTimeoutMs,
         stallMs: this.limits.stallTimeoutMs,
+        retries: this.limits.downloadRetries,
+        backoffMs: this.limits.retryBackoffMs,
         signal,
         onProgress: (received, total) => this.log.debug({ received, total }, 'downloading'),
+        onRetry: (attempt, error, pauseMs) => this.log.warn({ attempt, code: error.code, err: error.message, pauseMs }, 'download failed: retrying'),
       });
     } else if (request.chunks) {
       if (!this.options.fetchChunks) {
@@ -280,6 +315,7 @@ export class UpdateAgent {
 
   private async begin(run: Run, step: UpdateStep, message: string): Promise<void> {
     if (this.slot) this.slot.step = step;
+    run.step = step;
     await this.persist(run, step);
     this.emit(run, step, message);
   }
@@ -296,7 +332,7 @@ export class UpdateAgent {
     });
   }
 
-  private emit(run: Run, step: UpdateStep, message: string, extra: Pick<UpdateEvent, 'model' | 'error'> = {}): void {
+  private emit(run: Run, step: UpdateStep, message: string, extra: Pick<UpdateEvent, 'model' | 'error' | 'at' | 'watchMs'> = {}): void {
     const event: UpdateEvent = { correlationId: run.correlationId, step, version: run.version, message, ...extra, ts: new Date().toISOString() };
     this.log.info({ ...event }, 'update step');
     try {

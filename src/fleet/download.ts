@@ -1,5 +1,6 @@
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { SgmoeError, errorMessage } from '../errors';
 
@@ -43,7 +44,7 @@ export async function downloadFile(url: string, dest: string, options: DownloadO
     }
     return signal.aborted
       ? new SgmoeError('E_DOWNLOAD_TIMEOUT', `download of ${url} did not finish within ${options.timeoutMs} ms (the part kept resumes next time)`)
-      : new SgmoeError('E_DOWNLOAD_FAILED', `download of ${url} failed: ${errorMessage(err)}`, undefined, { cause: err });
+      : fetchFailure(url, err);
   };
   try {
     return await transfer({ url, dest, part, have, signal, stall, options, timedOut });
@@ -81,7 +82,13 @@ async function transfer({ url, dest, part, have, signal, stall, options, timedOu
   const resumed = response.status === 206;
   if (!(response.ok && (response.status === 200 || resumed))) {
     await response.body?.cancel();
-    throw new SgmoeError('E_DOWNLOAD_HTTP', `GET ${url}: expected 200 or 206, found ${response.status} ${response.statusText}`, { status: response.status });
+    // A server error or overload may pass; a 4xx (no such package, not allowed) will not by waiting.
+    const passing = response.status >= 500 || response.status === 408 || response.status === 429;
+    throw new SgmoeError(
+      passing ? 'E_DOWNLOAD_HTTP' : 'E_DOWNLOAD_NOT_SERVED',
+      `GET ${url}: expected 200 or 206, found ${response.status} ${response.statusText}${passing ? '' : ' (check the --url given to publish)'}`,
+      { status: response.status },
+    );
   }
   const start = resumed ? have : 0;
   const length = response.headers.get('content-length');
@@ -146,3 +153,53 @@ class StallTimer {
     if (this.timer) clearTimeout(this.timer);
   }
 }
+
+/** What a failed connection says about its cause, by the system error under fetch's "fetch failed". */
+const CAUSES: Array<{ codes: RegExp; code: 'E_DOWNLOAD_REFUSED' | 'E_DOWNLOAD_DNS' | 'E_DOWNLOAD_TLS'; says: string }> = [
+  { codes: /^ECONNREFUSED$/, code: 'E_DOWNLOAD_REFUSED', says: 'the connection was refused (is the package server running, on that host and port?)' },
+  { codes: /^(ENOTFOUND|EAI_AGAIN|EAI_NONAME|EAI_FAIL)$/, code: 'E_DOWNLOAD_DNS', says: 'the host name did not resolve (DNS)' },
+  { codes: /^(ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_)/, code: 'E_DOWNLOAD_TLS', says: 'the TLS handshake or the server certificate failed' },
+];
+
+function fetchFailure(url: string, err: unknown): SgmoeError {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause;
+  const system = typeof cause?.code === 'string' ? cause.code : '';
+  const detail = `${system ? `${system}: ` : ''}${typeof cause?.message === 'string' ? cause.message.split('\n')[0] : errorMessage(err)}`;
+  // fetch refuses ports on its blocked list (e.g. 9, 25, 6000) before connecting: waiting does not help.
+  if (!system && cause?.message === 'bad port') {
+    return new SgmoeError('E_DOWNLOAD_URL', `download of ${url} failed: fetch refuses that port (it is on its blocked list): serve the package on another port`, undefined, { cause: err });
+  }
+  const known = CAUSES.find((c) => c.codes.test(system));
+  if (known) return new SgmoeError(known.code, `download of ${url} failed: ${known.says} (${detail})`, { cause: system }, { cause: err });
+  return new SgmoeError('E_DOWNLOAD_FAILED', `download of ${url} failed: ${detail}`, system ? { cause: system } : undefined, { cause: err });
+}
+
+export interface RetryOptions {
+  /** Attempts after the first. */
+  retries: number;
+  /** The first pause; each next one doubles, up to 30 s. */
+  backoffMs: number;
+  onRetry?: (attempt: number, error: SgmoeError, pauseMs: number) => void | Promise<void>;
+}
+
+/**
+ * Downloads with retries: a connection that failed (refused, DNS, cut short, a 5xx) is tried again after a
+ * growing pause, resuming what the part file holds. Not retried: a stall or the overall deadline (they already
+ * waited their limit), a refusal that waiting does not fix (TLS, a 4xx, too large), an abort from outside.
+ */
+export async function downloadWithRetry(url: string, dest: string, options: DownloadOptions & RetryOptions): Promise<DownloadResult> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await downloadFile(url, dest, options);
+    } catch (err) {
+      const error = err instanceof SgmoeError ? err : new SgmoeError('E_DOWNLOAD_FAILED', errorMessage(err), undefined, { cause: err });
+      if (attempt > options.retries || !RETRIED.has(error.code) || options.signal?.aborted) throw error;
+      const pauseMs = Math.min(options.backoffMs * 2 ** (attempt - 1), 30_000);
+      await options.onRetry?.(attempt, error, pauseMs);
+      await sleep(pauseMs, undefined, options.signal ? { signal: options.signal } : undefined).catch(() => undefined);
+      if (options.signal?.aborted) throw options.signal.reason instanceof SgmoeError ? options.signal.reason : error;
+    }
+  }
+}
+
+const RETRIED = new Set(['E_DOWNLOAD_REFUSED', 'E_DOWNLOAD_DNS', 'E_DOWNLOAD_FAILED', 'E_DOWNLOAD_HTTP']);

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
+import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema } from '../protocol/update';
 
 /** One device of a site as its retained status and its latest health report tell it. */
 export interface DeviceEntry {
@@ -13,8 +14,12 @@ export interface DeviceEntry {
   lastSeen: string | null;
   model: string | null;
   version: string | null;
-  /** The update step it reports, if an update is under way or was the last thing it did. */
+  /** The update running now (`step version`), else how the last one ended (`last: outcome version code`). */
   update: string | null;
+  /** How long it watches its health after a swap before it reports an update done (`fleet.watch.windowMs`). */
+  watchWindowMs: number | null;
+  /** How often it publishes health. */
+  healthIntervalMs: number | null;
   framesPerSecond: number | null;
   /** Active alarms and faults, by code or kind. */
   alarms: string[];
@@ -102,7 +107,10 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
   return ids.map((device) => {
     const s = status.get(device);
     const h = health.get(device);
-    const info = (s?.info ?? {}) as { model?: { name?: string; version?: string }; update?: { step?: string } };
+    const info = (s?.info ?? {}) as { model?: { name?: string; version?: string } };
+    const update = currentUpdateSchema.safeParse((s?.info ?? {}).update);
+    const last = lastUpdateSchema.safeParse((s?.info ?? {}).lastUpdate);
+    const fleet = fleetInfoSchema.safeParse((s?.info ?? {}).fleet);
     const routing = (h?.routing ?? {}) as { framesPerSecond?: number; alarms?: Array<{ kind?: string; state?: string }>; faults?: Array<{ code?: string }> };
     const alarms = [
       ...(routing.alarms ?? []).filter((a) => a.state === 'raised').map((a) => String(a.kind)),
@@ -116,7 +124,13 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       lastSeen: seen.at(-1) ?? null,
       model: info.model?.name ?? null,
       version: info.model?.version ?? null,
-      update: info.update?.step ?? null,
+      update: update.success
+        ? `${update.data.step} ${update.data.version}`
+        : last.success
+          ? `last: ${last.data.outcome} ${last.data.version}${last.data.error ? ` ${last.data.error.code}` : ''}`
+          : null,
+      watchWindowMs: fleet.success ? fleet.data.watchWindowMs : null,
+      healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
       alarms,
     };
@@ -125,14 +139,14 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
 
 /**
  * Refuses targets that have never reported on this broker, at once and naming the devices that have, instead of
- * letting a typo wait out a rollout's whole timeout.
+ * letting a typo wait out a rollout's whole timeout. Returns what the broker knows of the site.
  */
-export async function checkTargets(client: MqttClient, options: Omit<InventoryOptions, 'onChange'>, targets: string[]): Promise<void> {
+export async function checkTargets(client: MqttClient, options: Omit<InventoryOptions, 'onChange'>, targets: string[]): Promise<Inventory> {
   const { inventory, stop } = await readInventory(client, options);
   await stop();
   const known = new Set(inventory.devices.map((d) => d.device));
   const unknown = targets.filter((t) => !known.has(t));
-  if (unknown.length === 0) return;
+  if (unknown.length === 0) return inventory;
   const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
   throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
     unknown,

@@ -1,5 +1,6 @@
 import { createHash, createPublicKey, generateKeyPairSync, type KeyObject, createPrivateKey } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { SgmoeError, errorMessage } from '../errors';
 
 /** A key's id: the first 16 hex characters of the sha256 of its public key (SPKI DER). */
@@ -22,11 +23,16 @@ export async function generateSigningKey(out: string): Promise<GeneratedKey> {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
   const privateKeyPath = `${out}.key`;
   const publicKeyPath = `${out}.pub`;
+  // `sgmoe model keygen keys/operator` on a clean machine: the folder is made (private: it will hold the key).
+  await mkdir(dirname(privateKeyPath), { recursive: true, mode: 0o700 });
   try {
     await writeFile(privateKeyPath, privateKey.export({ type: 'pkcs8', format: 'pem' }), { flag: 'wx', mode: 0o600 });
     await writeFile(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }), { flag: 'wx' });
   } catch (err) {
-    throw new SgmoeError('E_KEY_EXISTS', `cannot write a new key pair at ${out}.key/.pub: ${errorMessage(err)}`, undefined, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new SgmoeError('E_KEY_EXISTS', `a key already exists at ${out}.key or ${out}.pub: refusing to overwrite a fleet's signing key (choose another OUT)`, undefined, { cause: err });
+    }
+    throw new SgmoeError('E_KEY_WRITE', `cannot write a new key pair at ${out}.key/.pub: ${errorMessage(err)}`, undefined, { cause: err });
   }
   return { keyId: keyIdOf(publicKey), privateKeyPath, publicKeyPath };
 }

@@ -4,7 +4,6 @@ import { SgmoeError } from '../errors';
 import { COMMANDS, isCommandName } from '../protocol/command';
 import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
-import { FINAL_UPDATE_STEPS, updateReplyDataSchema } from '../protocol/update';
 import { signCommand } from './command-signature';
 
 export interface RemoteCommandOptions {
@@ -19,16 +18,10 @@ export interface RemoteCommandOptions {
   key?: KeyObject;
   correlationId?: string;
   timeoutMs: number;
-  /** Each reply as it arrives (an update's steps). */
+  /** Each reply as it arrives (an update's progress messages, then the final one). */
   onReply?: (reply: ReplyPayload) => void;
 }
 
-/** An update's progress replies end with a final step; every other command answers once. */
-function isFinal(reply: ReplyPayload): boolean {
-  if (!reply.ok || reply.command !== 'update') return true;
-  const progress = updateReplyDataSchema.safeParse(reply.data);
-  return progress.success && FINAL_UPDATE_STEPS.has(progress.data.step);
-}
 
 /**
  * The operator's side of one command to one device: signed when a key is given, published on `cmd/{name}`,
@@ -57,7 +50,8 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
       const reply = replyPayloadSchema.safeParse(json);
       if (!reply.success || reply.data.id !== id) return;
       options.onReply?.(reply.data);
-      if (isFinal(reply.data)) resolve(reply.data);
+      // Progress messages (an update's steps) come first; every request gets exactly one final reply.
+      if (!(reply.data.ok && reply.data.progress)) resolve(reply.data);
     };
   });
   void answered.catch(() => undefined); // awaited below; a timeout during the subscribe must not go unhandled

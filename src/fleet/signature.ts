@@ -1,6 +1,6 @@
 import { sign, verify, type KeyObject } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
-import { SgmoeError } from '../errors';
+import { SgmoeError, errorCode } from '../errors';
 import { readValidated, validate } from '../validate';
 import { sha256File } from '../model/integrity';
 import { SIGNATURE_FORMAT, signatureSchema, type PackageSignature } from '../protocol/signature';
@@ -72,4 +72,18 @@ export function checkSignature(signature: PackageSignature, sha256: string, trus
 export async function verifySignedPackage(tarPath: string, signature: PackageSignature, trusted: TrustedKeys): Promise<{ sha256: string; keyId: string }> {
   const sha256 = await sha256File(tarPath);
   return { sha256, ...checkSignature(signature, sha256, trusted) };
+}
+
+/** The signature `sgmoe model sign` wrote beside a package tar; a missing one says how to make it. */
+export async function readPackageSignature(tarPath: string): Promise<PackageSignature> {
+  try {
+    return await readSignature(`${tarPath}.sig`);
+  } catch (err) {
+    if (errorCode(err) !== 'E_SIGNATURE_MISSING') throw err;
+    throw new SgmoeError(
+      'E_SIGNATURE_MISSING',
+      `${tarPath} is not signed: expected ${tarPath}.sig beside it, found none. Devices refuse unsigned packages: run \`sgmoe model sign ${tarPath} --key OPERATOR.key\` first`,
+      { path: `${tarPath}.sig` },
+    );
+  }
 }

@@ -44,7 +44,7 @@ export interface TensorBatch {
 }
 
 /**
- * Turns frames into exactly the tensor the model was trained on (DESIGN.md): decode, EXIF auto-orient,
+ * Turns frames into exactly the tensor the model was trained on (docs/DESIGN.md): decode, EXIF auto-orient,
  * optional ROI, resize, colorspace, then `(x / 255 - mean) / std` per channel, Float32 NCHW.
  * Bad frames throw an SgmoeError with an E_FRAME_* code; nothing else does.
  */

@@ -21,7 +21,7 @@ export const partSchema = z.object({
 
 export const inputSpecSchema = z
   .object({
-    /** The input kind (DESIGN.md, "Tasks and input kinds"); packages without one take images. */
+    /** The input kind (docs/DESIGN.md, "Seams"); packages without one take images. */
     kind: z.literal('image').default('image'),
     name: z.string().min(1),
     channels: z.union([z.literal(1), z.literal(3)]),

@@ -7,7 +7,7 @@ import { preprocessOptionsSchema } from '../ingest/preprocess';
 
 const sourceSchema = z
   .object({
-    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN, video:PATH (DESIGN.md). */
+    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN, video:PATH (docs/DESIGN.md). */
     uri: z.string().min(1),
     name: z.string().min(1).optional(),
     /** What a full queue does: drop-oldest suits live cameras, block suits folders. */
@@ -103,6 +103,9 @@ export const nodeConfigSchema = z
             stallTimeoutMs: z.number().int().positive(),
             maxUnpackedBytes: z.number().int().positive(),
             maxFiles: z.number().int().positive(),
+            /** Retries of a download whose connection failed (default 3), after 2 s, 4 s, 8 s... */
+            downloadRetries: z.number().int().nonnegative(),
+            retryBackoffMs: z.number().int().positive(),
           })
           .partial()
           .strict()

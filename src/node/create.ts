@@ -8,7 +8,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
-import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
+import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
@@ -16,6 +16,7 @@ import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
+import { lostText } from '../transport/outbox-file';
 import type { UpdateAgent } from '../fleet/agent';
 import { watchConditions } from '../maintenance/watch';
 import type { InputSpec } from '../model/manifest';
@@ -88,7 +89,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
-    const camera = { input: input.kind === 'image' ? input : undefined, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
+    const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
       source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger, camera), engine.manifest.input),
@@ -132,12 +133,16 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
         for (const close of closers) await close();
       },
     });
-    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, transportConfig, audit, logger }) : undefined;
+    const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
     let transport: MqttTransport | undefined;
     if (transportConfig) {
       const { outbox, path: outboxPath, unavailable } = openOutbox(transportConfig, config, logger);
       closers.unshift(() => outbox.close());
+      if (outbox.recovered) {
+        const r = outbox.recovered;
+        audit?.event({ kind: 'db_recovered', message: `outbox ${outboxPath} unreadable (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`, details: { ...r } });
+      }
       transport = new MqttTransport({
         config: transportConfig,
         outbox,
@@ -147,7 +152,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
           ...nodeCommands(node, () => redact(config)),
-          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: () => agent.rollback() } : {}),
+          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: (id) => agent.rollback(id) } : {}),
         },
       });
       node.attachTransport(transport, unavailable);

@@ -76,7 +76,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private readonly reporter: Reporter;
   private transportPart: MqttTransport | undefined;
   private outboxUnavailable: Unavailable | undefined;
-  private update: Record<string, unknown> | null = null;
+  private fleetStatus: Record<string, unknown> = {};
   private readonly threshold: ThresholdCommand;
   private readonly pipeline: FramePipeline;
   private pumps: Promise<void>[] = [];
@@ -87,7 +87,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     super();
     this.log = (parts.logger ?? silentLogger).child({ module: 'node' });
     this.batcher = new MicroBatcher(parts.engine, parts.batch.maxSize, parts.batch.maxWaitMs);
-    this.stats = new NodeStats(parts.engine.manifest.parts.experts.length);
+    this.stats = new NodeStats(parts.engine.manifest.parts.experts.length, parts.engine.model);
     this.reporter = new Reporter({
       transport: () => this.transportPart,
       audit: parts.audit,
@@ -182,7 +182,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.parts.applyRouting?.(next);
     this.threshold.keep(next);
     const previous = await this.batcher.swap(next);
-    this.stats.modelChanged(next.manifest.parts.experts.length);
+    this.stats.modelChanged(next.manifest.parts.experts.length, next.model);
     this.reporter.status();
     this.notify('swapped', previous.model, next.model);
     return { previous };
@@ -209,9 +209,9 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return { ...this.stats.sample(), routing: this.parts.audit?.health().window ?? null };
   }
 
-  /** What the retained status message says besides online/offline: the model, where it runs, any update. */
-  setUpdateStatus(update: Record<string, unknown>): void {
-    this.update = update;
+  /** The fleet part of the retained status: the update running now, how the last one ended, the watch window. */
+  setFleetStatus(info: Record<string, unknown>): void {
+    this.fleetStatus = { ...info };
     this.reporter.status();
   }
 
@@ -234,6 +234,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       engine: this.engine,
       sources: this.parts.sources.map((s) => s.source),
       outboxDepth: this.transportPart ? this.transportPart.stats().outbox.pending : null,
+      outboxRecovered: this.transportPart?.stats().outboxRecovered,
       audit: health && { alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow },
       auditUnavailable: this.parts.auditUnavailable,
       outboxUnavailable: this.outboxUnavailable,
@@ -246,7 +247,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return {
       model: this.engine.model,
       providers: this.engine.providerSummary(),
-      ...(this.update ? { update: this.update } : {}),
+      ...this.fleetStatus,
       ...(faults.length > 0 ? { faults } : {}),
     };
   }

@@ -12,6 +12,8 @@ import { CommandAuthoriser } from '../transport/authorise';
 import { clientIdOf, connectOptionsFor, type TransportConfig } from '../transport/config';
 import type { NodeConfig } from './config';
 import type { EdgeNode } from './edge-node';
+import { UpdateStatus, updateAuditEvents } from './update-trail';
+import { FINAL_UPDATE_STEPS, PROGRESS_STEPS, type FleetInfo } from '../protocol/update';
 
 type FleetConfig = NonNullable<NodeConfig['fleet']>;
 
@@ -68,27 +70,39 @@ export interface UpdateAgentWiring {
   node: EdgeNode;
   fleet: FleetConfig;
   engine: EngineOptions;
+  /** How often the node publishes health (announced with the watch window, for publish's canary check). */
+  healthIntervalMs: number;
   transportConfig?: TransportConfig;
   audit?: AuditLog;
   logger: Logger;
 }
 
 /**
- * The device's update agent with the node as its engine host and health probe. Each step goes to
- * `cmd/update/reply` (progress with the request's correlation id), into the retained status message, and, when
- * the running model changes, into the audit log (which restarts routing health against the new calibration).
+ * The device's update agent with the node as its engine host and health probe. Each step that is not final goes
+ * to `cmd/update/reply` as a progress message (the final reply is the command's own answer); each changes the
+ * retained status (`update` while it runs, `lastUpdate` once it ended) and leaves an audit event with the
+ * request's correlation id (a model change also restarts routing health against the new calibration).
  */
 export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAgent> {
+  const status = new UpdateStatus();
+  // After a restart the status still says how the last update ended (the store kept it, with its time).
+  const last = await w.store.readState();
+  if (last && FINAL_UPDATE_STEPS.has(last.step)) {
+    status.apply({ correlationId: last.correlationId, step: last.step, version: last.version, message: '', ...(last.error ? { error: last.error } : {}), ts: last.updatedAt });
+  }
+  let fleet: FleetInfo | undefined;
   const onEvent = (event: UpdateEvent) => {
-    w.node.setUpdateStatus({ step: event.step, version: event.version, correlationId: event.correlationId, ...(event.error ? { error: event.error } : {}) });
-    if (event.correlationId) w.node.transport?.publishProgress('update', event.correlationId, event);
+    status.apply(event);
+    w.node.setFleetStatus({ ...status.info(), fleet });
+    if (event.correlationId && PROGRESS_STEPS.has(event.step)) w.node.transport?.publishProgress('update', event.correlationId, event);
     if (event.model) {
       const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
-      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step });
+      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step, ...(event.error ? { code: event.error.code } : {}) });
     }
+    for (const audited of updateAuditEvents(event)) w.audit?.event(audited);
   };
   const url = w.transportConfig?.url;
-  return new UpdateAgent({
+  const agent: UpdateAgent = new UpdateAgent({
     store: w.store,
     host: w.node,
     probe: w.node,
@@ -113,4 +127,7 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
         }
       : {}),
   });
+  fleet = { watchWindowMs: agent.watchWindowMs, healthIntervalMs: w.healthIntervalMs };
+  w.node.setFleetStatus({ ...status.info(), fleet });
+  return agent;
 }

@@ -51,11 +51,11 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
   });
   const expertSelections = new Counter({
     name: 'sgmoe_expert_selections_total',
-    help: 'Decisions that ran each expert (top-k counts every expert that ran)',
+    help: 'Decisions that ran each expert since start (top-k counts every expert that ran)',
     labelNames: ['expert'],
     registers,
   });
-  const earlyExits = new Counter({ name: 'sgmoe_early_exits_total', help: 'Decisions taken by the base branch alone (early exit)', registers });
+  const earlyExits = new Counter({ name: 'sgmoe_early_exits_total', help: 'Decisions taken by the base branch alone (early exit) since start', registers });
   new Gauge({
     name: 'sgmoe_outbox_depth',
     help: 'MQTT messages waiting in the persistent outbox for the broker (absent without MQTT)',
@@ -84,6 +84,59 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
     collect() {
       this.reset();
       for (const f of node.snapshot().faults) this.inc({ code: f.code, source: f.source ?? '' });
+    },
+  });
+  // The node's two labelled spans, as the summary and the dashboard show them (counters above run since start).
+  const spans = () => {
+    const { sinceStart, sinceModel } = node.snapshot().windows;
+    return [
+      { window: 'since_start', stats: sinceStart },
+      { window: 'since_model', stats: sinceModel },
+    ];
+  };
+  new Gauge({
+    name: 'sgmoe_window_decisions',
+    help: 'Decisions since start (window="since_start") and since the current model was loaded or swapped in (window="since_model")',
+    labelNames: ['window'],
+    registers,
+    collect() {
+      for (const { window, stats } of spans()) this.set({ window }, stats.decided);
+    },
+  });
+  new Gauge({
+    name: 'sgmoe_window_early_exit_ratio',
+    help: 'Share of decisions taken by the base branch alone, per window (absent while the window holds no decision)',
+    labelNames: ['window'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { window, stats } of spans()) if (stats.earlyExitRate !== null) this.set({ window }, stats.earlyExitRate);
+    },
+  });
+  new Gauge({
+    name: 'sgmoe_window_expert_share',
+    help: 'Each expert\'s share of the decisions that ran an expert, per window (absent while none did)',
+    labelNames: ['window', 'expert'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { window, stats } of spans()) {
+        if (stats.routed > 0) stats.expertShares.forEach((share, expert) => this.set({ window, expert: String(expert) }, share));
+      }
+    },
+  });
+  new Gauge({
+    name: 'sgmoe_window_latency_seconds',
+    help: 'Engine latency per frame over the last 1000 decisions of each window, by quantile',
+    labelNames: ['window', 'quantile'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { window, stats } of spans()) {
+        if (!stats.latencyUs) continue;
+        this.set({ window, quantile: '0.5' }, stats.latencyUs.p50 / 1e6);
+        this.set({ window, quantile: '0.99' }, stats.latencyUs.p99 / 1e6);
+      }
     },
   });
   new Gauge({

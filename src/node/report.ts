@@ -44,9 +44,12 @@ export class Reporter {
     this.toOutbox('health', () =>
       transport.publishHealth({
         counters: { ...snap.totals, unpublished: snap.unpublished, unaudited: snap.unaudited },
+        sources: snap.sources,
         routing: {
           model: snap.model,
           framesPerSecond: snap.framesPerSecond,
+          // The same two labelled spans as the summary, the dashboard and /metrics.
+          windows: snap.windows,
           earlyExitRate: snap.earlyExitRate,
           expertShares: snap.expertShares,
           latencyUs: snap.latencyUs,

@@ -2,12 +2,10 @@ import type { HealthAlarm } from '../audit/health';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
-import type { FrameSource } from '../ingest/source';
+import type { FrameSource, SourceStats } from '../ingest/source';
 import type { NodeFault } from './faults';
-import { LatencyWindow } from './latency';
-
-/** Recent decisions behind the latency percentiles and frames/s. */
-const LATENCY_WINDOW = 1000;
+import { DecisionWindow, type WindowStats } from './windows';
+import type { OutboxRecovery } from '../transport/outbox-file';
 
 /** Per source, at every moment: ingested = decided + rejected + dropped + pending. */
 export interface SourceAccount {
@@ -19,7 +17,13 @@ export interface SourceAccount {
   dropped: number;
   pending: number;
   errors: number;
+  /** What only some kinds of source count: decoder restarts and concealed corrupt packets (cameras), window resets
+   * and payloads dropped before windowing (signals). Absent for the others. */
+  counters?: Partial<Record<SourceCounter, number>>;
 }
+
+const SOURCE_COUNTERS = ['restarts', 'corrupt', 'windowResets', 'payloadsDropped'] as const;
+type SourceCounter = (typeof SOURCE_COUNTERS)[number];
 
 /** A local file the node runs without, and why (it decides on; what it cannot keep is counted). */
 export interface Unavailable {
@@ -32,7 +36,9 @@ export interface NodeSnapshot {
   settings: ReturnType<Engine['getSettings']>;
   providers: Record<string, string>;
   sources: SourceAccount[];
-  totals: Omit<SourceAccount, 'name' | 'kind'>;
+  totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
+  /** The decision figures over both labelled spans; the three fields below are `sinceModel`'s. */
+  windows: { sinceStart: WindowStats; sinceModel: WindowStats };
   earlyExitRate: number | null;
   expertShares: number[];
   latencyUs: { p50: number; p99: number } | null;
@@ -46,6 +52,8 @@ export interface NodeSnapshot {
   auditUnavailable: Unavailable | null;
   /** Why the configured outbox is missing, when it is: results then wait in memory and a restart loses them. */
   outboxUnavailable: Unavailable | null;
+  /** The outbox file found corrupt at start and moved aside, with how many queued results it may have held. */
+  outboxRecovered: OutboxRecovery | null;
   /** Routing alarms from the audit log. */
   alarms: HealthAlarm[];
   /** Device faults raised now: a full disk, an ROI outside a source's frames. */
@@ -61,25 +69,25 @@ export interface SnapshotParts {
   audit?: { alarms: HealthAlarm[]; unaudited: number };
   auditUnavailable?: Unavailable;
   outboxUnavailable?: Unavailable;
+  outboxRecovered?: OutboxRecovery | null;
   faults: NodeFault[];
 }
 
 /** The node's running counters: decisions, routing, latency, and what could not be kept. */
 export class NodeStats {
   private readonly startedAt = Date.now();
-  private decided = 0;
-  private earlyExits = 0;
+  private readonly sinceStart: DecisionWindow;
+  private sinceModel: DecisionWindow;
   /** Frames the engine failed on (bad input excluded): the error rate a model update is judged by. */
   private engineErrors = 0;
-  private expertCounts: number[];
-  private latency = new LatencyWindow(LATENCY_WINDOW);
   /** Decisions the outbox could not store (e.g. a full disk); they are still in the audit log. */
   private unpublished = 0;
   /** Frames settled without their audit row (a source that cannot replay them, on a full disk). */
   private unaudited = 0;
 
-  constructor(experts: number) {
-    this.expertCounts = new Array<number>(experts).fill(0);
+  constructor(experts: number, model: { name: string; version: string }) {
+    this.sinceStart = new DecisionWindow('sinceStart', experts);
+    this.sinceModel = new DecisionWindow('sinceModel', experts, model);
   }
 
   get uptimeS(): number {
@@ -87,10 +95,8 @@ export class NodeStats {
   }
 
   decision(decision: Decision): void {
-    this.decided++;
-    if (decision.earlyExit) this.earlyExits++;
-    if (decision.expert !== null && decision.expert < this.expertCounts.length) this.expertCounts[decision.expert]++;
-    this.latency.add(decision.timingsUs.total);
+    this.sinceStart.add(decision);
+    this.sinceModel.add(decision);
   }
 
   engineError(): void {
@@ -103,15 +109,14 @@ export class NodeStats {
     if (!published) this.unpublished++;
   }
 
-  /** A new model: routing and latency start again against it. */
-  modelChanged(experts: number): void {
-    this.expertCounts = new Array<number>(experts).fill(0);
-    this.latency = new LatencyWindow(LATENCY_WINDOW);
+  /** A new model: the `sinceModel` span starts again against it; `sinceStart` goes on. */
+  modelChanged(experts: number, model: { name: string; version: string }): void {
+    this.sinceModel = new DecisionWindow('sinceModel', experts, model);
   }
 
   /** What the fleet agent's health watch reads (HealthProbe), without the routing window the node adds. */
   sample(): Omit<HealthSample, 'routing'> {
-    return { frames: this.decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.latency.percentiles()?.p99 ?? null };
+    return { frames: this.sinceStart.stats().decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.sinceModel.latency.percentiles()?.p99 ?? null };
   }
 
   snapshot(parts: SnapshotParts): NodeSnapshot {
@@ -126,29 +131,37 @@ export class NodeStats {
         dropped: s.dropped,
         pending: s.frames - s.decided - s.rejected - s.dropped,
         errors: s.errors,
+        ...sourceCounters(s),
       };
     });
-    const sum = (k: keyof Omit<SourceAccount, 'name' | 'kind'>) => sources.reduce((a, s) => a + s[k], 0);
-    const routed = this.expertCounts.reduce((a, b) => a + b, 0);
+    const sum = (k: keyof NodeSnapshot['totals']) => sources.reduce((a, s) => a + s[k], 0);
     const { engine } = parts;
+    const windows = { sinceStart: this.sinceStart.stats(), sinceModel: this.sinceModel.stats() };
     return {
       model: engine.model,
       settings: engine.getSettings(),
       providers: engine.providerSummary(),
       sources,
       totals: { ingested: sum('ingested'), decided: sum('decided'), rejected: sum('rejected'), dropped: sum('dropped'), pending: sum('pending'), errors: sum('errors') },
-      earlyExitRate: this.decided === 0 ? null : this.earlyExits / this.decided,
-      expertShares: this.expertCounts.map((c) => (routed === 0 ? 0 : c / routed)),
-      latencyUs: this.latency.percentiles(),
-      framesPerSecond: this.latency.rate(),
+      windows,
+      earlyExitRate: windows.sinceModel.earlyExitRate,
+      expertShares: windows.sinceModel.expertShares,
+      latencyUs: windows.sinceModel.latencyUs,
+      framesPerSecond: this.sinceStart.latency.rate(),
       outboxDepth: parts.outboxDepth,
       unpublished: this.unpublished,
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
       auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,
       outboxUnavailable: parts.outboxUnavailable ? { code: parts.outboxUnavailable.code, message: parts.outboxUnavailable.message } : null,
+      outboxRecovered: parts.outboxRecovered ?? null,
       alarms: parts.audit?.alarms ?? [],
       faults: parts.faults,
       uptimeS: this.uptimeS,
     };
   }
+}
+
+function sourceCounters(s: SourceStats): Pick<SourceAccount, 'counters'> {
+  const present = SOURCE_COUNTERS.filter((k) => s[k] !== undefined);
+  return present.length === 0 ? {} : { counters: Object.fromEntries(present.map((k) => [k, s[k]])) };
 }

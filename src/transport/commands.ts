@@ -17,8 +17,8 @@ export interface CommandHandlers {
   setFalseAlarmRate?(rate: number): unknown;
   /** The fleet agent; absent (no `fleet` config): `update` and `rollback` get an E_CMD_UNSUPPORTED reply. */
   update?(request: UpdateRequest, correlationId: string): unknown;
-  /** Back to the previous package, on a running device. */
-  rollback?(): unknown;
+  /** Back to the previous package, on a running device; the request's id goes into its audit event. */
+  rollback?(correlationId: string): unknown;
 }
 
 function unsupported(name: string): never {
@@ -35,7 +35,7 @@ const RUN: { [K in CommandName]: (h: CommandHandlers, args: z.output<(typeof COM
     return h.setFalseAlarmRate(a.rate);
   },
   update: (h, a, id) => (h.update ? h.update(a, id) : unsupported('update')),
-  rollback: (h) => (h.rollback ? h.rollback() : unsupported('rollback')),
+  rollback: (h, _a, id) => (h.rollback ? h.rollback(id) : unsupported('rollback')),
 };
 
 /** A command that was refused because nobody authorised it (for the audit log). */

@@ -182,7 +182,7 @@ test('updates to a signed 1.1.0 while frames stream: no frame lost or failed, on
   expect(log.earlyExits.slice(boundary).every((e) => !e)).toBe(true);
   expect(log.earlyExits.slice(0, boundary).some((e) => e)).toBe(true);
 
-  expect(d.events.map((e) => e.step)).toEqual(['downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching', 'done']);
+  expect(d.events.map((e) => e.step)).toEqual(['requested', 'downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching', 'done']);
   expect(d.events.every((e) => e.correlationId === 'corr-1')).toBe(true);
   expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
   expect((await d.store.readState())?.step).toBe('done');
@@ -233,7 +233,7 @@ describe('refusals leave the running package untouched and say why', () => {
     d.events.length = 0;
     await expect(d.agent.update(offers[name], name)).rejects.toMatchObject({ code });
     expect(d.events.at(-2)?.step).toBe(step);
-    expect(d.events.at(-1)).toMatchObject({ step: 'failed', correlationId: name, error: { code } });
+    expect(d.events.at(-1)).toMatchObject({ step: 'failed', correlationId: name, error: { code }, at: step });
     expect(d.host.engine.model.version).toBe('1.0.0');
     expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
     expect(readdirSync(join(d.root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
@@ -260,7 +260,11 @@ describe('refusals leave the running package untouched and say why', () => {
     const before = server.requests.length;
     await expect(d.agent.update(request(), 'sig')).rejects.toMatchObject({ code });
     expect(server.requests.slice(before)).toEqual([]);
-    expect(d.events.map((e) => e.step)).toEqual(['failed']);
+    // Refused where it was requested: nothing began.
+    expect(d.events.map((e) => [e.step, e.at])).toEqual([
+      ['requested', undefined],
+      ['failed', 'requested'],
+    ]);
     expect(d.host.engine.model.version).toBe('1.0.0');
     expect(readdirSync(join(d.root, 'downloads'))).toEqual([]);
   });

@@ -33,6 +33,12 @@ test('keygen writes an ed25519 pair whose id is the sha256 of the public key DER
   await expect(generateSigningKey(join(tmp.path, 'fleet'))).rejects.toMatchObject({ code: 'E_KEY_EXISTS' });
 });
 
+test('keygen into a folder that does not exist yet makes it (as `sgmoe model keygen keys/operator` on a clean machine)', async () => {
+  const key = await generateSigningKey(join(tmp.path, 'fresh', 'keys', 'operator'));
+  expect(statSync(key.privateKeyPath).mode & 0o777).toBe(0o600);
+  expect(statSync(join(tmp.path, 'fresh', 'keys')).mode & 0o777).toBe(0o700);
+});
+
 test('pack is deterministic, sorted, owner-free, and round-trips through sign, verify and unpack', async () => {
   const a = await packPackage(pkg, join(tmp.path, 'a.tar'));
   const b = await packPackage(pkg, join(tmp.path, 'b.tar'));

@@ -9,7 +9,7 @@ import { SerialEngineHost } from './serial-host';
 import { generateSigningKey, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
 import { publishUpdate } from '../../src/fleet/publish';
-import type { UpdateRequestInput } from '../../src/protocol/update';
+import { PROGRESS_STEPS, type UpdateRequestInput } from '../../src/protocol/update';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
 import { signPackage } from '../../src/fleet/signature';
 import { PackageStore } from '../../src/fleet/store';
@@ -64,17 +64,18 @@ class Device {
       fetchChunks: (ref, dest, limits) => fetchChunks(client, ref, dest, limits.downloadTimeoutMs),
       onEvent: (e) => {
         if (e.model) audit.modelChanged(e.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated', e.model);
-        if (e.correlationId) reply({ schema: REPLY_SCHEMA, id: e.correlationId, command: 'update', ts: e.ts, ok: true, data: e });
+        // As the node: steps that are not final are progress; the command's own answer is the one final reply.
+        if (e.correlationId && PROGRESS_STEPS.has(e.step)) reply({ schema: REPLY_SCHEMA, id: e.correlationId, command: 'update', ts: e.ts, ok: true, progress: true, data: e });
       },
     });
     // The node's own dispatcher and authoriser: the update arrives in an envelope signed for this device.
     const commands = new CommandDispatcher({
-      handlers: { ping: () => null, getConfig: () => null, setThreshold: () => null, update: (request, correlationId) => void agent.update(request, correlationId).catch(() => undefined) },
+      handlers: { ping: () => null, getConfig: () => null, setThreshold: () => null, update: (request, correlationId) => agent.update(request, correlationId) },
       maxPayloadBytes: 65536,
       authoriser: new CommandAuthoriser({ keys: trusted, site: SITE, device: id, windowMs: 60_000 }),
     });
     const now = () => new Date().toISOString();
-    await client.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: now(), site: SITE, device: id, clientId: id, info: {} }), { qos: 1, retain: true });
+    await client.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: now(), site: SITE, device: id, clientId: id, info: { model: engine.model } }), { qos: 1, retain: true });
     const health = setInterval(
       () => void client.publishAsync(topics.health, JSON.stringify({ schema: HEALTH_SCHEMA, ts: now(), uptimeS: 1, outbox: { pending: 0, queued: 0, sent: 0, dropped: 0 }, counters: host.sample() })),
       100,
@@ -91,7 +92,7 @@ class Device {
     client.on('message', (topic, payload) => {
       if (topic !== topics.command('update')) return;
       device.received += 1;
-      void commands.handle('update', payload).then((r) => !r.ok && reply(r));
+      void commands.handle('update', payload).then(reply);
     });
     return device;
   }
@@ -147,13 +148,11 @@ test('canary rollout over MQTT chunks: the canary updates and stays healthy, the
       replyTimeoutMs: 60_000,
       canaryWindowMs: 500,
     });
+    const done = (device: string) => ({ device, outcome: 'done', version: '1.1.0', durationMs: expect.any(Number), code: null, reason: null, lastStep: 'watching' });
     expect(report).toEqual({
       correlationId: 'rollout-1',
-      canary: { ok: true, devices: [{ device: 'canary-a', outcome: 'done' }] },
-      devices: [
-        { device: 'line-b', outcome: 'done' },
-        { device: 'line-c', outcome: 'done' },
-      ],
+      canary: { ok: true, devices: [done('canary-a')] },
+      devices: [done('line-b'), done('line-c')],
       ok: true,
     });
     expect(devices.map((d) => d.host.engine.model.version)).toEqual(['1.1.0', '1.1.0', '1.1.0']);
@@ -178,8 +177,10 @@ test('a canary that rolls back stops the rollout: the other devices never get th
       canaryWindowMs: 500,
     });
     expect(report.ok).toBe(false);
-    expect(report.canary?.devices).toEqual([{ device: 'canary-x', outcome: 'failed', reason: expect.stringContaining('E_HEALTH_REGRESSION') }]);
-    expect(report.devices).toEqual([]);
+    expect(report.canary?.devices).toEqual([
+      { device: 'canary-x', outcome: 'failed', version: '1.0.0', durationMs: expect.any(Number), code: 'E_HEALTH_REGRESSION', reason: expect.stringContaining('rolled back'), lastStep: 'watching' },
+    ]);
+    expect(report.devices).toEqual([expect.objectContaining({ device: 'line-y', outcome: 'skipped' })]);
     expect(devices.map((d) => [d.host.engine.model.version, d.received])).toEqual([
       ['1.0.0', 1],
       ['1.0.0', 0],

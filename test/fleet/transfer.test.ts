@@ -3,7 +3,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { downloadFile } from '../../src/fleet/download';
+import { downloadFile, downloadWithRetry } from '../../src/fleet/download';
 import { servePackages, type PackageServer } from '../../src/fleet/serve';
 import { startSgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -69,12 +69,101 @@ test('download refuses a file above the size limit and keeps nothing', async () 
   expect(existsSync(dest) || existsSync(`${dest}.part`)).toBe(false);
 });
 
-test('download reports HTTP errors with the status', async () => {
+test('download reports HTTP errors with the status; a 404 is a package not served, not a passing failure', async () => {
   await expect(downloadFile(`${server.url}missing.tar`, join(tmp.path, 'm.tar'), { maxBytes: 1e6, timeoutMs: 10_000 })).rejects.toMatchObject({
-    code: 'E_DOWNLOAD_HTTP',
+    code: 'E_DOWNLOAD_NOT_SERVED',
+    category: 'configuration',
     details: { status: 404 },
   });
 });
+
+describe('a failed connection says why', () => {
+  const opts = { maxBytes: 1e6, timeoutMs: 10_000 };
+
+  test('refused: nothing listens on the port', async () => {
+    const port = await closedPort();
+    await expect(downloadFile(`http://127.0.0.1:${port}/pkg.tar`, join(tmp.path, 'r.tar'), opts)).rejects.toMatchObject({
+      code: 'E_DOWNLOAD_REFUSED',
+      message: expect.stringContaining('connection was refused'),
+      details: { cause: 'ECONNREFUSED' },
+    });
+  });
+
+  test('DNS: the host name does not resolve', async () => {
+    await expect(downloadFile('http://packages.sgmoe-test.invalid/pkg.tar', join(tmp.path, 'd.tar'), opts)).rejects.toMatchObject({
+      code: 'E_DOWNLOAD_DNS',
+      message: expect.stringContaining('did not resolve (DNS)'),
+    });
+  });
+
+  test('TLS: https to a server that speaks plain HTTP', async () => {
+    const url = server.url.replace('http://', 'https://');
+    await expect(downloadFile(`${url}pkg.tar`, join(tmp.path, 't.tar'), opts)).rejects.toMatchObject({
+      code: 'E_DOWNLOAD_TLS',
+      category: 'configuration',
+      message: expect.stringContaining('TLS'),
+    });
+  });
+
+  test('a port fetch refuses to use is a configuration error, not retried', async () => {
+    const seen: string[] = [];
+    await expect(
+      downloadWithRetry('http://127.0.0.1:9/pkg.tar', join(tmp.path, 'b.tar'), { ...opts, retries: 2, backoffMs: 1, onRetry: (_a, e) => void seen.push(e.code) }),
+    ).rejects.toMatchObject({ code: 'E_DOWNLOAD_URL', category: 'configuration' });
+    expect(seen).toEqual([]);
+  });
+
+  test('a refused connection is retried with a growing pause, and succeeds once the server is up', async () => {
+    const port = await closedPort();
+    const dest = join(tmp.path, 'retried.tar');
+    const retries: Array<[number, string, number]> = [];
+    let late: PackageServer | null = null;
+    try {
+      const result = await downloadWithRetry(`http://127.0.0.1:${port}/pkg.tar`, dest, {
+        ...opts,
+        retries: 5,
+        backoffMs: 10,
+        // The server comes up only after the second failure: the third attempt finds it.
+        onRetry: async (attempt, error, pauseMs) => {
+          retries.push([attempt, error.code, pauseMs]);
+          if (attempt === 2) late = await servePackages(tmp.path, { host: '127.0.0.1', port });
+        },
+      });
+      expect(result.bytes).toBe(data.length);
+      expect(retries).toEqual([
+        [1, 'E_DOWNLOAD_REFUSED', 10],
+        [2, 'E_DOWNLOAD_REFUSED', 20],
+      ]);
+      expect(readFileSync(dest)).toEqual(data);
+    } finally {
+      await (late as PackageServer | null)?.close();
+    }
+  });
+
+  test('retries stop at their count, and a failure that waiting does not fix is not retried', async () => {
+    const port = await closedPort();
+    const seen: string[] = [];
+    const onRetry = (_a: number, e: { code: string }) => void seen.push(e.code);
+    await expect(downloadWithRetry(`http://127.0.0.1:${port}/x.tar`, join(tmp.path, 'x.tar'), { ...opts, retries: 2, backoffMs: 1, onRetry })).rejects.toMatchObject({
+      code: 'E_DOWNLOAD_REFUSED',
+    });
+    expect(seen).toEqual(['E_DOWNLOAD_REFUSED', 'E_DOWNLOAD_REFUSED']);
+    seen.length = 0;
+    await expect(downloadWithRetry(`${server.url}missing.tar`, join(tmp.path, 'y.tar'), { ...opts, retries: 2, backoffMs: 1, onRetry })).rejects.toMatchObject({
+      code: 'E_DOWNLOAD_NOT_SERVED',
+    });
+    expect(seen).toEqual([]);
+  });
+});
+
+/** A port nothing listens on (taken and released). */
+async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((ok) => probe.listen(0, '127.0.0.1', ok));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise((ok) => probe.close(ok));
+  return port;
+}
 
 describe('a server that stalls mid-body', () => {
   let stalling: Server;

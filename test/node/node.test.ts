@@ -179,7 +179,10 @@ describe('the demo', () => {
     expect(run.stdout).toContain('the samples were picked to exercise the early exit and every expert, not to measure accuracy');
     const testAccuracy = JSON.parse(readFileSync(join(BUNDLED, 'report.json'), 'utf8')).models.sgmoe.accuracy;
     expect(run.stdout).toContain(`the package's test accuracy: ${(testAccuracy * 100).toFixed(1)}% (its report.json)`);
-    expect(run.stdout).toMatch(/early exit +\d+\.\d% \(threshold/);
+    expect(run.stdout).toMatch(/threshold +[\d.]+ \(early exit\)/);
+    // Both labelled spans, with the same figures each (no swap here: the same counts).
+    expect(run.stdout).toMatch(new RegExp(`since start \\(since .*\\)\n  decided +${n}, early exit \\d+\\.\\d%`));
+    expect(run.stdout).toMatch(new RegExp(`since the current model \\(fashion-sgmoe 1\\.0\\.0, since .*\\)\n  decided +${n}, early exit \\d+\\.\\d%`));
     expect(run.stdout).toMatch(/latency +p50 [\d.]+ ms, p99 [\d.]+ ms/);
     expect(run.stdout.split('\n').filter((l) => /\.png +\S/.test(l))).toHaveLength(n);
     // stderr is a pipe here: the logs are JSON lines.

@@ -89,7 +89,7 @@ describe('a fleet update of a running node', () => {
     await waitUntil(() => decided.length >= 50, 30_000, 'frames on 1.0.0');
 
     await operator.publishAsync('sgmoe/v1/plant/cell-7/cmd/update', signed('update', 'upd-1', update), { qos: 1 });
-    await waitUntil(() => replies.some((r) => r.id === 'upd-1' && (r.data?.step === 'done' || r.ok === false)), 60_000, 'the update to finish');
+    await waitUntil(() => replies.some((r) => r.id === 'upd-1' && !r.progress), 60_000, 'the update to finish');
     await waitUntil(() => decided.filter((d) => d.version === '1.1.0').length >= 50, 30_000, 'frames on 1.1.0');
     // Pointer and packages as a restart would find them: 1.1.0 current, 1.0.0 kept for rollback.
     expect(JSON.parse(readFileSync(join(tmp.path, 'device', 'current'), 'utf8')).current).toBe('fashion-sgmoe-1.1.0');
@@ -119,8 +119,11 @@ describe('a fleet update of a running node', () => {
     // 1.1.0's threshold sends every frame to an expert.
     expect(decided.filter((d) => d.version === '1.1.0').every((d) => !d.earlyExit)).toBe(true);
 
-    const steps = replies.filter((r) => r.id === 'upd-1').map((r) => r.data?.step ?? r.error?.code);
-    expect(steps).toEqual(expect.arrayContaining(['downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching', 'done']));
+    // One progress message per step, then exactly one final reply (long after it, nothing more came).
+    const forUpdate = replies.filter((r) => r.id === 'upd-1');
+    expect(forUpdate.filter((r) => r.progress).map((r) => r.data.step)).toEqual(['requested', 'downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching']);
+    expect(forUpdate.filter((r) => !r.progress)).toEqual([expect.objectContaining({ ok: true, data: { step: 'done', version: '1.1.0', previous: 'fashion-sgmoe-1.0.0' } })]);
+    expect(forUpdate.at(-1).progress).toBeUndefined();
     expect(replies.every((r) => r.ok)).toBe(true);
 
     const db = openAuditDbReadOnly(join(tmp.path, 'audit.db'));
@@ -129,7 +132,17 @@ describe('a fleet update of a running node', () => {
       expect(rows.filter((r) => r.status !== 'ok')).toEqual([]);
       expect(versionBoundaries(rows.map((r) => r.modelVersion!))).toHaveLength(2);
       expect(listEvents(db, {}, ['model_updated']).map((e) => e.details?.correlationId)).toEqual(['upd-1']);
-      expect(listEvents(db, {}, ['model_rolled_back'])).toHaveLength(1);
+      expect(listEvents(db, {}, ['model_rolled_back']).map((e) => e.details?.correlationId)).toEqual(['rb-1']);
+      // Every step of the update left an event under its correlation id.
+      expect(listEvents(db, {}, undefined, 'upd-1').map((e) => e.kind)).toEqual([
+        'update_requested',
+        'update_downloaded',
+        'update_verified',
+        'update_staged',
+        'model_updated',
+        'update_watched',
+        'update_done',
+      ]);
     } finally {
       db.close();
     }

@@ -54,6 +54,7 @@ const eventOptions = z.object({
   since: z.string().optional(),
   until: z.string().optional(),
   kind: z.array(z.enum(AUDIT_EVENT_KINDS)).optional(),
+  id: z.string().optional(),
 });
 
 function toFilter(o: z.infer<typeof filterOptions>, now: number): AuditFilter {
@@ -117,13 +118,14 @@ export function register(program: Command, out: Writable = process.stdout): void
     .option('--since <time>', 'from this time: ISO, or a span back from now (15m, 1h, 7d)')
     .option('--until <time>', 'up to this time (exclusive): ISO or a span back from now')
     .option('--kind <kind>', 'only events of this kind (repeat or comma-separate)', list)
+    .option('--id <correlationId>', 'only the events of this request (an update\'s steps, a refused command)')
     .action((raw: Record<string, unknown>) => {
       const o = parseOptions(eventOptions, raw);
       const now = Date.now();
       const db = openAuditDbReadOnly(o.db);
       try {
         const window = { since: o.since === undefined ? undefined : parseTime(o.since, now), until: o.until === undefined ? undefined : parseTime(o.until, now) };
-        for (const event of listEvents(db, window, o.kind)) out.write(`${JSON.stringify(event)}\n`);
+        for (const event of listEvents(db, window, o.kind, o.id)) out.write(`${JSON.stringify(event)}\n`);
       } finally {
         db.close();
       }

@@ -3,20 +3,25 @@ import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
 import { connectOperator } from '../../fleet/broker';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
-import { checkTargets } from '../../fleet/inventory';
+import { checkTargets, type DeviceEntry } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
 import { packPackage, readTarManifest } from '../../fleet/pack';
 import { publishUpdate } from '../../fleet/publish';
 import type { UpdateRequestInput } from '../../protocol/update';
 import { servePackages } from '../../fleet/serve';
-import { readSignature, signPackage, writeSignature } from '../../fleet/signature';
-import { PackageStore } from '../../fleet/store';
+import { readPackageSignature, signPackage, writeSignature } from '../../fleet/signature';
+import { SgmoeError } from '../../errors';
+import { explainDeadlines, formatOutcomes, formatPhase, formatProgress, formatRunning } from './rollout-view';
+import { rollbackStopped } from '../../fleet/offline-rollback';
+import { readConfigFile } from '../../node/config';
 import { createLogger } from '../../log';
 import { remoteOptions, runRemoteCommand, type RemoteFlags } from './cmd';
 import { sha256File } from '../../model/integrity';
 import { list, seconds } from '../options';
 
 const print = (line: string): void => void process.stdout.write(line + '\n');
+/** How often publish says which devices are still at which step. */
+const TICK_MS = 10_000;
 
 interface PublishFlags {
   broker: string;
@@ -88,22 +93,33 @@ export function registerFleetModelCommands(model: Command): void {
     .option('--chunks', 'send the tar in retained MQTT chunks instead (sites without HTTP)')
     .option('--topic-prefix <prefix>', 'device topic prefix', 'sgmoe/v1/{site}/{device}/')
     .option('--force', 'allow a version that is not newer (downgrade)')
-    .option('--window <seconds>', 'how long canaries must stay healthy', seconds, 300)
-    .option('--timeout <seconds>', 'how long each device has to report its update done', seconds, 900)
+    .option('--window <seconds>', 'how long canaries must stay healthy after their update, before the others get it', seconds, 300)
+    .option('--timeout <seconds>', 'how long each device has to reach its health watch; the watch (from its status) comes on top', seconds, 900)
     .option('--id <correlationId>', 'correlation id of the command (default: a random UUID)')
-    .description('send an update command to devices, canaries first; exit 2 when any device did not finish it')
+    .description('send an update command to devices, canaries first, showing each step; exit 2 when any device did not finish it')
     .action(async (pkg: string, opts: PublishFlags) => {
-      if (Boolean(opts.url) === Boolean(opts.chunks)) throw new Error('expected exactly one of --url or --chunks');
-      const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readSignature(`${pkg}.sig`), sha256File(pkg), readPrivateKey(opts.key)]);
+      if (Boolean(opts.url) === Boolean(opts.chunks)) throw new SgmoeError('E_USAGE', 'expected exactly one of --url URL (e.g. from `sgmoe model serve`) or --chunks');
+      const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readPackageSignature(pkg), sha256File(pkg), readPrivateKey(opts.key)]);
       const client = await connectOperator(opts.broker, `sgmoe-publish-${process.pid}`);
+      let ticker: NodeJS.Timeout | undefined;
       try {
-        await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, [...(opts.canary ?? []), ...(opts.device ?? [])]);
+        const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
+        const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets);
+        const known = inventory.devices.filter((d) => targets.includes(d.device));
+        checkCanaryWindow(known.filter((d) => opts.canary?.includes(d.device)), opts.window * 1000);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
         const request: UpdateRequestInput = opts.url
           ? { ...base, url: opts.url }
           : { ...base, chunks: await publishChunks(client, pkg, `${site}packages/${sha256}`) };
-        print(`publishing ${manifest.name} ${manifest.version} (${(await stat(pkg)).size} bytes, ${basename(pkg)})`);
+        print(`publishing ${manifest.name} ${manifest.version} (${(await stat(pkg)).size} bytes, ${basename(pkg)}); deadlines:`);
+        for (const line of explainDeadlines(known, opts.timeout * 1000)) print(`  ${line}`);
+        const running = new Map<string, { step: string | null; stepAt: number; sentAt: number }>();
+        ticker = setInterval(() => {
+          const now = Date.now();
+          const rows = [...running].map(([device, r]) => ({ device, step: r.step, stepMs: now - r.stepAt, elapsedMs: now - r.sentAt }));
+          if (rows.length > 0) print(formatRunning(rows));
+        }, TICK_MS);
         const report = await publishUpdate({
           client,
           site: opts.site,
@@ -115,16 +131,27 @@ export function registerFleetModelCommands(model: Command): void {
           correlationId: opts.id,
           replyTimeoutMs: opts.timeout * 1000,
           canaryWindowMs: opts.window * 1000,
-          logger: createLogger('sgmoe-publish'),
+          known,
+          onPhase: (phase) => {
+            print(formatPhase(phase));
+            const now = Date.now();
+            if (phase.phase === 'canary' || phase.phase === 'rollout') for (const d of phase.devices) running.set(d, { step: null, stepAt: now, sentAt: now });
+          },
+          onProgress: (p) => {
+            print(formatProgress(p));
+            const now = Date.now();
+            running.set(p.device, { step: p.step, stepAt: now, sentAt: now - p.elapsedMs });
+          },
+          onOutcome: (o) => running.delete(o.device),
+          // Progress goes to stdout as lines for people; the JSON log keeps to warnings unless asked for more.
+          logger: createLogger('sgmoe-publish', process.env.SGMOE_LOG_LEVEL ?? 'warn'),
         });
-        for (const o of [...(report.canary?.devices ?? []), ...report.devices]) {
-          print(`${o.device.padEnd(20)} ${o.outcome}${'reason' in o ? `: ${o.reason}` : ''}`);
-        }
-        if (report.canary && !report.canary.ok) print('canaries not healthy: rollout stopped before the other devices');
+        print(formatOutcomes(report));
         // Every device has answered or timed out: the retained chunks would otherwise sit on the broker for good.
         if (request.chunks) await clearChunks(client, request.chunks);
         process.exitCode = report.ok ? 0 : 2;
       } finally {
+        clearInterval(ticker);
         await client.endAsync();
       }
     });
@@ -132,16 +159,32 @@ export function registerFleetModelCommands(model: Command): void {
   remoteOptions(
     model
       .command('rollback')
+      .option('--config <file>', 'on a device whose node is stopped: its node config (fleet.root and audit.file)')
       .option('--root <dir>', 'on a device whose node is stopped: its package store (the update agent\'s root)')
-      .description('back to the previous package: a running device over MQTT (signed with --key), or a stopped one with --root'),
+      .option('--audit <file>', 'with --root: the device\'s audit log, where the rollback is recorded')
+      .description('back to the previous package: a running device over MQTT (signed with --key), or a stopped one with --config or --root'),
     false,
   )
-    .action(async (opts: Partial<RemoteFlags> & { root?: string }) => {
-      if (opts.root) {
-        const { from, to } = await new PackageStore(opts.root).revertCurrent();
-        print(`rolled back from ${from} to ${to}`);
-      } else {
-        await runRemoteCommand(opts, 'rollback', undefined);
-      }
+    .action(async (opts: Partial<RemoteFlags> & { root?: string; audit?: string; config?: string }) => {
+      const config = opts.config ? await readConfigFile(opts.config) : undefined;
+      const root = opts.root ?? config?.fleet?.root;
+      if (opts.config && !root) throw new SgmoeError('E_USAGE', `${opts.config} has no fleet section: expected fleet.root, or --root DIR`);
+      if (!root) return runRemoteCommand(opts, 'rollback', undefined);
+      const audit = opts.audit ?? config?.audit?.file;
+      const done = await rollbackStopped({ root, audit, correlationId: opts.id });
+      print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
+      if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
+}
+
+/** A canary window shorter than a canary's health interval would see no health report and always fail it. */
+function checkCanaryWindow(canaries: DeviceEntry[], windowMs: number): void {
+  const slow = canaries.filter((d) => d.healthIntervalMs !== null && d.healthIntervalMs >= windowMs);
+  if (slow.length === 0) return;
+  const longest = Math.max(...slow.map((d) => d.healthIntervalMs!));
+  throw new SgmoeError(
+    'E_USAGE',
+    `--window ${windowMs / 1000} s is not longer than the health interval of ${slow.map((d) => `${d.device} (${d.healthIntervalMs! / 1000} s)`).join(', ')}: ` +
+      `the canary check would see no health report; use --window ${Math.ceil((2 * longest) / 1000)} or more`,
+  );
 }

@@ -22,7 +22,7 @@ interface InputKind<S extends ManifestInput> {
 type Kinds = { [K in ManifestInput['kind']]: InputKind<Extract<ManifestInput, { kind: K }>> };
 
 /**
- * Every input kind the node reads, by the manifest's `input.kind` (DESIGN.md, "Tasks and input kinds"): a kind owns
+ * Every input kind the node reads, by the manifest's `input.kind` (docs/DESIGN.md, "Seams"): a kind owns
  * its payload parsing and its preprocessing, so adding one is one module and one entry here.
  */
 const KINDS: Kinds = {

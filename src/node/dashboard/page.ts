@@ -83,9 +83,9 @@ const SCRIPT = `
     $('providers').textContent = 'on ' + Array.from(new Set(Object.values(s.providers))).join(', ') + ' \\u00b7 up ' + Math.round(s.uptimeS) + ' s';
     $('fps').textContent = s.framesPerSecond.toFixed(1);
     $('early-exit').textContent = pct(s.earlyExitRate);
-    $('threshold').textContent = 'threshold ' + s.settings.threshold;
+    $('threshold').textContent = 'since the current model \\u00b7 threshold ' + s.settings.threshold;
     $('p50').textContent = s.latencyUs ? ms(s.latencyUs.p50) : '\\u2013';
-    $('p99').textContent = s.latencyUs ? 'p99 ' + ms(s.latencyUs.p99) : 'p99 \\u2013';
+    $('p99').textContent = (s.latencyUs ? 'p99 ' + ms(s.latencyUs.p99) : 'p99 \\u2013') + ' \\u00b7 since the current model';
     $('outbox').textContent = s.outboxDepth === null ? 'no MQTT' : s.outboxDepth;
     $('decided').textContent = s.totals.decided;
     $('totals').textContent = 'of ' + s.totals.ingested + ' in \\u00b7 ' + s.totals.rejected + ' rejected \\u00b7 ' + s.totals.dropped + ' dropped';
@@ -100,6 +100,20 @@ const SCRIPT = `
       tr.appendChild(el('td', '', src.kind));
       ['ingested', 'decided', 'rejected', 'dropped', 'pending', 'errors'].forEach(function (k) { tr.appendChild(el('td', 'num', src[k])); });
       body.appendChild(tr);
+    });
+
+    // The same figures over both labelled spans, side by side: never one span's shares beside another's rate.
+    var spans = $('windows').tBodies[0];
+    spans.replaceChildren();
+    [s.windows.sinceStart, s.windows.sinceModel].forEach(function (w) {
+      var tr = el('tr');
+      tr.appendChild(el('td', '', w.label + (w.model ? ' (' + w.model.version + ')' : '')));
+      tr.appendChild(el('td', 'muted', time(w.since)));
+      tr.appendChild(el('td', 'num', w.decided));
+      tr.appendChild(el('td', 'num', pct(w.earlyExitRate)));
+      tr.appendChild(el('td', 'num', w.latencyUs ? ms(w.latencyUs.p50) + ' / ' + ms(w.latencyUs.p99) : '\\u2013'));
+      tr.appendChild(el('td', '', w.routed === 0 ? 'none routed' : w.expertShares.map(function (x, i) { return '#' + i + ' ' + pct(x); }).join('  ')));
+      spans.appendChild(tr);
     });
 
     var shares = $('shares');
@@ -281,11 +295,18 @@ const BODY = `
     <div class="legend" id="usage-legend"></div>
   </section>
   <section class="panel">
-    <h2>Expert shares</h2>
+    <h2>Expert shares <span class="muted">since the current model</span></h2>
     <div id="shares"></div>
     <h2 class="spaced">Routing-health alarms</h2>
     <ul id="alarms"></ul>
     <ul id="alarm-history"></ul>
+  </section>
+  <section class="panel wide">
+    <h2>Since start and since the current model</h2>
+    <table id="windows">
+      <thead><tr><th>span</th><th>since</th><th class="num">decided</th><th class="num">early exit</th><th class="num">latency p50 / p99</th><th>expert shares</th></tr></thead>
+      <tbody></tbody>
+    </table>
   </section>
   <section class="panel">
     <h2>Sources</h2>
