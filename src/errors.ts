@@ -77,6 +77,9 @@ export const ERROR_CODES = {
   E_AUDIT_UNWRITABLE: 'transient',
   E_AUDIT_LOCKED: 'transient',
   E_AUDIT_WRITE: 'transient',
+  E_REVIEW_FRAME: 'bad-input',
+  E_REVIEW_INVALID: 'bad-input',
+  E_DATASET_OUT: 'configuration',
   // MQTT transport, outbox, embedded broker and commands
   E_MQTT_AUTH: 'configuration',
   E_MQTT_TLS: 'configuration',
@@ -146,6 +149,8 @@ export const ERROR_CODES = {
   E_DASHBOARD_NOT_FOUND: 'bad-input',
   E_DASHBOARD_QUERY: 'bad-input',
   E_DASHBOARD_HOST: 'bad-input',
+  E_DASHBOARD_ORIGIN: 'bad-input',
+  E_DASHBOARD_BODY: 'bad-input',
   // routing-health alarms (audit/health.ts), published with the alarm
   E_ROUTING_ROUTER_COLLAPSE: 'transient',
   E_ROUTING_EXPERT_STARVED: 'transient',

@@ -38,3 +38,18 @@ export { Retention, type RetentionOptions, type RetentionPolicy } from './retent
 export type { AuditRow } from './rows';
 export { SCHEMA_VERSION } from './schema';
 export { AuditWriter, type AuditWriterCounters, type AuditWriterOptions, type CommittedBatch } from './writer';
+export { exportReviewedDataset, type DatasetExport, type DatasetExportOptions } from './dataset';
+export { FrameStore, framesDirOf, locateFrame, pinFrame, type FrameStoreOptions, type KeepFrames } from './frame-store';
+export {
+  DEFAULT_DEFECT_KIND,
+  REVIEW_VERDICTS,
+  latestVerdicts,
+  openReviewDb,
+  recordReview,
+  reviewInputSchema,
+  standingReviews,
+  type RecordedReview,
+  type Review,
+  type ReviewInput,
+  type ReviewVerdict,
+} from './review';

@@ -48,6 +48,21 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX events_ts ON events (ts);
   `,
+  // 2: operators' verdicts on frames (the anomaly feedback loop). A correction is a new row: the latest counts,
+  // the history stays for the audit.
+  `
+  CREATE TABLE reviews (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts           INTEGER NOT NULL,                     -- ms since epoch of the verdict
+    frame_id     TEXT NOT NULL,
+    decision_id  INTEGER NOT NULL,                     -- the decisions row judged (frame ids may repeat)
+    verdict      TEXT NOT NULL CHECK (verdict IN ('good', 'defect')),
+    kind         TEXT,                                 -- the defect kind, a folder name in an exported data set
+    reviewer     TEXT NOT NULL,
+    via          TEXT NOT NULL                         -- cli | dashboard
+  );
+  CREATE INDEX reviews_decision ON reviews (decision_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -70,6 +70,11 @@ export const nodeConfigSchema = z
           .partial()
           .strict()
           .optional(),
+        /** Input bytes kept for operators' review and dataset export (src/audit/frame-store.ts), in frames/ beside the file. */
+        frames: z
+          .object({ keep: z.enum(['none', 'anomalous', 'all']).default('anomalous'), maxFiles: z.number().int().positive().default(1000) })
+          .strict()
+          .default({ keep: 'anomalous', maxFiles: 1000 }),
       })
       .strict()
       .optional(),

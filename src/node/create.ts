@@ -1,12 +1,14 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { AuditLog } from '../audit/audit-log';
+import { FrameStore, framesDirOf } from '../audit/frame-store';
 import { Engine } from '../engine/engine';
 import { detectHost } from '../engine/host';
 import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
+import type { AnomalyFields } from '../engine/tasks';
 import type { Frame } from '../ingest/frame';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
@@ -157,6 +159,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       });
       node.attachTransport(transport, unavailable);
     }
+    if (audit && config.audit && config.audit.frames.keep !== 'none') keepFramesForReview(node, new FrameStore({ dir: framesDirOf(config.audit.file), ...config.audit.frames, logger }), closers);
     watchConditions(node, { ...config.conditionAlarms, transport, audit, logger });
     return { node, profile, transport, broker, agent };
   } catch (err) {
@@ -165,6 +168,15 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     for (const close of closers) await close();
     throw err;
   }
+}
+
+/** Each decided frame's bytes go to the review store (anomalous ones, or all); the node's stop waits for the writes. */
+function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Array<() => Promise<void> | void>): void {
+  node.on('decision', (frame, decision) => {
+    const anomalous = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly?.verdict === 'anomalous';
+    store.offer(frame.bytes, anomalous);
+  });
+  closers.unshift(() => store.flush());
 }
 
 /**

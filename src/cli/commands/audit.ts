@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createWriteStream } from 'node:fs';
+import { userInfo } from 'node:os';
 import { finished } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
@@ -16,6 +17,11 @@ import {
   openAuditDbReadOnly,
   type AuditFilter,
   type AuditStats,
+  DEFAULT_DEFECT_KIND,
+  exportReviewedDataset,
+  framesDirOf,
+  openReviewDb,
+  recordReview,
 } from '../../audit';
 
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
@@ -131,10 +137,37 @@ export function register(program: Command, out: Writable = process.stdout): void
       }
     });
 
-  withFilterOptions(audit.command('export').description('matching decisions as CSV or JSONL'))
+  audit
+    .command('review')
+    .description('record an operator\'s verdict on a decided frame: good or defect (the anomaly feedback loop)')
+    .requiredOption('--db <file>', 'audit database (SQLite)')
+    .requiredOption('--frame <id>', 'the frame id (its latest decision is judged)')
+    .requiredOption('--verdict <verdict>', 'good | defect')
+    .option('--kind <kind>', `defect kind, the folder it is exported to (default ${DEFAULT_DEFECT_KIND})`)
+    .option('--by <name>', 'who judged (default: the user running the command)')
+    .option('--frames <dir>', 'where the node keeps frame bytes (default: frames/ beside the database)')
+    .action((raw: Record<string, unknown>) => {
+      const o = parseOptions(z.object({ db: z.string().min(1), frame: z.string(), verdict: z.string(), kind: z.string().optional(), by: z.string().optional(), frames: z.string().optional() }), raw);
+      const db = openReviewDb(o.db);
+      try {
+        const review = recordReview(db, { frameId: o.frame, verdict: o.verdict, kind: o.kind, reviewer: o.by ?? userInfo().username }, 'cli', {
+          framesDir: o.frames ?? framesDirOf(o.db),
+        });
+        out.write(`${JSON.stringify(review)}\n`);
+      } finally {
+        db.close();
+      }
+    });
+
+  withFilterOptions(audit.command('export').description('matching decisions as CSV or JSONL, or the reviewed frames as a factory data folder'))
     .option('--format <format>', 'csv | jsonl', 'csv')
     .option('--out <file>', 'write to this file instead of stdout')
+    .option('--reviewed', 'only frames an operator judged (with --as-dataset)')
+    .option('--as-dataset <dir>', 'write the reviewed frames as an anomaly factory data folder (train/good, test/<kind>)')
+    .option('--holdout <share>', 'with --as-dataset: this share of good frames goes to test/good (default 0)')
+    .option('--frames <dir>', 'where the node keeps frame bytes (default: frames/ beside the database)')
     .action(async (raw: Record<string, unknown>) => {
+      if (raw.asDataset !== undefined || raw.reviewed !== undefined) return exportDataset(raw, out);
       const o = parseOptions(filterOptions.extend({ format: z.enum(['csv', 'jsonl']), out: z.string().optional() }), raw);
       const db = openAuditDbReadOnly(o.db);
       const target = o.out === undefined ? out : createWriteStream(o.out);
@@ -148,6 +181,30 @@ export function register(program: Command, out: Writable = process.stdout): void
         }
       }
     });
+}
+
+const datasetOptions = z
+  .object({
+    db: z.string().min(1),
+    reviewed: z.literal(true, 'needed with --as-dataset: the data set holds reviewed frames only'),
+    asDataset: z.string().min(1, 'a folder to write the data set in'),
+    holdout: z.coerce.number().min(0).max(0.9).optional(),
+    frames: z.string().optional(),
+    format: z.string().optional(),
+  })
+  .strict();
+
+/** `audit export --reviewed --as-dataset DIR`: the standing verdicts as the anomaly factory's data folder. */
+function exportDataset(raw: Record<string, unknown>, out: Writable): void {
+  const o = parseOptions(datasetOptions, raw);
+  const db = openAuditDbReadOnly(o.db);
+  try {
+    const result = exportReviewedDataset(db, o.frames ?? framesDirOf(o.db), o.asDataset, { holdout: o.holdout });
+    out.write(`${JSON.stringify(result)}\n`);
+    if (result.missing.length > 0) process.stderr.write(`${result.missing.length} reviewed frame(s) not exported: their bytes are no longer kept (listed in ${o.asDataset}/reviews.json)\n`);
+  } finally {
+    db.close();
+  }
 }
 
 function formatStats(file: string, s: AuditStats): string {

@@ -1,0 +1,136 @@
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { unlink, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { errorMessage } from '../errors';
+import { sniffFormat } from '../ingest/format';
+import { silentLogger, type Logger } from '../log';
+import { sha256Hex } from '../model/integrity';
+
+/**
+ * The input bytes of frames an operator may review, kept beside the audit log so a verdict can become a training
+ * image (`sgmoe audit export --reviewed --as-dataset`). Files are named by the sha256 the audit row already holds
+ * (`<sha256>.<format>`), so the row finds its bytes and a repeated frame is kept once. The folder is bounded: beyond
+ * `maxFiles` the oldest file goes. A review moves its frame's file to `reviewed/`, out of eviction's reach (reviews
+ * are human-paced, so that folder grows only as fast as people judge frames).
+ *
+ * Why not the hot folder's done/ files: only one source kind has them, and the node neither owns nor bounds them.
+ */
+export type KeepFrames = 'none' | 'anomalous' | 'all';
+
+export interface FrameStoreOptions {
+  dir: string;
+  keep: KeepFrames;
+  maxFiles: number;
+  logger?: Logger;
+}
+
+/** Writes waiting beyond this are given up (counted): a slow disk never builds a backlog of frames in memory. */
+const MAX_PENDING_WRITES = 32;
+
+/** The frames folder of an audit database: `frames/` beside it. */
+export function framesDirOf(auditFile: string): string {
+  return join(dirname(auditFile), 'frames');
+}
+
+const fileOf = (dir: string, sha256: string) => readdirOrEmpty(dir).find((f) => f.startsWith(`${sha256}.`));
+
+function readdirOrEmpty(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Where a frame's bytes are kept (reviewed first), or null when they were never kept or have been evicted. */
+export function locateFrame(dir: string, sha256: string): string | null {
+  for (const folder of [join(dir, 'reviewed'), dir]) {
+    const file = fileOf(folder, sha256);
+    if (file) return join(folder, file);
+  }
+  return null;
+}
+
+/** Moves a frame's bytes to `reviewed/` so eviction leaves them; null when they are no longer kept. */
+export function pinFrame(dir: string, sha256: string): string | null {
+  const found = locateFrame(dir, sha256);
+  if (!found || dirname(found) === join(dir, 'reviewed')) return found;
+  const target = join(dir, 'reviewed', found.slice(dir.length + 1));
+  mkdirSync(dirname(target), { recursive: true });
+  try {
+    renameSync(found, target);
+  } catch {
+    return locateFrame(dir, sha256); // evicted (or pinned by another process) meanwhile
+  }
+  return target;
+}
+
+export class FrameStore {
+  /** Kept files, oldest first: the eviction order. */
+  private readonly files: string[];
+  private readonly known = new Set<string>();
+  private readonly pending = new Set<Promise<void>>();
+  private readonly log: Logger;
+  readonly counters = { kept: 0, evicted: 0, skipped: 0, failed: 0 };
+
+  constructor(private readonly options: FrameStoreOptions) {
+    this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
+    mkdirSync(options.dir, { recursive: true });
+    // What an earlier run kept counts against the bound, oldest first.
+    this.files = readdirOrEmpty(options.dir)
+      .filter((f) => /^[0-9a-f]{64}\.\w+$/.test(f))
+      .map((f) => ({ f, t: statSync(join(options.dir, f)).mtimeMs }))
+      .sort((a, b) => a.t - b.t)
+      .map(({ f }) => f);
+    for (const f of this.files) this.known.add(f);
+  }
+
+  /**
+   * Keeps a decided frame's bytes if the policy asks for it; never waits and never throws. Named by the same
+   * sha256 of the same bytes as the frame's audit row (hashed only for frames kept).
+   */
+  offer(bytes: Buffer | undefined, anomalous: boolean): void {
+    const { keep } = this.options;
+    if (keep === 'none' || (keep === 'anomalous' && !anomalous) || !bytes) return;
+    const format = sniffFormat(bytes);
+    if (!format) return; // raw pixels (an SDK push) have no file form an image tool would read
+    const name = `${sha256Hex(bytes)}.${format}`;
+    if (this.known.has(name)) return;
+    if (this.pending.size >= MAX_PENDING_WRITES) {
+      this.counters.skipped++;
+      return;
+    }
+    this.known.add(name);
+    const write = this.write(name, bytes).finally(() => this.pending.delete(write));
+    this.pending.add(write);
+  }
+
+  /** Resolves once every write started so far has landed (the node's stop awaits it). */
+  async flush(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private async write(name: string, bytes: Buffer): Promise<void> {
+    try {
+      await writeFile(join(this.options.dir, name), bytes);
+      this.files.push(name);
+      this.counters.kept++;
+    } catch (err) {
+      this.known.delete(name);
+      this.counters.failed++;
+      this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame for review');
+      return;
+    }
+    while (this.files.length > this.options.maxFiles) {
+      const oldest = this.files.shift()!;
+      this.known.delete(oldest);
+      const path = join(this.options.dir, oldest);
+      // Pinned by a review meanwhile (moved to reviewed/): nothing to evict.
+      if (!existsSync(path)) continue;
+      await unlink(path).then(
+        () => void this.counters.evicted++,
+        () => undefined,
+      );
+    }
+  }
+}

@@ -1,0 +1,144 @@
+import Database, { type Database as Db } from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import { z } from 'zod';
+import { SgmoeError, errorMessage } from '../errors';
+import { validate } from '../validate';
+import { pinFrame } from './frame-store';
+import { migrate } from './schema';
+import { sqliteCode } from './sqlite-code';
+
+/** An operator's verdict on one decided frame: the anomaly feedback loop's input. */
+export const REVIEW_VERDICTS = ['good', 'defect'] as const;
+export type ReviewVerdict = (typeof REVIEW_VERDICTS)[number];
+export const REVIEW_VIA = ['cli', 'dashboard'] as const;
+
+/** A defect kind becomes a folder of the exported data set: a plain name, never `good` or `masks`. */
+const kindSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,39}$/, 'a folder name of lower-case letters, digits, - and _ (at most 40)')
+  .refine((k) => k !== 'good' && k !== 'masks', 'not "good" or "masks" (folders the factory reserves)');
+
+export const reviewInputSchema = z
+  .object({
+    frameId: z.string().min(1).max(512),
+    verdict: z.enum(REVIEW_VERDICTS),
+    kind: kindSchema.optional(),
+    reviewer: z.string().min(1).max(100),
+  })
+  .strict()
+  .refine((r) => r.kind === undefined || r.verdict === 'defect', { message: 'a kind goes with verdict defect only', path: ['kind'] });
+
+export type ReviewInput = z.output<typeof reviewInputSchema>;
+
+export interface Review {
+  id: number;
+  ts: number;
+  frameId: string;
+  decisionId: number;
+  verdict: ReviewVerdict;
+  /** The defect kind (`defect` when none was given); null for good. */
+  kind: string | null;
+  reviewer: string;
+  via: (typeof REVIEW_VIA)[number];
+}
+
+export interface RecordedReview extends Review {
+  /** Where the frame's bytes are kept for export, or null when the node did not keep them (or they were evicted). */
+  bytes: string | null;
+}
+
+/** The defect kind of a verdict without one. */
+export const DEFAULT_DEFECT_KIND = 'defect';
+
+/**
+ * Opens an existing audit database to record reviews, beside the node's own connection (WAL lets both write):
+ * never creates a database, and brings an older one up to this release's schema.
+ */
+export function openReviewDb(file: string, busyTimeoutMs = 5000): Db {
+  if (!existsSync(file)) throw new SgmoeError('E_AUDIT_NOT_FOUND', `expected an audit database at ${file}, found no such file`, { file });
+  let db: Db | undefined;
+  try {
+    db = new Database(file, { fileMustExist: true, timeout: busyTimeoutMs });
+    migrate(db);
+    return db;
+  } catch (err) {
+    db?.close();
+    if (err instanceof SgmoeError) throw err;
+    throw new SgmoeError('E_AUDIT_UNWRITABLE', `expected a writable audit database at ${file}, but: ${sqliteCode(err) ?? ''} ${errorMessage(err)}`.trim(), { file }, { cause: err });
+  }
+}
+
+/**
+ * Records a verdict on the latest decision of `frameId` and, when `framesDir` is given, moves the frame's kept bytes
+ * out of eviction's reach. `input` is validated here, so the CLI and the dashboard refuse the same things.
+ */
+export function recordReview(db: Db, input: unknown, via: Review['via'], options: { framesDir?: string; now?: number } = {}): RecordedReview {
+  const r = validate(reviewInputSchema, input, { code: 'E_REVIEW_INVALID', where: 'the review' });
+  const decision = db
+    .prepare(`SELECT id, input_sha256 AS sha FROM decisions WHERE frame_id = @frameId AND status = 'ok' ORDER BY id DESC LIMIT 1`)
+    .get({ frameId: r.frameId }) as { id: number; sha: string | null } | undefined;
+  if (!decision) {
+    throw new SgmoeError('E_REVIEW_FRAME', `expected a decided frame ${JSON.stringify(r.frameId)} in the audit log, found none`, { frameId: r.frameId });
+  }
+  const review = {
+    ts: options.now ?? Date.now(),
+    frameId: r.frameId,
+    decisionId: decision.id,
+    verdict: r.verdict,
+    kind: r.verdict === 'defect' ? (r.kind ?? DEFAULT_DEFECT_KIND) : null,
+    reviewer: r.reviewer,
+    via,
+  };
+  const { lastInsertRowid } = db
+    .prepare(
+      `INSERT INTO reviews (ts, frame_id, decision_id, verdict, kind, reviewer, via) VALUES (@ts, @frameId, @decisionId, @verdict, @kind, @reviewer, @via)`,
+    )
+    .run(review);
+  const bytes = options.framesDir && decision.sha ? pinFrame(options.framesDir, decision.sha) : null;
+  return { id: Number(lastInsertRowid), ...review, bytes };
+}
+
+interface ReviewColumns {
+  id: number;
+  ts: number;
+  frame_id: string;
+  decision_id: number;
+  verdict: ReviewVerdict;
+  kind: string | null;
+  reviewer: string;
+  via: Review['via'];
+}
+
+const fromReviewColumns = (c: ReviewColumns): Review => ({
+  id: c.id,
+  ts: c.ts,
+  frameId: c.frame_id,
+  decisionId: c.decision_id,
+  verdict: c.verdict,
+  kind: c.kind,
+  reviewer: c.reviewer,
+  via: c.via,
+});
+
+/** The standing verdict of every reviewed decision (its latest review), with the frame's sha256, oldest first. */
+export function standingReviews(db: Db): Array<Review & { inputSha256: string | null }> {
+  const rows = db
+    .prepare(
+      `SELECT r.*, d.input_sha256 FROM reviews r JOIN decisions d ON d.id = r.decision_id
+       WHERE r.id IN (SELECT max(id) FROM reviews GROUP BY decision_id) ORDER BY r.id`,
+    )
+    .all() as Array<ReviewColumns & { input_sha256: string | null }>;
+  return rows.map((c) => ({ ...fromReviewColumns(c), inputSha256: c.input_sha256 }));
+}
+
+/** The latest verdict on each of these frames (any of their decisions), for the dashboard's rows. */
+export function latestVerdicts(db: Db, frameIds: readonly string[]): Map<string, Review> {
+  const out = new Map<string, Review>();
+  if (frameIds.length === 0) return out;
+  const stmt = db.prepare(`SELECT * FROM reviews WHERE frame_id = @frameId ORDER BY id DESC LIMIT 1`);
+  for (const frameId of new Set(frameIds)) {
+    const row = stmt.get({ frameId }) as ReviewColumns | undefined;
+    if (row) out.set(frameId, fromReviewColumns(row));
+  }
+  return out;
+}

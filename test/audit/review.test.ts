@@ -1,0 +1,136 @@
+import { Command } from 'commander';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import sharp from 'sharp';
+import { AuditWriter, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
+import { register } from '../../src/cli/commands/audit';
+import { sha256Hex } from '../../src/model/integrity';
+import { tempDir } from '../helpers/tmp';
+import { decision } from './records';
+
+const tmp = tempDir('sgmoe-review-');
+afterAll(() => tmp.cleanup());
+
+/** A distinct 8x8 gray PNG per i. */
+const png = (i: number) => sharp(Buffer.alloc(64, i * 7), { raw: { width: 8, height: 8, channels: 1 } }).png().toBuffer();
+
+/** An audit database with frames f-0..f-(n-1) decided, each with the sha256 of png(i), and those bytes kept. */
+async function auditWithFrames(name: string, n: number): Promise<{ file: string; frames: string }> {
+  const file = join(tmp.path, name, 'audit.db');
+  mkdirSync(join(tmp.path, name), { recursive: true });
+  const { db } = openAuditDb(file);
+  const writer = new AuditWriter(db);
+  const store = new FrameStore({ dir: framesDirOf(file), keep: 'all', maxFiles: 1000 });
+  for (let i = 0; i < n; i++) {
+    const bytes = await png(i);
+    writer.record(decidedRecord(decision(i, i % 4), { frameId: `f-${i}`, source: 'dir:/in', inputSha256: sha256Hex(bytes) }, 1_700_000_000_000 + i));
+    store.offer(bytes, false);
+  }
+  writer.close();
+  db.close();
+  await store.flush();
+  return { file, frames: framesDirOf(file) };
+}
+
+async function sgmoe(...args: string[]): Promise<string> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const program = new Command('sgmoe').exitOverride();
+  register(program, out);
+  await program.parseAsync(['node', 'sgmoe', 'audit', ...args]);
+  return Buffer.concat(chunks).toString();
+}
+
+describe('operator verdicts', () => {
+  it('sgmoe audit review records the verdict with frame, decision, who, when and via, and pins the frame bytes out of eviction', async () => {
+    const { file, frames } = await auditWithFrames('cli', 3);
+    const before = Date.now();
+    const review = JSON.parse(await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'defect', '--kind', 'scratch', '--by', 'anna'));
+    expect(review).toMatchObject({ frameId: 'f-1', verdict: 'defect', kind: 'scratch', reviewer: 'anna', via: 'cli' });
+    expect(review.ts).toBeGreaterThanOrEqual(before);
+    expect(review.bytes).toBe(join(frames, 'reviewed', `${sha256Hex(await png(1))}.png`));
+    expect(existsSync(review.bytes)).toBe(true);
+
+    // A correction is a new row; the latest stands, the history stays.
+    await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--by', 'ben');
+    const db = openReviewDb(file);
+    expect(standingReviews(db).map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([['f-1', 'good', null, 'ben']]);
+    expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(2);
+    expect(latestVerdicts(db, ['f-0', 'f-1']).get('f-1')).toMatchObject({ verdict: 'good', reviewer: 'ben' });
+    expect(latestVerdicts(db, ['f-0', 'f-1']).has('f-0')).toBe(false);
+    db.close();
+  });
+
+  it('refuses an unknown verdict, a kind on a good verdict, a reserved kind and an unknown frame, recording nothing', async () => {
+    const { file } = await auditWithFrames('bad', 1);
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'ok')).rejects.toMatchObject({ code: 'E_REVIEW_INVALID', message: expect.stringContaining('verdict') });
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'good', '--kind', 'x')).rejects.toMatchObject({ code: 'E_REVIEW_INVALID', message: expect.stringContaining('kind') });
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'defect', '--kind', 'masks')).rejects.toMatchObject({ code: 'E_REVIEW_INVALID' });
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'defect', '--kind', '../up')).rejects.toMatchObject({ code: 'E_REVIEW_INVALID' });
+    await expect(sgmoe('review', '--db', file, '--frame', 'nope', '--verdict', 'good')).rejects.toMatchObject({ code: 'E_REVIEW_FRAME' });
+    const db = openReviewDb(file);
+    expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(0);
+    db.close();
+  });
+
+  it('export --reviewed --as-dataset writes train/good, test/good (holdout) and test/<kind>, lists frames whose bytes are gone, refuses a non-empty folder', async () => {
+    const { file, frames } = await auditWithFrames('export', 12);
+    const db = openReviewDb(file);
+    for (let i = 0; i < 10; i++) recordReview(db, { frameId: `f-${i}`, verdict: 'good', reviewer: 'anna' }, 'cli', { framesDir: frames });
+    recordReview(db, { frameId: 'f-10', verdict: 'defect', kind: 'hole', reviewer: 'anna' }, 'cli', { framesDir: frames });
+    // f-11's bytes are not kept (no framesDir given, and none pinned): a verdict the export cannot write.
+    db.prepare(`UPDATE decisions SET input_sha256 = @sha WHERE frame_id = 'f-11'`).run({ sha: 'cd'.repeat(32) });
+    recordReview(db, { frameId: 'f-11', verdict: 'defect', reviewer: 'anna' }, 'cli');
+    db.close();
+
+    const out = join(tmp.path, 'dataset');
+    const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out, '--holdout', '0.3'));
+    const count = (folder: string) => (existsSync(join(out, folder)) ? readdirSync(join(out, folder)).length : 0);
+    expect(count('train/good') + count('test/good')).toBe(10);
+    expect(count('test/good')).toBe(result.written['test/good'] ?? 0);
+    expect(count('test/hole')).toBe(1);
+    expect(result.missing).toEqual([{ frameId: 'f-11', decisionId: 12, verdict: 'defect' }]);
+    // Each file is the frame's own bytes, named after its audit row.
+    const hole = readdirSync(join(out, 'test/hole'))[0];
+    expect(hole).toMatch(/^11-[0-9a-f]{12}\.png$/);
+    expect(readFileSync(join(out, 'test/hole', hole))).toEqual(await png(10));
+    const manifest = JSON.parse(readFileSync(join(out, 'reviews.json'), 'utf8'));
+    expect(manifest.files).toHaveLength(11);
+
+    // The same export again: the holdout split is the same (by sha256), and a non-empty folder is refused.
+    await expect(sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out)).rejects.toMatchObject({ code: 'E_DATASET_OUT' });
+    const again = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-2'), '--holdout', '0.3'));
+    expect(again.written).toEqual(result.written);
+    await expect(sgmoe('export', '--db', file, '--as-dataset', join(tmp.path, 'd3'))).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--reviewed') });
+  });
+});
+
+describe('frame store', () => {
+  it('keeps at most maxFiles, evicting the oldest; a pinned (reviewed) frame survives eviction; anomalous-only keeps no good frame', async () => {
+    const dir = join(tmp.path, 'store');
+    const store = new FrameStore({ dir, keep: 'all', maxFiles: 3 });
+    const bytes = await Promise.all([0, 1, 2, 3, 4].map(png));
+    for (const b of bytes.slice(0, 3)) {
+      store.offer(b, false);
+      await store.flush();
+    }
+    // Reviewed: moved out of the bounded folder.
+    expect(pinFrame(dir, sha256Hex(bytes[0]))).toContain('reviewed');
+    for (const b of bytes.slice(3)) {
+      store.offer(b, false);
+      await store.flush();
+    }
+    const kept = readdirSync(dir).filter((f) => f.endsWith('.png'));
+    expect(kept.sort()).toEqual([2, 3, 4].map((i) => `${sha256Hex(bytes[i])}.png`).sort());
+    expect(readdirSync(join(dir, 'reviewed'))).toEqual([`${sha256Hex(bytes[0])}.png`]);
+
+    const anomalousOnly = new FrameStore({ dir: join(tmp.path, 'store-2'), keep: 'anomalous', maxFiles: 3 });
+    anomalousOnly.offer(bytes[0], false);
+    anomalousOnly.offer(bytes[1], true);
+    anomalousOnly.offer(Buffer.from('not an image'), true);
+    await anomalousOnly.flush();
+    expect(readdirSync(join(tmp.path, 'store-2'))).toEqual([`${sha256Hex(bytes[1])}.png`]);
+  });
+});
