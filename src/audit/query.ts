@@ -66,6 +66,14 @@ export function expertCountsByBucket(db: Database, since: number, bucketMs: numb
     .all({ ...params, bucketMs }) as Array<{ bucket: number; expert: number | null; n: number }>;
 }
 
+/** Decided frames and anomalous ones (label index 1 of an anomaly package) per time bucket since `since`, counted by SQL. */
+export function anomalyCountsByBucket(db: Database, since: number, bucketMs: number): Array<{ bucket: number; n: number; anomalous: number }> {
+  const { sql, params } = whereClause({ since, status: 'ok' });
+  return db
+    .prepare(`SELECT CAST((ts - @since) / @bucketMs AS INTEGER) AS bucket, count(*) AS n, sum(label_index = 1) AS anomalous FROM decisions ${sql} GROUP BY bucket`)
+    .all({ ...params, bucketMs }) as Array<{ bucket: number; n: number; anomalous: number }>;
+}
+
 export interface AuditEventRow {
   id: number;
   ts: number;

@@ -1,4 +1,6 @@
 import type { Decision } from '../../engine/decision';
+import type { AnomalyFields } from '../../engine/tasks';
+import { heatmapPng } from '../../protocol/heatmap';
 import type { SgmoeError } from '../../errors';
 import type { Frame } from '../../ingest/frame';
 import { sniffFormat } from '../../ingest/format';
@@ -27,6 +29,8 @@ type Outcome =
       baseConfidence: number;
       latencyUs: number;
       model: { name: string; version: string };
+      /** Anomaly packages: the verdict's numbers, and for an anomalous frame its heatmap (PNG data URL). */
+      anomaly: { score: number; threshold: number; verdict: 'good' | 'anomalous'; heatmap: string | null } | null;
     }
   | { status: 'rejected'; error: { code: string; message: string } };
 
@@ -47,6 +51,7 @@ export class RecentDecisions {
       baseConfidence: d.baseConfidence,
       latencyUs: d.timingsUs.total,
       model: d.model,
+      anomaly: anomalyOf(d),
     });
   private readonly onRejected = (frame: Frame, error: SgmoeError) => this.add(frame, { status: 'rejected', error: { code: error.code, message: error.message } });
 
@@ -78,4 +83,12 @@ export class RecentDecisions {
     // (SDK pushes) have no encoded bytes to thumbnail.
     if (frame.bytes && sniffFormat(frame.bytes)) this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
   }
+}
+
+function anomalyOf(d: Decision): Extract<Outcome, { status: 'decided' }>['anomaly'] {
+  const a = (d.extra as Partial<AnomalyFields> | undefined)?.anomaly;
+  if (!a) return null;
+  // Only anomalous frames get a heatmap: they are the few an operator looks at.
+  const heatmap = a.verdict === 'anomalous' ? `data:image/png;base64,${heatmapPng(a.map, a.grid).toString('base64')}` : null;
+  return { score: a.score, threshold: a.threshold, verdict: a.verdict, heatmap };
 }

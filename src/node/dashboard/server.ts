@@ -4,21 +4,27 @@ import { isIP, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
+import { framesDirOf } from '../../audit/frame-store';
 import { listEvents } from '../../audit/query';
+import { latestVerdicts, openReviewDb, recordReview } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
 import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
 import { PAGE_CSP, PAGE_HTML } from './page';
+import { checkSameOrigin, readJsonBody } from './post';
 import { RecentDecisions } from './recent';
-import { usageFromAudit, usageFromRecent, usageWindow } from './usage';
+import { anomalyRateFromAudit, anomalyRateFromRecent, usageFromAudit, usageFromRecent, usageWindow } from './usage';
 
 export interface DashboardOptions {
   /** 0 = a free port chosen by the OS (the URL says which). */
   port: number;
   host?: string;
-  /** The node's audit database: expert usage and alarm history then cover every decision, not only the recent ones. */
+  /**
+   * The node's audit database: expert usage and alarm history then cover every decision, not only the recent ones,
+   * and operators can mark frames good or defect (POST /api/review).
+   */
   auditFile?: string;
   logger?: Logger;
 }
@@ -31,6 +37,7 @@ export interface Dashboard {
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const decisionsQuery = z.object({ after: int(0, Number.MAX_SAFE_INTEGER).default(0), limit: int(1, 1000).default(50) }).strict();
 const usageQuery = z.object({ windowS: int(10, 7 * 86_400).default(300), buckets: int(1, 240).default(60) }).strict();
+const anomaliesQuery = usageQuery.extend({ limit: int(1, 200).default(20) }).strict();
 /** Alarm history shown: the last day. */
 const ALARM_HISTORY_MS = 86_400_000;
 
@@ -74,6 +81,14 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const host = options.host ?? '127.0.0.1';
   const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
+  // Reviews write through a connection of their own; reading stays on the read-only one.
+  let reviews: { db: Database; framesDir: string } | undefined;
+  try {
+    reviews = options.auditFile ? { db: openReviewDb(options.auditFile), framesDir: framesDirOf(options.auditFile) } : undefined;
+  } catch (err) {
+    db?.close();
+    throw err;
+  }
   const recent = new RecentDecisions(node);
   const metrics = attachMetrics(node);
   const experts = () => node.engine.manifest.parts.experts.length;
@@ -94,8 +109,36 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
       sendJson(res, 200, { active: node.snapshot().alarms.map(({ window: _window, ...alarm }) => alarm), history });
     },
+    '/api/anomalies': (url, res) => {
+      const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
+      const window = usageWindow(windowS * 1000, buckets);
+      const latest = recent
+        .list()
+        .filter((e) => e.status === 'decided' && e.anomaly?.verdict === 'anomalous')
+        .slice(-limit)
+        .reverse();
+      const verdicts = db ? latestVerdicts(db, latest.map((e) => e.frameId)) : new Map();
+      sendJson(res, 200, {
+        task: node.engine.task.name,
+        reviewable: reviews !== undefined,
+        rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
+        latest: latest.map((e) => ({ ...e, review: verdicts.get(e.frameId) ?? null })),
+      });
+    },
     '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
   };
+  // State-changing routes: only with the audit log to record into, and only from this dashboard's own page.
+  const postRoutes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = reviews
+    ? {
+        '/api/review': async (req, res) => {
+          checkSameOrigin(req);
+          const body = await readJsonBody(req);
+          // The page may name the operator; the verdict itself is validated by the audit module.
+          const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body } : body;
+          sendJson(res, 201, recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir }));
+        },
+      }
+    : {};
 
   const hostAllowed = allowedHosts(host);
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -108,18 +151,22 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     } catch {
       return sendJson(res, 400, { error: { code: 'E_DASHBOARD_QUERY', message: `expected a request path, found ${JSON.stringify(req.url)}` } });
     }
-    const route = routes[url.pathname];
-    if (!route) {
-      return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${Object.keys(routes).join(', ')}, found ${url.pathname}` } });
+    // Own keys only: a path such as /constructor must not find Object's prototype.
+    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+    const post = Object.hasOwn(postRoutes, url.pathname) ? postRoutes[url.pathname] : undefined;
+    if (!route && !post) {
+      const known = [...Object.keys(routes), ...Object.keys(postRoutes)].join(', ');
+      return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${known}, found ${url.pathname}` } });
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('allow', 'GET, HEAD');
-      return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected GET or HEAD on ${url.pathname}, found ${req.method}` } });
+    const allowed = post ? ['POST'] : ['GET', 'HEAD'];
+    if (!allowed.includes(req.method ?? '')) {
+      res.setHeader('allow', allowed.join(', '));
+      return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected ${allowed.join(' or ')} on ${url.pathname}, found ${req.method}` } });
     }
     try {
-      await route(url, res);
+      await (post ? post(req, res) : route!(url, res));
     } catch (err) {
-      const status = errorCategory(err) === 'bad-input' ? 400 : 500;
+      const status = errorCode(err) === 'E_DASHBOARD_ORIGIN' ? 403 : errorCategory(err) === 'bad-input' ? 400 : 500;
       if (status === 500) log.error({ path: url.pathname, code: errorCode(err), err: errorMessage(err) }, 'dashboard request failed');
       sendJson(res, status, { error: { code: errorCode(err), message: errorMessage(err) } });
     }
@@ -130,6 +177,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     recent.close();
     metrics.detach();
     db?.close();
+    reviews?.db.close();
   };
   try {
     await new Promise<void>((resolve, reject) => {

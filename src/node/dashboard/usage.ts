@@ -1,5 +1,5 @@
 import type { Database } from 'better-sqlite3';
-import { expertCountsByBucket } from '../../audit/query';
+import { anomalyCountsByBucket, expertCountsByBucket } from '../../audit/query';
 import type { RecentEntry } from './recent';
 
 /** Time buckets ending with the current one: `count` buckets of `bucketMs`, the first starting at `from`. */
@@ -43,6 +43,36 @@ function tally(origin: ExpertUsage['origin'], window: UsageWindow, experts: numb
     if (!b) continue; // a clock step put it past the window
     if (expert === null) b.noExpert += n;
     else b.experts[expert] += n;
+  }
+  return { ...window, origin, buckets };
+}
+
+/** Decided and anomalous frames per bucket: the anomaly rate over time. */
+export interface AnomalyRate extends UsageWindow {
+  origin: ExpertUsage['origin'];
+  buckets: Array<{ t: number; decided: number; anomalous: number }>;
+}
+
+export function anomalyRateFromAudit(db: Database, window: UsageWindow): AnomalyRate {
+  return rateTally('audit', window, anomalyCountsByBucket(db, window.from, window.bucketMs));
+}
+
+export function anomalyRateFromRecent(entries: RecentEntry[], window: UsageWindow): AnomalyRate {
+  const rows = entries.flatMap((e) =>
+    e.status === 'decided' && e.at >= window.from
+      ? [{ bucket: Math.floor((e.at - window.from) / window.bucketMs), n: 1, anomalous: e.anomaly?.verdict === 'anomalous' ? 1 : 0 }]
+      : [],
+  );
+  return rateTally('recent', window, rows);
+}
+
+function rateTally(origin: AnomalyRate['origin'], window: UsageWindow, rows: Array<{ bucket: number; n: number; anomalous: number }>): AnomalyRate {
+  const buckets = Array.from({ length: window.count }, (_, i) => ({ t: window.from + i * window.bucketMs, decided: 0, anomalous: 0 }));
+  for (const { bucket, n, anomalous } of rows) {
+    const b = buckets[bucket];
+    if (!b) continue;
+    b.decided += n;
+    b.anomalous += anomalous;
   }
   return { ...window, origin, buckets };
 }
