@@ -156,6 +156,8 @@ export const ERROR_CODES = {
   E_ROUTING_EXPERT_STARVED: 'transient',
   E_ROUTING_DRIFT: 'transient',
   E_ROUTING_EARLY_EXIT_RATE: 'transient',
+  E_ROUTING_ANOMALY_RATE: 'transient',
+  E_ROUTING_SCORE_DRIFT: 'transient',
   // condition-monitoring alarms (maintenance/alarms.ts)
   E_CONDITION_CHANGE: 'transient',
   E_REGIME_UNKNOWN: 'transient',

@@ -1,7 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { silentLogger, type Logger } from '../log';
 import { EventLog, type AuditEvent } from './events';
-import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats } from './health';
+import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats, type ScoreQuantile } from './health';
 import { openAuditDb } from './open';
 import type { AuditRecord, ModelRef } from './record';
 import { Retention, type RetentionPolicy } from './retention';
@@ -16,8 +16,8 @@ export interface AuditLogParts {
 }
 
 export interface OpenAuditLogOptions {
-  /** The model running now: its expert count and calibration shares set up routing health. */
-  model: ModelRef & { experts: number; expertShare?: readonly number[] };
+  /** The model running now: its expert count, calibration shares and (anomaly packages) score quantiles set up routing health. */
+  model: ModelRef & { experts: number; expertShare?: readonly number[]; scoreQuantiles?: readonly ScoreQuantile[] };
   writer?: Omit<AuditWriterOptions, 'logger'>;
   health?: { windowSize?: number; thresholds?: Partial<HealthThresholds> };
   retention?: RetentionPolicy & { intervalMs?: number };
@@ -57,7 +57,8 @@ export class AuditLog {
     const now = options.now ?? Date.now;
     const { db } = openAuditDb(file, { logger, now, busyTimeoutMs: options.busyTimeoutMs });
     const events = new EventLog(db, { logger, now });
-    const health = new RoutingHealth({ experts: options.model.experts, expectedShare: options.model.expertShare, ...options.health, logger });
+    const { experts, expertShare, scoreQuantiles } = options.model;
+    const health = new RoutingHealth({ experts, expectedShare: expertShare, scoreQuantiles, ...options.health, logger });
     const retention = options.retention ? new Retention(db, options.retention, { logger, now }) : undefined;
     const writer = new AuditWriter(db, { ...options.writer, logger });
     const log = new AuditLog({ db, writer, events, health, retention }, { name: options.model.name, version: options.model.version });
@@ -89,10 +90,14 @@ export class AuditLog {
   }
 
   /** After a hot swap or a rollback: new model, fresh routing statistics against its calibration. */
-  modelChanged(kind: 'model_loaded' | 'model_updated' | 'model_rolled_back', model: ModelRef & { expertShare?: readonly number[] }, details?: Record<string, unknown>): void {
+  modelChanged(
+    kind: 'model_loaded' | 'model_updated' | 'model_rolled_back',
+    model: ModelRef & { expertShare?: readonly number[]; scoreQuantiles?: readonly ScoreQuantile[] },
+    details?: Record<string, unknown>,
+  ): void {
     const from = this.model;
     this.model = { name: model.name, version: model.version };
-    this.parts.health.reset(model.expertShare);
+    this.parts.health.reset(model.expertShare, undefined, model.scoreQuantiles);
     this.event({ kind, message: `${kind.replace(/_/g, ' ')}: ${from.name}@${from.version} -> ${model.name}@${model.version}`, details: { from, ...details } });
   }
 

@@ -9,6 +9,8 @@ export {
   type HealthThresholds,
   type RoutingHealthOptions,
   type RoutingStats,
+  type ScoreQuantile,
+  type ScoreStats,
 } from './health';
 export { openAuditDb, openAuditDbReadOnly, type OpenAuditDbOptions, type OpenedAuditDb } from './open';
 export {

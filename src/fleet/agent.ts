@@ -50,6 +50,8 @@ export interface RunningModel {
   name: string;
   version: string;
   expertShare: number[];
+  /** Anomaly packages: the good-image score quantiles routing health watches the scores against. */
+  scoreQuantiles?: Array<{ q: number; score: number }>;
 }
 
 /** One step of an update, for `cmd/update/reply`, the status message and the audit events. */
@@ -102,7 +104,8 @@ interface Slot {
 }
 
 function runningModel(engine: Engine): RunningModel {
-  return { ...engine.model, expertShare: [...engine.manifest.calibration.expertShare] };
+  const quantiles = engine.manifest.calibration.anomaly?.quantiles;
+  return { ...engine.model, expertShare: [...engine.manifest.calibration.expertShare], ...(quantiles ? { scoreQuantiles: quantiles.map((p) => ({ ...p })) } : {}) };
 }
 
 /**

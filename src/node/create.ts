@@ -105,7 +105,12 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       try {
         mkdirSync(dirname(config.audit.file), { recursive: true });
         audit = AuditLog.open(config.audit.file, {
-          model: { ...engine.model, experts: engine.manifest.parts.experts.length, expertShare: engine.manifest.calibration.expertShare },
+          model: {
+            ...engine.model,
+            experts: engine.manifest.parts.experts.length,
+            expertShare: engine.manifest.calibration.expertShare,
+            scoreQuantiles: engine.manifest.calibration.anomaly?.quantiles,
+          },
           retention: r ? { maxAgeMs: r.maxAgeDays === undefined ? undefined : r.maxAgeDays * 86_400_000, maxRows: r.maxRows, maxBytes: r.maxBytes } : undefined,
           onAlarm: (alarm) => node?.publishAlarm(alarm),
           logger,

@@ -13,7 +13,7 @@ export interface AttachedMetrics {
 const FRAME_STATUSES = ['decided', 'rejected', 'dropped'] as const;
 const STAGES: ReadonlyArray<keyof StageTimingsUs> = ['trunk', 'base', 'gate', 'expert', 'total'];
 /** Every alarm kind, so a cleared alarm reads 0 instead of vanishing (a Record keeps the list complete). */
-const ALARM_KINDS = Object.keys({ router_collapse: 0, expert_starved: 0, drift: 0, early_exit_rate: 0 } satisfies Record<AlarmKind, 0>);
+const ALARM_KINDS = Object.keys({ router_collapse: 0, expert_starved: 0, drift: 0, early_exit_rate: 0, anomaly_rate: 0, score_drift: 0 } satisfies Record<AlarmKind, 0>);
 /** 0.1 ms to 100 ms, roughly three steps per decade, in seconds. */
 const LATENCY_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1];
 
