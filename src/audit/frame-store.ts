@@ -75,11 +75,16 @@ export class FrameStore {
 
   constructor(private readonly options: FrameStoreOptions) {
     this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
-    mkdirSync(options.dir, { recursive: true });
+    try {
+      mkdirSync(options.dir, { recursive: true });
+    } catch (err) {
+      // A full or read-only disk must not stop the line: each write then fails and is counted.
+      this.log.warn({ dir: options.dir, err: errorMessage(err) }, 'cannot make the folder for frames kept for review');
+    }
     // What an earlier run kept counts against the bound, oldest first.
     this.files = readdirOrEmpty(options.dir)
       .filter((f) => /^[0-9a-f]{64}\.\w+$/.test(f))
-      .map((f) => ({ f, t: statSync(join(options.dir, f)).mtimeMs }))
+      .map((f) => ({ f, t: statSync(join(options.dir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
       .sort((a, b) => a.t - b.t)
       .map(({ f }) => f);
     for (const f of this.files) this.known.add(f);
