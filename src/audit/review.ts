@@ -35,6 +35,8 @@ export interface Review {
   ts: number;
   frameId: string;
   decisionId: number;
+  /** The frame's sha256, as its decision row had it: how the export finds the kept bytes. */
+  inputSha256: string | null;
   verdict: ReviewVerdict;
   /** The defect kind (`defect` when none was given); null for good. */
   kind: string | null;
@@ -84,6 +86,7 @@ export function recordReview(db: Db, input: unknown, via: Review['via'], options
     ts: options.now ?? Date.now(),
     frameId: r.frameId,
     decisionId: decision.id,
+    inputSha256: decision.sha,
     verdict: r.verdict,
     kind: r.verdict === 'defect' ? (r.kind ?? DEFAULT_DEFECT_KIND) : null,
     reviewer: r.reviewer,
@@ -91,7 +94,8 @@ export function recordReview(db: Db, input: unknown, via: Review['via'], options
   };
   const { lastInsertRowid } = db
     .prepare(
-      `INSERT INTO reviews (ts, frame_id, decision_id, verdict, kind, reviewer, via) VALUES (@ts, @frameId, @decisionId, @verdict, @kind, @reviewer, @via)`,
+      `INSERT INTO reviews (ts, frame_id, decision_id, input_sha256, verdict, kind, reviewer, via)
+       VALUES (@ts, @frameId, @decisionId, @inputSha256, @verdict, @kind, @reviewer, @via)`,
     )
     .run(review);
   const bytes = options.framesDir && decision.sha ? pinFrame(options.framesDir, decision.sha) : null;
@@ -103,6 +107,7 @@ interface ReviewColumns {
   ts: number;
   frame_id: string;
   decision_id: number;
+  input_sha256: string | null;
   verdict: ReviewVerdict;
   kind: string | null;
   reviewer: string;
@@ -114,21 +119,17 @@ const fromReviewColumns = (c: ReviewColumns): Review => ({
   ts: c.ts,
   frameId: c.frame_id,
   decisionId: c.decision_id,
+  inputSha256: c.input_sha256,
   verdict: c.verdict,
   kind: c.kind,
   reviewer: c.reviewer,
   via: c.via,
 });
 
-/** The standing verdict of every reviewed decision (its latest review), with the frame's sha256, oldest first. */
-export function standingReviews(db: Db): Array<Review & { inputSha256: string | null }> {
-  const rows = db
-    .prepare(
-      `SELECT r.*, d.input_sha256 FROM reviews r JOIN decisions d ON d.id = r.decision_id
-       WHERE r.id IN (SELECT max(id) FROM reviews GROUP BY decision_id) ORDER BY r.id`,
-    )
-    .all() as Array<ReviewColumns & { input_sha256: string | null }>;
-  return rows.map((c) => ({ ...fromReviewColumns(c), inputSha256: c.input_sha256 }));
+/** The standing verdict of every reviewed decision (its latest review), oldest first; kept when retention prunes the decision. */
+export function standingReviews(db: Db): Review[] {
+  const rows = db.prepare(`SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews GROUP BY decision_id) ORDER BY id`).all() as ReviewColumns[];
+  return rows.map(fromReviewColumns);
 }
 
 /** The latest verdict on each of these frames (any of their decisions), for the dashboard's rows. */

@@ -56,6 +56,7 @@ const MIGRATIONS: readonly string[] = [
     ts           INTEGER NOT NULL,                     -- ms since epoch of the verdict
     frame_id     TEXT NOT NULL,
     decision_id  INTEGER NOT NULL,                     -- the decisions row judged (frame ids may repeat)
+    input_sha256 TEXT,                                 -- copied from it: retention may prune the row, not the verdict
     verdict      TEXT NOT NULL CHECK (verdict IN ('good', 'defect')),
     kind         TEXT,                                 -- the defect kind, a folder name in an exported data set
     reviewer     TEXT NOT NULL,

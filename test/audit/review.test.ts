@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import sharp from 'sharp';
-import { AuditWriter, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
+import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
 import { register } from '../../src/cli/commands/audit';
 import { sha256Hex } from '../../src/model/integrity';
 import { tempDir } from '../helpers/tmp';
@@ -89,7 +89,8 @@ describe('operator verdicts', () => {
     const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out, '--holdout', '0.3'));
     const count = (folder: string) => (existsSync(join(out, folder)) ? readdirSync(join(out, folder)).length : 0);
     expect(count('train/good') + count('test/good')).toBe(10);
-    expect(count('test/good')).toBe(result.written['test/good'] ?? 0);
+    expect(count('test/good')).toBe(result.written['test/good']);
+    expect(result.written['test/good']).toBeGreaterThan(0);
     expect(count('test/hole')).toBe(1);
     expect(result.missing).toEqual([{ frameId: 'f-11', decisionId: 12, verdict: 'defect' }]);
     // Each file is the frame's own bytes, named after its audit row.
@@ -104,6 +105,14 @@ describe('operator verdicts', () => {
     const again = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-2'), '--holdout', '0.3'));
     expect(again.written).toEqual(result.written);
     await expect(sgmoe('export', '--db', file, '--as-dataset', join(tmp.path, 'd3'))).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--reviewed') });
+
+    // Retention prunes the decisions; the verdicts (with their frames' sha256) and the kept bytes stay.
+    const rw = openReviewDb(file);
+    await new Retention(rw, { maxRows: 1 }).prune();
+    expect(rw.prepare('SELECT count(*) FROM decisions').pluck().get()).toBe(1);
+    rw.close();
+    const pruned = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-3'), '--holdout', '0.3'));
+    expect(pruned.written).toEqual(result.written);
   });
 });
 
