@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
-import { unlink, writeFile } from 'node:fs/promises';
+import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../errors';
 import { sniffFormat } from '../ingest/format';
@@ -75,13 +75,8 @@ export class FrameStore {
 
   constructor(private readonly options: FrameStoreOptions) {
     this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
-    try {
-      mkdirSync(options.dir, { recursive: true });
-    } catch (err) {
-      // A full or read-only disk must not stop the line: each write then fails and is counted.
-      this.log.warn({ dir: options.dir, err: errorMessage(err) }, 'cannot make the folder for frames kept for review');
-    }
-    // What an earlier run kept counts against the bound, oldest first.
+    // What an earlier run kept counts against the bound, oldest first. The folder itself is made by the first write,
+    // so a node that keeps nothing (a classification package) leaves none behind.
     this.files = readdirOrEmpty(options.dir)
       .filter((f) => /^[0-9a-f]{64}\.\w+$/.test(f))
       .map((f) => ({ f, t: statSync(join(options.dir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
@@ -117,6 +112,8 @@ export class FrameStore {
 
   private async write(name: string, bytes: Buffer): Promise<void> {
     try {
+      // A full or read-only disk must not stop the line: the write fails, is counted and logged.
+      await mkdir(this.options.dir, { recursive: true });
       await writeFile(join(this.options.dir, name), bytes);
       this.files.push(name);
       this.counters.kept++;
