@@ -1,7 +1,8 @@
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import mqtt from 'mqtt';
-import { listEvents, openAuditDbReadOnly } from '../../src/audit';
+import { framesDirOf, listEvents, openAuditDbReadOnly } from '../../src/audit';
+import { sha256Hex } from '../../src/model/integrity';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
@@ -24,7 +25,8 @@ afterAll(async () => {
 /**
  * A line that suddenly carries a foreign product: 240 frames, mostly bags (the held-out class of the shipped
  * fashion-line package). Routing health sees the scores leave the good-image calibration: anomaly_rate and
- * score_drift are raised once each, in the audit log and on the alarm topic of a real mosquitto.
+ * score_drift are raised once each, in the audit log and on the alarm topic of a real mosquitto. The anomalous
+ * frames' bytes are kept beside the audit log for review.
  */
 test('a node fed foreign parts raises anomaly_rate and score_drift, in the audit log and on …/alarm', async () => {
   const inbox = join(tmp.path, 'inbox');
@@ -53,7 +55,14 @@ test('a node fed foreign parts raises anomaly_rate and score_drift, in the audit
   });
   const { node } = await createEdgeNode(config);
   let anomalous = 0;
-  node.on('decision', (_f, d) => void (anomalous += (d.extra as { anomaly: { verdict: string } }).anomaly.verdict === 'anomalous' ? 1 : 0));
+  const flagged = new Set<string>();
+  const good = new Set<string>();
+  node.on('decision', (frame, d) => {
+    const sha = sha256Hex(frame.bytes!);
+    if ((d.extra as { anomaly: { verdict: string } }).anomaly.verdict !== 'anomalous') return void good.add(sha);
+    anomalous++;
+    flagged.add(sha);
+  });
   await node.run();
   const scores = node.sample().routing?.scores;
   await node.stop();
@@ -68,6 +77,10 @@ test('a node fed foreign parts raises anomaly_rate and score_drift, in the audit
   db.close();
   expect(raised).toEqual(expect.arrayContaining(['anomaly_rate', 'score_drift']));
   expect(raised.filter((k) => k === 'anomaly_rate')).toHaveLength(1);
+
+  // By default the node keeps, for review, the bytes of exactly the anomalous frames, once per distinct image.
+  expect(new Set(readdirSync(framesDirOf(auditFile)))).toEqual(new Set([...flagged].map((sha) => `${sha}.png`)));
+  expect([...good].some((sha) => flagged.has(sha))).toBe(false);
 
   const codes = () =>
     sub
