@@ -45,7 +45,8 @@ ul { list-style: none; margin: 0; padding: 0; }
 svg text { fill: var(--muted); font-size: 11px; }
 .overlay { position: relative; width: 64px; height: 64px; background: #000; border-radius: 3px; }
 .overlay img { position: absolute; left: 0; top: 0; width: 64px; height: 64px; image-rendering: pixelated; }
-.overlay img.heat { opacity: .5; mix-blend-mode: screen; }
+/* The gray heatmap tinted from dark red (low) to yellow (high), over the frame seen through it. */
+.overlay img.heat { opacity: .55; filter: sepia(1) saturate(6) hue-rotate(-35deg); }
 button.verdict { background: var(--line); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 10px; margin-right: 6px; cursor: pointer; }
 button.verdict:hover { border-color: var(--accent); }
 td.review.good { color: var(--ok); }
@@ -397,7 +398,7 @@ const BODY = `
   <section class="panel wide" id="anomaly-panel" hidden>
     <h2>Anomaly rate over time <span class="muted" id="anomaly-origin"></span></h2>
     <div id="anomaly-chart"></div>
-    <h2 class="spaced">Latest anomalies <span class="muted">heatmap over the frame; mark each good or defect for the next training set</span></h2>
+    <h2 class="spaced">Latest anomalies <span class="muted">&middot; heatmap over the frame; mark each good or defect for the next training set</span></h2>
     <label class="muted">operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
     <table id="anomalies">
       <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
