@@ -10,7 +10,7 @@ import { sha256Hex } from '../model/integrity';
  * The input bytes of frames an operator may review, kept beside the audit log so a verdict can become a training
  * image (`sgmoe audit export --reviewed --as-dataset`). Files are named by the sha256 the audit row already holds
  * (`<sha256>.<format>`), so the row finds its bytes and a repeated frame is kept once. The folder is bounded: beyond
- * `maxFiles` the oldest file goes. A review moves its frame's file to `reviewed/`, out of eviction's reach (reviews
+ * `maxFiles` files or `maxBytes` the oldest go. A review moves its frame's file to `reviewed/`, out of eviction's reach (reviews
  * are human-paced, so that folder grows only as fast as people judge frames).
  *
  * Why not the hot folder's done/ files: only one source kind has them, and the node neither owns nor bounds them.
@@ -21,6 +21,8 @@ export interface FrameStoreOptions {
   dir: string;
   keep: KeepFrames;
   maxFiles: number;
+  /** Bytes of the kept files (not counting reviewed/); beyond it the oldest go too. Default: no limit but maxFiles. */
+  maxBytes?: number;
   logger?: Logger;
 }
 
@@ -66,8 +68,9 @@ export function pinFrame(dir: string, sha256: string): string | null {
 }
 
 export class FrameStore {
-  /** Kept files, oldest first: the eviction order. */
-  private readonly files: string[];
+  /** Kept files with their sizes, oldest first: the eviction order. */
+  private readonly files: Array<{ name: string; size: number }>;
+  private bytes = 0;
   private readonly known = new Set<string>();
   private readonly pending = new Set<Promise<void>>();
   private readonly log: Logger;
@@ -79,10 +82,13 @@ export class FrameStore {
     // so a node that keeps nothing (a classification package) leaves none behind.
     this.files = readdirOrEmpty(options.dir)
       .filter((f) => /^[0-9a-f]{64}\.\w+$/.test(f))
-      .map((f) => ({ f, t: statSync(join(options.dir, f), { throwIfNoEntry: false })?.mtimeMs ?? 0 }))
-      .sort((a, b) => a.t - b.t)
-      .map(({ f }) => f);
-    for (const f of this.files) this.known.add(f);
+      .map((name) => ({ name, stat: statSync(join(options.dir, name), { throwIfNoEntry: false }) }))
+      .sort((a, b) => (a.stat?.mtimeMs ?? 0) - (b.stat?.mtimeMs ?? 0))
+      .map(({ name, stat }) => ({ name, size: stat?.size ?? 0 }));
+    for (const f of this.files) {
+      this.known.add(f.name);
+      this.bytes += f.size;
+    }
   }
 
   /**
@@ -115,7 +121,8 @@ export class FrameStore {
       // A full or read-only disk must not stop the line: the write fails, is counted and logged.
       await mkdir(this.options.dir, { recursive: true });
       await writeFile(join(this.options.dir, name), bytes);
-      this.files.push(name);
+      this.files.push({ name, size: bytes.length });
+      this.bytes += bytes.length;
       this.counters.kept++;
     } catch (err) {
       this.known.delete(name);
@@ -123,10 +130,12 @@ export class FrameStore {
       this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame for review');
       return;
     }
-    while (this.files.length > this.options.maxFiles) {
+    const maxBytes = this.options.maxBytes ?? Infinity;
+    while (this.files.length > this.options.maxFiles || (this.bytes > maxBytes && this.files.length > 0)) {
       const oldest = this.files.shift()!;
-      this.known.delete(oldest);
-      const path = join(this.options.dir, oldest);
+      this.known.delete(oldest.name);
+      this.bytes -= oldest.size;
+      const path = join(this.options.dir, oldest.name);
       // Pinned by a review meanwhile (moved to reviewed/): nothing to evict.
       if (!existsSync(path)) continue;
       await unlink(path).then(

@@ -72,9 +72,13 @@ export const nodeConfigSchema = z
           .optional(),
         /** Input bytes kept for operators' review and dataset export (src/audit/frame-store.ts), in frames/ beside the file. */
         frames: z
-          .object({ keep: z.enum(['none', 'anomalous', 'all']).default('anomalous'), maxFiles: z.number().int().positive().default(1000) })
+          .object({
+            keep: z.enum(['none', 'anomalous', 'all']).default('anomalous'),
+            maxFiles: z.number().int().positive().default(1000),
+            maxBytes: z.number().int().positive().default(200 * 1024 * 1024),
+          })
           .strict()
-          .default({ keep: 'anomalous', maxFiles: 1000 }),
+          .default({ keep: 'anomalous', maxFiles: 1000, maxBytes: 200 * 1024 * 1024 }),
       })
       .strict()
       .optional(),

@@ -117,7 +117,7 @@ describe('operator verdicts', () => {
 });
 
 describe('frame store', () => {
-  it('keeps at most maxFiles, evicting the oldest; a pinned (reviewed) frame survives eviction; anomalous-only keeps no good frame', async () => {
+  it('keeps at most maxFiles and maxBytes, evicting the oldest (also what an earlier run kept); a pinned (reviewed) frame survives eviction; anomalous-only keeps no good frame', async () => {
     const dir = join(tmp.path, 'store');
     const store = new FrameStore({ dir, keep: 'all', maxFiles: 3 });
     const bytes = await Promise.all([0, 1, 2, 3, 4].map(png));
@@ -134,6 +134,21 @@ describe('frame store', () => {
     const kept = readdirSync(dir).filter((f) => f.endsWith('.png'));
     expect(kept.sort()).toEqual([2, 3, 4].map((i) => `${sha256Hex(bytes[i])}.png`).sort());
     expect(readdirSync(join(dir, 'reviewed'))).toEqual([`${sha256Hex(bytes[0])}.png`]);
+
+    // A byte bound too: room for the second and third frames (the first is no larger), so the first goes.
+    expect(bytes[0].length).toBeLessThanOrEqual(bytes[2].length);
+    const sized = new FrameStore({ dir: join(tmp.path, 'store-bytes'), keep: 'all', maxFiles: 100, maxBytes: bytes[1].length + bytes[2].length });
+    for (const b of bytes.slice(0, 3)) {
+      sized.offer(b, false);
+      await sized.flush();
+    }
+    expect(readdirSync(join(tmp.path, 'store-bytes')).sort()).toEqual([1, 2].map((i) => `${sha256Hex(bytes[i])}.png`).sort());
+    // A new store over the same folder counts what is there against its bounds.
+    const reopened = new FrameStore({ dir: join(tmp.path, 'store-bytes'), keep: 'all', maxFiles: 2 });
+    reopened.offer(bytes[3], false);
+    await reopened.flush();
+    expect(readdirSync(join(tmp.path, 'store-bytes'))).toHaveLength(2);
+    expect(readdirSync(join(tmp.path, 'store-bytes'))).toContain(`${sha256Hex(bytes[3])}.png`);
 
     const anomalousOnly = new FrameStore({ dir: join(tmp.path, 'store-2'), keep: 'anomalous', maxFiles: 3 });
     anomalousOnly.offer(bytes[0], false);
