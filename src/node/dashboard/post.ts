@@ -18,7 +18,8 @@ export function checkSameOrigin(req: IncomingMessage): void {
     throw new SgmoeError('E_DASHBOARD_BODY', `expected content-type application/json, found ${JSON.stringify(req.headers['content-type'] ?? null)}`);
   }
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== `http://${req.headers.host}`) {
+  // https too: the same host behind a TLS-terminating proxy is still this dashboard.
+  if (origin !== undefined && origin !== `http://${req.headers.host}` && origin !== `https://${req.headers.host}`) {
     throw new SgmoeError('E_DASHBOARD_ORIGIN', `expected a request from this dashboard's own page (origin http://${req.headers.host}), found origin ${JSON.stringify(origin)}`);
   }
   const site = req.headers['sec-fetch-site'];
