@@ -87,7 +87,7 @@ function withFilterOptions(cmd: Command): Command {
 
 /** `sgmoe audit stats|query|export`: read an audit database. `out` is where results go (stdout). */
 export function register(program: Command, out: Writable = process.stdout): void {
-  const audit = program.command('audit').description('read the audit log: stats, query, export');
+  const audit = program.command('audit').description('read the audit log (stats, query, events, export) and record operators\' verdicts (review)');
 
   withFilterOptions(audit.command('stats').description('counts, expert shares, early-exit rate, latency, alarms'))
     .option('--json', 'print the figures as one JSON object')
