@@ -1,4 +1,4 @@
-"""The SGMoE decision (the PyTorch reference of DESIGN.md's rule) and the early-exit threshold calibration."""
+"""The SGMoE decision (the PyTorch reference of docs/DESIGN.md's rule) and the early-exit threshold calibration."""
 from dataclasses import dataclass
 from typing import List
 

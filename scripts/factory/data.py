@@ -1,8 +1,10 @@
-"""Fashion-MNIST: loading the Debian idx files, the fixed train/val/test split, normalisation and augmentation."""
+"""The training data: Fashion-MNIST (the Debian idx files, a fixed train/val/test split) or a folder of the user's
+images (folder.py, cached for the workers); normalisation and augmentation of uint8 images."""
 import functools
 import gzip
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -22,17 +24,49 @@ class DataMissing(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Pixels:
+    """How uint8 pixels become the model's input: per-channel statistics (shipped in the manifest) and augmentation."""
+    mean: Tuple[float, ...] = (MEAN,)
+    std: Tuple[float, ...] = (STD,)
+    flip: bool = True  # horizontal flips in augmentation (off when the classes depend on left and right)
+
+
+@dataclass(frozen=True)
 class Split:
-    images: torch.Tensor  # uint8 [N, 28, 28]
+    images: torch.Tensor  # uint8 [N, 28, 28] (Fashion-MNIST) or [N, C, H, W]
     labels: torch.Tensor  # int64 [N]
-    indices: torch.Tensor  # position of each sample in its source idx file (test indices name the samples/)
+    indices: torch.Tensor  # position of each sample in its source (idx file, or DataSet.files)
+    pixels: Pixels = Pixels()
+    # Imbalanced classes: the losses weight each class by n / (classes x its count), so every class counts alike.
+    class_weights: torch.Tensor = None
 
     def __len__(self):
         return len(self.labels)
 
     def take(self, idx) -> 'Split':
         """The samples at idx (a slice or an index tensor)."""
-        return Split(self.images[idx], self.labels[idx], self.indices[idx])
+        return Split(self.images[idx], self.labels[idx], self.indices[idx], self.pixels, self.class_weights)
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """C, H, W of one model input."""
+        return tuple(self.images.shape[1:]) if self.images.dim() == 4 else (1, *self.images.shape[1:])
+
+    def normalised(self, idx=slice(None)) -> torch.Tensor:
+        return normalise(self.images[idx], self.pixels)
+
+    def augmented(self, idx, generator: torch.Generator) -> torch.Tensor:
+        return augment(self.images[idx], generator, self.pixels)
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """What the package and the report say about the data."""
+    name: str  # the package name
+    labels: tuple
+    input: dict  # the manifest's input spec
+    facts: dict  # for the report: source, split, class counts, unreadable files, imbalance
+    files: tuple = ()  # folder data: the file of each sample (Split.indices point here)
 
 
 @dataclass(frozen=True)
@@ -40,6 +74,7 @@ class Splits:
     train: Split
     val: Split
     test: Split
+    data: DataSet = field(default=None)
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -70,31 +105,55 @@ def load_splits(seed: int, data_dir: str = DATA_DIR) -> Splits:
     test_images, test_labels = pair('t10k')
     order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:VAL_SIZE], order[VAL_SIZE:]
+    facts = {'source': 'fashion-mnist', 'description': 'Fashion-MNIST (Debian `dataset-fashion-mnist`)',
+             'split': f'train {len(train_idx):,} / validation {len(val_idx):,} (fixed-seed split of the official '
+                      f'training file) / test {len(test_labels):,}'}
+    data = DataSet('fashion-sgmoe', tuple(LABELS), {
+        'name': 'image', 'channels': 1, 'height': 28, 'width': 28, 'colorspace': 'gray', 'mean': [MEAN],
+        'std': [STD], 'layout': 'NCHW', 'invert': False}, facts)
     return Splits(
         train=Split(train_images[train_idx], train_labels[train_idx], train_idx),
         val=Split(train_images[val_idx], train_labels[val_idx], val_idx),
         test=Split(test_images, test_labels, torch.arange(len(test_labels))),
+        data=data,
     )
 
 
-def normalise(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [N,28,28] -> float32 [N,1,28,28]: x/255, then (x - mean)/std, as the SDK's preprocessing does."""
-    return ((images.float() / 255.0 - MEAN) / STD).unsqueeze(1)
+@functools.lru_cache(maxsize=2)
+def load(source: tuple) -> Splits:
+    """What a worker process trains on: ('fashion', seed, data_dir), or ('folder', cache file written by folder.py)."""
+    if source[0] == 'fashion':
+        return load_splits(*source[1:])
+    return torch.load(source[1], weights_only=False)
 
 
-def augment(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding and horizontal flip, on a uint8 batch; returns the normalised tensor."""
-    n, h, w = images.shape
-    p = CROP_PADDING
+def normalise(images: torch.Tensor, pixels: Pixels = Pixels()) -> torch.Tensor:
+    """uint8 [N,H,W] or [N,C,H,W] -> float32 [N,C,H,W]: x/255, then (x - mean)/std per channel, as the SDK's
+    preprocessing does (each step in float32)."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    mean = torch.tensor(pixels.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(pixels.std, dtype=torch.float32)[:, None, None]
+    return (images.float() / 255.0 - mean) / std
+
+
+def augment(images: torch.Tensor, generator: torch.Generator, pixels: Pixels = Pixels()) -> torch.Tensor:
+    """Random crop with zero padding (2 pixels per 28) and horizontal flip, on a uint8 batch; returns the normalised
+    tensor."""
+    if images.dim() == 3:
+        images = images.unsqueeze(1)
+    n, c, h, w = images.shape
+    p = max(1, round(CROP_PADDING * min(h, w) / 28))
     padded = torch.nn.functional.pad(images, (p, p, p, p))
     dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, :, None]
-    cols = (dx[:, None] + torch.arange(w))[:, None, :]
-    cropped = padded[torch.arange(n)[:, None, None], rows, cols]
-    flip = torch.rand(n, generator=generator) < 0.5
-    cropped = torch.where(flip[:, None, None], cropped.flip(-1), cropped)
-    return normalise(cropped)
+    rows = (dy[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w))[:, None, None, :]
+    cropped = padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    if pixels.flip:
+        flip = torch.rand(n, generator=generator) < 0.5
+        cropped = torch.where(flip[:, None, None, None], cropped.flip(-1), cropped)
+    return normalise(cropped, pixels)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator = None):

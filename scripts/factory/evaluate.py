@@ -5,7 +5,7 @@ from typing import List
 import torch
 
 import calibrate
-from data import Split, normalise
+from data import Split
 from train import accuracy, predict
 
 
@@ -17,14 +17,24 @@ def usage(shares: List[float]) -> dict:
 
 
 def classifier(model, split: Split) -> dict:
-    return {'accuracy': round(accuracy(predict(model, split.images), split.labels), 4)}
+    return {'accuracy': round(accuracy(predict(model, split), split.labels), 4)}
+
+
+def classifier_labels(model, split: Split) -> torch.Tensor:
+    return predict(model, split).argmax(dim=1)
+
+
+def sgmoe_labels(variant, outputs: dict) -> torch.Tensor:
+    """The labels the variant decides at its operating point, from the outputs of evaluate.sgmoe."""
+    return calibrate.decide(outputs['logits'], outputs['gate_logits'], outputs['experts'],
+                            variant.operating['threshold'], 1, variant.operating['baseWeight'])['label']
 
 
 def joint(model, split: Split) -> dict:
     with torch.no_grad():
         logits, routed = [], []
         for start in range(0, len(split), 1000):
-            out, top = model.sparse_forward(normalise(split.images[start:start + 1000]))
+            out, top = model.sparse_forward(split.normalised(slice(start, start + 1000)))
             logits.append(out)
             routed.append(top)
     routed = torch.cat(routed)
@@ -35,7 +45,7 @@ def joint(model, split: Split) -> dict:
 def sgmoe(variant, split: Split):
     """The variant at its validation operating point (threshold and baseWeight), and with every sample sent to an
     expert at the same baseWeight; also returns the outputs of every part (the selftest cases are picked from them)."""
-    outputs = variant.model.outputs(normalise(split.images))
+    outputs = variant.model.outputs(split.normalised())
     base_weight = variant.operating['baseWeight']
     at = calibrate.evaluate(outputs, split.labels, variant.operating['threshold'], variant.macs, base_weight)
     always = calibrate.evaluate(outputs, split.labels, calibrate.THRESHOLDS[-1], variant.macs, base_weight)

@@ -5,13 +5,14 @@ import io
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import onnx
 import torch
 from PIL import Image
 
-from data import LABELS, MEAN, STD
+from data import DataSet
 
 OPSET = 17
 
@@ -88,14 +89,24 @@ def label_slug(label: str) -> str:
     return re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')
 
 
-def write_samples(out_dir: str, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor) -> list:
-    """8-bit grayscale PNGs named NNNN-<label-slug>.png (NNNN = test-set index) and labels.json; returns the names."""
+def write_samples(out_dir: str, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                  data: DataSet) -> list:
+    """samples/NNNN-<label-slug>.<ext> and labels.json; returns the names. Own images: copies of the original test
+    files (NNNN = position in the data set), so a sample is decoded exactly as the device decodes the camera's file;
+    Fashion-MNIST: 8-bit grayscale PNGs of the idx pixels (NNNN = test-set index)."""
     folder = os.path.join(out_dir, 'samples')
     os.makedirs(folder, exist_ok=True)
     names = []
     for image, label, index in zip(images, labels, indices):
-        name = f'{int(index):04d}-{label_slug(LABELS[int(label)])}.png'
-        Image.fromarray(image.numpy(), mode='L').save(os.path.join(folder, name), optimize=True)
+        stem = f'{int(index):04d}-{label_slug(data.labels[int(label)])}'
+        if data.files:
+            source = data.files[int(index)]
+            name = stem + os.path.splitext(source)[1].lower()
+            shutil.copyfile(source, os.path.join(folder, name))
+        else:
+            name = stem + '.png'
+            Image.fromarray(image.reshape(image.shape[-2:]).numpy(), mode='L').save(os.path.join(folder, name),
+                                                                                   optimize=True)
         names.append(name)
     with open(os.path.join(folder, 'labels.json'), 'w') as f:
         json.dump({n: int(l) for n, l in zip(names, labels)}, f, indent=1)
@@ -113,16 +124,15 @@ def write_json(path: str, value) -> None:
         f.write('\n')
 
 
-def manifest(parts: dict, routing: dict, calibration: dict, description: str, version: str) -> dict:
+def manifest(parts: dict, routing: dict, calibration: dict, description: str, version: str, data: DataSet) -> dict:
     return {
         'format': 'sgmoe-package/1',
-        'name': 'fashion-sgmoe',
+        'name': data.name,
         'version': version,
         'task': 'classification',
         'description': description,
-        'labels': LABELS,
-        'input': {'name': 'image', 'channels': 1, 'height': 28, 'width': 28, 'colorspace': 'gray',
-                  'mean': [MEAN], 'std': [STD], 'layout': 'NCHW', 'invert': False},
+        'labels': list(data.labels),
+        'input': data.input,
         'parts': parts,
         'routing': routing,
         'calibration': calibration,

@@ -1,11 +1,10 @@
-"""Entry points run in worker processes (one thread each, the machine has 2 cores): plain arguments in (data =
-(seed, data_dir) of load_splits),
-state dicts and training histories out."""
+"""Entry points run in worker processes (one thread each, the machine has 2 cores): plain arguments in (data = the
+source tuple of data.load), state dicts and training histories out."""
 import torch
 
-from data import load_splits
+from data import load
 from models import Arch, Branch, Classifier, JointMoE
-from train import Schedule, train_classifier, train_expert, train_joint
+from train import Schedule, train_classifier, train_expert, train_generalist, train_joint
 
 
 def init_worker() -> None:
@@ -13,28 +12,41 @@ def init_worker() -> None:
 
 
 def classifier_job(name: str, arch: Arch, schedule: Schedule, data: tuple, train_size: int):
-    splits = load_splits(*data)
+    splits = load(data)
     torch.manual_seed(schedule.seed)
     model = Classifier(arch)
     history = train_classifier(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)
     return model.state_dict(), history
 
 
-def expert_job(name: str, arch: Arch, base_state: dict, train_idx: torch.Tensor, val_idx: torch.Tensor,
-               base_weight: float, schedule: Schedule, data: tuple):
-    """One SGMoE expert, initialised from the base branch, trained on the samples routed to it."""
-    splits = load_splits(*data)
+def generalist_job(name: str, arch: Arch, expert_arch: Arch, base_state: dict, schedule: Schedule, data: tuple,
+                   train_size: int):
+    """The generalist expert: the expert architecture on the frozen trunk, trained on all the training data."""
+    splits = load(data)
     base = Classifier(arch)
     base.load_state_dict(base_state)
-    expert = Branch(arch)
-    expert.load_state_dict(base.branch.state_dict())
+    torch.manual_seed(schedule.seed)
+    expert = Branch(expert_arch)
+    history = train_generalist(name, base.trunk, expert, splits.train.take(slice(0, train_size)), splits.val, schedule)
+    return expert.state_dict(), history
+
+
+def expert_job(name: str, arch: Arch, base_state: dict, train_idx: torch.Tensor, val_idx: torch.Tensor,
+               base_weight: float, schedule: Schedule, data: tuple, expert_arch: Arch = None, start: dict = None):
+    """One SGMoE expert, trained on the samples routed to it; it starts from `start` (the generalist's weights, with
+    expert_arch) or else from the base branch."""
+    splits = load(data)
+    base = Classifier(arch)
+    base.load_state_dict(base_state)
+    expert = Branch(expert_arch or arch)
+    expert.load_state_dict(start if start is not None else base.branch.state_dict())
     history = train_expert(name, base.trunk, base.branch, expert, splits.train.take(train_idx),
                            splits.val.take(val_idx), base_weight, schedule)
     return expert.state_dict(), history
 
 
 def joint_job(name: str, arch: Arch, experts: int, schedule: Schedule, data: tuple, train_size: int):
-    splits = load_splits(*data)
+    splits = load(data)
     torch.manual_seed(schedule.seed)
     model = JointMoE(arch, experts)
     history = train_joint(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class Arch:
-    """ResNet for 1x28x28: the trunk runs at 14x14 (stride-2 stem), each branch stage halves the resolution."""
+    """ResNet for CxHxW inputs (Fashion-MNIST: 1x28x28): the trunk runs at half resolution (stride-2 stem), each
+    branch stage halves it again."""
     trunk_width: int = 16
     # Most branch blocks run at 7x7, where MACs are cheap in parameters: each expert ONNX file stays ~0.35 MB.
     widths: Tuple[int, ...] = (32, 48)
@@ -38,7 +39,7 @@ class BasicBlock(nn.Module):
 
 
 class Trunk(nn.Module):
-    """image [N,1,28,28] -> features [N,trunk_width,14,14]; shared by base, gate and experts."""
+    """image [N,C,H,W] -> features [N,trunk_width,H/2,W/2]; shared by base, gate and experts."""
 
     def __init__(self, arch: Arch):
         super().__init__()
@@ -71,15 +72,41 @@ class Branch(nn.Module):
         return self.fc(self.embed(features))
 
 
-class Gate(nn.Module):
-    """features -> gate_logits [N,K]: global average pool + one linear layer."""
+def _cell_means(size: int, grid: int) -> torch.Tensor:
+    """[grid, size]: row i averages the positions adaptive average pooling gives to cell i."""
+    means = torch.zeros(grid, size)
+    for i in range(grid):
+        start, end = i * size // grid, -(-(i + 1) * size // grid)
+        means[i, start:end] = 1.0 / (end - start)
+    return means
 
-    def __init__(self, arch: Arch, experts: int):
+
+def grid_pool(features: torch.Tensor, grid: int) -> torch.Tensor:
+    """[N,C,H,W] -> [N, C x grid x grid]: the mean of each cell of a grid x grid partition (as adaptive average
+    pooling cuts it). For precomputing the gate's input; the Gate module holds the same matrices as constants."""
+    if grid == 1:
+        return F.adaptive_avg_pool2d(features, 1).flatten(1)
+    h, w = features.shape[2:]
+    return (_cell_means(h, grid) @ features @ _cell_means(w, grid).t()).flatten(1)
+
+
+class Gate(nn.Module):
+    """features -> gate_logits [N,K]: average pool (global, or a grid x grid map for a better-informed gate) + one
+    linear layer. The grid pooling is two MatMuls with constant matrices (built for the trunk's feature size), so it
+    exports to ONNX for any H and W."""
+
+    def __init__(self, arch: Arch, experts: int, grid: int = 1, feature_size: Tuple[int, int] = None):
         super().__init__()
-        self.fc = nn.Linear(arch.trunk_width, experts)
+        self.grid = grid
+        self.fc = nn.Linear(arch.trunk_width * grid * grid, experts)
+        if grid > 1:
+            self.register_buffer('rows', _cell_means(feature_size[0], grid), persistent=False)
+            self.register_buffer('cols', _cell_means(feature_size[1], grid).t().contiguous(), persistent=False)
 
     def forward(self, features):
-        return self.fc(F.adaptive_avg_pool2d(features, 1).flatten(1))
+        if self.grid == 1:
+            return self.fc(F.adaptive_avg_pool2d(features, 1).flatten(1))
+        return self.fc((self.rows @ features @ self.cols).flatten(1))
 
 
 class Classifier(nn.Module):

@@ -1,6 +1,8 @@
 """report.json (machine-readable) and REPORT.md (the same facts for people)."""
 import os
 import platform
+import shlex
+import sys
 import time
 from dataclasses import asdict
 
@@ -31,7 +33,7 @@ def _best(history: list) -> dict:
 
 
 def build(trained, models: dict, latency: dict, chosen, points: list, routing: dict, quick: bool, checks: list,
-          elapsed: float, export_seconds: float) -> dict:
+          statistics: dict, elapsed: float, export_seconds: float) -> dict:
     sg, base, dense = models['sgmoe'], models['base'], models['dense']
     targets = {
         'accuracyAtLeastBasePlus1Point': {'met': sg['accuracy'] >= base['accuracy'] + 0.01,
@@ -46,7 +48,9 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
     }
     return {
         'format': 'sgmoe-report/1',
+        'name': trained.splits.data.name,
         'mode': 'quick' if quick else 'full',
+        'command': ' '.join(['npm run factory --', *map(shlex.quote, sys.argv[1:])]),
         'date': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
         'machine': {'cpu': _cpu(), 'torch': torch.__version__, 'python': platform.python_version()},
         'elapsedSeconds': round(elapsed, 1),
@@ -57,8 +61,14 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
         'models': models,
         'latency': latency,
         'targets': targets,
+        'statistics': statistics,
+        'data': {**trained.splits.data.facts,
+                 'input': {**trained.splits.data.facts.get('input', {}), **trained.splits.data.input},
+                 'labels': list(trained.splits.data.labels),
+                 'splitFile': 'split.json' if trained.splits.data.files else None},
         'kSweep': trained.k_sweep,
         'gateBalancing': {'hardConfidence': HARD_CONFIDENCE, 'hardTrainSamples': chosen.setup['hardTrainSamples'],
+                          'balancedOver': chosen.setup['balancedOver'],
                           'sharesAfter': chosen.setup['balancedHardShares'],
                           'routedTrain': chosen.setup['routedTrain']},
         'calibration': {'rule': calibrate.RULE, 'points': points, 'operatingPoint': chosen.operating},
@@ -66,6 +76,7 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
                                   'routedTrain': trained.ablation.setup['routedTrain']},
         'training': {'base': _best(trained.base_history), 'dense': _best(trained.dense_history),
                      'joint-moe': _best(trained.joint_history),
+                     'generalist': _best(trained.generalist_history) if trained.generalist_history else None,
                      'experts': [_best(h) for h in chosen.setup['expertHistories']],
                      'randomGateExperts': [_best(h) for h in trained.ablation.setup['expertHistories']]},
         'checks': checks,
@@ -121,17 +132,76 @@ def _sweep_lines(k_sweep: dict, shipped_k: int) -> list:
     return lines
 
 
+def _gate_pool(grid: int) -> str:
+    return 'global average pool' if grid == 1 else f'average pool on a {grid}x{grid} grid'
+
+
+def _experts_line(recipe: dict, training: dict) -> str:
+    if not recipe.get('expert_arch'):
+        return 'Experts have the branch architecture and start from its weights.'
+    e = recipe['expert_arch']
+    return (f'Experts are larger than the base branch (widths {e["widths"]}, blocks {e["blocks"]}) and start from a '
+            f'generalist expert: that architecture trained alone on all the training data with the trunk frozen, '
+            f'{recipe["generalist"]["epochs"]} epochs (validation accuracy alone '
+            f'{_pct(training["generalist"]["valAccuracy"])}); each expert sees the training samples the base is less '
+            f'than {HARD_CONFIDENCE} confident of {recipe["hard_repeat"]} times.')
+
+
+def _statistics_lines(st: dict) -> list:
+    acc = st['accuracy95']
+    lines = ['', '### Statistics (test split)', '',
+             '95% Wilson intervals of the test accuracy: '
+             + '; '.join(f'{TITLES.get(n, n).split(":")[0].split(" (")[0]} {_pct(a["accuracy"])} '
+                         f'[{_pct(a["interval"][0])}, {_pct(a["interval"][1])}]' for n, a in acc.items()) + '.',
+             '',
+             'Exact McNemar tests (two-sided binomial test on the discordant test samples: the ones exactly one of the '
+             'two models gets right):', '',
+             '| comparison | only SGMoE right | only the other right | p |', '| --- | ---: | ---: | ---: |']
+    for name, t in st['mcnemar'].items():
+        lines.append(f'| {name} | {t["aOnlyCorrect"]} | {t["bOnlyCorrect"]} | {t["p"]:.3g} |')
+    models = list(st['perClass'])
+    lines += ['', 'Per-class test accuracy:', '', '| class | test images | ' + ' | '.join(models) + ' |',
+              '| --- | ---: | ' + ' | '.join('---:' for _ in models) + ' |']
+    for c, row in enumerate(st['perClass'][models[0]]):
+        cells = [st['perClass'][m][c]['accuracy'] for m in models]
+        lines.append(f'| {row["label"]} | {row["samples"]} | '
+                     + ' | '.join('—' if a is None else _pct(a) for a in cells) + ' |')
+    return lines + ['']
+
+
+def _data_lines(d: dict) -> list:
+    """Own images: where they came from, how they were split, what could not be read, and the class balance."""
+    i = d['input']
+    chosen = [what for what, by_factory in i.get('chosen', {}).items() if by_factory]
+    lines = ['## Data', '',
+             f'- {d["description"]}; {d["split"]} (which file went where: `split.json`).',
+             f'- Model input {i["width"]}x{i["height"]}, {i["channels"]} channel(s)'
+             + (f', ROI {i["roi"]}' if i.get('roi') else '')
+             + (f' ({" and ".join(chosen)} chosen by the factory)' if chosen else '')
+             + '; every image is decoded by the SDK\'s own preprocessing (sharp), in training as on the device.',
+             f'- Class imbalance: largest / smallest training class = {d["imbalance"]["ratio"]} '
+             f'("{d["imbalance"]["largest"]}" / "{d["imbalance"]["smallest"]}"); handling: {d["imbalance"]["handling"]}.',
+             f'- Unreadable files skipped: {d["unreadableCount"]}'
+             + (':' if d['unreadable'] else '.'), ]
+    lines += [f'  - `{u["file"]}`: {u["code"]} {u["reason"]}' for u in d['unreadable'][:50]]
+    if len(d['unreadable']) > 50:
+        lines.append(f'  - … and {len(d["unreadable"]) - 50} more (all in report.json)')
+    lines += ['', '| class | train | val | test | unreadable |', '| --- | ---: | ---: | ---: | ---: |']
+    lines += [f'| {c["label"]} | {c["train"]} | {c["val"]} | {c["test"]} | {c["unreadable"]} |' for c in d['classes']]
+    return lines + ['']
+
+
 def markdown(r: dict) -> str:
     m = r['models']
     recipe = r['recipe']
     lines = [
-        '# fashion-sgmoe — training report',
+        f'# {r["name"]} — training report',
         '',
-        f'Generated by `npm run factory{" -- --quick" if r["mode"] == "quick" else ""}` ({r["mode"]} run) on '
+        f'Generated by `{r["command"]}` ({r["mode"]} run) on '
         f'{r["date"]}, {r["machine"]["cpu"]}, torch {r["machine"]["torch"]}; the run took '
         f'{r["elapsedSeconds"]:.0f} s wall (measured in-process).',
         '',
-        '## Models (test split, 10,000 images)',
+        f'## Models (test split, {r["statistics"]["testSamples"]:,} images)',
         '',
         'Accuracy on the test split; MACs per sample counted from the ONNX graphs (Conv/Gemm/MatMul at batch 1); '
         'parameters = ONNX initializer elements (BatchNorm folded); latency = mean per sample, batch 1, '
@@ -141,6 +211,8 @@ def markdown(r: dict) -> str:
         '| model | test acc | mean MACs | worst MACs | params | latency µs | expert usage (samples reaching an expert) |',
         '| --- | ---: | ---: | ---: | ---: | ---: | --- |',
     ]
+    if r['data']['source'] == 'folder':
+        lines[4:4] = _data_lines(r['data'])
     for name in ('base', 'dense', 'joint-moe', 'sgmoe', 'random-gate'):
         x = m[name]
         usage = _usage(x['usage']) if 'usage' in x else '—'
@@ -157,6 +229,7 @@ def markdown(r: dict) -> str:
         f'({m["joint-moe"]["graphMacs"]:,} MACs, which its latency reflects); the MACs column counts what a top-1 '
         'runtime spends (trunk + gate + one expert). Its usage is over all test samples (it has no early exit).',
         '',
+        *_statistics_lines(r['statistics']),
         '## Targets',
         '',
     ]
@@ -197,12 +270,15 @@ def markdown(r: dict) -> str:
         '',
         '## Recipe',
         '',
-        f'- Data: Fashion-MNIST (Debian `dataset-fashion-mnist`), train {recipe["train_size"]:,} / validation 5,000 '
-        '(fixed-seed split of the official training file) / test 10,000; inputs x/255, (x - 0.286)/0.353.',
-        f'- Augmentation for every model: random crop with 2-pixel zero padding, horizontal flip.',
-        f'- Base: ResNet, trunk = stride-2 stem + one basic block at 14x14 ({arch["trunk_width"]} channels; '
-        f'the gate pools it); branch = stages of widths {arch["widths"]} with {arch["blocks"]} basic blocks at '
-        '7x7 and 4x4, global pool, linear. Experts have the branch architecture and start from its weights.',
+        f'- Data: {r["data"]["description"]}; {r["data"]["split"]}; training on {recipe["train_size"]:,} images; '
+        f'inputs x/255, (x - mean)/std with mean {r["data"]["input"]["mean"]}, std {r["data"]["input"]["std"]}.',
+        f'- Augmentation for every model: random crop with zero padding (2 pixels per 28)'
+        f'{", horizontal flip" if r["data"].get("flip", True) else " (no flips: --no-flip)"}.',
+        f'- Base: ResNet on {r["data"]["input"]["channels"]}x{r["data"]["input"]["height"]}x'
+        f'{r["data"]["input"]["width"]} inputs, trunk = stride-2 stem + one basic block at half resolution '
+        f'({arch["trunk_width"]} channels; the gate pools it); branch = stages of widths {arch["widths"]} with '
+        f'{arch["blocks"]} basic blocks, each stage halving the resolution, global pool, linear. '
+        + _experts_line(recipe, tr),
         f'- Dense baseline: the same trunk, branch widths {recipe.get("denseWidths")} (the widening whose ONNX MACs '
         'are closest to the SGMoE worst case).',
         f'- Base, dense and joint MoE: {recipe["epochs"]["epochs"]} epochs, SGD (Nesterov, momentum 0.9, weight decay '
@@ -211,12 +287,16 @@ def markdown(r: dict) -> str:
         f'(base: epoch {tr["base"]["bestEpoch"]}, dense: {tr["dense"]["bestEpoch"]}, joint: {tr["joint-moe"]["bestEpoch"]}).',
         f'- Clustering: k-means (k-means++ init, {recipe["kmeans_restarts"]} restarts, lowest inertia) on the base '
         'penultimate features of the training images.',
-        f'- Gate: pool + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs, '
+        f'- Gate: {_gate_pool(recipe.get("gate_grid", 1))} + linear on the frozen trunk, trained on the cluster ids for {recipe["gate"]["epochs"]} epochs, '
         f'then balanced: its biases are shifted until its top-1 choices are uniform over the '
         f'{r["gateBalancing"]["hardTrainSamples"]:,} training samples on which the base is less than '
         f'{r["gateBalancing"]["hardConfidence"]} '
         'confident (the ones early exit sends to an expert; the clusters of the whole training set split them very '
-        f'unevenly). Top-1 shares over them after balancing: {r["gateBalancing"]["sharesAfter"]}; routed training '
+        'unevenly)'
+        + ('' if r['gateBalancing'].get('balancedOver', r['gateBalancing']['hardTrainSamples'])
+           == r['gateBalancing']['hardTrainSamples'] else
+           f' — too few for K experts here, so over all {r["gateBalancing"]["balancedOver"]:,} training samples')
+        + f'. Top-1 shares after balancing: {r["gateBalancing"]["sharesAfter"]}; routed training '
         f'samples per expert: {r["gateBalancing"]["routedTrain"]}.',
         f'- Experts: trained asynchronously, each in its own worker process (1 thread, 2 workers), on the training '
         f'samples the gate routes to it plus {100 * recipe["extra_share"]:.0f}% of the others, for '
@@ -231,8 +311,7 @@ def markdown(r: dict) -> str:
         '',
         *[f'- {c}' for c in r['checks']],
         '',
-        'Rebuild: `npm run factory -- --out models/fashion-sgmoe` (full, K swept on validation) or '
-        '`npm run factory -- --quick --out DIR` (CI smoke build). Machine-readable figures: `report.json`.',
+        f'Rebuild: `{r["command"]}`. Machine-readable figures: `report.json`.',
         '',
     ]
     return '\n'.join(lines)

@@ -3,12 +3,9 @@ choice of robust cases and the end-of-run self check."""
 import json
 import os
 
-import numpy as np
 import torch
-from PIL import Image
 
 from calibrate import decide
-from data import normalise
 
 FORMAT = 'sgmoe-selftest/1'
 TOLERANCE = 1e-4
@@ -69,9 +66,8 @@ def _decision_json(decision: dict, i: int) -> dict:
             'baseConfidence': float(f'{float(decision["baseConfidence"][i]):.8g}')}
 
 
-def build(model, images: torch.Tensor, names: list, routing: dict) -> dict:
-    """images: the uint8 pixels of the case PNGs, in the order of names."""
-    inputs = normalise(images)
+def build(model, inputs: torch.Tensor, names: list, routing: dict) -> dict:
+    """inputs: the normalised tensors of the case samples, in the order of names."""
     outputs = model.outputs(inputs)
     top1, top2 = _decisions(outputs, routing, 1), _decisions(outputs, routing, 2)
     cases = []
@@ -92,16 +88,17 @@ def build(model, images: torch.Tensor, names: list, routing: dict) -> dict:
             'cases': cases}
 
 
-def check(model, out_dir: str) -> str:
-    """Re-runs the PyTorch modules on the stored inputs (decoded again from the PNGs) and compares every output and
-    decision with selftest.json. Raises AssertionError naming the case and field that differ."""
+def check(model, out_dir: str, sample_inputs: dict) -> str:
+    """Re-runs the PyTorch modules on the stored inputs, which must equal the sample files decoded again by the SDK's
+    preprocessing (`sample_inputs`: samples/ name -> normalised tensor), and compares every output and decision with
+    selftest.json. Raises AssertionError naming the case and field that differ."""
     with open(os.path.join(out_dir, 'selftest.json')) as f:
         selftest = json.load(f)
     routing = {'topK': selftest['routing']['topK'], 'earlyExit': {'threshold': selftest['routing']['threshold']},
                'ensemble': {'baseWeight': selftest['routing']['baseWeight']}}
-    pixels = torch.stack([torch.from_numpy(np.array(Image.open(os.path.join(out_dir, c['sample'])))) for c in selftest['cases']])
-    stored_inputs = torch.tensor([c['input'] for c in selftest['cases']]).reshape(len(pixels), 1, *pixels.shape[1:])
-    assert (normalise(pixels) - stored_inputs).abs().max() < TOLERANCE, 'input differs from its sample PNG'
+    decoded = torch.stack([sample_inputs[os.path.basename(c['sample'])] for c in selftest['cases']])
+    stored_inputs = torch.tensor([c['input'] for c in selftest['cases']]).reshape(decoded.shape)
+    assert (decoded - stored_inputs).abs().max() < TOLERANCE, 'input differs from its sample decoded by the SDK'
     outputs = model.outputs(stored_inputs)
     worst = 0.0
     for i, case in enumerate(selftest['cases']):

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 import calibrate
-from data import Splits, normalise
+from data import Splits
 from export import measure
 from jobs import expert_job
 from kmeans import kmeans
-from models import Branch, Classifier, Gate, SGMoE
+from models import Branch, Classifier, Gate, SGMoE, grid_pool
 from train import predict, progress, train_gate
 
 SHARE_RANGE = (0.05, 0.60)  # the no-collapse target: every expert's share among samples that reach an expert
@@ -23,22 +23,25 @@ HARD_CONFIDENCE = 0.95
 @dataclass(frozen=True)
 class Embedded:
     """Frozen-base views of the training and validation images (no augmentation)."""
-    train_pooled: torch.Tensor  # globally pooled trunk features: the gate's input
+    train_pooled: torch.Tensor  # pooled trunk features (globally, or on the gate's grid): the gate's input
     train_embedding: torch.Tensor  # base penultimate features: what k-means clusters
     val_pooled: torch.Tensor
     val_embedding: torch.Tensor
     train_hard: torch.Tensor  # bool: base confidence below HARD_CONFIDENCE
 
 
-def embed(base: Classifier, splits: Splits, train_size: int) -> Embedded:
+def embed(base: Classifier, splits: Splits, train_size: int, grid: int = 1) -> Embedded:
+    def pool(features):
+        return features.mean(dim=(2, 3)) if grid == 1 else grid_pool(features, grid)
+
     def views(images):
-        pooled = predict(lambda x: base.trunk(x).mean(dim=(2, 3)), images)
+        pooled = predict(lambda x: pool(base.trunk(x)), images)
         embedding = predict(lambda x: base.branch.embed(base.trunk(x)), images)
         return pooled, embedding
 
-    train = splits.train.images[:train_size]
+    train = splits.train.take(slice(0, train_size))
     confidence = predict(lambda x: F.softmax(base(x), dim=1).max(dim=1).values, train)
-    return Embedded(*views(train), *views(splits.val.images), confidence < HARD_CONFIDENCE)
+    return Embedded(*views(train), *views(splits.val), confidence < HARD_CONFIDENCE)
 
 
 def balance_gate(gate: Gate, pooled: torch.Tensor, iterations: int = 300) -> List[float]:
@@ -83,13 +86,13 @@ class PendingVariant:
         experts, histories = [], []
         for future in self.futures:
             state, history = future.result()
-            expert = Branch(self.recipe.arch)
+            expert = Branch(self.recipe.expert_arch or self.recipe.arch)
             expert.load_state_dict(state)
             experts.append(expert.eval())
             histories.append(history)
         model = SGMoE(self.base.trunk, self.base.branch, self.gate, experts).eval()
-        macs = calibrate.PartMacs(**part_macs(model))
-        outputs = model.outputs(normalise(self.splits.val.images))
+        macs = calibrate.PartMacs(**part_macs(model, self.splits.val.shape))
+        outputs = model.outputs(self.splits.val.normalised())
         points = calibrate.sweep(outputs, self.splits.val.labels, macs)
         operating = calibrate.operating_point(points)
         progress(self.name, f'validation operating point: threshold {operating["threshold"]} baseWeight '
@@ -100,22 +103,26 @@ class PendingVariant:
                        {**self.setup, 'expertHistories': histories})
 
 
-def part_macs(model: SGMoE) -> dict:
-    """MACs of each part, counted on an ONNX export of the module as the shipped parts are."""
-    features = model.trunk(torch.zeros(1, 1, 28, 28))
-    return {'trunk': measure(model.trunk, torch.zeros(1, 1, 28, 28))['macs'],
+def part_macs(model: SGMoE, shape: tuple) -> dict:
+    """MACs of each part, counted on an ONNX export of the module as the shipped parts are; shape = C, H, W."""
+    image = torch.zeros(1, *shape)
+    features = model.trunk(image)
+    return {'trunk': measure(model.trunk, image)['macs'],
             'base': measure(model.base, features)['macs'],
             'gate': measure(model.gate, features)['macs'],
             'expert': measure(model.experts[0], features)['macs']}
 
 
 def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, recipe, splits: Splits, k: int,
-                        data, clustered: bool) -> PendingVariant:
+                        data, clustered: bool, start: dict = None) -> PendingVariant:
     """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering. Either
-    gate is then balanced over the hard training samples before the experts are trained on what it routes."""
+    gate is then balanced over the hard training samples before the experts are trained on what it routes. The
+    experts start from `start` (the generalist expert's weights) when given, else from the base branch."""
     seed = recipe.epochs.seed
     torch.manual_seed(seed + 1000 * k + (0 if clustered else 1))
-    gate = Gate(recipe.arch, k)
+    with torch.no_grad():
+        feature_size = tuple(base.trunk(torch.zeros(1, *splits.train.shape)).shape[2:])
+    gate = Gate(recipe.arch, k, recipe.gate_grid, feature_size)
     setup = {}
     if clustered:
         clustering = kmeans(embedded.train_embedding, k, recipe.kmeans_restarts, seed)
@@ -132,9 +139,12 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
             gate.fc.bias.copy_(-gate.fc.weight @ embedded.train_pooled.mean(dim=0))
     gate.eval()
     setup['hardTrainSamples'] = int(embedded.train_hard.sum())
-    setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[embedded.train_hard])]
-    progress(name, f'gate balanced over the {setup["hardTrainSamples"]} training samples with base confidence < '
-                   f'{HARD_CONFIDENCE}: shares {setup["balancedHardShares"]}')
+    # A small, easy data set may leave (almost) no hard samples: the gate is then balanced over all of them.
+    hard = embedded.train_hard if setup['hardTrainSamples'] >= 10 * k else torch.ones_like(embedded.train_hard)
+    setup['balancedOver'] = int(hard.sum())
+    setup['balancedHardShares'] = [round(x, 4) for x in balance_gate(gate, embedded.train_pooled[hard])]
+    progress(name, f'gate balanced over {setup["balancedOver"]} training samples ({setup["hardTrainSamples"]} with '
+                   f'base confidence < {HARD_CONFIDENCE}): shares {setup["balancedHardShares"]}')
     with torch.no_grad():
         routed_train = gate.fc(embedded.train_pooled).argmax(dim=1)
         routed_val = gate.fc(embedded.val_pooled).argmax(dim=1)
@@ -144,11 +154,14 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
     for e in range(k):
         others = torch.nonzero(routed_train != e).flatten()
         extra = others[torch.rand(len(others), generator=generator) < recipe.extra_share]
-        train_idx = torch.cat([torch.nonzero(routed_train == e).flatten(), extra])
+        routed = torch.nonzero(routed_train == e).flatten()
+        # The samples the base is unsure of are the ones early exit sends to an expert: seen hard_repeat times.
+        hard = routed[embedded.train_hard[routed]].repeat(recipe.hard_repeat - 1)
+        train_idx = torch.cat([routed, hard, extra])
         val_idx = torch.nonzero(routed_val == e).flatten()
         futures.append(pool.submit(expert_job, f'{name}-expert-{e}', recipe.arch, base.state_dict(), train_idx,
                                    val_idx, recipe.base_weight,
-                                   replace(recipe.experts, seed=seed + e), data))
+                                   replace(recipe.experts, seed=seed + e), data, recipe.expert_arch, start))
     progress(name, f'{k} expert jobs submitted; routed training samples {setup["routedTrain"]}')
     return PendingVariant(name, k, base, gate, futures, splits, recipe, setup)
 

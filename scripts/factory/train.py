@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import Split, augment, batches, normalise
+from data import Split, batches
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,9 @@ def progress(name: str, message: str) -> None:
 
 
 @torch.no_grad()
-def predict(fn, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """fn applied in chunks to the normalised uint8 images."""
-    return torch.cat([fn(normalise(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+def predict(fn, split: Split, batch_size: int = 1000) -> torch.Tensor:
+    """fn applied in chunks to the normalised images of the split."""
+    return torch.cat([fn(split.normalised(slice(i, i + batch_size))) for i in range(0, len(split), batch_size)])
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -68,11 +68,11 @@ def fit(name: str, module: nn.Module, step, n: int, evaluate, schedule: Schedule
 
 def train_classifier(name: str, model: nn.Module, train: Split, val: Split, schedule: Schedule) -> list:
     def step(idx, generator):
-        logits = model(augment(train.images[idx], generator))
+        logits = model(train.augmented(idx, generator))
         y = train.labels[idx]
-        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
+        return F.cross_entropy(logits, y, weight=train.class_weights), (logits.argmax(1) == y).sum()
 
-    return fit(name, model, step, len(train), lambda: accuracy(predict(model, val.images), val.labels), schedule)
+    return fit(name, model, step, len(train), lambda: accuracy(predict(model, val), val.labels), schedule)
 
 
 def train_gate(name: str, gate: nn.Module, pooled: torch.Tensor, targets: torch.Tensor,
@@ -103,27 +103,42 @@ def train_expert(name: str, trunk, base, expert, train: Split, val: Split, base_
 
     def step(idx, generator):
         with torch.no_grad():
-            features = trunk(augment(train.images[idx], generator))
+            features = trunk(train.augmented(idx, generator))
             base_logits = base(features)
         log_probs = ensemble_log_probs(base_logits, expert(features), base_weight)
         y = train.labels[idx]
-        return F.nll_loss(log_probs, y), (log_probs.argmax(1) == y).sum()
+        return F.nll_loss(log_probs, y, weight=train.class_weights), (log_probs.argmax(1) == y).sum()
 
     def mixed(x):
         features = trunk(x)
         return ensemble_log_probs(base(features), expert(features), base_weight)
 
     def evaluate():  # an expert may receive no validation samples (e.g. under a random gate)
-        return accuracy(predict(mixed, val.images), val.labels) if len(val) else 0.0
+        return accuracy(predict(mixed, val), val.labels) if len(val) else 0.0
 
     return fit(name, expert, step, len(train), evaluate, schedule)
 
 
+def train_generalist(name: str, trunk, expert, train: Split, val: Split, schedule: Schedule) -> list:
+    """One expert trained alone on all the training data, trunk frozen: the common start of the specialised experts."""
+    trunk.eval().requires_grad_(False)
+
+    def step(idx, generator):
+        with torch.no_grad():
+            features = trunk(train.augmented(idx, generator))
+        logits = expert(features)
+        y = train.labels[idx]
+        return F.cross_entropy(logits, y, weight=train.class_weights), (logits.argmax(1) == y).sum()
+
+    return fit(name, expert, step, len(train), lambda: accuracy(predict(lambda x: expert(trunk(x)), val), val.labels),
+               schedule)
+
+
 def train_joint(name: str, model, train: Split, val: Split, schedule: Schedule) -> list:
     def step(idx, generator):
-        logits, _ = model.sparse_forward(augment(train.images[idx], generator))
+        logits, _ = model.sparse_forward(train.augmented(idx, generator))
         y = train.labels[idx]
-        return F.cross_entropy(logits, y), (logits.argmax(1) == y).sum()
+        return F.cross_entropy(logits, y, weight=train.class_weights), (logits.argmax(1) == y).sum()
 
     return fit(name, model, step, len(train),
-               lambda: accuracy(predict(lambda x: model.sparse_forward(x)[0], val.images), val.labels), schedule)
+               lambda: accuracy(predict(lambda x: model.sparse_forward(x)[0], val), val.labels), schedule)

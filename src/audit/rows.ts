@@ -14,25 +14,14 @@ export const INSERT_DECISION = `INSERT INTO decisions (
 
 type SqlValue = string | number | bigint | Buffer | null;
 
-/** Every column of a decision that is not an error: null for a rejected or dropped frame. */
-const NO_DECISION = {
-  label: null,
-  labelIndex: null,
-  score: null,
-  expert: null,
-  earlyExit: null,
-  baseConfidence: null,
-  gate: null,
-  macs: null,
-  trunkUs: null,
-  baseUs: null,
-  gateUs: null,
-  expertUs: null,
-  totalUs: null,
-} as const;
-
+/**
+ * The named parameters of INSERT_DECISION. One object literal with every key in one order, whatever the status:
+ * better-sqlite3 looks each name up in it, and a fixed shape keeps that lookup fast (spreads made it 2x slower).
+ */
 export function toParams(r: AuditRecord): Record<string, SqlValue> {
-  const head = {
+  const ok = r.status === 'ok' ? r : undefined;
+  const t = ok?.timingsUs;
+  return {
     ts: r.ts,
     receivedAt: r.frame.receivedAt ?? null,
     frameId: r.frame.frameId,
@@ -41,26 +30,21 @@ export function toParams(r: AuditRecord): Record<string, SqlValue> {
     modelName: r.model?.name ?? null,
     modelVersion: r.model?.version ?? null,
     status: r.status,
-  };
-  if (r.status !== 'ok') return { ...head, ...NO_DECISION, errorCode: r.error.code, errorMessage: r.error.message };
-  const t = r.timingsUs;
-  return {
-    ...head,
-    label: r.label,
-    labelIndex: r.labelIndex,
-    score: r.score,
-    expert: r.expert,
-    earlyExit: r.earlyExit ? 1 : 0,
-    baseConfidence: r.baseConfidence,
-    gate: r.gate.length > 0 ? encodeGate(r.gate) : null,
-    macs: r.macs,
-    trunkUs: Math.round(t.trunk),
-    baseUs: Math.round(t.base),
-    gateUs: Math.round(t.gate),
-    expertUs: Math.round(t.expert),
-    totalUs: Math.round(t.total),
-    errorCode: null,
-    errorMessage: null,
+    label: ok ? ok.label : null,
+    labelIndex: ok ? ok.labelIndex : null,
+    score: ok ? ok.score : null,
+    expert: ok ? ok.expert : null,
+    earlyExit: ok ? (ok.earlyExit ? 1 : 0) : null,
+    baseConfidence: ok ? ok.baseConfidence : null,
+    gate: ok && ok.gate.length > 0 ? encodeGate(ok.gate) : null,
+    macs: ok ? ok.macs : null,
+    trunkUs: t ? Math.round(t.trunk) : null,
+    baseUs: t ? Math.round(t.base) : null,
+    gateUs: t ? Math.round(t.gate) : null,
+    expertUs: t ? Math.round(t.expert) : null,
+    totalUs: t ? Math.round(t.total) : null,
+    errorCode: r.status === 'ok' ? null : r.error.code,
+    errorMessage: r.status === 'ok' ? null : r.error.message,
   };
 }
 

@@ -21,7 +21,7 @@ async function main(argv: string[]): Promise<void> {
     })
     .showHelpAfterError()
     .exitOverride((err) => {
-      // commander exits 0 for --help/--version and 1 for usage errors, matching DESIGN.md's exit codes.
+      // commander exits 0 for --help/--version and 1 for usage errors, matching docs/DESIGN.md's exit codes.
       process.exit(err.exitCode);
     });
   registerCommands(program);

@@ -1,5 +1,5 @@
 /**
- * The SGMoE decision rule of DESIGN.md, as pure functions over logits, so the engine, the self-test and the
+ * The SGMoE decision rule of docs/DESIGN.md, as pure functions over logits, so the engine, the self-test and the
  * tests share one implementation. Matches the factory's PyTorch reference (float32 there, float64 here: the
  * difference stays far below the self-test tolerance).
  */

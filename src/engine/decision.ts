@@ -7,7 +7,7 @@ export interface StageTimingsUs {
   total: number;
 }
 
-/** What the engine concluded for one input tensor (DESIGN.md, "The decision"). */
+/** What the engine concluded for one input tensor (docs/DESIGN.md, "The decision"). */
 export interface Decision {
   frameId: string;
   /** Index into the manifest's labels, and the label itself. */

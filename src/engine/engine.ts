@@ -52,7 +52,7 @@ const now = (): bigint => process.hrtime.bigint();
 const microsSince = (t0: bigint): number => Number(now() - t0) / 1000;
 
 /**
- * Runs an SGMoE package: trunk, base branch, gate and only the experts a sample needs (DESIGN.md, "The
+ * Runs an SGMoE package: trunk, base branch, gate and only the experts a sample needs (docs/DESIGN.md, "The
  * decision"). Calls are serialised: one batch at a time keeps expert eviction safe and the cores for ONNX Runtime.
  */
 export class Engine {

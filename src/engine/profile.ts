@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorCode } from '../errors';
 import { readValidated, validate } from '../validate';
+import { decoderSettingsSchema } from '../ingest/decoder/settings';
 
 const tensorrtSchema = z.object({
   name: z.literal('tensorrt'),
@@ -39,6 +40,8 @@ export const deviceProfileSchema = z.object({
     budgetMB: z.number().positive().optional(),
   }),
   batch: z.object({ maxSize: z.number().int().positive(), maxWaitMs: z.number().nonnegative() }),
+  /** What decodes camera streams on this device (default: ffmpeg in software). */
+  decoder: decoderSettingsSchema.optional(),
 });
 
 export type DeviceProfile = z.infer<typeof deviceProfileSchema>;

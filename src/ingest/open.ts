@@ -19,7 +19,7 @@ export type OpenSourceOptions = DirSourceOptions &
   Partial<Pick<MqttSourceOptions, 'mqtt' | 'qos' | 'connectOptions'>>;
 
 /**
- * The source a URI names (DESIGN.md): `dir:PATH`, `http(s)://…`, `mjpeg+http(s)://…`, `mqtt:TOPIC`, and the
+ * The source a URI names (docs/DESIGN.md): `dir:PATH`, `http(s)://…`, `mjpeg+http(s)://…`, `mqtt:TOPIC`, and the
  * decoded cameras `rtsp://…`, `v4l2:/dev/videoN`, `video:PATH` (these need `input`, the model input size).
  */
 export function openSource(uri: string, options: OpenSourceOptions = {}): FrameSource {

@@ -44,7 +44,7 @@ export interface TensorBatch {
 }
 
 /**
- * Turns frames into exactly the tensor the model was trained on (DESIGN.md): decode, EXIF auto-orient,
+ * Turns frames into exactly the tensor the model was trained on (docs/DESIGN.md): decode, EXIF auto-orient,
  * optional ROI, resize, colorspace, then `(x / 255 - mean) / std` per channel, Float32 NCHW.
  * Bad frames throw an SgmoeError with an E_FRAME_* code; nothing else does.
  */
@@ -59,7 +59,9 @@ export class Preprocessor {
     private readonly spec: InputSpec,
     options: PreprocessOptions = {},
   ) {
-    this.options = validate(preprocessOptionsSchema, options, { code: 'E_CONFIG_INVALID', where: 'preprocessing options' });
+    const valid = validate(preprocessOptionsSchema, options, { code: 'E_CONFIG_INVALID', where: 'preprocessing options' });
+    // The package's default ROI (the region it was trained on) unless the source names its own.
+    this.options = { ...valid, roi: valid.roi ?? spec.roi };
     this.dims = [spec.channels, spec.height, spec.width];
     this.luts = spec.mean.map((mean, c) => normalisationTable(mean, spec.std[c], spec.invert));
     this.minSize = spec.minSourceSize ?? { width: Math.ceil(spec.width / 4), height: Math.ceil(spec.height / 4) };
@@ -68,8 +70,16 @@ export class Preprocessor {
   /** C*H*W floats for one input. */
   async toTensor(input: PreprocessInput): Promise<Float32Array> {
     const out = new Float32Array(this.dims[0] * this.dims[1] * this.dims[2]);
-    this.normalise(await this.pixels(input), out, 0);
+    this.normalise(await this.toPixels(input), out, 0);
     return out;
+  }
+
+  /**
+   * Interleaved uint8 pixels at model size (RGB order for 3 channels), before normalisation: what the model factory
+   * trains on, so training and the device see the same tensor from the same file.
+   */
+  async toPixels(input: PreprocessInput): Promise<Buffer> {
+    return this.pixels(input);
   }
 
   /** N*C*H*W floats; a bad input is listed in `rejected` and does not stop the others. */

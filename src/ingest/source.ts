@@ -24,6 +24,9 @@ export interface SourceStats {
   /** Signal sources: stream restarts after a timestamp gap, and payloads dropped before windowing. */
   windowResets?: number;
   payloadsDropped?: number;
+  /** Camera sources: decoder restarts, and damaged packets the decoder concealed. */
+  restarts?: number;
+  corrupt?: number;
   lastError?: { code: string; message: string; at: number };
 }
 

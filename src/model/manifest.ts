@@ -21,7 +21,7 @@ export const partSchema = z.object({
 
 export const inputSpecSchema = z
   .object({
-    /** The input kind (DESIGN.md, "Tasks and input kinds"); packages without one take images. */
+    /** The input kind (docs/DESIGN.md, "Seams"); packages without one take images. */
     kind: z.literal('image').default('image'),
     name: z.string().min(1),
     channels: z.union([z.literal(1), z.literal(3)]),
@@ -37,6 +37,14 @@ export const inputSpecSchema = z
      * quarter of the input size per side (more enlargement than that leaves the model guessing).
      */
     minSourceSize: z.object({ width: z.number().int().positive(), height: z.number().int().positive() }).strict().optional(),
+    /**
+     * The region of the (EXIF-oriented) frame the model was trained on, for a fixed line camera; a source's own `roi`
+     * overrides it. Absent: the whole frame.
+     */
+    roi: z
+      .object({ x: z.number().int().min(0), y: z.number().int().min(0), width: z.number().int().min(1), height: z.number().int().min(1) })
+      .strict()
+      .optional(),
   })
   .refine((s) => s.mean.length === s.channels && s.std.length === s.channels, {
     message: 'mean and std need one value per channel',

@@ -7,7 +7,7 @@ import { preprocessOptionsSchema } from '../ingest/preprocess';
 
 const sourceSchema = z
   .object({
-    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN, video:PATH (DESIGN.md). */
+    /** dir:PATH, http(s)://…, mjpeg+http(s)://…, mqtt:TOPIC, rtsp://…, v4l2:/dev/videoN, video:PATH (docs/DESIGN.md). */
     uri: z.string().min(1),
     name: z.string().min(1).optional(),
     /** What a full queue does: drop-oldest suits live cameras, block suits folders. */

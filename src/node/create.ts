@@ -8,7 +8,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import type { Frame } from '../ingest/frame';
-import { loadDecoderSettings, type DecoderSettings } from '../ingest/decoder/settings';
+import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
@@ -16,6 +16,7 @@ import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
 import { Outbox } from '../transport/outbox';
+import { lostText } from '../transport/outbox-file';
 import type { UpdateAgent } from '../fleet/agent';
 import { watchConditions } from '../maintenance/watch';
 import type { InputSpec } from '../model/manifest';
@@ -88,7 +89,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
-    const camera = { input: input.kind === 'image' ? input : undefined, decoder: await loadDecoderSettings(config.device === 'auto' ? profile.name : config.device) };
+    const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
       source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger, camera), engine.manifest.input),
@@ -138,6 +139,10 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     if (transportConfig) {
       const { outbox, path: outboxPath, unavailable } = openOutbox(transportConfig, config, logger);
       closers.unshift(() => outbox.close());
+      if (outbox.recovered) {
+        const r = outbox.recovered;
+        audit?.event({ kind: 'db_recovered', message: `outbox ${outboxPath} unreadable (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`, details: { ...r } });
+      }
       transport = new MqttTransport({
         config: transportConfig,
         outbox,

@@ -234,6 +234,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       engine: this.engine,
       sources: this.parts.sources.map((s) => s.source),
       outboxDepth: this.transportPart ? this.transportPart.stats().outbox.pending : null,
+      outboxRecovered: this.transportPart?.stats().outboxRecovered,
       audit: health && { alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow },
       auditUnavailable: this.parts.auditUnavailable,
       outboxUnavailable: this.outboxUnavailable,

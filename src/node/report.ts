@@ -44,6 +44,7 @@ export class Reporter {
     this.toOutbox('health', () =>
       transport.publishHealth({
         counters: { ...snap.totals, unpublished: snap.unpublished, unaudited: snap.unaudited },
+        sources: snap.sources,
         routing: {
           model: snap.model,
           framesPerSecond: snap.framesPerSecond,

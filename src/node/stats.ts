@@ -2,9 +2,10 @@ import type { HealthAlarm } from '../audit/health';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
-import type { FrameSource } from '../ingest/source';
+import type { FrameSource, SourceStats } from '../ingest/source';
 import type { NodeFault } from './faults';
 import { DecisionWindow, type WindowStats } from './windows';
+import type { OutboxRecovery } from '../transport/outbox-file';
 
 /** Per source, at every moment: ingested = decided + rejected + dropped + pending. */
 export interface SourceAccount {
@@ -16,7 +17,13 @@ export interface SourceAccount {
   dropped: number;
   pending: number;
   errors: number;
+  /** What only some kinds of source count: decoder restarts and concealed corrupt packets (cameras), window resets
+   * and payloads dropped before windowing (signals). Absent for the others. */
+  counters?: Partial<Record<SourceCounter, number>>;
 }
+
+const SOURCE_COUNTERS = ['restarts', 'corrupt', 'windowResets', 'payloadsDropped'] as const;
+type SourceCounter = (typeof SOURCE_COUNTERS)[number];
 
 /** A local file the node runs without, and why (it decides on; what it cannot keep is counted). */
 export interface Unavailable {
@@ -29,7 +36,7 @@ export interface NodeSnapshot {
   settings: ReturnType<Engine['getSettings']>;
   providers: Record<string, string>;
   sources: SourceAccount[];
-  totals: Omit<SourceAccount, 'name' | 'kind'>;
+  totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
   /** The decision figures over both labelled spans; the three fields below are `sinceModel`'s. */
   windows: { sinceStart: WindowStats; sinceModel: WindowStats };
   earlyExitRate: number | null;
@@ -45,6 +52,8 @@ export interface NodeSnapshot {
   auditUnavailable: Unavailable | null;
   /** Why the configured outbox is missing, when it is: results then wait in memory and a restart loses them. */
   outboxUnavailable: Unavailable | null;
+  /** The outbox file found corrupt at start and moved aside, with how many queued results it may have held. */
+  outboxRecovered: OutboxRecovery | null;
   /** Routing alarms from the audit log. */
   alarms: HealthAlarm[];
   /** Device faults raised now: a full disk, an ROI outside a source's frames. */
@@ -60,6 +69,7 @@ export interface SnapshotParts {
   audit?: { alarms: HealthAlarm[]; unaudited: number };
   auditUnavailable?: Unavailable;
   outboxUnavailable?: Unavailable;
+  outboxRecovered?: OutboxRecovery | null;
   faults: NodeFault[];
 }
 
@@ -121,9 +131,10 @@ export class NodeStats {
         dropped: s.dropped,
         pending: s.frames - s.decided - s.rejected - s.dropped,
         errors: s.errors,
+        ...sourceCounters(s),
       };
     });
-    const sum = (k: keyof Omit<SourceAccount, 'name' | 'kind'>) => sources.reduce((a, s) => a + s[k], 0);
+    const sum = (k: keyof NodeSnapshot['totals']) => sources.reduce((a, s) => a + s[k], 0);
     const { engine } = parts;
     const windows = { sinceStart: this.sinceStart.stats(), sinceModel: this.sinceModel.stats() };
     return {
@@ -142,9 +153,15 @@ export class NodeStats {
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
       auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,
       outboxUnavailable: parts.outboxUnavailable ? { code: parts.outboxUnavailable.code, message: parts.outboxUnavailable.message } : null,
+      outboxRecovered: parts.outboxRecovered ?? null,
       alarms: parts.audit?.alarms ?? [],
       faults: parts.faults,
       uptimeS: this.uptimeS,
     };
   }
+}
+
+function sourceCounters(s: SourceStats): Pick<SourceAccount, 'counters'> {
+  const present = SOURCE_COUNTERS.filter((k) => s[k] !== undefined);
+  return present.length === 0 ? {} : { counters: Object.fromEntries(present.map((k) => [k, s[k]])) };
 }

@@ -1,3 +1,4 @@
+import { lostText } from '../transport/outbox-file';
 import type { NodeSnapshot } from './stats';
 import type { WindowStats } from './windows';
 
@@ -21,7 +22,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   const lines = [
     `model        ${s.model.name} ${s.model.version} on ${[...new Set(Object.values(s.providers))].join(', ')}`,
     `frames       ingested ${s.totals.ingested} = decided ${s.totals.decided} + rejected ${s.totals.rejected} + dropped ${s.totals.dropped} + pending ${s.totals.pending}`,
-    ...s.sources.map((src) => `  ${src.name.padEnd(28)} ingested ${src.ingested}, decided ${src.decided}, rejected ${src.rejected}, dropped ${src.dropped}`),
+    ...s.sources.map((src) => `  ${src.name.padEnd(28)} ingested ${src.ingested}, decided ${src.decided}, rejected ${src.rejected}, dropped ${src.dropped}${counterText(src.counters)}`),
   ];
   if (accuracy) {
     lines.push(`accuracy     ${accuracy.scored === 0 ? 'n/a' : pct(accuracy.correct / accuracy.scored)} (${accuracy.correct} of ${accuracy.scored} labelled frames)`);
@@ -42,9 +43,23 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
     lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
   }
+  if (s.outboxRecovered) {
+    const r = s.outboxRecovered;
+    lines.push(`outbox       the file was unreadable at start (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`);
+  }
   if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
   for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
   return lines.join('\n');
+}
+
+const COUNTER_NAMES = { restarts: 'decoder restarts', corrupt: 'corrupt packets concealed', windowResets: 'window resets', payloadsDropped: 'payloads dropped' };
+
+/** The source-specific counters that are not zero: ", decoder restarts 2, corrupt packets concealed 5". */
+function counterText(counters: NodeSnapshot['sources'][number]['counters']): string {
+  return Object.entries(counters ?? {})
+    .filter(([, n]) => n !== 0)
+    .map(([k, n]) => `, ${COUNTER_NAMES[k as keyof typeof COUNTER_NAMES]} ${n}`)
+    .join('');
 }
 
 /** One labelled span: the same figures for "since start" and "since the current model", never mixed. */

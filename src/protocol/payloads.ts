@@ -18,7 +18,7 @@ export const isoTime = z.iso.datetime({ offset: true });
 const modelRef = z.object({ name: z.string(), version: z.string() });
 const counters = z.record(z.string(), z.number());
 
-/** One decision per frame, on `result` (DESIGN.md fields). */
+/** One decision per frame, on `result` (documented field by field in src/transport/README.md). */
 export const resultPayloadSchema = z.object({
   schema: z.literal(RESULT_SCHEMA),
   frameId: z.string().min(1),
@@ -67,6 +67,22 @@ export const healthPayloadSchema = z.object({
   uptimeS: z.number().nonnegative(),
   outbox: outboxStatsSchema,
   counters,
+  /** Per source: ingested = decided + rejected + dropped + pending, errors, and its kind's own counters. */
+  sources: z
+    .array(
+      z.object({
+        name: z.string(),
+        kind: z.string(),
+        ingested: z.number(),
+        decided: z.number(),
+        rejected: z.number(),
+        dropped: z.number(),
+        pending: z.number(),
+        errors: z.number(),
+        counters: counters.optional(),
+      }),
+    )
+    .optional(),
   /** Routing health from the audit log (expert shares, early-exit rate...), shape owned by the node. */
   routing: z.record(z.string(), z.unknown()).optional(),
 });

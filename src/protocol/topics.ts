@@ -1,4 +1,4 @@
-/** The topics of one device (DESIGN.md, "MQTT"), all under one prefix. */
+/** The topics of one device (docs/DESIGN.md, "MQTT"), all under one prefix. */
 export interface Topics {
   prefix: string;
   result: string;

@@ -51,7 +51,7 @@ export const transportConfigSchema = z
       .string()
       .regex(/^[^+#]*\/$/, 'a topic prefix ending with "/" and without wildcards')
       .default('sgmoe/v1/{site}/{device}/'),
-    /** QoS of results (DESIGN.md: 1); 0 exists for benchmarks and best-effort links. */
+    /** QoS of results (docs/DESIGN.md: 1); 0 exists for benchmarks and best-effort links. */
     resultQos: z.union([z.literal(0), z.literal(1)]).default(1),
     /** How many outbox messages may await their PUBACK at once. */
     inFlight: z.number().int().min(1).max(65535).default(100),

@@ -1,8 +1,10 @@
 import type { InputSpec } from '../../src/model/manifest';
-import { openSource, Preprocessor, pipelineFor, loadDecoderSettings, type OutputSpec, type RawPixels } from '../../src/ingest';
+import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, type OutputSpec, type RawPixels } from '../../src/ingest';
 import { readDecoderLine } from '../../src/ingest/decoder/lines';
 import { redactText } from '../../src/redact';
-import { listDeviceProfiles } from '../../src/engine/profile';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DEVICES_DIR, listDeviceProfiles, parseDeviceProfile } from '../../src/engine/profile';
 import { BUNDLED, readManifest } from '../helpers/package';
 
 const input = readManifest(BUNDLED).input as InputSpec;
@@ -14,9 +16,16 @@ const ffmpeg = { kind: 'ffmpeg', command: 'ffmpeg' } as const;
 describe('decoder pipeline per device profile', () => {
   test('every Jetson profile decodes with GStreamer on NVIDIA\'s hardware elements, the x86 profiles with ffmpeg', async () => {
     const profiles = await listDeviceProfiles();
-    const decoders = Object.fromEntries(await Promise.all(profiles.map(async (p) => [p.name, await loadDecoderSettings(p.name)])));
+    const decoders = Object.fromEntries(profiles.map((p) => [p.name, p.decoder ?? DEFAULT_DECODER]));
     for (const name of Object.keys(decoders)) expect(decoders[name].kind).toBe(name.startsWith('jetson-') ? 'gstreamer' : 'ffmpeg');
     expect(decoders['x86_64-nvidia']).toMatchObject({ kind: 'ffmpeg', hwaccel: 'cuda' });
+  });
+
+  test('a profile whose decoder is malformed is refused with the profile and the field named', () => {
+    const profile = JSON.parse(readFileSync(join(DEVICES_DIR, 'x86_64-cpu.json'), 'utf8'));
+    expect(() => parseDeviceProfile({ ...profile, decoder: { kind: 'vlc' } }, 'device profile my-box.json')).toThrow(
+      expect.objectContaining({ code: 'E_PROFILE_INVALID', message: expect.stringMatching(/my-box\.json.*decoder/s) }),
+    );
   });
 
   test('ffmpeg: RTSP over TCP, the ROI cropped, scaled to the model size with the fit, gray, one showinfo line per frame, raw frames on fd 3', () => {

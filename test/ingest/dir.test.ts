@@ -75,20 +75,25 @@ describe('DirSource (dir:PATH hot folder)', () => {
   test('a file being written is taken only once its size is stable, with all its bytes', async () => {
     const inbox = join(tmp.path, 'growing');
     mkdirSync(inbox);
-    const source = new DirSource(inbox, { pollMs: 20, stableMs: 600 });
+    // Stability is timed by a clock that stands still while the file grows, however slowly the machine writes it,
+    // and moves on only once the last byte is written.
+    let now = 0;
+    const source = new DirSource(inbox, { pollMs: 20, stableMs: 600, clock: () => now });
     const it = source[Symbol.asyncIterator]();
     const first = it.next();
     const path = join(inbox, 'slow.jpg');
-    // Written in 6 steps, each well within stableMs of the previous one (and seen by several polls).
+    // Written in 6 steps, each seen by several polls.
     const step = Math.ceil(jpeg.length / 6);
     writeFileSync(path, jpeg.subarray(0, step));
     for (let at = step; at < jpeg.length; at += step) {
       await new Promise((r) => setTimeout(r, 80));
       appendFileSync(path, jpeg.subarray(at, at + step));
     }
+    const ticking = setInterval(() => (now += 100), 20);
     const frame = (await first).value as Frame;
     expect(frame.bytes?.equals(jpeg)).toBe(true);
     await expect(pre.toTensor(frame)).resolves.toHaveLength(784);
+    clearInterval(ticking);
     await source.stop();
   });
 

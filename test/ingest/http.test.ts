@@ -7,11 +7,14 @@ import { GRAY_28, encodeGray, grayPixels } from './images';
 
 type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 
-/** A real HTTP camera on 127.0.0.1 whose next answers the test scripts; requests beyond the script get a JPEG. */
-async function camera(jpeg: Buffer, script: Handler[]): Promise<{ server: Server; url: string; requests: () => number }> {
+/**
+ * A real HTTP camera on 127.0.0.1 whose next answers the test scripts; requests beyond the script get a JPEG, or
+ * `after` when given.
+ */
+async function camera(jpeg: Buffer, script: Handler[], after?: Handler): Promise<{ server: Server; url: string; requests: () => number }> {
   let n = 0;
   const server = createServer((req, res) => {
-    const handler = script[n++];
+    const handler = script[n++] ?? after;
     if (handler) return handler(req, res);
     res.writeHead(200, { 'content-type': 'image/jpeg' }).end(jpeg);
   });
@@ -45,7 +48,7 @@ describe('HttpSnapshotSource (http:// snapshot polling)', () => {
       hang,
       sendJpeg(Buffer.from('<html>login required</html>')),
       sendJpeg(jpeg),
-    ]);
+    ], hang); // past the script no frame ever comes, so the source cannot fetch a fourth while the third is consumed
     servers.push(cam.server);
     const errors: SgmoeError[] = [];
     const source = new HttpSnapshotSource(cam.url, {
@@ -71,11 +74,12 @@ describe('HttpSnapshotSource (http:// snapshot polling)', () => {
       if (frames.length === 3) break;
     }
     expect(results).toEqual(['ok', 'E_FRAME_FORMAT', 'ok']);
-    expect(errors.map((e) => e.code)).toEqual(['E_SOURCE_HTTP', 'E_SOURCE_TIMEOUT']);
+    // A slow consumer may see the hanging poll after the script time out too: only the scripted two are certain.
+    expect(errors.slice(0, 2).map((e) => e.code)).toEqual(['E_SOURCE_HTTP', 'E_SOURCE_TIMEOUT']);
     expect(errors[0].message).toContain('found 500 Internal Server Error');
     expect(new Set(frames.map((f) => f.id)).size).toBe(3);
     expect(frames.every((f) => f.source === cam.url)).toBe(true);
-    expect(source.stats()).toMatchObject({ frames: 3, decided: 2, rejected: 1, errors: 2 });
+    expect(source.stats()).toMatchObject({ frames: 3, decided: 2, rejected: 1, errors: errors.length });
   });
 
   test('an unreachable camera is retried with backoff until it comes up, without a frame in between', async () => {

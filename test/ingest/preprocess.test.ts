@@ -95,6 +95,16 @@ describe('Preprocessor: geometry', () => {
     expect(Math.max(...bottom)).toBeLessThan(expected(30, 0.286, 0.353));
   });
 
+  test("the package's input.roi is the default ROI, and a source's own roi overrides it", async () => {
+    const png = await encodeGray(halves, 40, 20).png().toBuffer(); // left half white, right half black
+    const withRoi = { ...GRAY_28, roi: { x: 20, y: 0, width: 20, height: 20 } };
+    const right = await new Preprocessor(withRoi).toTensor(png);
+    expect(Math.max(...right)).toBeLessThan(expected(30, 0.286, 0.353));
+    expect(await new Preprocessor(withRoi).toPixels(png)).toHaveLength(28 * 28);
+    const left = await new Preprocessor(withRoi, { roi: { x: 0, y: 0, width: 20, height: 20 } }).toTensor(png);
+    expect(Math.min(...left)).toBeGreaterThan(expected(225, 0.286, 0.353));
+  });
+
   // A gradient patch placed inside a larger noisy-background scene.
   async function scene(patch: Buffer, size: number, at: { x: number; y: number }, sceneW: number, sceneH: number): Promise<Buffer> {
     const background = grayPixels(sceneW, sceneH, (x, y) => (x * 7 + y * 13) % 256);

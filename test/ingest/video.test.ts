@@ -1,6 +1,8 @@
 import type { InputSpec } from '../../src/model/manifest';
 import sharp from 'sharp';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { finalSummary } from '../../src/node/summary';
 import { VideoSource, type Frame } from '../../src/ingest';
 import type { SgmoeError } from '../../src/errors';
 import { BUNDLED, readManifest } from '../helpers/package';
@@ -59,6 +61,22 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     expect(source.stats()).toMatchObject({ frames: 60, decided: 60, restarts: 1, errors: 1, lastError: { code: 'E_SOURCE_DECODER' } });
   });
 
+  test('a node counts its camera decoder\'s restarts, in the snapshot and the summary', async () => {
+    const sample = await sampleNode({ device: 'x86_64-cpu', sources: [{ uri: `video:${clip}`, name: 'replay', rate: 'native' }] });
+    let killed = false;
+    sample.node.on('decision', () => {
+      if (killed || sample.decisions.length < 10) return;
+      killed = true;
+      process.kill(decoderOf(clip), 'SIGKILL'); // the real ffmpeg reading this clip, found in /proc
+    });
+    await sample.node.run();
+    await sample.node.stop();
+    const snap = sample.node.snapshot();
+    expect(snap.totals).toMatchObject({ ingested: SAMPLE_NAMES.length, decided: SAMPLE_NAMES.length, pending: 0 });
+    expect(snap.sources[0].counters).toMatchObject({ restarts: 1 });
+    expect(finalSummary(snap)).toMatch(/replay .*decoder restarts 1/);
+  });
+
   test('frames come out at the model size, already through the ROI, and need no other preprocessing', async () => {
     const source = new VideoSource(clip, { once: true, input, preprocess: { roi: { x: 0, y: 0, width: 112, height: 112 } } });
     const [first] = await drain(source);
@@ -104,3 +122,16 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });
   });
 });
+
+/** The pid of the ffmpeg process whose command line names `file`. */
+function decoderOf(file: string): number {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv[0].endsWith('ffmpeg') && argv.includes(file)) return Number(pid);
+    } catch {
+      // gone since the listing
+    }
+  }
+  throw new Error(`no ffmpeg process reads ${file}`);
+}

@@ -43,5 +43,7 @@ describe('an ROI outside the frames of its source', () => {
     expect(alarms).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', details: expect.objectContaining({ source: 'cam-misplaced', state: 'raised' }) })]);
     const health = messages.filter(([t]) => t === transport.topics.health).map(([, m]) => m);
     expect(health.at(-1).routing.faults).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-misplaced' })]);
+    // The health report accounts per source, as the snapshot does.
+    expect(health.at(-1).sources).toEqual([expect.objectContaining({ name: 'cam-misplaced', ingested: 5, rejected: 5, decided: 0, pending: 0 })]);
   });
 });

@@ -75,7 +75,7 @@ describe('topics', () => {
 });
 
 describe('result payload', () => {
-  it('carries exactly the DESIGN.md fields plus the schema version', () => {
+  it('carries exactly the documented result fields plus the schema version', () => {
     const payload = resultPayload(decision('frame-1'), { source: 'dir:/in', ts: new Date('2025-01-02T03:04:05.006Z') });
     expect(Object.keys(payload).sort()).toEqual(
       ['baseConfidence', 'earlyExit', 'expert', 'frameId', 'gate', 'label', 'macs', 'model', 'schema', 'score', 'source', 'timingsUs', 'ts'].sort(),

@@ -1,4 +1,4 @@
-"""The anomaly factory: good images in, an anomaly sgmoe-package/1 out (DESIGN.md, "Tasks and input kinds").
+"""The anomaly factory: good images in, an anomaly sgmoe-package/1 out (docs/DESIGN.md, "Seams").
 
     npm run factory -- --task anomaly --data DIR --out models/NAME [--false-alarm-rate 0.01] [--experts K]
                        [--size WxH] [--roi X,Y,W,H]

@@ -39,7 +39,7 @@ export function thresholdForFalseAlarmRate(calibration: AnomalyCalibration, rate
 }
 
 /**
- * Anomaly detection on good parts only (DESIGN.md, "Tasks and input kinds"): base and experts give a score on one
+ * Anomaly detection on good parts only (docs/DESIGN.md, "Seams"): base and experts give a score on one
  * scale and a coarse map. A base score below the early-exit threshold is clearly good; else the top-1 expert's score
  * is mixed with the base's; the frame is anomalous at or above the calibrated threshold.
  */

@@ -6,7 +6,7 @@ interface ClassVerdict extends BaseVerdict {
   pBase: number[];
 }
 
-/** Classification (DESIGN.md, "The decision"): softmax confidence of the base exits early; else a weighted ensemble. */
+/** Classification (docs/DESIGN.md, "The decision"): softmax confidence of the base exits early; else a weighted ensemble. */
 export class ClassificationTask implements Task<ClassVerdict> {
   readonly name = 'classification';
   readonly earlyExitRange = [0, 1.000001] as const; // a hair above 1 = never exit early

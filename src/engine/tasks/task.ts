@@ -19,7 +19,7 @@ export interface TaskResult {
 }
 
 /**
- * A task (DESIGN.md, "Tasks and input kinds"): what the branch parts output, when the base alone decides, and how
+ * A task (docs/DESIGN.md, "Seams"): what the branch parts output, when the base alone decides, and how
  * base and experts combine. The engine's batching, gather/scatter, providers and expert cache know nothing else.
  */
 export interface Task<V extends BaseVerdict = BaseVerdict> {

@@ -22,14 +22,16 @@ interface InputKind<S extends ManifestInput> {
 type Kinds = { [K in ManifestInput['kind']]: InputKind<Extract<ManifestInput, { kind: K }>> };
 
 /**
- * Every input kind the node reads, by the manifest's `input.kind` (DESIGN.md, "Tasks and input kinds"): a kind owns
+ * Every input kind the node reads, by the manifest's `input.kind` (docs/DESIGN.md, "Seams"): a kind owns
  * its payload parsing and its preprocessing, so adding one is one module and one entry here.
  */
 const KINDS: Kinds = {
   image: {
     frames: (payloads) => payloads,
     preparer: (spec, options) => new Preprocessor(spec, options),
-    describe: (s) => `${s.name} ${s.channels}x${s.height}x${s.width} ${s.colorspace}, mean ${s.mean} std ${s.std}`,
+    describe: (s) =>
+      `${s.name} ${s.channels}x${s.height}x${s.width} ${s.colorspace}, mean ${s.mean} std ${s.std}` +
+      (s.roi ? `, ROI ${s.roi.width}x${s.roi.height}+${s.roi.x}+${s.roi.y}` : ''),
   },
   signal: {
     frames: (payloads, spec) => new SignalWindowSource(payloads, spec),

@@ -12,6 +12,8 @@ export interface DirSourceOptions extends SourceOptions {
   pollMs?: number;
   /** A file is taken once its size and mtime have not changed for this long (default 1000 ms). */
   stableMs?: number;
+  /** The clock that times stability (default Date.now): tests hold it still while a file grows. */
+  clock?: () => number;
 }
 
 /** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
@@ -35,6 +37,7 @@ export class DirSource extends BaseSource {
   private readonly once: boolean;
   private readonly pollMs: number;
   private readonly stableMs: number;
+  private readonly clock: () => number;
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
 
@@ -44,6 +47,7 @@ export class DirSource extends BaseSource {
     this.once = options.once ?? false;
     this.pollMs = options.pollMs ?? 250;
     this.stableMs = options.stableMs ?? 1000;
+    this.clock = options.clock ?? Date.now;
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
@@ -55,7 +59,7 @@ export class DirSource extends BaseSource {
       const names = await this.list();
       remaining ??= this.once ? new Set(names) : undefined;
       // One clock reading per listing: files seen together turn stable together, and are taken in name order.
-      const now = Date.now();
+      const now = this.clock();
       for (const name of names) {
         if (signal.aborted) return;
         if (this.taken.has(name) || (remaining && !remaining.has(name))) continue;

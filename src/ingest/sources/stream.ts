@@ -49,8 +49,9 @@ export abstract class StreamSource extends BaseSource {
     if (!options.input) {
       throw new SgmoeError('E_CONFIG_INVALID', `expected the model input size for the decoder of source ${this.name}, found none`);
     }
-    const { roi, fit, pad } = preprocessOptionsSchema.parse(options.preprocess ?? {});
+    const { roi: own, fit, pad } = preprocessOptionsSchema.parse(options.preprocess ?? {});
     const { width, height, colorspace } = options.input;
+    const roi = own ?? options.input.roi; // the package's default ROI unless the source names its own
     this.output = { width, height, format: colorspace === 'gray' ? 'gray' : 'rgb', roi, fit, pad: hexColour(pad) };
     this.decoder = options.decoder ?? DEFAULT_DECODER;
     this.backoff = new Backoff(options.backoff);

@@ -1,0 +1,136 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
+import { verifyPackage } from '../../src/engine/verify';
+import { ROOT, sgmoe } from '../helpers/cli';
+import { tempDir } from '../helpers/tmp';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+const PYTHON = '/usr/bin/python3';
+
+/** A folder of RGB, non-square JPEG crops of real photographs, one class per surface (make-image-folder.py). */
+function imageFolder(name: string, perClass: number[], bad = false): string {
+  const out = join(tmp.path, name);
+  const args = [join(ROOT, 'test/factory/make-image-folder.py'), out, '--per-class', perClass.join(','), ...(bad ? ['--bad'] : [])];
+  const made = spawnSync(PYTHON, args, { encoding: 'utf8' });
+  expect(made.stderr).toBe('');
+  expect(made.status).toBe(0);
+  return out;
+}
+
+function factory(...args: string[]) {
+  return spawnSync(PYTHON, [join(ROOT, 'scripts/factory/main.py'), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 300_000 });
+}
+
+interface SplitRecord {
+  root: string;
+  test: { file: string; label: number }[];
+}
+
+describe('model factory on a folder of own images', () => {
+  it('trains RGB non-square JPEGs with an ROI through --quick, and sgmoe infer on the held-out files reproduces its test accuracy', async () => {
+    const data = imageFolder('surfaces', [320, 280, 240, 160], true);
+    const out = join(tmp.path, 'surfaces-sgmoe');
+    const run = factory('--data', data, '--size', '48x32', '--roi', '6,4,54,36', '--quick', '--out', out);
+    expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
+    expect(run.status).toBe(0);
+
+    const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
+    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['manifest', true],
+      ['sha256', true],
+      ['shapes', true],
+      ['selftest', true],
+    ]);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest).toMatchObject({
+      name: 'surfaces-sgmoe',
+      labels: ['brick', 'grass', 'gravel', 'tissue'],
+      input: { channels: 3, width: 48, height: 32, colorspace: 'rgb', roi: { x: 6, y: 4, width: 54, height: 36 } },
+    });
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    expect(report.checks[0]).toMatch(/SDK preprocessing parity on all \d+ samples\/ files: max \|diff\| 0 grey level/);
+
+    // The held-out files, decided by the SDK with the manifest's default ROI (no ROI given here).
+    const split: SplitRecord = JSON.parse(readFileSync(join(out, 'split.json'), 'utf8'));
+    expect(split.test.length).toBeGreaterThanOrEqual(200);
+    const infer = sgmoe('infer', '--model', out, ...split.test.map((t) => join(split.root, t.file)));
+    expect(infer.status).toBe(0);
+    const decisions = infer.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    expect(decisions).toHaveLength(split.test.length);
+    const correct = decisions.filter((d, i) => d.labelIndex === split.test[i].label).length;
+    const sdkAccuracy = correct / split.test.length;
+    expect(Math.abs(sdkAccuracy - report.models.sgmoe.accuracy)).toBeLessThanOrEqual(0.005);
+    expect(report.models.sgmoe.accuracy).toBeGreaterThan(0.5); // four classes: chance is 25-32%
+
+    // Bad data and imbalance, as the report tells them.
+    expect(report.data.unreadableCount).toBe(2);
+    expect(report.data.unreadable.map((u: { file: string; code: string }) => [u.file, u.code])).toEqual([
+      ['brick/cut-in-half.jpg', 'E_FRAME_DECODE'],
+      ['brick/notes.jpg', 'E_FRAME_FORMAT'],
+    ]);
+    expect(report.data.imbalance).toMatchObject({ ratio: 2, largest: 'brick', smallest: 'tissue', handling: expect.stringMatching(/class-weighted/) });
+    expect(report.statistics.perClass.sgmoe.map((c: { label: string }) => c.label)).toEqual(['brick', 'grass', 'gravel', 'tissue']);
+    expect(Object.keys(report.statistics.mcnemar)).toEqual(['sgmoe-vs-base', 'sgmoe-vs-dense', 'sgmoe-vs-random-gate']);
+    const markdown = readFileSync(join(out, 'REPORT.md'), 'utf8');
+    expect(markdown).toMatch(/Unreadable files skipped: 2/);
+    expect(markdown).toMatch(/Per-class test accuracy/);
+  }, 360_000);
+
+  it('skips and counts unreadable files, and reports the class imbalance and its handling', () => {
+    const data = imageFolder('uneven', [60, 15], true);
+    const run = factory('--data', data, '--check-data');
+    expect(run.status).toBe(0);
+    const facts = JSON.parse(run.stdout);
+    expect(facts.unreadableCount).toBe(2);
+    expect(facts.classes.map((c: { label: string; unreadable: number }) => [c.label, c.unreadable])).toEqual([
+      ['brick', 2],
+      ['grass', 0],
+    ]);
+    expect(facts.imbalance.ratio).toBeGreaterThan(3);
+    expect(facts.imbalance.handling).toMatch(/class-weighted losses/);
+    expect(facts.input).toMatchObject({ channels: 3, width: 64, height: 44, chosen: { size: true, channels: true } });
+  }, 60_000);
+
+  it('keeps train/ val/ test/ folders as given, and without val/ takes validation out of train/', () => {
+    const flat = imageFolder('presplit', [30, 30]);
+    const cuts: [string, number, number][] = [['train', 0, 18], ['val', 18, 24], ['test', 24, 30]];
+    for (const label of ['brick', 'grass']) {
+      const files = readdirSync(join(flat, label)).sort();
+      for (const [split, from, to] of cuts) {
+        mkdirSync(join(flat, split, label), { recursive: true });
+        for (const f of files.slice(from, to)) renameSync(join(flat, label, f), join(flat, split, label, f));
+      }
+    }
+    const given = JSON.parse(factory('--data', flat, '--check-data').stdout);
+    expect(given.split).toBe('the train/ val/ test/ folders as given');
+    expect(given.classes.map((c: { train: number; val: number; test: number }) => [c.train, c.val, c.test])).toEqual([
+      [18, 6, 6],
+      [18, 6, 6],
+    ]);
+    for (const label of ['brick', 'grass']) {
+      for (const f of readdirSync(join(flat, 'val', label))) renameSync(join(flat, 'val', label, f), join(flat, 'train', label, f));
+    }
+    renameSync(join(flat, 'val'), join(tmp.path, 'val-moved-away'));
+    const noVal = JSON.parse(factory('--data', flat, '--check-data').stdout);
+    expect(noVal.split).toMatch(/no val\/: 20% of train\/ per class/);
+    expect(noVal.classes.map((c: { train: number; val: number; test: number }) => [c.train, c.val, c.test])).toEqual([
+      [19, 5, 6],
+      [19, 5, 6],
+    ]);
+  }, 60_000);
+
+  it('stops naming the class and its count when there is only one class', () => {
+    const run = factory('--data', imageFolder('single', [20]), '--check-data');
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/at least 2 class folders expected in .*single.*found 1: "brick" \(20 files\)/);
+  }, 60_000);
+
+  it('stops naming the class and the numbers when a class is too small to split', () => {
+    const run = factory('--data', imageFolder('tiny-class', [30, 30, 6]), '--check-data');
+    expect(run.status).toBe(1);
+    expect(run.stderr).toMatch(/class "gravel" has 6 readable images: at least 10 per class are needed/);
+  }, 60_000);
+});

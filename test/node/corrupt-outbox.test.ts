@@ -1,0 +1,51 @@
+import Database from 'better-sqlite3';
+import { mkdirSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { listEvents } from '../../src/audit/query';
+import { finalSummary } from '../../src/node/summary';
+import { Outbox } from '../../src/transport/outbox';
+import { tempDir } from '../helpers/tmp';
+import { hotFolder, sampleNode } from './sample-node';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/**
+ * A real outbox left with queued results, then cut short (a kill mid-write, a bad sector): the node must not stop.
+ * It moves the file aside, decides every frame through a fresh outbox, and says how many results may be lost in
+ * the snapshot, the summary and the audit log.
+ */
+test('a corrupt outbox.db is moved aside: the line keeps running, and the loss is counted in the summary and audited', async () => {
+  const data = join(tmp.path, 'data');
+  const outboxPath = join(data, 'outbox.db');
+  mkdirSync(data, { recursive: true });
+  const old = Outbox.open(outboxPath, { maxResults: 1000 });
+  old.enqueueAll(Array.from({ length: 40 }, (_, i) => ({ kind: 'result' as const, topic: 't', payload: `{"n":${i}}`.padEnd(900, ' '), qos: 1 as const })));
+  old.close();
+  truncateSync(outboxPath, 3000); // the header survives, the table's pages do not
+
+  const inbox = hotFolder(join(tmp.path, 'inbox'), 3);
+  const auditFile = join(data, 'audit.db');
+  const node = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit: { file: auditFile }, mqtt: { embeddedBroker: { port: 0 } } });
+  try {
+    await node.node.run();
+  } finally {
+    await node.node.stop();
+  }
+  const snap = node.node.snapshot();
+  expect(snap.totals).toMatchObject({ ingested: 3, decided: 3, pending: 0 });
+  expect(snap.outboxRecovered).toMatchObject({ movedTo: expect.stringContaining('outbox.db.corrupt-') });
+  expect(snap.outboxRecovered?.code).toMatch(/^SQLITE_(CORRUPT|NOTADB)$/);
+  const lost = snap.outboxRecovered?.resultsMayBeLost;
+  expect(finalSummary(snap)).toContain(`${lost === null || lost === undefined ? 'an unknown number of' : lost} queued result(s) may be lost`);
+
+  const db = new Database(auditFile, { readonly: true });
+  try {
+    const recovered = listEvents(db, {}, ['db_recovered']);
+    expect(recovered).toHaveLength(1);
+    expect(recovered[0].message).toContain(outboxPath);
+    expect(recovered[0].message).toContain('may be lost');
+  } finally {
+    db.close();
+  }
+});
