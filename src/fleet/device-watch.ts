@@ -17,6 +17,8 @@ export const WATCH_GRACE_MS = 30_000;
 export class DeviceWatch {
   readonly topics: Topics;
   offline = false;
+  /** How and when it went offline (`shutdown`, or `lost`: the broker published its last will). */
+  private offlineReason: string | null = null;
   criticalAlarms: string[] = [];
   healthMessages = 0;
   /** From its retained status: the version it runs and its health watch window. */
@@ -53,6 +55,7 @@ export class DeviceWatch {
       const status = check(statusPayloadSchema, json);
       if (typeof status === 'string') return status;
       this.offline = status.state === 'offline';
+      this.offlineReason = status.state === 'offline' ? `${status.reason} at ${status.ts}` : null;
       const model = status.info.model as { version?: unknown } | undefined;
       if (typeof model?.version === 'string') this.version = model.version;
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
@@ -151,7 +154,8 @@ export class DeviceWatch {
     const seen = this.step
       ? `last step seen: ${this.step}, ${((Date.now() - this.stepSince) / 1000).toFixed(1)} s ago`
       : 'the device never acknowledged the request (no step seen: is it online, and does it trust the operator key?)';
-    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}`);
+    const offline = this.offlineReason ? `; the device went offline (${this.offlineReason})` : '';
+    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}${offline}`);
   }
 
   outcome(): Promise<DeviceOutcome> {

@@ -238,3 +238,38 @@ test('a device whose final reply never comes (it restarted mid-update) is told b
     await operator.endAsync();
   }
 });
+
+test('a device that goes offline mid-update times out with the last step seen and when it went offline', async () => {
+  const id = 'vanishing';
+  const device = await connectAsync(broker.url, { clientId: id });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-4' });
+  const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
+  const status = (state: 'online' | 'offline', reason: 'connected' | 'lost') =>
+    device.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state, reason, ts: new Date().toISOString(), site: SITE, device: id, clientId: id, info: {} }), { qos: 1, retain: true });
+  try {
+    await status('online', 'connected');
+    await device.subscribeAsync(topics.command('update'), { qos: 1 });
+    // It reports its download, then the broker publishes its last will (here: the status it would have left).
+    device.on('message', (_topic, payload) => {
+      const correlationId = JSON.parse(payload.toString()).id as string;
+      const progress = { schema: REPLY_SCHEMA, id: correlationId, command: 'update', ts: new Date().toISOString(), ok: true, progress: true, data: { correlationId, step: 'downloading', version: '1.1.0', message: 'downloading', ts: new Date().toISOString() } };
+      void device.publishAsync(topics.reply('update'), JSON.stringify(progress), { qos: 1 }).then(() => status('offline', 'lost'));
+    });
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: [id],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 5000,
+      canaryWindowMs: 0,
+    });
+    expect(report.devices).toEqual([
+      expect.objectContaining({ device: id, outcome: 'timeout', code: 'E_CMD_TIMEOUT', lastStep: 'downloading', reason: expect.stringMatching(/last step seen: downloading, .*; the device went offline \(lost at /) }),
+    ]);
+  } finally {
+    await device.publishAsync(topics.status, '', { qos: 1, retain: true });
+    await device.endAsync();
+    await operator.endAsync();
+  }
+});
