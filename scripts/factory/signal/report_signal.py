@@ -34,7 +34,7 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
         'windows': {k: len(v) for k, v in data.splits.items()},
         'recordings': len(data.splits['train'].files),
         'input': {'channels': data.arch.channels, 'sampleRate': data.arch.sample_rate, 'window': data.arch.window,
-                  'hop': args.hop},
+                  'hop': args.hop, 'envelopeBandHz': list(data.arch.band)},
         'recipe': {'epochs': recipe.epochs.epochs, 'expertEpochs': recipe.experts.epochs,
                    'gateEpochs': recipe.gate.epochs, 'experts': len(parts['experts']), 'seed': args.seed,
                    'baseWidths': list(data.arch.base_widths), 'expertWidths': list(data.arch.expert_widths)},
@@ -59,7 +59,9 @@ def markdown(s: dict) -> str:
              f'--holdout-rpm {s["holdoutRpm"]:g}` on recordings of `scripts/signals/bearing.py` (synthetic: see its '
              'README for the physics and its limits).', '',
              f'Input: {s["input"]["channels"]} channels at {s["input"]["sampleRate"]:g} Hz, windows of '
-             f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Windows: ' +
+             f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Front-end in the trunk graph: envelope '
+             f'spectrum of the {s["input"]["envelopeBandHz"][0]:g}–{s["input"]["envelopeBandHz"][1]:g} Hz band '
+             '(FIR band-pass, |x|, DFT) and low-frequency spectrum, on log-frequency bands. Windows: ' +
              ', '.join(f'{k} {v}' for k, v in s['windows'].items()) +
              ' (split by recording, so overlapping windows of one recording never sit in two splits; the held-out '
              'speed is never seen in training or calibration).', '',
