@@ -45,7 +45,7 @@ class Recipe:
 
 
 FULL = Recipe(Schedule(30), Schedule(25), Schedule(30, lr=1e-2, batch_size=128, weight_decay=1e-3))
-QUICK = Recipe(Schedule(4), Schedule(3), Schedule(6, lr=1e-2, batch_size=128, weight_decay=1e-3), kmeans_restarts=2)
+QUICK = Recipe(Schedule(12), Schedule(8), Schedule(10, lr=1e-2, batch_size=128, weight_decay=1e-3), kmeans_restarts=2)
 
 
 def _band(text: str) -> tuple:
