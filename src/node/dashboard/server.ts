@@ -10,6 +10,7 @@ import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
+import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { RecentDecisions } from './recent';
 import { usageFromAudit, usageFromRecent, usageWindow } from './usage';
@@ -76,6 +77,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
   const recent = new RecentDecisions(node);
   const metrics = attachMetrics(node);
+  const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
 
   const routes: Record<string, (url: URL, res: ServerResponse) => Promise<void> | void> = {
@@ -94,6 +96,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
       sendJson(res, 200, { active: node.snapshot().alarms.map(({ window: _window, ...alarm }) => alarm), history });
     },
+    '/api/condition': (_url, res) => sendJson(res, 200, condition.snapshot()),
     '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
   };
 
@@ -128,6 +131,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const server = createServer((req, res) => void handle(req, res));
   const release = () => {
     recent.close();
+    condition.close();
     metrics.detach();
     db?.close();
   };
