@@ -46,8 +46,8 @@ class Recipe:
     latency_samples: int
     base_weight: float = 0.5
     extra_share: float = 0.1  # each expert also sees this share of the samples routed elsewhere
-    # The cheap-base recipe (issue 13 section 3, the default): experts larger than the base branch, started from a generalist
-    # expert trained on all the data (trunk frozen), the base's unsure samples oversampled, a gate on a pooled grid.
+    # The cheap-base recipe (issue 13 section 3, the default): experts larger than the base branch, started from a
+    # generalist expert trained on all the data (trunk frozen), the base's unsure samples oversampled, a gate on a grid.
     expert_arch: Arch = None  # None: the base branch's architecture, experts start from the base branch
     generalist: Schedule = None  # None: no generalist
     hard_repeat: int = 1  # an expert sees each of its training samples the base is unsure of this many times
