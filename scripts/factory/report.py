@@ -32,20 +32,30 @@ def _best(history: list) -> dict:
     return {'epochs': len(history), 'bestEpoch': best['epoch'], 'valAccuracy': round(best['valAccuracy'], 4)}
 
 
-def build(trained, models: dict, latency: dict, chosen, points: list, routing: dict, quick: bool, checks: list,
-          statistics: dict, elapsed: float, export_seconds: float) -> dict:
-    sg, base, dense = models['sgmoe'], models['base'], models['dense']
-    targets = {
-        'accuracyAtLeastBasePlus1Point': {'met': sg['accuracy'] >= base['accuracy'] + 0.01,
-                                          'sgmoe': sg['accuracy'], 'base': base['accuracy']},
+def check_targets(models: dict, statistics: dict) -> dict:
+    """The done-when of issue 13, on the test split."""
+    sg, base, dense, ablation = models['sgmoe'], models['base'], models['dense'], models['random-gate']
+    vs_base, vs_random = statistics['mcnemar']['sgmoe-vs-base'], statistics['mcnemar']['sgmoe-vs-random-gate']
+    return {
+        'accuracyAtLeastBasePlus1PointSignificant': {
+            'met': sg['accuracy'] >= base['accuracy'] + 0.01 - 1e-9 and vs_base['p'] < 0.05,
+            'sgmoe': sg['accuracy'], 'base': base['accuracy'], 'p': vs_base['p']},
         'accuracyAtLeastDense': {'met': sg['accuracy'] >= dense['accuracy'], 'sgmoe': sg['accuracy'],
                                  'dense': dense['accuracy']},
-        'meanMacsAtMost70PercentOfDense': {'met': sg['meanMacs'] <= 0.7 * dense['meanMacs'],
+        'meanMacsAtMost60PercentOfDense': {'met': sg['meanMacs'] <= 0.6 * dense['meanMacs'],
                                            'ratio': round(sg['meanMacs'] / dense['meanMacs'], 4)},
         'everyExpertShareBetween5And60Percent': {
             'met': all(SHARE_RANGE[0] <= s <= SHARE_RANGE[1] for s in sg['usage']['shares']),
             'shares': sg['usage']['shares']},
+        'clusteredGateBeatsRandomGate': {'met': sg['accuracy'] > ablation['accuracy'] and vs_random['p'] < 0.05,
+                                         'sgmoe': sg['accuracy'], 'randomGate': ablation['accuracy'],
+                                         'p': vs_random['p']},
     }
+
+
+def build(trained, models: dict, latency: dict, chosen, points: list, routing: dict, quick: bool, checks: list,
+          statistics: dict, elapsed: float, export_seconds: float) -> dict:
+    targets = check_targets(models, statistics)
     return {
         'format': 'sgmoe-report/1',
         'name': trained.splits.data.name,
@@ -236,15 +246,22 @@ def markdown(r: dict) -> str:
     t = r['targets']
     verdict = lambda ok: '**met**' if ok else '**not met**'  # noqa: E731
     lines += [
-        f'- SGMoE ≥ base + 1.0 point: {verdict(t["accuracyAtLeastBasePlus1Point"]["met"])} '
-        f'({_pct(t["accuracyAtLeastBasePlus1Point"]["sgmoe"])} vs {_pct(t["accuracyAtLeastBasePlus1Point"]["base"])}).',
+        f'- SGMoE ≥ base + 1.0 point with McNemar p < 0.05: '
+        f'{verdict(t["accuracyAtLeastBasePlus1PointSignificant"]["met"])} '
+        f'({_pct(t["accuracyAtLeastBasePlus1PointSignificant"]["sgmoe"])} vs '
+        f'{_pct(t["accuracyAtLeastBasePlus1PointSignificant"]["base"])}, '
+        f'p = {t["accuracyAtLeastBasePlus1PointSignificant"]["p"]:.3g}).',
         f'- SGMoE ≥ dense equal-worst-case-MACs baseline: {verdict(t["accuracyAtLeastDense"]["met"])} '
         f'({_pct(t["accuracyAtLeastDense"]["sgmoe"])} vs {_pct(t["accuracyAtLeastDense"]["dense"])}).',
-        f'- SGMoE mean MACs ≤ 70% of the dense baseline: {verdict(t["meanMacsAtMost70PercentOfDense"]["met"])} '
-        f'(ratio {_pct(t["meanMacsAtMost70PercentOfDense"]["ratio"])}).',
+        f'- SGMoE mean MACs ≤ 60% of the dense baseline: {verdict(t["meanMacsAtMost60PercentOfDense"]["met"])} '
+        f'(ratio {_pct(t["meanMacsAtMost60PercentOfDense"]["ratio"])}).',
         f'- Every expert gets 5–60% of the samples that reach an expert: '
         f'{verdict(t["everyExpertShareBetween5And60Percent"]["met"])} '
         f'({", ".join(_pct(s) for s in t["everyExpertShareBetween5And60Percent"]["shares"])}).',
+        f'- The clustered gate beats the random-gate ablation (McNemar p < 0.05): '
+        f'{verdict(t["clusteredGateBeatsRandomGate"]["met"])} ({_pct(t["clusteredGateBeatsRandomGate"]["sgmoe"])} '
+        f'vs {_pct(t["clusteredGateBeatsRandomGate"]["randomGate"])}, p = {t["clusteredGateBeatsRandomGate"]["p"]:.3g}'
+        + ('' if t['clusteredGateBeatsRandomGate']['met'] else ': the clustering adds nothing measurable here') + ').',
         f'- Router collapse: the jointly trained MoE {_usage(m["joint-moe"]["usage"])} vs SGMoE '
         f'{_usage(m["sgmoe"]["usage"])}.',
         '',

@@ -1,16 +1,13 @@
 import { randomUUID, type KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
-import type { z } from 'zod';
 import { silentLogger, type Logger } from '../log';
-import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload } from '../protocol/payloads';
-import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
-import { fleetInfoSchema, updateProgressSchema, type UpdateRequestInput, type UpdateStep } from '../protocol/update';
+import type { UpdateRequestInput, UpdateStep } from '../protocol/update';
 import { signCommand } from './command-signature';
+import { DeviceWatch } from './device-watch';
 import type { DeviceEntry } from './inventory';
 
-/** Time a device gets after its announced health watch to report done (the last health sample, pruning). */
-export const WATCH_GRACE_MS = 30_000;
+export { WATCH_GRACE_MS } from './device-watch';
 
 export interface PublishOptions {
   /** A connected mqtt.js client. */
@@ -83,143 +80,6 @@ export interface PublishReport {
   /** The devices after the canaries; `skipped` when the canaries stopped the rollout. */
   devices: DeviceOutcome[];
   ok: boolean;
-}
-
-/** What the operator hears from one device while its update runs. */
-class DeviceWatch {
-  readonly topics: Topics;
-  offline = false;
-  criticalAlarms: string[] = [];
-  healthMessages = 0;
-  /** From its retained status: the version it runs and its health watch window. */
-  version: string | null = null;
-  watchWindowMs: number | null = null;
-  private versionBefore: string | null = null;
-  step: UpdateStep | null = null;
-  stepSince = 0;
-  sentAt = 0;
-  private deadline = -Infinity;
-  private timer: NodeJS.Timeout | null = null;
-  private settle: ((o: DeviceOutcome) => void) | null = null;
-  private final: DeviceOutcome | null = null;
-
-  constructor(
-    readonly device: string,
-    options: Pick<PublishOptions, 'site' | 'topicPrefix'>,
-    private readonly correlationId: string,
-    private readonly targetVersion: string,
-    private readonly onProgress: (p: DeviceProgress) => void,
-    private readonly onOutcome: (o: DeviceOutcome) => void,
-  ) {
-    this.topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site: options.site, device });
-  }
-
-  get subscriptions(): string[] {
-    return [this.topics.reply('update'), this.topics.status, this.topics.health, this.topics.alarm];
-  }
-
-  /** Each message is checked against its schema; one that does not fit is reported and changes nothing. */
-  onMessage(topic: string, json: unknown): string | null {
-    if (topic === this.topics.status) {
-      const status = check(statusPayloadSchema, json);
-      if (typeof status === 'string') return status;
-      this.offline = status.state === 'offline';
-      const model = status.info.model as { version?: unknown } | undefined;
-      if (typeof model?.version === 'string') this.version = model.version;
-      const fleet = fleetInfoSchema.safeParse(status.info.fleet);
-      if (fleet.success) this.watchWindowMs = fleet.data.watchWindowMs;
-    } else if (topic === this.topics.health) {
-      const health = check(healthPayloadSchema, json);
-      if (typeof health === 'string') return health;
-      this.healthMessages += 1;
-    } else if (topic === this.topics.alarm) {
-      const alarm = check(alarmPayloadSchema, json);
-      if (typeof alarm === 'string') return alarm;
-      if (alarm.severity === 'critical') this.criticalAlarms.push(`${alarm.code}: ${alarm.message}`);
-    } else if (topic === this.topics.reply('update')) {
-      const reply = check(replyPayloadSchema, json);
-      if (typeof reply === 'string') return reply;
-      if (reply.id === this.correlationId) return this.onReply(reply);
-    }
-    return null;
-  }
-
-  /** Progress messages carry the agent's steps; the one final reply ends the update (ok, or an error). */
-  private onReply(reply: ReplyPayload): string | null {
-    if (!reply.ok) {
-      // A failed update changed nothing and a rolled-back one is back where it was: the version from before.
-      this.version = this.versionBefore ?? this.version;
-      this.finish('failed', reply.error.code, reply.error.message);
-      return null;
-    }
-    if (!reply.progress) {
-      this.version = this.targetVersion;
-      this.finish('done', null, null);
-      return null;
-    }
-    const progress = check(updateProgressSchema, reply.data);
-    if (typeof progress === 'string') return progress;
-    if (progress.step !== this.step) {
-      this.step = progress.step;
-      this.stepSince = Date.now();
-      this.onProgress({ device: this.device, step: progress.step, elapsedMs: this.elapsedMs(), message: progress.message, ...(progress.watchMs !== undefined ? { watchMs: progress.watchMs } : {}) });
-    }
-    if (progress.model) this.version = progress.model.version;
-    // The device's own health watch comes on top of the time it had to get there.
-    if (progress.step === 'watching') this.extendTo(Date.now() + (progress.watchMs ?? this.watchWindowMs ?? 0) + WATCH_GRACE_MS);
-    return null;
-  }
-
-  elapsedMs(): number {
-    return this.sentAt === 0 ? 0 : Date.now() - this.sentAt;
-  }
-
-  private finish(outcome: Outcome, code: string | null, reason: string | null): void {
-    if (this.final) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.final = { device: this.device, outcome, version: this.version, durationMs: this.elapsedMs(), code, reason, lastStep: this.step };
-    this.onOutcome(this.final);
-    this.settle?.(this.final);
-  }
-
-  /** Starts the clock when the command goes out. */
-  sent(timeoutMs: number): void {
-    this.sentAt = Date.now();
-    this.versionBefore = this.version;
-    this.extendTo(this.sentAt + timeoutMs);
-  }
-
-  private extendTo(deadline: number): void {
-    if (this.final || deadline <= this.deadline) return;
-    this.deadline = deadline;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.timeout(), Math.max(0, deadline - Date.now()));
-  }
-
-  private timeout(): void {
-    const seen = this.step
-      ? `last step seen: ${this.step}, ${((Date.now() - this.stepSince) / 1000).toFixed(1)} s ago`
-      : 'the device never acknowledged the request (no step seen: is it online, and does it trust the operator key?)';
-    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}`);
-  }
-
-  outcome(): Promise<DeviceOutcome> {
-    if (this.final) return Promise.resolve(this.final);
-    return new Promise((resolve) => (this.settle = resolve));
-  }
-
-  /** The device is left out: the rollout stopped before it. */
-  skip(reason: string): DeviceOutcome {
-    return { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code: null, reason, lastStep: null };
-  }
-
-  /** Why this canary is not healthy now, or null. */
-  unhealthy(): string | null {
-    if (this.offline) return 'went offline';
-    if (this.criticalAlarms.length > 0) return `critical alarm: ${this.criticalAlarms.join('; ')}`;
-    if (this.healthMessages === 0) return 'published no health message during the window';
-    return null;
-  }
 }
 
 /**
@@ -301,10 +161,4 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     client.removeListener('message', onMessage);
     await client.unsubscribeAsync([...byTopic.keys()]).catch(() => undefined);
   }
-}
-
-/** The value when it fits the schema, else what is wrong with it. */
-function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
-  const result = schema.safeParse(value);
-  return result.success ? result.data : result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
 }

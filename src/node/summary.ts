@@ -10,7 +10,7 @@ export function liveLine(s: NodeSnapshot): string {
   const lat = s.latencyUs ? `p50 ${ms(s.latencyUs.p50)} p99 ${ms(s.latencyUs.p99)}` : 'p50 - p99 -';
   return (
     `${s.framesPerSecond.toFixed(1)} frames/s | decided ${s.totals.decided} rejected ${s.totals.rejected} dropped ${s.totals.dropped} | ` +
-    `early exit ${pct(s.earlyExitRate)} | experts ${s.expertShares.map((x) => pct(x)).join(' ')} | ${lat} | outbox ${s.outboxDepth ?? '-'}`
+    `since the current model: early exit ${pct(s.earlyExitRate)} | experts ${s.expertShares.map((x) => pct(x)).join(' ')} | ${lat} | outbox ${s.outboxDepth ?? '-'}`
   );
 }
 

@@ -91,6 +91,8 @@ export class MqttTransport {
   private pumping = false;
   /** The last pump stopped at a full window with entries still waiting behind the cursor. */
   private windowFull = false;
+  /** The last pump sent everything the outbox held: new entries can go straight from memory. */
+  private caughtUp = false;
   private acked: number[] = [];
   private ackFlush: NodeJS.Immediate | null = null;
   private statusInfo: Record<string, unknown> = {};
@@ -187,8 +189,10 @@ export class MqttTransport {
       const anomaly = anomalyPayload(decision, frame);
       if (anomaly) messages.push({ kind: 'anomaly', topic: this.topics.anomaly, payload: JSON.stringify(anomaly), qos: 1 });
     }
-    const seqs = this.outbox.enqueueAll(messages);
-    this.pump();
+    // Sent as soon as they are committed, while the outbox waits for the disk: a frame is settled only after
+    // this returns, so a power cut before the fsync costs a duplicate (the frame is taken again), never a loss.
+    const enqueuedAt = Date.now();
+    const seqs = this.outbox.enqueueAll(messages, (stored) => this.sendFresh(messages.map((m, i) => ({ ...m, seq: stored[i], enqueuedAt }))));
     return resultAt.map((i) => seqs[i]);
   }
 
@@ -283,6 +287,7 @@ export class MqttTransport {
     this.state = 'connecting';
     this.flushAcks();
     this.inFlight = 0;
+    this.caughtUp = false;
     const failure = this.attemptError ?? new SgmoeError('E_MQTT_UNREACHABLE', `broker ${this.safeUrl} closed the connection before it was accepted (expected a CONNACK)`);
     if (this.firstOutcome && FATAL_AT_START.has(failure.code)) {
       this.state = 'stopped';
@@ -326,6 +331,7 @@ export class MqttTransport {
     const client = this.client;
     if (this.pumping || this.state !== 'online' || !client) return;
     this.pumping = true;
+    this.caughtUp = false;
     try {
       while (this.state === 'online') {
         const room = this.config.inFlight - this.inFlight;
@@ -333,11 +339,22 @@ export class MqttTransport {
         if (this.windowFull) break;
         const batch = this.outbox.next(this.cursor, room);
         for (const entry of batch) this.send(client, entry);
-        if (batch.length < room) break; // caught up
+        this.caughtUp = batch.length < room;
+        if (this.caughtUp) break;
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * Entries just stored: when nothing older waits and the window has room for all of them, they go out from memory
+   * without reading back what was just written; otherwise the pump reads them in turn.
+   */
+  private sendFresh(entries: OutboxEntry[]): void {
+    const client = this.client;
+    if (!this.caughtUp || this.pumping || this.state !== 'online' || !client || entries.length > this.config.inFlight - this.inFlight) return this.pump();
+    for (const entry of entries) this.send(client, entry);
   }
 
   private send(client: MqttClient, entry: OutboxEntry): void {

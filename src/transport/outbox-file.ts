@@ -21,13 +21,13 @@ export interface OutboxFile {
 const CORRUPT = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB']);
 
 /**
- * Opens (or creates) the outbox's own SQLite file in WAL mode. A corrupt or truncated file is renamed
+ * Opens (or creates) the outbox's own SQLite file in WAL mode, committing at NORMAL. A corrupt or truncated file is renamed
  * `<file>.corrupt-<timestamp>` (with its -wal/-shm) and a fresh one started, as the audit log does: the node
  * keeps sending what it decides from now on, and says how many queued results the old file may have held.
  */
-export function openOutboxFile(path: string, synchronous: 'full' | 'normal', logger: Logger, now: () => number = Date.now): OutboxFile {
+export function openOutboxFile(path: string, logger: Logger, now: () => number = Date.now): OutboxFile {
   try {
-    return { db: openChecked(path, synchronous), recovered: null };
+    return { db: openChecked(path), recovered: null };
   } catch (err) {
     const code = sqliteCode(err);
     if (code === undefined || !CORRUPT.has(code)) throw openError(path, err);
@@ -39,7 +39,7 @@ export function openOutboxFile(path: string, synchronous: 'full' | 'normal', log
     const recovered = { movedTo, code, reason: errorMessage(err), resultsMayBeLost };
     logger.error(recovered, `outbox database corrupt; moved aside, starting a fresh one: ${lostText(resultsMayBeLost)}`);
     try {
-      return { db: openChecked(path, synchronous), recovered };
+      return { db: openChecked(path), recovered };
     } catch (again) {
       throw openError(path, again);
     }
@@ -51,11 +51,11 @@ export function lostText(results: number | null): string {
   return `${results === null ? 'an unknown number of' : results} queued result(s) may be lost`;
 }
 
-function openChecked(path: string, synchronous: 'full' | 'normal'): Database.Database {
+function openChecked(path: string): Database.Database {
   const db = new Database(path);
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+    db.pragma('synchronous = NORMAL'); // the outbox makes its own fsync per enqueue when its durability is full
     // Reads every page once: a damaged file is found now, not at the first send after an outage.
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });

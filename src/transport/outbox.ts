@@ -77,13 +77,17 @@ export class Outbox {
     removeAll: Database.Statement;
     next: Database.Statement;
     bump: Database.Statement;
+    touch: Database.Statement;
   };
   private readonly enqueueTx: (messages: readonly OutboxMessage[]) => number[];
   private readonly ackTx: (seqs: readonly number[]) => void;
   private counts!: OutboxStats;
   private droppablePending = 0;
   private ownsDb = false;
-  /** synchronous=FULL on a file of its own: acknowledgements then commit without their own fsync. */
+  /**
+   * synchronous=full on a file of its own: the connection commits at NORMAL (no fsync) and `enqueueAll` ends with
+   * one FULL commit, whose fsync of the write-ahead log carries every frame written before it to disk.
+   */
   private fsyncPerCommit = false;
   private closed = false;
   /** Set when the file was unreadable at open and a fresh one was started (how many results may be lost). */
@@ -95,7 +99,7 @@ export class Outbox {
    */
   static open(path: string, options: OutboxOptions & { synchronous?: 'full' | 'normal' }): Outbox {
     const synchronous = options.synchronous ?? 'full';
-    const file = openOutboxFile(path, synchronous, options.logger ?? silentLogger);
+    const file = openOutboxFile(path, options.logger ?? silentLogger);
     const outbox = new Outbox(file.db, options);
     outbox.ownsDb = true;
     outbox.fsyncPerCommit = synchronous === 'full';
@@ -116,6 +120,8 @@ export class Outbox {
       removeAll: db.prepare('DELETE FROM sgmoe_outbox WHERE seq IN (SELECT value FROM json_each(@seqs)) RETURNING droppable').pluck(),
       next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at FROM sgmoe_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
       bump: db.prepare('UPDATE sgmoe_outbox_counters SET value = value + ? WHERE name = ?'),
+      // A one-row write whose FULL commit fsyncs the log, and with it the rows committed before it.
+      touch: db.prepare("UPDATE sgmoe_outbox_counters SET value = value WHERE name = 'queued'"),
     };
     this.enqueueTx = db.transaction((messages: readonly OutboxMessage[]): number[] => {
       const seqs = messages.map((message) => {
@@ -151,20 +157,44 @@ export class Outbox {
     this.droppablePending = this.db.prepare('SELECT COUNT(*) FROM sgmoe_outbox WHERE droppable = 1').pluck().get() as number;
   }
 
-  /** Stores a message durably (one transaction) and returns its sequence number. */
+  /** Stores a message durably and returns its sequence number. */
   enqueue(message: OutboxMessage): number {
     return this.enqueueAll([message])[0];
   }
 
-  /** Stores messages durably in one transaction (one disk sync for all) and returns their sequence numbers. */
-  enqueueAll(messages: readonly OutboxMessage[]): number[] {
+  /**
+   * Stores messages in one transaction and returns their sequence numbers once they are on disk (one fsync for
+   * all). `beforeSync` runs between the commit and the fsync: the transport sends them then, so delivery does not
+   * wait for the disk; whoever settles a frame still waits for this call, and so for the fsync.
+   */
+  enqueueAll(messages: readonly OutboxMessage[], beforeSync?: (seqs: number[]) => void): number[] {
     this.assertOpen();
+    const what = (): string => `${messages.length} ${[...new Set(messages.map((m) => m.kind))].join('/')} message(s)`;
+    let seqs: number[];
     try {
-      return this.enqueueTx(messages);
+      seqs = this.enqueueTx(messages);
     } catch (err) {
       this.loadCounts(); // the transaction rolled back: so did the counts it had bumped
-      const kinds = [...new Set(messages.map((m) => m.kind))].join('/');
-      throw new SgmoeError('E_OUTBOX_WRITE', `could not store ${messages.length} ${kinds} message(s) in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+      throw new SgmoeError('E_OUTBOX_WRITE', `could not store ${what()} in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+    }
+    beforeSync?.(seqs);
+    if (this.fsyncPerCommit) {
+      try {
+        this.sync();
+      } catch (err) {
+        // Stored but perhaps not on disk: a caller that retries stores them again (a duplicate, never a loss).
+        throw new SgmoeError('E_OUTBOX_WRITE', `could not make ${what()} durable in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
+      }
+    }
+    return seqs;
+  }
+
+  private sync(): void {
+    this.db.pragma('synchronous = FULL');
+    try {
+      this.stmt.touch.run();
+    } finally {
+      this.db.pragma('synchronous = NORMAL');
     }
   }
 
@@ -197,15 +227,12 @@ export class Outbox {
   ack(seqs: readonly number[]): void {
     this.assertOpen();
     try {
-      // An acknowledgement needs no fsync of its own: lost in a power cut it costs a duplicate, never a loss, and
-      // the next enqueue's fsync carries it to disk. NORMAL is as safe from corruption in WAL mode as FULL.
-      if (this.fsyncPerCommit) this.db.pragma('synchronous = NORMAL');
+      // An acknowledgement needs no fsync of its own (the connection commits at NORMAL): lost in a power cut it
+      // costs a duplicate, never a loss, and the next enqueue's fsync carries it to disk.
       this.ackTx(seqs);
     } catch (err) {
       this.loadCounts();
       throw new SgmoeError('E_OUTBOX_WRITE', `could not remove ${seqs.length} acknowledged messages from the outbox: ${errorMessage(err)}`, undefined, { cause: err });
-    } finally {
-      if (this.fsyncPerCommit) this.db.pragma('synchronous = FULL');
     }
   }
 

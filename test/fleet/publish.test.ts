@@ -190,3 +190,86 @@ test('a canary that rolls back stops the rollout: the other devices never get th
     for (const d of devices) await d.close();
   }
 });
+
+test('a device whose final reply never comes (it restarted mid-update) is told by its retained status, not reported as a timeout', async () => {
+  const id = 'restarting';
+  const device = await connectAsync(broker.url, { clientId: id });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-3' });
+  const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
+  const status = (info: Record<string, unknown>) =>
+    device.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: new Date().toISOString(), site: SITE, device: id, clientId: id, info }), { qos: 1, retain: true });
+  const model = { name: 'fashion-sgmoe', version: '1.0.0' };
+  try {
+    await status({ model, fleet: { watchWindowMs: 1000 } });
+    await device.subscribeAsync(topics.command('update'), { qos: 1 });
+    // It starts the update, then comes back from a restart that undid it: its status says so, no reply does.
+    device.on('message', (_topic, payload) => {
+      const correlationId = JSON.parse(payload.toString()).id as string;
+      const progress = (step: string) => ({ schema: REPLY_SCHEMA, id: correlationId, command: 'update', ts: new Date().toISOString(), ok: true, progress: true, data: { correlationId, step, version: '1.1.0', message: step, ts: new Date().toISOString() } });
+      void (async () => {
+        for (const step of ['requested', 'downloading']) await device.publishAsync(topics.reply('update'), JSON.stringify(progress(step)), { qos: 1 });
+        const error = { code: 'E_UPDATE_INTERRUPTED', message: 'the device restarted during the update: the previous package runs' };
+        await status({ model, fleet: { watchWindowMs: 1000 }, lastUpdate: { outcome: 'failed', version: '1.1.0', correlationId, error, at: 'downloading', ts: new Date().toISOString() } });
+      })();
+    });
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: [id],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 60_000,
+      canaryWindowMs: 0,
+    });
+    expect(report.devices).toEqual([
+      {
+        device: id,
+        outcome: 'failed',
+        version: '1.0.0',
+        durationMs: expect.any(Number),
+        code: 'E_UPDATE_INTERRUPTED',
+        reason: expect.stringContaining("told by the device's status; its final reply never came"),
+        lastStep: 'downloading',
+      },
+    ]);
+  } finally {
+    await device.publishAsync(topics.status, '', { qos: 1, retain: true });
+    await device.endAsync();
+    await operator.endAsync();
+  }
+});
+
+test('a device that goes offline mid-update times out with the last step seen and when it went offline', async () => {
+  const id = 'vanishing';
+  const device = await connectAsync(broker.url, { clientId: id });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-4' });
+  const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
+  const status = (state: 'online' | 'offline', reason: 'connected' | 'lost') =>
+    device.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state, reason, ts: new Date().toISOString(), site: SITE, device: id, clientId: id, info: {} }), { qos: 1, retain: true });
+  try {
+    await status('online', 'connected');
+    await device.subscribeAsync(topics.command('update'), { qos: 1 });
+    // It reports its download, then the broker publishes its last will (here: the status it would have left).
+    device.on('message', (_topic, payload) => {
+      const correlationId = JSON.parse(payload.toString()).id as string;
+      const progress = { schema: REPLY_SCHEMA, id: correlationId, command: 'update', ts: new Date().toISOString(), ok: true, progress: true, data: { correlationId, step: 'downloading', version: '1.1.0', message: 'downloading', ts: new Date().toISOString() } };
+      void device.publishAsync(topics.reply('update'), JSON.stringify(progress), { qos: 1 }).then(() => status('offline', 'lost'));
+    });
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: [id],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 5000,
+      canaryWindowMs: 0,
+    });
+    expect(report.devices).toEqual([
+      expect.objectContaining({ device: id, outcome: 'timeout', code: 'E_CMD_TIMEOUT', lastStep: 'downloading', reason: expect.stringMatching(/last step seen: downloading, .*; the device went offline \(lost at /) }),
+    ]);
+  } finally {
+    await device.publishAsync(topics.status, '', { qos: 1, retain: true });
+    await device.endAsync();
+    await operator.endAsync();
+  }
+});

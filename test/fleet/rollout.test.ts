@@ -216,7 +216,7 @@ describe('a canary rollout through `sgmoe model publish`', () => {
     const run = await sgmoeAsync(
       'model', 'publish', tars.next.tar,
       '--broker', broker.url, '--site', SITE, '--device', 'cell-1,cell-2', '--canary', 'cell-1',
-      '--key', keyPath, '--url', `${server.url}next.tar`, '--timeout', '15', '--window', '1', '--id', 'rollout-1',
+      '--key', keyPath, '--url', `${server.url}next.tar`, '--timeout', '15', '--window', '3', '--id', 'rollout-1',
     );
     expect(run.stderr).not.toMatch(/E_INTERNAL/);
     expect(run.status).toBe(0);

@@ -117,6 +117,14 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     expect(errors.map((e) => e.code)).toEqual(['E_SOURCE_NOT_FOUND']);
   });
 
+  test("the decoder crops to the package's input.roi unless the source names its own roi", () => {
+    const roi = { x: 2, y: 2, width: 20, height: 20 };
+    expect(new VideoSource(clip, { once: true, input: { ...input, roi } }).output.roi).toEqual(roi);
+    const own = { x: 0, y: 0, width: 28, height: 28 };
+    expect(new VideoSource(clip, { once: true, input: { ...input, roi }, preprocess: { roi: own } }).output.roi).toEqual(own);
+    expect(new VideoSource(clip, { once: true, input }).output.roi).toBeUndefined();
+  });
+
   test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {
     const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input });
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });

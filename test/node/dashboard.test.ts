@@ -122,6 +122,13 @@ describe('dashboard', () => {
     expect(await page.textContent('#model-version')).toBe(snapshot.model.version);
     expect(await page.textContent('#decided')).toBe(String(snapshot.totals.decided));
     expect(await page.textContent('#early-exit')).toBe(`${(snapshot.earlyExitRate! * 100).toFixed(1)} %`);
+    // Both labelled spans, each with its own figures (no swap here: the same counts).
+    const spans = await page.$$eval('#windows tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent)));
+    const rate = `${(snapshot.earlyExitRate! * 100).toFixed(1)} %`;
+    expect(spans.map((r) => [r[0], r[2], r[3]])).toEqual([
+      ['since start', String(snapshot.totals.decided), rate],
+      [`since the current model (${snapshot.model.version})`, String(snapshot.totals.decided), rate],
+    ]);
     const source = await page.$$eval('#sources tbody td', (tds) => tds.map((td) => td.textContent));
     expect(source).toEqual(['line-1', 'dir', '25', String(snapshot.totals.decided), '1', '0', '0', '0']);
     await page.waitForSelector('#usage-chart svg rect');

@@ -121,9 +121,20 @@ def _pick_cases(outputs, labels, routing, early_cases=4, expert_cases=4):
     return sorted(early + routed)
 
 
+def selftest_routing(outputs, routing) -> dict:
+    """The routing the selftest decides at: the operating point's, unless no window reaches an expert there (the
+    base alone is best on validation); then the median base confidence of the test windows, so that the golden
+    cases cover early exits and the expert path (gather, gate weights, ensemble) alike."""
+    confidence = F.softmax(outputs['logits'], 1).max(1).values
+    if bool((confidence < routing['earlyExit']['threshold']).any()):
+        return routing
+    return {**routing, 'earlyExit': {'threshold': round(float(confidence.median()), 6)}}
+
+
 def _samples_and_selftest(out, data, model, outputs, routing):
     """The selftest cases are test windows, shipped as float32 WAV files in samples/ (the node's own input)."""
     test = data.splits['test']
+    routing = selftest_routing(outputs, routing)
     cases = _pick_cases(outputs, test.labels, routing)
     folder = os.path.join(out, 'samples')
     os.makedirs(folder)
@@ -167,7 +178,9 @@ def _check(out, model, selftest):
     assert done.returncode == 0, f'parity.js failed: {done.stderr.strip()}'
     parity = json.loads(done.stdout)
     assert parity['ok'], f'onnxruntime-node parity failed: {parity}'
-    return [f'{len(selftest["cases"])} cases re-run in PyTorch from their WAV samples, max |diff| {worst:.2e}',
+    routed = sum(1 for c in selftest['cases'] if not c['decision']['earlyExit'])
+    return [f'{len(selftest["cases"])} cases ({routed} routed to an expert at the selftest threshold '
+            f'{selftest["routing"]["threshold"]}) re-run in PyTorch from their WAV samples, max |diff| {worst:.2e}',
             f'onnxruntime-node parity on {parity["cases"]} cases: max |diff| {parity["maxAbsDiff"]:.2e}']
 
 

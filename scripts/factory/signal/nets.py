@@ -1,14 +1,14 @@
 """The signal SGMoE's networks: trunk = fixed spectral front-end + one learned conv layer; a light base branch (the
 early exit), heavier expert branches, a linear gate on position-keeping pooled features (the regime is where the
 lines sit on the frequency axis), and the dense and per-regime baselines."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from frontend import BANDS, FrontEnd
+from frontend import BAND_HZ, BANDS, FrontEnd
 
 GATE_POSITIONS = 8  # frequency positions the gate keeps: enough to see where the shaft harmonics sit
 
@@ -22,10 +22,10 @@ class Arch:
     trunk_width: int = 24
     base_widths: tuple = (24, 32)
     expert_widths: tuple = (64, 96)
+    band: tuple = BAND_HZ  # the front-end's envelope band in Hz
 
     def widened(self, scale: float) -> 'Arch':
-        return Arch(self.channels, self.window, self.sample_rate, self.classes, self.trunk_width, self.base_widths,
-                    tuple(int(round(w * scale)) for w in self.expert_widths))
+        return replace(self, expert_widths=tuple(int(round(w * scale)) for w in self.expert_widths))
 
 
 def _block(cin, cout, kernel, stride):
@@ -38,7 +38,7 @@ class Trunk(nn.Module):
 
     def __init__(self, arch: Arch):
         super().__init__()
-        self.frontend = FrontEnd(arch.channels, arch.window, arch.sample_rate)
+        self.frontend = FrontEnd(arch.channels, arch.window, arch.sample_rate, arch.band)
         self.learned = LearnedTrunk(arch)
 
     def forward(self, signal):

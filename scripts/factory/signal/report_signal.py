@@ -1,5 +1,7 @@
 """report.json and REPORT.md of a signal package: what was trained on what, and what it measured against the
 targets of issue 15."""
+import csv
+import os
 import platform
 import time
 
@@ -7,6 +9,18 @@ import torch
 
 TARGETS = {'seenAccuracy': 0.98, 'heldoutAccuracy': 0.90, 'macsShareOfDense': 0.60, 'heldoutAlarm': 0.90,
            'seenAlarm': 0.02}
+
+
+def recordings_facts(folder: str):
+    """What the generator's recordings.csv says about the data (SNR range, severities), or None without one."""
+    listing = os.path.join(folder, 'recordings.csv')
+    if not os.path.exists(listing):
+        return None
+    with open(listing, newline='') as f:
+        rows = list(csv.DictReader(f))
+    snr = [float(r['snrDb']) for r in rows if r.get('snrDb')]
+    return {'recordings': len(rows), 'snrDb': [min(snr), max(snr)] if snr else None,
+            'severities': sorted({int(r['severity']) for r in rows if r.get('severity', '').isdigit()})}
 
 
 def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
@@ -30,11 +44,11 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
     }
     return {
         'name': args.name, 'version': args.version, 'quick': args.quick, 'data': args.data,
-        'holdoutRpm': args.holdout_rpm, 'labels': data.labels,
+        'holdoutRpm': args.holdout_rpm, 'labels': data.labels, 'dataFacts': recordings_facts(args.data),
         'windows': {k: len(v) for k, v in data.splits.items()},
         'recordings': len(data.splits['train'].files),
         'input': {'channels': data.arch.channels, 'sampleRate': data.arch.sample_rate, 'window': data.arch.window,
-                  'hop': args.hop},
+                  'hop': args.hop, 'envelopeBandHz': list(data.arch.band)},
         'recipe': {'epochs': recipe.epochs.epochs, 'expertEpochs': recipe.experts.epochs,
                    'gateEpochs': recipe.gate.epochs, 'experts': len(parts['experts']), 'seed': args.seed,
                    'baseWidths': list(data.arch.base_widths), 'expertWidths': list(data.arch.expert_widths)},
@@ -48,6 +62,14 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
     }
 
 
+def _data_sentence(facts) -> str:
+    if not facts:
+        return ''
+    snr = f', SNR {facts["snrDb"][0]:g}–{facts["snrDb"][1]:g} dB' if facts['snrDb'] else ''
+    return (f' Its recordings.csv lists {facts["recordings"]} recordings{snr}, severities '
+            f'{", ".join(str(v) for v in facts["severities"])}.')
+
+
 def _pct(x):
     return '—' if x is None else f'{100 * x:.2f}%'
 
@@ -57,9 +79,12 @@ def markdown(s: dict) -> str:
              'Single-gate MoE (Royer et al., BMVC 2022) for bearing condition from vibration windows: '
              f'{", ".join(s["labels"])}. Built by `npm run factory -- --input signal --data {s["data"]} '
              f'--holdout-rpm {s["holdoutRpm"]:g}` on recordings of `scripts/signals/bearing.py` (synthetic: see its '
-             'README for the physics and its limits).', '',
+             'README for the physics and its limits).' + _data_sentence(s.get('dataFacts')), '',
              f'Input: {s["input"]["channels"]} channels at {s["input"]["sampleRate"]:g} Hz, windows of '
-             f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Windows: ' +
+             f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Front-end in the trunk graph: envelope '
+             f'spectrum of the {s["input"]["envelopeBandHz"][0]:g}–{s["input"]["envelopeBandHz"][1]:g} Hz band '
+             '(FIR band-pass, |x|, DFT) and low-frequency spectrum, on log-frequency bands (why a band-pass: '
+             '`scripts/factory/signal/README.md`). Windows: ' +
              ', '.join(f'{k} {v}' for k, v in s['windows'].items()) +
              ' (split by recording, so overlapping windows of one recording never sit in two splits; the held-out '
              'speed is never seen in training or calibration).', '',
@@ -86,7 +111,11 @@ def markdown(s: dict) -> str:
     lines += ['', f'Operating point (validation): early-exit threshold {op["threshold"]}, ensemble baseWeight '
               f'{op["baseWeight"]}, expert rate {_pct(op["expertRate"])} on validation, '
               f'{_pct(s["splits"]["test"]["sgmoe"]["expertRate"])} on test. Part MACs: ' +
-              ', '.join(f'{k} {v:,}' for k, v in s['macs'].items()) + ' (expert: each).', '',
+              ', '.join(f'{k} {v:,}' for k, v in s['macs'].items()) + ' (expert: each).' +
+              (' The base alone reached the best validation accuracy, so the cheapest such point exits early on '
+               'every window: no expert runs at this threshold (a higher one, set at run time, routes windows to '
+               'them), while the gate still runs on every window for the regime and the unknown-regime flag.'
+               if op['expertRate'] == 0 else ''), '',
               '## Regimes: what each expert receives (gate top-1, every test window)', '',
               '| expert | windows | by speed (rpm: windows) | purity (majority speed) |', '| ---: | ---: | --- | --- |']
     for p in s['purity']['test']:

@@ -29,6 +29,7 @@ import recordings  # noqa: E402
 import regimes  # noqa: E402
 from export import measure  # noqa: E402
 from kmeans import kmeans  # noqa: E402
+from frontend import BAND_HZ  # noqa: E402
 from nets import Arch, Branch, Gate, LearnedTrunk, SGMoE, Trunk, gate_input  # noqa: E402
 from training import Schedule, progress, train_classifier, train_expert, train_gate  # noqa: E402
 
@@ -44,7 +45,15 @@ class Recipe:
 
 
 FULL = Recipe(Schedule(30), Schedule(25), Schedule(30, lr=1e-2, batch_size=128, weight_decay=1e-3))
-QUICK = Recipe(Schedule(4), Schedule(3), Schedule(6, lr=1e-2, batch_size=128, weight_decay=1e-3), kmeans_restarts=2)
+QUICK = Recipe(Schedule(12), Schedule(8), Schedule(10, lr=1e-2, batch_size=128, weight_decay=1e-3), kmeans_restarts=2)
+
+
+def _band(text: str) -> tuple:
+    try:
+        low, high = (float(v) for v in text.split(','))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected LOW,HIGH in Hz, found {text!r}')
+    return low, high
 
 
 def parse_args(argv):
@@ -56,6 +65,9 @@ def parse_args(argv):
     parser.add_argument('--window', type=int, default=8192, help='samples per window')
     parser.add_argument('--hop', type=int, default=4096, help='samples between window starts')
     parser.add_argument('--units', default='g', help='what a sample measures (written to the manifest)')
+    parser.add_argument('--band', type=_band, default=BAND_HZ, metavar='LOW,HIGH',
+                        help='Hz band around the structural resonances that the envelope demodulates '
+                             f'(default {BAND_HZ[0]:g},{BAND_HZ[1]:g})')
     parser.add_argument('--experts', type=int, default=4, metavar='K')
     parser.add_argument('--holdout-rpm', type=float, help='recordings tagged with this speed are held out of training')
     parser.add_argument('--quick', action='store_true', help='few epochs, for CI')
@@ -78,8 +90,11 @@ class Data:
 def prepare(args) -> Data:
     labels, windows, rate, channels = recordings.load(args.data, args.window, args.hop)
     train, val, test, held = recordings.split(windows, args.seed, args.holdout_rpm)
-    arch = Arch(channels=channels, window=args.window, sample_rate=rate, classes=len(labels))
-    frontend = Trunk(arch).frontend.eval()
+    arch = Arch(channels=channels, window=args.window, sample_rate=rate, classes=len(labels), band=args.band)
+    try:
+        frontend = Trunk(arch).frontend.eval()
+    except ValueError as error:
+        raise recordings.RecordingError(f'--band: {error}') from error
     splits = {'train': train, 'val': val, 'test': test, 'heldout': held}
     with torch.no_grad():
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
@@ -119,6 +134,13 @@ def dense_widths(arch: Arch, worst: int) -> tuple:
                key=lambda w: abs(trunk_macs + measure(Branch(arch, w), features)['macs'] - worst))
 
 
+def regime_view(spectra: torch.Tensor, channels: int) -> torch.Tensor:
+    """What the clustering sees of a window: its low-frequency spectra (front-end channels C..2C), where the shaft
+    harmonics sit, i.e. the operating regime. The trunk's learned features serve the condition; with a clean
+    envelope they carry the fault more than the speed, and k-means on them split by condition, not by regime."""
+    return spectra[:, channels:].flatten(1)
+
+
 def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, seed: int) -> dict:
     """Clustering -> gate -> experts for K experts on the frozen base."""
     arch = data.arch
@@ -126,9 +148,10 @@ def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, s
         features = {s: base_trunk.learned(x) for s, x in data.spectra.items() if len(x)}
         pooled = {s: gate_input(f) for s, f in features.items()}
         base_logits = {s: base(f) for s, f in features.items()}
-    mean, std = pooled['train'].mean(0), pooled['train'].std(0) + 1e-6
-    clustering = kmeans((pooled['train'] - mean) / std, k, recipe.kmeans_restarts, seed)
-    clusters = clustering.assign((pooled['train'] - mean) / std)
+    view = {s: regime_view(x, arch.channels) for s, x in data.spectra.items() if len(x)}
+    mean, std = view['train'].mean(0), view['train'].std(0) + 1e-6
+    clustering = kmeans((view['train'] - mean) / std, k, recipe.kmeans_restarts, seed)
+    clusters = clustering.assign((view['train'] - mean) / std)
     train = data.splits['train']
     cluster_purity = regimes.purity(clusters, train.rpm, train.load, k)
     progress('sgmoe', 'k-means clusters (training windows): ' + '; '.join(
@@ -136,7 +159,7 @@ def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, s
     torch.manual_seed(seed + 1)
     gate = Gate(arch, k)
     gate_history = train_gate('gate', gate, pooled['train'], clusters, pooled['val'],
-                              clustering.assign((pooled['val'] - mean) / std), recipe.gate)
+                              clustering.assign((view['val'] - mean) / std), recipe.gate)
     with torch.no_grad():
         routed = {s: gate.fc(p).argmax(1) for s, p in pooled.items()}
     generator = torch.Generator().manual_seed(seed + k)

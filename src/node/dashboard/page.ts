@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { CONDITION_BODY, CONDITION_SCRIPT, CONDITION_STYLE } from './condition-page';
 
 /*
  * The dashboard page: one HTML document with its CSS and JS inline, so it needs no build step and no network
@@ -432,6 +433,7 @@ const BODY = `
       <tbody></tbody>
     </table>
   </section>
+${CONDITION_BODY}
   <section class="panel wide" id="decisions-panel">
     <h2>Live decisions</h2>
     <table id="decisions">
@@ -452,9 +454,9 @@ export const PAGE_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>sgmoe-edge dashboard</title>
-<style>${STYLE}</style>
+<style>${STYLE}${CONDITION_STYLE}</style>
 </head>
-<body>${BODY}<script>${SCRIPT}</script>
+<body>${BODY}<script>${SCRIPT}</script><script>${CONDITION_SCRIPT}</script>
 </body>
 </html>
 `;
@@ -462,8 +464,8 @@ export const PAGE_HTML = `<!doctype html>
 /** Only this page's own script and style may run, and it may talk to this server only. */
 export const PAGE_CSP = [
   "default-src 'none'",
-  `script-src ${hash(SCRIPT)}`,
-  `style-src ${hash(STYLE)}`,
+  `script-src ${hash(SCRIPT)} ${hash(CONDITION_SCRIPT)}`,
+  `style-src ${hash(STYLE + CONDITION_STYLE)}`,
   'img-src data:',
   "connect-src 'self'",
   "base-uri 'none'",

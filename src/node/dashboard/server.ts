@@ -12,6 +12,7 @@ import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
+import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
 import { RecentDecisions } from './recent';
@@ -91,6 +92,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   }
   const recent = new RecentDecisions(node);
   const metrics = attachMetrics(node);
+  const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
 
   const routes: Record<string, (url: URL, res: ServerResponse) => Promise<void> | void> = {
@@ -125,6 +127,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         latest: latest.map((e) => ({ ...e, review: verdicts.get(e.frameId) ?? null })),
       });
     },
+    '/api/condition': (_url, res) => sendJson(res, 200, condition.snapshot()),
     '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
   };
   // State-changing routes: only with the audit log to record into, and only from this dashboard's own page.
@@ -175,6 +178,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const server = createServer((req, res) => void handle(req, res));
   const release = () => {
     recent.close();
+    condition.close();
     metrics.detach();
     db?.close();
     reviews?.db.close();
