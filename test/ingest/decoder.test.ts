@@ -1,6 +1,6 @@
 import type { InputSpec } from '../../src/model/manifest';
 import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, type OutputSpec, type RawPixels } from '../../src/ingest';
-import { readDecoderLine } from '../../src/ingest/decoder/lines';
+import { framecrcReader, readDecoderLine } from '../../src/ingest/decoder/lines';
 import { redactText } from '../../src/redact';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,14 +28,15 @@ describe('decoder pipeline per device profile', () => {
     );
   });
 
-  test('ffmpeg: RTSP over TCP, the ROI cropped, scaled to the model size with the fit, gray, one showinfo line per frame, raw frames on fd 3', () => {
+  test('ffmpeg: RTSP over TCP, the ROI cropped, scaled to the model size with the fit, gray, one framecrc line per frame on fd 4, raw frames on fd 3', () => {
     const p = pipelineFor(ffmpeg, rtsp, { ...gray28, roi: { x: 100, y: 50, width: 400, height: 300 }, fit: 'contain', pad: '#102030' });
     expect(p.command).toBe('ffmpeg');
     expect(p.args.join(' ')).toContain('-rtsp_transport tcp -timeout 5000000');
-    expect(p.args[p.args.indexOf('-vf') + 1]).toBe(
-      'crop=400:300:100:50,scale=28:28:flags=area:force_original_aspect_ratio=decrease,pad=28:28:(ow-iw)/2:(oh-ih)/2:color=0x102030,format=gray,showinfo',
+    expect(p.args[p.args.indexOf('-filter_complex') + 1]).toBe(
+      '[0:v:0]crop=400:300:100:50,scale=28:28:flags=area:force_original_aspect_ratio=decrease,pad=28:28:(ow-iw)/2:(oh-ih)/2:color=0x102030,format=gray,split=2[stamps][frames]',
     );
     expect(p.args.slice(-4)).toEqual(['-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3'].slice(-4));
+    expect(p.args.join(' ')).toContain('-map [stamps] -fps_mode passthrough -enc_time_base -1 -c:v rawvideo -f framecrc pipe:4');
     expect(pipelineFor({ ...ffmpeg, hwaccel: 'cuda' }, rtsp, gray28).args).toEqual(expect.arrayContaining(['-hwaccel', 'cuda']));
   });
 
@@ -76,8 +77,10 @@ describe('decoder pipeline per device profile', () => {
 describe('decoder log lines', () => {
   const read = (line: string, dialect: 'ffmpeg' | 'gstreamer' = 'ffmpeg') => readDecoderLine(dialect, line, 'rtsp://***@cam/1', redactText);
 
-  test('a frame line gives the pts: ffmpeg\'s showinfo and GStreamer\'s identity', () => {
-    expect(read('[Parsed_showinfo_3 @ 0x5629] [info] n:  12 pts:   6144 pts_time:0.48    pos: 48 fmt:gray')).toEqual({ kind: 'frame', pts: 6144, seconds: 0.48 });
+  test('a frame line gives the pts: ffmpeg\'s framecrc (in the time base of its header) and GStreamer\'s identity', () => {
+    const stamp = framecrcReader();
+    expect(['#software: Lavf59.27.100', '#tb 0: 1/12800', '#media_type 0: video'].map(stamp)).toEqual([undefined, undefined, undefined]);
+    expect(stamp('0,       6144,       6144,      512,      784, 0xd095890e')).toEqual({ pts: 6144, seconds: 0.48 });
     expect(read('/GstPipeline:pipeline0/GstIdentity:identity0: last-message = chain   ******* (identity0:sink) (784 bytes, dts: none, pts: 0:00:01.040000000, duration: 0:00:00.040000000', 'gstreamer')).toEqual({
       kind: 'frame',
       pts: 1_040_000_000,

@@ -8,8 +8,7 @@ export type DecoderLine =
   | { kind: 'failure'; error: SgmoeError }
   | { kind: 'other' };
 
-// ffmpeg's showinfo: "n:   0 pts:   1024 pts_time:0.04 ..."; GStreamer's identity: "... pts: 0:00:00.040000000, ..."
-const FFMPEG_FRAME = /\[Parsed_showinfo_\d+ @ [^\]]+\] \[info\] n:\s*\d+ pts:\s*(-?\d+) pts_time:\s*(-?[\d.]+)/;
+// GStreamer's identity: "... pts: 0:00:00.040000000, ..."
 const GST_FRAME = /last-message = chain .*\bpts: (\d+):(\d\d):(\d\d)\.(\d{9})/;
 
 /** Damage the decoder conceals and goes on after: each such line is one corrupt packet or slice. */
@@ -52,11 +51,28 @@ const FAILURES: ReadonlyArray<[RegExp, (source: string, line: string) => SgmoeEr
   [/Device or resource busy/i, (s) => new SgmoeError('E_SOURCE_UNREACHABLE', `expected ${s} to be free, found it in use by another program`)],
 ];
 
+/**
+ * Reads ffmpeg's framecrc output (fd 4): a header that names the time base ("#tb 0: 1/12800"), then one line per
+ * frame, "stream, dts, pts, duration, size, checksum". Returns each frame line's pts; header lines give undefined.
+ */
+export function framecrcReader(): (line: string) => { pts: number; seconds: number } | undefined {
+  let [num, den] = [NaN, NaN];
+  return (line) => {
+    if (line.startsWith('#')) {
+      const tb = /^#tb 0: (\d+)\/(\d+)/.exec(line);
+      if (tb) [num, den] = [Number(tb[1]), Number(tb[2])];
+      return undefined;
+    }
+    const fields = line.split(',', 3);
+    if (fields.length < 3) return undefined;
+    const pts = Number(fields[2]);
+    return { pts, seconds: (pts * num) / den };
+  };
+}
+
 /** Reads one line of the decoder's log; `redact` strips credentials from any text that goes into an error. */
 export function readDecoderLine(dialect: DecoderPipeline['dialect'], line: string, source: string, redact: (text: string) => string): DecoderLine {
   if (dialect === 'ffmpeg') {
-    const frame = FFMPEG_FRAME.exec(line);
-    if (frame) return { kind: 'frame', pts: Number(frame[1]), seconds: Number(frame[2]) };
     if (!/\[(error|fatal|warning)\]/.test(line)) return { kind: 'other' };
   } else {
     const frame = GST_FRAME.exec(line);

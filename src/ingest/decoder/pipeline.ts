@@ -28,7 +28,10 @@ export interface OutputSpec {
   pad: string;
 }
 
-/** A child process to run: raw frames come out on fd 3, one text line per frame (with its pts) on stdout or stderr. */
+/**
+ * A child process to run: raw frames come out on fd 3, and one text line per frame gives its pts: ffmpeg writes
+ * them on fd 4 (its framecrc muxer), GStreamer in its log on stdout (identity's last-message).
+ */
 export interface DecoderPipeline {
   command: string;
   args: string[];
@@ -62,11 +65,16 @@ function ffmpegPipeline(settings: Extract<DecoderSettings, { kind: 'ffmpeg' }>, 
     if (input.startPts) args.push('-ss', input.startPts.seconds.toFixed(6));
     args.push('-copyts', '-i', input.path);
   }
-  args.push('-map', '0:v:0', '-an', '-sn', '-dn', '-vf', ffmpegFilters(output), '-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3');
+  // The filtered frames are split in two outputs: the pixels (rawvideo, fd 3) and one framecrc line per frame with
+  // its pts in the input stream's time base (fd 4). Both are written once per frame, where showinfo's log line took
+  // about 20 writes per frame (one per fragment) that the node had to wake up for, parse and mostly throw away.
+  args.push('-filter_complex', `[0:v:0]${ffmpegFilters(output)},split=2[stamps][frames]`);
+  args.push('-map', '[stamps]', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-c:v', 'rawvideo', '-f', 'framecrc', 'pipe:4');
+  args.push('-map', '[frames]', '-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3');
   return { command: settings.command, args, dialect: 'ffmpeg' };
 }
 
-/** crop (ROI) -> scale to the model size with the fit -> pixel format -> showinfo (one line per frame, with its pts). */
+/** crop (ROI) -> scale to the model size with the fit -> pixel format. */
 export function ffmpegFilters(o: OutputSpec): string {
   const filters: string[] = [];
   if (o.roi) filters.push(`crop=${o.roi.width}:${o.roi.height}:${o.roi.x}:${o.roi.y}`);
@@ -77,7 +85,7 @@ export function ffmpegFilters(o: OutputSpec): string {
   if (o.fit === 'contain') {
     filters.push(`${scale}:force_original_aspect_ratio=decrease`, `pad=${o.width}:${o.height}:(ow-iw)/2:(oh-ih)/2:color=0x${o.pad.slice(1)}`);
   }
-  filters.push(`format=${o.format === 'gray' ? 'gray' : 'rgb24'}`, 'showinfo');
+  filters.push(`format=${o.format === 'gray' ? 'gray' : 'rgb24'}`);
   return filters.join(',');
 }
 

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { SgmoeError } from '../../errors';
 import type { Logger } from '../../log';
-import { readDecoderLine } from './lines';
+import { framecrcReader, readDecoderLine } from './lines';
 import type { DecoderPipeline } from './pipeline';
 
 export interface DecodedFrame {
@@ -33,7 +33,7 @@ const TERM_GRACE_MS = 3000;
 
 /**
  * One supervised decoder child (ffmpeg or gst-launch): raw frames of a fixed size come out on fd 3 and are
- * paired, in order, with the per-frame lines of its log, which give each frame its pts. Reading follows the
+ * paired, in order, with one line per frame that gives its pts (ffmpeg's framecrc on fd 4, GStreamer's log). Reading follows the
  * consumer (a frame is only read when the previous one was taken), so a slow consumer slows the decoder
  * instead of buffering without bound. Log lines are also read for damage (counted) and for the failure that
  * ended the run (named).
@@ -50,7 +50,8 @@ export class DecoderProcess {
   constructor(private readonly options: DecoderProcessOptions) {
     const { command, args } = options.pipeline;
     options.logger.debug({ command, args: args.map(options.redact) }, 'starting decoder');
-    this.child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+    const stamped = options.pipeline.dialect === 'ffmpeg';
+    this.child = spawn(command, args, { stdio: stamped ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', 'pipe'] });
     let spawnError: Error | undefined;
     this.exited = new Promise((resolve) => {
       this.child.once('error', (err) => {
@@ -68,10 +69,24 @@ export class DecoderProcess {
       }
       return end as { code: number | null; signal: NodeJS.Signals | null };
     });
-    let pendingLines = 2;
-    for (const stream of [this.child.stdout, this.child.stderr]) {
-      const lines = createInterface({ input: stream as Readable, crlfDelay: Infinity });
-      lines.on('line', (line) => this.onLine(line));
+    const readStamp = framecrcReader();
+    const streams: Array<[Readable, (line: string) => void]> = [
+      [this.child.stdout as Readable, (line) => this.onLine(line)],
+      [this.child.stderr as Readable, (line) => this.onLine(line)],
+    ];
+    if (stamped) {
+      streams.push([
+        this.child.stdio[4] as Readable,
+        (line) => {
+          const stamp = readStamp(line);
+          if (stamp) this.pushTimestamp(stamp);
+        },
+      ]);
+    }
+    let pendingLines = streams.length;
+    for (const [stream, onLine] of streams) {
+      const lines = createInterface({ input: stream, crlfDelay: Infinity });
+      lines.on('line', onLine);
       lines.once('close', () => {
         if (--pendingLines === 0) {
           this.linesDone = true;
@@ -134,8 +149,7 @@ export class DecoderProcess {
     const { pipeline, source, redact, onCorrupt, logger } = this.options;
     const read = readDecoderLine(pipeline.dialect, line, source, redact);
     if (read.kind === 'frame') {
-      this.timestamps.push({ pts: read.pts, seconds: read.seconds });
-      this.wakeTimestampWaiter();
+      this.pushTimestamp({ pts: read.pts, seconds: read.seconds });
     } else if (read.kind === 'corrupt') {
       this.lastProblem = read.text;
       onCorrupt(read.text);
@@ -145,6 +159,11 @@ export class DecoderProcess {
       this.lastProblem = read.error.message;
       logger.debug({ line: redact(line) }, 'decoder failure');
     }
+  }
+
+  private pushTimestamp(stamp: { pts: number; seconds: number }): void {
+    this.timestamps.push(stamp);
+    this.wakeTimestampWaiter();
   }
 
   /** The pts of the next frame, which its log line may bring a moment after the pixels (undefined if it never comes). */
