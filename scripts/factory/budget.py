@@ -25,10 +25,11 @@ THROUGHPUT = {'jetson-orin-nano': 5e9, 'jetson-orin-nx': 8e9, 'jetson-agx-orin':
               'x86_64-nvidia': 30e9, 'x86_64-cpu': 10e9}
 DEVICE_RULE = (f'cap = estimated effective throughput of the profile (MAC/s, small CNNs at batch 1) / ({FRAME_RATE} '
                'fps x the profile\'s batch.maxSize streams); an estimate from a table, not a measurement')
-# The ladder the architecture is fitted on: expert (and, up to 1x, base) widths scaled, the expert's first stage
-# 1-3 blocks; never above 1.5x the recipe, since the time budget pays for every MAC of training.
-SCALES = tuple(s / 8 for s in range(2, 13))
-EXPERT_DEPTHS = (1, 2, 3)
+# The ladder the architecture is fitted on: base and expert widths x 1/4 .. 1, the expert's first stage 1 or 2 blocks.
+# Its top is the cheap-base recipe itself (sized for a 30-minute full run): a cap only ever shrinks it, since the
+# time budget pays for every MAC of training.
+SCALES = tuple(s / 8 for s in range(2, 9))
+EXPERT_DEPTHS = (1, 2)
 K_CANDIDATES = (2, 4, 8)
 # Time that is not a training job: per search candidate (k-means, gate, calibration, in the main process) and the
 # package stage (export, latency, parity checks). Fixed estimates; the report prints them beside the actual times.
@@ -78,14 +79,14 @@ def _scaled(arch: Arch, scale: float) -> Arch:
 
 def fit_arch(recipe, shape: tuple, cap: int, k_max: int = max(K_CANDIDATES)):
     """The largest worst-case MACs (trunk + base + gate + one expert, counted on ONNX exports) at or under `cap` on the
-    ladder: expert widths x s, the expert's first stage d blocks, the base widths x min(s, 1) (the always-on path is
-    never widened). Ties go to fewer blocks. Returns (recipe, facts); ValueError when even the smallest is over."""
+    ladder: base and expert widths x s, the expert's first stage d blocks. Ties go to fewer blocks. Returns (recipe,
+    facts); ValueError when even the smallest is over."""
     image = torch.zeros(1, *shape)
     trunk = Trunk(recipe.arch).eval()
     features = trunk(image)
     trunk_macs = measure(trunk, image)['macs']
     gate_macs = measure(Gate(recipe.arch, k_max, recipe.gate_grid, tuple(features.shape[2:])), features)['macs']
-    base_macs = {s: measure(Branch(_scaled(recipe.arch, min(s, 1))), features)['macs'] for s in SCALES}
+    base_macs = {s: measure(Branch(_scaled(recipe.arch, s)), features)['macs'] for s in SCALES}
     rows = []
     for depth in EXPERT_DEPTHS:
         for s in SCALES:
@@ -97,7 +98,7 @@ def fit_arch(recipe, shape: tuple, cap: int, k_max: int = max(K_CANDIDATES)):
         raise ValueError(f'{cap} MACs is under the smallest architecture of the ladder ({smallest} MACs worst case '
                          f'for a {"x".join(map(str, shape))} input)')
     best = max((r for r in rows if r['worstMacs'] <= cap), key=lambda r: (r['worstMacs'], -r['expertBlocks'][0]))
-    fitted = replace(recipe, arch=_scaled(recipe.arch, min(best['scale'], 1)), expert_arch=best['expert'])
+    fitted = replace(recipe, arch=_scaled(recipe.arch, best['scale']), expert_arch=best['expert'])
     return fitted, {'capMacs': cap, 'worstMacs': best['worstMacs'], 'scale': best['scale'],
                     'baseWidths': list(fitted.arch.widths), 'baseBlocks': list(fitted.arch.blocks),
                     'expertWidths': list(best['expert'].widths), 'expertBlocks': best['expertBlocks'],
@@ -184,7 +185,8 @@ def expert_epoch_candidates(epochs: int) -> Tuple[int, ...]:
 def make_plan(recipe, budget: float, per_sample: dict, val_size: int, workers: int, quick: bool) -> Plan:
     """The recipe's epochs and the grid K_CANDIDATES x expert_epoch_candidates, then, while the estimate is over the
     budget: drop the costliest candidate (keeping two K at the cheapest epochs), then halve the epochs of base, dense,
-    joint MoE and generalist (down to 1). What was dropped is listed; a plan still over at its minimum says so."""
+    joint MoE and generalist (down to 1); then bring back dropped candidates, cheapest first, that fit again. What was
+    dropped is listed; a plan still over at its minimum says so."""
     grid = sorted(((k, e) for k in K_CANDIDATES for e in expert_epoch_candidates(recipe.experts.epochs)),
                   key=lambda c: (c[1], c[0]))
     plan = Plan(recipe.epochs.epochs, recipe.generalist.epochs, grid, recipe.train_size, val_size, workers,
@@ -199,20 +201,26 @@ def shrink(plan: Plan, recipe, budget: float) -> None:
 
     min_epochs = min(e for _, e in plan.candidates)
     keep = [c for c in plan.candidates if c[1] == min_epochs][:2]
+    cut, notes = [], []
     while plan.total(recipe) > budget:
         droppable = [c for c in plan.candidates if c not in keep]
         if droppable:
-            victim = max(droppable, key=cost)
-            plan.candidates.remove(victim)
-            plan.dropped.append(f'candidate K={victim[0]} epochs={victim[1]} (est. {cost(victim):.0f}s of experts)')
+            cut.append(max(droppable, key=cost))
+            plan.candidates.remove(cut[-1])
         elif plan.epochs > 1 or plan.generalist_epochs > 1:
-            plan.dropped.append(f'epochs of base/dense/joint MoE {plan.epochs} -> {max(1, plan.epochs // 2)}, '
-                                f'generalist {plan.generalist_epochs} -> {max(1, plan.generalist_epochs // 2)}')
+            notes.append(f'epochs of base/dense/joint MoE {plan.epochs} -> {max(1, plan.epochs // 2)}, '
+                         f'generalist {plan.generalist_epochs} -> {max(1, plan.generalist_epochs // 2)}')
             plan.epochs, plan.generalist_epochs = max(1, plan.epochs // 2), max(1, plan.generalist_epochs // 2)
         else:
-            plan.dropped.append(f'nothing left to drop: the minimal plan is estimated at {plan.total(recipe):.0f}s, '
-                                f'over the budget of {budget:.0f}s')
-            return
+            notes.append(f'nothing left to drop: the minimal plan is estimated at {plan.total(recipe):.0f}s, over the '
+                         f'budget of {budget:.0f}s')
+            break
+    for c in sorted(cut, key=cost):  # halved epochs may have made room for some of them again, cheapest first
+        plan.candidates = sorted(plan.candidates + [c], key=lambda x: (x[1], x[0]))
+        if plan.total(recipe) > budget:
+            plan.candidates.remove(c)
+    plan.dropped = [f'candidate K={k} epochs={e} (est. {cost((k, e)):.0f}s of experts)'
+                    for k, e in cut if (k, e) not in plan.candidates] + notes
 
 
 def minutes(seconds: float) -> str:
