@@ -115,7 +115,6 @@ def run(pool, args, recipe, splits, data, started: float, dense_arch_of) -> Trai
     clock.done('generalist + embedding')
 
     variants, rows, dropped = {}, [], []
-    remaining = [n for n, _ in stages if n.startswith('candidate')]
     pending = []
 
     def submit(key):
@@ -123,13 +122,15 @@ def run(pool, args, recipe, splits, data, started: float, dense_arch_of) -> Trai
         return train_sgmoe_variant(pool, f'sgmoe-k{key[0]}-e{key[1]}', base, embedded, brief, search_splits, key[0],
                                    data, True, start, half_a)
 
-    def fits() -> bool:
-        """Whether the run still ends within the budget with the next candidate and every one after it."""
-        return clock.elapsed() + clock.projected([n for n, _ in stages if n not in clock.actual and n not in dropped]) \
-            <= args.budget
+    def fits(name) -> bool:
+        """Whether the run still ends within the budget with candidate `name` added to those in flight (later
+        candidates are judged in their turn)."""
+        running = {n for _, n, _ in pending} | {name}
+        return clock.elapsed() + clock.projected([n for n, _ in stages if n not in clock.actual and n not in dropped
+                                                  and (not n.startswith('candidate') or n in running)]) <= args.budget
 
-    for key, name in zip(plan.candidates, remaining):
-        if len(variants) + len(pending) >= 2 and not fits():
+    for key, name in zip(plan.candidates, [n for n, _ in stages if n.startswith('candidate')]):
+        if len(variants) + len(pending) >= 2 and not fits(name):
             dropped.append(name)
             progress('budget', f'dropped {name} at run time: the projected finish is over the budget')
             continue
