@@ -105,28 +105,28 @@ def fit_arch(recipe, shape: tuple, cap: int, k_max: int = max(K_CANDIDATES)):
                     'gateMacsCountedForK': k_max, 'ladderSize': len(rows)}
 
 
-def probe(recipe, splits, dense_arch: Arch, samples: int = 256) -> dict:
+def probe(arch: Arch, expert_arch: Arch, batch_size: int, splits, dense_arch: Arch, samples: int = 256) -> dict:
     """Seconds per training sample of each job, timed on `samples` images for one epoch through the real training
-    loops (main process, one thread, like each worker). The validation pass of the probe is a handful of images."""
+    loops. Run in every worker at once (jobs.probe_job), so that the probes share the cores as the jobs will."""
     train = splits.train.take(slice(0, min(samples, len(splits.train))))
     val = splits.val.take(slice(0, 32))
-    schedule = Schedule(1, 0.01, batch_size=min(64, recipe.epochs.batch_size))
-    base = Classifier(recipe.arch)
+    schedule = Schedule(1, 0.01, batch_size=min(64, batch_size))
+    base = Classifier(arch)
     jobs = {
         'base': lambda: train_classifier('probe-base', base, train, val, schedule),
         'dense': lambda: train_classifier('probe-dense', Classifier(dense_arch), train, val, schedule),
-        'generalist': lambda: train_generalist('probe-generalist', base.trunk, Branch(recipe.expert_arch), train,
-                                               val, schedule),
-        'expert': lambda: train_expert('probe-expert', base.trunk, base.branch, Branch(recipe.expert_arch), train,
-                                       val, 0.5, schedule),
-        'joint': lambda: train_joint('probe-joint', JointMoE(recipe.arch, 4), train, val, schedule),
+        'generalist': lambda: train_generalist('probe-generalist', base.trunk, Branch(expert_arch), train, val,
+                                               schedule),
+        'expert': lambda: train_expert('probe-expert', base.trunk, base.branch, Branch(expert_arch), train, val, 0.5,
+                                       schedule),
+        'joint': lambda: train_joint('probe-joint', JointMoE(arch, 4), train, val, schedule),
     }
     seconds = {}
     for name, job in jobs.items():
         started = time.time()
         job()
         seconds[name] = (time.time() - started) / len(train)
-    base.requires_grad_(True)
+        base.requires_grad_(True)  # the generalist and expert probes froze the trunk
     return seconds
 
 

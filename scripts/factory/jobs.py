@@ -2,6 +2,7 @@
 source tuple of data.load), state dicts and training histories out."""
 import torch
 
+import budget
 from data import load
 from models import Arch, Branch, Classifier, JointMoE
 from train import Schedule, train_classifier, train_expert, train_generalist, train_joint
@@ -57,3 +58,8 @@ def joint_job(name: str, arch: Arch, experts: int, schedule: Schedule, data: tup
     model = JointMoE(arch, experts)
     history = train_joint(name, model, splits.train.take(slice(0, train_size)), _val(splits, val_idx), schedule)
     return model.state_dict(), history
+
+
+def probe_job(arch: Arch, expert_arch: Arch, batch_size: int, dense_arch: Arch, data: tuple) -> dict:
+    """--budget: seconds per training sample of each job, timed in a worker (budget.probe)."""
+    return budget.probe(arch, expert_arch, batch_size, load(data), dense_arch)

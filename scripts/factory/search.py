@@ -9,7 +9,7 @@ import torch
 
 import budget
 import calibrate
-from jobs import classifier_job, generalist_job, joint_job
+from jobs import classifier_job, generalist_job, joint_job, probe_job
 from models import Classifier, JointMoE
 from package import Trained
 from sgmoe import SHARE_RANGE, choose_k, embed, train_sgmoe_variant
@@ -84,7 +84,11 @@ def run(pool, args, recipe, splits, data, started: float, dense_arch_of) -> Trai
     """The budgeted build. `recipe` is already fitted to the MACs cap; dense_arch_of(recipe, k, shape) is main's."""
     # The dense baseline matches the worst case with the gate of the largest K candidate (a few hundred MACs more).
     dense = dense_arch_of(recipe, max(budget.K_CANDIDATES), splits.train.shape)
-    per_sample = budget.probe(recipe, splits, dense)
+    # Every worker probes at once, so the timings include the two jobs sharing the cores (and any outside load).
+    probes = [pool.submit(probe_job, recipe.arch, recipe.expert_arch, recipe.epochs.batch_size, dense, data)
+              for _ in range(args.workers)]
+    timings = [p.result() for p in probes]
+    per_sample = {job: sum(t[job] for t in timings) / len(timings) for job in timings[0]}
     half_a, half_b = halves(len(splits.val), args.seed)
     plan = budget.make_plan(recipe, args.budget - (time.time() - started), per_sample, len(half_a), args.workers,
                             args.quick)
