@@ -114,7 +114,8 @@ def part_macs(model: SGMoE, shape: tuple) -> dict:
 
 
 def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, recipe, splits: Splits, k: int,
-                        data, clustered: bool, start: dict = None, val_positions: torch.Tensor = None) -> PendingVariant:
+                        data, clustered: bool, start: dict = None,
+                        val_positions: torch.Tensor = None) -> PendingVariant:
     """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering. Either
     gate is then balanced over the hard training samples before the experts are trained on what it routes. The
     experts start from `start` (the generalist expert's weights) when given, else from the base branch.
