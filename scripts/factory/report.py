@@ -194,7 +194,9 @@ def _budget_lines(b: dict, elapsed: float) -> list:
                  f'over by {m(over)} ({100 * over / b["budgetSeconds"]:.0f}%; stated tolerance '
                  f'{100 * b["tolerance"]:.0f}%).') + f' Stages before the package took {m(used_before)}.',
               '- Dropped by the plan: ' + ('; '.join(plan['dropped']) or 'nothing') + '.',
-              '- Dropped at run time: ' + ('; '.join(plan['droppedAtRunTime']) or 'nothing') + '.']
+              '- Dropped at run time: ' + ('; '.join(plan['droppedAtRunTime']) or 'nothing') + '.',
+              '- Dropped by the plan, then run as time was left: ' + ('; '.join(plan.get('reserveRun', [])) or 'none')
+              + '.']
     return lines
 
 

@@ -141,6 +141,18 @@ def run(pool, args, recipe, splits, data, started: float, dense_arch_of) -> Trai
         pending.append((key, name, submit(key)))
         if len(pending) == 2:  # one candidate ahead keeps both workers busy while the main process calibrates
             _resolve(pending.pop(0), variants, rows, clock)
+    reserve_run = []
+    for key in plan.reserve:  # the plan's estimates can be pessimistic: what it dropped runs if there is time left
+        name = f'candidate K={key[0]} epochs={key[1]}'
+        stages.insert(len(stages) - 2, (name, dict(replace(plan, candidates=[key]).stages(recipe))[name]))
+        if fits(name):
+            progress('budget', f'{name}: dropped by the plan, run as there is time left')
+            reserve_run.append(name)
+            pending.append((key, name, submit(key)))
+            if len(pending) == 2:
+                _resolve(pending.pop(0), variants, rows, clock)
+        else:
+            stages.pop(len(stages) - 3)
     while pending:
         _resolve(pending.pop(0), variants, rows, clock)
 
@@ -166,7 +178,8 @@ def run(pool, args, recipe, splits, data, started: float, dense_arch_of) -> Trai
         'validationHalves': {'a': len(half_a), 'b': len(half_b), 'seed': args.seed},
         'plan': {'epochs': plan.epochs, 'generalistEpochs': plan.generalist_epochs,
                  'candidates': [list(c) for c in plan.candidates], 'dropped': plan.dropped,
-                 'droppedAtRunTime': dropped, 'estimatedSeconds': round(plan.total(recipe), 1),
+                 'droppedAtRunTime': dropped, 'reserveRun': reserve_run,
+                 'estimatedSeconds': round(plan.total(recipe), 1),
                  'stages': [{'stage': n, 'estimateSeconds': round(e, 1),
                              'actualSeconds': round(clock.actual[n], 1) if n in clock.actual else None}
                             for n, e in stages]},

@@ -87,7 +87,7 @@ describe('model factory --budget', () => {
     const rows: Candidate[] = b.search;
     expect(new Set(b.plan.candidates.map((c: number[]) => c[0])).size).toBeGreaterThanOrEqual(2);
     expect(new Set(rows.map((r) => r.k)).size).toBeGreaterThanOrEqual(2);
-    expect(rows.length + b.plan.droppedAtRunTime.length).toBe(b.plan.candidates.length);
+    expect(rows.length + b.plan.droppedAtRunTime.length).toBe(b.plan.candidates.length + b.plan.reserveRun.length);
     expect([b.chosen.k, b.chosen.expertEpochs]).toEqual(expectedChoice(rows));
     expect(report.experts).toBe(b.chosen.k);
 
