@@ -2,6 +2,7 @@
 source tuple of data.load), state dicts and training histories out."""
 import torch
 
+import budget
 from data import load
 from models import Arch, Branch, Classifier, JointMoE
 from train import Schedule, train_classifier, train_expert, train_generalist, train_joint
@@ -11,23 +12,29 @@ def init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def classifier_job(name: str, arch: Arch, schedule: Schedule, data: tuple, train_size: int):
+def _val(splits, val_idx):
+    """The validation samples that early-stop a job: all, or (--budget) the first validation half."""
+    return splits.val if val_idx is None else splits.val.take(val_idx)
+
+
+def classifier_job(name: str, arch: Arch, schedule: Schedule, data: tuple, train_size: int, val_idx=None):
     splits = load(data)
     torch.manual_seed(schedule.seed)
     model = Classifier(arch)
-    history = train_classifier(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)
+    history = train_classifier(name, model, splits.train.take(slice(0, train_size)), _val(splits, val_idx), schedule)
     return model.state_dict(), history
 
 
 def generalist_job(name: str, arch: Arch, expert_arch: Arch, base_state: dict, schedule: Schedule, data: tuple,
-                   train_size: int):
+                   train_size: int, val_idx=None):
     """The generalist expert: the expert architecture on the frozen trunk, trained on all the training data."""
     splits = load(data)
     base = Classifier(arch)
     base.load_state_dict(base_state)
     torch.manual_seed(schedule.seed)
     expert = Branch(expert_arch)
-    history = train_generalist(name, base.trunk, expert, splits.train.take(slice(0, train_size)), splits.val, schedule)
+    history = train_generalist(name, base.trunk, expert, splits.train.take(slice(0, train_size)),
+                               _val(splits, val_idx), schedule)
     return expert.state_dict(), history
 
 
@@ -45,9 +52,14 @@ def expert_job(name: str, arch: Arch, base_state: dict, train_idx: torch.Tensor,
     return expert.state_dict(), history
 
 
-def joint_job(name: str, arch: Arch, experts: int, schedule: Schedule, data: tuple, train_size: int):
+def joint_job(name: str, arch: Arch, experts: int, schedule: Schedule, data: tuple, train_size: int, val_idx=None):
     splits = load(data)
     torch.manual_seed(schedule.seed)
     model = JointMoE(arch, experts)
-    history = train_joint(name, model, splits.train.take(slice(0, train_size)), splits.val, schedule)
+    history = train_joint(name, model, splits.train.take(slice(0, train_size)), _val(splits, val_idx), schedule)
     return model.state_dict(), history
+
+
+def probe_job(arch: Arch, expert_arch: Arch, batch_size: int, dense_arch: Arch, data: tuple) -> dict:
+    """--budget: seconds per training sample of each job, timed in a worker (budget.probe)."""
+    return budget.probe(arch, expert_arch, batch_size, load(data), dense_arch)

@@ -6,6 +6,7 @@ of "Revisiting Single-gated Mixtures of Experts" and its baselines, then writes 
     npm run factory -- --quick --out /tmp/fashion-quick       # subset, few epochs (< 3 min)
     npm run factory -- --sweep-k 2,4,6,8                      # choose K on validation (saved in k-sweep.json)
     npm run factory -- --data DIR [--size WxH] [--channels 1|3] [--roi x,y,w,h] --out PKG   # your own images
+    npm run factory -- [--data DIR] --budget 20m [--max-macs N | --device PROFILE] --out PKG   # knobs chosen for you
 """
 import argparse
 import json
@@ -23,9 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
+import budget  # noqa: E402
 import package  # noqa: E402
 import report  # noqa: E402
 import folder  # noqa: E402
+import search  # noqa: E402
 from data import DATA_DIR, DataMissing, load_splits  # noqa: E402
 from export import measure, read_json, write_json  # noqa: E402
 from jobs import classifier_job, generalist_job, init_worker, joint_job  # noqa: E402
@@ -113,10 +116,18 @@ def parse_args(argv):
                         help='cheap-base (default): a cheap base, larger experts started from a generalist, hard '
                              'samples oversampled, a 4x4 gate; paper: experts are copies of the base branch fine-tuned '
                              'per cluster (the --sweep-k recipe)')
+    parser.add_argument('--budget', metavar='TIME',
+                        help='choose K, the expert epochs, the threshold and the ensemble weight on validation within '
+                             'TIME (e.g. 20m, 90s, 1h); cheap-base recipe')
+    parser.add_argument('--max-macs', metavar='N', help='with --budget: the worst-case MACs per sample the fitted '
+                                                        'architecture may spend')
+    parser.add_argument('--device', metavar='PROFILE', help='with --budget: a MACs cap derived from a device profile '
+                                                           '(a name from devices/*.json, or a file)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--workers', type=int, default=2, help='training processes, one thread each')
     parser.add_argument('--version', default='1.0.0', help='package version written to the manifest')
     args = parser.parse_args(argv)
+    _budget_args(args, parser)
     if args.experts is not None and args.sweep_k:
         parser.error('--experts and --sweep-k exclude each other')
     try:
@@ -146,6 +157,34 @@ def parse_args(argv):
         parser.error('--workers must be at least 1')
     recipe = RECIPES[args.recipe]['quick' if args.quick else 'full']
     return args, replace(recipe, epochs=replace(recipe.epochs, seed=args.seed))
+
+
+def _budget_args(args, parser) -> None:
+    """--budget, --max-macs, --device: checked before any data is read (exit 2 with the usage, naming the flag)."""
+    args.usage = parser.format_usage()
+    args.cap, args.cap_facts, args.arch_facts = None, None, None
+    if args.budget is None:
+        if args.max_macs is not None or args.device is not None:
+            parser.error('--max-macs and --device go with --budget')
+        return
+    try:
+        args.budget = budget.parse_duration(args.budget)
+    except ValueError:
+        parser.error(f'--budget expects a positive duration such as 20m, 90s or 1h, found "{args.budget}"')
+    if args.max_macs is not None and args.device is not None:
+        parser.error('--max-macs and --device exclude each other')
+    if args.experts is not None or args.sweep_k or args.recipe != 'cheap-base':
+        parser.error('--budget chooses K itself on the cheap-base recipe: leave out --experts, --sweep-k and --recipe')
+    if args.max_macs is not None:
+        if not args.max_macs.isdigit() or int(args.max_macs) < 1:
+            parser.error(f'--max-macs expects a positive integer (MACs per sample), found "{args.max_macs}"')
+        args.cap, args.cap_facts = int(args.max_macs), {'source': '--max-macs', 'capMacs': int(args.max_macs)}
+    if args.device is not None:
+        try:
+            args.cap, facts = budget.device_cap(args.device)
+        except ValueError as error:
+            parser.error(f'--device: {error}')
+        args.cap_facts = {'source': '--device', 'capMacs': args.cap, **facts}
 
 
 def dense_arch(recipe: Recipe, experts: int, shape: tuple) -> Arch:
@@ -257,7 +296,16 @@ def main(argv=None) -> int:
         except (DataMissing, folder.DataError) as error:
             print(f'error: {error}', file=sys.stderr)
             return 1
+        if args.cap is not None:
+            try:
+                recipe, args.arch_facts = budget.fit_arch(recipe, splits.train.shape, args.cap)
+            except ValueError as error:
+                flag = '--max-macs' if args.max_macs is not None else '--device'
+                print(f'{args.usage}npm run factory --: error: {flag}: {error}', file=sys.stderr)
+                return 2
+            progress('budget', f'architecture fitted under {args.cap:,} MACs: {args.arch_facts}')
         what = (f'K sweep {list(args.sweep_k)} -> {args.sweep_out}' if args.sweep_k
+                else f'budget {budget.minutes(args.budget)}, K chosen on validation -> {args.out}' if args.budget
                 else f'K = {args.experts} -> {args.out}')
         progress('factory', f'{"quick" if args.quick else "full"} run on {splits.data.facts["description"]}, {what}: '
                             f'train {recipe.train_size}, val {len(splits.val)}, test {len(splits.test)}, input '
@@ -265,6 +313,9 @@ def main(argv=None) -> int:
         with ProcessPoolExecutor(args.workers, mp_context=get_context('spawn'), initializer=init_worker) as pool:
             if args.sweep_k:
                 sweep_k(pool, args, recipe, splits, data)
+            elif args.budget:
+                package.write(args.out, search.run(pool, args, recipe, splits, data, started, dense_arch),
+                              args.version, quick=args.quick, started=started)
             else:
                 package.write(args.out, build(pool, args, recipe, splits, data), args.version, quick=args.quick,
                               started=started)

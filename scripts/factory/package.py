@@ -39,6 +39,7 @@ class Trained:
     ablation: object  # sgmoe.Variant with a random gate
     k_sweep: dict  # the saved results of the last --sweep-k run, or None
     generalist_history: list = None  # the cheap-base recipe's generalist expert
+    budget: dict = None  # --budget: the cap, the fitted architecture, the plan, the search table (search.run)
 
 
 def _export_parts(into: str, model, shape: tuple, prefix: str = '') -> dict:

@@ -77,6 +77,7 @@ def build(trained, models: dict, latency: dict, chosen, points: list, routing: d
                  'labels': list(trained.splits.data.labels),
                  'splitFile': 'split.json' if trained.splits.data.files else None},
         'kSweep': trained.k_sweep,
+        'budget': trained.budget,
         'gateBalancing': {'hardConfidence': HARD_CONFIDENCE, 'hardTrainSamples': chosen.setup['hardTrainSamples'],
                           'balancedOver': chosen.setup['balancedOver'],
                           'sharesAfter': chosen.setup['balancedHardShares'],
@@ -139,6 +140,63 @@ def _sweep_lines(k_sweep: dict, shipped_k: int) -> list:
                      f'{s["threshold"]} | {_pct(s["expertRate"])} | {s["meanMacs"]:,.0f} | '
                      f'{_pct(s["alwaysExpertValAccuracy"])} | {_pct(s["gateValAccuracy"])} | {s["clusterSizes"]} | '
                      f'{", ".join(_pct(x) for x in s["expertShare"])} |')
+    return lines
+
+
+def _budget_lines(b: dict, elapsed: float) -> list:
+    """--budget: the cap and the fitted architecture, the search table, the plan against the time used."""
+    def m(seconds):
+        return '—' if seconds is None else f'{int(seconds) // 60} min {int(seconds) % 60:02d} s'
+
+    cap, arch, plan = b['cap'], b['architecture'], b['plan']
+    halves = b['validationHalves']
+    lines = [f'Chosen by `--budget {m(b["budgetSeconds"])}`: validation cut in two seeded halves (A {halves["a"]}, '
+             f'B {halves["b"]} samples). Half A early-stops every model and chooses K and the expert epochs; half B '
+             'chooses the threshold and the ensemble weight; the test split is used once, for the figures above.', '']
+    if cap:
+        source = (f'device profile `{cap["device"]}` ({cap["rule"]}: {cap["throughputMacsPerSecond"]:.3g} MAC/s '
+                  f'[{cap["throughputSource"]}] / ({cap["frameRate"]} fps x {cap["streams"]} streams))'
+                  if cap['source'] == '--device' else '`--max-macs`')
+        lines += [f'- MACs cap {cap["capMacs"]:,} per sample from {source}. Fitted architecture: base widths '
+                  f'{arch["baseWidths"]} blocks {arch["baseBlocks"]}, expert widths {arch["expertWidths"]} blocks '
+                  f'{arch["expertBlocks"]} (scale {arch["scale"]}), worst case {arch["worstMacs"]:,} MACs with the '
+                  f'gate counted at K = {arch["gateMacsCountedForK"]} (the largest of {arch["ladderSize"]} ladder '
+                  'steps under the cap).']
+    else:
+        lines.append('- No MACs cap: the cheap-base architecture as it is.')
+    lines += [f'- Rule: {b["rule"]}. Chosen: K = {b["chosen"]["k"]}, expert epochs {b["chosen"]["expertEpochs"]}.',
+              f'- Half B operating point: threshold {b["halfB"]["threshold"]}, baseWeight {b["halfB"]["baseWeight"]}, '
+              f'half-B accuracy {_pct(b["halfB"]["accuracy"])} (half A: threshold {b["halfA"]["threshold"]}, '
+              f'baseWeight {b["halfA"]["baseWeight"]}, {_pct(b["halfA"]["accuracy"])}).', '',
+              '| K | expert epochs | half-A acc (op. point) | threshold | baseWeight | mean MACs | expert shares | '
+              'balanced | best epoch per expert | wall |',
+              '| ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- | ---: |']
+    for r in b['search']:
+        chosen = r['k'] == b['chosen']['k'] and r['expertEpochs'] == b['chosen']['expertEpochs']
+        lines.append(f'| {r["k"]}{" (chosen)" if chosen else ""} | {r["expertEpochs"]} | {_pct(r["valAAccuracy"])} | '
+                     f'{r["threshold"]} | {r["baseWeight"]} | {r["meanMacs"]:,.0f} | '
+                     f'{", ".join(_pct(x) for x in r["expertShare"])} | {"yes" if r["balanced"] else "no"} | '
+                     f'{r["bestExpertEpochs"]} | {m(r["seconds"])} |')
+    used_before = sum(s['actualSeconds'] or 0 for s in plan['stages'])
+    lines += ['', f'Plan (probe: seconds per training sample {b["probeSecondsPerSample"]}): base, dense and joint MoE '
+                  f'{plan["epochs"]} epochs, generalist {plan["generalistEpochs"]}, candidates {plan["candidates"]}.',
+              '', '| stage | estimate | actual |', '| --- | ---: | ---: |']
+    for st in plan['stages']:
+        actual = st['actualSeconds']
+        if actual is None and st['stage'].startswith('package'):
+            actual = elapsed - b['secondsBeforePackage']
+        lines.append(f'| {st["stage"]} | {m(st["estimateSeconds"])} | {m(actual)} |')
+    over = elapsed - b['budgetSeconds']
+    lines += [f'| total (from the start, data loading, architecture fit and probe included) | '
+              f'{m(plan["estimatedSeconds"])} | {m(elapsed)} |', '',
+              f'Budget {m(b["budgetSeconds"])}, used {m(elapsed)}: '
+              + (f'within it ({m(-over)} left).' if over <= 0 else
+                 f'over by {m(over)} ({100 * over / b["budgetSeconds"]:.0f}%; stated tolerance '
+                 f'{100 * b["tolerance"]:.0f}%).') + f' Stages before the package took {m(used_before)}.',
+              '- Dropped by the plan: ' + ('; '.join(plan['dropped']) or 'nothing') + '.',
+              '- Dropped at run time: ' + ('; '.join(plan['droppedAtRunTime']) or 'nothing') + '.',
+              '- Dropped by the plan, then run as time was left: ' + ('; '.join(plan.get('reserveRun', [])) or 'none')
+              + '.']
     return lines
 
 
@@ -268,7 +326,8 @@ def markdown(r: dict) -> str:
         '## Choice of K (validation)',
         '',
     ]
-    lines += _sweep_lines(r['kSweep'], r['experts'])
+    lines += _budget_lines(r['budget'], r['elapsedSeconds']) if r.get('budget') else _sweep_lines(r['kSweep'],
+                                                                                                  r['experts'])
     lines += [
         '',
         '## Early-exit calibration (validation, chosen K)',

@@ -114,10 +114,12 @@ def part_macs(model: SGMoE, shape: tuple) -> dict:
 
 
 def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, recipe, splits: Splits, k: int,
-                        data, clustered: bool, start: dict = None) -> PendingVariant:
+                        data, clustered: bool, start: dict = None,
+                        val_positions: torch.Tensor = None) -> PendingVariant:
     """clustered=False is the ablation: the gate keeps its random initialisation instead of the clustering. Either
     gate is then balanced over the hard training samples before the experts are trained on what it routes. The
-    experts start from `start` (the generalist expert's weights) when given, else from the base branch."""
+    experts start from `start` (the generalist expert's weights) when given, else from the base branch.
+    val_positions: where splits.val sits in the full validation split that the workers load (--budget: half A)."""
     seed = recipe.epochs.seed
     torch.manual_seed(seed + 1000 * k + (0 if clustered else 1))
     with torch.no_grad():
@@ -159,6 +161,7 @@ def train_sgmoe_variant(pool, name: str, base: Classifier, embedded: Embedded, r
         hard = routed[embedded.train_hard[routed]].repeat(recipe.hard_repeat - 1)
         train_idx = torch.cat([routed, hard, extra])
         val_idx = torch.nonzero(routed_val == e).flatten()
+        val_idx = val_idx if val_positions is None else val_positions[val_idx]
         futures.append(pool.submit(expert_job, f'{name}-expert-{e}', recipe.arch, base.state_dict(), train_idx,
                                    val_idx, recipe.base_weight,
                                    replace(recipe.experts, seed=seed + e), data, recipe.expert_arch, start))
