@@ -70,14 +70,20 @@ def main() -> None:
 
     manifest = json.load(open(os.path.join(args.model, 'manifest.json')))
     report = json.load(open(os.path.join(args.model, 'report.json')))
-    a = report['recipe']['arch']
-    arch = Arch(a['trunk_width'], tuple(a['widths']), tuple(a['blocks']), a['classes'], a['in_channels'])
+    recipe = report['recipe']
+    arch_of = lambda a: Arch(a['trunk_width'], tuple(a['widths']), tuple(a['blocks']), a['classes'], a['in_channels'])  # noqa: E731
+    arch = arch_of(recipe['arch'])
+    # The cheap-base recipe gives experts their own, larger branch and the gate a grid-pooled map of the features.
+    expert_arch = arch_of(recipe['expert_arch']) if 'expert_arch' in recipe else arch
     part = lambda p: os.path.join(args.model, p['file'])  # noqa: E731
     parts = manifest['parts']
     trunk = load_onnx_weights(Trunk(arch), part(parts['trunk']))
     base = load_onnx_weights(Branch(arch), part(parts['base']))
-    gate = load_onnx_weights(Gate(arch, len(parts['experts'])), part(parts['gate']))
-    experts = [load_onnx_weights(Branch(arch), part(e)) for e in parts['experts']]
+    inp = manifest['input']
+    with torch.no_grad():
+        feature_size = tuple(trunk(torch.zeros(1, inp['channels'], inp['height'], inp['width'])).shape[2:])
+    gate = load_onnx_weights(Gate(arch, len(parts['experts']), recipe.get('gate_grid', 1), feature_size), part(parts['gate']))
+    experts = [load_onnx_weights(Branch(expert_arch), part(e)) for e in parts['experts']]
     threshold = manifest['routing']['earlyExit']['threshold']
     w = manifest['routing']['ensemble']['baseWeight']
 
