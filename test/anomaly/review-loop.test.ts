@@ -1,30 +1,17 @@
-import { Command } from 'commander';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { openAuditDbReadOnly, queryDecisions } from '../../src/audit';
-import { register } from '../../src/cli/commands/audit';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { sgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
+import { auditCli as audit } from '../helpers/audit-cli';
 
 const ROOT = resolve(__dirname, '..', '..');
 const LINE = join(ROOT, 'models', 'texture-line-anomaly');
 const tmp = tempDir('sgmoe-review-loop-');
 afterAll(() => tmp.cleanup());
-
-/** `sgmoe audit ...` in this process (as main.ts wires it): dozens of reviews without a process each. */
-async function audit(...args: string[]): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const program = new Command('sgmoe').exitOverride();
-  register(program, out);
-  await program.parseAsync(['node', 'sgmoe', 'audit', ...args]);
-  return Buffer.concat(chunks).toString();
-}
 
 /**
  * The feedback loop, end to end on real parts: texture patches (skimage's photographs, the factory's own generator)

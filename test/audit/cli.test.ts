@@ -1,13 +1,12 @@
-import { Command } from 'commander';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { promisify } from 'node:util';
 import { AuditWriter, EventLog, openAuditDb } from '../../src/audit';
-import { parseTime, register } from '../../src/cli/commands/audit';
+import { parseTime } from '../../src/cli/commands/audit';
 import { tempDir } from '../helpers/tmp';
 import { decided, rejected } from './records';
+import { auditCli as sgmoe } from '../helpers/audit-cli';
 
 const tmp = tempDir('sgmoe-audit-cli-');
 const file = join(tmp.path, 'audit.db');
@@ -25,17 +24,6 @@ beforeAll(() => {
   db.close();
 });
 afterAll(() => tmp.cleanup());
-
-/** Runs `sgmoe audit ...` through the command module, as main.ts wires it; returns what it printed. */
-async function sgmoe(...args: string[]): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const program = new Command('sgmoe').exitOverride();
-  register(program, out);
-  await program.parseAsync(['node', 'sgmoe', 'audit', ...args]);
-  return Buffer.concat(chunks).toString();
-}
 
 test('relative and ISO times', () => {
   expect(parseTime('1h', 10 * HOUR)).toBe(9 * HOUR);

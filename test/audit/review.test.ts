@@ -1,13 +1,11 @@
-import { Command } from 'commander';
 import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import sharp from 'sharp';
 import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
-import { register } from '../../src/cli/commands/audit';
 import { sha256Hex } from '../../src/model/integrity';
 import { tempDir } from '../helpers/tmp';
 import { decision } from './records';
+import { auditCli as sgmoe } from '../helpers/audit-cli';
 
 const tmp = tempDir('sgmoe-review-');
 afterAll(() => tmp.cleanup());
@@ -31,16 +29,6 @@ async function auditWithFrames(name: string, n: number): Promise<{ file: string;
   db.close();
   await store.flush();
   return { file, frames: framesDirOf(file) };
-}
-
-async function sgmoe(...args: string[]): Promise<string> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on('data', (c: Buffer) => chunks.push(c));
-  const program = new Command('sgmoe').exitOverride();
-  register(program, out);
-  await program.parseAsync(['node', 'sgmoe', 'audit', ...args]);
-  return Buffer.concat(chunks).toString();
 }
 
 describe('operator verdicts', () => {
