@@ -2,6 +2,7 @@ import { randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { SgmoeError, errorMessage } from '../errors';
 import { COMMAND_FORMAT, signedCommandSchema, type CommandEnvelope, type SignedCommand } from '../protocol/command';
 import { keyIdOf, type TrustedKeys } from './keys';
+import { describeIssues } from '../validate';
 
 /** What is signed: the payload text, prefixed with the format so no other signature of the key can pass for it. */
 function signedBytes(payload: string): Buffer {
@@ -54,7 +55,7 @@ export function openCommand(envelope: CommandEnvelope, trusted: TrustedKeys): { 
   }
   const parsed = signedCommandSchema.safeParse(json);
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    const problems = describeIssues(parsed.error);
     throw new SgmoeError('E_CMD_UNAUTHORISED', `the signed payload is not a ${COMMAND_FORMAT} command: ${problems.join('; ')}`, { problems });
   }
   return { command: parsed.data, keyId: envelope.keyId };

@@ -3,6 +3,7 @@ import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayl
 import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
 import { fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
 import type { DeviceOutcome, DeviceProgress, Outcome, PublishOptions } from './publish';
+import { describeIssues } from '../validate';
 
 /** How far a device clock may be from ours (as for command envelopes): an older `lastUpdate` is another request's. */
 const CLOCK_SKEW_MS = 300_000;
@@ -180,5 +181,5 @@ export class DeviceWatch {
 /** The value when it fits the schema, else what is wrong with it. */
 function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
   const result = schema.safeParse(value);
-  return result.success ? result.data : result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
+  return result.success ? result.data : describeIssues(result.error).join('; ');
 }

@@ -191,8 +191,7 @@ export class MqttTransport {
     }
     // Sent as soon as they are committed, while the outbox waits for the disk: a frame is settled only after
     // this returns, so a power cut before the fsync costs a duplicate (the frame is taken again), never a loss.
-    const enqueuedAt = Date.now();
-    const seqs = this.outbox.enqueueAll(messages, (stored) => this.sendFresh(messages.map((m, i) => ({ ...m, seq: stored[i], enqueuedAt }))));
+    const seqs = this.outbox.enqueueAll(messages, (stored) => this.sendFresh(messages, stored));
     return resultAt.map((i) => seqs[i]);
   }
 
@@ -348,13 +347,14 @@ export class MqttTransport {
   }
 
   /**
-   * Entries just stored: when nothing older waits and the window has room for all of them, they go out from memory
-   * without reading back what was just written; otherwise the pump reads them in turn.
+   * Messages just stored as `seqs`: when nothing older waits and the window has room for all of them, they go out
+   * from memory without reading back what was just written; otherwise the pump reads them in turn.
    */
-  private sendFresh(entries: OutboxEntry[]): void {
+  private sendFresh(messages: readonly OutboxMessage[], seqs: readonly number[]): void {
     const client = this.client;
-    if (!this.caughtUp || this.pumping || this.state !== 'online' || !client || entries.length > this.config.inFlight - this.inFlight) return this.pump();
-    for (const entry of entries) this.send(client, entry);
+    if (!this.caughtUp || this.pumping || this.state !== 'online' || !client || messages.length > this.config.inFlight - this.inFlight) return this.pump();
+    const enqueuedAt = Date.now();
+    messages.forEach((message, i) => this.send(client, { ...message, seq: seqs[i], enqueuedAt }));
   }
 
   private send(client: MqttClient, entry: OutboxEntry): void {
