@@ -171,28 +171,25 @@ export class MqttTransport {
     this.log.info({ outbox: this.outbox.stats() }, 'transport stopped');
   }
 
-  /** Queues one decision (durably) and sends it when the broker is there. Returns its outbox sequence number. */
-  publishResult(decision: Decision, frame: FrameMeta): number {
-    return this.publishResults([{ decision, frame }])[0];
+  /** Queues one decision (durably) and sends it when the broker is there. */
+  publishResult(decision: Decision, frame: FrameMeta): void {
+    this.publishResults([{ decision, frame }]);
   }
 
   /**
    * Queues the decisions of one batch in one outbox transaction: one disk sync for all of them. An anomalous
-   * frame (task anomaly) also goes on `anomaly`, QoS 1, never dropped. Returns the results' sequence numbers.
+   * frame (task anomaly) also goes on `anomaly`, QoS 1, never dropped.
    */
-  publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>): number[] {
+  publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>): void {
     const messages: OutboxMessage[] = [];
-    const resultAt: number[] = [];
     for (const { decision, frame } of results) {
-      resultAt.push(messages.length);
       messages.push({ kind: 'result', topic: this.topics.result, payload: JSON.stringify(resultPayload(decision, frame)), qos: this.config.resultQos });
       const anomaly = anomalyPayload(decision, frame);
       if (anomaly) messages.push({ kind: 'anomaly', topic: this.topics.anomaly, payload: JSON.stringify(anomaly), qos: 1 });
     }
     // Sent as soon as they are committed, while the outbox waits for the disk: a frame is settled only after
     // this returns, so a power cut before the fsync costs a duplicate (the frame is taken again), never a loss.
-    const seqs = this.outbox.enqueueAll(messages, (stored) => this.sendFresh(messages, stored));
-    return resultAt.map((i) => seqs[i]);
+    this.outbox.enqueueAll(messages, (entries) => this.sendFresh(entries));
   }
 
   publishHealth(report: Pick<HealthPayload, 'counters' | 'sources' | 'routing'>): number {
@@ -257,6 +254,9 @@ export class MqttTransport {
     this.connects++;
     this.backoffMs = this.config.reconnect.minMs;
     this.lastError = null;
+    // Results are small and each should leave now: Nagle's algorithm would hold one back until the broker acknowledged
+    // the previous segment, which it may delay (delayed ACK) while it waits for more: stalls of tens of milliseconds.
+    (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
     this.log.info({ url: this.safeUrl, clientId: this.clientId, pending: this.outbox.stats().pending }, 'connected to the broker');
     this.publishBirth(client);
     if (this.commands) {
@@ -322,9 +322,10 @@ export class MqttTransport {
   }
 
   /**
-   * Sends outbox entries after the cursor while the in-flight window has room. New results pump at once; a full
-   * window is refilled when half of it is acknowledged, so one outbox read fetches half a window rather than one
-   * read per PUBACK (that read was a tenth of the outbox's time).
+   * Sends outbox rows after the cursor while the in-flight window (counted in messages) has room. New results pump at once; a full
+   * window is refilled once an eighth of it is free: one outbox read per several PUBACKs rather than one each (that
+   * read was a tenth of the outbox's time), while the window never runs nearly dry. A window left to drain to half
+   * stalled: the broker's last PUBACKs of a burst waited on TCP's delayed acknowledgement, tens of milliseconds.
    */
   private pump(): void {
     const client = this.client;
@@ -337,8 +338,9 @@ export class MqttTransport {
         this.windowFull = room <= 0;
         if (this.windowFull) break;
         const batch = this.outbox.next(this.cursor, room);
-        for (const entry of batch) this.send(client, entry);
-        this.caughtUp = batch.length < room;
+        let messages = 0;
+        for (const entry of batch) messages += this.send(client, entry);
+        this.caughtUp = messages < room;
         if (this.caughtUp) break;
       }
     } finally {
@@ -347,31 +349,36 @@ export class MqttTransport {
   }
 
   /**
-   * Messages just stored as `seqs`: when nothing older waits and the window has room for all of them, they go out
-   * from memory without reading back what was just written; otherwise the pump reads them in turn.
+   * Rows just stored: when nothing older waits and the window has room for all of them, they go out from memory
+   * without reading back what was just written; otherwise the pump reads them in turn.
    */
-  private sendFresh(messages: readonly OutboxMessage[], seqs: readonly number[]): void {
+  private sendFresh(entries: readonly OutboxEntry[]): void {
     const client = this.client;
-    if (!this.caughtUp || this.pumping || this.state !== 'online' || !client || messages.length > this.config.inFlight - this.inFlight) return this.pump();
-    const enqueuedAt = Date.now();
-    messages.forEach((message, i) => this.send(client, { ...message, seq: seqs[i], enqueuedAt }));
+    const messages = entries.reduce((n, e) => n + e.payloads.length, 0);
+    if (!this.caughtUp || this.pumping || this.state !== 'online' || !client || messages > this.config.inFlight - this.inFlight) return this.pump();
+    for (const entry of entries) this.send(client, entry);
   }
 
-  private send(client: MqttClient, entry: OutboxEntry): void {
+  /** Publishes every message of a row; the row is acknowledged once the broker has them all. Returns their number. */
+  private send(client: MqttClient, entry: OutboxEntry): number {
     const generation = this.generation;
     this.cursor = entry.seq;
-    this.inFlight++;
-    client.publish(entry.topic, entry.payload, { qos: entry.qos }, (err) => {
-      if (generation !== this.generation) return; // that connection is gone; the entry goes out again on the next
+    this.inFlight += entry.payloads.length;
+    let waiting = entry.payloads.length;
+    let failed = false;
+    const onSent = (err?: Error): void => {
+      if (generation !== this.generation) return; // that connection is gone; the row goes out again on the next
       this.inFlight--;
-      if (err) {
+      if (err && !failed) {
         // Left in the outbox: sent again after the next reconnect.
+        failed = true;
         this.log.warn({ seq: entry.seq, kind: entry.kind, err: errorMessage(err) }, 'publish failed');
-      } else {
-        this.ack(entry.seq);
       }
-      if (this.windowFull && this.inFlight <= this.config.inFlight / 2) this.pump();
-    });
+      if (--waiting === 0 && !failed) this.ack(entry.seq);
+      if (this.windowFull && this.inFlight <= this.config.inFlight - Math.ceil(this.config.inFlight / 8)) this.pump();
+    };
+    for (const payload of entry.payloads) client.publish(entry.topic, payload, { qos: entry.qos }, onSent);
+    return entry.payloads.length;
   }
 
   /** Acks are written in one transaction per event-loop turn rather than one per PUBACK. */

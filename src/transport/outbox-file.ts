@@ -86,7 +86,8 @@ function countQueuedResults(path: string): number | null {
   };
   try {
     return (
-      count("SELECT count(*) FROM sgmoe_outbox WHERE kind = 'result'") ??
+      count("SELECT COALESCE(SUM(count), 0) FROM sgmoe_outbox WHERE kind = 'result'") ??
+      count("SELECT count(*) FROM sgmoe_outbox WHERE kind = 'result'") ?? // a file from before rows held several
       count("SELECT sum(CASE name WHEN 'queued' THEN value ELSE -value END) FROM sgmoe_outbox_counters")
     );
   } finally {

@@ -18,8 +18,15 @@ export interface OutboxMessage {
   qos: 0 | 1;
 }
 
-export interface OutboxEntry extends OutboxMessage {
+/**
+ * One stored row: the messages of one kind, topic and QoS that one `enqueueAll` call stored together (one engine
+ * batch's results, say). A row is acknowledged, dropped and sent again as a whole, so the outbox writes one row and
+ * deletes one row per batch rather than per message; after a reconnect a partly acknowledged row goes out again in
+ * full (at-least-once: a duplicate, never a loss).
+ */
+export interface OutboxEntry extends Omit<OutboxMessage, 'payload'> {
   seq: number;
+  payloads: string[];
   enqueuedAt: number;
 }
 
@@ -46,7 +53,9 @@ CREATE TABLE IF NOT EXISTS sgmoe_outbox (
   payload TEXT NOT NULL,
   qos INTEGER NOT NULL,
   droppable INTEGER NOT NULL,
-  enqueued_at INTEGER NOT NULL
+  enqueued_at INTEGER NOT NULL,
+  -- messages in the row: 1 keeps the payload as it is, more hold a JSON array of the payloads
+  count INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS sgmoe_outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO sgmoe_outbox_counters (name, value) VALUES ('queued', 0), ('sent', 0), ('dropped', 0);
@@ -61,6 +70,22 @@ interface Row {
   payload: string;
   qos: 0 | 1;
   enqueued_at: number;
+  count: number;
+}
+
+const encode = (payloads: readonly string[]): string => (payloads.length === 1 ? payloads[0] : JSON.stringify(payloads));
+const decode = (row: Row): string[] => (row.count === 1 ? [row.payload] : (JSON.parse(row.payload) as string[]));
+
+/** The messages of one call, one entry per kind, topic and QoS, in order of first appearance. */
+function groupsOf(messages: readonly OutboxMessage[]): Omit<OutboxEntry, 'seq' | 'enqueuedAt'>[] {
+  const groups = new Map<string, Omit<OutboxEntry, 'seq' | 'enqueuedAt'>>();
+  for (const { kind, topic, qos, payload } of messages) {
+    const key = `${kind}\n${qos}\n${topic}`;
+    const group = groups.get(key);
+    if (group) group.payloads.push(payload);
+    else groups.set(key, { kind, topic, qos, payloads: [payload] });
+  }
+  return [...groups.values()];
 }
 
 /**
@@ -79,7 +104,7 @@ export class Outbox {
     bump: Database.Statement;
     touch: Database.Statement;
   };
-  private readonly enqueueTx: (messages: readonly OutboxMessage[]) => number[];
+  private readonly enqueueTx: (groups: readonly Omit<OutboxEntry, 'seq'>[]) => OutboxEntry[];
   private readonly ackTx: (seqs: readonly number[]) => void;
   private counts!: OutboxStats;
   private droppablePending = 0;
@@ -111,37 +136,50 @@ export class Outbox {
   constructor(private readonly db: Database.Database, private readonly options: OutboxOptions) {
     this.log = (options.logger ?? silentLogger).child({ module: 'outbox' });
     db.exec(SCHEMA);
+    this.migrate();
     this.stmt = {
       insert: db.prepare(
-        'INSERT INTO sgmoe_outbox (kind, topic, payload, qos, droppable, enqueued_at) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO sgmoe_outbox (kind, topic, payload, qos, droppable, enqueued_at, count) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       oldestDroppable: db.prepare('SELECT seq FROM sgmoe_outbox WHERE droppable = 1 ORDER BY seq LIMIT 1').pluck(),
-      remove: db.prepare('DELETE FROM sgmoe_outbox WHERE seq = ? RETURNING droppable').pluck(),
-      removeAll: db.prepare('DELETE FROM sgmoe_outbox WHERE seq IN (SELECT value FROM json_each(@seqs)) RETURNING droppable').pluck(),
-      next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at FROM sgmoe_outbox WHERE seq > ? ORDER BY seq LIMIT ?'),
+      remove: db.prepare('DELETE FROM sgmoe_outbox WHERE seq = ? RETURNING count').pluck(),
+      removeAll: db.prepare('DELETE FROM sgmoe_outbox WHERE seq IN (SELECT value FROM json_each(@seqs)) RETURNING droppable, count').raw(),
+      next: db.prepare('SELECT seq, kind, topic, payload, qos, enqueued_at, count FROM sgmoe_outbox WHERE seq > ? ORDER BY seq'),
       bump: db.prepare('UPDATE sgmoe_outbox_counters SET value = value + ? WHERE name = ?'),
       // A one-row write whose FULL commit fsyncs the log, and with it the rows committed before it.
       touch: db.prepare("UPDATE sgmoe_outbox_counters SET value = value WHERE name = 'queued'"),
     };
-    this.enqueueTx = db.transaction((messages: readonly OutboxMessage[]): number[] => {
-      const seqs = messages.map((message) => {
-        const droppable = DROPPABLE[message.kind];
-        const { lastInsertRowid } = this.stmt.insert.run(message.kind, message.topic, message.payload, message.qos, droppable ? 1 : 0, Date.now());
-        this.counts.pending++;
-        if (droppable) this.droppablePending++;
-        return Number(lastInsertRowid);
+    this.enqueueTx = db.transaction((groups: readonly Omit<OutboxEntry, 'seq'>[]): OutboxEntry[] => {
+      let messages = 0;
+      const entries = groups.map((group) => {
+        const count = group.payloads.length;
+        const droppable = DROPPABLE[group.kind];
+        const { lastInsertRowid } = this.stmt.insert.run(group.kind, group.topic, encode(group.payloads), group.qos, droppable ? 1 : 0, group.enqueuedAt, count);
+        messages += count;
+        if (droppable) this.droppablePending += count;
+        return { ...group, seq: Number(lastInsertRowid) };
       });
-      this.bump('queued', messages.length);
+      this.counts.pending += messages;
+      this.bump('queued', messages);
       while (this.droppablePending > this.options.maxResults) this.dropOldest();
-      return seqs;
+      return entries;
     });
     this.ackTx = db.transaction((seqs: readonly number[]) => {
-      const removed = this.stmt.removeAll.all({ seqs: JSON.stringify(seqs) }) as number[];
-      for (const droppable of removed) if (droppable === 1) this.droppablePending--;
-      this.counts.pending -= removed.length;
-      this.bump('sent', removed.length);
+      let sent = 0;
+      for (const [droppable, count] of this.stmt.removeAll.all({ seqs: JSON.stringify(seqs) }) as [number, number][]) {
+        if (droppable === 1) this.droppablePending -= count;
+        sent += count;
+      }
+      this.counts.pending -= sent;
+      this.bump('sent', sent);
     });
     this.loadCounts();
+  }
+
+  /** Files written before rows held several messages lack `count`: each of their rows is one message. */
+  private migrate(): void {
+    const columns = this.db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('sgmoe_outbox') as string[];
+    if (!columns.includes('count')) this.db.exec('ALTER TABLE sgmoe_outbox ADD COLUMN count INTEGER NOT NULL DEFAULT 1');
   }
 
   private loadCounts(): void {
@@ -149,35 +187,36 @@ export class Outbox {
       this.db.prepare('SELECT name, value FROM sgmoe_outbox_counters').raw().all() as [Counter, number][],
     ) as Record<Counter, number>;
     this.counts = {
-      pending: this.db.prepare('SELECT COUNT(*) FROM sgmoe_outbox').pluck().get() as number,
+      pending: this.db.prepare('SELECT COALESCE(SUM(count), 0) FROM sgmoe_outbox').pluck().get() as number,
       queued: stored.queued,
       sent: stored.sent,
       dropped: stored.dropped,
     };
-    this.droppablePending = this.db.prepare('SELECT COUNT(*) FROM sgmoe_outbox WHERE droppable = 1').pluck().get() as number;
+    this.droppablePending = this.db.prepare('SELECT COALESCE(SUM(count), 0) FROM sgmoe_outbox WHERE droppable = 1').pluck().get() as number;
   }
 
-  /** Stores a message durably and returns its sequence number. */
+  /** Stores a message durably (a row of its own) and returns its sequence number. */
   enqueue(message: OutboxMessage): number {
-    return this.enqueueAll([message])[0];
+    return this.enqueueAll([message])[0].seq;
   }
 
   /**
-   * Stores messages in one transaction and returns their sequence numbers once they are on disk (one fsync for
-   * all). `beforeSync` runs between the commit and the fsync: the transport sends them then, so delivery does not
-   * wait for the disk; whoever settles a frame still waits for this call, and so for the fsync.
+   * Stores messages in one transaction, one row per kind, topic and QoS, and returns those rows once they are on
+   * disk (one fsync for all). `beforeSync` runs between the commit and the fsync: the transport sends them then, so
+   * delivery does not wait for the disk; whoever settles a frame still waits for this call, and so for the fsync.
    */
-  enqueueAll(messages: readonly OutboxMessage[], beforeSync?: (seqs: number[]) => void): number[] {
+  enqueueAll(messages: readonly OutboxMessage[], beforeSync?: (entries: OutboxEntry[]) => void): OutboxEntry[] {
     this.assertOpen();
     const what = (): string => `${messages.length} ${[...new Set(messages.map((m) => m.kind))].join('/')} message(s)`;
-    let seqs: number[];
+    const enqueuedAt = Date.now();
+    let entries: OutboxEntry[];
     try {
-      seqs = this.enqueueTx(messages);
+      entries = this.enqueueTx(groupsOf(messages).map((group) => ({ ...group, enqueuedAt })));
     } catch (err) {
       this.loadCounts(); // the transaction rolled back: so did the counts it had bumped
       throw new SgmoeError('E_OUTBOX_WRITE', `could not store ${what()} in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
     }
-    beforeSync?.(seqs);
+    beforeSync?.(entries);
     if (this.fsyncPerCommit) {
       try {
         this.sync();
@@ -186,7 +225,7 @@ export class Outbox {
         throw new SgmoeError('E_OUTBOX_WRITE', `could not make ${what()} durable in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
       }
     }
-    return seqs;
+    return entries;
   }
 
   private sync(): void {
@@ -200,30 +239,37 @@ export class Outbox {
 
   private dropOldest(): void {
     const seq = this.stmt.oldestDroppable.get() as number;
-    this.stmt.remove.get(seq);
-    this.droppablePending--;
-    this.counts.pending--;
-    this.bump('dropped', 1);
+    const count = this.stmt.remove.get(seq) as number;
+    this.droppablePending -= count;
+    this.counts.pending -= count;
+    const before = this.counts.dropped;
+    this.bump('dropped', count);
     // One line per thousand drops: enough to see it happen without flooding the log during an outage.
-    if (this.counts.dropped % 1000 === 1) {
+    if (Math.floor(before / 1000) !== Math.floor(this.counts.dropped / 1000) || before === 0) {
       this.log.warn({ seq, dropped: this.counts.dropped, maxResults: this.options.maxResults }, 'outbox full: dropping the oldest results');
     }
   }
 
-  /** Up to `limit` messages with a sequence number above `afterSeq`, oldest first. */
+  /**
+   * The rows after `afterSeq`, oldest first, until they hold `limit` messages or more (at least one row, whatever
+   * its size, so a row larger than the limit still goes out).
+   */
   next(afterSeq: number, limit: number): OutboxEntry[] {
     this.assertOpen();
-    return (this.stmt.next.all(afterSeq, limit) as Row[]).map((r) => ({
-      seq: r.seq,
-      kind: r.kind,
-      topic: r.topic,
-      payload: r.payload,
-      qos: r.qos,
-      enqueuedAt: r.enqueued_at,
-    }));
+    const entries: OutboxEntry[] = [];
+    let messages = 0;
+    for (const r of this.stmt.next.iterate(afterSeq) as IterableIterator<Row>) {
+      entries.push({ seq: r.seq, kind: r.kind, topic: r.topic, qos: r.qos, payloads: decode(r), enqueuedAt: r.enqueued_at });
+      messages += r.count;
+      if (messages >= limit) break; // ends the iteration: the statement is reset
+    }
+    return entries;
   }
 
-  /** The broker has these: delete them (one DELETE). Unknown sequence numbers (already dropped) are ignored. */
+  /**
+   * The broker has every message of these rows: delete them (one DELETE). Unknown sequence numbers (already
+   * dropped) are ignored.
+   */
   ack(seqs: readonly number[]): void {
     this.assertOpen();
     try {

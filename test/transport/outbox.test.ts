@@ -19,11 +19,53 @@ describe('Outbox', () => {
   it('hands messages out in order after a cursor and removes them on ack', () => {
     const outbox = Outbox.open(dbPath(), { maxResults: 100 });
     const seqs = [1, 2, 3, 4, 5].map((i) => outbox.enqueue(result(i)));
-    expect(outbox.next(0, 3).map((e) => e.payload)).toEqual(['{"frameId":"1"}', '{"frameId":"2"}', '{"frameId":"3"}']);
+    expect(outbox.next(0, 3).flatMap((e) => e.payloads)).toEqual(['{"frameId":"1"}', '{"frameId":"2"}', '{"frameId":"3"}']);
     expect(outbox.next(seqs[2], 10).map((e) => e.seq)).toEqual(seqs.slice(3));
     outbox.ack([seqs[0], seqs[1]]);
     expect(outbox.next(0, 10).map((e) => e.seq)).toEqual(seqs.slice(2));
     expect(outbox.stats()).toEqual({ pending: 3, queued: 5, sent: 2, dropped: 0 });
+    outbox.close();
+  });
+
+  it('stores the messages of one call as one row per kind and topic, handed out and acknowledged whole', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 100 });
+    const rows = outbox.enqueueAll([result(1), alarm(1), result(2), result(3)]);
+    expect(rows.map((r) => [r.kind, r.payloads])).toEqual([
+      ['result', ['{"frameId":"1"}', '{"frameId":"2"}', '{"frameId":"3"}']],
+      ['alarm', ['{"alarm":1}']],
+    ]);
+    expect(outbox.stats()).toEqual({ pending: 4, queued: 4, sent: 0, dropped: 0 });
+    expect(outbox.next(0, 1).map((e) => e.payloads)).toEqual([rows[0].payloads]); // a row larger than the limit still goes out
+    expect(outbox.next(0, 4)).toEqual(rows);
+    outbox.ack([rows[0].seq]);
+    expect(outbox.stats()).toEqual({ pending: 1, queued: 4, sent: 3, dropped: 0 });
+    outbox.close();
+  });
+
+  it('drops a whole row of results when full and counts each of its messages', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 4 });
+    outbox.enqueueAll([result(1), result(2), result(3)]);
+    outbox.enqueueAll([result(4), result(5)]);
+    expect(outbox.next(0, 100).flatMap((e) => e.payloads)).toEqual(['{"frameId":"4"}', '{"frameId":"5"}']);
+    expect(outbox.stats()).toEqual({ pending: 2, queued: 5, sent: 0, dropped: 3 });
+    outbox.close();
+  });
+
+  it('reads a file written before rows held several messages: each old row is one message', () => {
+    const path = dbPath();
+    const old = new Database(path);
+    old.exec(`CREATE TABLE sgmoe_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, topic TEXT NOT NULL,
+      payload TEXT NOT NULL, qos INTEGER NOT NULL, droppable INTEGER NOT NULL, enqueued_at INTEGER NOT NULL);
+      CREATE TABLE sgmoe_outbox_counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+      INSERT INTO sgmoe_outbox_counters VALUES ('queued', 2), ('sent', 0), ('dropped', 0);
+      INSERT INTO sgmoe_outbox (kind, topic, payload, qos, droppable, enqueued_at) VALUES
+        ('result', 't/result', '["not","a","group"]', 1, 1, 0), ('alarm', 't/alarm', '{"alarm":0}', 1, 0, 0);`);
+    old.close();
+    const outbox = Outbox.open(path, { maxResults: 100 });
+    expect(outbox.stats()).toEqual({ pending: 2, queued: 2, sent: 0, dropped: 0 });
+    expect(outbox.next(0, 10).map((e) => e.payloads)).toEqual([['["not","a","group"]'], ['{"alarm":0}']]);
+    outbox.enqueueAll([result(1), result(2)]);
+    expect(outbox.stats().pending).toBe(4);
     outbox.close();
   });
 
@@ -40,7 +82,7 @@ describe('Outbox', () => {
     outbox.enqueue(alarm(0));
     for (let i = 1; i <= 6; i++) outbox.enqueue(result(i));
     outbox.enqueue(alarm(7));
-    const left = outbox.next(0, 100).map((e) => e.payload);
+    const left = outbox.next(0, 100).flatMap((e) => e.payloads);
     expect(left).toEqual(['{"alarm":0}', '{"frameId":"4"}', '{"frameId":"5"}', '{"frameId":"6"}', '{"alarm":7}']);
     expect(outbox.stats()).toEqual({ pending: 5, queued: 8, sent: 0, dropped: 3 });
     outbox.close();
@@ -70,7 +112,7 @@ describe('Outbox', () => {
     before.close();
     const after = Outbox.open(path, { maxResults: 2 });
     expect(after.stats()).toEqual({ pending: 1, queued: 4, sent: 1, dropped: 2 });
-    expect(after.next(0, 10).map((e) => e.payload)).toEqual(['{"frameId":"4"}']);
+    expect(after.next(0, 10).flatMap((e) => e.payloads)).toEqual(['{"frameId":"4"}']);
     after.close();
   });
 
@@ -103,7 +145,7 @@ describe('Outbox', () => {
   function filledFile(): string {
     const path = dbPath();
     const outbox = Outbox.open(path, { maxResults: 100 });
-    outbox.enqueueAll(Array.from({ length: 40 }, (_, i) => result(i)));
+    for (let i = 0; i < 40; i++) outbox.enqueue(result(i));
     outbox.ack([1, 2]);
     outbox.close();
     return path;
