@@ -42,6 +42,14 @@ describe('Outbox', () => {
     outbox.close();
   });
 
+  it('keeps a payload holding a newline whole, in a row of its own', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 100 });
+    const odd = { ...result(2), payload: '{"note":\n"two lines"}' };
+    outbox.enqueueAll([result(1), odd, result(3)]);
+    expect(outbox.next(0, 10).map((e) => e.payloads)).toEqual([['{"frameId":"1"}', '{"frameId":"3"}'], [odd.payload]]);
+    outbox.close();
+  });
+
   it('drops a whole row of results when full and counts each of its messages', () => {
     const outbox = Outbox.open(dbPath(), { maxResults: 4 });
     outbox.enqueueAll([result(1), result(2), result(3)]);
