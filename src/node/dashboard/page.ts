@@ -54,6 +54,8 @@ td.review.good { color: var(--ok); }
 td.review.defect { color: var(--bad); }
 input { background: var(--bg); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 6px; margin: 0 0 8px 6px; }
 svg line { stroke: var(--line); }
+.review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
+.review-tables > div { overflow-x: auto; }
 `;
 
 const SCRIPT = `
@@ -287,22 +289,52 @@ const SCRIPT = `
     var cell = tr.querySelector('td.review');
     cell.className = 'review' + (review ? ' ' + review.verdict : '');
     cell.textContent = review ? review.verdict + (review.kind && review.kind !== 'defect' ? ' (' + review.kind + ')' : '') + ' \u00b7 ' + review.reviewer : 'not reviewed';
+    // Said once, by the answer to the click: this verdict has no pixels, so the export lists it as missing.
+    if (review && tr.dataset.noPixels === String(review.id)) cell.textContent += ' \u00b7 no pixels kept: not exported';
   }
 
+  // The operator token, when the node asks for one: typed once, kept for this browser tab only.
+  var TOKEN_KEY = 'sgmoe-operator-token';
+  var tokenRequired = false;
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function showTokenField() {
+    $('token-field').hidden = !tokenRequired || storedToken() !== '';
+  }
+  $('token').addEventListener('change', function () {
+    try { sessionStorage.setItem(TOKEN_KEY, $('token').value); } catch (e) { /* storage off: asked again next time */ }
+    $('token').value = '';
+    showTokenField();
+  });
+
   function sendReview(tr, verdict) {
+    var cell = tr.querySelector('td.review');
+    if (tokenRequired && !storedToken()) {
+      cell.textContent = 'not recorded: enter the operator token first';
+      showTokenField();
+      $('token').focus();
+      return;
+    }
     var body = { frameId: tr.dataset.frameId, verdict: verdict };
     if ($('reviewer').value) body.reviewer = $('reviewer').value;
-    fetch('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    var headers = { 'content-type': 'application/json' };
+    if (storedToken()) headers.authorization = 'Bearer ' + storedToken();
+    fetch('/api/review', { method: 'POST', headers: headers, body: JSON.stringify(body) })
       .then(function (r) {
         return r.json().then(function (answer) {
+          if (r.status === 401) {
+            try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
+            showTokenField();
+          }
           if (!r.ok) throw new Error(answer.error.message);
+          if (answer.bytes === null) tr.dataset.noPixels = String(answer.id);
           showReview(tr, answer);
         });
       })
-      .catch(function (err) { tr.querySelector('td.review').textContent = 'not recorded: ' + err.message; });
+      .catch(function (err) { cell.textContent = 'not recorded: ' + err.message; });
   }
 
-  var anomalyRows = new Map();
   function anomalyRow(e, reviewable) {
     var tr = el('tr');
     tr.dataset.frameId = e.frameId;
@@ -331,26 +363,39 @@ const SCRIPT = `
     return tr;
   }
 
+  // One table of reviewable frames (the latest anomalies, or the latest frames passed as good), kept row by row.
+  function reviewTable(id) {
+    var rowsBySeq = new Map();
+    return function (list, reviewable) {
+      var body = $(id).tBodies[0];
+      var keep = new Map();
+      list.forEach(function (e) {
+        var tr = rowsBySeq.get(e.seq) || anomalyRow(e, reviewable);
+        if (e.thumbnail && !tr.querySelector('img.thumb')) {
+          var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
+          tr.querySelector('.overlay').prepend(img);
+        }
+        if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
+        keep.set(e.seq, tr);
+        body.appendChild(tr);
+      });
+      rowsBySeq.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
+      rowsBySeq = keep;
+      $(id + '-empty').hidden = list.length > 0;
+    };
+  }
+  var renderLatest = reviewTable('anomalies');
+  var renderPassed = reviewTable('passed');
+
   function renderAnomalies(a) {
     var panel = $('anomaly-panel');
     panel.hidden = a.task !== 'anomaly';
     if (panel.hidden) return;
+    tokenRequired = a.reviewable && a.tokenRequired;
+    showTokenField();
     renderAnomalyRate(a.rate);
-    var body = $('anomalies').tBodies[0];
-    var keep = new Map();
-    a.latest.forEach(function (e) {
-      var tr = anomalyRows.get(e.seq) || anomalyRow(e, a.reviewable);
-      if (e.thumbnail && !tr.querySelector('img.thumb')) {
-        var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
-        tr.querySelector('.overlay').prepend(img);
-      }
-      if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
-      keep.set(e.seq, tr);
-      body.appendChild(tr);
-    });
-    anomalyRows.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
-    anomalyRows = keep;
-    $('anomalies-empty').hidden = a.latest.length > 0;
+    renderLatest(a.latest, a.reviewable);
+    renderPassed(a.passed, a.reviewable);
   }
 
   // 60 bars of a round size that covers the node's uptime (up to 10 min), so a young node fills the chart.
@@ -399,13 +444,27 @@ const BODY = `
   <section class="panel wide" id="anomaly-panel" hidden>
     <h2>Anomaly rate over time <span class="muted" id="anomaly-origin"></span></h2>
     <div id="anomaly-chart"></div>
-    <h2 class="spaced">Latest anomalies <span class="muted">&middot; heatmap over the frame; mark each good or defect for the next training set</span></h2>
-    <label class="muted">operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
-    <table id="anomalies">
-      <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
-      <tbody></tbody>
-    </table>
-    <p class="muted" id="anomalies-empty">no anomaly yet</p>
+    <p class="muted spaced">Mark frames good or defect for the next training set.
+      <label>operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
+      <label id="token-field" hidden>operator token<input id="token" type="password" autocomplete="off" placeholder="asked once per tab"></label></p>
+    <div class="review-tables">
+      <div>
+        <h2>Latest anomalies <span class="muted">&middot; heatmap over the frame</span></h2>
+        <table id="anomalies">
+          <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
+          <tbody></tbody>
+        </table>
+        <p class="muted" id="anomalies-empty">no anomaly yet</p>
+      </div>
+      <div>
+        <h2>Recent frames passed as good <span class="muted">&middot; mark a missed defect</span></h2>
+        <table id="passed">
+          <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
+          <tbody></tbody>
+        </table>
+        <p class="muted" id="passed-empty">no frame passed yet</p>
+      </div>
+    </div>
   </section>
   <section class="panel wide">
     <h2>Expert usage over time <span class="muted" id="usage-origin"></span></h2>
