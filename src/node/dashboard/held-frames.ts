@@ -16,8 +16,9 @@ export class HeldFrames {
 
   hold(seq: number, bytes: Buffer): void {
     if (bytes.length > this.maxBytes) return;
-    // A view into a larger buffer (a stream's chunk) would keep all of it alive: hold a copy of the frame alone.
-    const own = bytes.byteOffset === 0 && bytes.length === bytes.buffer.byteLength ? bytes : Buffer.from(bytes);
+    // A view into a larger buffer (a stream's chunk, the small-buffer pool) would keep all of it alive: hold a copy
+    // of the frame alone, in memory of its own (Buffer.from would take a slice of the pool again).
+    const own = bytes.byteOffset === 0 && bytes.length === bytes.buffer.byteLength ? bytes : copyOf(bytes);
     this.held.set(seq, own);
     this.bytes += own.length;
     for (const [oldest, b] of this.held) {
@@ -42,4 +43,10 @@ export class HeldFrames {
     this.held.clear();
     this.bytes = 0;
   }
+}
+
+function copyOf(bytes: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.length);
+  bytes.copy(copy);
+  return copy;
 }
