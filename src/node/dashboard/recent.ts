@@ -100,7 +100,8 @@ export class RecentDecisions {
     // (SDK pushes) have no encoded bytes to thumbnail, nor any file form a training set could hold.
     if (frame.bytes && sniffFormat(frame.bytes)) {
       this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
-      if (outcome.status === 'decided') this.held.hold(entry.seq, frame.bytes);
+      // Only an anomaly package's frames are reviewed into training images.
+      if (outcome.status === 'decided' && outcome.anomaly) this.held.hold(entry.seq, frame.bytes);
     }
   }
 }

@@ -107,7 +107,8 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     db?.close();
     throw err;
   }
-  const recent = new RecentDecisions(node, undefined, options.heldFrameBytes);
+  // Frame bytes are held only where a verdict can use them: with the audit log to record it.
+  const recent = new RecentDecisions(node, undefined, reviews ? options.heldFrameBytes : 0);
   const metrics = attachMetrics(node);
   const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
