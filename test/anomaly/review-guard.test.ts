@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { readFileSync, readdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AuditEvent } from '../../src/audit/events';
 import { keepReviewedBytes, locateFrame } from '../../src/audit/frame-store';
@@ -10,11 +10,14 @@ import { HeldFrames } from '../../src/node/dashboard/held-frames';
 import { RefusalReporter } from '../../src/node/dashboard/refusals';
 import { parseNodeConfig } from '../../src/node/config';
 import { redact } from '../../src/redact';
+import { startSgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
 const TOKEN = 'line-1-operator-token-0123456789';
 const withAuth = (authorization?: string) => ({ headers: authorization === undefined ? {} : { authorization } }) as IncomingMessage;
-const PNG = readFileSync(join(__dirname, '..', '..', 'models', 'fashion-line-anomaly', 'samples', readdirSync(join(__dirname, '..', '..', 'models', 'fashion-line-anomaly', 'samples')).find((f) => f.endsWith('.png'))!));
+const LINE = join(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+const SAMPLE = join(LINE, 'samples', readdirSync(join(LINE, 'samples')).find((f) => f.endsWith('.png'))!);
+const PNG = readFileSync(SAMPLE);
 
 describe('the operator token', () => {
   it('passes the exact token only, and says whether the token was missing or wrong', () => {
@@ -88,5 +91,36 @@ describe('frames held for review', () => {
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('sgmoe run with the dashboard on the network', () => {
+  const tmp = tempDir('sgmoe-review-guard-run-');
+  afterAll(() => tmp.cleanup());
+
+  /** `sgmoe run --once` over one frame, with the dashboard on every interface; what it printed. */
+  async function run(env: NodeJS.ProcessEnv, name: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+    const dir = join(tmp.path, name);
+    mkdirSync(join(dir, 'inbox'), { recursive: true });
+    copyFileSync(SAMPLE, join(dir, 'inbox', 'frame.png'));
+    const config = { model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${join(dir, 'inbox')}` }], audit: { file: join(dir, 'audit.db') }, dashboard: { port: 0, host: '0.0.0.0' }, once: true };
+    writeFileSync(join(dir, 'node.json'), JSON.stringify(config));
+    const child = startSgmoe(['run', '--config', join(dir, 'node.json')], { SGMOE_LOG_LEVEL: 'error', ...env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    const status = await new Promise<number | null>((done) => child.on('close', done));
+    return { status, stdout, stderr };
+  }
+
+  it('without a token the dashboard does not start (the node still decides); SGMOE_DASHBOARD_TOKEN serves it', async () => {
+    const refused = await run({ SGMOE_DASHBOARD_TOKEN: '' }, 'refused');
+    expect(refused.status).toBe(0);
+    expect(refused.stderr).toContain('dashboard not started: expected an operator token to serve reviews on 0.0.0.0');
+    expect(refused.stdout).toMatch(/ingested 1 = decided 1 /);
+    const served = await run({ SGMOE_DASHBOARD_TOKEN: TOKEN }, 'served');
+    expect(served.status).toBe(0);
+    expect(served.stderr).toMatch(/dashboard: http:\/\/0\.0\.0\.0:\d+\//);
   });
 });
