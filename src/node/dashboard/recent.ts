@@ -39,7 +39,7 @@ export type RecentEntry = EntryBase & Outcome;
 
 /**
  * The last `capacity` frames the node decided or rejected, from its events, each with a thumbnail made aside; the
- * decided ones' bytes are held (within `heldBytes`) so an operator's verdict on any of them can keep its pixels.
+ * bytes of the anomaly frames among them are held (within `heldBytes`) so an operator's verdict can keep its pixels.
  */
 export class RecentDecisions {
   private readonly entries: RecentEntry[] = [];

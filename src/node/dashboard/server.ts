@@ -172,11 +172,21 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
           const review = recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir });
           // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
           const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.frameId) : undefined;
-          const bytes = held ? keepReviewedBytes(reviews.framesDir, review.inputSha256!, held) : review.bytes;
+          const bytes = held ? keepHeld(reviews.framesDir, review.inputSha256!, held) : review.bytes;
           sendJson(res, 201, { ...review, bytes });
         },
       }
     : {};
+
+  // The verdict is recorded already: a disk that refuses its pixels leaves it without them (bytes null), as reported.
+  const keepHeld = (framesDir: string, sha256: string, bytes: Buffer): string | null => {
+    try {
+      return keepReviewedBytes(framesDir, sha256, bytes);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'could not keep a reviewed frame for export');
+      return null;
+    }
+  };
 
   const hostAllowed = allowedHosts(host);
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
