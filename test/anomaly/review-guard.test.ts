@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { openAuditDbReadOnly, queryDecisions } from '../../src/audit';
 import type { AuditEvent } from '../../src/audit/events';
 import { keepReviewedBytes, locateFrame } from '../../src/audit/frame-store';
 import { SgmoeError } from '../../src/errors';
@@ -10,7 +11,7 @@ import { HeldFrames } from '../../src/node/dashboard/held-frames';
 import { RefusalReporter } from '../../src/node/dashboard/refusals';
 import { parseNodeConfig } from '../../src/node/config';
 import { redact } from '../../src/redact';
-import { startSgmoe } from '../helpers/cli';
+import { sgmoe, startSgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
 const TOKEN = 'line-1-operator-token-0123456789';
@@ -103,7 +104,7 @@ describe('sgmoe run with the dashboard on the network', () => {
     const dir = join(tmp.path, name);
     mkdirSync(join(dir, 'inbox'), { recursive: true });
     copyFileSync(SAMPLE, join(dir, 'inbox', 'frame.png'));
-    const config = { model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${join(dir, 'inbox')}` }], audit: { file: join(dir, 'audit.db') }, dashboard: { port: 0, host: '0.0.0.0' }, once: true };
+    const config = { model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${join(dir, 'inbox')}` }], audit: { file: join(dir, 'audit.db'), frames: { keep: 'none' } }, dashboard: { port: 0, host: '0.0.0.0' }, once: true };
     writeFileSync(join(dir, 'node.json'), JSON.stringify(config));
     const child = startSgmoe(['run', '--config', join(dir, 'node.json')], { SGMOE_LOG_LEVEL: 'error', ...env });
     let stdout = '';
@@ -122,5 +123,16 @@ describe('sgmoe run with the dashboard on the network', () => {
     const served = await run({ SGMOE_DASHBOARD_TOKEN: TOKEN }, 'served');
     expect(served.status).toBe(0);
     expect(served.stderr).toMatch(/dashboard: http:\/\/0\.0\.0\.0:\d+\//);
+  });
+
+  it('a verdict from the CLI on a frame whose bytes are not kept is recorded, and says it has no pixels', () => {
+    const auditFile = join(tmp.path, 'refused', 'audit.db');
+    const db = openAuditDbReadOnly(auditFile);
+    const [decision] = queryDecisions(db, {}, { limit: 1 });
+    db.close();
+    const reviewed = sgmoe('audit', 'review', '--db', auditFile, '--frame', decision.frameId, '--verdict', 'defect', '--by', 'anna');
+    expect(reviewed.status).toBe(0);
+    expect(JSON.parse(reviewed.stdout)).toMatchObject({ frameId: decision.frameId, verdict: 'defect', bytes: null });
+    expect(reviewed.stderr).toContain('recorded without pixels');
   });
 });
