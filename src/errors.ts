@@ -151,6 +151,8 @@ export const ERROR_CODES = {
   E_DASHBOARD_HOST: 'bad-input',
   E_DASHBOARD_ORIGIN: 'bad-input',
   E_DASHBOARD_BODY: 'bad-input',
+  E_DASHBOARD_TOKEN: 'configuration',
+  E_DASHBOARD_UNAUTHORISED: 'bad-input',
   // routing-health alarms (audit/health.ts), published with the alarm
   E_ROUTING_ROUTER_COLLAPSE: 'transient',
   E_ROUTING_EXPERT_STARVED: 'transient',

@@ -22,6 +22,8 @@ export const AUDIT_EVENT_KINDS = [
   'update_failed',
   'config_changed',
   'command_refused',
+  // a dashboard review write without the operator token (src/node/dashboard/refusals.ts)
+  'review_refused',
   'alarm_raised',
   'alarm_cleared',
   'db_recovered',

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { mkdir, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../errors';
@@ -64,6 +64,23 @@ export function pinFrame(dir: string, sha256: string): string | null {
   } catch {
     return locateFrame(dir, sha256); // evicted (or pinned by another process) meanwhile
   }
+  return target;
+}
+
+/**
+ * Keeps a reviewed frame's bytes that the store never kept (held in memory by whoever shows the frame) in `reviewed/`,
+ * only if they are the bytes the audit row names: null when they are not, or are no file an image tool reads.
+ * Written aside and renamed, so an export never copies half a file.
+ */
+export function keepReviewedBytes(dir: string, sha256: string, bytes: Buffer): string | null {
+  const format = sniffFormat(bytes);
+  if (!format || sha256Hex(bytes) !== sha256) return null;
+  const target = join(dir, 'reviewed', `${sha256}.${format}`);
+  // Dot-named while partial, so locateFrame (by the sha256 prefix) never finds it.
+  const part = join(dir, 'reviewed', `.${sha256}.part`);
+  mkdirSync(dirname(target), { recursive: true });
+  writeFileSync(part, bytes);
+  renameSync(part, target);
   return target;
 }
 

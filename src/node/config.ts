@@ -122,7 +122,17 @@ export const nodeConfigSchema = z
       })
       .strict()
       .optional(),
-    dashboard: z.object({ port: z.number().int().min(0).max(65535), host: z.string().default('127.0.0.1') }).strict().optional(),
+    dashboard: z
+      .object({
+        port: z.number().int().min(0).max(65535),
+        host: z.string().default('127.0.0.1'),
+        /** The operator token POST /api/review requires (src/node/dashboard/auth.ts); SGMOE_DASHBOARD_TOKEN when absent. */
+        token: z.string().min(16).optional(),
+        /** Serve reviews on a non-loopback host without a token: anyone who reaches the port may then write verdicts. */
+        reviewsWithoutToken: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
     /** Period of health reports on MQTT and in the live summary. */
     healthIntervalMs: z.number().int().positive().default(10_000),
     /** `--once`: finite sources (a folder's current files) are handled, then the node stops. */

@@ -1,25 +1,28 @@
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { openReviewDb, standingReviews } from '../../src/audit';
+import { listEvents, openAuditDbReadOnly, openReviewDb, standingReviews } from '../../src/audit';
+import { isLoopback } from '../../src/node/dashboard/auth';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { startDashboard, type Dashboard } from '../../src/node/dashboard';
 import type { EdgeNode } from '../../src/node/edge-node';
+import { auditCli } from '../helpers/audit-cli';
 import { tempDir } from '../helpers/tmp';
 
 const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** A raw HTTP request, so the test sets Host, Origin and content-type exactly as a browser or an attacker would. */
-function post(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; body: { error?: { code: string } } }> {
+function post(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; body: { error?: { code: string } }; authenticate?: string }> {
   return new Promise((done, fail) => {
     const req = request(url, { method: 'POST', headers }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => done({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code: string } } }));
+      res.on('end', () => done({ status: res.statusCode ?? 0, body: JSON.parse(text) as { error?: { code: string } }, authenticate: res.headers['www-authenticate'] }));
     });
     req.on('error', fail);
     req.end(body);
@@ -31,15 +34,24 @@ function post(url: string, body: string, headers: Record<string, string>): Promi
  * dashboard shows the anomaly rate and the latest anomalies (heatmap over thumbnail) in headless Chromium, and an
  * operator's click lands in the audit log. Requests from a page of another origin are refused.
  */
+const TOKEN = 'line-1-operator-token-0123456789';
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
 describe('anomaly dashboard', () => {
   const tmp = tempDir('sgmoe-anomaly-dashboard-');
   const auditFile = join(tmp.path, 'data', 'audit.db');
+  const inbox = join(tmp.path, 'inbox');
   let node: EdgeNode;
   let dashboard: Dashboard;
+  /** The same node's dashboard with an operator token, holding no frame bytes (a budget of one byte). */
+  let guarded: Dashboard;
   let browser: Browser;
   let page: Page;
   let anomalous: string[];
+  let passed: string[];
   let decided = 0;
+  /** The bytes a frame arrived with (the hot folder moved it to done/). */
+  const bytesOf = (frameId: string) => readFileSync(join(inbox, 'done', basename(frameId.slice(0, frameId.lastIndexOf('@')))));
   const reviewCount = () => {
     const db = openReviewDb(auditFile);
     try {
@@ -50,17 +62,20 @@ describe('anomaly dashboard', () => {
   };
 
   beforeAll(async () => {
-    const inbox = join(tmp.path, 'inbox');
     mkdirSync(inbox, { recursive: true });
     for (const f of readdirSync(join(LINE, 'samples')).filter((f) => f.endsWith('.png'))) copyFileSync(join(LINE, 'samples', f), join(inbox, f));
     const config = parseNodeConfig({ model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${inbox}`, name: 'line-1' }], audit: { file: auditFile }, once: true });
     ({ node } = await createEdgeNode(config));
     anomalous = [];
+    passed = [];
     node.on('decision', (frame, d) => {
       decided++;
-      if ((d.extra as { anomaly: { verdict: string } }).anomaly.verdict === 'anomalous') anomalous.push(frame.id);
+      ((d.extra as { anomaly: { verdict: string } }).anomaly.verdict === 'anomalous' ? anomalous : passed).push(frame.id);
     });
+    // Several dashboards listen to this one node (each with its recent frames, metrics and condition view).
+    node.setMaxListeners(30);
     dashboard = await startDashboard(node, { port: 0, auditFile });
+    guarded = await startDashboard(node, { port: 0, auditFile, token: TOKEN, heldFrameBytes: 1 });
     await node.run();
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
     page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
@@ -69,6 +84,7 @@ describe('anomaly dashboard', () => {
   afterAll(async () => {
     await browser?.close();
     await dashboard?.close();
+    await guarded?.close();
     await node?.stop();
     tmp.cleanup();
   });
@@ -166,5 +182,97 @@ describe('anomaly dashboard', () => {
     await attackerPage.close();
     await new Promise((r) => attacker.close(r));
     expect(reviewCount()).toBe(before);
+  });
+  it('lists the frames passed as good beside the anomalies: a missed defect is marked from the page and keeps its pixels', async () => {
+    expect(passed.length).toBeGreaterThan(3);
+    await page.goto(dashboard.url);
+    await page.locator('#passed tbody tr .overlay img.thumb').nth(passed.length - 1).waitFor();
+    const rows = (await page.evaluate(`[...document.querySelectorAll('#passed tbody tr')].map((tr) => ({
+      frameId: tr.dataset.frameId,
+      heat: tr.querySelectorAll('img.heat').length,
+      buttons: [...tr.querySelectorAll('button.verdict')].map((b) => b.textContent),
+    }))`)) as Array<{ frameId: string; heat: number; buttons: string[] }>;
+    expect(rows.map((r) => r.frameId)).toEqual([...passed].reverse());
+    for (const r of rows) expect([r.heat, r.buttons]).toEqual([0, ['good', 'defect']]);
+
+    // The node's frame store keeps anomalous frames only: this one's bytes come from the dashboard's recent frames.
+    const frameId = rows[0].frameId;
+    const framesDir = join(tmp.path, 'data', 'frames');
+    expect(readdirSync(framesDir).some((f) => f.startsWith(sha256(bytesOf(frameId))))).toBe(false);
+    await page.fill('#reviewer', 'ben');
+    await page.locator(`#passed tr[data-frame-id="${frameId}"] button[data-verdict="defect"]`).click();
+    const cell = page.locator(`#passed tr[data-frame-id="${frameId}"] td.review`);
+    await cell.filter({ hasText: 'defect \u00b7 ben' }).waitFor();
+    expect(await cell.textContent()).not.toContain('no pixels');
+    const kept = readdirSync(join(framesDir, 'reviewed')).filter((f) => f.startsWith(sha256(bytesOf(frameId))));
+    expect(kept).toEqual([`${sha256(bytesOf(frameId))}.png`]);
+    expect(readFileSync(join(framesDir, 'reviewed', kept[0])).equals(bytesOf(frameId))).toBe(true);
+  });
+
+  it('with an operator token, a review without it or with a wrong one is refused (401), audited once, and nothing is recorded', async () => {
+    const before = reviewCount();
+    const target = new URL('/api/review', guarded.url).toString();
+    const host = new URL(guarded.url).host;
+    const body = JSON.stringify({ frameId: passed[0], verdict: 'good' });
+    const json = { host, 'content-type': 'application/json' };
+    const missing = await post(target, body, json);
+    expect([missing.status, missing.body.error?.code, missing.authenticate]).toEqual([401, 'E_DASHBOARD_UNAUTHORISED', 'Bearer realm="sgmoe-dashboard"']);
+    const wrong = await post(target, body, { ...json, authorization: `Bearer ${TOKEN}x` });
+    expect([wrong.status, wrong.body.error?.code]).toEqual([401, 'E_DASHBOARD_UNAUTHORISED']);
+    const truncated = await post(target, body, { ...json, authorization: `Bearer ${TOKEN.slice(0, -1)}` });
+    expect(truncated.status).toBe(401);
+    expect(reviewCount()).toBe(before);
+    // One event for the burst (the rest folded into the next one's count): probing cannot fill the audit log.
+    const db = openAuditDbReadOnly(auditFile);
+    const refused = listEvents(db, {}, ['review_refused']);
+    db.close();
+    expect(refused.map((e) => [e.details?.code, e.details?.reason, e.details?.remote, e.details?.suppressed])).toEqual([['E_DASHBOARD_UNAUTHORISED', 'missing', '127.0.0.1', 0]]);
+
+    const right = await post(target, body, { ...json, authorization: `Bearer ${TOKEN}` });
+    expect(right.status).toBe(201);
+    expect(reviewCount()).toBe(before + 1);
+  });
+
+  it('the page asks for the token once, keeps it for the tab, and says when a verdict has no pixels to export', async () => {
+    const guardedPage = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
+    await guardedPage.goto(guarded.url);
+    const row = guardedPage.locator(`#passed tr[data-frame-id="${passed[1]}"]`);
+    await row.waitFor();
+    await row.locator('button[data-verdict="defect"]').click();
+    await row.locator('td.review', { hasText: 'not recorded: enter the operator token first' }).waitFor();
+    expect(await guardedPage.locator('#token-field').isVisible()).toBe(true);
+    await guardedPage.fill('#token', TOKEN);
+    await guardedPage.press('#token', 'Enter');
+    await guardedPage.locator('#token-field').waitFor({ state: 'hidden' });
+    expect(await guardedPage.evaluate("sessionStorage.getItem('sgmoe-operator-token')")).toBe(TOKEN);
+    await row.locator('button[data-verdict="defect"]').click();
+    // This dashboard holds no frame bytes and the store kept none: the verdict stands, without pixels.
+    await row.locator('td.review', { hasText: 'defect \u00b7 dashboard \u00b7 no pixels kept: not exported' }).waitFor();
+    // A reload in the same tab asks no more.
+    await guardedPage.reload();
+    await guardedPage.locator(`#passed tr[data-frame-id="${passed[2]}"] button[data-verdict="good"]`).click();
+    await guardedPage.locator(`#passed tr[data-frame-id="${passed[2]}"] td.review`, { hasText: 'good \u00b7 dashboard' }).waitFor();
+    expect(await guardedPage.locator('#token-field').isVisible()).toBe(false);
+    await guardedPage.close();
+  });
+
+  it('the export writes the verdicts with pixels as the data set and lists those without', async () => {
+    const out = join(tmp.path, 'dataset');
+    const result = JSON.parse(await auditCli('export', '--db', auditFile, '--reviewed', '--as-dataset', out)) as { written: Record<string, number>; missing: Array<{ frameId: string }> };
+    // Both through the guarded dashboard, which held no bytes: the raw POST's and the page's verdicts.
+    expect(result.missing.map((m) => m.frameId)).toEqual([passed[0], passed[1], passed[2]]);
+    const defects = readdirSync(join(out, 'test', 'defect')).map((f) => readFileSync(join(out, 'test', 'defect', f)));
+    expect(defects.some((b) => b.equals(bytesOf(passed[passed.length - 1])))).toBe(true);
+  });
+
+  it('serves reviews on a non-loopback address only with a token or when told to accept them from anyone', async () => {
+    expect(['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost'].map(isLoopback)).toEqual([true, true, true, true, true]);
+    expect(['0.0.0.0', '::', '192.168.1.20', 'line-1.local'].map(isLoopback)).toEqual([false, false, false, false]);
+    await expect(startDashboard(node, { port: 0, host: '0.0.0.0', auditFile })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
+    await expect(startDashboard(node, { port: 0, auditFile, token: 'short' })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
+    for (const options of [{ token: TOKEN }, { reviewsWithoutToken: true }, { auditFile: undefined }]) {
+      const open = await startDashboard(node, { port: 0, host: '0.0.0.0', auditFile, ...options });
+      await open.close();
+    }
   });
 });

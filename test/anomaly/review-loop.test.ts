@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
+import sharp from 'sharp';
 import { openAuditDbReadOnly, queryDecisions } from '../../src/audit';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
@@ -11,6 +12,8 @@ import { auditCli as audit } from '../helpers/audit-cli';
 const ROOT = resolve(__dirname, '..', '..');
 const LINE = join(ROOT, 'models', 'texture-line-anomaly');
 const tmp = tempDir('sgmoe-review-loop-');
+/** The encoded formats a node accepts (src/ingest/format.ts), each of which its frame store keeps byte for byte. */
+const FORMATS = ['png', 'jpeg', 'webp', 'tiff', 'gif'] as const;
 afterAll(() => tmp.cleanup());
 
 /**
@@ -24,20 +27,25 @@ describe('review round trip', () => {
     const made = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/factory/anomaly/datasets.py'), 'textures', textures], { encoding: 'utf8' });
     expect(made.status).toBe(0);
 
-    // 56 good patches spread over the three textures, and 6 each of three defect kinds.
+    // 56 good patches spread over the three textures, and 6 each of three defect kinds. Every fifth good patch and
+    // one defect of each kind arrive in each format a node accepts (and keeps as is for review), GIF included.
     const inbox = join(tmp.path, 'inbox');
     mkdirSync(inbox, { recursive: true });
     const truth = new Map<string, string>();
+    const arrive = async (from: string, name: string, format: (typeof FORMATS)[number]) => {
+      const file = `${name.replace(/\.png$/, '')}.${format}`;
+      if (format === 'png') copyFileSync(from, join(inbox, file));
+      else await sharp(from).toFormat(format).toFile(join(inbox, file));
+      return file;
+    };
     const goods = readdirSync(join(textures, 'train', 'good')).sort();
     for (let i = 0; i < 56; i++) {
       const name = goods[Math.floor((i * goods.length) / 56)];
-      copyFileSync(join(textures, 'train', 'good', name), join(inbox, `good-${name}`));
-      truth.set(`good-${name}`, 'good');
+      truth.set(await arrive(join(textures, 'train', 'good', name), `good-${name}`, FORMATS[i % FORMATS.length]), 'good');
     }
     for (const kind of ['hole', 'paste', 'scratch']) {
-      for (const name of readdirSync(join(textures, 'test', kind)).sort().slice(0, 6)) {
-        copyFileSync(join(textures, 'test', kind, name), join(inbox, `${kind}-${name}`));
-        truth.set(`${kind}-${name}`, kind);
+      for (const [i, name] of readdirSync(join(textures, 'test', kind)).sort().slice(0, 6).entries()) {
+        truth.set(await arrive(join(textures, 'test', kind, name), `${kind}-${name}`, FORMATS[i % FORMATS.length]), kind);
       }
     }
 
@@ -81,15 +89,18 @@ describe('review round trip', () => {
     expect(result.written['train/good'] + result.written['test/good']).toBe(56);
     expect(result.written['train/good']).toBeGreaterThanOrEqual(40);
     expect([result.written['test/hole'], result.written['test/paste'], result.written['test/scratch']]).toEqual([6, 6, 6]);
-    // The files are the frames' own bytes.
-    const hole = readdirSync(join(dataset, 'test', 'hole'))[0];
-    const sources = readdirSync(join(textures, 'test', 'hole')).map((f) => readFileSync(join(textures, 'test', 'hole', f)));
-    expect(sources.some((b) => b.equals(readFileSync(join(dataset, 'test', 'hole', hole))))).toBe(true);
+    // The files are the frames' own bytes, in the format each arrived in: every one the node accepts.
+    const exportedFiles = ['train/good', 'test/good', 'test/hole', 'test/paste', 'test/scratch'].flatMap((f) => readdirSync(join(dataset, f)).map((n) => join(dataset, f, n)));
+    expect(new Set(exportedFiles.map((f) => extname(f)))).toEqual(new Set(FORMATS.map((f) => `.${f}`)));
+    const inboxBytes = [...truth.keys()].map((f) => readFileSync(join(inbox, 'done', f)));
+    for (const file of exportedFiles) expect(inboxBytes.some((b) => b.equals(readFileSync(file)))).toBe(true);
 
     // The factory accepts the folder: a real (small: 2-3 s) training run, then the package verifies.
     const pkg = join(tmp.path, 'retrained');
     const trained = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/factory/main.py'), '--task', 'anomaly', '--data', dataset, '--out', pkg, '--experts', '3', '--stationary'], { encoding: 'utf8' });
+    // Every exported file loads (none listed unreadable or left out): the GIFs as well as the rest.
     expect(trained.stderr).toContain(`${result.written['train/good']} good training images`);
+    expect(trained.stderr).not.toContain('skipped unreadable');
     expect(trained.status).toBe(0);
     expect(existsSync(join(pkg, 'manifest.json'))).toBe(true);
     const verified = sgmoe('model', 'verify', pkg);

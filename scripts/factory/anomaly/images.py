@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
+# Every format a node accepts and keeps for review (src/ingest/format.ts), so an exported review set loads whole.
+EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
 MIN_GOOD = 40  # a Gaussian per mode and two held-out good splits need at least this many good images
 
 

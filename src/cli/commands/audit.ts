@@ -154,6 +154,9 @@ export function register(program: Command, out: Writable = process.stdout): void
           framesDir: o.frames ?? framesDirOf(o.db),
         });
         out.write(`${JSON.stringify(review)}\n`);
+        if (review.bytes === null) {
+          process.stderr.write(`recorded without pixels: no bytes of this frame are kept (audit.frames.keep; the dashboard holds its recent frames' bytes), so the export lists it as missing\n`);
+        }
       } finally {
         db.close();
       }

@@ -72,7 +72,7 @@ export function register(program: Command): void {
       const { node, broker, profile, agent } = await createEdgeNode(config, { logger, extraSources });
       // The dashboard is for people watching: when its port is taken, the node still does its job.
       const dashboard = config.dashboard
-        ? await startDashboard(node, { ...config.dashboard, auditFile: config.audit?.file, logger }).catch((err: unknown) => {
+        ? await startDashboard(node, { ...config.dashboard, token: config.dashboard.token ?? (process.env.SGMOE_DASHBOARD_TOKEN || undefined), auditFile: config.audit?.file, logger }).catch((err: unknown) => {
             process.stderr.write(`dashboard not started: ${errorMessage(err)}\n`);
             return undefined;
           })

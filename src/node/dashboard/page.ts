@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ANOMALY_BODY, ANOMALY_SCRIPT, ANOMALY_STYLE } from './anomaly-page';
 import { CONDITION_BODY, CONDITION_SCRIPT, CONDITION_STYLE } from './condition-page';
 
 /*
@@ -44,15 +45,6 @@ ul { list-style: none; margin: 0; padding: 0; }
 .share { display: flex; align-items: center; gap: 8px; font-size: 12px; margin-top: 4px; }
 .share .bar { height: 8px; border-radius: 4px; }
 svg text { fill: var(--muted); font-size: 11px; }
-.overlay { position: relative; width: 64px; height: 64px; background: #000; border-radius: 3px; }
-.overlay img { position: absolute; left: 0; top: 0; width: 64px; height: 64px; image-rendering: pixelated; }
-/* The gray heatmap tinted from dark red (low) to yellow (high), over the frame seen through it. */
-.overlay img.heat { opacity: .55; filter: sepia(1) saturate(6) hue-rotate(-35deg); }
-button.verdict { background: var(--line); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 10px; margin-right: 6px; cursor: pointer; }
-button.verdict:hover { border-color: var(--accent); }
-td.review.good { color: var(--ok); }
-td.review.defect { color: var(--bad); }
-input { background: var(--bg); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 6px; margin: 0 0 8px 6px; }
 svg line { stroke: var(--line); }
 `;
 
@@ -258,115 +250,19 @@ const SCRIPT = `
     });
   }
 
-  function renderAnomalyRate(r) {
-    var W = 900, H = 120, left = 44, bottom = 20, top = 8;
-    var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: '100%', role: 'img', 'aria-label': 'anomaly rate over time' });
-    var rates = r.buckets.map(function (b) { return b.decided ? b.anomalous / b.decided : 0; });
-    var max = Math.max(0.01, Math.max.apply(null, rates));
-    var slot = (W - left) / r.buckets.length;
-    chart.appendChild(svg('line', { x1: left, x2: W, y1: H - bottom, y2: H - bottom }));
-    var label = svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' });
-    label.textContent = pct(max);
-    chart.appendChild(label);
-    r.buckets.forEach(function (b, i) {
-      if (!b.decided) return;
-      var h = (H - bottom - top) * rates[i] / max;
-      var rect = svg('rect', { x: left + i * slot + 1, y: H - bottom - h, width: Math.max(1, slot - 2), height: Math.max(h, 1), fill: rates[i] > 0 ? '#ff6b6b' : '#263140' });
-      rect.dataset.anomalous = b.anomalous;
-      rect.dataset.decided = b.decided;
-      var tip = svg('title', {});
-      tip.textContent = time(b.t) + ' \u00b7 ' + b.anomalous + ' of ' + b.decided + ' anomalous (' + pct(rates[i]) + ')';
-      rect.appendChild(tip);
-      chart.appendChild(rect);
-    });
-    $('anomaly-chart').replaceChildren(chart);
-    $('anomaly-origin').textContent = (r.origin === 'audit' ? 'from the audit log' : 'from the recent decisions') + ', ' + r.bucketMs / 1000 + ' s per bar';
-  }
-
-  function showReview(tr, review) {
-    var cell = tr.querySelector('td.review');
-    cell.className = 'review' + (review ? ' ' + review.verdict : '');
-    cell.textContent = review ? review.verdict + (review.kind && review.kind !== 'defect' ? ' (' + review.kind + ')' : '') + ' \u00b7 ' + review.reviewer : 'not reviewed';
-  }
-
-  function sendReview(tr, verdict) {
-    var body = { frameId: tr.dataset.frameId, verdict: verdict };
-    if ($('reviewer').value) body.reviewer = $('reviewer').value;
-    fetch('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      .then(function (r) {
-        return r.json().then(function (answer) {
-          if (!r.ok) throw new Error(answer.error.message);
-          showReview(tr, answer);
-        });
-      })
-      .catch(function (err) { tr.querySelector('td.review').textContent = 'not recorded: ' + err.message; });
-  }
-
-  var anomalyRows = new Map();
-  function anomalyRow(e, reviewable) {
-    var tr = el('tr');
-    tr.dataset.frameId = e.frameId;
-    var view = el('div', 'overlay');
-    if (e.thumbnail) { var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId; view.appendChild(img); }
-    if (e.anomaly.heatmap) { var heat = el('img', 'heat'); heat.src = e.anomaly.heatmap; heat.alt = 'heatmap of ' + e.frameId; view.appendChild(heat); }
-    var cell = el('td', 'view');
-    cell.appendChild(view);
-    tr.appendChild(cell);
-    tr.appendChild(el('td', 'frame', e.frameId));
-    tr.appendChild(el('td', 'score num', e.anomaly.score.toFixed(3)));
-    tr.appendChild(el('td', 'num muted', e.anomaly.threshold.toFixed(3)));
-    tr.appendChild(el('td', 'review', ''));
-    var marks = el('td', 'marks');
-    if (reviewable) {
-      ['good', 'defect'].forEach(function (verdict) {
-        var b = el('button', 'verdict', verdict);
-        b.type = 'button';
-        b.dataset.verdict = verdict;
-        b.addEventListener('click', function () { sendReview(tr, verdict); });
-        marks.appendChild(b);
-      });
-    } else marks.textContent = 'needs the audit log';
-    tr.appendChild(marks);
-    tr.appendChild(el('td', 'muted', time(e.at)));
-    return tr;
-  }
-
-  function renderAnomalies(a) {
-    var panel = $('anomaly-panel');
-    panel.hidden = a.task !== 'anomaly';
-    if (panel.hidden) return;
-    renderAnomalyRate(a.rate);
-    var body = $('anomalies').tBodies[0];
-    var keep = new Map();
-    a.latest.forEach(function (e) {
-      var tr = anomalyRows.get(e.seq) || anomalyRow(e, a.reviewable);
-      if (e.thumbnail && !tr.querySelector('img.thumb')) {
-        var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
-        tr.querySelector('.overlay').prepend(img);
-      }
-      if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
-      keep.set(e.seq, tr);
-      body.appendChild(tr);
-    });
-    anomalyRows.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
-    anomalyRows = keep;
-    $('anomalies-empty').hidden = a.latest.length > 0;
-  }
-
   // 60 bars of a round size that covers the node's uptime (up to 10 min), so a young node fills the chart.
   var BAR_SECONDS = [1, 2, 5, 10];
   var barSeconds = 1;
 
   function poll() {
     var usage = 'windowS=' + 60 * barSeconds + '&buckets=60';
-    Promise.all([get('/api/snapshot'), get('/api/decisions?limit=50'), get('/api/usage?' + usage), get('/api/alarms'), get('/api/anomalies?' + usage)])
+    Promise.all([get('/api/snapshot'), get('/api/decisions?limit=50'), get('/api/usage?' + usage), get('/api/alarms')])
       .then(function (r) {
         barSeconds = BAR_SECONDS.find(function (s) { return s * 60 >= r[0].uptimeS; }) || BAR_SECONDS[BAR_SECONDS.length - 1];
         renderSnapshot(r[0]);
         renderDecisions(r[1].decisions);
         renderUsage(r[2]);
         renderAlarms(r[3]);
-        renderAnomalies(r[4]);
         $('status').textContent = 'live \\u00b7 ' + time(Date.now());
         $('status').className = '';
       })
@@ -396,17 +292,7 @@ const BODY = `
     <div class="card"><h2>Outbox</h2><div class="value" id="outbox">&ndash;</div><div class="sub">waiting for the broker</div></div>
     <div class="card"><h2>Alarms</h2><div class="value" id="alarm-count">&ndash;</div><div class="sub">routing health</div></div>
   </section>
-  <section class="panel wide" id="anomaly-panel" hidden>
-    <h2>Anomaly rate over time <span class="muted" id="anomaly-origin"></span></h2>
-    <div id="anomaly-chart"></div>
-    <h2 class="spaced">Latest anomalies <span class="muted">&middot; heatmap over the frame; mark each good or defect for the next training set</span></h2>
-    <label class="muted">operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
-    <table id="anomalies">
-      <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
-      <tbody></tbody>
-    </table>
-    <p class="muted" id="anomalies-empty">no anomaly yet</p>
-  </section>
+${ANOMALY_BODY}
   <section class="panel wide">
     <h2>Expert usage over time <span class="muted" id="usage-origin"></span></h2>
     <div id="usage-chart"></div>
@@ -454,9 +340,9 @@ export const PAGE_HTML = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
 <title>sgmoe-edge dashboard</title>
-<style>${STYLE}${CONDITION_STYLE}</style>
+<style>${STYLE}${ANOMALY_STYLE}${CONDITION_STYLE}</style>
 </head>
-<body>${BODY}<script>${SCRIPT}</script><script>${CONDITION_SCRIPT}</script>
+<body>${BODY}<script>${SCRIPT}</script><script>${ANOMALY_SCRIPT}</script><script>${CONDITION_SCRIPT}</script>
 </body>
 </html>
 `;
@@ -464,8 +350,8 @@ export const PAGE_HTML = `<!doctype html>
 /** Only this page's own script and style may run, and it may talk to this server only. */
 export const PAGE_CSP = [
   "default-src 'none'",
-  `script-src ${hash(SCRIPT)} ${hash(CONDITION_SCRIPT)}`,
-  `style-src ${hash(STYLE + CONDITION_STYLE)}`,
+  `script-src ${hash(SCRIPT)} ${hash(ANOMALY_SCRIPT)} ${hash(CONDITION_SCRIPT)}`,
+  `style-src ${hash(STYLE + ANOMALY_STYLE + CONDITION_STYLE)}`,
   'img-src data:',
   "connect-src 'self'",
   "base-uri 'none'",

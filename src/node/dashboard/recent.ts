@@ -5,6 +5,7 @@ import type { SgmoeError } from '../../errors';
 import type { Frame } from '../../ingest/frame';
 import { sniffFormat } from '../../ingest/format';
 import type { EdgeNode } from '../edge-node';
+import { HeldFrames } from './held-frames';
 import { ThumbnailWorker } from './thumbnail';
 
 interface EntryBase {
@@ -36,11 +37,15 @@ type Outcome =
 
 export type RecentEntry = EntryBase & Outcome;
 
-/** The last `capacity` frames the node decided or rejected, from its events, each with a thumbnail made aside. */
+/**
+ * The last `capacity` frames the node decided or rejected, from its events, each with a thumbnail made aside; the
+ * bytes of the anomaly frames among them are held (within `heldBytes`) so an operator's verdict can keep its pixels.
+ */
 export class RecentDecisions {
   private readonly entries: RecentEntry[] = [];
   private seq = 0;
   private readonly thumbnails = new ThumbnailWorker();
+  private readonly held: HeldFrames;
   private readonly onDecision = (frame: Frame, d: Decision) =>
     this.add(frame, {
       status: 'decided',
@@ -58,7 +63,9 @@ export class RecentDecisions {
   constructor(
     private readonly node: EdgeNode,
     readonly capacity = 200,
+    heldBytes?: number,
   ) {
+    this.held = new HeldFrames(heldBytes);
     node.on('decision', this.onDecision);
     node.on('rejected', this.onRejected);
   }
@@ -69,19 +76,33 @@ export class RecentDecisions {
     return newer.slice(Math.max(0, newer.length - limit));
   }
 
+  /** The bytes of the latest decision on `frameId`, while it is among the recent frames and within the budget. */
+  bytesOf(frameId: string): Buffer | undefined {
+    for (let i = this.entries.length - 1; i >= 0; i--) {
+      const e = this.entries[i];
+      if (e.frameId === frameId && e.status === 'decided') return this.held.get(e.seq);
+    }
+    return undefined;
+  }
+
   close(): void {
     this.node.off('decision', this.onDecision);
     this.node.off('rejected', this.onRejected);
     this.thumbnails.close();
+    this.held.clear();
   }
 
   private add(frame: Frame, outcome: Outcome): void {
     const entry: RecentEntry = { seq: ++this.seq, frameId: frame.id, source: frame.source, receivedAt: frame.receivedAt, at: Date.now(), thumbnail: null, ...outcome };
     this.entries.push(entry);
-    if (this.entries.length > this.capacity) this.entries.shift();
+    if (this.entries.length > this.capacity) this.held.release(this.entries.shift()!.seq);
     // Only bytes in a format ingest accepts reach sharp (an SVG must never reach librsvg); raw pixel frames
-    // (SDK pushes) have no encoded bytes to thumbnail.
-    if (frame.bytes && sniffFormat(frame.bytes)) this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
+    // (SDK pushes) have no encoded bytes to thumbnail, nor any file form a training set could hold.
+    if (frame.bytes && sniffFormat(frame.bytes)) {
+      this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
+      // Only an anomaly package's frames are reviewed into training images.
+      if (outcome.status === 'decided' && outcome.anomaly) this.held.hold(entry.seq, frame.bytes);
+    }
   }
 }
 

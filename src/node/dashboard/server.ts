@@ -4,18 +4,21 @@ import { isIP, type AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
-import { framesDirOf } from '../../audit/frame-store';
+import { framesDirOf, keepReviewedBytes } from '../../audit/frame-store';
 import { listEvents } from '../../audit/query';
+import { EventLog } from '../../audit/events';
 import { latestVerdicts, openReviewDb, recordReview } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
 import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
+import { operatorToken } from './auth';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
 import { RecentDecisions } from './recent';
+import { RefusalReporter } from './refusals';
 import { anomalyRateFromAudit, anomalyRateFromRecent, usageFromAudit, usageFromRecent, usageWindow } from './usage';
 
 export interface DashboardOptions {
@@ -27,6 +30,14 @@ export interface DashboardOptions {
    * and operators can mark frames good or defect (POST /api/review).
    */
   auditFile?: string;
+  /** Memory for the recent frames' bytes, so a verdict on one the frame store did not keep keeps its pixels (default 32 MiB). */
+  heldFrameBytes?: number;
+  /**
+   * The operator token POST /api/review requires (`Authorization: Bearer TOKEN`), at least 16 characters. Required
+   * to serve reviews on a non-loopback address, unless `reviewsWithoutToken` says to accept them from anyone.
+   */
+  token?: string;
+  reviewsWithoutToken?: boolean;
   logger?: Logger;
 }
 
@@ -81,16 +92,23 @@ function allowedHosts(bound: string): (header: string | undefined) => boolean {
 export async function startDashboard(node: EdgeNode, options: DashboardOptions): Promise<Dashboard> {
   const host = options.host ?? '127.0.0.1';
   const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
+  // Checked before anything opens: a dashboard that would take verdicts from the network without a token never starts.
+  const token = options.auditFile ? operatorToken({ host, token: options.token, reviewsWithoutToken: options.reviewsWithoutToken }) : undefined;
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
   // Reviews write through a connection of their own; reading stays on the read-only one.
-  let reviews: { db: Database; framesDir: string } | undefined;
+  let reviews: { db: Database; framesDir: string; refusals: RefusalReporter } | undefined;
   try {
-    reviews = options.auditFile ? { db: openReviewDb(options.auditFile), framesDir: framesDirOf(options.auditFile) } : undefined;
+    if (options.auditFile) {
+      const reviewDb = openReviewDb(options.auditFile);
+      const events = new EventLog(reviewDb, { logger: log });
+      reviews = { db: reviewDb, framesDir: framesDirOf(options.auditFile), refusals: new RefusalReporter((e) => void events.write(e)) };
+    }
   } catch (err) {
     db?.close();
     throw err;
   }
-  const recent = new RecentDecisions(node);
+  // Frame bytes are held only where a verdict can use them: with the audit log to record it.
+  const recent = new RecentDecisions(node, undefined, reviews ? options.heldFrameBytes : 0);
   const metrics = attachMetrics(node);
   const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
@@ -114,17 +132,24 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     '/api/anomalies': (url, res) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
       const window = usageWindow(windowS * 1000, buckets);
-      const latest = recent
-        .list()
-        .filter((e) => e.status === 'decided' && e.anomaly?.verdict === 'anomalous')
-        .slice(-limit)
-        .reverse();
-      const verdicts = db ? latestVerdicts(db, latest.map((e) => e.frameId)) : new Map();
+      const newest = (verdict: string) =>
+        recent
+          .list()
+          .filter((e) => e.status === 'decided' && e.anomaly?.verdict === verdict)
+          .slice(-limit)
+          .reverse();
+      // The frames the model passed as good too: where a missed defect hides, and an operator can still mark one.
+      const latest = newest('anomalous');
+      const passed = newest('good');
+      const verdicts = db ? latestVerdicts(db, [...latest, ...passed].map((e) => e.frameId)) : new Map();
+      const withReview = (e: (typeof latest)[number]) => ({ ...e, review: verdicts.get(e.frameId) ?? null });
       sendJson(res, 200, {
         task: node.engine.task.name,
         reviewable: reviews !== undefined,
+        tokenRequired: token !== undefined,
         rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
-        latest: latest.map((e) => ({ ...e, review: verdicts.get(e.frameId) ?? null })),
+        latest: latest.map(withReview),
+        passed: passed.map(withReview),
       });
     },
     '/api/condition': (_url, res) => sendJson(res, 200, condition.snapshot()),
@@ -135,13 +160,33 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     ? {
         '/api/review': async (req, res) => {
           checkSameOrigin(req);
+          try {
+            token?.check(req);
+          } catch (err) {
+            reviews.refusals.refused(err as SgmoeError, req.socket.remoteAddress);
+            throw err;
+          }
           const body = await readJsonBody(req);
           // The page may name the operator; the verdict itself is validated by the audit module.
           const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body } : body;
-          sendJson(res, 201, recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir }));
+          const review = recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir });
+          // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
+          const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.frameId) : undefined;
+          const bytes = held ? keepHeld(reviews.framesDir, review.inputSha256!, held) : review.bytes;
+          sendJson(res, 201, { ...review, bytes });
         },
       }
     : {};
+
+  // The verdict is recorded already: a disk that refuses its pixels leaves it without them (bytes null), as reported.
+  const keepHeld = (framesDir: string, sha256: string, bytes: Buffer): string | null => {
+    try {
+      return keepReviewedBytes(framesDir, sha256, bytes);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'could not keep a reviewed frame for export');
+      return null;
+    }
+  };
 
   const hostAllowed = allowedHosts(host);
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
@@ -169,9 +214,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     try {
       await (post ? post(req, res) : route!(url, res));
     } catch (err) {
-      const status = errorCode(err) === 'E_DASHBOARD_ORIGIN' ? 403 : errorCategory(err) === 'bad-input' ? 400 : 500;
-      if (status === 500) log.error({ path: url.pathname, code: errorCode(err), err: errorMessage(err) }, 'dashboard request failed');
-      sendJson(res, status, { error: { code: errorCode(err), message: errorMessage(err) } });
+      const code = errorCode(err);
+      const status = code === 'E_DASHBOARD_ORIGIN' ? 403 : code === 'E_DASHBOARD_UNAUTHORISED' ? 401 : errorCategory(err) === 'bad-input' ? 400 : 500;
+      if (status === 500) log.error({ path: url.pathname, code, err: errorMessage(err) }, 'dashboard request failed');
+      if (status === 401) res.setHeader('www-authenticate', 'Bearer realm="sgmoe-dashboard"');
+      sendJson(res, status, { error: { code, message: errorMessage(err) } });
     }
   };
 

@@ -1,0 +1,230 @@
+/*
+ * The anomaly panel of the dashboard page (anomaly packages): the anomaly rate over time, the latest anomalies with
+ * their heatmap over the thumbnail, the recent frames passed as good, and the operator's good/defect verdict on any
+ * of them (with the operator token, when the node asks for one). Its own script polls /api/anomalies and stays hidden
+ * for packages of other tasks. Same rules as page.ts: DOM built with textContent only, no template literals inside.
+ */
+
+export const ANOMALY_STYLE = `
+.overlay { position: relative; width: 64px; height: 64px; background: #000; border-radius: 3px; }
+.overlay img { position: absolute; left: 0; top: 0; width: 64px; height: 64px; image-rendering: pixelated; }
+/* The gray heatmap tinted from dark red (low) to yellow (high), over the frame seen through it. */
+.overlay img.heat { opacity: .55; filter: sepia(1) saturate(6) hue-rotate(-35deg); }
+button.verdict { background: var(--line); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 10px; margin-right: 6px; cursor: pointer; }
+button.verdict:hover { border-color: var(--accent); }
+td.review.good { color: var(--ok); }
+td.review.defect { color: var(--bad); }
+input { background: var(--bg); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 6px; margin: 0 0 8px 6px; }
+.review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
+.review-tables > div { overflow-x: auto; }
+`;
+
+export const ANOMALY_BODY = `
+  <section class="panel wide" id="anomaly-panel" hidden>
+    <h2>Anomaly rate over time <span class="muted" id="anomaly-origin"></span></h2>
+    <div id="anomaly-chart"></div>
+    <p class="muted spaced">Mark frames good or defect for the next training set.
+      <label>operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
+      <label id="token-field" hidden>operator token<input id="token" type="password" autocomplete="off" placeholder="asked once per tab"></label></p>
+    <div class="review-tables">
+      <div>
+        <h2>Latest anomalies <span class="muted">&middot; heatmap over the frame</span></h2>
+        <table id="anomalies">
+          <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
+          <tbody></tbody>
+        </table>
+        <p class="muted" id="anomalies-empty">no anomaly yet</p>
+      </div>
+      <div>
+        <h2>Recent frames passed as good <span class="muted">&middot; mark a missed defect</span></h2>
+        <table id="passed">
+          <thead><tr><th></th><th>frame</th><th class="num">score</th><th class="num">threshold</th><th>operator verdict</th><th>mark</th><th>time</th></tr></thead>
+          <tbody></tbody>
+        </table>
+        <p class="muted" id="passed-empty">no frame passed yet</p>
+      </div>
+    </div>
+  </section>
+`;
+
+export const ANOMALY_SCRIPT = `
+(function () {
+  'use strict';
+  var SVG = 'http://www.w3.org/2000/svg';
+
+  function $(id) { return document.getElementById(id); }
+  function el(tag, className, text) {
+    var e = document.createElement(tag);
+    if (className) e.className = className;
+    if (text !== undefined) e.textContent = String(text);
+    return e;
+  }
+  function svg(tag, attrs) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
+    return e;
+  }
+  function pct(x) { return x === null || x === undefined ? '\\u2013' : (x * 100).toFixed(1) + ' %'; }
+  function time(t) { return new Date(t).toLocaleTimeString(); }
+  function get(path) {
+    return fetch(path, { cache: 'no-store' }).then(function (r) {
+      if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
+      return r.json();
+    });
+  }
+
+  function renderAnomalyRate(r) {
+    var W = 900, H = 120, left = 44, bottom = 20, top = 8;
+    var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: '100%', role: 'img', 'aria-label': 'anomaly rate over time' });
+    var rates = r.buckets.map(function (b) { return b.decided ? b.anomalous / b.decided : 0; });
+    var max = Math.max(0.01, Math.max.apply(null, rates));
+    var slot = (W - left) / r.buckets.length;
+    chart.appendChild(svg('line', { x1: left, x2: W, y1: H - bottom, y2: H - bottom }));
+    var label = svg('text', { x: left - 6, y: top + 10, 'text-anchor': 'end' });
+    label.textContent = pct(max);
+    chart.appendChild(label);
+    r.buckets.forEach(function (b, i) {
+      if (!b.decided) return;
+      var h = (H - bottom - top) * rates[i] / max;
+      var rect = svg('rect', { x: left + i * slot + 1, y: H - bottom - h, width: Math.max(1, slot - 2), height: Math.max(h, 1), fill: rates[i] > 0 ? '#ff6b6b' : '#263140' });
+      rect.dataset.anomalous = b.anomalous;
+      rect.dataset.decided = b.decided;
+      var tip = svg('title', {});
+      tip.textContent = time(b.t) + ' \u00b7 ' + b.anomalous + ' of ' + b.decided + ' anomalous (' + pct(rates[i]) + ')';
+      rect.appendChild(tip);
+      chart.appendChild(rect);
+    });
+    $('anomaly-chart').replaceChildren(chart);
+    $('anomaly-origin').textContent = (r.origin === 'audit' ? 'from the audit log' : 'from the recent decisions') + ', ' + r.bucketMs / 1000 + ' s per bar';
+  }
+
+  function showReview(tr, review) {
+    var cell = tr.querySelector('td.review');
+    cell.className = 'review' + (review ? ' ' + review.verdict : '');
+    cell.textContent = review ? review.verdict + (review.kind && review.kind !== 'defect' ? ' (' + review.kind + ')' : '') + ' \u00b7 ' + review.reviewer : 'not reviewed';
+    // Said once, by the answer to the click: this verdict has no pixels, so the export lists it as missing.
+    if (review && tr.dataset.noPixels === String(review.id)) cell.textContent += ' \u00b7 no pixels kept: not exported';
+  }
+
+  // The operator token, when the node asks for one: typed once, kept for this browser tab only.
+  var TOKEN_KEY = 'sgmoe-operator-token';
+  var tokenRequired = false;
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
+  }
+  function showTokenField() {
+    $('token-field').hidden = !tokenRequired || storedToken() !== '';
+  }
+  $('token').addEventListener('change', function () {
+    try { sessionStorage.setItem(TOKEN_KEY, $('token').value); } catch (e) { /* storage off: asked again next time */ }
+    $('token').value = '';
+    showTokenField();
+  });
+
+  function sendReview(tr, verdict) {
+    var cell = tr.querySelector('td.review');
+    if (tokenRequired && !storedToken()) {
+      cell.textContent = 'not recorded: enter the operator token first';
+      showTokenField();
+      $('token').focus();
+      return;
+    }
+    var body = { frameId: tr.dataset.frameId, verdict: verdict };
+    if ($('reviewer').value) body.reviewer = $('reviewer').value;
+    var headers = { 'content-type': 'application/json' };
+    if (storedToken()) headers.authorization = 'Bearer ' + storedToken();
+    fetch('/api/review', { method: 'POST', headers: headers, body: JSON.stringify(body) })
+      .then(function (r) {
+        return r.json().then(function (answer) {
+          if (r.status === 401) {
+            try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
+            showTokenField();
+          }
+          if (!r.ok) throw new Error(answer.error.message);
+          if (answer.bytes === null) tr.dataset.noPixels = String(answer.id);
+          showReview(tr, answer);
+        });
+      })
+      .catch(function (err) { cell.textContent = 'not recorded: ' + err.message; });
+  }
+
+  function anomalyRow(e, reviewable) {
+    var tr = el('tr');
+    tr.dataset.frameId = e.frameId;
+    var view = el('div', 'overlay');
+    if (e.thumbnail) { var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId; view.appendChild(img); }
+    if (e.anomaly.heatmap) { var heat = el('img', 'heat'); heat.src = e.anomaly.heatmap; heat.alt = 'heatmap of ' + e.frameId; view.appendChild(heat); }
+    var cell = el('td', 'view');
+    cell.appendChild(view);
+    tr.appendChild(cell);
+    tr.appendChild(el('td', 'frame', e.frameId));
+    tr.appendChild(el('td', 'score num', e.anomaly.score.toFixed(3)));
+    tr.appendChild(el('td', 'num muted', e.anomaly.threshold.toFixed(3)));
+    tr.appendChild(el('td', 'review', ''));
+    var marks = el('td', 'marks');
+    if (reviewable) {
+      ['good', 'defect'].forEach(function (verdict) {
+        var b = el('button', 'verdict', verdict);
+        b.type = 'button';
+        b.dataset.verdict = verdict;
+        b.addEventListener('click', function () { sendReview(tr, verdict); });
+        marks.appendChild(b);
+      });
+    } else marks.textContent = 'needs the audit log';
+    tr.appendChild(marks);
+    tr.appendChild(el('td', 'muted', time(e.at)));
+    return tr;
+  }
+
+  // One table of reviewable frames (the latest anomalies, or the latest frames passed as good), kept row by row.
+  function reviewTable(id) {
+    var rowsBySeq = new Map();
+    return function (list, reviewable) {
+      var body = $(id).tBodies[0];
+      var keep = new Map();
+      list.forEach(function (e) {
+        var tr = rowsBySeq.get(e.seq) || anomalyRow(e, reviewable);
+        if (e.thumbnail && !tr.querySelector('img.thumb')) {
+          var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
+          tr.querySelector('.overlay').prepend(img);
+        }
+        if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
+        keep.set(e.seq, tr);
+        body.appendChild(tr);
+      });
+      rowsBySeq.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
+      rowsBySeq = keep;
+      $(id + '-empty').hidden = list.length > 0;
+    };
+  }
+  var renderLatest = reviewTable('anomalies');
+  var renderPassed = reviewTable('passed');
+
+  function renderAnomalies(a) {
+    var panel = $('anomaly-panel');
+    panel.hidden = a.task !== 'anomaly';
+    if (panel.hidden) return;
+    tokenRequired = a.reviewable && a.tokenRequired;
+    showTokenField();
+    renderAnomalyRate(a.rate);
+    renderLatest(a.latest, a.reviewable);
+    renderPassed(a.passed, a.reviewable);
+  }
+
+  // 60 bars of a round size that covers the node's uptime (up to 10 min), as the expert-usage chart has.
+  var BAR_SECONDS = [1, 2, 5, 10];
+  var barSeconds = 1;
+
+  function poll() {
+    Promise.all([get('/api/snapshot'), get('/api/anomalies?windowS=' + 60 * barSeconds + '&buckets=60')])
+      .then(function (r) {
+        barSeconds = BAR_SECONDS.find(function (s) { return s * 60 >= r[0].uptimeS; }) || BAR_SECONDS[BAR_SECONDS.length - 1];
+        renderAnomalies(r[1]);
+      })
+      // The page's status line already says when the node is unreachable.
+      .catch(function () { return undefined; })
+      .then(function () { setTimeout(poll, 1000); });
+  }
+  poll();
+})();
+`;
