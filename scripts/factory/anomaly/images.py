@@ -37,10 +37,18 @@ def _files(folder: str) -> list:
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(EXTENSIONS))
 
 
+def _gray_palette(image) -> bool:
+    """A palette image (a GIF, a PNG-8) whose colours all have R = G = B: gray parts, however they were saved."""
+    if image.mode not in ('P', 'PA'):
+        return False
+    palette = np.asarray(image.getpalette() or [], np.uint8).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
+
+
 def _open(path: str, roi):
     with Image.open(path) as image:
         image.load()
-        gray = image.mode in ('L', 'I;16', 'I', '1', 'LA')
+        gray = image.mode in ('L', 'I;16', 'I', '1', 'LA') or _gray_palette(image)
         image = image.convert('L' if gray else 'RGB')
     if roi:
         x, y, w, h = roi
