@@ -15,7 +15,7 @@ FILTERS = 8  # PCA filters per scale (the leading principal components of good p
 STRIDE = 4  # one feature vector per 4x4 pixels: a 64x64 patch gives a 16x16 map
 SHRINK = 0.05  # covariance shrinkage towards a scaled identity
 SMOOTH = 3  # the map is averaged over 3x3 positions before its maximum scores the image
-EPS = 1e-2  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
+EPS = 0.1  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
 SAMPLES = 20000  # patches drawn for the PCA
 
 
@@ -143,3 +143,4 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     weight = 2 * centroids @ sphere.T  # 2 c.z = 2 c.(x - mean) @ sphere
     bias = -weight @ mean - (centroids ** 2).sum(dim=1)
     return PooledGate(weight / temperature, bias / temperature).eval()
+
