@@ -84,7 +84,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
              f'{len(parts["threshold"])} threshold good images')
 
-    base = gaussian(feats['fit'], channels)  # the intensity channels only: a cheap global score
+    base = (texture.fit_base if recipe.stationary else gaussian)(feats['fit'], channels)  # intensity statistics only: a cheap global score
     base.normalise_on(feats['norm'])
     global_model = gaussian(feats['fit'], feats['fit'].shape[1])
     global_model.normalise_on(feats['norm'])

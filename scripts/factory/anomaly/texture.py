@@ -15,7 +15,7 @@ FILTERS = 8  # PCA filters per scale (the leading principal components of good p
 STRIDE = 4  # one feature vector per 4x4 pixels: a 64x64 patch gives a 16x16 map
 SHRINK = 0.05  # covariance shrinkage towards a scaled identity
 SMOOTH = 3  # the map is averaged over 3x3 positions before its maximum scores the image
-EPS = 0.1  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
+EPS = 0.03  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
 SAMPLES = 20000  # patches drawn for the PCA
 
 
@@ -34,8 +34,9 @@ def _pca_filters(images: torch.Tensor, size: int, count: int, generator: torch.G
 
 
 class TextureTrunk(nn.Module):
-    """Channels: the local mean intensity of each input channel (first, for the cheap base), then per scale the
-    log of the locally averaged squared response of each PCA filter, all on one grid at stride STRIDE."""
+    """Channels, all on one grid at stride STRIDE: the local mean, maximum and minimum of each input channel (first,
+    for the cheap base; the extremes keep a 2-pixel scratch or a dark hole that a mean would dilute), then per scale
+    the log of the locally averaged squared response of each PCA filter."""
 
     def __init__(self, filters: list, channels: int):
         super().__init__()
@@ -47,7 +48,7 @@ class TextureTrunk(nn.Module):
         self.channels = channels
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = [F.avg_pool2d(image, STRIDE)]
+        out = [F.avg_pool2d(image, STRIDE), F.max_pool2d(image, STRIDE), -F.max_pool2d(-image, STRIDE)]
         for scale, conv in zip(SCALES, self.convs):
             x = F.avg_pool2d(image, scale) if scale > 1 else image
             out.append(torch.log(F.avg_pool2d(conv(x) ** 2, STRIDE // scale) + EPS))
@@ -144,3 +145,21 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     bias = -weight @ mean - (centroids ** 2).sum(dim=1)
     return PooledGate(weight / temperature, bias / temperature).eval()
 
+
+
+
+class RelativeGaussian(StationaryGaussian):
+    """The base: one Gaussian, for every texture, of how far each position's intensity statistics lie from the
+    patch's own average (a good texture patch resembles itself; a hole, scratch or stain does not), so it needs no
+    mode and stays cheap."""
+
+    def raw_map(self, features: torch.Tensor) -> torch.Tensor:
+        own = features[:, :self.channels]
+        return super().raw_map(own - own.mean(dim=(2, 3), keepdim=True))
+
+
+def fit_base(features: torch.Tensor, channels: int) -> RelativeGaussian:
+    """channels: the image's; the trunk's first 3 x channels feature channels are its intensity statistics."""
+    own = features[:, :3 * channels]
+    fitted = fit_stationary(own - own.mean(dim=(2, 3), keepdim=True), 3 * channels)
+    return RelativeGaussian(fitted.mean[0, :, 0, 0], fitted.precision[:, :, 0, 0], 3 * channels, fitted.grid)
