@@ -1,17 +1,19 @@
 """Parts for stationary images (textures, webs), with the call interfaces of scorer.py's Trunk, Gaussian and Gate:
 a trunk of PCA filters learned from good patches (PCANet-style) whose local log-energy is pooled at stride 4, one
 Gaussian for every position of the feature map (Mahalanobis per position as a 1x1 convolution, the image scored by
-its worst smoothed position), and a gate on position-free statistics (each feature's mean over the image), so the
-modes it finds are the textures rather than where the bright spots of a patch happen to lie."""
+its worst smoothed position) per mode, a base that compares each position with the patch's own average, and a gate
+on position-free statistics (each feature's mean over the image), so the modes it finds are the textures rather than
+where the bright spots of a patch happen to lie. Every choice was made on validation patches from the training
+region (datasets.py textures --validation)."""
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from kmeans import kmeans
 
-SCALES = (1, 2)  # the image and its 2x2 average: 2-3 pixel scratches and blob-sized defects
-KERNEL = 7  # PCA filter size (pixels of the scale it runs on)
-FILTERS = 8  # PCA filters per scale (the leading principal components of good patches, DC removed)
+# (scale, kernel, filters): PCA filters (the leading principal components of good patches, DC removed) of
+# kernel x kernel pixels on the image (scale 1: 2-3 pixel scratches) and on its 2x2 average (blob-sized defects)
+SCALES = ((1, 5, 12), (2, 7, 8))
 STRIDE = 4  # one feature vector per 4x4 pixels: a 64x64 patch gives a 16x16 map
 SHRINK = 0.05  # covariance shrinkage towards a scaled identity
 SMOOTH = 3  # the map is averaged over 3x3 positions before its maximum scores the image
@@ -49,7 +51,7 @@ class TextureTrunk(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = [F.avg_pool2d(image, STRIDE), F.max_pool2d(image, STRIDE), -F.max_pool2d(-image, STRIDE)]
-        for scale, conv in zip(SCALES, self.convs):
+        for (scale, _, _), conv in zip(SCALES, self.convs):
             x = F.avg_pool2d(image, scale) if scale > 1 else image
             out.append(torch.log(F.avg_pool2d(conv(x) ** 2, STRIDE // scale) + EPS))
         return torch.cat(out, dim=1)
@@ -58,7 +60,8 @@ class TextureTrunk(nn.Module):
 def fit_trunk(images: torch.Tensor, seed: int) -> TextureTrunk:
     """images: normalised good images [N,C,H,W] (the fit split only)."""
     generator = torch.Generator().manual_seed(seed)
-    filters = [_pca_filters(F.avg_pool2d(images, s) if s > 1 else images, KERNEL, FILTERS, generator) for s in SCALES]
+    filters = [_pca_filters(F.avg_pool2d(images, s) if s > 1 else images, kernel, count, generator)
+               for s, kernel, count in SCALES]
     return TextureTrunk(filters, images.shape[1]).eval()
 
 
@@ -105,7 +108,7 @@ def fit_stationary(features: torch.Tensor, channels: int) -> StationaryGaussian:
     return StationaryGaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]))
 
 
-GATE_EXTRA = 2  # sphered principal directions kept beyond the k-1 that k modes need, plus one
+GATE_EXTRA = 2  # the gate keeps k + 2 sphered principal directions: k modes differ along k - 1, the weakest are noise
 
 
 def pooled(features: torch.Tensor) -> torch.Tensor:
@@ -135,7 +138,7 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     x = pooled(features).double()
     mean = x.mean(dim=0)
     values, vectors = torch.linalg.eigh((x - mean).T @ (x - mean) / len(x))  # ascending
-    keep = min(len(values), k + GATE_EXTRA)  # k modes differ along k-1 directions; the weakest ones are noise
+    keep = min(len(values), k + GATE_EXTRA)
     sphere = vectors[:, -keep:] / values[-keep:].sqrt()  # z = (x - mean) @ sphere
     z = ((x - mean) @ sphere).float()
     clustering = kmeans(z, k, restarts, seed)
@@ -144,8 +147,6 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     weight = 2 * centroids @ sphere.T  # 2 c.z = 2 c.(x - mean) @ sphere
     bias = -weight @ mean - (centroids ** 2).sum(dim=1)
     return PooledGate(weight / temperature, bias / temperature).eval()
-
-
 
 
 class RelativeGaussian(StationaryGaussian):
