@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 import rule
+import texture
 from kmeans import kmeans
 from scorer import Gate, Separate, Trunk, fit_gaussian
 
@@ -76,20 +77,25 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     mean = [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))]
     std = [round(max(float(v), 1e-3), 4) for v in x.std(axis=(0, 1, 2))]
     _, height, width, channels = pixels.shape
-    trunk = Trunk(channels, height, width, seed=recipe.seed).eval()
+    trunk = texture.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed) if recipe.stationary \
+        else Trunk(channels, height, width, seed=recipe.seed).eval()
+    gaussian = texture.fit_stationary if recipe.stationary else fit_gaussian  # textures: texture.py's parts
     feats = {name: features_of(trunk, normalise(pixels[idx], mean, std)) for name, idx in parts.items()}
     progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
              f'{len(parts["threshold"])} threshold good images')
 
-    base = fit_gaussian(feats['fit'], channels, recipe.stationary)  # the intensity channels only: a cheap global score
+    base = (texture.fit_base if recipe.stationary else gaussian)(feats['fit'], channels)  # intensity statistics only: a cheap global score
     base.normalise_on(feats['norm'])
-    global_model = fit_gaussian(feats['fit'], feats['fit'].shape[1], recipe.stationary)
+    global_model = gaussian(feats['fit'], feats['fit'].shape[1])
     global_model.normalise_on(feats['norm'])
 
-    flat = feats['fit'].flatten(1)
-    clustering = kmeans(flat, recipe.experts, recipe.kmeans_restarts, recipe.seed)
-    spread = float(torch.cdist(flat, clustering.centroids).min(dim=1).values.pow(2).median())
-    gate = Gate(clustering.centroids, max(spread, 1e-6)).eval()
+    if recipe.stationary:
+        gate = texture.fit_gate(feats['fit'], recipe.experts, recipe.kmeans_restarts, recipe.seed)
+    else:
+        flat = feats['fit'].flatten(1)
+        clustering = kmeans(flat, recipe.experts, recipe.kmeans_restarts, recipe.seed)
+        spread = float(torch.cdist(flat, clustering.centroids).min(dim=1).values.pow(2).median())
+        gate = Gate(clustering.centroids, max(spread, 1e-6)).eval()
     experts = []
     with torch.no_grad():
         mode = {name: gate(f).argmax(dim=1) for name, f in feats.items()}
@@ -97,7 +103,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
         members = feats['fit'][mode['fit'] == k]
         if len(members) < 2:
             raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
-        expert = fit_gaussian(members, members.shape[1], recipe.stationary)
+        expert = gaussian(members, members.shape[1])
         held = feats['norm'][mode['norm'] == k]
         expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
         experts.append(expert.eval())

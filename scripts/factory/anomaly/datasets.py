@@ -2,10 +2,14 @@
 
     /usr/bin/python3 scripts/factory/anomaly/datasets.py fashion-loco DIR [--held-out 8]
         Fashion-MNIST, nine classes good (train/good), the test set with the held-out class as the defect kind
-    /usr/bin/python3 scripts/factory/anomaly/datasets.py textures DIR
-        64x64 patches of skimage's brick, grass and gravel photographs (three products on one line): good patches
-        from the top three quarters of each, test patches from the bottom quarter, half with synthetic defects
-        (scratch, hole, stain, pasted patch) and their pixel masks in test/masks/
+    /usr/bin/python3 scripts/factory/anomaly/datasets.py textures DIR [--validation]
+        64x64 patches of skimage's brick, grass and gravel photographs (three products on one line). Each photograph
+        is cut into a 4x4 grid of 128x128 blocks; four blocks, one in every block row and column, are the test
+        region, the other twelve the training region, so train and test are disjoint yet drawn from the same
+        positions and lighting. Good patches come from the training blocks; test patches from the test blocks: per
+        texture 300 good and 60 with a synthetic defect (scratch, hole, stain, pasted patch; masks in test/masks/).
+        --validation: the same from the training region only (three of its blocks play the test region, with
+        other defects), for choosing the recipe without touching the test blocks.
 """
 import argparse
 import os
@@ -23,7 +27,10 @@ from export import label_slug  # noqa: E402
 PER_CLASS = 1000  # good training images per class, as in benchmark.py
 TEXTURES = ('brick', 'grass', 'gravel')
 PATCH = 64
-TRAIN_PATCHES, TEST_PATCHES = 1000, 60  # per texture; test: this many good and this many defective
+TRAIN_PATCHES, GOOD_TEST, DEFECTIVE_TEST = 1000, 300, 60  # per texture (300 good: a 1% false-alarm rate resolved)
+BLOCK = 128  # the photographs' 4x4 grid of blocks
+TEST_BLOCKS = ((0, 1), (1, 3), (2, 0), (3, 2))  # (row, column): one per block row and column
+VALIDATION_BLOCKS = ((0, 3), (1, 0), (2, 2))  # training blocks standing in for the test region in --validation
 DEFECTS = ('scratch', 'hole', 'stain', 'paste')
 
 
@@ -84,19 +91,28 @@ def _defect(patch: np.ndarray, kind: str, rng, donor: np.ndarray):
     return np.asarray(image), np.asarray(mask) > 0
 
 
-def textures(out: str, seed: int = 0) -> None:
+def _crop(photo: np.ndarray, blocks: list, rng) -> np.ndarray:
+    """A random 64x64 patch lying inside one of the blocks (so no patch straddles the train/test border)."""
+    row, col = blocks[rng.integers(len(blocks))]
+    y, x = row * BLOCK + rng.integers(0, BLOCK - PATCH + 1), col * BLOCK + rng.integers(0, BLOCK - PATCH + 1)
+    return photo[y:y + PATCH, x:x + PATCH]
+
+
+def textures(out: str, validation: bool = False) -> None:
     from skimage import data as skdata
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(1 if validation else 0)
     photos = {name: getattr(skdata, name)() for name in TEXTURES}
+    every = [(r, c) for r in range(4) for c in range(4)]
+    train_blocks = [b for b in every if b not in TEST_BLOCKS]
+    test_blocks = list(TEST_BLOCKS)
+    if validation:
+        train_blocks, test_blocks = [b for b in train_blocks if b not in VALIDATION_BLOCKS], list(VALIDATION_BLOCKS)
     for t, (name, photo) in enumerate(photos.items()):
-        top, bottom = photo[:384], photo[384:]
         for n in range(TRAIN_PATCHES):
-            y, x = rng.integers(0, top.shape[0] - PATCH), rng.integers(0, top.shape[1] - PATCH)
-            _save(os.path.join(out, 'train', 'good'), f'{name}-{n:04d}.png', top[y:y + PATCH, x:x + PATCH])
-        for n in range(2 * TEST_PATCHES):
-            y, x = rng.integers(0, bottom.shape[0] - PATCH), rng.integers(0, bottom.shape[1] - PATCH)
-            patch = bottom[y:y + PATCH, x:x + PATCH]
-            if n < TEST_PATCHES:
+            _save(os.path.join(out, 'train', 'good'), f'{name}-{n:04d}.png', _crop(photo, train_blocks, rng))
+        for n in range(GOOD_TEST + DEFECTIVE_TEST):
+            patch = _crop(photo, test_blocks, rng)
+            if n < GOOD_TEST:
                 _save(os.path.join(out, 'test', 'good'), f'{name}-{n:04d}.png', patch)
                 continue
             kind = DEFECTS[n % len(DEFECTS)]
@@ -111,10 +127,11 @@ def main() -> int:
     parser.add_argument('which', choices=['fashion-loco', 'textures'])
     parser.add_argument('out')
     parser.add_argument('--held-out', type=int, default=8, help='fashion-loco: the foreign class (default 8, Bag)')
+    parser.add_argument('--validation', action='store_true', help='textures: from the training region only')
     args = parser.parse_args()
     if os.path.exists(args.out):
         parser.error(f'{args.out} exists: an empty or new folder expected')
-    fashion_loco(args.out, args.held_out) if args.which == 'fashion-loco' else textures(args.out)
+    fashion_loco(args.out, args.held_out) if args.which == 'fashion-loco' else textures(args.out, args.validation)
     return 0
 
 

@@ -1,0 +1,166 @@
+"""Parts for stationary images (textures, webs), with the call interfaces of scorer.py's Trunk, Gaussian and Gate:
+a trunk of PCA filters learned from good patches (PCANet-style) whose local log-energy is pooled at stride 4, one
+Gaussian for every position of the feature map (Mahalanobis per position as a 1x1 convolution, the image scored by
+its worst smoothed position) per mode, a base that compares each position with the patch's own average, and a gate
+on position-free statistics (each feature's mean over the image), so the modes it finds are the textures rather than
+where the bright spots of a patch happen to lie. Every choice was made on validation patches from the training
+region (datasets.py textures --validation)."""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from kmeans import kmeans
+
+# (scale, kernel, filters): PCA filters (the leading principal components of good patches, DC removed) of
+# kernel x kernel pixels on the image (scale 1: 2-3 pixel scratches) and on its 2x2 average (blob-sized defects)
+SCALES = ((1, 5, 12), (2, 7, 8))
+STRIDE = 4  # one feature vector per 4x4 pixels: a 64x64 patch gives a 16x16 map
+SHRINK = 0.05  # covariance shrinkage towards a scaled identity
+SMOOTH = 3  # the map is averaged over 3x3 positions before its maximum scores the image
+EPS = 0.03  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
+SAMPLES = 20000  # patches drawn for the PCA
+
+
+def _pca_filters(images: torch.Tensor, size: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    """The leading principal components of zero-mean size x size patches of good images, as conv weights."""
+    n, c, h, w = images.shape
+    pick = torch.randint(n, (SAMPLES,), generator=generator)
+    ys = torch.randint(h - size + 1, (SAMPLES,), generator=generator)
+    xs = torch.randint(w - size + 1, (SAMPLES,), generator=generator)
+    offsets = torch.arange(size)
+    patches = images[pick[:, None, None], :, (ys[:, None] + offsets)[:, :, None], (xs[:, None] + offsets)[:, None, :]]
+    patches = patches.reshape(SAMPLES, -1).double()
+    patches -= patches.mean(dim=1, keepdim=True)  # the DC is the intensity channel's job
+    _, _, v = torch.linalg.svd(patches - patches.mean(dim=0), full_matrices=False)
+    return v[:count].reshape(count, size, size, c).permute(0, 3, 1, 2).float()
+
+
+class TextureTrunk(nn.Module):
+    """Channels, all on one grid at stride STRIDE: the local mean, maximum and minimum of each input channel (first,
+    for the cheap base; the extremes keep a 2-pixel scratch or a dark hole that a mean would dilute), then per scale
+    the log of the locally averaged squared response of each PCA filter."""
+
+    def __init__(self, filters: list, channels: int):
+        super().__init__()
+        self.convs = nn.ModuleList()
+        for weight in filters:
+            conv = nn.Conv2d(channels, weight.shape[0], weight.shape[-1], padding=weight.shape[-1] // 2, bias=False)
+            conv.weight.data.copy_(weight)
+            self.convs.append(conv)
+        self.channels = channels
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out = [F.avg_pool2d(image, STRIDE), F.max_pool2d(image, STRIDE), -F.max_pool2d(-image, STRIDE)]
+        for (scale, _, _), conv in zip(SCALES, self.convs):
+            x = F.avg_pool2d(image, scale) if scale > 1 else image
+            out.append(torch.log(F.avg_pool2d(conv(x) ** 2, STRIDE // scale) + EPS))
+        return torch.cat(out, dim=1)
+
+
+def fit_trunk(images: torch.Tensor, seed: int) -> TextureTrunk:
+    """images: normalised good images [N,C,H,W] (the fit split only)."""
+    generator = torch.Generator().manual_seed(seed)
+    filters = [_pca_filters(F.avg_pool2d(images, s) if s > 1 else images, kernel, count, generator)
+               for s, kernel, count in SCALES]
+    return TextureTrunk(filters, images.shape[1]).eval()
+
+
+class StationaryGaussian(nn.Module):
+    """One Gaussian of the first `channels` feature channels for every position; the map is each position's
+    Mahalanobis distance, averaged over SMOOTH x SMOOTH neighbours, and the score its maximum; both normalised by the
+    score's quantiles on held-out good images (median -> 0, 99th percentile -> 1) so base and experts share a scale."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple):
+        super().__init__()
+        self.register_buffer('mean', mean.float()[None, :, None, None])
+        self.register_buffer('precision', precision.float()[:, :, None, None])
+        self.register_buffer('loc', torch.zeros(()))
+        self.register_buffer('scale', torch.ones(()))
+        self.channels = channels
+        self.grid = grid
+
+    def raw_map(self, features: torch.Tensor) -> torch.Tensor:
+        d = features[:, :self.channels] - self.mean
+        distance = (d * F.conv2d(d, self.precision)).sum(dim=1, keepdim=True)
+        return F.avg_pool2d(distance, SMOOTH, stride=1, padding=SMOOTH // 2, count_include_pad=False)[:, 0]
+
+    def forward(self, features: torch.Tensor):
+        raw = self.raw_map(features)
+        score = raw.flatten(1).max(dim=1, keepdim=True).values
+        return (score - self.loc) / self.scale, (raw - self.loc) / self.scale
+
+    def normalise_on(self, features: torch.Tensor) -> None:
+        with torch.no_grad():
+            raw = self.raw_map(features).flatten(1).max(dim=1).values
+            median, high = torch.quantile(raw.double(), torch.tensor([0.5, 0.99], dtype=torch.float64))
+            self.loc.fill_(float(median))
+            self.scale.fill_(float(max(high - median, 1e-6)))
+
+
+def fit_stationary(features: torch.Tensor, channels: int) -> StationaryGaussian:
+    """Mean and shrunk covariance over every position of every good image."""
+    x = features[:, :channels].permute(0, 2, 3, 1).reshape(-1, channels).double()
+    mean = x.mean(dim=0)
+    d = x - mean
+    cov = d.T @ d / max(len(x) - 1, 1)
+    eye = torch.eye(channels, dtype=torch.float64)
+    cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * eye + 1e-6 * eye
+    return StationaryGaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]))
+
+
+GATE_EXTRA = 2  # the gate keeps k + 2 sphered principal directions: k modes differ along k - 1, the weakest are noise
+
+
+def pooled(features: torch.Tensor) -> torch.Tensor:
+    """Position-free statistics the gate clusters and routes on: each channel's mean over the map."""
+    return features.mean(dim=(2, 3))
+
+
+class PooledGate(nn.Module):
+    """The single linear gate on the pooled statistics: logits = weight . pooled + bias."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.linear.weight.copy_(weight)
+            self.linear.bias.copy_(bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.linear(pooled(features))
+
+
+def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> PooledGate:
+    """k-means on the sphered pooled statistics (so a texture whose statistics vary a lot, like bricks with more or
+    less mortar in view, does not take two modes while two quieter textures share one). Nearest centroid in sphered
+    coordinates is linear in the pooled statistics, over a temperature (the median squared distance to the nearest
+    centroid) so the softmax says how clearly a frame belongs to its mode."""
+    x = pooled(features).double()
+    mean = x.mean(dim=0)
+    values, vectors = torch.linalg.eigh((x - mean).T @ (x - mean) / len(x))  # ascending
+    keep = min(len(values), k + GATE_EXTRA)
+    sphere = vectors[:, -keep:] / values[-keep:].sqrt()  # z = (x - mean) @ sphere
+    z = ((x - mean) @ sphere).float()
+    clustering = kmeans(z, k, restarts, seed)
+    temperature = float(torch.cdist(z, clustering.centroids).min(dim=1).values.pow(2).median().clamp_min(1e-6))
+    centroids = clustering.centroids.double()
+    weight = 2 * centroids @ sphere.T  # 2 c.z = 2 c.(x - mean) @ sphere
+    bias = -weight @ mean - (centroids ** 2).sum(dim=1)
+    return PooledGate(weight / temperature, bias / temperature).eval()
+
+
+class RelativeGaussian(StationaryGaussian):
+    """The base: one Gaussian, for every texture, of how far each position's intensity statistics lie from the
+    patch's own average (a good texture patch resembles itself; a hole, scratch or stain does not), so it needs no
+    mode and stays cheap."""
+
+    def raw_map(self, features: torch.Tensor) -> torch.Tensor:
+        own = features[:, :self.channels]
+        return super().raw_map(own - own.mean(dim=(2, 3), keepdim=True))
+
+
+def fit_base(features: torch.Tensor, channels: int) -> RelativeGaussian:
+    """channels: the image's; the trunk's first 3 x channels feature channels are its intensity statistics."""
+    own = features[:, :3 * channels]
+    fitted = fit_stationary(own - own.mean(dim=(2, 3), keepdim=True), 3 * channels)
+    return RelativeGaussian(fitted.mean[0, :, 0, 0], fitted.precision[:, :, 0, 0], 3 * channels, fitted.grid)
