@@ -11,11 +11,12 @@ import { MqttTransport, Outbox, parseTransportConfig, type TransportConfigInput 
 import { tempDir } from '../../test/helpers/tmp';
 import { Mosquitto } from '../../test/helpers/mqtt';
 import { decision } from '../../test/transport/support';
-import { printComparison, printHeader, type Row } from './lib';
+import { median, printComparison, printHeader, type Row } from './lib';
 
 const RESULTS = Number(process.env.BENCH_RESULTS ?? 20_000);
 const BACKLOG = Number(process.env.BENCH_BACKLOG ?? 50_000);
 const BATCH = Number(process.env.BENCH_BATCH ?? 16);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TOPIC = 'sgmoe/v1/bench/dev/result';
 const DEFAULTS = parseTransportConfig({ url: 'mqtt://localhost', site: 's', device: 'd' });
 const DEFAULT_SYNCHRONOUS = DEFAULTS.outbox.synchronous;
@@ -96,6 +97,21 @@ async function drain(broker: Mosquitto, extra: TransportConfigInput): Promise<{ 
   return { rate, enqueueRate };
 }
 
+interface Case {
+  name: string;
+  note: string;
+  run: () => Promise<number>;
+}
+
+/** Every case once per round, the rounds one after another, so a slow spell of the machine touches every case alike. */
+async function inRounds(cases: Case[]): Promise<Row[]> {
+  const values: number[][] = cases.map(() => []);
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [i, c] of cases.entries()) values[i].push(await c.run());
+  }
+  return cases.map((c, i) => ({ name: c.name, value: median(values[i]), unit: 'results/s', note: c.note }));
+}
+
 async function main(): Promise<void> {
   // `mosquitto -h` prints its version and exits non-zero.
   const mosquittoVersion = spawnSync('mosquitto', ['-h'], { encoding: 'utf8' }).stdout.split('\n')[0].replace('mosquitto version ', '');
@@ -106,33 +122,28 @@ async function main(): Promise<void> {
   try {
     await raw(broker.url, 1, 2000); // warm-up: JIT and broker, so the first row is not penalised
     for (const qos of [0, 1] as const) {
-      const rows: Row[] = [
-        { name: `raw publish QoS ${qos}`, value: await raw(broker.url, qos, RESULTS), unit: 'results/s', note: 'floor: no outbox, payloads built beforehand' },
-        { name: `raw publish QoS ${qos}, serialising`, value: await raw(broker.url, qos, RESULTS, true), unit: 'results/s', note: 'each payload built from its decision when published' },
-      ];
-      for (const synchronous of ['normal', 'full'] as const) {
-        rows.push({
+      const cases: Case[] = [
+        { name: `raw publish QoS ${qos}`, note: 'floor: no outbox, payloads built beforehand', run: () => raw(broker.url, qos, RESULTS) },
+        { name: `raw publish QoS ${qos}, serialising`, note: 'each payload built from its decision when published', run: () => raw(broker.url, qos, RESULTS, true) },
+        ...(['normal', 'full'] as const).map((synchronous) => ({
           name: `outbox QoS ${qos}, synchronous=${synchronous}${synchronous === DEFAULT_SYNCHRONOUS ? ' (default)' : ''}`,
-          value: await viaOutbox(broker.url, { resultQos: qos, outbox: { synchronous } }, RESULTS, BATCH),
-          unit: 'results/s',
           note: `enqueued ${BATCH} per transaction (one engine batch), window ${DEFAULT_IN_FLIGHT}`,
-        });
-      }
-      if (qos === 1) {
-        rows.push({
-          name: `outbox QoS 1, synchronous=${DEFAULT_SYNCHRONOUS} (default), window 1000`,
-          value: await viaOutbox(broker.url, { resultQos: 1, inFlight: 1000 }, RESULTS, BATCH),
-          unit: 'results/s',
-          note: `inFlight: 1000 (default ${DEFAULT_IN_FLIGHT}): more PUBACKs awaited at once`,
-        });
-      }
-      rows.push({
-        name: `outbox QoS ${qos}, synchronous=${DEFAULT_SYNCHRONOUS} (default), 1 per transaction`,
-        value: await viaOutbox(broker.url, { resultQos: qos }, RESULTS / 4, 1),
-        unit: 'results/s',
-        note: `worst case: one fsync per result (${RESULTS / 4} results)`,
-      });
-      printComparison(`results/s at QoS ${qos}`, rows, `raw publish QoS ${qos}`, true);
+          run: () => viaOutbox(broker.url, { resultQos: qos, outbox: { synchronous } }, RESULTS, BATCH),
+        })),
+        ...(qos === 1
+          ? [{
+              name: `outbox QoS 1, synchronous=${DEFAULT_SYNCHRONOUS} (default), window 1000`,
+              note: `inFlight: 1000 (default ${DEFAULT_IN_FLIGHT}): more PUBACKs awaited at once`,
+              run: () => viaOutbox(broker.url, { resultQos: 1, inFlight: 1000 }, RESULTS, BATCH),
+            }]
+          : []),
+        {
+          name: `outbox QoS ${qos}, synchronous=${DEFAULT_SYNCHRONOUS} (default), 1 per transaction`,
+          note: `worst case: one fsync per result (${RESULTS / 4} results)`,
+          run: () => viaOutbox(broker.url, { resultQos: qos }, RESULTS / 4, 1),
+        },
+      ];
+      printComparison(`results/s at QoS ${qos}, median of ${ROUNDS} rounds`, await inRounds(cases), `raw publish QoS ${qos}`, true);
     }
     const rows: Row[] = [{ name: 'raw publish QoS 1', value: await raw(broker.url, 1, BACKLOG), unit: 'results/s', note: `${BACKLOG} at once` }];
     for (const inFlight of [100, 1000]) {
