@@ -7,11 +7,14 @@ import torch
 
 import rule
 from kmeans import kmeans
-from scorer import Gate, Separate, Trunk, fit_gaussian
+from scorer import Gate, Separate, Trunk, covariance, fit_gaussian
 
 FIT_SHARE, NORM_SHARE = 0.7, 0.15  # of the good images: fit the Gaussians, normalise the parts; the rest: threshold
 BASE_WEIGHT = 0.25  # the expert models the frame's mode, the base only the whole line: the expert weighs more
 EXIT_QUANTILE = 0.5  # default operating point: half of the good frames exit after the base
+# Each mode's covariance is pulled this far towards the whole line's (RDA); 0.5 was best of 0 / 0.5 on the
+# training-set validation protocol (benchmark.py --validation), mostly by steadier per-mode models.
+POOLING = 0.5
 
 
 @dataclass
@@ -85,6 +88,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     base.normalise_on(feats['norm'])
     global_model = fit_gaussian(feats['fit'], feats['fit'].shape[1], recipe.stationary)
     global_model.normalise_on(feats['norm'])
+    line_cov = None if recipe.stationary else covariance(feats['fit'], feats['fit'].shape[1])[1]
 
     flat = feats['fit'].flatten(1)
     clustering = kmeans(flat, recipe.experts, recipe.kmeans_restarts, recipe.seed)
@@ -97,7 +101,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
         members = feats['fit'][mode['fit'] == k]
         if len(members) < 2:
             raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
-        expert = fit_gaussian(members, members.shape[1], recipe.stationary)
+        expert = fit_gaussian(members, members.shape[1], recipe.stationary, towards=line_cov, pooling=POOLING)
         held = feats['norm'][mode['norm'] == k]
         expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
         experts.append(expert.eval())

@@ -70,12 +70,23 @@ class Gaussian(nn.Module):
             self.scale.fill_(float(max(high - median, 1e-6)))
 
 
-def fit_gaussian(features: torch.Tensor, channels: int, cellwise: bool = False) -> Gaussian:
+def covariance(features: torch.Tensor, channels: int, cellwise: bool = False):
+    """Mean and sample covariance (float64) of the first `channels` feature channels: per image, or per cell."""
     x = features[:, :channels].flatten(2).transpose(1, 2).reshape(-1, channels).double() if cellwise \
         else features[:, :channels].flatten(1).double()
     mean = x.mean(dim=0)
     d = x - mean
-    cov = d.T @ d / max(len(x) - 1, 1)
+    return mean, d.T @ d / max(len(x) - 1, 1)
+
+
+def fit_gaussian(features: torch.Tensor, channels: int, cellwise: bool = False, towards=None,
+                 pooling: float = 0.0) -> Gaussian:
+    """`towards`, `pooling`: a mode's covariance is pulled towards the whole line's (regularised discriminant
+    analysis): a few thousand good images per mode cannot pin down ~800 dimensions alone, and the shared shape is
+    a better guess than a sphere for the directions they leave open."""
+    mean, cov = covariance(features, channels, cellwise)
+    if towards is not None:
+        cov = (1 - pooling) * cov + pooling * towards
     dim = cov.shape[0]
     cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * torch.eye(dim, dtype=torch.float64)
     cov += 1e-6 * torch.eye(dim, dtype=torch.float64)
