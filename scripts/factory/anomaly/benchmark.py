@@ -42,6 +42,7 @@ def split(protocol: str, c: int, splits, validation: bool = False):
 
 
 def run(protocol: str, c: int, splits, far: float, validation: bool = False) -> dict:
+    started = time.time()
     train, test, labels = split(protocol, c, splits, validation)
     recipe = build.Recipe(experts=EXPERTS[protocol], false_alarm_rate=far)
     model = build.fit(train, recipe, progress=lambda m: None)

@@ -87,9 +87,11 @@ def render(f: dict) -> str:
              'its own median and 99th percentile on held-out good images (0 and 1). Cheap; exits early below the '
              'early-exit point.',
              '- **Gate**: k-means on the good images\' trunk features, written as one linear layer '
-             '(nearest centroid). **Experts**: one Gaussian on all trunk features per mode, normalised like the base.',
+             '(nearest centroid). **Experts**: one Gaussian on all trunk features per mode, its covariance pulled '
+             'half-way towards the whole line\'s (regularised discriminant analysis), normalised like the base.',
              '- **Decision**: final = base score on early exit, else `w*base + (1-w)*expert` (top-1); anomalous when '
-             f'final ≥ threshold. w = 0.25. Score maps split each distance by grid cell (coarse localisation).',
+             f'final ≥ threshold. w = {f.get("baseWeight", 0.25)}. Score maps split each distance by grid cell (coarse '
+             'localisation).',
              f'- Good images: {f["splitSizes"]["fit"]} fit the Gaussians, {f["splitSizes"]["norm"]} normalise the parts, '
              f'{f["splitSizes"]["threshold"]} (held out) set the threshold at the target false-alarm rate '
              f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, early exit below {f["exitBelow"]:.4f}.',
