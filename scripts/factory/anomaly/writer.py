@@ -123,7 +123,7 @@ def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tu
 
 
 def write(out: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args,
-          benchmark: dict = None) -> None:
+          benchmark: dict = None, timing: str = None) -> None:
     """Builds in a sibling temporary folder, renamed into place when complete."""
     staging = out.rstrip('/') + '.tmp'
     shutil.rmtree(staging, ignore_errors=True)
@@ -148,7 +148,7 @@ def write(out: str, name: str, version: str, model: build.Model, data, results, 
              'threshold': model.threshold, 'exitBelow': model.exit_below, 'points': model.points,
              'expertShare': model.expert_share, 'falseAlarmRate': far, 'test': len(data.test.names),
              'testKinds': {k: data.test_kinds.count(k) for k in sorted(set(data.test_kinds))},
-             'baseWeight': model.base_weight, 'benchmark': benchmark}
+             'baseWeight': model.base_weight, 'benchmark': benchmark, 'timing': timing}
     write_json(os.path.join(staging, 'report.json'), facts)
     with open(os.path.join(staging, 'REPORT.md'), 'w') as f:
         f.write(markdown.render(facts))
