@@ -1,7 +1,10 @@
 """The anomaly factory: good images in, an anomaly sgmoe-package/1 out (docs/DESIGN.md, "Seams").
 
     npm run factory -- --task anomaly --data DIR --out models/NAME [--false-alarm-rate 0.01] [--experts K]
-                       [--size WxH] [--roi X,Y,W,H]
+                       [--size WxH] [--roi X,Y,W,H] [--benchmark FILE] [--timing FILE]
+
+The shipped Fashion-MNIST line also passes --benchmark scripts/factory/anomaly/fashion-benchmark.json and --timing
+(the output of `npm run bench:anomaly` on a first build), so REPORT.md carries the protocols and the time per frame.
 """
 import argparse
 import json
