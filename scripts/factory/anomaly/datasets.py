@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
 from data import LABELS, load_splits  # noqa: E402
 from export import label_slug  # noqa: E402
 
-PER_CLASS = 1000  # good training images per class, as in benchmark.py
+PER_CLASS = 3000  # good training images per class at most, as in benchmark.py
 TEXTURES = ('brick', 'grass', 'gravel')
 PATCH = 64
 TRAIN_PATCHES, GOOD_TEST, DEFECTIVE_TEST = 1000, 300, 60  # per texture (300 good: a 1% false-alarm rate resolved)

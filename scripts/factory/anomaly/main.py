@@ -1,9 +1,13 @@
 """The anomaly factory: good images in, an anomaly sgmoe-package/1 out (docs/DESIGN.md, "Seams").
 
     npm run factory -- --task anomaly --data DIR --out models/NAME [--false-alarm-rate 0.01] [--experts K]
-                       [--size WxH] [--roi X,Y,W,H]
+                       [--size WxH] [--roi X,Y,W,H] [--benchmark FILE] [--timing FILE]
+
+The shipped Fashion-MNIST line also passes --benchmark scripts/factory/anomaly/fashion-benchmark.json and --timing
+(the output of `npm run bench:anomaly` on a first build), so REPORT.md carries the protocols and the time per frame.
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -44,6 +48,9 @@ def parse_args(argv):
     parser.add_argument('--stationary', action='store_true',
                         help='textures and webs: one Gaussian for every grid cell, the worst cell scores the image')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--benchmark', help="benchmark.py's JSON (Fashion-MNIST protocols): REPORT.md shows its table "
+                        "and issue 14's targets")
+    parser.add_argument('--timing', help="`npm run bench:anomaly` output for this package: REPORT.md shows its table")
     args = parser.parse_args(argv)
     if not 0 < args.false_alarm_rate < 0.5:
         parser.error(f'--false-alarm-rate expects a rate in (0, 0.5), found {args.false_alarm_rate}')
@@ -85,8 +92,15 @@ def main(argv=None) -> int:
         for name, r in results.items():
             say(f'{name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in r.items() if isinstance(v, float)))
     name = args.name or os.path.basename(os.path.abspath(args.out))
+    benchmark, timing = None, None
+    if args.benchmark:
+        with open(args.benchmark) as f:
+            benchmark = json.load(f)
+    if args.timing:
+        with open(args.timing) as f:
+            timing = f.read()
     writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate,
-                  [a for a in raw if a not in ('--task', 'anomaly')])
+                  [a for a in raw if a not in ('--task', 'anomaly')], benchmark, timing)
     say(f'wrote {args.out}')
     return 0
 

@@ -1,4 +1,6 @@
-"""REPORT.md of an anomaly package, from report.json's facts."""
+"""REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
+of benchmark.py's JSON with issue 14's targets)."""
+from build import MIN_EXPERT_SHARE
 
 MODELS = [('sgmoe', 'SGMoE at the operating point (shipped)'), ('sgmoe-always-expert', 'SGMoE, expert always run'),
           ('global', 'one global model, no mixture'), ('separate', 'separate per-mode models, all run'),
@@ -13,22 +15,136 @@ def _num(v):
     return '—' if v is None else f'{v:.4f}'
 
 
+PROTOCOLS = [('ovr', 'one-vs-rest (one class good)'), ('loco', 'leave-one-class-out (nine classes good)')]
+LABELS = ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+# Published one-vs-rest means on Fashion-MNIST (AUROC, %), each read in the source named beside it.
+PUBLISHED = [
+    ('GEOM (Golan & El-Yaniv, NeurIPS 2018)', 93.5, 'as tabulated in AGAD (Table 1, GeoTrans row, Fashion-MNIST avg; '
+     'borrowed there from Cheng et al. 2020)'),
+    ('Deep SAD with no labelled anomalies (Ruff et al., ICLR 2020)', 89.2, 'AGAD Table 2, Fashion-MNIST, gamma = 0 '
+     '(89.2 ± 6.2)'),
+    ('SSAD Hybrid with no labelled anomalies (Ruff et al., ICLR 2020)', 91.2, 'AGAD Table 2, Fashion-MNIST, gamma = 0 '
+     '(91.2 ± 4.7)'),
+]
+# How the recipe was chosen: mean AUROC on the 5,000 training images data.py holds out (splits.val) scored in place of
+# the test set, the same fit (benchmark.py --validation; the leave-one-class-out variants at 1,000 images per class).
+VALIDATION = [
+    'Covariance pooling towards the line\'s (leave-one-class-out): 0 -> 0.5 lifted the separate per-mode models from '
+    '0.6940 to 0.7105 and the mixture at the old operating point from 0.6872 to 0.6888; Ledoit-Wolf shrinkage instead '
+    'changed nothing (0.6850).',
+    'Early-exit quantile 0.25 vs 0.5 (leave-one-class-out, w = 0.25): 0.6998 vs 0.6888; base weight w = 0 / 0.25 / 0.5 '
+    'at exit 0.25: 0.6905 / 0.6998 / 0.6985.',
+    'Tried and dropped: a base on the 32 leading principal directions of all features (0.6871 at the old operating '
+    'point; one-vs-rest 0.9351 vs 0.9376), experts on the intensity cells only (0.6881).',
+    'Before the test set was scored, validation already put the mixture below the global model on '
+    'leave-one-class-out (0.6998 vs 0.7128 at 1,000 images per class; one-vs-rest 0.9376 at 3,000). For the record, '
+    'the final recipe on validation, run after the test set (`scripts/factory/anomaly/fashion-validation.json`): '
+    'one-vs-rest 0.9378 (global 0.9360); leave-one-class-out 0.6996 vs global 0.7133, separate 0.7092.',
+]
+AGAD = 'AGAD: Adversarial Generative Anomaly Detection (Tables 1 and 2, an OCR text of the paper)'
+
+
+def _mark(ok: bool) -> str:
+    return '**reached**' if ok else '**not reached**'
+
+
+def protocols(b: dict, shipped: dict, far: float) -> list:
+    """The protocol table, per-split AUROCs, the targets of issue 14 and the published numbers."""
+    lines = ['## Fashion-MNIST protocols (mean image AUROC over the 10 splits)', '',
+             f'`{b["command"]}` (in memory, the factory\'s fit and evaluate; {b["perClass"]:,} good training images '
+             f'per class at most; K = {b["ovr"]["experts"]} one-vs-rest, {b["loco"]["experts"]} leave-one-class-out; '
+             f'{b["seconds"]:,} s on one core, shared; numbers in `scripts/factory/anomaly/fashion-benchmark.json`). '
+             f'{b["howChosen"]}', '', *[f'- {line}' for line in VALIDATION], '',
+             '| protocol | SGMoE, operating point | SGMoE, expert always | global model | separate per-mode models | base alone |',
+             '| --- | ---: | ---: | ---: | ---: | ---: |']
+    for key, label in PROTOCOLS:
+        m = b[key]['meanAuroc']
+        lines.append(f'| {label} | {m["sgmoe"]:.4f} | {m["sgmoe-always-expert"]:.4f} | {m["global"]:.4f} | '
+                     f'{m["separate"]:.4f} | {m["base-only"]:.4f} |')
+    lines += ['', 'Per split (image AUROC, SGMoE at its operating point / global / separate):', '',
+              '| class | one-vs-rest | leave-one-class-out |', '| --- | --- | --- |']
+    for c, label in enumerate(LABELS):
+        cells = [next(r for r in b[key]['splits'] if r['split'] == c) for key, _ in PROTOCOLS]
+        lines.append(f'| {label} | ' + ' | '.join(f'{r["sgmoe"]["auroc"]:.4f} / {r["global"]["auroc"]:.4f} / '
+                                                  f'{r["separate"]["auroc"]:.4f}' for r in cells) + ' |')
+    ovr, loco = b['ovr']['meanAuroc'], b['loco']['meanAuroc']
+    macs = {k: sum(r[k]['meanMacs'] for r in b['loco']['splits']) / len(b['loco']['splits'])
+            for k in ('sgmoe', 'sgmoe-always-expert')}
+    rate = shipped['sgmoe']['falseAlarmRate'] if shipped.get('sgmoe') else None
+    lines += ['', '### Targets of issue 14', '',
+              '| target | measured | |', '| --- | --- | --- |',
+              f'| one-vs-rest mean AUROC ≥ 0.93 | {ovr["sgmoe"]:.4f} | {_mark(ovr["sgmoe"] >= 0.93)} |',
+              f'| leave-one-class-out: mixture ≥ global model + 2 points | {loco["sgmoe"]:.4f} vs {loco["global"]:.4f} '
+              f'({100 * (loco["sgmoe"] - loco["global"]):+.2f} points) | {_mark(loco["sgmoe"] >= loco["global"] + 0.02)} |',
+              f'| leave-one-class-out: within 1 point of the separate per-mode models | {loco["sgmoe"]:.4f} vs '
+              f'{loco["separate"]:.4f} ({100 * (loco["sgmoe"] - loco["separate"]):+.2f} points) | '
+              f'{_mark(loco["sgmoe"] >= loco["separate"] - 0.01)} |',
+              f'| leave-one-class-out: lower mean MACs than the expert always run | {macs["sgmoe"]:,.0f} vs '
+              f'{macs["sgmoe-always-expert"]:,.0f} | {_mark(macs["sgmoe"] < macs["sgmoe-always-expert"])} |']
+    if rate is not None:
+        lines.append(f'| false alarms on held-out good test images within 0.5x..1.5x of {_pct(far)} (shipped package) '
+                     f'| {_pct(rate)} | {_mark(0.5 * far <= rate <= 1.5 * far)} |')
+    lines += ['', '### Published numbers (one-vs-rest, mean AUROC over the 10 classes)', '',
+              '| method | mean AUROC | where read |', '| --- | ---: | --- |']
+    lines += [f'| {name} | {value / 100:.3f} | {where} |' for name, value, where in PUBLISHED]
+    lines += ['', f'Source: {AGAD}. These use the full training class and deep networks trained per class; no '
+              'published leave-one-class-out (nine classes good) numbers for Fashion-MNIST could be verified in the '
+              'time available, so none are printed.', '']
+    return lines
+
+
+def timing(text: str) -> list:
+    """The table of `npm run bench:anomaly` (its markdown lines), measured on this package's parts."""
+    table = [f'**{line[3:]}**\n' if line.startswith('## ') else line
+             for line in text.splitlines() if line.startswith(('## ', '|'))]
+    machine = next((line for line in text.splitlines() if line.startswith('machine:')), '')
+    return ['## Time per frame (`npm run bench:anomaly`, this machine, shared with other jobs)', '', *table, '',
+            f'{machine}. The global model here is two bare ONNX Runtime sessions; the SGMoE rows go through the engine '
+            '(base, gate, score-map mixing, result fields), so the ratio includes the engine\'s per-frame overhead, '
+            'not only the parts. Other jobs loaded both cores during the run: the times are noisy.', '']
+
+
+_METHOD = [
+    '- **Trunk**: fixed random zero-mean 5x5 filters (seeded, untrained); per cell of a coarse grid, mean intensity and '
+    'mean contrast energy per filter.',
+    '- **Base**: a Gaussian of the good images\' intensity cells; score = Mahalanobis distance, normalised by its own '
+    'median and 99th percentile on held-out good images (0 and 1). Cheap; exits early below the early-exit point.',
+    '- **Gate**: k-means on the good images\' trunk features, written as one linear layer (nearest centroid). '
+    '**Experts**: one Gaussian on all trunk features per mode, its covariance pulled half-way towards the whole '
+    'line\'s (regularised discriminant analysis), normalised like the base. Score maps split each distance by grid '
+    'cell (coarse localisation).',
+]
+_STATIONARY_METHOD = [  # --stationary: texture.py's parts
+    '- **Trunk**: PCA filters learned from good patches (12 of 5x5 on the image, 8 of 7x7 on its 2x2 average): their '
+    'local log-energy, with the local mean, max and min intensity, at stride 4 (a 64x64 patch gives a 16x16 map).',
+    '- **Base**: one Gaussian, for all products, of how far each position\'s intensity statistics lie from the '
+    'patch\'s own average; normalised by its median and 99th percentile on held-out good images (0 and 1).',
+    '- **Gate**: k-means on each feature\'s mean over the patch, after sphering, written as one linear layer '
+    '(nearest centroid). **Experts**: per mode, one Gaussian for every map position (Mahalanobis distance as a 1x1 '
+    'convolution); the map smoothed 3x3 is the score map, its maximum the image score.',
+]
+
+
+def _operating_point(f: dict) -> str:
+    if f.get('exitQuantile', 0.25) > 0:
+        return (f'- **Operating point**: early exit below the base score\'s {f["exitQuantile"]:.0%} quantile on held-out '
+                'good images.')
+    expert = f['macs']['expert'] / (f['macs']['trunk'] + f['macs']['base'] + f['macs']['gate'] + f['macs']['expert'])
+    return (f'- **Operating point**: the expert always runs: it is {expert:.1%} of a frame\'s MACs, under the {MIN_EXPERT_SHARE:.0%} below '
+            'which skipping it saves too little for the defects the base alone ranks low.')
+
+
 def render(f: dict) -> str:
     lines = [f'# {f["name"]} {f["version"]}: line anomaly detection', '',
              'Trained on good images only (`npm run factory -- --task anomaly ' + ' '.join(f['args']) + '`).', '',
-             '## Method', '',
-             '- **Trunk**: fixed random zero-mean 5x5 filters (seeded, untrained); per cell of a coarse grid, mean '
-             'intensity and mean contrast energy per filter.',
-             '- **Base**: a Gaussian of the good images\' intensity cells; score = Mahalanobis distance, normalised by '
-             'its own median and 99th percentile on held-out good images (0 and 1). Cheap; exits early below the '
-             'early-exit point.',
-             '- **Gate**: k-means on the good images\' trunk features, written as one linear layer '
-             '(nearest centroid). **Experts**: one Gaussian on all trunk features per mode, normalised like the base.',
+             '## Method', '', *(_STATIONARY_METHOD if f.get('stationary') else _METHOD),
              '- **Decision**: final = base score on early exit, else `w*base + (1-w)*expert` (top-1); anomalous when '
-             f'final ≥ threshold. w = 0.25. Score maps split each distance by grid cell (coarse localisation).',
+             f'final ≥ threshold. w = {f.get("baseWeight", 0.25)}.',
+             _operating_point(f),
              f'- Good images: {f["splitSizes"]["fit"]} fit the Gaussians, {f["splitSizes"]["norm"]} normalise the parts, '
              f'{f["splitSizes"]["threshold"]} (held out) set the threshold at the target false-alarm rate '
-             f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, early exit below {f["exitBelow"]:.4f}.',
+             f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, ' +
+             (f'early exit below {f["exitBelow"]:.4f}.' if f['exitBelow'] > -1e8 else 'no early exit.'),
              f'- Expert share (held-out good, op. point): {", ".join(_pct(s) for s in f["expertShare"])}.', '']
     if f['badFiles']:
         lines += [f'Unreadable files skipped: {len(f["badFiles"])} (' +
@@ -52,4 +168,8 @@ def render(f: dict) -> str:
                      f'| {_pct(r.get("missRate"))} | {r["meanMacs"]:,.0f} | {"—" if size is None else f"{size:,}"} |')
     lines += ['', f'MACs per part: trunk {macs["trunk"]:,}, base {macs["base"]:,}, gate {macs["gate"]:,}, '
               f'expert {macs["expert"]:,}, global {macs["global"]:,}.', '']
+    if f.get('benchmark'):
+        lines += protocols(f['benchmark'], f['results'], f['falseAlarmRate'])
+    if f.get('timing'):
+        lines += timing(f['timing'])
     return '\n'.join(lines)

@@ -32,9 +32,8 @@ class Gaussian(nn.Module):
     own quantiles on held-out good images (median -> 0, 99th percentile -> 1) so base and experts share one scale.
     The map splits the distance by grid cell (it sums to the score), for localisation."""
 
-    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple, cellwise: bool = False):
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple):
         super().__init__()
-        self.cellwise = cellwise  # stationary images (textures): one Gaussian for every cell, score = worst cell
         self.register_buffer('mean', mean.float())
         self.register_buffer('precision', precision.float())
         self.register_buffer('loc', torch.zeros(()))
@@ -43,43 +42,43 @@ class Gaussian(nn.Module):
         self.grid = grid
 
     def raw(self, features: torch.Tensor) -> torch.Tensor:
-        if self.cellwise:  # [N, cells]: each cell's distance (the precision as a 1x1 convolution)
-            d = features[:, :self.channels] - self.mean[None, :, None, None]
-            return (d * F.conv2d(d, self.precision[:, :, None, None])).sum(dim=1).flatten(1)
         d = features[:, :self.channels].flatten(1) - self.mean
         return d * (d @ self.precision)
-
-    def total(self, raw: torch.Tensor) -> torch.Tensor:
-        return raw.max(dim=1).values if self.cellwise else raw.sum(dim=1)
 
     def forward(self, features: torch.Tensor):
         contributions = self.raw(features)
         h, w = self.grid
-        if self.cellwise:
-            score = (self.total(contributions)[:, None] - self.loc) / self.scale
-            return score, (contributions.view(-1, h, w) - self.loc) / self.scale
         cells = contributions.view(-1, self.channels, h, w).sum(dim=1)
         score = (contributions.sum(dim=1, keepdim=True) - self.loc) / self.scale
         return score, (cells - self.loc / (h * w)) / self.scale
 
     def normalise_on(self, features: torch.Tensor) -> None:
         with torch.no_grad():
-            raw = self.total(self.raw(features))
+            raw = self.raw(features).sum(dim=1)
             median, high = torch.quantile(raw.double(), torch.tensor([0.5, 0.99], dtype=torch.float64))
             self.loc.fill_(float(median))
             self.scale.fill_(float(max(high - median, 1e-6)))
 
 
-def fit_gaussian(features: torch.Tensor, channels: int, cellwise: bool = False) -> Gaussian:
-    x = features[:, :channels].flatten(2).transpose(1, 2).reshape(-1, channels).double() if cellwise \
-        else features[:, :channels].flatten(1).double()
+def covariance(features: torch.Tensor, channels: int):
+    """Mean and sample covariance (float64) of the first `channels` feature channels, one vector per image."""
+    x = features[:, :channels].flatten(1).double()
     mean = x.mean(dim=0)
     d = x - mean
-    cov = d.T @ d / max(len(x) - 1, 1)
+    return mean, d.T @ d / max(len(x) - 1, 1)
+
+
+def fit_gaussian(features: torch.Tensor, channels: int, towards=None, pooling: float = 0.0) -> Gaussian:
+    """`towards`, `pooling`: a mode's covariance is pulled towards the whole line's (regularised discriminant
+    analysis): a few thousand good images per mode cannot pin down ~800 dimensions alone, and the shared shape is
+    a better guess than a sphere for the directions they leave open."""
+    mean, cov = covariance(features, channels)
+    if towards is not None:
+        cov = (1 - pooling) * cov + pooling * towards
     dim = cov.shape[0]
     cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * torch.eye(dim, dtype=torch.float64)
     cov += 1e-6 * torch.eye(dim, dtype=torch.float64)
-    return Gaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]), cellwise)
+    return Gaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]))
 
 
 class Gate(nn.Module):

@@ -122,7 +122,8 @@ def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tu
     }
 
 
-def write(out: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args) -> None:
+def write(out: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args,
+          benchmark: dict = None, timing: str = None) -> None:
     """Builds in a sibling temporary folder, renamed into place when complete."""
     staging = out.rstrip('/') + '.tmp'
     shutil.rmtree(staging, ignore_errors=True)
@@ -146,7 +147,9 @@ def write(out: str, name: str, version: str, model: build.Model, data, results, 
              'splitSizes': model.split_sizes, 'badFiles': data.train.bad + data.test.bad, 'results': results,
              'threshold': model.threshold, 'exitBelow': model.exit_below, 'points': model.points,
              'expertShare': model.expert_share, 'falseAlarmRate': far, 'test': len(data.test.names),
-             'testKinds': {k: data.test_kinds.count(k) for k in sorted(set(data.test_kinds))}}
+             'testKinds': {k: data.test_kinds.count(k) for k in sorted(set(data.test_kinds))},
+             'baseWeight': model.base_weight, 'exitQuantile': model.exit_quantile, 'stationary': model.stationary,
+             'benchmark': benchmark, 'timing': timing}
     write_json(os.path.join(staging, 'report.json'), facts)
     with open(os.path.join(staging, 'REPORT.md'), 'w') as f:
         f.write(markdown.render(facts))
