@@ -4,6 +4,7 @@
  * of them (with the operator token, when the node asks for one). Its own script polls /api/anomalies and stays hidden
  * for packages of other tasks. Same rules as page.ts: DOM built with textContent only, no template literals inside.
  */
+import { DOM_HELPERS } from './dom-helpers';
 
 export const ANOMALY_STYLE = `
 .overlay { position: relative; width: 64px; height: 64px; background: #000; border-radius: 3px; }
@@ -50,28 +51,7 @@ export const ANOMALY_BODY = `
 export const ANOMALY_SCRIPT = `
 (function () {
   'use strict';
-  var SVG = 'http://www.w3.org/2000/svg';
-
-  function $(id) { return document.getElementById(id); }
-  function el(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) e.className = className;
-    if (text !== undefined) e.textContent = String(text);
-    return e;
-  }
-  function svg(tag, attrs) {
-    var e = document.createElementNS(SVG, tag);
-    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
-    return e;
-  }
-  function pct(x) { return x === null || x === undefined ? '\\u2013' : (x * 100).toFixed(1) + ' %'; }
-  function time(t) { return new Date(t).toLocaleTimeString(); }
-  function get(path) {
-    return fetch(path, { cache: 'no-store' }).then(function (r) {
-      if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
-      return r.json();
-    });
-  }
+${DOM_HELPERS}
 
   function renderAnomalyRate(r) {
     var W = 900, H = 120, left = 44, bottom = 20, top = 8;

@@ -3,6 +3,7 @@
  * window's spectrum and a condition and regime timeline. Its own script polls /api/condition and stays hidden for
  * packages of other tasks. Same rules as page.ts: DOM built with textContent only, no template literals inside.
  */
+import { DOM_HELPERS } from './dom-helpers';
 
 export const CONDITION_STYLE = `
 #condition-panel[hidden] { display: none; }
@@ -26,32 +27,17 @@ export const CONDITION_BODY = `
 export const CONDITION_SCRIPT = `
 (function () {
   'use strict';
-  var SVG = 'http://www.w3.org/2000/svg';
-  var CONDITION = ['#59a14f', '#e15759', '#f28e2b', '#b07aa1', '#edc948', '#76b7b2', '#ff9da7', '#9c755f'];
+${DOM_HELPERS}  var CONDITION = ['#59a14f', '#e15759', '#f28e2b', '#b07aa1', '#edc948', '#76b7b2', '#ff9da7', '#9c755f'];
   // Regimes in blues, teals and sands, so a regime colour is never taken for a condition.
   var REGIME = ['#4e79a7', '#76b7b2', '#edc948', '#9c755f', '#a0cbe8', '#86bcb6', '#d7b5a6', '#bab0ac'];
   var UNKNOWN = '#ff6b6b';
   var AXES = ['#5fb3f9', '#f2c14e', '#b8e07a', '#e58fd8'];
 
-  function $(id) { return document.getElementById(id); }
-  function el(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) e.className = className;
-    if (text !== undefined) e.textContent = String(text);
-    return e;
-  }
-  function svg(tag, attrs, title) {
-    var e = document.createElementNS(SVG, tag);
-    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
-    if (title) { var t = document.createElementNS(SVG, 'title'); t.textContent = title; e.appendChild(t); }
-    return e;
-  }
   function text(x, y, anchor, value) {
     var t = svg('text', { x: x, y: y, 'text-anchor': anchor });
     t.textContent = value;
     return t;
   }
-  function time(t) { return new Date(t).toLocaleTimeString(); }
   // Healthy-like labels green; the others in a fixed order, so a colour always means the same condition.
   function conditionColor(labels, label) {
     var faults = labels.filter(function (l) { return l !== 'healthy'; });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ANOMALY_BODY, ANOMALY_SCRIPT, ANOMALY_STYLE } from './anomaly-page';
 import { CONDITION_BODY, CONDITION_SCRIPT, CONDITION_STYLE } from './condition-page';
+import { DOM_HELPERS } from './dom-helpers';
 
 /*
  * The dashboard page: one HTML document with its CSS and JS inline, so it needs no build step and no network
@@ -51,33 +52,12 @@ svg line { stroke: var(--line); }
 const SCRIPT = `
 (function () {
   'use strict';
-  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac'];
+${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac'];
   var NO_EXPERT = '#5c6776';
-  var SVG = 'http://www.w3.org/2000/svg';
   var rows = new Map();
 
-  function $(id) { return document.getElementById(id); }
   function color(expert) { return COLORS[expert % COLORS.length]; }
-  function el(tag, className, text) {
-    var e = document.createElement(tag);
-    if (className) e.className = className;
-    if (text !== undefined) e.textContent = String(text);
-    return e;
-  }
-  function svg(tag, attrs) {
-    var e = document.createElementNS(SVG, tag);
-    Object.keys(attrs).forEach(function (k) { e.setAttribute(k, String(attrs[k])); });
-    return e;
-  }
-  function pct(x) { return x === null || x === undefined ? '\\u2013' : (x * 100).toFixed(1) + ' %'; }
   function ms(us) { return (us / 1000).toFixed(2) + ' ms'; }
-  function time(t) { return new Date(t).toLocaleTimeString(); }
-  function get(path) {
-    return fetch(path, { cache: 'no-store' }).then(function (r) {
-      if (!r.ok) throw new Error(path + ': HTTP ' + r.status);
-      return r.json();
-    });
-  }
 
   function renderSnapshot(s) {
     $('model-name').textContent = s.model.name;
