@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
 import { parseText, validate } from '../validate';
 import { preprocessOptionsSchema } from '../ingest/preprocess';
+import { MIN_TOKEN_LENGTH } from './dashboard/auth';
 
 const sourceSchema = z
   .object({
@@ -127,7 +128,7 @@ export const nodeConfigSchema = z
         port: z.number().int().min(0).max(65535),
         host: z.string().default('127.0.0.1'),
         /** The operator token POST /api/review requires (src/node/dashboard/auth.ts); SGMOE_DASHBOARD_TOKEN when absent. */
-        token: z.string().min(16).optional(),
+        token: z.string().min(MIN_TOKEN_LENGTH).optional(),
         /** Serve reviews on a non-loopback host without a token: anyone who reaches the port may then write verdicts. */
         reviewsWithoutToken: z.boolean().default(false),
       })

@@ -7,9 +7,8 @@ import torch
 
 import rule
 import texture
-from kmeans import kmeans
 from macs import part_macs
-from scorer import Gate, Separate, Trunk, covariance, fit_gaussian
+from scorer import Gate, Gaussian, Separate, Trunk, covariance, fit_gate, fit_gaussian, shrunk_precision
 
 FIT_SHARE, NORM_SHARE = 0.7, 0.15  # of the good images: fit the Gaussians, normalise the parts; the rest: threshold
 BASE_WEIGHT = 0.25  # the expert models the frame's mode, the base only the whole line: the expert weighs more
@@ -92,24 +91,25 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     _, height, width, channels = pixels.shape
     trunk = texture.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed) if recipe.stationary \
         else Trunk(channels, height, width, seed=recipe.seed).eval()
-    gaussian = texture.fit_stationary if recipe.stationary else fit_gaussian  # textures: texture.py's parts
     feats = {name: features_of(trunk, normalise(pixels[idx], mean, std)) for name, idx in parts.items()}
     progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
              f'{len(parts["threshold"])} threshold good images')
 
-    base = (texture.fit_base if recipe.stationary else gaussian)(feats['fit'], channels)  # intensity statistics only: a cheap global score
-    base.normalise_on(feats['norm'])
-    global_model = gaussian(feats['fit'], feats['fit'].shape[1])
-    global_model.normalise_on(feats['norm'])
-    line_cov = None if recipe.stationary else covariance(feats['fit'], feats['fit'].shape[1])[1]
-
-    if recipe.stationary:
+    dim = feats['fit'].shape[1]
+    if recipe.stationary:  # textures: texture.py's parts
+        base = texture.fit_base(feats['fit'], channels)
+        global_model = texture.fit_stationary(feats['fit'], dim)
         gate = texture.fit_gate(feats['fit'], recipe.experts, recipe.kmeans_restarts, recipe.seed)
+        fit_mode = lambda members: texture.fit_stationary(members, dim)  # noqa: E731
     else:
-        flat = feats['fit'].flatten(1)
-        clustering = kmeans(flat, recipe.experts, recipe.kmeans_restarts, recipe.seed)
-        spread = float(torch.cdist(flat, clustering.centroids).min(dim=1).values.pow(2).median())
-        gate = Gate(clustering.centroids, max(spread, 1e-6)).eval()
+        base = fit_gaussian(feats['fit'], channels)  # the intensity channels only: a cheap global score
+        # The whole line's moments, once: the global model's, and what each mode's covariance is pulled towards.
+        line_mean, line_cov = covariance(feats['fit'], dim)
+        global_model = Gaussian(line_mean, shrunk_precision(line_cov), dim, tuple(feats['fit'].shape[2:]))
+        gate = fit_gate(feats['fit'], recipe.experts, recipe.kmeans_restarts, recipe.seed)
+        fit_mode = lambda members: fit_gaussian(members, dim, towards=line_cov, pooling=POOLING)  # noqa: E731
+    base.normalise_on(feats['norm'])
+    global_model.normalise_on(feats['norm'])
     experts = []
     with torch.no_grad():
         mode = {name: gate(f).argmax(dim=1) for name, f in feats.items()}
@@ -117,8 +117,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
         members = feats['fit'][mode['fit'] == k]
         if len(members) < 2:
             raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
-        expert = gaussian(members, members.shape[1]) if recipe.stationary \
-            else fit_gaussian(members, members.shape[1], towards=line_cov, pooling=POOLING)
+        expert = fit_mode(members)
         held = feats['norm'][mode['norm'] == k]
         expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
         experts.append(expert.eval())
@@ -150,10 +149,14 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     return model
 
 
+def expert_mac_share(macs: dict) -> float:
+    """The expert's share of a frame's MACs when it runs."""
+    return macs['expert'] / (macs['trunk'] + macs['base'] + macs['gate'] + macs['expert'])
+
+
 def exit_quantile_for(macs: dict) -> float:
     """The operating point's exit quantile: EXIT_QUANTILE, or 0 (the expert always runs) when it is too cheap to skip."""
-    always = macs['trunk'] + macs['base'] + macs['gate'] + macs['expert']
-    return EXIT_QUANTILE if macs['expert'] >= MIN_EXPERT_SHARE * always else 0.0
+    return EXIT_QUANTILE if expert_mac_share(macs) >= MIN_EXPERT_SHARE else 0.0
 
 
 def evaluate(model: Model, pixels: np.ndarray, labels: np.ndarray, masks, held_pixels: np.ndarray,

@@ -1,6 +1,6 @@
 """REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
 of benchmark.py's JSON with issue 14's targets)."""
-from build import MIN_EXPERT_SHARE
+from build import MIN_EXPERT_SHARE, expert_mac_share
 
 MODELS = [('sgmoe', 'SGMoE at the operating point (shipped)'), ('sgmoe-always-expert', 'SGMoE, expert always run'),
           ('global', 'one global model, no mixture'), ('separate', 'separate per-mode models, all run'),
@@ -129,8 +129,7 @@ def _operating_point(f: dict) -> str:
     if f.get('exitQuantile', 0.25) > 0:
         return (f'- **Operating point**: early exit below the base score\'s {f["exitQuantile"]:.0%} quantile on held-out '
                 'good images.')
-    expert = f['macs']['expert'] / (f['macs']['trunk'] + f['macs']['base'] + f['macs']['gate'] + f['macs']['expert'])
-    return (f'- **Operating point**: the expert always runs: it is {expert:.1%} of a frame\'s MACs, under the {MIN_EXPERT_SHARE:.0%} below '
+    return (f'- **Operating point**: the expert always runs: it is {expert_mac_share(f["macs"]):.1%} of a frame\'s MACs, under the {MIN_EXPERT_SHARE:.0%} below '
             'which skipping it saves too little for the defects the base alone ranks low.')
 
 

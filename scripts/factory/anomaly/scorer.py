@@ -4,6 +4,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from kmeans import kmeans
+
 SHRINK = 0.1  # covariance shrinkage towards a scaled identity: a few hundred good images per mode stay invertible
 GRID = 8  # cells along the shorter side of the feature grid (the coarse score map)
 
@@ -60,12 +62,24 @@ class Gaussian(nn.Module):
             self.scale.fill_(float(max(high - median, 1e-6)))
 
 
-def covariance(features: torch.Tensor, channels: int):
-    """Mean and sample covariance (float64) of the first `channels` feature channels, one vector per image."""
-    x = features[:, :channels].flatten(1).double()
+def moments(x: torch.Tensor):
+    """Mean and sample covariance (float64) of the rows of x [N, D]."""
+    x = x.double()
     mean = x.mean(dim=0)
     d = x - mean
     return mean, d.T @ d / max(len(x) - 1, 1)
+
+
+def covariance(features: torch.Tensor, channels: int):
+    """Mean and sample covariance of the first `channels` feature channels, one vector per image."""
+    return moments(features[:, :channels].flatten(1))
+
+
+def shrunk_precision(cov: torch.Tensor, shrink: float = SHRINK) -> torch.Tensor:
+    """The inverse of the covariance pulled `shrink` of the way towards a scaled identity (invertible however few
+    good images there are)."""
+    eye = torch.eye(cov.shape[0], dtype=torch.float64)
+    return torch.linalg.inv((1 - shrink) * cov + shrink * cov.diagonal().mean() * eye + 1e-6 * eye)
 
 
 def fit_gaussian(features: torch.Tensor, channels: int, towards=None, pooling: float = 0.0) -> Gaussian:
@@ -75,10 +89,15 @@ def fit_gaussian(features: torch.Tensor, channels: int, towards=None, pooling: f
     mean, cov = covariance(features, channels)
     if towards is not None:
         cov = (1 - pooling) * cov + pooling * towards
-    dim = cov.shape[0]
-    cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * torch.eye(dim, dtype=torch.float64)
-    cov += 1e-6 * torch.eye(dim, dtype=torch.float64)
-    return Gaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]))
+    return Gaussian(mean, shrunk_precision(cov), channels, tuple(features.shape[2:]))
+
+
+def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> 'Gate':
+    """k-means on the good images' features, their nearest centroid written as the gate."""
+    flat = features.flatten(1)
+    clustering = kmeans(flat, k, restarts, seed)
+    spread = float(torch.cdist(flat, clustering.centroids).min(dim=1).values.pow(2).median())
+    return Gate(clustering.centroids, max(spread, 1e-6)).eval()
 
 
 class Gate(nn.Module):

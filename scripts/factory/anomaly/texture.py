@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from kmeans import kmeans
+from scorer import moments, shrunk_precision
 
 # (scale, kernel, filters): PCA filters (the leading principal components of good patches, DC removed) of
 # kernel x kernel pixels on the image (scale 1: 2-3 pixel scratches) and on its 2x2 average (blob-sized defects)
@@ -99,13 +100,8 @@ class StationaryGaussian(nn.Module):
 
 def fit_stationary(features: torch.Tensor, channels: int) -> StationaryGaussian:
     """Mean and shrunk covariance over every position of every good image."""
-    x = features[:, :channels].permute(0, 2, 3, 1).reshape(-1, channels).double()
-    mean = x.mean(dim=0)
-    d = x - mean
-    cov = d.T @ d / max(len(x) - 1, 1)
-    eye = torch.eye(channels, dtype=torch.float64)
-    cov = (1 - SHRINK) * cov + SHRINK * cov.diagonal().mean() * eye + 1e-6 * eye
-    return StationaryGaussian(mean, torch.linalg.inv(cov), channels, tuple(features.shape[2:]))
+    mean, cov = moments(features[:, :channels].permute(0, 2, 3, 1).reshape(-1, channels))
+    return StationaryGaussian(mean, shrunk_precision(cov, SHRINK), channels, tuple(features.shape[2:]))
 
 
 GATE_EXTRA = 2  # the gate keeps k + 2 sphered principal directions: k modes differ along k - 1, the weakest are noise
