@@ -2,7 +2,7 @@ import type { Database, Statement } from 'better-sqlite3';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import type { AuditRecord } from './record';
-import { INSERT_DECISION, toParams } from './rows';
+import { INSERT_DECISION, INSERT_DECISIONS, ROWS_PER_INSERT, toParams, valuesOf } from './rows';
 import { sqliteCode } from './sqlite-code';
 
 export interface AuditWriterOptions {
@@ -44,6 +44,7 @@ export interface AuditWriterCounters {
 export class AuditWriter {
   private buffer: AuditRecord[] = [];
   private readonly insert: Statement;
+  private readonly insertMany: Statement;
   private readonly writeBatch: (batch: AuditRecord[]) => CommittedBatch;
   private readonly batchRows: number;
   private readonly maxBuffered: number;
@@ -60,9 +61,15 @@ export class AuditWriter {
     this.logger = options.logger ?? silentLogger;
     this.onCommit = options.onCommit;
     this.insert = db.prepare(INSERT_DECISION);
+    this.insertMany = db.prepare(INSERT_DECISIONS);
     this.writeBatch = db.transaction((batch: AuditRecord[]) => {
       let lastId = 0;
-      for (const r of batch) lastId = Number(this.insert.run(toParams(r)).lastInsertRowid);
+      let i = 0;
+      for (; i + ROWS_PER_INSERT <= batch.length; i += ROWS_PER_INSERT) {
+        lastId = Number(this.insertMany.run(valuesOf(batch, i, ROWS_PER_INSERT)).lastInsertRowid);
+      }
+      for (; i < batch.length; i++) lastId = Number(this.insert.run(toParams(batch[i])).lastInsertRowid);
+      // Ids are consecutive: one writer, one transaction, rows inserted in order.
       return { rows: batch.length, firstId: lastId - batch.length + 1, lastId };
     });
     // unref: a pending flush must not keep a finished process alive; close() flushes what is left.
