@@ -31,24 +31,39 @@ async function settle(pred: () => boolean): Promise<void> {
   while (!pred()) await new Promise((r) => setImmediate(r));
 }
 
+/** A run's results/s and this process's CPU time per result (µs): the cost of a path, steadier than its rate. */
+interface Measured {
+  rate: number;
+  cpuUs: number;
+}
+
+function meter(count: number): () => Measured {
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  return () => {
+    const cpu = process.cpuUsage(cpu0);
+    return { rate: count / (Number(process.hrtime.bigint() - t0) / 1e9), cpuUs: (cpu.user + cpu.system) / count };
+  };
+}
+
 /**
  * The floor: mqtt.js publishes of the same payloads, no outbox; done when every callback fired (PUBACK for QoS 1).
  * `serialise`: each payload is built from its decision as it is published, as any publisher of results must.
  */
-async function raw(url: string, qos: 0 | 1, count: number, serialise = false): Promise<number> {
+async function raw(url: string, qos: 0 | 1, count: number, serialise = false): Promise<Measured> {
   const client = await mqtt.connectAsync(url, { clientId: `raw-${qos}-${count}` });
   client.stream.setMaxListeners(0); // QoS 0 publishes all wait for 'drain' on the socket: expected here
   const decisions = serialise ? Array.from({ length: count }, (_, i) => decision(`b-${i}`)) : [];
-  const t0 = process.hrtime.bigint();
+  const measured = meter(count);
   let done = 0;
   for (let i = 0; i < count; i++) {
     const payload = serialise ? JSON.stringify(resultPayload(decisions[i], frame)) : payloads[i];
     client.publish(TOPIC, payload, { qos }, () => done++);
   }
   await settle(() => done === count);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const result = measured();
   await client.endAsync();
-  return count / s;
+  return result;
 }
 
 function transport(url: string, extra: TransportConfigInput) {
@@ -61,21 +76,21 @@ function transport(url: string, extra: TransportConfigInput) {
  * Through the outbox while online: results are enqueued `batch` at a time, one transaction (one fsync) each, as
  * the node commits the decisions of one engine batch; done when every one was sent, acknowledged and deleted.
  */
-async function viaOutbox(url: string, extra: TransportConfigInput, count: number, batch: number): Promise<number> {
+async function viaOutbox(url: string, extra: TransportConfigInput, count: number, batch: number): Promise<Measured> {
   const { transport: t, outbox } = transport(url, extra);
   await t.start();
   const results = Array.from({ length: count }, (_, i) => ({ decision: decision(`b-${i}`), frame }));
-  const t0 = process.hrtime.bigint();
+  const measured = meter(count);
   for (let i = 0; i < count; i += batch) {
     t.publishResults(results.slice(i, i + batch));
     // Yield after each batch, as a node between two engine batches does, so PUBACKs are read while enqueueing.
     await new Promise((r) => setImmediate(r));
   }
   await settle(() => outbox.stats().pending === 0);
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  const result = measured();
   await t.stop();
   outbox.close();
-  return count / s;
+  return result;
 }
 
 /** A backlog queued while the broker was down, drained once it is back: results/s from reconnect to empty. */
@@ -100,16 +115,24 @@ async function drain(broker: Mosquitto, extra: TransportConfigInput): Promise<{ 
 interface Case {
   name: string;
   note: string;
-  run: () => Promise<number>;
+  run: () => Promise<Measured>;
 }
 
-/** Every case once per round, the rounds one after another, so a slow spell of the machine touches every case alike. */
+/**
+ * Every case once per round, the rounds one after another, so a slow spell of the machine touches every case alike.
+ * The note adds each case's median CPU time per result in this process (the broker's is not counted).
+ */
 async function inRounds(cases: Case[]): Promise<Row[]> {
-  const values: number[][] = cases.map(() => []);
+  const runs: Measured[][] = cases.map(() => []);
   for (let round = 0; round < ROUNDS; round++) {
-    for (const [i, c] of cases.entries()) values[i].push(await c.run());
+    for (const [i, c] of cases.entries()) runs[i].push(await c.run());
   }
-  return cases.map((c, i) => ({ name: c.name, value: median(values[i]), unit: 'results/s', note: c.note }));
+  return cases.map((c, i) => ({
+    name: c.name,
+    value: median(runs[i].map((r) => r.rate)),
+    unit: 'results/s',
+    note: `${c.note}; CPU ${median(runs[i].map((r) => r.cpuUs)).toFixed(1)} µs/result`,
+  }));
 }
 
 async function main(): Promise<void> {
@@ -147,7 +170,7 @@ async function main(): Promise<void> {
       ];
       printComparison(`results/s at QoS ${qos}, median of ${ROUNDS} rounds`, await inRounds(cases), `raw publish QoS ${qos}`, true);
     }
-    const rows: Row[] = [{ name: 'raw publish QoS 1', value: await raw(broker.url, 1, BACKLOG), unit: 'results/s', note: `${BACKLOG} at once` }];
+    const rows: Row[] = [{ name: 'raw publish QoS 1', value: (await raw(broker.url, 1, BACKLOG)).rate, unit: 'results/s', note: `${BACKLOG} at once` }];
     for (const inFlight of [100, 1000]) {
       const { rate, enqueueRate } = await drain(broker, { inFlight, outbox: { synchronous: 'full' } });
       rows.push({ name: `drain backlog, window ${inFlight}`, value: rate, unit: 'results/s', note: `queued offline at ${enqueueRate.toFixed(0)}/s, ${BATCH} per transaction (synchronous=full)` });
