@@ -9,7 +9,8 @@
         positions and lighting. Good patches come from the training blocks; test patches from the test blocks: per
         texture 300 good and 60 with a synthetic defect (scratch, hole, stain, pasted patch; masks in test/masks/).
         --validation: the same from the training region only (three of its blocks play the test region, with
-        other defects), for choosing the recipe without touching the test blocks.
+        other defects), for choosing the recipe without touching the test blocks. --seed N: another draw of
+        patches and defects from the same blocks (a second validation set, to tell a real gain from noise).
 """
 import argparse
 import os
@@ -98,9 +99,9 @@ def _crop(photo: np.ndarray, blocks: list, rng) -> np.ndarray:
     return photo[y:y + PATCH, x:x + PATCH]
 
 
-def textures(out: str, validation: bool = False) -> None:
+def textures(out: str, validation: bool = False, seed=None) -> None:
     from skimage import data as skdata
-    rng = np.random.default_rng(1 if validation else 0)
+    rng = np.random.default_rng((1 if validation else 0) if seed is None else seed)
     photos = {name: getattr(skdata, name)() for name in TEXTURES}
     every = [(r, c) for r in range(4) for c in range(4)]
     train_blocks = [b for b in every if b not in TEST_BLOCKS]
@@ -128,10 +129,14 @@ def main() -> int:
     parser.add_argument('out')
     parser.add_argument('--held-out', type=int, default=8, help='fashion-loco: the foreign class (default 8, Bag)')
     parser.add_argument('--validation', action='store_true', help='textures: from the training region only')
+    parser.add_argument('--seed', type=int, help='textures: another draw (default 0, or 1 with --validation)')
     args = parser.parse_args()
     if os.path.exists(args.out):
         parser.error(f'{args.out} exists: an empty or new folder expected')
-    fashion_loco(args.out, args.held_out) if args.which == 'fashion-loco' else textures(args.out, args.validation)
+    if args.which == 'fashion-loco':
+        fashion_loco(args.out, args.held_out)
+    else:
+        textures(args.out, args.validation, args.seed)
     return 0
 
 
