@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 # into a threshold with them at run time.
 QUANTILES = [0.5, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999]
 # Early-exit points, as quantiles of the base score on held-out good images (0: the expert always runs).
-EXIT_QUANTILES = [0.0, 0.25, 0.5, 0.75, 0.9]
+EXIT_QUANTILES = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9]
 NEVER = -1e9  # an early-exit threshold below every score
 
 
