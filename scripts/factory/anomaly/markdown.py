@@ -1,6 +1,7 @@
 """REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
 of benchmark.py's JSON with issue 14's targets)."""
 from build import MIN_EXPERT_SHARE, expert_mac_share
+import texture
 
 MODELS = [('sgmoe', 'SGMoE at the operating point (shipped)'), ('sgmoe-always-expert', 'SGMoE, expert always run'),
           ('global', 'one global model, no mixture'), ('separate', 'separate per-mode models, all run'),
@@ -107,7 +108,8 @@ def timing(text: str) -> list:
     return ['## Time per frame (`npm run bench:anomaly`, this machine, shared with other jobs)', '', *table, '',
             f'{machine}. The global model here is two bare ONNX Runtime sessions; the SGMoE rows go through the engine '
             '(base, gate, score-map mixing, result fields), so the ratio includes the engine\'s per-frame overhead, '
-            'not only the parts. Other jobs loaded both cores during the run: the times are noisy.', '']
+            'not only the parts. Absolute times vary by 10-30% between runs on this machine; compare the ratios, '
+            'measured side by side in one run.', '']
 
 
 _METHOD = [
@@ -121,8 +123,10 @@ _METHOD = [
     'cell (coarse localisation).',
 ]
 _STATIONARY_METHOD = [  # --stationary: texture.py's parts
-    '- **Trunk**: PCA filters learned from good patches (12 of 5x5 on the image, 8 of 7x7 on its 2x2 average): their '
-    'local log-energy, with the local mean, max and min intensity, at stride 4 (a 64x64 patch gives a 16x16 map).',
+    '- **Trunk**: PCA filters learned from good patches (' + ', '.join(
+        f'{count} of {kernel}x{kernel} on ' + ('the image' if scale == 1 else f'its {scale}x{scale} average')
+        for scale, kernel, count in texture.SCALES) + '): their local log-energy, with the local mean, max and min '
+    f'intensity, at stride {texture.STRIDE} (a 64x64 patch gives a {64 // texture.STRIDE}x{64 // texture.STRIDE} map).',
     '- **Base**: one Gaussian, for all products, of how far each position\'s intensity statistics lie from the '
     'patch\'s own average; normalised by its median and 99th percentile on held-out good images (0 and 1).',
     '- **Gate**: k-means on each feature\'s mean over the patch, after sphering, written as one linear layer '
