@@ -28,6 +28,33 @@ test('record() only buffers; a full batch is written in one transaction on the n
   db.close();
 });
 
+test('rows bound 64 to a statement read back exactly as rows written one at a time, ids in order', () => {
+  // 130 = two multi-row INSERTs of 64 and two single rows, with every kind of record among them.
+  const records = Array.from({ length: 130 }, (_, i) =>
+    i % 7 === 3 ? rejected(i) : i % 11 === 5 ? droppedRecord({ frameId: `f-${i}` }, { code: 'E_BACKPRESSURE', message: 'queue full' }, MODEL, 5) : decided(i, i % 3 === 0 ? null : i % 4),
+  );
+  const batched = fresh();
+  const batches: CommittedBatch[] = [];
+  const writer = new AuditWriter(batched, { batchRows: 130, flushIntervalMs: 60_000, onCommit: (b) => batches.push(b) });
+  for (const r of records) writer.record(r);
+  writer.close();
+  const oneByOne = fresh();
+  const single = new AuditWriter(oneByOne, { flushIntervalMs: 60_000 });
+  for (const r of records) {
+    single.record(r);
+    single.flush();
+  }
+  single.close();
+  expect(batches).toEqual([{ rows: 130, firstId: 1, lastId: 130 }]);
+  const rows = queryDecisions(batched, {});
+  expect(rows.map((r) => r.id)).toEqual(records.map((_, i) => i + 1));
+  expect(rows.map((r) => r.frameId)).toEqual(records.map((r) => r.frame.frameId));
+  expect(new Set(rows.map((r) => r.status))).toEqual(new Set(['ok', 'rejected', 'dropped']));
+  expect(rows).toEqual(queryDecisions(oneByOne, {}));
+  batched.close();
+  oneByOne.close();
+});
+
 test('a partial batch is written once flushIntervalMs has passed, not before', () => {
   jest.useFakeTimers();
   try {
