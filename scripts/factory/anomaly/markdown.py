@@ -105,7 +105,7 @@ def timing(text: str) -> list:
     table = [f'**{line[3:]}**\n' if line.startswith('## ') else line
              for line in text.splitlines() if line.startswith(('## ', '|'))]
     machine = next((line for line in text.splitlines() if line.startswith('machine:')), '')
-    return ['## Time per frame (`npm run bench:anomaly`, this machine, shared with other jobs)', '', *table, '',
+    return ['## Time per frame (`npm run bench:anomaly`, this machine)', '', *table, '',
             f'{machine}. The global model here is two bare ONNX Runtime sessions; the SGMoE rows go through the engine '
             '(base, gate, score-map mixing, result fields), so the ratio includes the engine\'s per-frame overhead, '
             'not only the parts. Absolute times vary by 10-30% between runs on this machine; compare the ratios, '
