@@ -53,6 +53,7 @@ class Model:
     points: list  # early-exit calibration points
     expert_share: list
     split_sizes: dict
+    held_out: np.ndarray  # indices of the good images that set the threshold: never fitted on, the baselines' too
     exit_quantile: float = EXIT_QUANTILE  # the operating point's, as a quantile of the base score on good images
     stationary: bool = False
 
@@ -128,7 +129,8 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
 
     model = Model(mean, std, trunk, base.eval(), gate, experts, global_model.eval(), Separate(experts).eval(),
                   exit_below=0.0, base_weight=BASE_WEIGHT, threshold=0.0, quantiles=[], points=[], expert_share=[],
-                  split_sizes={k: len(v) for k, v in parts.items()}, stationary=recipe.stationary)
+                  split_sizes={k: len(v) for k, v in parts.items()}, held_out=parts['threshold'],
+                  stationary=recipe.stationary)
     model.exit_quantile = exit_quantile_for(part_macs(model, (channels, height, width)))
     norm_base = run_all(model, feats['norm'])['base_score']
     exits = torch.quantile(norm_base.double(), torch.tensor(rule.EXIT_QUANTILES, dtype=torch.float64)).tolist()

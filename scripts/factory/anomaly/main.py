@@ -86,8 +86,7 @@ def main(argv=None) -> int:
     macs = part_macs(model, shape)
     results = {}
     if len(data.test.names):
-        order = torch.randperm(len(data.train.pixels), generator=torch.Generator().manual_seed(args.seed)).numpy()
-        held = data.train.pixels[order[model.split_sizes['fit'] + model.split_sizes['norm']:]]
+        held = data.train.pixels[model.held_out]
         results = build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, held, args.false_alarm_rate, macs)
         for name, r in results.items():
             say(f'{name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in r.items() if isinstance(v, float)))

@@ -32,8 +32,7 @@ def main() -> int:
     data = load(args.data)
     model = build.fit(data.train.pixels, build.Recipe(experts=args.experts, stationary=True), progress=print)
     macs = part_macs(model, tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:]))
-    order = torch.randperm(len(data.train.pixels), generator=torch.Generator().manual_seed(0)).numpy()
-    held = data.train.pixels[order[model.split_sizes['fit'] + model.split_sizes['norm']:]]
+    held = data.train.pixels[model.held_out]
     for name, r in build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, held, 0.01, macs).items():
         print(name, ', '.join(f'{k} {v:.4f}' for k, v in r.items() if isinstance(v, float)))
     features = build.features_of(model.trunk, build.normalise(data.test.pixels, model.mean, model.std))
