@@ -82,18 +82,18 @@ const encode = (payloads: readonly string[]): string => payloads.join(SEPARATOR)
 const decode = (row: Row): string[] => (row.count === 1 ? [row.payload] : row.payload.split(SEPARATOR));
 
 /** The messages of one call, one entry per kind, topic and QoS, in order of first appearance. */
-function groupsOf(messages: readonly OutboxMessage[]): Omit<OutboxEntry, 'seq' | 'enqueuedAt'>[] {
-  const groups = new Map<string, Omit<OutboxEntry, 'seq' | 'enqueuedAt'>>();
-  const alone: Omit<OutboxEntry, 'seq' | 'enqueuedAt'>[] = [];
+function groupsOf(messages: readonly OutboxMessage[], enqueuedAt: number): Omit<OutboxEntry, 'seq'>[] {
+  const groups = new Map<string, Omit<OutboxEntry, 'seq'>>();
+  const alone: Omit<OutboxEntry, 'seq'>[] = [];
   for (const { kind, topic, qos, payload } of messages) {
     if (payload.includes(SEPARATOR)) {
-      alone.push({ kind, topic, qos, payloads: [payload] });
+      alone.push({ kind, topic, qos, payloads: [payload], enqueuedAt });
       continue;
     }
     const key = `${kind}\n${qos}\n${topic}`;
     const group = groups.get(key);
     if (group) group.payloads.push(payload);
-    else groups.set(key, { kind, topic, qos, payloads: [payload] });
+    else groups.set(key, { kind, topic, qos, payloads: [payload], enqueuedAt });
   }
   return [...groups.values(), ...alone];
 }
@@ -218,10 +218,9 @@ export class Outbox {
   enqueueAll(messages: readonly OutboxMessage[], beforeSync?: (entries: OutboxEntry[]) => void): OutboxEntry[] {
     this.assertOpen();
     const what = (): string => `${messages.length} ${[...new Set(messages.map((m) => m.kind))].join('/')} message(s)`;
-    const enqueuedAt = Date.now();
     let entries: OutboxEntry[];
     try {
-      entries = this.enqueueTx(groupsOf(messages).map((group) => ({ ...group, enqueuedAt })));
+      entries = this.enqueueTx(groupsOf(messages, Date.now()));
     } catch (err) {
       this.loadCounts(); // the transaction rolled back: so did the counts it had bumped
       throw new SgmoeError('E_OUTBOX_WRITE', `could not store ${what()} in the outbox: ${errorMessage(err)}`, undefined, { cause: err });
