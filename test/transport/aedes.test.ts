@@ -86,6 +86,26 @@ describe('MqttTransport against the embedded aedes broker', () => {
     expect(late.got[0][1]).toMatchObject({ state: 'offline', reason: 'shutdown' });
   });
 
+  it('keeps at most inFlight messages awaiting their PUBACK, publishing a row larger than the window a message at a time, in order', async () => {
+    const b = await broker();
+    const { transport, outbox } = transportOn(b.url, { inFlight: 5 });
+    await transport.start();
+    const { client, got } = await listener(b.url, transport.topics.result);
+    let most = 0;
+    const sample = (): void => void (most = Math.max(most, transport.stats().inFlight));
+    client.on('message', sample);
+    const frame = { source: 'dir:/in', ts: new Date() };
+    for (let batch = 0; batch < 10; batch++) {
+      // One engine batch is one outbox row of 16 messages: three times the window.
+      transport.publishResults(Array.from({ length: 16 }, (_, i) => ({ decision: decision(`f-${batch * 16 + i}`), frame })));
+      sample();
+    }
+    await waitUntil(() => got.length === 160, 10000, '160 results');
+    expect(got.map(([, p]) => p.frameId)).toEqual(Array.from({ length: 160 }, (_, i) => `f-${i}`));
+    expect(most).toBe(5);
+    await waitUntil(() => outbox.stats().pending === 0, 5000, 'an empty outbox');
+  });
+
   it('starts anyway when the broker is unreachable, queues, and delivers everything in order once it appears', async () => {
     const port = await freePort();
     const { transport, outbox } = transportOn(`mqtt://127.0.0.1:${port}`);
