@@ -120,6 +120,8 @@ const LATENCY_CASES: Array<{ name: string; options: NodeOptions }> = [
   { name: 'node (defaults)', options: {} },
   { name: 'node, no batch wait', options: { maxWaitMs: 0 } },
   { name: 'node, no batch wait, outbox normal', options: { maxWaitMs: 0, mqtt: 'normal' } },
+  // Decided rather than published: the node's own share of the latency, without the MQTT hops to the subscriber.
+  { name: 'node (defaults), no MQTT: until decided', options: { mqtt: false } },
 ];
 
 /** A real node (audit log; outbox, embedded aedes broker and an independent subscriber unless `mqtt: false`) fed by a push source. */
