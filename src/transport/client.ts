@@ -236,9 +236,8 @@ export class MqttTransport {
   }
 
   private enqueue(kind: 'result' | 'health' | 'alarm', topic: string, payload: object, qos: 0 | 1): number {
-    const seq = this.outbox.enqueue({ kind, topic, payload: JSON.stringify(payload), qos });
-    this.pump();
-    return seq;
+    const [entry] = this.outbox.enqueueAll([{ kind, topic, payload: JSON.stringify(payload), qos }], (entries) => this.sendFresh(entries));
+    return entry.seq;
   }
 
   private connect(): void {

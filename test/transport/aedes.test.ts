@@ -86,7 +86,7 @@ describe('MqttTransport against the embedded aedes broker', () => {
     expect(late.got[0][1]).toMatchObject({ state: 'offline', reason: 'shutdown' });
   });
 
-  it('keeps at most inFlight messages awaiting their PUBACK, publishing a row larger than the window a message at a time, in order', async () => {
+  it('keeps at most inFlight messages awaiting their PUBACK, publishing a row larger than the window a message at a time, in order, and health and alarms after them', async () => {
     const b = await broker();
     const { transport, outbox } = transportOn(b.url, { inFlight: 5 });
     await transport.start();
@@ -104,6 +104,12 @@ describe('MqttTransport against the embedded aedes broker', () => {
     expect(got.map(([, p]) => p.frameId)).toEqual(Array.from({ length: 160 }, (_, i) => `f-${i}`));
     expect(most).toBe(5);
     await waitUntil(() => outbox.stats().pending === 0, 5000, 'an empty outbox');
+
+    // Health and alarms stored after everything went out are sent as well.
+    const { got: others } = await listener(b.url, `${transport.topics.prefix}#`);
+    transport.publishHealth({ counters: { decided: 160 } });
+    transport.publishAlarm({ severity: 'warning', code: 'E_TEST', message: 'after the results' });
+    await waitUntil(() => others.some(([t]) => t === transport.topics.alarm) && others.some(([t]) => t === transport.topics.health), 5000, 'health and alarm');
   });
 
   it('starts anyway when the broker is unreachable, queues, and delivers everything in order once it appears', async () => {
