@@ -25,7 +25,14 @@ SCALES = ((1, 3, 6), (1, 5, 12), (2, 7, 6))
 STRIDE = 4  # one feature vector per 4x4 pixels: a 64x64 patch gives a 16x16 map
 SHRINK = 0.05  # covariance shrinkage towards a scaled identity
 SMOOTH = 3  # the map is averaged over 3x3 positions before its maximum scores the image
-EPS = 0.03  # log(energy + EPS): energies of good textures span decades, a Gaussian fits their logarithm
+# log(energy + eps) per scale: energies of good textures span decades, a Gaussian fits their logarithm. A small eps
+# keeps the log scale-free down to dim, flat areas, where a stain scales the energy and a pasted square flattens it;
+# the 3x3 filters keep 0.03 so sensor-level noise on their edges does not mask scratches. Validation image AUROC
+# at the operating point, all 0.03 -> (0.03, 0.003, 0.003): 0.8746 -> 0.8894, 0.9086 -> 0.9143 (--seed 7),
+# 0.9286 -> 0.9309 (--seed 11); false alarms for 1%: 1.33% -> 0.44%, 3.11% -> 1.00%, 0.11% -> 0.56%; pixel AUROC
+# +1.8, +2.8, +2.0 points. 0.003 on all three lifted stains too but lost scratches (--seed 11: 0.9177); 0.01 all:
+# 0.8857, 0.9157 with 5.67% false alarms.
+EPS = (0.03, 0.003, 0.003)
 SAMPLES = 20000  # patches drawn for the PCA
 
 
@@ -59,9 +66,9 @@ class TextureTrunk(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = [F.avg_pool2d(image, STRIDE), F.max_pool2d(image, STRIDE), -F.max_pool2d(-image, STRIDE)]
-        for (scale, _, _), conv in zip(SCALES, self.convs):
+        for (scale, _, _), conv, eps in zip(SCALES, self.convs, EPS):
             x = F.avg_pool2d(image, scale) if scale > 1 else image
-            out.append(torch.log(F.avg_pool2d(conv(x) ** 2, STRIDE // scale) + EPS))
+            out.append(torch.log(F.avg_pool2d(conv(x) ** 2, STRIDE // scale) + eps))
         return torch.cat(out, dim=1)
 
 
