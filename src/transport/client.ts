@@ -337,7 +337,7 @@ export class MqttTransport {
     if (this.pumping || this.state !== 'online' || !client) return;
     this.pumping = true;
     try {
-      while (this.inFlight < this.config.inFlight && this.state === 'online') {
+      while (this.inFlight < this.config.inFlight && this.state === 'online' && client.connected) {
         const row = this.queue[0] ?? this.readAhead();
         if (!row) break;
         this.publishNext(client, row);
@@ -385,10 +385,12 @@ export class MqttTransport {
     const onSent = (err?: Error): void => {
       if (generation !== this.generation) return; // that connection is gone; the row goes out again on the next
       this.inFlight--;
-      if (err && !failed) {
-        // Left in the outbox: sent again after the next reconnect.
+      if (err) {
+        // Left in the outbox: sent again after the next reconnect. No pump: a failed publish means a closing
+        // connection, and pumping into it would fail every row the outbox holds, one warning each.
+        if (!failed) this.log.warn({ seq: entry.seq, kind: entry.kind, err: errorMessage(err) }, 'publish failed');
         failed = true;
-        this.log.warn({ seq: entry.seq, kind: entry.kind, err: errorMessage(err) }, 'publish failed');
+        return;
       }
       if (--waiting === 0 && !failed) this.ack(entry.seq);
       this.pump();

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
+import pino from 'pino';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
 import type { CommandHandlers } from '../../src/transport/commands';
@@ -128,6 +129,32 @@ describe('MqttTransport against the embedded aedes broker', () => {
     const delivered = got.filter(([t]) => t !== transport.topics.status).map(([, p]) => p.frameId ?? p.code);
     expect(delivered).toEqual([...Array.from({ length: 50 }, (_, i) => `q-${i}`), 'E_TEST_ALARM']);
     expect(transport.stats()).toMatchObject({ state: 'online', connects: 1, lastError: null });
+  });
+
+  it('fails only the rows in flight when the broker goes away, one warning each, and sends the whole backlog once it is back', async () => {
+    const port = await freePort();
+    const first = await broker({ port });
+    const warnings: { msg: string }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line) as { msg: string }) });
+    const config = parseTransportConfig({ url: first.url, site: 'plant', device: `dev${++n}`, reconnect: { minMs: 50, maxMs: 200 } });
+    const outbox = Outbox.open(join(tmp.path, `outbox-${n}.db`), { maxResults: 10000 });
+    const transport = new MqttTransport({ config, outbox, logger });
+    cleanups.push(() => outbox.close(), () => transport.stop());
+    await transport.start();
+    const frame = { source: 'dir:/in', ts: new Date() };
+    // 100 rows of 16: the first window (100 messages, 7 rows) goes out at once, the rest waits in the outbox.
+    for (let row = 0; row < 100; row++) {
+      transport.publishResults(Array.from({ length: 16 }, (_, i) => ({ decision: decision(`f-${row * 16 + i}`), frame })));
+    }
+    await first.stop();
+    await waitUntil(() => transport.stats().state === 'connecting', 5000, 'the lost connection');
+    const failed = warnings.filter((w) => w.msg === 'publish failed');
+    expect(failed.length).toBeLessThanOrEqual(Math.ceil(config.inFlight / 16));
+
+    const again = await broker({ port });
+    const { got } = await listener(again.url, transport.topics.result);
+    await waitUntil(() => outbox.stats().pending === 0, 15000, 'the backlog to drain');
+    await waitUntil(() => new Set(got.map(([, p]) => p.frameId)).size === 1600, 5000, 'all 1,600 results');
   });
 
   it('rejects start() with E_MQTT_AUTH when the broker refuses the credentials, and connects with the right ones', async () => {
