@@ -194,9 +194,9 @@ export class MqttTransport {
       const anomaly = anomalyPayload(decision, frame);
       if (anomaly) messages.push({ kind: 'anomaly', topic: this.topics.anomaly, payload: JSON.stringify(anomaly), qos: 1 });
     }
-    // Sent as soon as they are committed, while the outbox waits for the disk: a frame is settled only after
-    // this returns, so a power cut before the fsync costs a duplicate (the frame is taken again), never a loss.
-    this.outbox.enqueueAll(messages, (entries) => this.sendFresh(entries));
+    // A frame is settled only after this returns, so a power cut before the fsync costs a duplicate (the frame is
+    // taken again), never a loss.
+    this.store(messages);
   }
 
   publishHealth(report: Pick<HealthPayload, 'counters' | 'sources' | 'routing'>): number {
@@ -236,8 +236,12 @@ export class MqttTransport {
   }
 
   private enqueue(kind: 'result' | 'health' | 'alarm', topic: string, payload: object, qos: 0 | 1): number {
-    const [entry] = this.outbox.enqueueAll([{ kind, topic, payload: JSON.stringify(payload), qos }], (entries) => this.sendFresh(entries));
-    return entry.seq;
+    return this.store([{ kind, topic, payload: JSON.stringify(payload), qos }])[0].seq;
+  }
+
+  /** Every message's way out: stored in one outbox transaction, and sent as soon as it is committed, while the outbox waits for the disk. */
+  private store(messages: readonly OutboxMessage[]): OutboxEntry[] {
+    return this.outbox.enqueueAll(messages, (entries) => this.sendFresh(entries));
   }
 
   private connect(): void {
