@@ -64,6 +64,12 @@ const NETWORK_ERRORS = new Set([
 /** CONNACK codes for bad credentials / not authorised, MQTT 3.1.1 (4, 5) and 5 (0x86, 0x87). */
 const AUTH_REFUSALS = new Set([4, 5, 0x86, 0x87]);
 const SHUTDOWN_TIMEOUT_MS = 5000;
+/**
+ * PUBACKs are recorded in the outbox at most this long after they arrive, in one transaction: the bookkeeping stays
+ * off the way from the next decision to the broker, and under load it is one commit per interval rather than per
+ * turn. A crash before the commit sends those results again: a duplicate, never a loss.
+ */
+const ACK_FLUSH_MS = 10;
 
 /**
  * The MQTT side of the node (mqtt.js v5). Every result goes into the outbox first; a publisher drains
@@ -101,7 +107,7 @@ export class MqttTransport {
   /** Every row in the outbox is queued or in flight on this connection: new rows can join the queue from memory. */
   private caughtUp = false;
   private acked: number[] = [];
-  private ackFlush: NodeJS.Immediate | null = null;
+  private ackFlush: NodeJS.Timeout | null = null;
   private statusInfo: Record<string, unknown> = {};
   private readonly startedAt = Date.now();
 
@@ -175,7 +181,7 @@ export class MqttTransport {
     this.flushAcks();
     this.client = null;
     this.state = 'stopped';
-    this.log.info({ outbox: this.outbox.stats() }, 'transport stopped');
+    this.log.info({ outbox: this.outboxStats() }, 'transport stopped');
   }
 
   /** Queues one decision (durably) and sends it when the broker is there. */
@@ -204,7 +210,7 @@ export class MqttTransport {
       schema: HEALTH_SCHEMA,
       ts: new Date().toISOString(),
       uptimeS: (Date.now() - this.startedAt) / 1000,
-      outbox: this.outbox.stats(),
+      outbox: this.outboxStats(),
       counters: report.counters,
       ...(report.sources ? { sources: report.sources } : {}),
       ...(report.routing ? { routing: report.routing } : {}),
@@ -229,7 +235,7 @@ export class MqttTransport {
       state: this.state,
       inFlight: this.inFlight,
       connects: this.connects,
-      outbox: this.outbox.stats(),
+      outbox: this.outboxStats(),
       outboxRecovered: this.outbox.recovered,
       lastError: this.lastError ? { code: this.lastError.code, message: this.lastError.message } : null,
     };
@@ -267,7 +273,7 @@ export class MqttTransport {
     // Results are small and each should leave now: Nagle's algorithm would hold one back until the broker acknowledged
     // the previous segment, which it may delay (delayed ACK) while it waits for more: stalls of tens of milliseconds.
     (client.stream as { setNoDelay?: (noDelay: boolean) => void }).setNoDelay?.(true);
-    this.log.info({ url: this.safeUrl, clientId: this.clientId, pending: this.outbox.stats().pending }, 'connected to the broker');
+    this.log.info({ url: this.safeUrl, clientId: this.clientId, pending: this.outboxStats().pending }, 'connected to the broker');
     this.publishBirth(client);
     if (this.commands) {
       client.subscribe(this.topics.commands, { qos: 1 }, (err) => {
@@ -290,7 +296,7 @@ export class MqttTransport {
   private onClose(client: MqttClient): void {
     if (this.state === 'stopping' || this.state === 'stopped') return;
     client.end(true); // release this client's timers; the next attempt gets a new one
-    if (this.state === 'online') this.log.warn({ pending: this.outbox.stats().pending }, 'lost the broker; results queue in the outbox');
+    if (this.state === 'online') this.log.warn({ pending: this.outboxStats().pending }, 'lost the broker; results queue in the outbox');
     this.state = 'connecting';
     this.flushAcks();
     this.resetDelivery();
@@ -408,14 +414,19 @@ export class MqttTransport {
     client.publish(row.entry.topic, row.entry.payloads[row.next++], { qos: row.entry.qos }, row.onSent);
   }
 
-  /** Acks are written in one transaction per event-loop turn rather than one per PUBACK. */
+  /** The outbox's counts, with every PUBACK received so far recorded. */
+  private outboxStats(): OutboxStats {
+    this.flushAcks();
+    return this.outbox.stats();
+  }
+
   private ack(seq: number): void {
     this.acked.push(seq);
-    this.ackFlush ??= setImmediate(() => this.flushAcks());
+    this.ackFlush ??= setTimeout(() => this.flushAcks(), ACK_FLUSH_MS).unref();
   }
 
   private flushAcks(): void {
-    if (this.ackFlush) clearImmediate(this.ackFlush);
+    if (this.ackFlush) clearTimeout(this.ackFlush);
     this.ackFlush = null;
     if (this.acked.length === 0) return;
     const seqs = this.acked;
