@@ -6,7 +6,8 @@
  *
  * - throughput: every frame pushed as fast as the node takes it, until the subscriber has every result;
  * - latency: one frame at a time, from the push (frame received) to the result arriving at the subscriber
- *   (decision published), with the profile's micro-batch wait and without it.
+ *   (decision published), with the profile's micro-batch wait and without it; each frame goes through the floor
+ *   and every node variant in turn, so that they are compared under the same load.
  * Node variants split the overhead: without MQTT, with the outbox's default `synchronous: full` (an fsync per
  * result) and with `normal`, and with the dashboard on (thumbnails, metrics).
  *
@@ -83,16 +84,6 @@ async function floorThroughput(engine: Engine, set: FrameSet, batch: number): Pr
   return set.frames.length / ((performance.now() - t0) / 1000);
 }
 
-async function floorLatency(engine: Engine, set: FrameSet, count: number): Promise<number[]> {
-  const pre = new Preprocessor(imageInputOf(engine.manifest), set.preprocess);
-  const out: number[] = [];
-  for (const frame of set.frames.slice(0, count)) {
-    const t0 = performance.now();
-    await engine.infer(await pre.toTensor(frame));
-    out.push((performance.now() - t0) * 1000);
-  }
-  return out;
-}
 
 interface NodeRun {
   push(id: string, frame: Buffer): Promise<void>;
@@ -183,17 +174,36 @@ async function nodeThroughput(set: FrameSet, options: NodeOptions): Promise<numb
   return fps;
 }
 
-async function nodeLatency(set: FrameSet, count: number, options: NodeOptions): Promise<number[]> {
-  const run = await startNode(set, options);
-  const out: number[] = [];
+/**
+ * One frame at a time, paired: each frame goes through the floor and through every node in turn (the first in
+ * turn rotating), so they all see the machine in the same state; on a shared machine, whose speed drifts by tens
+ * of percent between seconds, runs of one case after another measured the drift as much as the node.
+ */
+async function latencies(engine: Engine, set: FrameSet, count: number): Promise<Map<string, number[]>> {
+  const pre = new Preprocessor(imageInputOf(engine.manifest), set.preprocess);
+  const floor = async (frame: Buffer) => void (await engine.infer(await pre.toTensor(frame)));
+  const nodes = await Promise.all(LATENCY_CASES.map((c) => startNode(set, c.options)));
+  const cases: Array<{ name: string; run: (frame: Buffer, i: number) => Promise<void> }> = [
+    { name: 'floor', run: floor },
+    ...LATENCY_CASES.map((c, k) => ({
+      name: c.name,
+      run: async (frame: Buffer, i: number) => {
+        const id = `${set.name}-lat-${i}`;
+        await nodes[k].push(id, frame);
+        await nodes[k].published(id);
+      },
+    })),
+  ];
+  const out = new Map(cases.map((c): [string, number[]] => [c.name, []]));
   for (let i = 0; i < count; i++) {
-    const id = `${set.name}-lat-${i}`;
-    const t0 = performance.now();
-    await run.push(id, set.frames[i]);
-    await run.published(id);
-    out.push((performance.now() - t0) * 1000);
+    for (let j = 0; j < cases.length; j++) {
+      const c = cases[(i + j) % cases.length];
+      const t0 = performance.now();
+      await c.run(set.frames[i % set.frames.length], i);
+      out.get(c.name)!.push((performance.now() - t0) * 1000);
+    }
   }
-  await run.stop();
+  for (const node of nodes) await node.stop();
   return out;
 }
 
@@ -223,8 +233,7 @@ async function main(): Promise<void> {
       process.stderr.write(`${set.name}: round ${r + 1}/${ROUNDS}\n`);
       fps.get('floor')!.push(await floorThroughput(engine, set, profile.batch.maxSize));
       for (const c of THROUGHPUT_CASES) fps.get(c.name)!.push(await nodeThroughput(set, c.options));
-      lat.get('floor')!.push(...(await floorLatency(engine, set, LATENCY_FRAMES)));
-      for (const c of LATENCY_CASES) lat.get(c.name)!.push(...(await nodeLatency(set, LATENCY_FRAMES, c.options)));
+      for (const [name, xs] of await latencies(engine, set, LATENCY_FRAMES)) lat.get(name)!.push(...xs);
     }
     // Wall time per frame, so the ratio to the floor is the node's overhead (the aim is ≤ 1.15).
     printComparison(
