@@ -35,11 +35,20 @@ export interface SettlerParts {
 }
 
 const RETRY_MS = { min: 250, max: 5000 };
+/**
+ * The audit commit waits this long after the results went out, so it is off the way from a decision to the
+ * broker (bench:pipeline, one frame at a time: the broker's forwarding and the next frame come first), and under
+ * load one commit takes several engine batches. Frames settle that much later; it is far below the time a frame
+ * takes, so a source's window of frames in flight is not held up.
+ */
+const AUDIT_DELAY_MS = 1;
 
 /**
  * Commit, then settle. A frame is settled with its source (a hot-folder file moves to done/) only after its audit
  * row and its MQTT result are committed: a kill at any moment leaves every settled frame audited and queued, and
- * every other frame to be taken again. The outcomes of one event-loop turn (one engine batch) share one commit.
+ * every other frame to be taken again. Results go first: the outcomes of one event-loop turn (one engine batch)
+ * are stored in the outbox and sent at once; their audit rows follow a moment later (AUDIT_DELAY_MS), once the
+ * event loop has handled what came in meanwhile, in one commit with those of the other turns of that moment.
  *
  * When the commit fails (a full disk), frames of a source that replays them (`FrameSource.replays`) are held,
  * not settled, and committed again with backoff until the disk takes them; their source, waiting on them, stops
@@ -47,7 +56,11 @@ const RETRY_MS = { min: 250, max: 5000 };
  * unpublished.
  */
 export class Settler {
+  /** Outcomes of this turn, whose results go to the outbox when it ends. */
+  private unsent: Pending[] = [];
+  /** Outcomes whose audit rows wait for the next commit. */
   private turn: Pending[] = [];
+  private commitTimer: NodeJS.Timeout | null = null;
   private held: Pending[] = [];
   private retryTimer: NodeJS.Timeout | null = null;
   private readonly retry: { min: number; max: number };
@@ -74,7 +87,23 @@ export class Settler {
 
   private enqueue(...pending: Pending[]): void {
     if (pending.length === 0) return;
-    if (this.turn.push(...pending) === pending.length) setImmediate(() => void this.commitTurn());
+    if (this.unsent.push(...pending) === pending.length) setImmediate(() => this.sendTurn());
+  }
+
+  /** The turn's results into the outbox, which sends them; a failure is left for the commit to retry and report. */
+  private sendTurn(): void {
+    const turn = this.unsent;
+    this.unsent = [];
+    try {
+      this.queueResults(turn);
+    } catch {
+      // the commit tries again, and says what went wrong
+    }
+    this.turn.push(...turn);
+    this.commitTimer ??= setTimeout(() => {
+      this.commitTimer = null;
+      void this.commitTurn();
+    }, AUDIT_DELAY_MS);
   }
 
   private async commitTurn(): Promise<void> {
@@ -107,7 +136,7 @@ export class Settler {
     );
   }
 
-  /** Audit rows first, then MQTT results; each part committed is not committed again on a retry. */
+  /** Audit rows and the results not queued yet; each part committed is not committed again on a retry. */
   private commit(turn: Pending[]): SgmoeError | null {
     let failure: SgmoeError | null = null;
     const { audit } = this.parts;
@@ -118,18 +147,23 @@ export class Settler {
     } catch (err) {
       failure = asSgmoeError(err);
     }
-    const transport = this.parts.transport();
-    const unqueued = turn.filter((p) => !p.queued);
     try {
-      if (transport && unqueued.length > 0) {
-        transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date() } })));
-      }
-      for (const p of unqueued) p.queued = true;
+      this.queueResults(turn);
     } catch (err) {
       failure ??= asSgmoeError(err);
     }
     if (failure) this.parts.logger.error({ code: failure.code, err: failure.message, frames: turn.length }, 'frames not committed');
     return failure;
+  }
+
+  /** Stores the results not queued yet in one outbox transaction (which sends them); throws when it could not. */
+  private queueResults(turn: readonly Pending[]): void {
+    const transport = this.parts.transport();
+    const unqueued = turn.filter((p) => !p.queued);
+    if (transport && unqueued.length > 0) {
+      transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date() } })));
+    }
+    for (const p of unqueued) p.queued = true;
   }
 
   private scheduleRetry(): void {
