@@ -59,7 +59,7 @@ export class Settler {
   /** Outcomes of this turn, whose results go to the outbox when it ends. */
   private unsent: Pending[] = [];
   /** Outcomes whose audit rows wait for the next commit. */
-  private turn: Pending[] = [];
+  private uncommitted: Pending[] = [];
   private commitTimer: NodeJS.Timeout | null = null;
   private held: Pending[] = [];
   private retryTimer: NodeJS.Timeout | null = null;
@@ -99,7 +99,7 @@ export class Settler {
     } catch {
       // the commit tries again, and says what went wrong
     }
-    this.turn.push(...turn);
+    this.uncommitted.push(...turn);
     this.commitTimer ??= setTimeout(() => {
       this.commitTimer = null;
       void this.commitTurn();
@@ -107,8 +107,8 @@ export class Settler {
   }
 
   private async commitTurn(): Promise<void> {
-    const turn = this.turn;
-    this.turn = [];
+    const turn = this.uncommitted;
+    this.uncommitted = [];
     const failure = this.commit(turn);
     const settled: Pending[] = [];
     for (const p of turn) {
