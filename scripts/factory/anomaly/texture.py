@@ -38,13 +38,13 @@ SAMPLES = 20000  # patches drawn for the PCA
 # The learned channels: a two-layer CNN (5x5 stride 2 to 16, ReLU, 3x3 stride 2 to LEARNED) trained on good patches
 # only, so that two positions of one patch lie closer than positions of other patches (InfoNCE): it learns what a
 # patch's texture shares across positions, which a stain or a pasted square breaks. Validation image AUROC at the
-# operating point (draws 1 / --seed 7 / --seed 11): 0.8894 / 0.9143 / 0.9309 -> 0.9038 / 0.9244 / 0.9364, false
-# alarms for 1% 0.44% / 1.00% / 0.56% -> 0.89% / 1.00% / 1.00%, pixel AUROC 0.9301 -> 0.9346 on the first. 5
-# channels put the expert just over a tenth of a frame's MACs (early exit: 0.8782 / 0.9028 / 0.8607); 8, with the
-# expert always run, 0.9014 on the first; 1600 steps 0.9114 / 0.9260 / 0.9366 but false alarms 1.22% / 1.67% /
-# 1.56%. Tried and dropped: a linear (ridge) prediction of each position's features from its 8 neighbours at 2
-# positions, its residual in place of the log-energies (0.8920 / 0.8951 / 0.9176) or beside them (expert always run
-# 0.8881 / 0.9098 / 0.9183).
+# operating point (draws 1 / --seed 7 / --seed 11): 0.8894 / 0.9143 / 0.9309 -> 0.9038 / 0.9244 / 0.9364, false alarms
+# for 1% 0.44% / 1.00% / 0.56% -> 0.89% / 1.00% / 1.00%, pixel AUROC 0.9301 -> 0.9346 on the first. 5 channels put the
+# expert just over a tenth of a frame's MACs (early exit: 0.8782 / 0.9028 / 0.8607); 8, with the expert always run,
+# 0.9014 on the first; 1600 steps 0.9114 / 0.9260 / 0.9366 but false alarms 1.22% / 1.67% / 1.56%; 32 hidden channels
+# 0.8983 / 0.9218 / 0.9378, false alarms 0.78% / 2.56% / 1.89%. Tried and dropped: a linear (ridge) prediction of each
+# position's features from its 8 neighbours at 2 positions, its residual in place of the log-energies (0.8920 / 0.8951 /
+# 0.9176) or beside them (expert always run 0.8881 / 0.9098 / 0.9183).
 LEARNED = 4
 STEPS, BATCH, TEMPERATURE, LEARNING_RATE = 800, 128, 0.1, 3e-3
 
