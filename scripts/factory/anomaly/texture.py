@@ -157,10 +157,8 @@ GATE_EXTRA = 2  # the gate keeps k + 2 sphered principal directions: k modes dif
 
 
 def pooled(features: torch.Tensor) -> torch.Tensor:
-    """Position-free statistics the gate clusters and routes on: each channel's mean over the map, but for the
-    learned channels (trained to tell patches apart, they can split a texture: with them, 5 learned channels gave
-    0.8607 on validation --seed 11, brick 0.9554)."""
-    return features[:, :features.shape[1] - LEARNED].mean(dim=(2, 3))
+    """Position-free statistics the gate clusters and routes on: each channel's mean over the map."""
+    return features.mean(dim=(2, 3))
 
 
 class PooledGate(nn.Module):
@@ -181,8 +179,10 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     """k-means on the sphered pooled statistics (so a texture whose statistics vary a lot, like bricks with more or
     less mortar in view, does not take two modes while two quieter textures share one). Nearest centroid in sphered
     coordinates is linear in the pooled statistics, over a temperature (the median squared distance to the nearest
-    centroid) so the softmax says how clearly a frame belongs to its mode."""
-    x = pooled(features).double()
+    centroid) so the softmax says how clearly a frame belongs to its mode. The learned channels get zero weight:
+    trained to tell patches apart, they can split a texture (clustered with them, 5 learned channels gave 0.8607 on
+    validation --seed 11, brick 0.9554)."""
+    x = pooled(features)[:, :-LEARNED].double()
     mean = x.mean(dim=0)
     values, vectors = torch.linalg.eigh((x - mean).T @ (x - mean) / len(x))  # ascending
     keep = min(len(values), k + GATE_EXTRA)
@@ -193,7 +193,7 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     centroids = clustering.centroids.double()
     weight = 2 * centroids @ sphere.T  # 2 c.z = 2 c.(x - mean) @ sphere
     bias = -weight @ mean - (centroids ** 2).sum(dim=1)
-    return PooledGate(weight / temperature, bias / temperature).eval()
+    return PooledGate(F.pad(weight, (0, LEARNED)) / temperature, bias / temperature).eval()
 
 
 class RelativeGaussian(StationaryGaussian):
