@@ -179,9 +179,10 @@ def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> Pooled
     """k-means on the sphered pooled statistics (so a texture whose statistics vary a lot, like bricks with more or
     less mortar in view, does not take two modes while two quieter textures share one). Nearest centroid in sphered
     coordinates is linear in the pooled statistics, over a temperature (the median squared distance to the nearest
-    centroid) so the softmax says how clearly a frame belongs to its mode. The learned channels get zero weight:
-    trained to tell patches apart, they can split a texture (clustered with them, 5 learned channels gave 0.8607 on
-    validation --seed 11, brick 0.9554)."""
+    centroid) so the softmax says how clearly a frame belongs to its mode. The learned channels get zero weight, so
+    the gate routes as it did without them: clustered with them too, the modes stayed one per texture and validation
+    image AUROC moved by at most 0.002, but false alarms for 1% were 1.67% / 1.22% / 0.44% (zero weight: 0.89% /
+    1.00% / 1.00%)."""
     x = pooled(features)[:, :-LEARNED].double()
     mean = x.mean(dim=0)
     values, vectors = torch.linalg.eigh((x - mean).T @ (x - mean) / len(x))  # ascending
