@@ -126,7 +126,9 @@ _STATIONARY_METHOD = [  # --stationary: texture.py's parts
     '- **Trunk**: PCA filters learned from good patches (' + ', '.join(
         f'{count} of {kernel}x{kernel} on ' + ('the image' if scale == 1 else f'its {scale}x{scale} average')
         for scale, kernel, count in texture.SCALES) + '): their local log-energy, with the local mean, max and min '
-    f'intensity, at stride {texture.STRIDE} (a 64x64 patch gives a {64 // texture.STRIDE}x{64 // texture.STRIDE} map).',
+    f'intensity, and {texture.LEARNED} channels of a small CNN trained on good patches only (two positions of one '
+    'patch closer than positions of other patches), all at stride '
+    f'{texture.STRIDE} (a 64x64 patch gives a {64 // texture.STRIDE}x{64 // texture.STRIDE} map).',
     '- **Base**: one Gaussian, for all products, of how far each position\'s intensity statistics lie from the '
     'patch\'s own average; normalised by its median and 99th percentile on held-out good images (0 and 1).',
     '- **Gate**: k-means on each feature\'s mean over the patch, after sphering, written as one linear layer '
