@@ -1,10 +1,12 @@
 """Fits the anomaly SGMoE on good images (trunk -> base Gaussian -> k-means gate -> one Gaussian per mode), sets the
 threshold on held-out good images, and evaluates it beside its baselines on the test images when there are any."""
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+import learned
 import rule
 import texture
 from macs import part_macs
@@ -92,8 +94,12 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     mean = [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))]
     std = [round(max(float(v), 1e-3), 4) for v in x.std(axis=(0, 1, 2))]
     _, height, width, channels = pixels.shape
-    trunk = texture.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed) if recipe.stationary \
-        else Trunk(channels, height, width, seed=recipe.seed).eval()
+    if recipe.stationary:
+        trunk = texture.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed)
+    elif 'LOCO3' in os.environ:
+        trunk = learned.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed, progress)
+    else:
+        trunk = Trunk(channels, height, width, seed=recipe.seed).eval()
     feats = {name: features_of(trunk, normalise(pixels[idx], mean, std)) for name, idx in parts.items()}
     progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
              f'{len(parts["threshold"])} threshold good images')
