@@ -92,8 +92,8 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     mean = [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))]
     std = [round(max(float(v), 1e-3), 4) for v in x.std(axis=(0, 1, 2))]
     _, height, width, channels = pixels.shape
-    # Not stationary: the fixed random trunk. A small CNN trunk learned on the good fit images (branch loco3, commit
-    # 4b070d6: 3 convs, 1.24M MACs, k-means pseudo-labels + rotation prediction) lifted the global Gaussian as much
+    # Not stationary: the fixed random trunk. A small CNN trunk learned on the good fit images (commit 4b070d6,
+    # reverted: 3 convs, 1.24M MACs, k-means pseudo-labels + rotation prediction) lifted the global Gaussian as much
     # as the mixture: LOCO validation over the held-out classes 0,2,3,5,7,9, mixture 0.7136 -> 0.7369, global
     # 0.7230 -> 0.7500, separate 0.7228 -> 0.7419 (still -1.3 points behind global; Sneaker 0.700 vs 0.745, Ankle
     # boot 0.819 vs 0.880). Rotation alone was worse (held out 2,7,9: mixture 0.650 vs global 0.708); even the true
