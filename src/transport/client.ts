@@ -178,7 +178,6 @@ export class MqttTransport {
     } else {
       client?.end(true);
     }
-    this.flushAcks();
     this.client = null;
     this.state = 'stopped';
     this.log.info({ outbox: this.outboxStats() }, 'transport stopped');
