@@ -22,8 +22,8 @@ export const AUDIT_EVENT_KINDS = [
   'update_failed',
   'config_changed',
   'command_refused',
-  // a dashboard review write without the operator token (src/node/dashboard/refusals.ts)
-  'review_refused',
+  // a dashboard request (a read or a verdict) without the operator token (src/node/dashboard/refusals.ts)
+  'dashboard_refused',
   'alarm_raised',
   'alarm_cleared',
   'db_recovered',

@@ -127,10 +127,12 @@ export const nodeConfigSchema = z
       .object({
         port: z.number().int().min(0).max(65535),
         host: z.string().default('127.0.0.1'),
-        /** The operator token POST /api/review requires (src/node/dashboard/auth.ts); SGMOE_DASHBOARD_TOKEN when absent. */
+        /** The operator token every request but the page requires (src/node/dashboard/auth.ts); SGMOE_DASHBOARD_TOKEN when absent. */
         token: z.string().min(MIN_TOKEN_LENGTH).optional(),
-        /** Serve reviews on a non-loopback host without a token: anyone who reaches the port may then write verdicts. */
-        reviewsWithoutToken: z.boolean().default(false),
+        /** Serve a non-loopback host without a token: anyone who reaches the port may then read, and write verdicts. */
+        withoutToken: z.boolean().default(false),
+        /** The old name, which covered verdicts only: refused with the new one named, so no config silently changes meaning. */
+        reviewsWithoutToken: z.never({ error: 'renamed: use dashboard.withoutToken, which covers reads (frames, /metrics) as well as verdicts' }).optional(),
       })
       .strict()
       .optional(),

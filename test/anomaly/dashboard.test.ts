@@ -224,27 +224,39 @@ describe('anomaly dashboard', () => {
     expect(reviewCount()).toBe(before);
     // One event for the burst (the rest folded into the next one's count): probing cannot fill the audit log.
     const db = openAuditDbReadOnly(auditFile);
-    const refused = listEvents(db, {}, ['review_refused']);
+    const refused = listEvents(db, {}, ['dashboard_refused']);
     db.close();
-    expect(refused.map((e) => [e.details?.code, e.details?.reason, e.details?.remote, e.details?.suppressed])).toEqual([['E_DASHBOARD_UNAUTHORISED', 'missing', '127.0.0.1', 0]]);
+    expect(refused.map((e) => e.details)).toEqual([{ code: 'E_DASHBOARD_UNAUTHORISED', reason: 'missing', method: 'POST', path: '/api/review', remote: '127.0.0.1', suppressed: 0 }]);
 
     const right = await post(target, body, { ...json, authorization: `Bearer ${TOKEN}` });
     expect(right.status).toBe(201);
     expect(reviewCount()).toBe(before + 1);
   });
 
-  it('the page asks for the token once, keeps it for the tab, and says when a verdict has no pixels to export', async () => {
+  it('the page shows no data without the token, asks for it once, forgets a wrong one, then shows the frames and takes verdicts', async () => {
     const guardedPage = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
     await guardedPage.goto(guarded.url);
-    const row = guardedPage.locator(`#passed tr[data-frame-id="${passed[1]}"]`);
-    await row.waitFor();
-    await row.locator('button[data-verdict="defect"]').click();
-    await row.locator('td.review', { hasText: 'not recorded: enter the operator token first' }).waitFor();
-    expect(await guardedPage.locator('#token-field').isVisible()).toBe(true);
+    // Every poll of the page (its three scripts) is refused: one token field asks, and nothing of the node shows.
+    await guardedPage.locator('#token-field').waitFor();
+    await guardedPage.locator('#status', { hasText: 'enter the operator token' }).waitFor();
+    expect(await guardedPage.locator('#token-field').count()).toBe(1);
+    expect(await guardedPage.locator('#anomaly-panel').isHidden()).toBe(true);
+    expect(await guardedPage.locator('#decisions tbody tr').count()).toBe(0);
+    expect(await guardedPage.locator('#model-name').textContent()).toBe('\u2026');
+    // A wrong token is refused and forgotten: the field asks again.
+    await guardedPage.fill('#token', `${TOKEN}x`);
+    await guardedPage.press('#token', 'Enter');
+    await guardedPage.locator('#status', { hasText: 'the operator token was refused' }).waitFor();
+    await guardedPage.locator('#token-field').waitFor();
+    expect(await guardedPage.evaluate("sessionStorage.getItem('sgmoe-operator-token')")).toBeNull();
     await guardedPage.fill('#token', TOKEN);
     await guardedPage.press('#token', 'Enter');
     await guardedPage.locator('#token-field').waitFor({ state: 'hidden' });
     expect(await guardedPage.evaluate("sessionStorage.getItem('sgmoe-operator-token')")).toBe(TOKEN);
+    await guardedPage.locator('#status', { hasText: 'live' }).waitFor();
+    const row = guardedPage.locator(`#passed tr[data-frame-id="${passed[1]}"]`);
+    await row.waitFor();
+    expect(await guardedPage.locator('#model-name').textContent()).toBe(node.snapshot().model.name);
     await row.locator('button[data-verdict="defect"]').click();
     // This dashboard holds no frame bytes and the store kept none: the verdict stands, without pixels.
     await row.locator('td.review', { hasText: 'defect \u00b7 dashboard \u00b7 no pixels kept: not exported' }).waitFor();
@@ -265,14 +277,16 @@ describe('anomaly dashboard', () => {
     expect(defects.some((b) => b.equals(bytesOf(passed[passed.length - 1])))).toBe(true);
   });
 
-  it('serves reviews on a non-loopback address only with a token or when told to accept them from anyone', async () => {
+  it('serves a non-loopback address only with a token or when told to let anyone in, with or without the audit log', async () => {
     expect(['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost'].map(isLoopback)).toEqual([true, true, true, true, true]);
     expect(['0.0.0.0', '::', '192.168.1.20', 'line-1.local'].map(isLoopback)).toEqual([false, false, false, false]);
-    await expect(startDashboard(node, { port: 0, host: '0.0.0.0', auditFile })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
-    await expect(startDashboard(node, { port: 0, auditFile, token: 'short' })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
-    for (const options of [{ token: TOKEN }, { reviewsWithoutToken: true }, { auditFile: undefined }]) {
-      const open = await startDashboard(node, { port: 0, host: '0.0.0.0', auditFile, ...options });
-      await open.close();
+    for (const withLog of [{ auditFile }, {}]) {
+      await expect(startDashboard(node, { port: 0, host: '0.0.0.0', ...withLog })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
+      await expect(startDashboard(node, { port: 0, ...withLog, token: 'short' })).rejects.toMatchObject({ code: 'E_DASHBOARD_TOKEN' });
+      for (const options of [{ token: TOKEN }, { withoutToken: true }]) {
+        const open = await startDashboard(node, { port: 0, host: '0.0.0.0', ...withLog, ...options });
+        await open.close();
+      }
     }
   });
 });

@@ -38,27 +38,38 @@ describe('the operator token', () => {
 
   it('is redacted wherever the node config leaves the device', () => {
     const config = parseNodeConfig({ model: 'm', dashboard: { port: 0, host: '0.0.0.0', token: TOKEN } });
-    expect(redact(config).dashboard).toEqual({ port: 0, host: '0.0.0.0', token: '***', reviewsWithoutToken: false });
+    expect(redact(config).dashboard).toEqual({ port: 0, host: '0.0.0.0', token: '***', withoutToken: false });
     expect(() => parseNodeConfig({ model: 'm', dashboard: { port: 0, token: 'short' } })).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));
+  });
+
+  it('refuses the opt-out under its old name, which covered verdicts only, naming the new one', () => {
+    for (const value of [true, false]) {
+      expect(() => parseNodeConfig({ model: 'm', dashboard: { port: 0, host: '0.0.0.0', reviewsWithoutToken: value } })).toThrow(
+        expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('dashboard.reviewsWithoutToken: renamed: use dashboard.withoutToken') }),
+      );
+    }
+    expect(parseNodeConfig({ model: 'm', dashboard: { port: 0, host: '0.0.0.0', withoutToken: true } }).dashboard?.withoutToken).toBe(true);
   });
 });
 
-describe('refused review writes in the audit log', () => {
+describe('refused dashboard requests in the audit log', () => {
   it('writes the first refusal, folds those within the interval into the next event written, and loses none', () => {
     const events: AuditEvent[] = [];
     let now = 1_000_000;
     const reporter = new RefusalReporter((e) => events.push(e), 60_000, () => now);
     const refusal = new SgmoeError('E_DASHBOARD_UNAUTHORISED', 'expected the operator token, found a token that does not match', { reason: 'wrong' });
-    reporter.refused(refusal, '10.0.0.7');
+    reporter.refused(refusal, { remote: '10.0.0.7', method: 'GET', path: '/api/decisions' });
     now += 30_000;
-    reporter.refused(refusal, '10.0.0.7');
-    reporter.refused(refusal, '10.0.0.8');
+    reporter.refused(refusal, { remote: '10.0.0.7', method: 'POST', path: '/api/review' });
+    reporter.refused(refusal, { remote: '10.0.0.8', method: 'GET', path: '/metrics' });
     now += 30_000;
-    reporter.refused(refusal, '10.0.0.9');
+    reporter.refused(refusal, { remote: '10.0.0.9', method: 'HEAD', path: `/${'x'.repeat(300)}` });
     expect(events.map((e) => [e.kind, e.ts, e.details])).toEqual([
-      ['review_refused', 1_000_000, { code: 'E_DASHBOARD_UNAUTHORISED', reason: 'wrong', remote: '10.0.0.7', suppressed: 0 }],
-      ['review_refused', 1_060_000, { code: 'E_DASHBOARD_UNAUTHORISED', reason: 'wrong', remote: '10.0.0.9', suppressed: 2 }],
+      ['dashboard_refused', 1_000_000, { code: 'E_DASHBOARD_UNAUTHORISED', reason: 'wrong', method: 'GET', path: '/api/decisions', remote: '10.0.0.7', suppressed: 0 }],
+      // A probed path is cut short: attacker-chosen text, kept to what shows what was asked for.
+      ['dashboard_refused', 1_060_000, { code: 'E_DASHBOARD_UNAUTHORISED', reason: 'wrong', method: 'HEAD', path: `/${'x'.repeat(199)}`, remote: '10.0.0.9', suppressed: 2 }],
     ]);
+    expect(events[0].message).toBe('dashboard request GET /api/decisions refused from 10.0.0.7: expected the operator token, found a token that does not match');
   });
 });
 
@@ -118,7 +129,7 @@ describe('sgmoe run with the dashboard on the network', () => {
   it('without a token the dashboard does not start (the node still decides); SGMOE_DASHBOARD_TOKEN serves it', async () => {
     const refused = await run({ SGMOE_DASHBOARD_TOKEN: '' }, 'refused');
     expect(refused.status).toBe(0);
-    expect(refused.stderr).toContain('dashboard not started: expected an operator token to serve reviews on 0.0.0.0');
+    expect(refused.stderr).toContain('dashboard not started: expected an operator token to serve the dashboard on 0.0.0.0');
     expect(refused.stdout).toMatch(/ingested 1 = decided 1 /);
     const served = await run({ SGMOE_DASHBOARD_TOKEN: TOKEN }, 'served');
     expect(served.status).toBe(0);

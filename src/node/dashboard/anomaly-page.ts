@@ -1,8 +1,8 @@
 /*
  * The anomaly panel of the dashboard page (anomaly packages): the anomaly rate over time, the latest anomalies with
  * their heatmap over the thumbnail, the recent frames passed as good, and the operator's good/defect verdict on any
- * of them (with the operator token, when the node asks for one). Its own script polls /api/anomalies and stays hidden
- * for packages of other tasks. Same rules as page.ts: DOM built with textContent only, no template literals inside.
+ * of them. Its own script polls /api/anomalies and stays hidden for packages of other tasks. Same rules as page.ts:
+ * DOM built with textContent only, no template literals inside.
  */
 import { DOM_HELPERS } from './dom-helpers';
 
@@ -15,7 +15,6 @@ button.verdict { background: var(--line); color: var(--text); border: 1px solid 
 button.verdict:hover { border-color: var(--accent); }
 td.review.good { color: var(--ok); }
 td.review.defect { color: var(--bad); }
-input { background: var(--bg); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 6px; margin: 0 0 8px 6px; }
 .review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
 .review-tables > div { overflow-x: auto; }
 `;
@@ -25,8 +24,7 @@ export const ANOMALY_BODY = `
     <h2>Anomaly rate over time <span class="muted" id="anomaly-origin"></span></h2>
     <div id="anomaly-chart"></div>
     <p class="muted spaced">Mark frames good or defect for the next training set.
-      <label>operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label>
-      <label id="token-field" hidden>operator token<input id="token" type="password" autocomplete="off" placeholder="asked once per tab"></label></p>
+      <label>operator<input id="reviewer" maxlength="100" placeholder="dashboard"></label></p>
     <div class="review-tables">
       <div>
         <h2>Latest anomalies <span class="muted">&middot; heatmap over the frame</span></h2>
@@ -86,40 +84,13 @@ ${DOM_HELPERS}
     if (review && tr.dataset.noPixels === String(review.id)) cell.textContent += ' \u00b7 no pixels kept: not exported';
   }
 
-  // The operator token, when the node asks for one: typed once, kept for this browser tab only.
-  var TOKEN_KEY = 'sgmoe-operator-token';
-  var tokenRequired = false;
-  function storedToken() {
-    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (e) { return ''; }
-  }
-  function showTokenField() {
-    $('token-field').hidden = !tokenRequired || storedToken() !== '';
-  }
-  $('token').addEventListener('change', function () {
-    try { sessionStorage.setItem(TOKEN_KEY, $('token').value); } catch (e) { /* storage off: asked again next time */ }
-    $('token').value = '';
-    showTokenField();
-  });
-
   function sendReview(tr, verdict) {
     var cell = tr.querySelector('td.review');
-    if (tokenRequired && !storedToken()) {
-      cell.textContent = 'not recorded: enter the operator token first';
-      showTokenField();
-      $('token').focus();
-      return;
-    }
     var body = { frameId: tr.dataset.frameId, verdict: verdict };
     if ($('reviewer').value) body.reviewer = $('reviewer').value;
-    var headers = { 'content-type': 'application/json' };
-    if (storedToken()) headers.authorization = 'Bearer ' + storedToken();
-    fetch('/api/review', { method: 'POST', headers: headers, body: JSON.stringify(body) })
+    request('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
       .then(function (r) {
         return r.json().then(function (answer) {
-          if (r.status === 401) {
-            try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
-            showTokenField();
-          }
           if (!r.ok) throw new Error(answer.error.message);
           if (answer.bytes === null) tr.dataset.noPixels = String(answer.id);
           showReview(tr, answer);
@@ -184,8 +155,6 @@ ${DOM_HELPERS}
     var panel = $('anomaly-panel');
     panel.hidden = a.task !== 'anomaly';
     if (panel.hidden) return;
-    tokenRequired = a.reviewable && a.tokenRequired;
-    showTokenField();
     renderAnomalyRate(a.rate);
     renderLatest(a.latest, a.reviewable);
     renderPassed(a.passed, a.reviewable);

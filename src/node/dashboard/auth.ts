@@ -16,7 +16,7 @@ export function isLoopback(host: string): boolean {
 const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
 
 /**
- * The operator token that state-changing requests must carry (`Authorization: Bearer TOKEN`) when one is set.
+ * The operator token every request but the page itself must carry (`Authorization: Bearer TOKEN`) when one is set.
  * Compared as sha256 digests with timingSafeEqual: equal lengths whatever was sent, and no early exit that would
  * tell an attacker how many leading characters were right.
  */
@@ -43,17 +43,18 @@ export class OperatorToken {
 }
 
 /**
- * The token a dashboard serving reviews uses, or none; refuses to serve reviews to the network without one unless
- * the config says so explicitly (`reviewsWithoutToken`): there, anyone who can reach the port could write verdicts
- * that become training data.
+ * The token the dashboard requires, or none; refuses to serve the network without one unless the config says so
+ * explicitly (`withoutToken`): there, anyone who can reach the port could read the frames (a factory's products)
+ * and, with an audit log, write verdicts that become training data.
  */
-export function operatorToken(options: { host: string; token?: string; reviewsWithoutToken?: boolean }): OperatorToken | undefined {
+export function operatorToken(options: { host: string; token?: string; withoutToken?: boolean }): OperatorToken | undefined {
   if (options.token !== undefined) return new OperatorToken(options.token);
-  if (isLoopback(options.host) || options.reviewsWithoutToken) return undefined;
+  if (isLoopback(options.host) || options.withoutToken) return undefined;
   throw new SgmoeError(
     'E_DASHBOARD_TOKEN',
-    `expected an operator token to serve reviews on ${options.host}, a non-loopback address, found none: set dashboard.token ` +
-      `(or SGMOE_DASHBOARD_TOKEN), bind to 127.0.0.1, or set dashboard.reviewsWithoutToken to accept verdicts from anyone who can reach the port`,
+    `expected an operator token to serve the dashboard on ${options.host}, a non-loopback address, found none: set dashboard.token ` +
+      `(or SGMOE_DASHBOARD_TOKEN), bind to 127.0.0.1, or set dashboard.withoutToken to let anyone who can reach the port ` +
+      `read it (and, with an audit log, write verdicts)`,
     { host: options.host },
   );
 }

@@ -127,8 +127,7 @@ ${DOM_HELPERS}  var CONDITION = ['#59a14f', '#e15759', '#f28e2b', '#b07aa1', '#e
   }
 
   function poll() {
-    fetch('/api/condition', { cache: 'no-store' })
-      .then(function (r) { if (!r.ok) throw new Error('/api/condition: HTTP ' + r.status); return r.json(); })
+    get('/api/condition')
       .then(render)
       .catch(function () { /* the main script reports an unreachable node */ })
       .then(function () { setTimeout(poll, 1000); });

@@ -22,6 +22,8 @@ h2.spaced { margin-top: 16px; }
 .muted { color: var(--muted); }
 #status { margin-left: auto; font-size: 12px; }
 #status.down { color: var(--bad); }
+input { background: var(--bg); color: var(--text); border: 1px solid var(--line); border-radius: 4px; padding: 2px 6px; margin: 0 0 8px 6px; }
+#token-field input { margin-bottom: 0; }
 main { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; padding: 14px 20px; }
 .cards { grid-column: 1 / -1; display: grid; grid-template-columns: repeat(6, minmax(0, 1fr)); gap: 14px; }
 .card, .panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
@@ -55,6 +57,13 @@ const SCRIPT = `
 ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7', '#9c755f', '#bab0ac'];
   var NO_EXPERT = '#5c6776';
   var rows = new Map();
+
+  // The page's one token field, shown by a refused request (dom-helpers.ts): typed once, kept for this tab.
+  $('token').addEventListener('change', function () {
+    try { sessionStorage.setItem(TOKEN_KEY, $('token').value); } catch (e) { /* storage off: asked again */ }
+    $('token').value = '';
+    $('token-field').hidden = true;
+  });
 
   function color(expert) { return COLORS[expert % COLORS.length]; }
   function ms(us) { return (us / 1000).toFixed(2) + ' ms'; }
@@ -247,7 +256,7 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
         $('status').className = '';
       })
       .catch(function (err) {
-        $('status').textContent = 'node unreachable: ' + err.message;
+        $('status').textContent = (err.unauthorised ? '' : 'node unreachable: ') + err.message;
         $('status').className = 'down';
       })
       .then(function () { setTimeout(poll, 1000); });
@@ -262,6 +271,7 @@ const BODY = `
   <span class="model"><span id="model-name">&hellip;</span> <span id="model-version"></span></span>
   <span id="providers" class="muted"></span>
   <span id="status">connecting&hellip;</span>
+  <label id="token-field" hidden>operator token<input id="token" type="password" autocomplete="off" placeholder="asked once per tab"></label>
 </header>
 <main>
   <section class="cards">

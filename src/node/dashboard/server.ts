@@ -33,11 +33,12 @@ export interface DashboardOptions {
   /** Memory for the recent frames' bytes, so a verdict on one the frame store did not keep keeps its pixels (default 32 MiB). */
   heldFrameBytes?: number;
   /**
-   * The operator token POST /api/review requires (`Authorization: Bearer TOKEN`), at least 16 characters. Required
-   * to serve reviews on a non-loopback address, unless `reviewsWithoutToken` says to accept them from anyone.
+   * The operator token every request but the page itself then requires (`Authorization: Bearer TOKEN`), at least
+   * 16 characters. Required to serve on a non-loopback address, unless `withoutToken` says anyone who reaches the
+   * port may read (and, with an audit log, write verdicts).
    */
   token?: string;
-  reviewsWithoutToken?: boolean;
+  withoutToken?: boolean;
   logger?: Logger;
 }
 
@@ -86,27 +87,30 @@ function allowedHosts(bound: string): (header: string | undefined) => boolean {
 
 /**
  * The node's dashboard on one port: the page (inline JS and CSS, nothing fetched from elsewhere), JSON APIs it
- * polls every second, and `/metrics` for Prometheus. It only listens to the node's events and reads its
- * snapshot and (read-only) its audit database, so it never slows or changes the node.
+ * polls every second, and `/metrics` for Prometheus; with an operator token set, only the page is served without it.
+ * It only listens to the node's events and reads its snapshot and (read-only) its audit database, so it never slows
+ * or changes the node.
  */
 export async function startDashboard(node: EdgeNode, options: DashboardOptions): Promise<Dashboard> {
   const host = options.host ?? '127.0.0.1';
   const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
-  // Checked before anything opens: a dashboard that would take verdicts from the network without a token never starts.
-  const token = options.auditFile ? operatorToken({ host, token: options.token, reviewsWithoutToken: options.reviewsWithoutToken }) : undefined;
+  // Checked before anything opens: a dashboard that would serve the network without a token never starts.
+  const token = operatorToken({ host, token: options.token, withoutToken: options.withoutToken });
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
   // Reviews write through a connection of their own; reading stays on the read-only one.
-  let reviews: { db: Database; framesDir: string; refusals: RefusalReporter } | undefined;
+  let reviews: { db: Database; framesDir: string; events: EventLog } | undefined;
   try {
     if (options.auditFile) {
       const reviewDb = openReviewDb(options.auditFile);
-      const events = new EventLog(reviewDb, { logger: log });
-      reviews = { db: reviewDb, framesDir: framesDirOf(options.auditFile), refusals: new RefusalReporter((e) => void events.write(e)) };
+      reviews = { db: reviewDb, framesDir: framesDirOf(options.auditFile), events: new EventLog(reviewDb, { logger: log }) };
     }
   } catch (err) {
     db?.close();
     throw err;
   }
+  // Requests refused for want of the token: in the audit log when there is one, in the log otherwise.
+  const events = reviews?.events;
+  const refusals = new RefusalReporter(events ? (e) => void events.write(e) : (e) => log.warn(e.details ?? {}, e.message));
   // Frame bytes are held only where a verdict can use them: with the audit log to record it.
   const recent = new RecentDecisions(node, undefined, reviews ? options.heldFrameBytes : 0);
   const metrics = attachMetrics(node);
@@ -146,7 +150,6 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       sendJson(res, 200, {
         task: node.engine.task.name,
         reviewable: reviews !== undefined,
-        tokenRequired: token !== undefined,
         rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
         latest: latest.map(withReview),
         passed: passed.map(withReview),
@@ -160,12 +163,6 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     ? {
         '/api/review': async (req, res) => {
           checkSameOrigin(req);
-          try {
-            token?.check(req);
-          } catch (err) {
-            reviews.refusals.refused(err as SgmoeError, req.socket.remoteAddress);
-            throw err;
-          }
           const body = await readJsonBody(req);
           // The page may name the operator; the verdict itself is validated by the audit module.
           const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body } : body;
@@ -188,6 +185,17 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     }
   };
 
+  // The page holds no data; everything else (every read, the verdicts, /metrics) needs the token when one is set.
+  const authorise = (req: IncomingMessage, path: string): void => {
+    if (!token || path === '/') return;
+    try {
+      token.check(req);
+    } catch (err) {
+      refusals.refused(err as SgmoeError, { remote: req.socket.remoteAddress, method: req.method, path });
+      throw err;
+    }
+  };
+
   const hostAllowed = allowedHosts(host);
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (!hostAllowed(req.headers.host)) {
@@ -199,19 +207,21 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     } catch {
       return sendJson(res, 400, { error: { code: 'E_DASHBOARD_QUERY', message: `expected a request path, found ${JSON.stringify(req.url)}` } });
     }
-    // Own keys only: a path such as /constructor must not find Object's prototype.
-    const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
-    const post = Object.hasOwn(postRoutes, url.pathname) ? postRoutes[url.pathname] : undefined;
-    if (!route && !post) {
-      const known = [...Object.keys(routes), ...Object.keys(postRoutes)].join(', ');
-      return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${known}, found ${url.pathname}` } });
-    }
-    const allowed = post ? ['POST'] : ['GET', 'HEAD'];
-    if (!allowed.includes(req.method ?? '')) {
-      res.setHeader('allow', allowed.join(', '));
-      return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected ${allowed.join(' or ')} on ${url.pathname}, found ${req.method}` } });
-    }
     try {
+      // Before anything else: without the token, not even which routes exist.
+      authorise(req, url.pathname);
+      // Own keys only: a path such as /constructor must not find Object's prototype.
+      const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
+      const post = Object.hasOwn(postRoutes, url.pathname) ? postRoutes[url.pathname] : undefined;
+      if (!route && !post) {
+        const known = [...Object.keys(routes), ...Object.keys(postRoutes)].join(', ');
+        return sendJson(res, 404, { error: { code: 'E_DASHBOARD_NOT_FOUND', message: `expected one of ${known}, found ${url.pathname}` } });
+      }
+      const allowed = post ? ['POST'] : ['GET', 'HEAD'];
+      if (!allowed.includes(req.method ?? '')) {
+        res.setHeader('allow', allowed.join(', '));
+        return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected ${allowed.join(' or ')} on ${url.pathname}, found ${req.method}` } });
+      }
       await (post ? post(req, res) : route!(url, res));
     } catch (err) {
       const code = errorCode(err);
