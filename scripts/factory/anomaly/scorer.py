@@ -1,5 +1,5 @@
-"""The anomaly SGMoE's parts as torch modules: a fixed feature trunk, Gaussian scorers (base and experts, as in
-PaDiM: Mahalanobis distance to the good parts' feature distribution) and the linear gate from k-means."""
+"""The anomaly SGMoE's parts as torch modules: a fixed feature trunk, distance scorers (a Gaussian for the base, as in
+PaDiM; a principal subspace per mode for the experts) and the linear gate from k-means."""
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -29,23 +29,21 @@ class Trunk(nn.Module):
         return torch.cat([F.avg_pool2d(image, self.pool), F.avg_pool2d(self.conv(image).abs(), self.pool)], dim=1)
 
 
-class Gaussian(nn.Module):
-    """Mahalanobis distance of the first `channels` feature channels to a Gaussian of good parts, normalised by its
-    own quantiles on held-out good images (median -> 0, 99th percentile -> 1) so base and experts share one scale.
-    The map splits the distance by grid cell (it sums to the score), for localisation."""
+class CellScorer(nn.Module):
+    """A distance of the first `channels` feature channels from the good parts, summed over per-feature contributions
+    (`raw`), normalised by its own quantiles on held-out good images (median -> 0, 99th percentile -> 1) so base and
+    experts share one scale. The map splits the distance by grid cell (it sums to the score), for localisation."""
 
-    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple):
+    def __init__(self, mean: torch.Tensor, channels: int, grid: tuple):
         super().__init__()
         self.register_buffer('mean', mean.float())
-        self.register_buffer('precision', precision.float())
         self.register_buffer('loc', torch.zeros(()))
         self.register_buffer('scale', torch.ones(()))
         self.channels = channels
         self.grid = grid
 
     def raw(self, features: torch.Tensor) -> torch.Tensor:
-        d = features[:, :self.channels].flatten(1) - self.mean
-        return d * (d @ self.precision)
+        raise NotImplementedError
 
     def forward(self, features: torch.Tensor):
         contributions = self.raw(features)
@@ -60,6 +58,32 @@ class Gaussian(nn.Module):
             median, high = torch.quantile(raw.double(), torch.tensor([0.5, 0.99], dtype=torch.float64))
             self.loc.fill_(float(median))
             self.scale.fill_(float(max(high - median, 1e-6)))
+
+
+class Gaussian(CellScorer):
+    """Mahalanobis distance to a Gaussian of good parts (as in PaDiM)."""
+
+    def __init__(self, mean: torch.Tensor, precision: torch.Tensor, channels: int, grid: tuple):
+        super().__init__(mean, channels, grid)
+        self.register_buffer('precision', precision.float())
+
+    def raw(self, features: torch.Tensor) -> torch.Tensor:
+        d = features[:, :self.channels].flatten(1) - self.mean
+        return d * (d @ self.precision)
+
+
+class Subspace(CellScorer):
+    """Squared distance from the good parts' principal subspace (their mean plus `basis`, orthonormal columns [D, d]):
+    what a frame does that the good parts of its mode never vary along. d directions cost 2 D d MACs, not D^2."""
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, channels: int, grid: tuple):
+        super().__init__(mean, channels, grid)
+        self.register_buffer('basis', basis.float())
+
+    def raw(self, features: torch.Tensor) -> torch.Tensor:
+        d = features[:, :self.channels].flatten(1) - self.mean
+        residual = d - (d @ self.basis) @ self.basis.T
+        return residual * residual
 
 
 def moments(x: torch.Tensor):
@@ -82,14 +106,16 @@ def shrunk_precision(cov: torch.Tensor, shrink: float = SHRINK) -> torch.Tensor:
     return torch.linalg.inv((1 - shrink) * cov + shrink * cov.diagonal().mean() * eye + 1e-6 * eye)
 
 
-def fit_gaussian(features: torch.Tensor, channels: int, towards=None, pooling: float = 0.0) -> Gaussian:
-    """`towards`, `pooling`: a mode's covariance is pulled towards the whole line's (regularised discriminant
-    analysis): a few thousand good images per mode cannot pin down ~800 dimensions alone, and the shared shape is
-    a better guess than a sphere for the directions they leave open."""
+def fit_gaussian(features: torch.Tensor, channels: int) -> Gaussian:
     mean, cov = covariance(features, channels)
-    if towards is not None:
-        cov = (1 - pooling) * cov + pooling * towards
     return Gaussian(mean, shrunk_precision(cov), channels, tuple(features.shape[2:]))
+
+
+def fit_subspace(features: torch.Tensor, channels: int, dims: int) -> Subspace:
+    """The mean and `dims` leading principal directions of the good parts' features."""
+    mean, cov = covariance(features, channels)
+    _, vectors = torch.linalg.eigh(cov)  # ascending
+    return Subspace(mean, vectors[:, -dims:], channels, tuple(features.shape[2:]))
 
 
 def fit_gate(features: torch.Tensor, k: int, restarts: int, seed: int) -> 'Gate':

@@ -102,8 +102,8 @@ def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tu
               for p in model.points]
     return {
         'format': 'sgmoe-package/1', 'name': name, 'version': version, 'task': 'anomaly',
-        'description': 'Line anomaly detection trained on good parts only: a Gaussian (Mahalanobis) score per '
-                       'appearance mode, the base as a cheap global score and early exit.',
+        'description': 'Line anomaly detection trained on good parts only: one distance score per appearance mode, '
+                       'the base as a cheap global score and early exit.',
         'labels': ['good', 'anomalous'],
         'input': {'kind': 'image', 'name': 'image', 'channels': channels, 'height': height, 'width': width,
                   'colorspace': colorspace, 'mean': model.mean, 'std': model.std, 'layout': 'NCHW', 'invert': False,
