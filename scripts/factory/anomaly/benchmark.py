@@ -6,7 +6,7 @@ the held-out one anomalous: a foreign product on a multi-product line).
                                                           [--validation]
 
 --validation scores the 5,000 training images that data.py holds out (splits.val) instead of the test set: every
-design choice (covariance pooling, exit point, base weight) is made on it, and the test set is scored once at the end.
+design choice (the experts' kind, number of modes, exit point, base weight) is made on it, and the test set is scored once at the end.
 """
 import argparse
 import json
@@ -30,7 +30,7 @@ EXPERTS = {'ovr': 4, 'loco': 18}
 PER_CLASS = 3000  # good training images per class at most (LOCO: 27,000 over nine classes; half the training set:
 # one LOCO split then takes about a minute and a half on one shared core). More good images steady the per-mode
 # covariances and the threshold (15% of them set it).
-HOW_CHOSEN = ('Choices (covariance pooling, number of modes, early-exit point, base weight) were made on a '
+HOW_CHOSEN = ('Choices (the experts\' kind, number of modes, early-exit point, base weight) were made on a '
               'validation protocol of training images only (`benchmark.py --validation`: the 5,000 training images '
               'data.py holds out are scored instead of the test set); the test set was scored once, with the final '
               'recipe.')
