@@ -107,6 +107,7 @@ def shrunk_precision(cov: torch.Tensor, shrink: float = SHRINK) -> torch.Tensor:
 
 
 def fit_gaussian(features: torch.Tensor, channels: int) -> Gaussian:
+    """The good parts' mean and shrunk precision of their first `channels` feature channels."""
     mean, cov = covariance(features, channels)
     return Gaussian(mean, shrunk_precision(cov), channels, tuple(features.shape[2:]))
 
