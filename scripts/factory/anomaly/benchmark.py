@@ -3,7 +3,7 @@ the factory): one-vs-rest (one class good, the nine others anomalous) and leave-
 the held-out one anomalous: a foreign product on a multi-product line).
 
     /usr/bin/python3 scripts/factory/anomaly/benchmark.py [--protocol ovr|loco] [--splits 0,1,...] [--out FILE]
-                                                          [--validation]
+                                                          [--validation] [--seed N]
 
 --validation scores the 5,000 training images that data.py holds out (splits.val) instead of the test set: every
 design choice (the experts' kind, number of modes, exit point, base weight) is made on it, and the test set is scored once at the end.
@@ -44,10 +44,10 @@ def split(protocol: str, c: int, splits, validation: bool = False):
     return train.images[idx].numpy()[..., None], test.images.numpy()[..., None], labels
 
 
-def run(protocol: str, c: int, splits, far: float, validation: bool = False) -> dict:
+def run(protocol: str, c: int, splits, far: float, validation: bool = False, seed: int = 0) -> dict:
     started = time.time()
     train, test, labels = split(protocol, c, splits, validation)
-    recipe = build.Recipe(experts=EXPERTS[protocol], false_alarm_rate=far)
+    recipe = build.Recipe(experts=EXPERTS[protocol], false_alarm_rate=far, seed=seed)
     model = build.fit(train, recipe, progress=lambda m: None)
     results = build.evaluate(model, test, labels, None, train[model.held_out], far, part_macs(model, (1, 28, 28)))
     return {'split': c, 'normal' if protocol == 'ovr' else 'heldOut': LABELS[c], 'seconds': round(time.time() - started),
@@ -61,13 +61,16 @@ def main() -> int:
     parser.add_argument('--false-alarm-rate', type=float, default=0.01)
     parser.add_argument('--out', help='default: fashion-benchmark.json, or fashion-validation.json with --validation')
     parser.add_argument('--validation', action='store_true', help='score held-out training images, not the test set')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='another draw of the random trunk, the k-means and the good images\' shares (tells a gain from noise)')
     args = parser.parse_args()
     args.out = args.out or os.path.join(HERE, 'fashion-validation.json' if args.validation else 'fashion-benchmark.json')
     torch.set_num_threads(1)
     splits = load_splits(0)
     table = json.load(open(args.out)) if os.path.exists(args.out) else {}
     for protocol in (['ovr', 'loco'] if args.protocol == 'both' else [args.protocol]):
-        rows = [run(protocol, int(c), splits, args.false_alarm_rate, args.validation) for c in args.splits.split(',')]
+        rows = [run(protocol, int(c), splits, args.false_alarm_rate, args.validation, args.seed)
+                for c in args.splits.split(',')]
         for r in rows:
             print(protocol, r['split'], {m: r[m]['auroc'] for m in ('sgmoe', 'sgmoe-always-expert', 'global', 'separate', 'base-only')},
                   f"{r['seconds']}s", flush=True)
@@ -75,7 +78,8 @@ def main() -> int:
                 for m in ('sgmoe', 'sgmoe-always-expert', 'global', 'separate', 'base-only')}
         table[protocol] = {'experts': EXPERTS[protocol], 'meanAuroc': mean, 'splits': rows}
         print(protocol, 'mean AUROC', mean, flush=True)
-    table.update({'command': '/usr/bin/python3 scripts/factory/anomaly/benchmark.py' + (' --validation' if args.validation else ''),
+    table.update({'command': '/usr/bin/python3 scripts/factory/anomaly/benchmark.py' + (' --validation' if args.validation else '')
+                  + (f' --seed {args.seed}' if args.seed else ''),
                   'perClass': PER_CLASS, 'seconds': round(sum(r['seconds'] for p in ('ovr', 'loco') for r in table.get(p, {}).get('splits', []))),
                   'scored': 'held-out training images (splits.val)' if args.validation else 'the test set',
                   'howChosen': HOW_CHOSEN})
