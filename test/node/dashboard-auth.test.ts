@@ -1,9 +1,8 @@
-import type { IncomingHttpHeaders } from 'node:http';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import pino from 'pino';
 import { listEvents, openAuditDbReadOnly, queryDecisions } from '../../src/audit';
 import { startDashboard, type Dashboard, type DashboardOptions } from '../../src/node/dashboard';
+import { rawRequest, type RawAnswer } from '../helpers/http';
 import { tempDir } from '../helpers/tmp';
 import { hotFolder, sampleNode, type SampleNode } from './sample-node';
 
@@ -11,28 +10,12 @@ const TOKEN = 'line-1-operator-token-0123456789';
 /** Every route that answers with data: the frames' thumbnails among them, and /metrics. */
 const READS = ['/api/snapshot', '/api/decisions', '/api/usage', '/api/alarms', '/api/anomalies', '/api/condition', '/metrics'];
 
-interface Answer {
-  status: number;
-  headers: IncomingHttpHeaders;
-  text: string;
-}
-
 /** A raw request to the dashboard's port over 127.0.0.1, as a machine on the network would make it. */
-function call(dashboard: Dashboard, method: string, path: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
-  const port = Number(new URL(dashboard.url).port);
-  return new Promise((done, fail) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
-      let text = '';
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => done({ status: res.statusCode ?? 0, headers: res.headers, text }));
-    });
-    req.on('error', fail);
-    req.end(body);
-  });
-}
+const call = (dashboard: Dashboard, method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
+  rawRequest(dashboard.url, method, path, headers, body);
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
-const errorCode = (a: Answer) => (JSON.parse(a.text) as { error: { code: string } }).error.code;
+const errorCode = (a: RawAnswer) => (JSON.parse(a.text) as { error: { code: string } }).error.code;
 
 /**
  * A real node decides sample frames with its audit log on; dashboards on every interface (0.0.0.0) and on

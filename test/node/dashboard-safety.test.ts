@@ -1,10 +1,10 @@
-import { request } from 'node:http';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode, type CreatedNode } from '../../src/node/create';
 import { startDashboard, type Dashboard, type RecentEntry } from '../../src/node/dashboard';
+import { rawRequest } from '../helpers/http';
 import { BUNDLED } from '../helpers/package';
 import { SAMPLES, SAMPLE_NAMES } from './sample-node';
 
@@ -30,17 +30,7 @@ afterAll(async () => {
 });
 
 /** A GET with the Host header a browser would send for `host`. */
-function statusWithHost(host: string): Promise<number> {
-  const { port } = new URL(dashboard.url);
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: Number(port), path: '/api/snapshot', headers: { host } }, (res) => {
-      res.resume();
-      resolve(res.statusCode ?? 0);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const statusWithHost = (host: string) => rawRequest(dashboard.url, 'GET', '/api/snapshot', { host }).then((a) => a.status);
 
 describe('the dashboard against hostile pages and frames', () => {
   it('answers only requests whose Host names the address it is bound to (no DNS rebinding)', async () => {

@@ -1,4 +1,3 @@
-import { request } from 'node:http';
 import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -6,6 +5,7 @@ import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { startDashboard } from '../../src/node/dashboard';
+import { rawRequest } from '../helpers/http';
 import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
@@ -93,17 +93,8 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
   it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {
     const node = await sampleNode({ sources: [] });
     const dashboard = await startDashboard(node.node, { port: 0 });
-    const { port } = new URL(dashboard.url);
     try {
-      const status = (path: string) =>
-        new Promise<number>((resolve, reject) => {
-          const req = request({ host: '127.0.0.1', port: Number(port), path, method: 'GET' }, (res) => {
-            res.resume();
-            resolve(res.statusCode!);
-          });
-          req.on('error', reject);
-          req.end();
-        });
+      const status = (path: string) => rawRequest(dashboard.url, 'GET', path).then((a) => a.status);
       expect(await status('//[')).toBe(400);
       expect(await status('/api/snapshot')).toBe(200);
       expect(unhandled).toEqual([]);
