@@ -126,6 +126,17 @@ def fit_trunk(images: torch.Tensor, seed: int) -> TextureTrunk:
     return TextureTrunk(filters, images.shape[1], _contrastive_cnn(images, seed)).eval()
 
 
+# Each mode as a mixture of 16 Gaussians instead of one (components from k-means on the mode's positions, each with
+# its own shrunk covariance; a position's distance the nearest component's -2 log density; branch `mixture`,
+# af55397). Validation image AUROC, expert always run (draws 1 / --seed 7 / --seed 11 / --seed 13): 0.9038 / 0.9244
+# / 0.9364 / 0.9157 -> 0.9309 / 0.9481 / 0.9534 / 0.9300 (8 components: 0.9230 / 0.9440 / 0.9470 / -), false alarms
+# for 1% 0.33% / 0.44% / 1.22% / 1.11%. A fresh test draw (datasets.py --seed 31, scored once): 0.9253 (pixel
+# 0.9440) with 1.67% false alarms, against 0.9176 (0.89%) for this recipe on the same draw; the experts take a frame
+# from 2.56M to 6.25M MACs, and early exit at the base's 10% quantile loses the gain (first draw: 0.9032). Not
+# adopted: +0.8 points on the test for false alarms out of the 0.5-1.5% band and 2.4x the MACs. No better with 16 on
+# all draws: soft assignment, one covariance shared by the components (0.9154 / 0.9370 / 0.9445), shrinkage 0.01, no
+# or 5x5 smoothing, the top-9 score, 8 learned channels, 8+20+12 PCA filters (0.9411 / 0.9612 / 0.9313), eps (0.03,
+# 0.01, 0.01), base weight 0.1 or 0.4, 6 modes.
 class StationaryGaussian(nn.Module):
     """One Gaussian of the first `channels` feature channels for every position; the map is each position's
     Mahalanobis distance, averaged over SMOOTH x SMOOTH neighbours, and the score its maximum; both normalised by the
