@@ -80,6 +80,7 @@ export const ERROR_CODES = {
   E_REVIEW_FRAME: 'bad-input',
   E_REVIEW_INVALID: 'bad-input',
   E_DATASET_OUT: 'configuration',
+  E_DATASET_WRITE: 'transient',
   // MQTT transport, outbox, embedded broker and commands
   E_MQTT_AUTH: 'configuration',
   E_MQTT_TLS: 'configuration',

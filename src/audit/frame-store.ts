@@ -1,6 +1,6 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, unlink, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../errors';
 import { sniffFormat } from '../ingest/format';
 import { silentLogger, type Logger } from '../log';
@@ -34,7 +34,16 @@ export function framesDirOf(auditFile: string): string {
   return join(dirname(auditFile), 'frames');
 }
 
-const fileOf = (dir: string, sha256: string) => readdirOrEmpty(dir).find((f) => f.startsWith(`${sha256}.`));
+/** A kept frame's file name: `<sha256>.<format>`. */
+const KEPT_NAME = /^[0-9a-f]{64}\.\w+$/;
+
+const fileOf = (dir: string, sha256: string) => readdirOrEmpty(dir).find((f) => f.startsWith(`${sha256}.`) && KEPT_NAME.test(f));
+
+/**
+ * Where a file is written before it is renamed to `name`: dot-named, so neither locateFrame nor a restarted store
+ * takes a partial write (a full disk, a kill) for a kept frame.
+ */
+const partOf = (dir: string, name: string) => join(dir, `.${name}.part`);
 
 function readdirOrEmpty(dir: string): string[] {
   try {
@@ -57,7 +66,7 @@ export function locateFrame(dir: string, sha256: string): string | null {
 export function pinFrame(dir: string, sha256: string): string | null {
   const found = locateFrame(dir, sha256);
   if (!found || dirname(found) === join(dir, 'reviewed')) return found;
-  const target = join(dir, 'reviewed', found.slice(dir.length + 1));
+  const target = join(dir, 'reviewed', basename(found));
   mkdirSync(dirname(target), { recursive: true });
   try {
     renameSync(found, target);
@@ -75,12 +84,16 @@ export function pinFrame(dir: string, sha256: string): string | null {
 export function keepReviewedBytes(dir: string, sha256: string, bytes: Buffer): string | null {
   const format = sniffFormat(bytes);
   if (!format || sha256Hex(bytes) !== sha256) return null;
-  const target = join(dir, 'reviewed', `${sha256}.${format}`);
-  // Dot-named while partial, so locateFrame (by the sha256 prefix) never finds it.
-  const part = join(dir, 'reviewed', `.${sha256}.part`);
+  const name = `${sha256}.${format}`;
+  const [target, part] = [join(dir, 'reviewed', name), partOf(join(dir, 'reviewed'), name)];
   mkdirSync(dirname(target), { recursive: true });
-  writeFileSync(part, bytes);
-  renameSync(part, target);
+  try {
+    writeFileSync(part, bytes);
+    renameSync(part, target);
+  } catch (err) {
+    rmSync(part, { force: true });
+    throw err;
+  }
   return target;
 }
 
@@ -98,7 +111,7 @@ export class FrameStore {
     // What an earlier run kept counts against the bound, oldest first. The folder itself is made by the first write,
     // so a node that keeps nothing (a classification package) leaves none behind.
     this.files = readdirOrEmpty(options.dir)
-      .filter((f) => /^[0-9a-f]{64}\.\w+$/.test(f))
+      .filter((f) => KEPT_NAME.test(f))
       .map((name) => ({ name, stat: statSync(join(options.dir, name), { throwIfNoEntry: false }) }))
       .sort((a, b) => (a.stat?.mtimeMs ?? 0) - (b.stat?.mtimeMs ?? 0))
       .map(({ name, stat }) => ({ name, size: stat?.size ?? 0 }));
@@ -134,14 +147,17 @@ export class FrameStore {
   }
 
   private async write(name: string, bytes: Buffer): Promise<void> {
+    const part = partOf(this.options.dir, name);
     try {
-      // A full or read-only disk must not stop the line: the write fails, is counted and logged.
+      // A full or read-only disk must not stop the line: the write fails, is counted and logged, and leaves no file.
       await mkdir(this.options.dir, { recursive: true });
-      await writeFile(join(this.options.dir, name), bytes);
+      await writeFile(part, bytes);
+      await rename(part, join(this.options.dir, name));
       this.files.push({ name, size: bytes.length });
       this.bytes += bytes.length;
       this.counters.kept++;
     } catch (err) {
+      await unlink(part).catch(() => undefined);
       this.known.delete(name);
       this.counters.failed++;
       this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame for review');

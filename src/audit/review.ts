@@ -126,9 +126,15 @@ const fromReviewColumns = (c: ReviewColumns): Review => ({
   via: c.via,
 });
 
-/** The standing verdict of every reviewed decision (its latest review), oldest first; kept when retention prunes the decision. */
+/**
+ * The standing verdicts, oldest first; kept when retention prunes the decisions. A verdict judges an image, so the
+ * latest review of the same bytes (sha256) stands, over every decision that saw them: a frame decided twice and
+ * corrected is exported once, with the correction. Reviews without a sha256 stand per decision.
+ */
 export function standingReviews(db: Db): Review[] {
-  const rows = db.prepare(`SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews GROUP BY decision_id) ORDER BY id`).all() as ReviewColumns[];
+  const rows = db
+    .prepare(`SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews GROUP BY coalesce(input_sha256, 'decision ' || decision_id)) ORDER BY id`)
+    .all() as ReviewColumns[];
   return rows.map(fromReviewColumns);
 }
 

@@ -1,14 +1,22 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import sharp from 'sharp';
 import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
 import { sha256Hex } from '../../src/model/integrity';
 import { tempDir } from '../helpers/tmp';
+import { mountTmpfs } from '../helpers/tmpfs';
 import { decision } from './records';
 import { auditCli as sgmoe } from '../helpers/audit-cli';
 
 const tmp = tempDir('sgmoe-review-');
-afterAll(() => tmp.cleanup());
+const disk = mountTmpfs(join(tmp.path, 'disk'), 1024 * 1024);
+const onTmpfs = 'unavailable' in disk ? it.skip : it;
+if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
+afterAll(() => {
+  if (!('unavailable' in disk)) disk.unmount();
+  tmp.cleanup();
+});
 
 /** A distinct 8x8 gray PNG per i. */
 const png = (i: number) => sharp(Buffer.alloc(64, i * 7), { raw: { width: 8, height: 8, channels: 1 } }).png().toBuffer();
@@ -80,7 +88,7 @@ describe('operator verdicts', () => {
     expect(count('test/good')).toBe(result.written['test/good']);
     expect(result.written['test/good']).toBe(2); // the two frames whose sha256 draws fall below 0.6
     expect(count('test/hole')).toBe(1);
-    expect(result.missing).toEqual([{ frameId: 'f-11', decisionId: 12, verdict: 'defect' }]);
+    expect(result.missing).toEqual([{ frameId: 'f-11', decisionId: 12, verdict: 'defect', reason: 'not kept' }]);
     // Each file is the frame's own bytes, named after its audit row.
     const hole = readdirSync(join(out, 'test/hole'))[0];
     expect(hole).toMatch(/^11-[0-9a-f]{12}\.png$/);
@@ -101,6 +109,65 @@ describe('operator verdicts', () => {
     rw.close();
     const pruned = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-3'), '--holdout', '0.6'));
     expect(pruned.written).toEqual(result.written);
+  });
+});
+
+describe('what an export writes', () => {
+  it('a correction on a frame decided twice on the same bytes is exported once, as corrected; pinning via ./frames or frames/ keeps the sha256 name; damaged kept bytes are listed, not written', async () => {
+    const { file, frames } = await auditWithFrames('twice', 3);
+    const db = openReviewDb(file);
+    recordReview(db, { frameId: 'f-0', verdict: 'defect', kind: 'scratch', reviewer: 'anna' }, 'cli');
+    // The frame is decided again on the same bytes (a retake after a power cut), then corrected: on its latest decision.
+    const audit = openAuditDb(file);
+    const writer = new AuditWriter(audit.db);
+    const sha = sha256Hex(await png(0));
+    writer.record(decidedRecord(decision(0, 1), { frameId: 'f-0', source: 'dir:/in', inputSha256: sha }, 1_700_000_001_000));
+    writer.close();
+    audit.db.close();
+    // The frames folder as typed, relative and not in normal form: the bytes still move under their own name.
+    recordReview(db, { frameId: 'f-0', verdict: 'good', reviewer: 'ben' }, 'cli', { framesDir: `./${relative(process.cwd(), frames)}` });
+    expect(standingReviews(db).map((r) => [r.frameId, r.decisionId, r.verdict, r.reviewer])).toEqual([['f-0', 4, 'good', 'ben']]);
+    // With a trailing slash, as tab completion types it.
+    const pinned = recordReview(db, { frameId: 'f-1', verdict: 'good', reviewer: 'ben' }, 'cli', { framesDir: `${frames}/` });
+    expect(pinned.bytes).toBe(join(frames, 'reviewed', `${sha256Hex(await png(1))}.png`));
+    expect(readdirSync(join(frames, 'reviewed')).sort()).toEqual([sha, sha256Hex(await png(1))].map((h) => `${h}.png`).sort());
+    // f-2's kept file is damaged (truncated by an older release on a full disk): not exported as a training image.
+    recordReview(db, { frameId: 'f-2', verdict: 'defect', reviewer: 'ben' }, 'cli', { framesDir: frames });
+    writeFileSync(join(frames, 'reviewed', `${sha256Hex(await png(2))}.png`), (await png(2)).subarray(0, 20));
+    db.close();
+
+    const out = join(tmp.path, 'twice-dataset');
+    const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
+    expect(result.written).toEqual({ 'train/good': 2 });
+    expect(readdirSync(join(out, 'train/good')).map((n) => n.split('-')[0]).sort()).toEqual(['2', '4']);
+    expect(result.missing).toEqual([{ frameId: 'f-2', decisionId: 3, verdict: 'defect', reason: 'kept bytes differ from the audit row' }]);
+  });
+});
+
+describe('on a full disk (a real 1 MB tmpfs)', () => {
+  onTmpfs('the frame store keeps no partial file and counts the failure; the export writes nothing, says so, and succeeds once there is room', async () => {
+    if ('unavailable' in disk) return;
+    const { file, frames } = await auditWithFrames('full', 2);
+    const db = openReviewDb(file);
+    recordReview(db, { frameId: 'f-0', verdict: 'good', reviewer: 'anna' }, 'cli', { framesDir: frames });
+    recordReview(db, { frameId: 'f-1', verdict: 'defect', reviewer: 'anna' }, 'cli', { framesDir: frames });
+    db.close();
+
+    mkdirSync(join(disk.path, 'frames'));
+    disk.fill();
+    const store = new FrameStore({ dir: join(disk.path, 'frames'), keep: 'all', maxFiles: 10 });
+    store.offer(await sharp(randomBytes(256 * 256), { raw: { width: 256, height: 256, channels: 1 } }).png().toBuffer(), true);
+    await store.flush();
+    expect(store.counters).toMatchObject({ kept: 0, failed: 1 });
+    expect(readdirSync(join(disk.path, 'frames'))).toEqual([]);
+
+    const out = join(disk.path, 'dataset');
+    await expect(sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out)).rejects.toMatchObject({ code: 'E_DATASET_WRITE', message: expect.stringContaining('nothing was written') });
+    expect(readdirSync(disk.path).sort()).toEqual(['filler', 'frames']);
+    disk.free();
+    const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
+    expect(result.written).toEqual({ 'train/good': 1, 'test/defect': 1 });
+    expect(readdirSync(disk.path).sort()).toEqual(['dataset', 'frames']);
   });
 });
 

@@ -204,7 +204,10 @@ function exportDataset(raw: Record<string, unknown>, out: Writable): void {
   try {
     const result = exportReviewedDataset(db, o.frames ?? framesDirOf(o.db), o.asDataset, { holdout: o.holdout });
     out.write(`${JSON.stringify(result)}\n`);
-    if (result.missing.length > 0) process.stderr.write(`${result.missing.length} reviewed frame(s) not exported: their bytes are no longer kept (listed in ${o.asDataset}/reviews.json)\n`);
+    if (result.missing.length > 0) {
+      const reasons = [...new Set(result.missing.map((m) => m.reason))].join(', ');
+      process.stderr.write(`${result.missing.length} reviewed frame(s) not exported: ${reasons} (listed in ${o.asDataset}/reviews.json)\n`);
+    }
   } finally {
     db.close();
   }
