@@ -18,7 +18,7 @@ import { Reporter } from './report';
 import { FramePipeline } from './pipeline';
 import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
-import { ThresholdCommand, type SetThresholdReply } from './threshold';
+import { ThresholdCommand, type SetFalseAlarmRateReply, type SetThresholdReply } from './threshold';
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -193,15 +193,9 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return this.threshold.set(this.engine, threshold);
   }
 
-  /** Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles). */
-  setFalseAlarmRate(rate: number): { falseAlarmRate: number; threshold: number } {
-    const task = this.engine.task;
-    if (!task.setFalseAlarmRate) {
-      throw new SgmoeError('E_CMD_UNSUPPORTED', `set-false-alarm-rate: expected a package of task anomaly, found task ${task.name}`);
-    }
-    const threshold = task.setFalseAlarmRate(rate);
-    this.parts.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: this.engine.model } });
-    return { falseAlarmRate: rate, threshold };
+  /** Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles), now and over every package swapped in later, until the node restarts. */
+  setFalseAlarmRate(rate: number): SetFalseAlarmRateReply {
+    return this.threshold.setFalseAlarmRate(this.engine, rate);
   }
 
   /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */

@@ -1,5 +1,6 @@
 import type { AuditLog } from '../audit/audit-log';
 import type { Engine } from '../engine/engine';
+import { SgmoeError, errorMessage } from '../errors';
 
 /** Why the early-exit threshold is what it is, in the set-threshold reply and the audit events. */
 export interface ThresholdOverride {
@@ -20,12 +21,23 @@ export interface SetThresholdReply {
   settings: ReturnType<Engine['getSettings']>;
 }
 
+/** What set-false-alarm-rate answers: the rate, the anomaly threshold it gives this package, and that it stays. */
+export interface SetFalseAlarmRateReply {
+  falseAlarmRate: number;
+  threshold: number;
+  /** A package swapped in later gets the threshold its own calibration gives this rate, until the node restarts. */
+  keptOnModelSwap: true;
+}
+
 /**
- * An operator's threshold outranks a package's calibrated one: it stays over model swaps until the node restarts
- * (a new package may bring a new calibration, so each swap's audit event records the value it set aside).
+ * An operator's thresholds outrank a package's calibrated ones: they stay over model swaps until the node restarts
+ * (a new package may bring a new calibration, so each swap's audit event records the value it set aside). The
+ * early-exit threshold stays as a value; an anomaly false-alarm rate stays as a rate, which each package's own good-
+ * score quantiles turn into its threshold.
  */
 export class ThresholdCommand {
   private override: ThresholdOverride | null = null;
+  private rate: ThresholdOverride | null = null;
 
   constructor(private readonly audit?: AuditLog) {}
 
@@ -37,8 +49,20 @@ export class ThresholdCommand {
     return { threshold, previous, source: 'command', at: this.override.at, keptOnModelSwap: true, settings };
   }
 
-  /** Applies the override, if any, to an engine about to be swapped in. */
+  setFalseAlarmRate(engine: Engine, rate: number): SetFalseAlarmRateReply {
+    const task = engine.task;
+    if (!task.setFalseAlarmRate) {
+      throw new SgmoeError('E_CMD_UNSUPPORTED', `set-false-alarm-rate: expected a package of task anomaly, found task ${task.name}`);
+    }
+    const threshold = task.setFalseAlarmRate(rate);
+    this.rate = { value: rate, source: 'command', at: new Date().toISOString() };
+    this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: engine.model } });
+    return { falseAlarmRate: rate, threshold, keptOnModelSwap: true };
+  }
+
+  /** Applies the overrides, if any, to an engine about to be swapped in. */
   keep(next: Engine): void {
+    this.keepRate(next);
     const kept = this.override;
     if (!kept) return;
     const replaced = next.getSettings().threshold;
@@ -48,5 +72,26 @@ export class ThresholdCommand {
       message: `early-exit threshold ${kept.value} (set by command at ${kept.at}) kept over ${next.model.name} ${next.model.version}'s ${replaced}`,
       details: { threshold: kept.value, source: kept.source, setAt: kept.at, replaced, model: next.model },
     });
+  }
+
+  /**
+   * The operator's rate on the next package's calibration. A package that cannot take it (not anomaly, or the rate
+   * outside its calibrated quantiles) keeps its own threshold, and the audit log says why: an update is not refused.
+   */
+  private keepRate(next: Engine): void {
+    const kept = this.rate;
+    if (!kept) return;
+    const { model, task } = next;
+    const about = `false-alarm rate ${kept.value} (set by command at ${kept.at})`;
+    const details = { rate: kept.value, source: kept.source, setAt: kept.at, model };
+    let threshold: number;
+    try {
+      if (!task.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', `a package of task ${task.name}, not anomaly`);
+      threshold = task.setFalseAlarmRate(kept.value);
+    } catch (err) {
+      this.audit?.event({ kind: 'config_changed', message: `${about} not kept over ${model.name} ${model.version}: ${errorMessage(err)}; its calibrated threshold applies`, details });
+      return;
+    }
+    this.audit?.event({ kind: 'config_changed', message: `${about} kept over ${model.name} ${model.version}: anomaly threshold ${threshold}`, details: { ...details, threshold } });
   }
 }

@@ -1,8 +1,12 @@
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents } from '../../src/audit/query';
 import { Engine } from '../../src/engine/engine';
+import { thresholdForFalseAlarmRate } from '../../src/engine/tasks/anomaly';
 import { nodeCommands } from '../../src/node/commands';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { BUNDLED, copyPackage, readManifest, writeManifest } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { variant } from '../fleet/support';
 import { sampleNode } from './sample-node';
@@ -40,6 +44,53 @@ describe('an early-exit threshold set at run time', () => {
         expect.objectContaining({ threshold: 0.42, source: 'command', replaced: 0.97, model: { name: next.model.name, version: '1.1.0' } }),
       ]);
       expect(changes[1].message).toMatch(/kept over .* 1\.1\.0's 0\.97/);
+    } finally {
+      db.close();
+    }
+  });
+});
+
+describe('an anomaly false-alarm rate set at run time', () => {
+  const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+
+  it('stays a rate over model swaps: each anomaly package turns it into its own threshold; a package that cannot take it keeps its own, and the audit log says why', async () => {
+    const audit = join(tmp.path, 'anomaly-audit.db');
+    const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [], audit: { file: audit } }));
+    const packaged = readManifest(LINE).calibration.anomaly!;
+    const commands = nodeCommands(node, () => ({}));
+    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: packaged.threshold });
+    const reply = node.setFalseAlarmRate(0.005);
+    expect(reply).toEqual({ falseAlarmRate: 0.005, threshold: thresholdForFalseAlarmRate(packaged, 0.005), keptOnModelSwap: true });
+
+    // A new version whose good scores lie higher: its own threshold for the same rate, not 1.0.0's and not its calibrated one.
+    const dir = copyPackage(join(tmp.path, 'line-1.1.0'), LINE);
+    const manifest = readManifest(dir);
+    manifest.version = '1.1.0';
+    const calibration = manifest.calibration.anomaly!;
+    calibration.quantiles = calibration.quantiles.map((p) => ({ ...p, score: p.score + 1 }));
+    calibration.threshold += 1;
+    writeManifest(dir, manifest);
+    const next = await Engine.load(dir, { threads: { intraOp: 1 } });
+    await (await node.swap(next)).previous.dispose();
+    const expected = thresholdForFalseAlarmRate(calibration, 0.005);
+    expect(expected).not.toBeCloseTo(calibration.threshold, 3);
+    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: expected, model: { version: '1.1.0' } });
+
+    // A classification package has no false-alarm rate: swapped in all the same.
+    await (await node.swap(await Engine.load(BUNDLED, { threads: { intraOp: 1 } }))).previous.dispose();
+    expect(node.engine.task.name).toBe('classification');
+    await node.stop();
+
+    const db = openAuditDbReadOnly(audit);
+    try {
+      const changes = listEvents(db, {}, ['config_changed']);
+      expect(changes.map((e) => e.details)).toEqual([
+        expect.objectContaining({ rate: 0.005, threshold: reply.threshold }),
+        expect.objectContaining({ rate: 0.005, threshold: expected, source: 'command', model: { name: manifest.name, version: '1.1.0' } }),
+        expect.objectContaining({ rate: 0.005, source: 'command', model: { name: readManifest(BUNDLED).name, version: readManifest(BUNDLED).version } }),
+      ]);
+      expect(changes[2].message).toMatch(/not kept over .*: a package of task classification, not anomaly; its calibrated threshold applies/);
+      expect(changes[2].details).not.toHaveProperty('threshold');
     } finally {
       db.close();
     }

@@ -39,4 +39,6 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   finish(verdict: V, experts: BranchOutputs[], weights: number[], gate: number[]): TaskResult;
   /** Tasks with a threshold calibrated on good data (anomaly): move it to flag this share of good frames. */
   setFalseAlarmRate?(rate: number): number;
+  /** Tasks with a threshold calibrated on good data (anomaly): the one in force now. */
+  readonly currentThreshold?: number;
 }
