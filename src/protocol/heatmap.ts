@@ -15,19 +15,20 @@ function chunk(type: string, data: Buffer): Buffer {
 
 /**
  * A coarse anomaly map (row-major, rows x cols) as an 8-bit grayscale PNG, brightest where the score is highest
- * (scaled between the map's own minimum and maximum). Synchronous, so it joins the result in one outbox commit.
+ * (scaled between the map's own finite minimum and maximum; a cell that is no finite number is brightest, where to
+ * look). Synchronous, so it joins the result in one outbox commit.
  */
 export function heatmapPng(map: ArrayLike<number>, [rows, cols]: readonly [number, number]): Buffer {
   let lo = Infinity;
   let hi = -Infinity;
-  for (let i = 0; i < map.length; i++) [lo, hi] = [Math.min(lo, map[i]), Math.max(hi, map[i])];
+  for (let i = 0; i < map.length; i++) if (Number.isFinite(map[i])) [lo, hi] = [Math.min(lo, map[i]), Math.max(hi, map[i])];
   const span = hi > lo ? hi - lo : 1;
   const width = cols * CELL;
   const raw = Buffer.alloc((width + 1) * rows * CELL); // each row: filter byte 0, then the pixels
   for (let y = 0; y < rows * CELL; y++) {
     for (let x = 0; x < width; x++) {
       const v = map[Math.floor(y / CELL) * cols + Math.floor(x / CELL)];
-      raw[y * (width + 1) + 1 + x] = Math.round((255 * (v - lo)) / span);
+      raw[y * (width + 1) + 1 + x] = Number.isFinite(v) ? Math.round((255 * (v - lo)) / span) : 255;
     }
   }
   const header = Buffer.alloc(13);

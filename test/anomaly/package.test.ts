@@ -2,7 +2,9 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Engine } from '../../src/engine/engine';
 import { verifyPackage } from '../../src/engine/verify';
-import { thresholdForFalseAlarmRate } from '../../src/engine/tasks';
+import { AnomalyTask, thresholdForFalseAlarmRate } from '../../src/engine/tasks';
+import { heatmapPng } from '../../src/protocol/heatmap';
+import sharp from 'sharp';
 import { parseManifest } from '../../src/model/manifest';
 import { copyPackage, readManifest, writeManifest } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
@@ -67,5 +69,20 @@ describe('anomaly package', () => {
     } finally {
       await engine.dispose();
     }
+  });
+});
+
+describe('a broken model output', () => {
+  it('a score or map cell that is no number is flagged and shown brightest, never passed as good', async () => {
+    const task = new AnomalyTask(parseManifest(readManifest(LINE)));
+    const [rows, cols] = readManifest(LINE).calibration.anomaly!.grid;
+    const map = Float32Array.from({ length: rows * cols }, (_, i) => i);
+    const verdict = (score: number) => (task.finish({ confidence: score, earlyExit: true, map }, [], []).extra as any).anomaly.verdict;
+    expect([verdict(-5), verdict(1e9), verdict(Number.NaN)]).toEqual(['good', 'anomalous', 'anomalous']);
+
+    map[0] = Number.NaN;
+    const { data, info } = await sharp(heatmapPng(map, [rows, cols])).raw().toBuffer({ resolveWithObject: true });
+    const cell = (i: number) => data[(Math.floor(i / cols) * 8 * info.width + (i % cols) * 8) * info.channels];
+    expect([cell(0), cell(1), cell(rows * cols - 1)]).toEqual([255, 0, 255]);
   });
 });

@@ -92,7 +92,8 @@ export class AnomalyTask implements Task<AnomalyVerdict> {
       });
       map = mixed;
     }
-    const anomalous = score >= this.threshold;
+    // Not `score >= threshold`: a score that is no number (a broken model output) is flagged for a look, never passed as good.
+    const anomalous = !(score < this.threshold);
     const fields: AnomalyFields = {
       anomaly: {
         score,
