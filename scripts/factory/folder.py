@@ -155,8 +155,11 @@ def load(root: str, options: Options) -> Splits:
             counts = _counts(labels_ok[positions[s]], len(labels))
             empty = [f'"{labels[c]}"' for c, n in enumerate(counts) if n == 0]
             if empty:
+                # train/good/ alone, defects only under test/: the anomaly factory's layout
+                only_good = s == 'train' and [labels[c] for c, n in enumerate(counts) if n > 0] == ['good']
+                hint = ' (good parts only, defects in test/? add --task anomaly)' if only_good else ''
                 raise DataError(f'every class needs readable images in {s}/, found none for {", ".join(empty)} '
-                                f'(counts in {s}/: {dict(zip(labels, counts))})')
+                                f'(counts in {s}/: {dict(zip(labels, counts))}){hint}')
         how = 'the train/ val/ test/ folders as given' + ('' if 'val' in layout else
                                                           ' (no val/: 20% of train/ per class, seeded)')
 

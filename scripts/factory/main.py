@@ -87,7 +87,10 @@ def _ints(text: str, count: int, flag: str, parser, sep: str = ',') -> tuple:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog='npm run factory --', description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog='npm run factory --', description=__doc__.split('\n\n')[0],
+                                     epilog='Two more factories, with their own options: --task anomaly (good parts '
+                                            'only; npm run factory -- --task anomaly --help) and --input signal '
+                                            '(recordings; npm run factory -- --input signal --help).')
     parser.add_argument('--out', default='models/fashion-sgmoe', help='package directory to (over)write')
     parser.add_argument('--quick', action='store_true', help='training subset and few epochs, for CI (< 3 min)')
     parser.add_argument('--experts', type=int, metavar='K',
@@ -270,10 +273,26 @@ def build(pool, args, recipe: Recipe, splits, data) -> package.Trained:
                            k_sweep=read_json(SWEEP_FILE) if os.path.exists(SWEEP_FILE) and not args.data else None)
 
 
+def without(argv: list, flag: str, value: str):
+    """argv less `flag value` (or `flag=value`) wherever it stands, or None when it is not there: how the line picks
+    the anomaly and signal factories, which have their own modules and options."""
+    for i, arg in enumerate(argv):
+        if arg == f'{flag}={value}':
+            return argv[:i] + argv[i + 1:]
+        if arg == flag and argv[i + 1:i + 2] == [value]:
+            return argv[:i] + argv[i + 2:]
+    return None
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ['--input', 'signal']:  # recordings, not images: the signal factory (scripts/factory/signal/)
-        return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'signal', 'signal_factory.py'))['main'](argv[2:])
+    signal = without(argv, '--input', 'signal')
+    if signal is not None:  # recordings, not images: the signal factory (scripts/factory/signal/)
+        return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'signal', 'signal_factory.py'))['main'](signal)
+    anomaly = without(argv, '--task', 'anomaly')
+    if anomaly is not None:  # good parts only: the anomaly factory (scripts/factory/anomaly/)
+        from anomaly.main import main as anomaly_main
+        return anomaly_main(anomaly)
     args, recipe = parse_args(argv)
     started = time.time()
     torch.set_num_threads(1)  # the workers use the cores; the main process only orchestrates and evaluates
@@ -324,6 +343,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    if sys.argv[1:3] == ['--task', 'anomaly']:  # the anomaly factory has its own module (anomaly/)
-        from anomaly.main import main  # noqa: F811
     sys.exit(main())

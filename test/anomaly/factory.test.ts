@@ -1,7 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
+import { verifyPackage } from '../../src/engine/verify';
 import { tempDir } from '../helpers/tmp';
 
 const FACTORY = resolve(__dirname, '..', '..', 'scripts', 'factory', 'main.py');
@@ -44,6 +45,56 @@ describe('anomaly factory input checks', () => {
     expect(run.stderr).toContain('32x24');
     expect(run.stderr).toContain('--size WxH');
     expect(existsSync(run.out)).toBe(false);
+  });
+
+  it('good images only, no test folder: a package that verifies, its golden defects marked synthetic (no OUT.tmp left); then defects of which one has a mask: measured', async () => {
+    const data = join(tmp.path, 'good-only');
+    const folder = join(data, 'train', 'good');
+    mkdirSync(folder, { recursive: true });
+    // Soft blobs at random places on a noisy background: good parts that vary, as a camera's do.
+    for (let i = 0; i < 90; i++) {
+      const [cx, cy] = [8 + ((i * 7) % 12), 8 + ((i * 11) % 12)];
+      const pixels = Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => {
+        const [x, y] = [p % 28, Math.floor(p / 28)];
+        return Math.min(255, 40 + 160 * Math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 40) + ((p * 37 + i * 101) % 23));
+      }));
+      await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `${String(i).padStart(3, '0')}.png`));
+    }
+    const run = factory(data, '--experts', '2');
+    expect(run.stderr).not.toContain('Traceback');
+    expect(run.status).toBe(0);
+    expect(existsSync(`${run.out}.tmp`)).toBe(false);
+    const verified = await verifyPackage(run.out, { threads: { intraOp: 1, interOp: 1 } });
+    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([['manifest', true], ['sha256', true], ['shapes', true], ['selftest', true]]);
+    const labels = JSON.parse(readFileSync(join(run.out, 'samples', 'labels.json'), 'utf8')) as Record<string, number>;
+    const synthetic = Object.entries(labels).filter(([name]) => name.endsWith('-synthetic.png'));
+    expect(synthetic.length).toBeGreaterThan(0);
+    expect(synthetic.every(([, label]) => label === 1)).toBe(true);
+    const report = readFileSync(join(run.out, 'REPORT.md'), 'utf8');
+    expect(report).toContain('No test images (no DIR/test/)');
+    // 90 good images hold out 15 to set a 1% threshold: said, not hidden.
+    expect(report).toMatch(/\*\*Caution\*\*: only 15 held-out good images set the threshold for a 1\.00% false-alarm rate/);
+    expect(run.stderr).toContain('caution: only 15 held-out good images');
+
+    // Defects added under test/, a mask for one of them only (the other as an operator's review exports it).
+    const blobs = join(data, 'test', 'blob');
+    mkdirSync(blobs, { recursive: true });
+    mkdirSync(join(data, 'test', 'masks', 'blob'), { recursive: true });
+    for (const i of [0, 1]) {
+      const pixels = Buffer.alloc(28 * 28, 60);
+      for (let p = 0; p < 28 * 28; p++) if (Math.abs((p % 28) - 14) < 4 && Math.abs(Math.floor(p / 28) - 14) < 4) pixels[p] = 250;
+      await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(blobs, `${i}.png`));
+    }
+    await sharp(Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => (Math.abs((p % 28) - 14) < 4 && Math.abs(Math.floor(p / 28) - 14) < 4 ? 255 : 0))), { raw: { width: 28, height: 28, channels: 1 } })
+      .png()
+      .toFile(join(data, 'test', 'masks', 'blob', '0.png'));
+    mkdirSync(join(data, 'test', 'good'));
+    for (const i of [0, 1, 2]) copyFileSync(join(folder, `00${i}.png`), join(data, 'test', 'good', `${i}.png`));
+    const measured = factory(data, '--experts', '2');
+    expect(measured.stderr).not.toContain('Traceback');
+    expect(measured.status).toBe(0);
+    const facts = JSON.parse(readFileSync(join(measured.out, 'report.json'), 'utf8'));
+    expect(facts.results.sgmoe).toMatchObject({ auroc: expect.any(Number), pixelAuroc: expect.any(Number) });
   });
 
   it('no train/good folder stops with the expected layout', () => {

@@ -28,7 +28,7 @@ class Dataset:
     test: Images  # good and defective, or empty
     test_labels: np.ndarray  # 0 good, 1 defective
     test_kinds: list  # the defect kind (folder name) of each test image
-    test_masks: np.ndarray  # uint8 [N, H, W] 0/1 at model size, or None when no mask folder came
+    test_masks: np.ndarray  # int8 [N, H, W] at model size: 1 defect, 0 not, -1 unknown (no mask); None when none came
     colorspace: str  # 'gray' or 'rgb'
     roi: tuple  # (x, y, width, height) or None
 
@@ -120,16 +120,19 @@ def load(root: str, size=None, roi=None) -> Dataset:
     return Dataset(train, test, labels, test_kinds, masks, colorspace, roi)
 
 
-def _masks(root: str, test: Images, kinds: list, size, roi) -> np.ndarray:
-    """One 0/1 mask per test image at model size: DIR/test/masks/<kind>/<stem>.png, none (all 0) for good images."""
-    masks = np.zeros((len(kinds), size[1], size[0]), np.uint8)
+def _masks(root: str, test: Images, kinds: list, size, roi):
+    """One mask per test image at model size: DIR/test/masks/<kind>/<stem>.png (1 defect, 0 not), all 0 for good
+    images, all -1 (unknown: left out of pixel AUROC) for a defect image with none, such as one from an operator's
+    review (`sgmoe audit export --reviewed --as-dataset`); None when no defect image has one."""
+    masks = np.zeros((len(kinds), size[1], size[0]), np.int8)
     for i, (name, kind) in enumerate(zip(test.names, kinds)):
         if kind == 'good':
             continue
         stem = os.path.splitext(os.path.basename(name))[0]
         path = os.path.join(root, 'test', 'masks', kind, stem + '.png')
         if not os.path.exists(path):
-            raise DataError(f'a mask expected at {path} for {name} (the test set has a masks/ folder), found none')
+            masks[i] = -1
+            continue
         image, _ = _open(path, roi)
         masks[i] = np.asarray(image.convert('L').resize(size, Image.NEAREST)) > 127
-    return masks
+    return masks if (masks == 1).any() else None

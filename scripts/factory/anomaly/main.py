@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import build  # noqa: E402
+import rule  # noqa: E402
 import writer  # noqa: E402
 from images import DataError, load  # noqa: E402
 from macs import part_macs  # noqa: E402
@@ -36,7 +37,6 @@ def _pair(text: str, count: int, flag: str, parser):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='npm run factory -- --task anomaly', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--task', choices=['anomaly'], default='anomaly')
     parser.add_argument('--data', required=True, help='DIR with train/good/ and optionally test/{good,<defect>}/, test/masks/')
     parser.add_argument('--out', required=True, help='package directory to (over)write')
     parser.add_argument('--name', help='package name (default: the out folder name)')
@@ -55,7 +55,8 @@ def parse_args(argv):
     if not 0 < args.false_alarm_rate < 0.5:
         parser.error(f'--false-alarm-rate expects a rate in (0, 0.5), found {args.false_alarm_rate}')
     if args.experts < 2:
-        parser.error(f'--experts expects at least 2, found {args.experts}')
+        parser.error(f'--experts expects at least 2, found {args.experts}: the gate picks among appearance modes, and '
+                     'a line of one product has them too (k-means finds them: lighting, pose, variants); use 2')
     args.size = _pair(args.size, 2, '--size', parser) if args.size else None
     args.roi = _pair(args.roi, 4, '--roi', parser) if args.roi else None
     return args
@@ -82,6 +83,9 @@ def main(argv=None) -> int:
     except RuntimeError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    caveat = rule.resolution_note(model.split_sizes, args.false_alarm_rate)
+    if caveat:
+        say(f'caution: {caveat}')
     shape = tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:])
     macs = part_macs(model, shape)
     results = {}
@@ -98,8 +102,12 @@ def main(argv=None) -> int:
     if args.timing:
         with open(args.timing) as f:
             timing = f.read()
-    writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate,
-                  [a for a in raw if a not in ('--task', 'anomaly')], benchmark, timing)
+    try:
+        writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate, raw, benchmark,
+                     timing)
+    except RuntimeError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 1
     say(f'wrote {args.out}')
     return 0
 

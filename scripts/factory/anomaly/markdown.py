@@ -1,6 +1,7 @@
 """REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
 of benchmark.py's JSON with issue 14's targets)."""
 from build import MIN_EXPERT_SHARE, SUBSPACE, expert_mac_share
+import rule
 import texture
 
 MODELS = [('sgmoe', 'SGMoE at the operating point (shipped)'), ('sgmoe-always-expert', 'SGMoE, expert always run'),
@@ -154,6 +155,11 @@ def _operating_point(f: dict) -> str:
             'which skipping it saves too little for the defects the base alone ranks low.')
 
 
+def _macs_line(macs: dict) -> list:
+    return [f'MACs per part: trunk {macs["trunk"]:,}, base {macs["base"]:,}, gate {macs["gate"]:,}, '
+            f'expert {macs["expert"]:,}, global {macs["global"]:,}.', '']
+
+
 def render(f: dict) -> str:
     lines = [f'# {f["name"]} {f["version"]}: line anomaly detection', '',
              'Trained on good images only (`npm run factory -- --task anomaly ' + ' '.join(f['args']) + '`).', '',
@@ -166,6 +172,9 @@ def render(f: dict) -> str:
              f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, ' +
              (f'early exit below {f["exitBelow"]:.4f}.' if f['exitBelow'] > -1e8 else 'no early exit.'),
              f'- Expert share (held-out good, op. point): {", ".join(_pct(s) for s in f["expertShare"])}.', '']
+    caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'])
+    if caveat:
+        lines += [f'**Caution**: {caveat}.', '']
     if f['badFiles']:
         lines += [f'Unreadable files skipped: {len(f["badFiles"])} (' +
                   '; '.join(f'{p}: {r}' for p, r in f['badFiles'][:5]) + ')', '']
@@ -175,6 +184,11 @@ def render(f: dict) -> str:
     for p in f['points']:
         mean = macs['trunk'] + macs['base'] + macs['gate'] + p['expertRate'] * macs['expert']
         lines.append(f'| {p["exitQuantile"]} | {p["exitBelow"]:.4f} | {_pct(p["expertRate"])} | {p["threshold"]:.4f} | {mean:,.0f} |')
+    if not f['test']:
+        lines += ['', '## Test', '', 'No test images (no DIR/test/): no AUROC and no miss rate; good and defective images '
+                  'under DIR/test/ measure them. The golden cases in samples/ pair good images with copies that have a '
+                  'square of inverted pixels (kind `synthetic`).', '']
+        return '\n'.join(lines + _macs_line(macs))
     lines += ['', f'## Test ({f["test"]} images: ' + ', '.join(f'{k} {n}' for k, n in f['testKinds'].items()) + ')', '',
               'Each model at its own threshold for the same target rate, set on the same held-out good images.', '',
               '| model | image AUROC | pixel AUROC | false alarms (good) | misses (defects) | mean MACs / frame | package bytes |',
@@ -186,8 +200,7 @@ def render(f: dict) -> str:
         size = f['packageBytes'].get(key.replace('-always-expert', ''), None)
         lines.append(f'| {label} | {_num(r.get("auroc"))} | {_num(r.get("pixelAuroc"))} | {_pct(r.get("falseAlarmRate"))} '
                      f'| {_pct(r.get("missRate"))} | {r["meanMacs"]:,.0f} | {"—" if size is None else f"{size:,}"} |')
-    lines += ['', f'MACs per part: trunk {macs["trunk"]:,}, base {macs["base"]:,}, gate {macs["gate"]:,}, '
-              f'expert {macs["expert"]:,}, global {macs["global"]:,}.', '']
+    lines += ['', *_macs_line(macs)]
     if f.get('benchmark'):
         lines += protocols(f['benchmark'], f['results'], f['falseAlarmRate'])
     if f.get('timing'):

@@ -1,5 +1,7 @@
 """The anomaly decision (PyTorch reference of src/engine/tasks/anomaly.ts), the threshold from good images only,
 and the metrics."""
+import math
+
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -58,7 +60,25 @@ def image_metrics(scores: torch.Tensor, labels: np.ndarray, threshold: float) ->
 
 
 def pixel_auroc(maps: torch.Tensor, masks: np.ndarray) -> float:
-    """Coarse maps [N,h,w] upsampled to the masks' size [N,H,W] (bilinear), AUROC over every pixel."""
-    up = torch.nn.functional.interpolate(maps[:, None].float(), size=masks.shape[1:], mode='bilinear',
+    """Coarse maps [N,h,w] upsampled to the masks' size [N,H,W] (bilinear), AUROC over every pixel of the images
+    whose mask is known (images.load marks the others -1)."""
+    known = torch.from_numpy((masks >= 0).reshape(len(masks), -1).all(axis=1))
+    up = torch.nn.functional.interpolate(maps[known][:, None].float(), size=masks.shape[1:], mode='bilinear',
                                          align_corners=False)[:, 0]
-    return float(roc_auc_score(masks.reshape(-1), up.numpy().reshape(-1)))
+    return float(roc_auc_score(masks[known.numpy()].reshape(-1), up.numpy().reshape(-1)))
+
+
+FIRM = 5  # held-out good images expected above the threshold for it to rest on more than the top few scores
+
+
+def resolution_note(split_sizes: dict, rate: float):
+    """A warning when too few held-out good images set the threshold for this rate, or None: with `held` of them,
+    about held x rate lie above the threshold, so fewer than FIRM leave it to the top few scores of a small sample.
+    split_sizes: the good images that fit, normalise, and (held out) threshold the model."""
+    held = split_sizes['threshold']
+    if held * rate >= FIRM:
+        return None
+    needed = math.ceil(FIRM / rate * sum(split_sizes.values()) / held)
+    return (f'only {held} held-out good images set the threshold for a {rate:.2%} false-alarm rate: about '
+            f'{held * rate:.1f} of them lie above it, so it rests on the top few scores and the rate on the line may '
+            f'differ; about {needed:,} good images in train/good would give {FIRM}')

@@ -88,7 +88,8 @@ def selftest(folder: str, model: build.Model, pixels: np.ndarray, sample_names: 
                          'expert': expert, 'experts': [] if early else [expert], 'earlyExit': early,
                          'baseConfidence': float(out['base_score'][i])}})
     if len(cases) < 2 or not any(c['decision']['label'] for c in cases) or all(c['decision']['label'] for c in cases):
-        raise RuntimeError('the samples give too few robust golden cases (need good and anomalous ones)')
+        raise RuntimeError('the samples give too few robust golden cases (need good and anomalous ones, each clear of '
+                           'the threshold): add a few defective images in DIR/test/<kind>/')
     return {'format': 'sgmoe-selftest/1', 'tolerance': TOLERANCE,
             'routing': {'threshold': model.exit_below, 'topK': 1, 'baseWeight': model.base_weight}, 'cases': cases}
 
@@ -122,21 +123,48 @@ def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tu
     }
 
 
+def _sample_pool(data):
+    """The images samples/ and the self-test draw from: the test images, with the good training images when the test
+    set has no good one. With no defective image among them (a line trained on good parts only), each good one also
+    comes with a square of inverted pixels in its middle (kind `synthetic`), so the golden cases check both sides of
+    the threshold."""
+    pixels, labels, kinds = data.test.pixels, np.asarray(data.test_labels, np.int64), list(data.test_kinds)
+    if not len(pixels) or labels.all():
+        good = data.train.pixels
+        pixels = np.concatenate([pixels, good]) if len(pixels) else good
+        labels, kinds = np.r_[labels, np.zeros(len(good), np.int64)], kinds + ['good'] * len(good)
+    if labels.any():
+        return pixels, labels, kinds
+    marked = pixels.copy()
+    h, w = pixels.shape[1:3]
+    marked[:, 3 * h // 8:5 * h // 8, 3 * w // 8:5 * w // 8] ^= 255
+    return np.concatenate([pixels, marked]), np.r_[labels, np.ones_like(labels)], kinds + ['synthetic'] * len(kinds)
+
+
 def write(out: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args,
           benchmark: dict = None, timing: str = None) -> None:
-    """Builds in a sibling temporary folder, renamed into place when complete."""
+    """Builds in a sibling temporary folder, renamed into place when complete (removed when the build fails)."""
     staging = out.rstrip('/') + '.tmp'
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging)
+    try:
+        _build(staging, name, version, model, data, results, macs, far, args, benchmark, timing)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(out, ignore_errors=True)
+    os.rename(staging, out)
+
+
+def _build(staging: str, name: str, version: str, model: build.Model, data, results, macs: dict, far: float, args,
+           benchmark: dict, timing: str) -> None:
     shape = tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:])
     parts = export_parts(staging, model, shape)
-    source = data.test if len(data.test.names) else data.train
-    labels = data.test_labels if len(data.test.names) else np.zeros(len(data.train.names), np.int64)
-    kinds = data.test_kinds if len(data.test.names) else ['good'] * len(labels)
-    chosen = write_samples(staging, source.pixels, labels, kinds, 6, 0)
+    pixels, labels, kinds = _sample_pool(data)
+    chosen = write_samples(staging, pixels, labels, kinds, 6, 0)
     names = sorted(os.listdir(os.path.join(staging, 'samples')))
     names.remove('labels.json')
-    write_json(os.path.join(staging, 'selftest.json'), selftest(staging, model, source.pixels[chosen], names))
+    write_json(os.path.join(staging, 'selftest.json'), selftest(staging, model, pixels[chosen], names))
     sizes = {'sgmoe': sum(os.path.getsize(os.path.join(staging, p['file'])) for p in [parts['trunk'], parts['base'], parts['gate'], *parts['experts']]),
              'global': os.path.getsize(os.path.join(staging, 'trunk.onnx')) + os.path.getsize(os.path.join(staging, 'baselines/global.onnx')),
              'separate': os.path.getsize(os.path.join(staging, 'trunk.onnx')) + os.path.getsize(os.path.join(staging, 'baselines/separate.onnx'))}
@@ -153,5 +181,3 @@ def write(out: str, name: str, version: str, model: build.Model, data, results, 
     write_json(os.path.join(staging, 'report.json'), facts)
     with open(os.path.join(staging, 'REPORT.md'), 'w') as f:
         f.write(markdown.render(facts))
-    shutil.rmtree(out, ignore_errors=True)
-    os.rename(staging, out)
