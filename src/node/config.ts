@@ -51,6 +51,8 @@ export const nodeConfigSchema = z
         computeBudgetMacs: z.number().positive().optional(),
         topK: z.number().int().positive().optional(),
         mode: z.enum(['moe', 'base-only']).optional(),
+        /** Task anomaly: the share of good frames flagged; each package's good-score quantiles give its threshold. */
+        falseAlarmRate: z.number().gt(0).lt(1).optional(),
       })
       .strict()
       .refine((r) => r.threshold === undefined || r.computeBudgetMacs === undefined, 'give threshold or computeBudgetMacs, not both')

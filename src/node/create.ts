@@ -211,6 +211,12 @@ function applyRouting(config: NodeConfig, engine: Engine): void {
     ...(routing.topK !== undefined ? { topK: routing.topK } : {}),
     ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
   });
+  if (routing.falseAlarmRate !== undefined) {
+    if (!engine.task.setFalseAlarmRate) {
+      throw new SgmoeError('E_CONFIG_INVALID', `routing.falseAlarmRate: expected a package of task anomaly, found ${engine.model.name} of task ${engine.task.name}`);
+    }
+    engine.task.setFalseAlarmRate(routing.falseAlarmRate);
+  }
 }
 
 function openSourceFor(

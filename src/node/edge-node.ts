@@ -15,7 +15,7 @@ import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
 import { Faults, STORAGE_FAULT, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
 import { Reporter } from './report';
-import { FramePipeline } from './pipeline';
+import { FramePipeline, type SourceFailure } from './pipeline';
 import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
 import { ThresholdCommand, type SetFalseAlarmRateReply, type SetThresholdReply } from './threshold';
@@ -79,7 +79,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private fleetStatus: Record<string, unknown> = {};
   private readonly threshold: ThresholdCommand;
   private readonly pipeline: FramePipeline;
-  private pumps: Promise<void>[] = [];
+  private pumps: Promise<SourceFailure | null>[] = [];
+  private failures: SourceFailure[] = [];
   private started = false;
   private stopping: Promise<void> | null = null;
 
@@ -148,8 +149,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.parts.audit?.event({ kind: 'start', message: 'node started', details: { sources: this.parts.sources.map((s) => s.source.name) } });
     this.reporter.start(this.parts.healthIntervalMs);
     this.pumps = this.parts.sources.map((s) => this.pipeline.pump(s));
-    await Promise.all(this.pumps);
+    this.failures = (await Promise.all(this.pumps)).filter((f) => f !== null);
     await this.batcher.drain();
+  }
+
+  /** The sources that ended with an error in the last run (a node whose every source failed did not do its job). */
+  get failedSources(): readonly SourceFailure[] {
+    return this.failures;
   }
 
   /** Graceful: sources stop, frames in flight finish, the audit log is flushed, the broker hears we left. */

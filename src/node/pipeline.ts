@@ -20,6 +20,13 @@ export interface PipelineParts {
 
 type Handed = { decision: Promise<Decision> } | { error: unknown };
 
+/** A source that ended with an error (a folder that is not there, a camera that refused): not a clean end. */
+export interface SourceFailure {
+  source: string;
+  code: string;
+  message: string;
+}
+
 /** Frames of each source through preprocessing and the micro-batched engine, in arrival order. */
 export class FramePipeline {
   /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
@@ -32,10 +39,11 @@ export class FramePipeline {
    * sharp's threads) and hands them to the batcher in arrival order. Frames not yet settled hold their place in
    * the window, so a source whose frames wait for the disk stops being read.
    */
-  async pump(entry: NodeSource): Promise<void> {
+  async pump(entry: NodeSource): Promise<SourceFailure | null> {
     const { source } = entry;
     const inFlight = new Set<Promise<void>>();
     let handedOver: Promise<unknown> = Promise.resolve();
+    let failure: SourceFailure | null = null;
     try {
       for await (const frame of source) {
         // Handlers attach at once: a frame that fails to decode while the one before is still being prepared
@@ -55,9 +63,11 @@ export class FramePipeline {
         if (inFlight.size >= this.parts.window) await Promise.race(inFlight);
       }
     } catch (err) {
-      this.parts.logger.error({ source: source.name, code: errorCode(err), err: errorMessage(err) }, 'source failed');
+      failure = { source: source.name, code: errorCode(err), message: errorMessage(err) };
+      this.parts.logger.error({ source: source.name, code: failure.code, err: failure.message }, 'source failed');
     }
     await Promise.all(inFlight);
+    return failure;
   }
 
   private preprocessorFor(source: NodeSource): FramePreparer {

@@ -165,6 +165,16 @@ describe('edge node end to end', () => {
 });
 
 describe('the demo', () => {
+  it('exits 1 naming the source when its only source fails (a folder that is not there), 0 when it ran', () => {
+    const missing = join(tmp.path, 'no-such-inbox');
+    const failed = sgmoe('run', '--once', '--source', `dir:${missing}`);
+    expect(failed.stderr).toMatch(new RegExp(`source \\S+ failed: E_SOURCE_NOT_FOUND: .*${missing}`));
+    expect(failed.status).toBe(1);
+    const inbox = join(tmp.path, 'empty-inbox');
+    mkdirSync(inbox);
+    expect(sgmoe('run', '--once', '--source', `dir:${inbox}`).status).toBe(0);
+  });
+
   it('runs with --once and its summary adds up', () => {
     const cwd = join(tmp.path, 'demo');
     mkdirSync(cwd);

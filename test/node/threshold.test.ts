@@ -95,4 +95,14 @@ describe('an anomaly false-alarm rate set at run time', () => {
       db.close();
     }
   });
+
+  it('routing.falseAlarmRate in the config sets the operating point at start (over restarts); refused for a package of another task', async () => {
+    const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [], routing: { falseAlarmRate: 0.02 } }));
+    expect(nodeCommands(node, () => ({})).getConfig()).toMatchObject({ anomalyThreshold: thresholdForFalseAlarmRate(readManifest(LINE).calibration.anomaly!, 0.02) });
+    await node.stop();
+    await expect(createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1, once: true, sources: [], routing: { falseAlarmRate: 0.02 } }))).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: expect.stringContaining('routing.falseAlarmRate: expected a package of task anomaly'),
+    });
+  });
 });

@@ -19,6 +19,7 @@ interface RunOptions {
   audit?: string;
   dashboard?: number;
   threshold?: number;
+  falseAlarmRate?: number;
   once?: boolean;
   demo?: boolean;
   fps: number;
@@ -39,7 +40,8 @@ async function buildConfig(opts: RunOptions): Promise<NodeConfigInput> {
   }
   if (opts.audit) config.audit = { ...(base.audit ?? {}), file: opts.audit };
   if (opts.dashboard !== undefined) config.dashboard = { port: opts.dashboard };
-  if (opts.threshold !== undefined) config.routing = { ...(base.routing ?? {}), threshold: opts.threshold };
+  if (opts.threshold !== undefined) config.routing = { ...(base.routing ?? {}), ...(config.routing ?? {}), threshold: opts.threshold };
+  if (opts.falseAlarmRate !== undefined) config.routing = { ...(base.routing ?? {}), ...(config.routing ?? {}), falseAlarmRate: opts.falseAlarmRate };
   if (opts.once) config.once = true;
   config.model ??= BUNDLED_MODEL;
   return config as NodeConfigInput;
@@ -57,7 +59,8 @@ export function register(program: Command): void {
     .option('--embedded-broker [port]', 'start an MQTT broker in-process on 127.0.0.1 (default port 1883, 0 = any free port)')
     .option('--audit <file>', 'SQLite audit log file')
     .option('--dashboard <port>', 'serve the dashboard on 127.0.0.1:PORT', port)
-    .option('--threshold <t>', 'early-exit threshold', number)
+    .option('--threshold <t>', 'early-exit threshold (anomaly packages: base scores below it skip the expert)', number)
+    .option('--false-alarm-rate <r>', 'anomaly packages: the share of good frames flagged (sets the anomaly threshold)', number)
     .option('--once', 'handle what the sources hold now (files already in a folder, every frame of a video:) and exit with a summary')
     .option('--demo', 'the bundled demo: sample frames as a camera, in-process broker, audit log in ./data/')
     .option('--fps <n>', 'demo camera frame rate (0 = as fast as the node takes them)', number, 25)
@@ -120,6 +123,13 @@ export function register(program: Command): void {
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
       process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored, testAccuracy: camera.testAccuracy } : undefined)}\n`);
+      // Every source failed (a folder that is not there, a camera that refused): the node did not do its job, so a
+      // supervisor (systemd Restart=on-failure) must not read the end as a clean stop.
+      const failed = node.failedSources;
+      if (failed.length > 0 && failed.length === config.sources.length + extraSources.length) {
+        for (const f of failed) process.stderr.write(`source ${f.source} failed: ${f.code}: ${f.message}\n`);
+        process.exitCode = 1;
+      }
       // An update cut short by the stop may still wait out its health-watch timer; its state is persisted and
       // undone at the next start, so the process ends here rather than up to a watch window later.
       if (agent) process.exit(process.exitCode ?? 0);
