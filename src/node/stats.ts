@@ -34,6 +34,8 @@ export interface Unavailable {
 export interface NodeSnapshot {
   model: { name: string; version: string };
   settings: ReturnType<Engine['getSettings']>;
+  /** Anomaly packages: the anomaly threshold in force (the early exit is `settings.threshold`). */
+  anomalyThreshold?: number;
   providers: Record<string, string>;
   sources: SourceAccount[];
   totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
@@ -140,6 +142,7 @@ export class NodeStats {
     return {
       model: engine.model,
       settings: engine.getSettings(),
+      ...(engine.task.currentThreshold !== undefined ? { anomalyThreshold: engine.task.currentThreshold } : {}),
       providers: engine.providerSummary(),
       sources,
       totals: { ingested: sum('ingested'), decided: sum('decided'), rejected: sum('rejected'), dropped: sum('dropped'), pending: sum('pending'), errors: sum('errors') },

@@ -1,3 +1,4 @@
+import { describeAnomalyExit } from '../engine/tasks';
 import { lostText } from '../transport/outbox-file';
 import type { NodeSnapshot } from './stats';
 import type { WindowStats } from './windows';
@@ -34,7 +35,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     }
   }
   lines.push(
-    `threshold    ${s.settings.threshold} (early exit)`,
+    s.anomalyThreshold === undefined ? `threshold    ${s.settings.threshold} (early exit)` : `threshold    anomaly ${s.anomalyThreshold}; ${describeAnomalyExit(s.settings.threshold)}`,
     ...windowLines(s.windows.sinceStart),
     ...windowLines(s.windows.sinceModel),
     `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,

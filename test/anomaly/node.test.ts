@@ -5,6 +5,7 @@ import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
+import { finalSummary } from '../../src/node/summary';
 import { anomalyPayloadSchema } from '../../src/protocol/payloads';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -62,6 +63,8 @@ describe('anomaly line end to end', () => {
     await node.run();
     await node.stop();
     expect(node.snapshot().totals).toMatchObject({ ingested: samples.length, decided: samples.length, rejected: 0, dropped: 0, pending: 0 });
+    // The summary names the anomaly threshold, not the early exit's sentinel.
+    expect(finalSummary(node.snapshot())).toMatch(/threshold +anomaly [\d.]+; no early exit \(the expert always runs\)/);
 
     await waitUntil(() => messages(sub, '/result').length >= samples.length, 15_000, 'results on MQTT');
     const results = messages(sub, '/result');

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises';
 import { SgmoeError } from '../../errors';
 import { verifySignedTar } from '../../fleet/verify-tar';
 import { Engine } from '../../engine/engine';
+import { describeAnomalyExit } from '../../engine/tasks';
 import { verifyPackage } from '../../engine/verify';
 import { describeInput } from '../../ingest/kinds';
 import { loadPackage } from '../../model/package';
@@ -61,11 +62,13 @@ export function register(program: Command): Command {
         process.stdout.write(JSON.stringify({ manifest: m, parts }, null, 2) + '\n');
         return;
       }
+      const anomaly = m.calibration.anomaly;
       const out: string[] = [
         `${m.name} ${m.version} (${m.format}, ${m.task})`,
         `input   ${describeInput(m.input)}`,
         `labels  ${m.labels.join(', ')}`,
-        `routing topK ${m.routing.topK}, early exit at base confidence >= ${m.routing.earlyExit.threshold}, base weight ${m.routing.ensemble.baseWeight}`,
+        `routing topK ${m.routing.topK}, ${anomaly ? describeAnomalyExit(m.routing.earlyExit.threshold) : `early exit at base confidence >= ${m.routing.earlyExit.threshold}`}, base weight ${m.routing.ensemble.baseWeight}`,
+        ...(anomaly ? [`anomaly threshold ${anomaly.threshold} for a false-alarm rate of ${anomaly.falseAlarmRate} (set on ${anomaly.heldOutGood} held-out good images)`] : []),
         '',
         'part        MACs/sample       bytes  provider  file',
         ...parts.map((p) => `${p.part.padEnd(10)} ${String(p.macs).padStart(12)} ${String(p.bytes).padStart(11)}  ${p.provider.padEnd(8)}  ${p.file}`),

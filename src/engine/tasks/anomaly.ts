@@ -18,6 +18,14 @@ export type AnomalyFields = {
   };
 };
 
+/** The factory writes an early-exit threshold of -1e9 (its rule.NEVER) when the expert always runs. */
+const NEVER_EXITS = -1e8;
+
+/** An anomaly package's early exit in words, for people reading `model inspect` and the run summary. */
+export function describeAnomalyExit(threshold: number): string {
+  return threshold <= NEVER_EXITS ? 'no early exit (the expert always runs)' : `early exit when the base score < ${threshold}`;
+}
+
 /**
  * The score at quantile 1 - rate of the final score on held-out good images, linear between the manifest's
  * quantiles (as the factory's `rule.threshold_for`); rates outside the stored range are refused.

@@ -15,5 +15,5 @@ export function createTask(manifest: Manifest): Task {
   return TASKS[manifest.task](manifest);
 }
 
-export { AnomalyTask, thresholdForFalseAlarmRate, type AnomalyFields } from './anomaly';
+export { AnomalyTask, describeAnomalyExit, thresholdForFalseAlarmRate, type AnomalyFields } from './anomaly';
 export type { BaseVerdict, BranchOutputs, Task, TaskResult } from './task';
