@@ -67,7 +67,7 @@ export async function readPublicKey(path: string): Promise<KeyObject> {
   try {
     pem = await readFile(path, 'utf8');
   } catch (err) {
-    throw new SgmoeError('E_KEY_INVALID', `cannot read public key ${path}: ${errorMessage(err)}`, undefined, { cause: err });
+    throw new SgmoeError('E_KEY_INVALID', `cannot read public key ${path} (a key pair comes from \`sgmoe model keygen NAME\`): ${errorMessage(err)}`, undefined, { cause: err });
   }
   return parsePublicKey(pem, path);
 }

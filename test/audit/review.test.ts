@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
 import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
@@ -109,6 +109,25 @@ describe('operator verdicts', () => {
     rw.close();
     const pruned = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-3'), '--holdout', '0.6'));
     expect(pruned.written).toEqual(result.written);
+  });
+});
+
+describe('a frame whose bytes the node did not keep', () => {
+  it('review --file keeps the frame\'s own image for export, never another one', async () => {
+    const { file, frames } = await auditWithFrames('file', 2);
+    for (const name of readdirSync(frames)) rmSync(join(frames, name)); // kept nothing (keep: anomalous, a good frame)
+    const image = join(tmp.path, 'file', 'f-0.png');
+    writeFileSync(image, await png(0));
+    const kept = JSON.parse(await sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'defect', '--kind', 'missed', '--file', image));
+    expect(kept.bytes).toBe(join(frames, 'reviewed', `${sha256Hex(await png(0))}.png`));
+    expect(readFileSync(kept.bytes)).toEqual(await png(0));
+    // Another frame's file is not f-1's: the verdict stands, without pixels.
+    const wrong = JSON.parse(await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--file', image));
+    expect(wrong.bytes).toBeNull();
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--file', join(tmp.path, 'nope.png'))).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
+    const db = openReviewDb(file);
+    expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(2);
+    db.close();
   });
 });
 

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { finished } from 'node:stream/promises';
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
-import { SgmoeError } from '../../errors';
+import { SgmoeError, errorMessage } from '../../errors';
 import { validate } from '../../validate';
 import { list } from '../options';
 import {
@@ -20,6 +20,7 @@ import {
   DEFAULT_DEFECT_KIND,
   exportReviewedDataset,
   framesDirOf,
+  keepReviewedBytes,
   openReviewDb,
   recordReview,
 } from '../../audit';
@@ -146,16 +147,20 @@ export function register(program: Command, out: Writable = process.stdout): void
     .option('--kind <kind>', `defect kind, the folder it is exported to (default ${DEFAULT_DEFECT_KIND})`)
     .option('--by <name>', 'who judged (default: the user running the command)')
     .option('--frames <dir>', 'where the node keeps frame bytes (default: frames/ beside the database)')
+    .option('--file <path>', "the frame's image file (say from the hot folder's done/), kept for export when the node kept no bytes of it; only if its sha256 is the audit row's")
     .action((raw: Record<string, unknown>) => {
-      const o = parseOptions(z.object({ db: z.string().min(1), frame: z.string(), verdict: z.string(), kind: z.string().optional(), by: z.string().optional(), frames: z.string().optional() }), raw);
+      const o = parseOptions(z.object({ db: z.string().min(1), frame: z.string(), verdict: z.string(), kind: z.string().optional(), by: z.string().optional(), frames: z.string().optional(), file: z.string().optional() }), raw);
+      const framesDir = o.frames ?? framesDirOf(o.db);
+      const file = o.file === undefined ? undefined : readReviewFile(o.file);
       const db = openReviewDb(o.db);
       try {
-        const review = recordReview(db, { frameId: o.frame, verdict: o.verdict, kind: o.kind, reviewer: o.by ?? userInfo().username }, 'cli', {
-          framesDir: o.frames ?? framesDirOf(o.db),
-        });
-        out.write(`${JSON.stringify(review)}\n`);
-        if (review.bytes === null) {
-          process.stderr.write(`recorded without pixels: no bytes of this frame are kept (audit.frames.keep; the dashboard holds its recent frames' bytes), so the export lists it as missing\n`);
+        const review = recordReview(db, { frameId: o.frame, verdict: o.verdict, kind: o.kind, reviewer: o.by ?? userInfo().username }, 'cli', { framesDir });
+        const bytes = review.bytes ?? (file && review.inputSha256 ? keepReviewedBytes(framesDir, review.inputSha256, file) : null);
+        out.write(`${JSON.stringify({ ...review, bytes })}\n`);
+        if (bytes === null && file) {
+          process.stderr.write(`recorded without pixels: ${o.file} is not the frame the audit log decided (its sha256 differs), so the export lists it as missing\n`);
+        } else if (bytes === null) {
+          process.stderr.write(`recorded without pixels: no bytes of this frame are kept (audit.frames.keep; the dashboard holds its recent frames' bytes; --file gives them), so the export lists it as missing\n`);
         }
       } finally {
         db.close();
@@ -186,6 +191,15 @@ export function register(program: Command, out: Writable = process.stdout): void
     });
 }
 
+/** The --file of a review, read before anything is recorded: a wrong path records nothing. */
+function readReviewFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new SgmoeError('E_FILE_UNREADABLE', `--file: cannot read the frame's image ${path}: ${errorMessage(err)}`, { path }, { cause: err });
+  }
+}
+
 const datasetOptions = z
   .object({
     db: z.string().min(1),
@@ -204,6 +218,9 @@ function exportDataset(raw: Record<string, unknown>, out: Writable): void {
   try {
     const result = exportReviewedDataset(db, o.frames ?? framesDirOf(o.db), o.asDataset, { holdout: o.holdout });
     out.write(`${JSON.stringify(result)}\n`);
+    if (result.missing.length === 0 && Object.keys(result.written).length === 0) {
+      process.stderr.write(`no reviewed frames: ${o.asDataset} holds only reviews.json (verdicts come from the dashboard or \`sgmoe audit review\`)\n`);
+    }
     if (result.missing.length > 0) {
       const reasons = [...new Set(result.missing.map((m) => m.reason))].join(', ');
       process.stderr.write(`${result.missing.length} reviewed frame(s) not exported: ${reasons} (listed in ${o.asDataset}/reviews.json)\n`);

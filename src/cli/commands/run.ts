@@ -73,6 +73,9 @@ export function register(program: Command): void {
         throw new SgmoeError('E_CONFIG_INVALID', 'no frame source: give --source URI, a config with sources, or --demo');
       }
       const { node, broker, profile, agent } = await createEdgeNode(config, { logger, extraSources });
+      if (opts.threshold !== undefined && node.engine.task.setFalseAlarmRate) {
+        process.stderr.write(`note: --threshold ${opts.threshold} is the early exit (base scores below it skip the expert); the anomaly threshold follows --false-alarm-rate\n`);
+      }
       // The dashboard is for people watching: when its port is taken, the node still does its job.
       const dashboard = config.dashboard
         ? await startDashboard(node, { ...config.dashboard, token: config.dashboard.token ?? (process.env.SGMOE_DASHBOARD_TOKEN || undefined), auditFile: config.audit?.file, logger }).catch((err: unknown) => {
