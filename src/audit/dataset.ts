@@ -44,15 +44,16 @@ export function exportReviewedDataset(db: Database, framesDir: string, dir: stri
     mkdirSync(parent, { recursive: true });
     staging = mkdtempSync(join(parent, `.${basename(dir)}-`));
     for (const review of standingReviews(db)) {
-      const source = review.inputSha256 ? locateFrame(framesDir, review.inputSha256) : null;
+      const sha = review.inputSha256;
+      const source = sha ? locateFrame(framesDir, sha) : null;
       const bytes = source ? readFileSync(source) : null;
-      if (!source || !bytes || sha256Hex(bytes) !== review.inputSha256) {
+      if (!sha || !source || !bytes || sha256Hex(bytes) !== sha) {
         const reason = source ? 'kept bytes differ from the audit row' : 'not kept';
         missing.push({ frameId: review.frameId, decisionId: review.decisionId, verdict: review.verdict, reason });
         continue;
       }
-      const folder = review.verdict === 'good' ? (draw(review.inputSha256) < holdout ? 'test/good' : 'train/good') : `test/${review.kind}`;
-      const name = `${review.decisionId}-${review.inputSha256.slice(0, 12)}${extname(source)}`;
+      const folder = review.verdict === 'good' ? (draw(sha) < holdout ? 'test/good' : 'train/good') : `test/${review.kind}`;
+      const name = `${review.decisionId}-${sha.slice(0, 12)}${extname(source)}`;
       mkdirSync(join(staging, folder), { recursive: true });
       writeFileSync(join(staging, folder, name), bytes);
       written[folder] = (written[folder] ?? 0) + 1;

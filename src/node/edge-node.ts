@@ -199,7 +199,10 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return this.threshold.set(this.engine, threshold);
   }
 
-  /** Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles), now and over every package swapped in later, until the node restarts. */
+  /**
+   * Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles), now and over
+   * every package swapped in later, until the node restarts.
+   */
   setFalseAlarmRate(rate: number): SetFalseAlarmRateReply {
     return this.threshold.setFalseAlarmRate(this.engine, rate);
   }

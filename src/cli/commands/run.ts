@@ -40,8 +40,8 @@ async function buildConfig(opts: RunOptions): Promise<NodeConfigInput> {
   }
   if (opts.audit) config.audit = { ...(base.audit ?? {}), file: opts.audit };
   if (opts.dashboard !== undefined) config.dashboard = { port: opts.dashboard };
-  if (opts.threshold !== undefined) config.routing = { ...(base.routing ?? {}), ...(config.routing ?? {}), threshold: opts.threshold };
-  if (opts.falseAlarmRate !== undefined) config.routing = { ...(base.routing ?? {}), ...(config.routing ?? {}), falseAlarmRate: opts.falseAlarmRate };
+  if (opts.threshold !== undefined) config.routing = { ...(config.routing ?? {}), threshold: opts.threshold };
+  if (opts.falseAlarmRate !== undefined) config.routing = { ...(config.routing ?? {}), falseAlarmRate: opts.falseAlarmRate };
   if (opts.once) config.once = true;
   config.model ??= BUNDLED_MODEL;
   return config as NodeConfigInput;
@@ -73,7 +73,7 @@ export function register(program: Command): void {
         throw new SgmoeError('E_CONFIG_INVALID', 'no frame source: give --source URI, a config with sources, or --demo');
       }
       const { node, broker, profile, agent } = await createEdgeNode(config, { logger, extraSources });
-      if (opts.threshold !== undefined && node.engine.task.setFalseAlarmRate) {
+      if (opts.threshold !== undefined && node.engine.task.name === 'anomaly') {
         process.stderr.write(`note: --threshold ${opts.threshold} is the early exit (base scores below it skip the expert); the anomaly threshold follows --false-alarm-rate\n`);
       }
       // The dashboard is for people watching: when its port is taken, the node still does its job.
