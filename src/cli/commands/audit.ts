@@ -53,7 +53,7 @@ const filterOptions = z.object({
 });
 
 function parseOptions<S extends z.ZodType>(schema: S, raw: unknown): z.infer<S> {
-  return validate(schema, raw, { code: 'E_USAGE', where: 'the options', prefix: '--' });
+  return validate(schema, raw, { code: 'E_USAGE', where: 'a command line option', prefix: '--' });
 }
 
 const eventOptions = z.object({
