@@ -8,7 +8,7 @@ import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile 
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
-import type { AnomalyFields } from '../engine/tasks';
+import { setFalseAlarmRate, type AnomalyFields } from '../engine/tasks';
 import type { Frame } from '../ingest/frame';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
@@ -211,12 +211,7 @@ function applyRouting(config: NodeConfig, engine: Engine): void {
     ...(routing.topK !== undefined ? { topK: routing.topK } : {}),
     ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
   });
-  if (routing.falseAlarmRate !== undefined) {
-    if (!engine.task.setFalseAlarmRate) {
-      throw new SgmoeError('E_CONFIG_INVALID', `routing.falseAlarmRate: expected a package of task anomaly, found ${engine.model.name} of task ${engine.task.name}`);
-    }
-    engine.task.setFalseAlarmRate(routing.falseAlarmRate);
-  }
+  if (routing.falseAlarmRate !== undefined) setFalseAlarmRate(engine.task, routing.falseAlarmRate, 'routing.falseAlarmRate', 'E_CONFIG_INVALID');
 }
 
 function openSourceFor(

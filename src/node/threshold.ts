@@ -1,8 +1,9 @@
 import type { AuditLog } from '../audit/audit-log';
 import type { Engine } from '../engine/engine';
+import { setFalseAlarmRate } from '../engine/tasks';
 import { SgmoeError, errorMessage } from '../errors';
 
-/** Why the early-exit threshold is what it is, in the set-threshold reply and the audit events. */
+/** Why an operator's value (an early-exit threshold, a false-alarm rate) is what it is, in replies and audit events. */
 export interface ThresholdOverride {
   value: number;
   source: 'command';
@@ -50,11 +51,7 @@ export class ThresholdCommand {
   }
 
   setFalseAlarmRate(engine: Engine, rate: number): SetFalseAlarmRateReply {
-    const task = engine.task;
-    if (!task.setFalseAlarmRate) {
-      throw new SgmoeError('E_CMD_UNSUPPORTED', `set-false-alarm-rate: expected a package of task anomaly, found task ${task.name}`);
-    }
-    const threshold = task.setFalseAlarmRate(rate);
+    const threshold = setFalseAlarmRate(engine.task, rate, 'set-false-alarm-rate', 'E_CMD_UNSUPPORTED');
     this.rate = { value: rate, source: 'command', at: new Date().toISOString() };
     this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: engine.model } });
     return { falseAlarmRate: rate, threshold, keptOnModelSwap: true };

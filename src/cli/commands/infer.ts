@@ -5,6 +5,7 @@ import { decidedRecord, rejectedRecord, type FrameInfo } from '../../audit/recor
 import { decisionEssentials, type Decision } from '../../engine/decision';
 import { Engine } from '../../engine/engine';
 import { loadDeviceProfile } from '../../engine/profile';
+import { setFalseAlarmRate } from '../../engine/tasks';
 import { errorCode, errorMessage, SgmoeError } from '../../errors';
 import { preparerFor } from '../../ingest/kinds';
 import { sha256Hex } from '../../model/integrity';
@@ -38,12 +39,7 @@ export function register(program: Command): void {
     .action(async (files: string[], opts: InferOptions) => {
       const engine = await Engine.load(opts.model, { profile: opts.device ? await loadDeviceProfile(opts.device) : undefined });
       if (opts.threshold !== undefined) engine.configure({ threshold: opts.threshold });
-      if (opts.falseAlarmRate !== undefined) {
-        if (!engine.task.setFalseAlarmRate) {
-          throw new SgmoeError('E_CONFIG_INVALID', `--false-alarm-rate: expected a package of task anomaly, found task ${engine.task.name} in ${opts.model}`);
-        }
-        engine.task.setFalseAlarmRate(opts.falseAlarmRate);
-      }
+      if (opts.falseAlarmRate !== undefined) setFalseAlarmRate(engine.task, opts.falseAlarmRate, `--false-alarm-rate (${opts.model})`, 'E_CONFIG_INVALID');
       const { manifest } = engine;
       const audit = opts.audit
         ? AuditLog.open(opts.audit, {

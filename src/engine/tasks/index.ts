@@ -1,3 +1,4 @@
+import { SgmoeError, type ErrorCode } from '../../errors';
 import type { Manifest } from '../../model/manifest';
 import { AnomalyTask } from './anomaly';
 import { ClassificationTask } from './classification';
@@ -13,6 +14,15 @@ const TASKS: Record<Manifest['task'], (manifest: Manifest) => Task> = {
 
 export function createTask(manifest: Manifest): Task {
   return TASKS[manifest.task](manifest);
+}
+
+/**
+ * Moves an anomaly package's threshold to flag this share of good frames and returns it; a package of another task
+ * has no such threshold, so `where` (the setting asked for) is refused with `code`.
+ */
+export function setFalseAlarmRate(task: Task, rate: number, where: string, code: ErrorCode): number {
+  if (!task.setFalseAlarmRate) throw new SgmoeError(code, `${where}: expected a package of task anomaly, found task ${task.name}`);
+  return task.setFalseAlarmRate(rate);
 }
 
 export { AnomalyTask, describeAnomalyExit, thresholdForFalseAlarmRate, type AnomalyFields } from './anomaly';
