@@ -26,17 +26,21 @@ export const DOM_HELPERS = `
   }
   // Every request of the page: it carries the operator token when one is kept, and a refusal (401) forgets that
   // token and asks for one in the page's token field. A token typed meanwhile is kept: the next request tries it.
+  // That a typed token was refused is kept on the field (the page's scripts poll apart, and any of them may be the
+  // one its token reached), so every refusal says so until another token is typed.
   function request(path, init) {
     var sent = storedToken();
     var options = Object.assign({ cache: 'no-store' }, init);
     if (sent) options.headers = Object.assign({}, options.headers, { authorization: 'Bearer ' + sent });
     return fetch(path, options).then(function (r) {
       if (r.status !== 401) return r;
+      var field = $('token-field');
       if (storedToken() === sent) {
         try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
-        if ($('token-field').hidden) { $('token-field').hidden = false; $('token').focus(); }
+        if (sent) field.dataset.refused = 'yes';
+        if (field.hidden) { field.hidden = false; $('token').focus(); }
       }
-      var refused = new Error(sent ? 'the operator token was refused: enter it again' : 'enter the operator token');
+      var refused = new Error(field.dataset.refused ? 'the operator token was refused: enter it again' : 'enter the operator token');
       refused.unauthorised = true;
       throw refused;
     });

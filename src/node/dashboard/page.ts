@@ -63,6 +63,7 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
     try { sessionStorage.setItem(TOKEN_KEY, $('token').value); } catch (e) { /* storage off: asked again */ }
     $('token').value = '';
     $('token-field').hidden = true;
+    delete $('token-field').dataset.refused;
   });
 
   function color(expert) { return COLORS[expert % COLORS.length]; }
