@@ -24,6 +24,8 @@ export const reviewInputSchema = z
     verdict: z.enum(REVIEW_VERDICTS),
     kind: kindSchema.optional(),
     reviewer: z.string().min(1).max(100),
+    /** The bytes the reviewer saw: the verdict then binds to a decision on them, not to whatever reused the frame id since. */
+    inputSha256: z.string().regex(/^[0-9a-f]{64}$/, 'a sha256 in lower-case hex').optional(),
   })
   .strict()
   .refine((r) => r.kind === undefined || r.verdict === 'defect', { message: 'a kind goes with verdict defect only', path: ['kind'] });
@@ -71,16 +73,23 @@ export function openReviewDb(file: string, busyTimeoutMs = 5000): Db {
 }
 
 /**
- * Records a verdict on the latest decision of `frameId` and, when `framesDir` is given, moves the frame's kept bytes
+ * Records a verdict on the latest decision of `frameId` (on the bytes `inputSha256` names, when given) and, when `framesDir` is given, moves the frame's kept bytes
  * out of eviction's reach. `input` is validated here, so the CLI and the dashboard refuse the same things.
  */
 export function recordReview(db: Db, input: unknown, via: Review['via'], options: { framesDir?: string; now?: number } = {}): RecordedReview {
   const r = validate(reviewInputSchema, input, { code: 'E_REVIEW_INVALID', where: 'the review' });
   const decision = db
-    .prepare(`SELECT id, input_sha256 AS sha FROM decisions WHERE frame_id = @frameId AND status = 'ok' ORDER BY id DESC LIMIT 1`)
-    .get({ frameId: r.frameId }) as { id: number; sha: string | null } | undefined;
+    .prepare(
+      `SELECT id, input_sha256 AS sha FROM decisions WHERE frame_id = @frameId AND status = 'ok'
+       AND (@sha IS NULL OR input_sha256 = @sha) ORDER BY id DESC LIMIT 1`,
+    )
+    .get({ frameId: r.frameId, sha: r.inputSha256 ?? null }) as { id: number; sha: string | null } | undefined;
   if (!decision) {
-    throw new SgmoeError('E_REVIEW_FRAME', `expected a decided frame ${JSON.stringify(r.frameId)} in the audit log, found none`, { frameId: r.frameId });
+    const seen = r.inputSha256 ? ` on bytes with sha256 ${r.inputSha256} (the id may since name other bytes)` : '';
+    throw new SgmoeError('E_REVIEW_FRAME', `expected a decided frame ${JSON.stringify(r.frameId)}${seen} in the audit log, found none`, {
+      frameId: r.frameId,
+      ...(r.inputSha256 && { inputSha256: r.inputSha256 }),
+    });
   }
   const review = {
     ts: options.now ?? Date.now(),
@@ -138,14 +147,29 @@ export function standingReviews(db: Db): Review[] {
   return rows.map(fromReviewColumns);
 }
 
-/** The latest verdict on each of these frames (any of their decisions), for the dashboard's rows. */
-export function latestVerdicts(db: Db, frameIds: readonly string[]): Map<string, Review> {
+/** A frame as a dashboard row shows it: its id and, when known, the sha256 of the bytes it showed. */
+export interface ShownFrame {
+  frameId: string;
+  inputSha256?: string;
+}
+
+/** The key of a shown frame in `latestVerdicts`: its bytes when known, else its id. */
+export const shownKey = (f: ShownFrame): string => f.inputSha256 ?? f.frameId;
+
+/**
+ * The latest verdict on each of these frames, for the dashboard's rows: on the bytes shown when known (a reused frame
+ * id does not carry another image's verdict), else on any decision of the frame id. Keyed by `shownKey`.
+ */
+export function latestVerdicts(db: Db, frames: readonly ShownFrame[]): Map<string, Review> {
   const out = new Map<string, Review>();
-  if (frameIds.length === 0) return out;
-  const stmt = db.prepare(`SELECT * FROM reviews WHERE frame_id = @frameId ORDER BY id DESC LIMIT 1`);
-  for (const frameId of new Set(frameIds)) {
-    const row = stmt.get({ frameId }) as ReviewColumns | undefined;
-    if (row) out.set(frameId, fromReviewColumns(row));
+  const stmt = db.prepare(
+    `SELECT * FROM reviews WHERE frame_id = @frameId AND (@sha IS NULL OR input_sha256 = @sha) ORDER BY id DESC LIMIT 1`,
+  );
+  for (const frame of frames) {
+    const key = shownKey(frame);
+    if (out.has(key)) continue;
+    const row = stmt.get({ frameId: frame.frameId, sha: frame.inputSha256 ?? null }) as ReviewColumns | undefined;
+    if (row) out.set(key, fromReviewColumns(row));
   }
   return out;
 }

@@ -189,11 +189,13 @@ describe('anomaly dashboard', () => {
     await page.locator('#passed tbody tr .overlay img.thumb').nth(passed.length - 1).waitFor();
     const rows = (await page.evaluate(`[...document.querySelectorAll('#passed tbody tr')].map((tr) => ({
       frameId: tr.dataset.frameId,
+      sha256: tr.dataset.sha256,
       heat: tr.querySelectorAll('img.heat').length,
       buttons: [...tr.querySelectorAll('button.verdict')].map((b) => b.textContent),
-    }))`)) as Array<{ frameId: string; heat: number; buttons: string[] }>;
+    }))`)) as Array<{ frameId: string; sha256: string; heat: number; buttons: string[] }>;
     expect(rows.map((r) => r.frameId)).toEqual([...passed].reverse());
-    for (const r of rows) expect([r.heat, r.buttons]).toEqual([0, ['good', 'defect']]);
+    // Each row names the bytes it shows, so a verdict binds to them even if the frame id comes back with others.
+    for (const r of rows) expect([r.sha256, r.heat, r.buttons]).toEqual([sha256(bytesOf(r.frameId)), 0, ['good', 'defect']]);
 
     // The node's frame store keeps anomalous frames only: this one's bytes come from the dashboard's recent frames.
     const frameId = rows[0].frameId;

@@ -54,8 +54,33 @@ describe('operator verdicts', () => {
     const db = openReviewDb(file);
     expect(standingReviews(db).map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([['f-1', 'good', null, 'ben']]);
     expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(2);
-    expect(latestVerdicts(db, ['f-0', 'f-1']).get('f-1')).toMatchObject({ verdict: 'good', reviewer: 'ben' });
-    expect(latestVerdicts(db, ['f-0', 'f-1']).has('f-0')).toBe(false);
+    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).get('f-1')).toMatchObject({ verdict: 'good', reviewer: 'ben' });
+    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).has('f-0')).toBe(false);
+    db.close();
+  });
+
+  it('a verdict naming the bytes seen binds to their decision, not to a later frame that reused the id', async () => {
+    const { file, frames } = await auditWithFrames('reused', 2);
+    const [first, second] = [sha256Hex(await png(0)), sha256Hex(await png(1))];
+    // The id f-0 comes back with png(1)'s bytes (a camera's counter reset), after the operator saw png(0).
+    const { db: auditDb } = openAuditDb(file);
+    const writer = new AuditWriter(auditDb);
+    writer.record(decidedRecord(decision(5, 1), { frameId: 'f-0', source: 'dir:/in', inputSha256: second }, 1_700_000_001_000));
+    writer.close();
+    auditDb.close();
+
+    const db = openReviewDb(file);
+    const review = recordReview(db, { frameId: 'f-0', verdict: 'defect', reviewer: 'anna', inputSha256: first }, 'dashboard', { framesDir: frames });
+    expect(review).toMatchObject({ inputSha256: first, decisionId: 1, bytes: join(frames, 'reviewed', `${first}.png`) });
+    expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: first }]).get(first)).toMatchObject({ verdict: 'defect' });
+    expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: second }]).size).toBe(0);
+    expect(() => recordReview(db, { frameId: 'f-0', verdict: 'good', reviewer: 'anna', inputSha256: 'ab'.repeat(32) }, 'dashboard')).toThrow(
+      expect.objectContaining({ code: 'E_REVIEW_FRAME', message: expect.stringContaining('the id may since name other bytes') }),
+    );
+    expect(() => recordReview(db, { frameId: 'f-0', verdict: 'good', reviewer: 'anna', inputSha256: 'not hex' }, 'dashboard')).toThrow(
+      expect.objectContaining({ code: 'E_REVIEW_INVALID' }),
+    );
+    expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(1);
     db.close();
   });
 

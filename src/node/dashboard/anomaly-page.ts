@@ -87,6 +87,7 @@ ${DOM_HELPERS}
   function sendReview(tr, verdict) {
     var cell = tr.querySelector('td.review');
     var body = { frameId: tr.dataset.frameId, verdict: verdict };
+    if (tr.dataset.sha256) body.inputSha256 = tr.dataset.sha256;
     if ($('reviewer').value) body.reviewer = $('reviewer').value;
     request('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
       .then(function (r) {
@@ -102,6 +103,7 @@ ${DOM_HELPERS}
   function anomalyRow(e, reviewable) {
     var tr = el('tr');
     tr.dataset.frameId = e.frameId;
+    if (e.inputSha256) tr.dataset.sha256 = e.inputSha256;
     var view = el('div', 'overlay');
     if (e.thumbnail) { var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId; view.appendChild(img); }
     if (e.anomaly.heatmap) { var heat = el('img', 'heat'); heat.src = e.anomaly.heatmap; heat.alt = 'heatmap of ' + e.frameId; view.appendChild(heat); }

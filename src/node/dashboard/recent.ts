@@ -1,5 +1,6 @@
 import type { Decision } from '../../engine/decision';
 import type { AnomalyFields } from '../../engine/tasks';
+import { sha256Hex } from '../../model/integrity';
 import { heatmapPng } from '../../protocol/heatmap';
 import type { SgmoeError } from '../../errors';
 import type { Frame } from '../../ingest/frame';
@@ -18,6 +19,8 @@ interface EntryBase {
   at: number;
   /** PNG data URL, filled in shortly after the entry appears; null until then or when none could be made. */
   thumbnail: string | null;
+  /** The sha256 of the bytes held for review (anomaly frames), so a verdict binds to what the operator saw. */
+  inputSha256?: string;
 }
 
 type Outcome =
@@ -76,11 +79,11 @@ export class RecentDecisions {
     return newer.slice(Math.max(0, newer.length - limit));
   }
 
-  /** The bytes of the latest decision on `frameId`, while it is among the recent frames and within the budget. */
-  bytesOf(frameId: string): Buffer | undefined {
+  /** The held bytes with this sha256, while their frame is among the recent ones and within the budget. */
+  bytesOf(inputSha256: string): Buffer | undefined {
     for (let i = this.entries.length - 1; i >= 0; i--) {
-      const e = this.entries[i];
-      if (e.frameId === frameId && e.status === 'decided') return this.held.get(e.seq);
+      const bytes = this.entries[i].inputSha256 === inputSha256 ? this.held.get(this.entries[i].seq) : undefined;
+      if (bytes) return bytes;
     }
     return undefined;
   }
@@ -101,7 +104,10 @@ export class RecentDecisions {
     if (frame.bytes && sniffFormat(frame.bytes)) {
       this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
       // Only an anomaly package's frames are reviewed into training images.
-      if (outcome.status === 'decided' && outcome.anomaly) this.held.hold(entry.seq, frame.bytes);
+      if (outcome.status === 'decided' && outcome.anomaly) {
+        entry.inputSha256 = sha256Hex(frame.bytes);
+        this.held.hold(entry.seq, frame.bytes);
+      }
     }
   }
 }

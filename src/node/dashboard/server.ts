@@ -7,7 +7,7 @@ import { openAuditDbReadOnly } from '../../audit/open';
 import { framesDirOf, keepReviewedBytes } from '../../audit/frame-store';
 import { listEvents } from '../../audit/query';
 import { EventLog } from '../../audit/events';
-import { latestVerdicts, openReviewDb, recordReview } from '../../audit/review';
+import { latestVerdicts, openReviewDb, recordReview, shownKey } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
 import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
@@ -145,8 +145,8 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       // The frames the model passed as good too: where a missed defect hides, and an operator can still mark one.
       const latest = newest('anomalous');
       const passed = newest('good');
-      const verdicts = db ? latestVerdicts(db, [...latest, ...passed].map((e) => e.frameId)) : new Map();
-      const withReview = (e: (typeof latest)[number]) => ({ ...e, review: verdicts.get(e.frameId) ?? null });
+      const verdicts = db ? latestVerdicts(db, [...latest, ...passed]) : new Map();
+      const withReview = (e: (typeof latest)[number]) => ({ ...e, review: verdicts.get(shownKey(e)) ?? null });
       sendJson(res, 200, {
         task: node.engine.task.name,
         reviewable: reviews !== undefined,
@@ -168,7 +168,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
           const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body } : body;
           const review = recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir });
           // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
-          const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.frameId) : undefined;
+          const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.inputSha256) : undefined;
           const bytes = held ? keepHeld(reviews.framesDir, review.inputSha256!, held) : review.bytes;
           sendJson(res, 201, { ...review, bytes });
         },
