@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
 import { parseText, validate } from '../validate';
 import { preprocessOptionsSchema } from '../ingest/preprocess';
-import { MIN_TOKEN_LENGTH } from './dashboard/auth';
+import { MIN_TOKEN_LENGTH, OPERATOR_NAME } from './dashboard/auth';
 
 const sourceSchema = z
   .object({
@@ -131,6 +131,10 @@ export const nodeConfigSchema = z
         host: z.string().default('127.0.0.1'),
         /** The operator token every request but the page requires (src/node/dashboard/auth.ts); SGMOE_DASHBOARD_TOKEN when absent. */
         token: z.string().min(MIN_TOKEN_LENGTH).optional(),
+        /** Named operators' tokens: a verdict sent with one is recorded under that name, whatever the page typed. */
+        operators: z
+          .array(z.object({ name: z.string().regex(OPERATOR_NAME, 'letters, digits, ., - and _ (at most 40)'), token: z.string().min(MIN_TOKEN_LENGTH) }).strict())
+          .optional(),
         /** Serve a non-loopback host without a token: anyone who reaches the port may then read, and write verdicts. */
         withoutToken: z.boolean().default(false),
         /** The old name, which covered verdicts only: refused with the new one named, so no config silently changes meaning. */

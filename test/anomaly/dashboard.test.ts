@@ -17,7 +17,7 @@ const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** A raw HTTP request, so the test sets Host, Origin and content-type exactly as a browser or an attacker would. */
-function post(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; body: { error?: { code: string } }; authenticate?: string }> {
+function post(url: string, body: string, headers: Record<string, string>): Promise<{ status: number; body: { error?: { code: string }; reviewer?: string }; authenticate?: string }> {
   return new Promise((done, fail) => {
     const req = request(url, { method: 'POST', headers }, (res) => {
       let text = '';
@@ -35,6 +35,8 @@ function post(url: string, body: string, headers: Record<string, string>): Promi
  * operator's click lands in the audit log. Requests from a page of another origin are refused.
  */
 const TOKEN = 'line-1-operator-token-0123456789';
+/** A named operator's token: her verdicts are recorded under her name. */
+const ANNA = 'anna-own-operator-token-987654321';
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('anomaly dashboard', () => {
@@ -75,7 +77,7 @@ describe('anomaly dashboard', () => {
     // Several dashboards listen to this one node (each with its recent frames, metrics and condition view).
     node.setMaxListeners(30);
     dashboard = await startDashboard(node, { port: 0, auditFile });
-    guarded = await startDashboard(node, { port: 0, auditFile, token: TOKEN, heldFrameBytes: 1 });
+    guarded = await startDashboard(node, { port: 0, auditFile, token: TOKEN, operators: [{ name: 'anna', token: ANNA }], heldFrameBytes: 1 });
     await node.run();
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
     page = await browser.newPage({ viewport: { width: 1400, height: 1400 } });
@@ -231,8 +233,14 @@ describe('anomaly dashboard', () => {
     expect(refused.map((e) => e.details)).toEqual([{ code: 'E_DASHBOARD_UNAUTHORISED', reason: 'missing', method: 'POST', path: '/api/review', remote: '127.0.0.1', suppressed: 0 }]);
 
     const right = await post(target, body, { ...json, authorization: `Bearer ${TOKEN}` });
-    expect(right.status).toBe(201);
-    expect(reviewCount()).toBe(before + 1);
+    expect([right.status, right.body.reviewer]).toEqual([201, 'dashboard']);
+    // A named operator's token says who reviewed: the name the request gave does not.
+    const asAnna = await post(target, JSON.stringify({ frameId: passed[0], verdict: 'good', reviewer: 'ben' }), { ...json, authorization: `Bearer ${ANNA}` });
+    expect([asAnna.status, asAnna.body.reviewer]).toEqual([201, 'anna']);
+    expect(reviewCount()).toBe(before + 2);
+    const anomalies = (authorization: string) => fetch(new URL('/api/anomalies', guarded.url), { headers: { authorization } }).then((r) => r.json() as Promise<{ operator: string | null }>);
+    expect((await anomalies(`Bearer ${ANNA}`)).operator).toBe('anna');
+    expect((await anomalies(`Bearer ${TOKEN}`)).operator).toBeNull();
   });
 
   it('the page shows no data without the token, asks for it once, forgets a wrong one, then shows the frames and takes verdicts', async () => {

@@ -6,7 +6,7 @@ import type { AuditEvent } from '../../src/audit/events';
 import { keepReviewedBytes, locateFrame } from '../../src/audit/frame-store';
 import { SgmoeError } from '../../src/errors';
 import { sha256Hex } from '../../src/model/integrity';
-import { OperatorToken } from '../../src/node/dashboard/auth';
+import { OperatorTokens } from '../../src/node/dashboard/auth';
 import { HeldFrames } from '../../src/node/dashboard/held-frames';
 import { RefusalReporter } from '../../src/node/dashboard/refusals';
 import { parseNodeConfig } from '../../src/node/config';
@@ -22,7 +22,7 @@ const PNG = readFileSync(SAMPLE);
 
 describe('the operator token', () => {
   it('passes the exact token only, and says whether the token was missing or wrong', () => {
-    const token = new OperatorToken(TOKEN);
+    const token = new OperatorTokens(TOKEN);
     expect(() => token.check(withAuth(`Bearer ${TOKEN}`))).not.toThrow();
     expect(() => token.check(withAuth(`bearer ${TOKEN}`))).not.toThrow();
     for (const [header, reason] of [[undefined, 'missing'], ['', 'missing'], [TOKEN, 'missing'], [`Basic ${TOKEN}`, 'missing'], [`Bearer ${TOKEN.toUpperCase()}`, 'wrong'], [`Bearer ${TOKEN}0`, 'wrong']] as const) {
@@ -36,9 +36,25 @@ describe('the operator token', () => {
     }
   });
 
+  it("names the operator whose token it is (null for the shared one); refuses a short, shared or unnamed operator's token", () => {
+    const anna = 'anna-own-operator-token-987654321';
+    const tokens = new OperatorTokens(TOKEN, [{ name: 'anna', token: anna }, { name: 'ben.k', token: `${anna}-ben` }]);
+    expect([TOKEN, anna, `${anna}-ben`].map((t) => tokens.check(withAuth(`Bearer ${t}`)))).toEqual([null, 'anna', 'ben.k']);
+    expect(() => tokens.check(withAuth(`Bearer ${anna}x`))).toThrow(expect.objectContaining({ code: 'E_DASHBOARD_UNAUTHORISED' }));
+    expect(new OperatorTokens(undefined, [{ name: 'anna', token: anna }]).check(withAuth(`Bearer ${anna}`))).toBe('anna');
+    for (const [operators, says] of [
+      [[{ name: 'anna', token: 'short' }], `operator "anna"'s token to have at least 16`],
+      [[{ name: 'anna', token: TOKEN }], 'equal to another'],
+      [[{ name: 'anna', token: anna }, { name: 'anna', token: `${anna}2` }], '"anna" twice'],
+      [[{ name: '../x', token: anna }], 'operator name'],
+    ] as const) {
+      expect(() => new OperatorTokens(TOKEN, operators)).toThrow(expect.objectContaining({ code: 'E_DASHBOARD_TOKEN', message: expect.stringContaining(says) }));
+    }
+  });
+
   it('is redacted wherever the node config leaves the device', () => {
-    const config = parseNodeConfig({ model: 'm', dashboard: { port: 0, host: '0.0.0.0', token: TOKEN } });
-    expect(redact(config).dashboard).toEqual({ port: 0, host: '0.0.0.0', token: '***', withoutToken: false });
+    const config = parseNodeConfig({ model: 'm', dashboard: { port: 0, host: '0.0.0.0', token: TOKEN, operators: [{ name: 'anna', token: `${TOKEN}-anna` }] } });
+    expect(redact(config).dashboard).toEqual({ port: 0, host: '0.0.0.0', token: '***', operators: [{ name: 'anna', token: '***' }], withoutToken: false });
     expect(() => parseNodeConfig({ model: 'm', dashboard: { port: 0, token: 'short' } })).toThrow(expect.objectContaining({ code: 'E_CONFIG_INVALID' }));
   });
 

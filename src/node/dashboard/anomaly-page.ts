@@ -158,6 +158,11 @@ ${DOM_HELPERS}
     panel.hidden = a.task !== 'anomaly';
     if (panel.hidden) return;
     renderAnomalyRate(a.rate);
+    // A named operator's token says who reviews: the name is the token's, not one to type.
+    var reviewer = $('reviewer');
+    if (a.operator) reviewer.value = a.operator;
+    else if (reviewer.disabled) reviewer.value = '';
+    reviewer.disabled = !!a.operator;
     renderLatest(a.latest, a.reviewable);
     renderPassed(a.passed, a.reviewable);
   }

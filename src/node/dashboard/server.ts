@@ -13,7 +13,7 @@ import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
-import { operatorToken } from './auth';
+import { operatorTokens, type NamedToken } from './auth';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
@@ -38,6 +38,8 @@ export interface DashboardOptions {
    * port may read (and, with an audit log, write verdicts).
    */
   token?: string;
+  /** Tokens of named operators (each at least 16 characters): their verdicts are recorded under their name. */
+  operators?: readonly NamedToken[];
   withoutToken?: boolean;
   logger?: Logger;
 }
@@ -95,7 +97,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const host = options.host ?? '127.0.0.1';
   const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
   // Checked before anything opens: a dashboard that would serve the network without a token never starts.
-  const token = operatorToken({ host, token: options.token, withoutToken: options.withoutToken });
+  const tokens = operatorTokens({ host, token: options.token, operators: options.operators, withoutToken: options.withoutToken });
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
   // Reviews write through a connection of their own; reading stays on the read-only one.
   let reviews: { db: Database; framesDir: string; events: EventLog } | undefined;
@@ -117,7 +119,8 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
 
-  const routes: Record<string, (url: URL, res: ServerResponse) => Promise<void> | void> = {
+  /** A GET route; `operator` is the named operator whose token the request carried, null for the shared token or none. */
+  const routes: Record<string, (url: URL, res: ServerResponse, operator: string | null) => Promise<void> | void> = {
     '/': (_url, res) => send(res, 200, 'text/html; charset=utf-8', PAGE_HTML, { 'content-security-policy': PAGE_CSP }),
     '/api/snapshot': (_url, res) => sendJson(res, 200, node.snapshot()),
     '/api/decisions': (url, res) => {
@@ -133,7 +136,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
       sendJson(res, 200, { active: node.snapshot().alarms.map(({ window: _window, ...alarm }) => alarm), history });
     },
-    '/api/anomalies': (url, res) => {
+    '/api/anomalies': (url, res, operator) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
       const window = usageWindow(windowS * 1000, buckets);
       const newest = (verdict: string) =>
@@ -150,6 +153,8 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
       sendJson(res, 200, {
         task: node.engine.task.name,
         reviewable: reviews !== undefined,
+        // Who the page's verdicts will be recorded as, when its token names an operator.
+        operator,
         rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
         latest: latest.map(withReview),
         passed: passed.map(withReview),
@@ -159,13 +164,14 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     '/metrics': async (_url, res) => send(res, 200, metrics.registry.contentType, await metrics.registry.metrics()),
   };
   // State-changing routes: only with the audit log to record into, and only from this dashboard's own page.
-  const postRoutes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = reviews
+  const postRoutes: Record<string, (req: IncomingMessage, res: ServerResponse, operator: string | null) => Promise<void>> = reviews
     ? {
-        '/api/review': async (req, res) => {
+        '/api/review': async (req, res, operator) => {
           checkSameOrigin(req);
           const body = await readJsonBody(req);
-          // The page may name the operator; the verdict itself is validated by the audit module.
-          const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body } : body;
+          // A named operator's token says who reviewed; otherwise the page may name one. The verdict itself is
+          // validated by the audit module.
+          const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body, ...(operator !== null && { reviewer: operator }) } : body;
           const review = recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir });
           // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
           const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.inputSha256) : undefined;
@@ -185,11 +191,12 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     }
   };
 
-  // The page holds no data; everything else (every read, the verdicts, /metrics) needs the token when one is set.
-  const authorise = (req: IncomingMessage, path: string): void => {
-    if (!token || path === '/') return;
+  // The page holds no data; everything else (every read, the verdicts, /metrics) needs a token when any is set.
+  // Returns the named operator the token belongs to, else null.
+  const authorise = (req: IncomingMessage, path: string): string | null => {
+    if (!tokens || path === '/') return null;
     try {
-      token.check(req);
+      return tokens.check(req);
     } catch (err) {
       refusals.refused(err as SgmoeError, { remote: req.socket.remoteAddress, method: req.method, path });
       throw err;
@@ -209,7 +216,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     }
     try {
       // Before anything else: without the token, not even which routes exist.
-      authorise(req, url.pathname);
+      const operator = authorise(req, url.pathname);
       // Own keys only: a path such as /constructor must not find Object's prototype.
       const route = Object.hasOwn(routes, url.pathname) ? routes[url.pathname] : undefined;
       const post = Object.hasOwn(postRoutes, url.pathname) ? postRoutes[url.pathname] : undefined;
@@ -222,7 +229,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         res.setHeader('allow', allowed.join(', '));
         return sendJson(res, 405, { error: { code: 'E_DASHBOARD_METHOD', message: `expected ${allowed.join(' or ')} on ${url.pathname}, found ${req.method}` } });
       }
-      await (post ? post(req, res) : route!(url, res));
+      await (post ? post(req, res, operator) : route!(url, res, operator));
     } catch (err) {
       const code = errorCode(err);
       const status = code === 'E_DASHBOARD_ORIGIN' ? 403 : code === 'E_DASHBOARD_UNAUTHORISED' ? 401 : errorCategory(err) === 'bad-input' ? 400 : 500;
