@@ -1,7 +1,7 @@
 import type { AuditLog } from '../audit/audit-log';
 import type { Engine } from '../engine/engine';
 import { setFalseAlarmRate } from '../engine/tasks';
-import { SgmoeError, errorMessage } from '../errors';
+import { errorMessage } from '../errors';
 
 /** Why an operator's value (an early-exit threshold, a false-alarm rate) is what it is, in replies and audit events. */
 export interface ThresholdOverride {
@@ -83,8 +83,7 @@ export class ThresholdCommand {
     const details = { rate: kept.value, source: kept.source, setAt: kept.at, model };
     let threshold: number;
     try {
-      if (!task.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', `a package of task ${task.name}, not anomaly`);
-      threshold = task.setFalseAlarmRate(kept.value);
+      threshold = setFalseAlarmRate(task, kept.value, 'the rate', 'E_CMD_UNSUPPORTED');
     } catch (err) {
       this.audit?.event({ kind: 'config_changed', message: `${about} not kept over ${model.name} ${model.version}: ${errorMessage(err)}; its calibrated threshold applies`, details });
       return;

@@ -89,7 +89,7 @@ describe('an anomaly false-alarm rate set at run time', () => {
         expect.objectContaining({ rate: 0.005, threshold: expected, source: 'command', model: { name: manifest.name, version: '1.1.0' } }),
         expect.objectContaining({ rate: 0.005, source: 'command', model: { name: readManifest(BUNDLED).name, version: readManifest(BUNDLED).version } }),
       ]);
-      expect(changes[2].message).toMatch(/not kept over .*: a package of task classification, not anomaly; its calibrated threshold applies/);
+      expect(changes[2].message).toMatch(/not kept over .*: the rate: expected a package of task anomaly, found task classification; its calibrated threshold applies/);
       expect(changes[2].details).not.toHaveProperty('threshold');
     } finally {
       db.close();
