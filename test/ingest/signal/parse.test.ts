@@ -14,6 +14,27 @@ function wav(bitDepth: string, channels: number[][], rate = 1000): Buffer {
   return Buffer.from(w.toBuffer());
 }
 
+/** A WAVE_FORMAT_EXTENSIBLE file (as scipy writes for more than two channels) of interleaved samples of `code`. */
+function extensible(code: number, bits: number, rows: number[][], rate = 1000): Buffer {
+  const channels = rows[0].length;
+  const data = Buffer.alloc(rows.length * channels * (bits / 8));
+  rows.flat().forEach((v, i) => (code === 3 ? data.writeFloatLE(v, 4 * i) : data.writeIntLE(v, (bits / 8) * i, bits / 8)));
+  const fmt = Buffer.alloc(40);
+  fmt.writeUInt16LE(0xfffe, 0);
+  fmt.writeUInt16LE(channels, 2);
+  fmt.writeUInt32LE(rate, 4);
+  fmt.writeUInt32LE(rate * channels * (bits / 8), 8);
+  fmt.writeUInt16LE(channels * (bits / 8), 12);
+  fmt.writeUInt16LE(bits, 14);
+  fmt.writeUInt16LE(22, 16); // cbSize
+  fmt.writeUInt16LE(bits, 18); // valid bits
+  fmt.writeUInt32LE(0, 20); // channel mask
+  Buffer.from(`${code.toString(16).padStart(8, '0').match(/../g)!.reverse().join('')}000010008000 00aa00389b71`.replace(' ', ''), 'hex').copy(fmt, 24);
+  const chunk = (id: string, body: Buffer) => Buffer.concat([Buffer.from(id, 'latin1'), Buffer.from(Uint32Array.of(body.length).buffer), body]);
+  const body = Buffer.concat([Buffer.from('WAVE', 'latin1'), chunk('fmt ', fmt), chunk('data', data)]);
+  return chunk('RIFF', body);
+}
+
 function codeOf(fn: () => unknown): string | undefined {
   try {
     fn();
@@ -49,6 +70,18 @@ describe('signal payloads', () => {
     const float = parseWav(wav('32f', [[0.25, -0.125], [2.5, -3]]), 'c.wav');
     expect(float).toMatchObject({ sampleRate: 1000, channels: 2 });
     expect(Array.from(float.samples[1])).toEqual([2.5, -3]);
+  });
+
+  it('reads WAVE_FORMAT_EXTENSIBLE files by their sub-format: float32 as floats (not as 32-bit integers), PCM as PCM', () => {
+    const float = parseWav(extensible(3, 32, [[-0.01275, 0.5, 2.5], [0.25, -0.125, -3]]), 'f.wav');
+    expect(float).toMatchObject({ sampleRate: 1000, channels: 3 });
+    expect(Array.from(float.samples[0])).toEqual([Math.fround(-0.01275), 0.25]);
+    expect(Array.from(float.samples[2])).toEqual([2.5, -3]);
+    const pcm = parseWav(extensible(1, 16, [[16384, -32768], [0, 8192]]), 'p.wav');
+    expect(Array.from(pcm.samples[0])).toEqual([0.5, 0]);
+    expect(Array.from(pcm.samples[1])).toEqual([-1, 0.25]);
+    // Another sub-format (A-law) is named, not read as PCM.
+    expect(() => parseWav(extensible(6, 16, [[1, 2]]), 'a.wav')).toThrow(expect.objectContaining({ code: 'E_SIGNAL_FORMAT', message: expect.stringContaining('format 6') }));
   });
 
   it('rejects an empty WAV, a truncated WAV and a file that is no WAV, each with its own code', () => {

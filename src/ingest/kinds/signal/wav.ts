@@ -4,6 +4,8 @@ import { deinterleave, type SampleBlock } from './block';
 
 interface WavFmt {
   audioFormat: number;
+  /** WAVE_FORMAT_EXTENSIBLE: the sample format's GUID as four uint32, the first being its format code. */
+  subformat: number[];
   numChannels: number;
   sampleRate: number;
   bitsPerSample: number;
@@ -28,10 +30,13 @@ export function parseWav(bytes: Buffer, what: string): SampleBlock {
   }
   const fmt = wav.fmt as WavFmt;
   const data = wav.data as { chunkSize: number; samples: Uint8Array };
-  const float = fmt.audioFormat === FLOAT || (fmt.audioFormat === EXTENSIBLE && wav.bitDepth === '32f');
-  const pcm = (fmt.audioFormat === PCM || fmt.audioFormat === EXTENSIBLE) && [16, 24, 32].includes(fmt.bitsPerSample) && !float;
-  if (!(pcm || (float && fmt.bitsPerSample === 32))) {
-    throw new SgmoeError('E_SIGNAL_FORMAT', `expected PCM 16/24/32-bit or float32 samples in ${what}, found format ${fmt.audioFormat} with ${fmt.bitsPerSample} bits`);
+  // An extensible header names the sample format in its sub-format (wavefile reports float32 there as bit depth 32,
+  // which getSamples would read as integers).
+  const format = fmt.audioFormat === EXTENSIBLE ? fmt.subformat[0] : fmt.audioFormat;
+  const float = format === FLOAT && fmt.bitsPerSample === 32;
+  const pcm = format === PCM && [16, 24, 32].includes(fmt.bitsPerSample);
+  if (!(pcm || float)) {
+    throw new SgmoeError('E_SIGNAL_FORMAT', `expected PCM 16/24/32-bit or float32 samples in ${what}, found format ${format} with ${fmt.bitsPerSample} bits`);
   }
   if (data.samples.length < data.chunkSize || data.samples.length % fmt.blockAlign !== 0) {
     throw new SgmoeError('E_SIGNAL_TRUNCATED', `expected ${data.chunkSize} bytes of samples in ${what} as its header says, found ${data.samples.length}`, {
@@ -39,9 +44,14 @@ export function parseWav(bytes: Buffer, what: string): SampleBlock {
       found: data.samples.length,
     });
   }
-  const values = wav.getSamples(true, Float64Array) as unknown as Float64Array;
+  const values = float ? float32LE(data.samples) : (wav.getSamples(true, Float64Array) as unknown as Float64Array);
   const scale = float ? 1 : 1 / 2 ** (fmt.bitsPerSample - 1);
   return { sampleRate: fmt.sampleRate, channels: fmt.numChannels, samples: deinterleave(values, fmt.numChannels, scale), tags: {} };
+}
+
+function float32LE(bytes: Uint8Array): Float64Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return Float64Array.from({ length: bytes.byteLength / 4 }, (_, i) => view.getFloat32(4 * i, true));
 }
 
 function describe(bytes: Buffer): string {
