@@ -100,6 +100,19 @@ describe('signal payloads', () => {
     expect(codeOf(() => parseCsv(Buffer.alloc(0), 'r.csv'))).toBe('E_SIGNAL_EMPTY');
   });
 
+  it('takes the rate of a time column written to the microsecond as the true one, and refuses a time column that is no increasing seconds', () => {
+    // 25.6 kHz to 6 decimals: steps of 39 or 40 us, each alone 25641 or 25000 Hz.
+    const rows = Array.from({ length: 2000 }, (_, i) => `${(i / 25600).toFixed(6)},${i % 7}`);
+    expect(parseCsv(Buffer.from(['time,x', ...rows].join('\n')), 'us.csv').sampleRate).toBe(25600);
+    for (const times of [['2026-12-06T09:40:00.000Z', '2026-12-06T09:40:00.001Z'], ['0', '0', '0'], ['0.002', '0.001'], ['0', '']]) {
+      const csv = ['time,x', ...times.map((t) => `${t},1`)].join('\n');
+      expect(() => parseCsv(Buffer.from(csv), 't.csv')).toThrow(expect.objectContaining({ code: 'E_SIGNAL_FORMAT', message: expect.stringContaining('increasing times') }));
+    }
+    // A rate that is no number is never within tolerance.
+    const block = { sampleRate: NaN, channels: 2, samples: [Float32Array.of(1), Float32Array.of(2)], tags: {} };
+    expect(codeOf(() => checkBlock(block, spec, 'n'))).toBe('E_SIGNAL_RATE');
+  });
+
   it('reads JSON and binary MQTT sample blocks with their timestamp and rpm/load tags', () => {
     const json = parseStreamBlock(Buffer.from(JSON.stringify({ ts: 1000, sampleRate: 1000, channels: 2, samples: [[1, 2], [3, 4]], rpm: 1800 })), 't');
     expect(json).toMatchObject({ timestamp: 1000, sampleRate: 1000, channels: 2, tags: { rpm: 1800 } });

@@ -18,7 +18,8 @@ const RATE_TOLERANCE = 1e-3;
 
 /** Throws the code of the first thing wrong with a parsed block: rate, channel count, NaN or no samples. */
 export function checkBlock(block: SampleBlock, spec: SignalSpec, what: string): SampleBlock {
-  if (Math.abs(block.sampleRate - spec.sampleRate) > RATE_TOLERANCE * spec.sampleRate) {
+  // Written so that a rate that is no number (NaN) fails too.
+  if (!(Math.abs(block.sampleRate - spec.sampleRate) <= RATE_TOLERANCE * spec.sampleRate)) {
     throw new SgmoeError('E_SIGNAL_RATE', `expected ${what} sampled at ${spec.sampleRate} Hz, found ${block.sampleRate} Hz`, {
       expected: spec.sampleRate,
       found: block.sampleRate,

@@ -2,8 +2,9 @@ import { SgmoeError } from '../../../errors';
 import type { SampleBlock } from './block';
 
 /**
- * A CSV recording: a header `time,<channel>,...`, then one row per sample, time in seconds. The sample rate is
- * 1 / the median time step (as the factory computes it), rounded to the hertz.
+ * A CSV recording: a header `time,<channel>,...`, then one row per sample, time in seconds, increasing. The sample
+ * rate is 1 / the mean time step (as the factory computes it), rounded to the hertz: a time column written to the
+ * microsecond (25.6 kHz steps of 39 or 40 us) averages to the true rate, where one step alone would not.
  */
 export function parseCsv(bytes: Buffer, what: string): SampleBlock {
   if (bytes.length === 0) throw new SgmoeError('E_SIGNAL_EMPTY', `expected a CSV recording in ${what}, found zero bytes`);
@@ -23,10 +24,14 @@ export function parseCsv(bytes: Buffer, what: string): SampleBlock {
     if (cells.length !== header.length) {
       throw new SgmoeError('E_SIGNAL_TRUNCATED', `expected ${header.length} values on line ${i + 2} of ${what}, found ${cells.length}`, { line: i + 2 });
     }
-    time[i] = Number(cells[0]);
+    time[i] = cells[0].trim() === '' ? NaN : Number(cells[0]);
+    if (!Number.isFinite(time[i]) || (i > 0 && time[i] <= time[i - 1])) {
+      throw new SgmoeError('E_SIGNAL_FORMAT', `expected increasing times in seconds in the time column of ${what}, found ${JSON.stringify(cells[0].slice(0, 40))} on line ${i + 2}`, {
+        line: i + 2,
+      });
+    }
     for (let c = 0; c < channels; c++) samples[c][i] = cells[c + 1].trim() === '' ? NaN : Number(cells[c + 1]);
   });
-  const steps = Array.from({ length: rows.length - 1 }, (_, i) => time[i + 1] - time[i]).sort((a, b) => a - b);
-  const sampleRate = Math.round(1 / steps[Math.floor(steps.length / 2)]);
+  const sampleRate = Math.round((rows.length - 1) / (time[rows.length - 1] - time[0]));
   return { sampleRate, channels, samples, tags: {} };
 }
