@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   E_SIGNAL_RATE: 'bad-input',
   E_SIGNAL_CHANNELS: 'bad-input',
   E_SIGNAL_NAN: 'bad-input',
+  E_SIGNAL_FLAT: 'bad-input',
   E_SIGNAL_SHORT: 'bad-input',
   // sources
   E_SOURCE_URI: 'configuration',

@@ -90,6 +90,8 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
       'e-nan.wav': wav(sampleChannels(3).map((c, a) => (a === 1 ? Float32Array.from(c, (v, i) => (i === 100 ? NaN : v)) : c))),
       'f-truncated.wav': wav(sampleChannels(4)).subarray(0, 5000),
       'g-empty.wav': Buffer.alloc(0),
+      // A dead sensor: one window of zeros on every channel, which the model would name a condition.
+      'h-dead.wav': wav(sampleChannels(3).map((c) => new Float32Array(c.length))),
     };
     for (const [name, bytes] of Object.entries(files)) writeFileSync(join(inbox, name), bytes);
 
@@ -127,7 +129,7 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).slice(0, 1)));
 
     const fileWindows = 1 + window / hop + 1; // the 2-window recording, then the PCM16 sample
-    const expected = { decided: fileWindows + 2, rejected: 5 + 3 + probes };
+    const expected = { decided: fileWindows + 2, rejected: 6 + 3 + probes };
     await waitUntil(() => {
       const t = node.snapshot().totals;
       return t.decided >= expected.decided && t.rejected >= expected.rejected;
@@ -155,6 +157,7 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
         ['inbox', 'E_SIGNAL_NAN'],
         ['inbox', 'E_SIGNAL_TRUNCATED'],
         ['inbox', 'E_SIGNAL_EMPTY'],
+        ['inbox', 'E_SIGNAL_FLAT'],
         ['press-7', 'E_SIGNAL_RATE'],
         ['press-7', 'E_SIGNAL_NAN'],
         ['press-7', 'E_SIGNAL_CHANNELS'],

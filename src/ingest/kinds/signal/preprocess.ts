@@ -24,6 +24,23 @@ export class SignalPreprocessor {
     if (frame.samples.length !== this.inputSize) {
       throw new SgmoeError('E_TENSOR_STALE', `frame ${frame.id} holds ${frame.samples.length} samples, the model takes ${this.spec.channels} x ${this.spec.window}`);
     }
+    refuseFlat(frame.samples, this.spec, frame.id);
     return frame.samples;
+  }
+}
+
+/**
+ * A channel that holds one value for a whole window is a dead, disconnected or saturated sensor, not a machine: the
+ * model would still name a condition, confidently.
+ */
+function refuseFlat(samples: Float32Array, spec: SignalSpec, frameId: string): void {
+  for (let c = 0; c < spec.channels; c++) {
+    const channel = samples.subarray(c * spec.window, (c + 1) * spec.window);
+    if (channel.every((v) => v === channel[0])) {
+      throw new SgmoeError('E_SIGNAL_FLAT', `expected a varying signal in every channel of ${frameId}, found channel ${c} at ${channel[0]} for all ${spec.window} samples: a dead, disconnected or saturated sensor`, {
+        channel: c,
+        value: channel[0],
+      });
+    }
   }
 }
