@@ -14,6 +14,7 @@ export {
 } from './health';
 export { openAuditDb, openAuditDbReadOnly, type OpenAuditDbOptions, type OpenedAuditDb } from './open';
 export {
+  alarmName,
   auditStats,
   iterateDecisions,
   listEvents,

@@ -181,11 +181,20 @@ function latency(db: Database, okSql: string, params: Record<string, string | nu
   return { p50: at(rank(50)), p90: at(rank(90)), p99: at(rank(99)), max: at(n) };
 }
 
+/**
+ * Which alarm an alarm event is about: a routing alarm by its kind (`details.alarm`), a condition alarm by its kind and
+ * machine, so one machine's clearing does not clear another's.
+ */
+export function alarmName(e: AuditEventRow): string {
+  const d = e.details ?? {};
+  return d.machine === undefined ? String(d.alarm ?? d.kind) : `${String(d.kind)} (${String(d.machine)})`;
+}
+
 function alarmsIn(db: Database, filter: AuditFilter): AuditStats['alarms'] {
   // Active alarms depend on every alarm event up to the window's end, not only those inside it.
   const history = listEvents(db, { until: filter.until }, ['alarm_raised', 'alarm_cleared']);
-  const latest = new Map<unknown, AuditEventRow>();
-  for (const e of history) latest.set(e.details?.alarm, e);
+  const latest = new Map<string, AuditEventRow>();
+  for (const e of history) latest.set(alarmName(e), e);
   return {
     events: history.filter((e) => filter.since === undefined || e.ts >= filter.since),
     active: [...latest.values()].filter((e) => e.kind === 'alarm_raised'),

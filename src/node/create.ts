@@ -165,7 +165,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       node.attachTransport(transport, unavailable);
     }
     if (audit && config.audit && config.audit.frames.keep !== 'none') keepFramesForReview(node, new FrameStore({ dir: framesDirOf(config.audit.file), ...config.audit.frames, logger }), closers);
-    watchConditions(node, { ...config.conditionAlarms, transport, audit, logger });
+    node.attachConditionAlarms(watchConditions(node, { ...config.conditionAlarms, transport, audit, logger }));
     return { node, profile, transport, broker, agent };
   } catch (err) {
     audit?.close();

@@ -1,3 +1,4 @@
+import type { ActiveConditionAlarm } from '../maintenance/alarms';
 import { EventEmitter } from 'node:events';
 import type { AuditLog } from '../audit/audit-log';
 import type { HealthAlarm } from '../audit/health';
@@ -77,6 +78,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private transportPart: MqttTransport | undefined;
   private outboxUnavailable: Unavailable | undefined;
   private fleetStatus: Record<string, unknown> = {};
+  private conditionAlarms: { active(): ActiveConditionAlarm[] } | undefined;
   private readonly threshold: ThresholdCommand;
   private readonly pipeline: FramePipeline;
   private pumps: Promise<SourceFailure | null>[] = [];
@@ -212,6 +214,11 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return { ...this.stats.sample(), routing: this.parts.audit?.health().window ?? null };
   }
 
+  /** Condition-monitoring alarms (task condition), shown with the routing alarms wherever the node reports. */
+  attachConditionAlarms(alarms: { active(): ActiveConditionAlarm[] }): void {
+    this.conditionAlarms = alarms;
+  }
+
   /** The fleet part of the retained status: the update running now, how the last one ended, the watch window. */
   setFleetStatus(info: Record<string, unknown>): void {
     this.fleetStatus = { ...info };
@@ -242,6 +249,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       auditUnavailable: this.parts.auditUnavailable,
       outboxUnavailable: this.outboxUnavailable,
       faults: this.faults.active(),
+      conditionAlarms: this.conditionAlarms?.active() ?? [],
     });
   }
 

@@ -77,6 +77,16 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
     },
   });
   new Gauge({
+    name: 'sgmoe_condition_alarms_active',
+    help: 'Condition-monitoring alarms currently raised (a machine out of its normal condition, in an unknown regime), by kind and machine',
+    labelNames: ['kind', 'machine'],
+    registers,
+    collect() {
+      this.reset();
+      for (const a of node.snapshot().conditionAlarms) this.set({ kind: a.kind, machine: a.machine }, 1);
+    },
+  });
+  new Gauge({
     name: 'sgmoe_faults_active',
     help: 'Device faults currently raised (a full disk, an ROI outside its frames), by code and source',
     labelNames: ['code', 'source'],

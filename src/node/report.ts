@@ -55,6 +55,7 @@ export class Reporter {
           latencyUs: snap.latencyUs,
           ...(health ? { window: health.window, allTime: health.allTime, alarms: health.alarms } : {}),
           faults: snap.faults,
+          conditionAlarms: snap.conditionAlarms,
           auditUnavailable: snap.auditUnavailable,
           outboxUnavailable: snap.outboxUnavailable,
         },

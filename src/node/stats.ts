@@ -3,6 +3,7 @@ import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
 import type { FrameSource, SourceStats } from '../ingest/source';
+import type { ActiveConditionAlarm } from '../maintenance/alarms';
 import type { NodeFault } from './faults';
 import { DecisionWindow, type WindowStats } from './windows';
 import type { OutboxRecovery } from '../transport/outbox-file';
@@ -58,6 +59,8 @@ export interface NodeSnapshot {
   outboxRecovered: OutboxRecovery | null;
   /** Routing alarms from the audit log. */
   alarms: HealthAlarm[];
+  /** Condition-monitoring alarms raised now (task condition), per machine. */
+  conditionAlarms: ActiveConditionAlarm[];
   /** Device faults raised now: a full disk, an ROI outside a source's frames. */
   faults: NodeFault[];
   uptimeS: number;
@@ -73,6 +76,7 @@ export interface SnapshotParts {
   outboxUnavailable?: Unavailable;
   outboxRecovered?: OutboxRecovery | null;
   faults: NodeFault[];
+  conditionAlarms: ActiveConditionAlarm[];
 }
 
 /** The node's running counters: decisions, routing, latency, and what could not be kept. */
@@ -159,6 +163,7 @@ export class NodeStats {
       outboxRecovered: parts.outboxRecovered ?? null,
       alarms: parts.audit?.alarms ?? [],
       faults: parts.faults,
+      conditionAlarms: parts.conditionAlarms,
       uptimeS: this.uptimeS,
     };
   }

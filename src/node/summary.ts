@@ -38,7 +38,8 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     s.anomalyThreshold === undefined ? `threshold    ${s.settings.threshold} (early exit)` : `threshold    anomaly ${s.anomalyThreshold}; ${describeAnomalyExit(s.settings.threshold)}`,
     ...windowLines(s.windows.sinceStart),
     ...windowLines(s.windows.sinceModel),
-    `alarms       ${s.alarms.length === 0 ? 'none' : s.alarms.map((a) => `${a.kind} (${a.state})`).join(', ')}`,
+    `alarms       ${s.alarms.length + s.conditionAlarms.length === 0 ? 'none' : [...s.alarms.map((a) => `${a.kind} (${a.state})`), ...s.conditionAlarms.map((a) => `${a.kind} (${a.machine})`)].join(', ')}`,
+    ...s.conditionAlarms.map((a) => `             ${a.message}`),
   );
   if (s.outboxDepth !== null) {
     const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';

@@ -7,6 +7,23 @@ describe('ConditionAlarms', () => {
     expect(seen.map((a) => [a.kind, a.details.from, a.details.to])).toEqual([['condition_change', 'healthy', 'outer']]);
   });
 
+  it('keeps a condition alarm active until the machine is back to normal for N windows, and says since when', () => {
+    let now = 1_000;
+    const alarms = new ConditionAlarms(2, 'healthy', () => now);
+    const observe = (c: string, unknown = false) => alarms.observe('m1', c, unknown);
+    [observe('healthy'), observe('healthy')];
+    now = 2_000;
+    const raised = [observe('inner'), observe('inner')].flat();
+    expect(raised.map((a) => [a.kind, a.state])).toEqual([['condition_change', 'raised']]);
+    now = 3_000;
+    [observe('outer', true), observe('outer', true)];
+    expect(alarms.active().map((a) => [a.kind, a.machine, a.since])).toEqual([['condition_change', 'm1', 3_000], ['unknown_regime', 'm1', 3_000]]);
+    expect(alarms.active()[0].message).toContain('inner -> outer');
+    const back = [observe('healthy'), observe('healthy')].flat();
+    expect(back.map((a) => [a.kind, a.state, a.details.to ?? null])).toEqual([['condition_change', 'cleared', 'healthy'], ['unknown_regime', 'cleared', null]]);
+    expect(alarms.active()).toEqual([]);
+  });
+
   it('reports a first condition other than the normal one, and keeps machines apart', () => {
     const alarms = new ConditionAlarms(2, 'healthy');
     const seen = [

@@ -7,6 +7,8 @@ import { queryDecisions } from '../../src/audit/query';
 import { parseWav } from '../../src/ingest/kinds/signal/wav';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
+import { attachMetrics } from '../../src/node/metrics';
+import { finalSummary } from '../../src/node/summary';
 import { sgmoe } from '../helpers/cli';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -178,5 +180,28 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
       expect(m.gate).toHaveLength(manifest.parts.experts.length);
     }
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);
+  });
+
+  it('a machine out of its normal condition is an active alarm in the snapshot, the summary, /metrics and audit stats', async () => {
+    const dir = join(tmp.path, 'condition');
+    const inbox = join(dir, 'inbox');
+    mkdirSync(inbox, { recursive: true });
+    const inner = readFileSync(join(PACKAGE, 'samples', sampleFiles.find((f) => f.endsWith('-inner.wav'))!));
+    // Decided in name order: two inner windows raise the alarm (windows: 2).
+    for (const name of ['a.wav', 'b.wav']) writeFileSync(join(inbox, name), inner);
+    const auditFile = join(dir, 'audit.db');
+    const config = parseNodeConfig({ model: PACKAGE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${inbox}`, name: 'press-7' }], audit: { file: auditFile }, conditionAlarms: { windows: 2 }, once: true });
+    const { node } = await createEdgeNode(config);
+    await node.run();
+    const snap = node.snapshot();
+    const change = snap.conditionAlarms.find((a) => a.kind === 'condition_change');
+    expect(change).toMatchObject({ machine: 'press-7', message: expect.stringContaining('-> inner') });
+    expect(finalSummary(snap)).toMatch(/alarms +condition_change \(press-7\)/);
+    expect(finalSummary(snap)).toContain(change!.message);
+    const metrics = await attachMetrics(node).registry.metrics();
+    expect(metrics).toContain('sgmoe_condition_alarms_active{kind="condition_change",machine="press-7"} 1');
+    await node.stop();
+    const stats = sgmoe('audit', 'stats', '--db', auditFile);
+    expect(stats.stdout).toMatch(/active: condition_change \(press-7\) since/);
   });
 });

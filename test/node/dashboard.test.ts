@@ -133,7 +133,7 @@ describe('dashboard', () => {
     expect(source).toEqual(['line-1', 'dir', '25', String(snapshot.totals.decided), '1', '0', '0', '0']);
     await page.waitForSelector('#usage-chart svg rect');
     expect(await page.textContent('#usage-origin')).toContain('audit log');
-    expect(await page.textContent('#alarms')).toContain('no routing-health alarm');
+    expect(await page.textContent('#alarms')).toContain('no alarm raised');
     expect(errors).toEqual([]);
 
     const shot = join(tmp.path, 'dashboard.png');

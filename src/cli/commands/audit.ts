@@ -18,6 +18,7 @@ import {
   type AuditFilter,
   type AuditStats,
   DEFAULT_DEFECT_KIND,
+  alarmName,
   exportReviewedDataset,
   framesDirOf,
   keepReviewedBytes,
@@ -240,7 +241,7 @@ function formatStats(file: string, s: AuditStats): string {
     `early-exit rate: ${pct(s.earlyExitRate)}`,
     `experts (${s.routed} routed): ${s.experts.map((e) => `#${e.expert} ${e.count} (${pct(e.share)})`).join(', ') || 'none'}`,
     `latency total_us: ${s.latencyUs ? `p50 ${s.latencyUs.p50}, p90 ${s.latencyUs.p90}, p99 ${s.latencyUs.p99}, max ${s.latencyUs.max}` : 'n/a'}`,
-    `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${String(a.details?.alarm)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
+    `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${alarmName(a)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
   ];
   return `${lines.join('\n')}\n`;
 }

@@ -81,8 +81,9 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
     $('outbox').textContent = s.outboxDepth === null ? 'no MQTT' : s.outboxDepth;
     $('decided').textContent = s.totals.decided;
     $('totals').textContent = 'of ' + s.totals.ingested + ' in \\u00b7 ' + s.totals.rejected + ' rejected \\u00b7 ' + s.totals.dropped + ' dropped';
-    $('alarm-count').textContent = s.alarms.length;
-    $('alarm-count').className = 'value ' + (s.alarms.length ? '' : 'none');
+    var raised = s.alarms.length + s.conditionAlarms.length;
+    $('alarm-count').textContent = raised;
+    $('alarm-count').className = 'value ' + (raised ? '' : 'none');
 
     var body = $('sources').tBodies[0];
     body.replaceChildren();
@@ -225,12 +226,20 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
   function renderAlarms(a) {
     var list = $('alarms');
     list.replaceChildren();
-    if (a.active.length === 0) list.appendChild(el('li', 'none', 'no routing-health alarm raised'));
+    if (a.active.length + a.condition.length === 0) list.appendChild(el('li', 'none', 'no alarm raised'));
     a.active.forEach(function (alarm) {
       var li = el('li', 'alarm');
       li.appendChild(el('strong', '', alarm.kind.replace(/_/g, ' ')));
       li.appendChild(el('div', '', alarm.message));
       li.appendChild(el('div', 'muted', 'value ' + alarm.value.toFixed(3) + ', bound ' + alarm.bound));
+      list.appendChild(li);
+    });
+    a.condition.forEach(function (alarm) {
+      var li = el('li', 'alarm');
+      li.dataset.machine = alarm.machine;
+      li.appendChild(el('strong', '', alarm.kind.replace(/_/g, ' ') + ' \u00b7 ' + alarm.machine));
+      li.appendChild(el('div', '', alarm.message));
+      li.appendChild(el('div', 'muted', 'since ' + time(alarm.since)));
       list.appendChild(li);
     });
     var history = $('alarm-history');
@@ -281,7 +290,7 @@ const BODY = `
     <div class="card"><h2>Early exit</h2><div class="value" id="early-exit">&ndash;</div><div class="sub" id="threshold"></div></div>
     <div class="card"><h2>Latency p50</h2><div class="value" id="p50">&ndash;</div><div class="sub" id="p99"></div></div>
     <div class="card"><h2>Outbox</h2><div class="value" id="outbox">&ndash;</div><div class="sub">waiting for the broker</div></div>
-    <div class="card"><h2>Alarms</h2><div class="value" id="alarm-count">&ndash;</div><div class="sub">routing health</div></div>
+    <div class="card"><h2>Alarms</h2><div class="value" id="alarm-count">&ndash;</div><div class="sub">routing health and condition</div></div>
   </section>
 ${ANOMALY_BODY}
   <section class="panel wide">
@@ -292,7 +301,7 @@ ${ANOMALY_BODY}
   <section class="panel">
     <h2>Expert shares <span class="muted">since the current model</span></h2>
     <div id="shares"></div>
-    <h2 class="spaced">Routing-health alarms</h2>
+    <h2 class="spaced">Alarms</h2>
     <ul id="alarms"></ul>
     <ul id="alarm-history"></ul>
   </section>

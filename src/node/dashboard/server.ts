@@ -134,7 +134,8 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     },
     '/api/alarms': (_url, res) => {
       const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
-      sendJson(res, 200, { active: node.snapshot().alarms.map(({ window: _window, ...alarm }) => alarm), history });
+      const { alarms, conditionAlarms } = node.snapshot();
+      sendJson(res, 200, { active: alarms.map(({ window: _window, ...alarm }) => alarm), condition: conditionAlarms, history });
     },
     '/api/anomalies': (url, res, operator) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
