@@ -12,6 +12,7 @@ threshold are calibrated on validation; test and the held-out speed are evaluate
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -72,7 +73,9 @@ def parse_args(argv):
     parser.add_argument('--holdout-rpm', type=float, help='recordings tagged with this speed are held out of training')
     parser.add_argument('--quick', action='store_true', help='few epochs, for CI')
     parser.add_argument('--seed', type=int, default=0)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command = ' '.join(['npm run factory -- --input signal', *map(shlex.quote, argv)])  # the report's rebuild line
     if args.experts < 2:
         parser.error('--experts must be at least 2 (top-2 decisions are part of the selftest)')
     recipe = QUICK if args.quick else FULL
@@ -100,8 +103,8 @@ def prepare(args) -> Data:
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
                    for k, s in splits.items()}
     progress('data', f'{len(windows.files)} recordings, {len(windows)} windows of {args.window} samples at {rate:g} Hz '
-                     f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}, held-out '
-                     f'{len(held)} ({args.holdout_rpm} rpm)')
+                     f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}' +
+                     (f', held-out {len(held)} ({args.holdout_rpm:g} rpm)' if args.holdout_rpm is not None else ''))
     return Data(labels, arch, splits, spectra)
 
 
