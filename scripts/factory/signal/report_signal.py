@@ -75,6 +75,14 @@ def _reached(reached, measured, key) -> str:
     return 'not measured' if measured[key] is None else 'yes' if reached[key] else '**no**'
 
 
+def _alarm_rule(score: str, threshold: float) -> str:
+    """The rule as the node applies it: the gate score is 1 - the top gate probability, and the manifest ships its
+    threshold the other way round, as minGateConfidence (bundle.py), so the report states that same number."""
+    if score == 'gate':
+        return f'top gate probability < {round(1 - threshold, 6):g} (manifest `minGateConfidence`)'
+    return f'base/expert total variation > {threshold:.4f}'
+
+
 def _pct(x):
     return '—' if x is None else f'{100 * x:.2f}%'
 
@@ -82,8 +90,8 @@ def _pct(x):
 def markdown(s: dict) -> str:
     lines = [f'# {s["name"]} {s["version"]}' + (' (QUICK build, not for use)' if s['quick'] else ''), '',
              'Single-gate MoE (Royer et al., BMVC 2022) for bearing condition from vibration windows: '
-             f'{", ".join(s["labels"])}. Built by `{s["command"]}` on recordings of `scripts/signals/bearing.py` (synthetic: see its '
-             'README for the physics and its limits).' + _data_sentence(s.get('dataFacts')), '',
+             f'{", ".join(s["labels"])}. Built by `{s["command"]}` on recordings of `scripts/signals/bearing.py` '
+             '(synthetic: see its README for the physics and its limits).' + _data_sentence(s.get('dataFacts')), '',
              f'Input: {s["input"]["channels"]} channels at {s["input"]["sampleRate"]:g} Hz, windows of '
              f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Front-end in the trunk graph: envelope '
              f'spectrum of the {s["input"]["envelopeBandHz"][0]:g}–{s["input"]["envelopeBandHz"][1]:g} Hz band '
@@ -134,9 +142,9 @@ def markdown(s: dict) -> str:
               '## Unknown-regime score', '',
               'Calibrated on validation windows (seen regimes only) to flag 1%; the package ships the gate-confidence '
               'score (chosen before looking at the held-out speed); the base/expert disagreement is reported beside '
-              'it.', '', '| score | threshold | alarms, seen (test) | alarms, held-out speed |', '| --- | ---: | ---: | ---: |']
-    for name in s['unknownThresholds']:
-        lines.append(f'| {name} | {s["unknownThresholds"][name]:.4f} | {_pct(s["unknown"]["test"][name])} | '
+              'it.', '', '| score | alarm when | alarms, seen (test) | alarms, held-out speed |', '| --- | --- | ---: | ---: |']
+    for name, threshold in s['unknownThresholds'].items():
+        lines.append(f'| {name} | {_alarm_rule(name, threshold)} | {_pct(s["unknown"]["test"][name])} | '
                      f'{_pct(s["unknown"].get("heldout", {}).get(name))} |')
     lines += ['', '## Confusion (rows true, columns predicted: ' + ', '.join(s['labels']) + ')', '']
     for split, matrix in s['confusion'].items():
