@@ -5,6 +5,7 @@ columns, the first one `time` in seconds (the sample rate is 1 / its median step
 The SDK reads both the same way, so training and the node see the same numbers.
 """
 import csv
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -118,7 +119,9 @@ def split(windows: Windows, seed: int, holdout_rpm=None, shares=(0.6, 0.2)):
     groups = {}
     for r in torch.unique(windows.recording[~heldout]).tolist():
         first = int(torch.nonzero(windows.recording == r)[0])
-        key = (int(windows.labels[first]), float(windows.rpm[first]), float(windows.load[first]))
+        # untagged is nan, which equals nothing, not even itself: as a key it would make a group of every recording
+        key = (int(windows.labels[first]), *(None if math.isnan(v) else v
+                                              for v in (float(windows.rpm[first]), float(windows.load[first]))))
         groups.setdefault(key, []).append(r)
     for members in groups.values():
         order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]

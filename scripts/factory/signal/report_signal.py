@@ -87,6 +87,24 @@ def _pct(x):
     return '—' if x is None else f'{100 * x:.2f}%'
 
 
+def _regimes(s: dict) -> list:
+    """Each expert's windows by speed with its purity, or only its windows when no training recording carries an
+    rpm tag (then nothing says which regime is which)."""
+    if not any(c['majoritySpeed'] for c in s['clusterPurity']):
+        return ['The recordings\' names carry no `rpm<R>-load<L>` tags, so there is no purity by speed. Windows by '
+                'expert: ' + ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['test']) + '.']
+    lines = ['| expert | windows | by speed (rpm: windows) | purity (majority speed) |', '| ---: | ---: | --- | --- |']
+    for p in s['purity']['test']:
+        speeds = ', '.join(f'{k}: {v}' for k, v in sorted(p['speeds'].items(), key=lambda kv: float(kv[0])))
+        lines.append(f'| {p["expert"]} | {p["windows"]} | {speeds} | {_pct(p["purity"])} ({p["majoritySpeed"]}) |')
+    if 'heldout' in s['purity']:
+        lines += ['', 'Held-out speed windows by expert: ' +
+                  ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['heldout'])]
+    return lines + ['', 'k-means clusters of the training windows (the gate\'s targets): ' +
+                    '; '.join(f'{c["windows"]} windows, {_pct(c["purity"])} at {c["majoritySpeed"]} rpm'
+                              for c in s['clusterPurity'])]
+
+
 def markdown(s: dict) -> str:
     lines = [f'# {s["name"]} {s["version"]}' + (' (QUICK build, not for use)' if s['quick'] else ''), '',
              'Single-gate MoE (Royer et al., BMVC 2022) for bearing condition from vibration windows: '
@@ -128,18 +146,8 @@ def markdown(s: dict) -> str:
                'every window: no expert runs at this threshold (a higher one, set at run time, routes windows to '
                'them), while the gate still runs on every window for the regime and the unknown-regime flag.'
                if op['expertRate'] == 0 else ''), '',
-              '## Regimes: what each expert receives (gate top-1, every test window)', '',
-              '| expert | windows | by speed (rpm: windows) | purity (majority speed) |', '| ---: | ---: | --- | --- |']
-    for p in s['purity']['test']:
-        speeds = ', '.join(f'{k}: {v}' for k, v in sorted(p['speeds'].items(), key=lambda kv: float(kv[0])))
-        lines.append(f'| {p["expert"]} | {p["windows"]} | {speeds} | {_pct(p["purity"])} ({p["majoritySpeed"]}) |')
-    if 'heldout' in s['purity']:
-        lines += ['', 'Held-out speed windows by expert: ' +
-                  ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['heldout'])]
-    lines += ['', 'k-means clusters of the training windows (the gate\'s targets): ' +
-              '; '.join(f'{c["windows"]} windows, {_pct(c["purity"])} at {c["majoritySpeed"]} rpm'
-                        for c in s['clusterPurity']), '',
-              '## Unknown-regime score', '',
+              '## Regimes: what each expert receives (gate top-1, every test window)', '']
+    lines += _regimes(s) + ['', '## Unknown-regime score', '',
               'Calibrated on validation windows (seen regimes only) to flag 1%; the package ships the gate-confidence '
               'score (chosen before looking at the held-out speed); the base/expert disagreement is reported beside '
               'it.', '', '| score | alarm when | alarms, seen (test) | alarms, held-out speed |', '| --- | --- | ---: | ---: |']

@@ -158,7 +158,8 @@ def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, s
     train = data.splits['train']
     cluster_purity = regimes.purity(clusters, train.rpm, train.load, k)
     progress('sgmoe', 'k-means clusters (training windows): ' + '; '.join(
-        f'{c["windows"]} windows, {c["purity"]} at {c["majoritySpeed"]} rpm' for c in cluster_purity))
+        f'{c["windows"]} windows' + (f', {c["purity"]} at {c["majoritySpeed"]} rpm' if c['majoritySpeed'] else '')
+        for c in cluster_purity))
     torch.manual_seed(seed + 1)
     gate = Gate(arch, k)
     gate_history = train_gate('gate', gate, pooled['train'], clusters, pooled['val'],
