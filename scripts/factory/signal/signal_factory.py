@@ -93,6 +93,13 @@ class Data:
 def prepare(args) -> Data:
     labels, windows, rate, channels = recordings.load(args.data, args.window, args.hop)
     train, val, test, held = recordings.split(windows, args.seed, args.holdout_rpm)
+    if args.holdout_rpm is not None and not len(held):
+        raise recordings.RecordingError(f'--holdout-rpm {args.holdout_rpm:g}: no recording in {args.data} is tagged '
+                                        f'rpm{args.holdout_rpm:g}')
+    if not len(val) or not len(test):  # else calibration or the evaluation fails much later, on an empty tensor
+        raise recordings.RecordingError(f'{args.data}: expected 4 or more recordings per class and regime (the split '
+                                        f'by recording puts 60/20/20% of them in train/val/test), found val '
+                                        f'{len(val)} and test {len(test)} windows')
     arch = Arch(channels=channels, window=args.window, sample_rate=rate, classes=len(labels), band=args.band)
     try:
         frontend = Trunk(arch).frontend.eval()
