@@ -4,8 +4,8 @@
     /usr/bin/python3 scripts/signals/bearing.py --out /tmp/bearing --rpm 1350 --recordings 10 --seed 1
     npm run factory -- --input signal --data /tmp/bearing --holdout-rpm 1350 --out models/bearing-sgmoe
 
-Base first (trunk = fixed spectral front-end + learned layer, light branch), then k-means on the trunk's
-position-keeping embeddings -> the single linear gate -> one expert per cluster trained on what the gate routes
+Base first (trunk = fixed spectral front-end + learned layer, light branch), then k-means on the front-end's
+low-frequency spectra (the regime's view, see regime_view) -> the single linear gate -> one expert per cluster trained on what the gate routes
 to it; baselines dense, base alone and one model per seen speed; the early-exit threshold and the unknown-regime
 threshold are calibrated on validation; test and the held-out speed are evaluated once, at the end.
 """
@@ -60,8 +60,8 @@ def _band(text: str) -> tuple:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='npm run factory -- --input signal', description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', required=True, help='folder of DIR/<class>/*.wav|*.csv recordings')
-    parser.add_argument('--out', default='models/bearing-sgmoe')
-    parser.add_argument('--name', default='bearing-sgmoe')
+    parser.add_argument('--out', required=True, help='package directory to (over)write')
+    parser.add_argument('--name', help='package name (default: the out folder name)')
     parser.add_argument('--version', default='1.0.0')
     parser.add_argument('--window', type=int, default=8192, help='samples per window')
     parser.add_argument('--hop', type=int, default=4096, help='samples between window starts')
@@ -78,6 +78,7 @@ def parse_args(argv):
     args.command = ' '.join(['npm run factory -- --input signal', *map(shlex.quote, argv)])  # the report's rebuild line
     if args.experts < 2:
         parser.error('--experts must be at least 2 (top-2 decisions are part of the selftest)')
+    args.name = args.name or os.path.basename(os.path.abspath(args.out))
     recipe = QUICK if args.quick else FULL
     return args, replace(recipe, epochs=replace(recipe.epochs, seed=args.seed))
 
