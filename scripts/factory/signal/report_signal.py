@@ -79,7 +79,7 @@ def _alarm_rule(score: str, threshold: float) -> str:
     """The rule as the node applies it: the gate score is 1 - the top gate probability, and the manifest ships its
     threshold the other way round, as minGateConfidence (bundle.py), so the report states that same number."""
     if score == 'gate':
-        return f'top gate probability < {round(1 - threshold, 6):g} (manifest `minGateConfidence`)'
+        return f'top gate probability < {round(1 - threshold, 6)} (manifest `minGateConfidence`)'
     return f'base/expert total variation > {threshold:.4f}'
 
 
@@ -150,7 +150,8 @@ def markdown(s: dict) -> str:
     lines += _regimes(s) + ['', '## Unknown-regime score', '',
               'Calibrated on validation windows (seen regimes only) to flag 1%; the package ships the gate-confidence '
               'score (chosen before looking at the held-out speed); the base/expert disagreement is reported beside '
-              'it.', '', '| score | alarm when | alarms, seen (test) | alarms, held-out speed |', '| --- | --- | ---: | ---: |']
+              'it.', '', '| score | alarm when | alarms, seen (test) | alarms, held-out speed |',
+              '| --- | --- | ---: | ---: |']
     for name, threshold in s['unknownThresholds'].items():
         lines.append(f'| {name} | {_alarm_rule(name, threshold)} | {_pct(s["unknown"]["test"][name])} | '
                      f'{_pct(s["unknown"].get("heldout", {}).get(name))} |')

@@ -5,9 +5,10 @@
     npm run factory -- --input signal --data /tmp/bearing --holdout-rpm 1350 --out models/bearing-sgmoe
 
 Base first (trunk = fixed spectral front-end + learned layer, light branch), then k-means on the front-end's
-low-frequency spectra (the regime's view, see regime_view) -> the single linear gate -> one expert per cluster trained on what the gate routes
-to it; baselines dense, base alone and one model per seen speed; the early-exit threshold and the unknown-regime
-threshold are calibrated on validation; test and the held-out speed are evaluated once, at the end.
+low-frequency spectra (the regime's view, see regime_view) -> the single linear gate -> one expert per cluster
+trained on what the gate routes to it; baselines dense, base alone and one model per seen speed; the early-exit
+threshold and the unknown-regime threshold are calibrated on validation; test and the held-out speed are evaluated
+once, at the end.
 """
 import argparse
 import math
