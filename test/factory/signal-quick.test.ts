@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, readFileSync, readdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { verifyPackage } from '../../src/engine/verify';
 import { ROOT } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -14,6 +14,16 @@ function python(args: string[]) {
   return spawnSync(PYTHON, args, { cwd: ROOT, encoding: 'utf8', timeout: 240_000 });
 }
 
+function generate(data: string, args: string[]) {
+  const made = python([join(ROOT, 'scripts/signals/bearing.py'), '--out', data, ...args]);
+  expect(made.stderr).toBe('');
+  expect(made.status).toBe(0);
+}
+
+function factory(args: string[]) {
+  return python([join(ROOT, 'scripts/factory/main.py'), '--input', 'signal', ...args]);
+}
+
 /**
  * The signal factory's --quick recipe end to end on a small generated data set: two seen speeds and a held-out
  * one from scripts/signals/bearing.py, into a package that the SDK verifies (manifest, sha256, shapes, and parity
@@ -22,18 +32,11 @@ function python(args: string[]) {
 describe('signal factory --quick', () => {
   it('trains a condition package on generated recordings that verifyPackage passes', async () => {
     const data = join(tmp.path, 'bearing');
-    const gen = join(ROOT, 'scripts/signals/bearing.py');
-    for (const args of [
-      ['--out', data, '--rpm', '600,1800', '--load', '1', '--recordings', '8', '--snr', '10,20'],
-      ['--out', data, '--rpm', '1200', '--load', '1', '--recordings', '2', '--snr', '10,20', '--seed', '1'],
-    ]) {
-      const made = python([gen, ...args]);
-      expect(made.stderr).toBe('');
-      expect(made.status).toBe(0);
-    }
+    generate(data, ['--rpm', '600,1800', '--load', '1', '--recordings', '8', '--snr', '10,20']);
+    generate(data, ['--rpm', '1200', '--load', '1', '--recordings', '2', '--snr', '10,20', '--seed', '1']);
 
     const out = join(tmp.path, 'bearing-quick');
-    const run = python([join(ROOT, 'scripts/factory/main.py'), '--input', 'signal', '--data', data, '--holdout-rpm', '1200', '--experts', '2', '--quick', '--out', out]);
+    const run = factory(['--data', data, '--holdout-rpm', '1200', '--experts', '2', '--quick', '--out', out]);
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
 
@@ -63,8 +66,57 @@ describe('signal factory --quick', () => {
 
   it('refuses an envelope band above half the sample rate with a message that names --band', () => {
     const data = join(tmp.path, 'bearing');
-    const run = python([join(ROOT, 'scripts/factory/main.py'), '--input', 'signal', '--data', data, '--band', '2000,13000', '--quick', '--out', join(tmp.path, 'x')]);
+    const run = factory(['--data', data, '--band', '2000,13000', '--quick', '--out', join(tmp.path, 'x')]);
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/--band: .*12800 Hz/);
   });
+
+  it('splits recordings without regime tags into train/val/test, and reports the build as run', () => {
+    const data = join(tmp.path, 'untagged');
+    generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '4']);
+    for (const label of ['ball', 'healthy', 'inner', 'outer']) {
+      readdirSync(join(data, label)).forEach((name, i) => renameSync(join(data, label, name), join(data, label, `rec-${i}.wav`)));
+    }
+    const out = join(tmp.path, 'untagged-quick');
+    const args = ['--data', data, '--experts', '2', '--quick', '--band', '1500,5000', '--out', out];
+    const run = factory(args);
+    expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
+    expect(run.status).toBe(0);
+
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
+    expect(report.windows).toEqual({ train: 40, val: 20, test: 20, heldout: 0 });
+    expect(report.splits.test.perRegime).toBeUndefined();
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.name).toBe(basename(out));
+    expect(manifest.regimes.experts.map((e: { speedRpm: string | null }) => e.speedRpm)).toEqual([null, null]);
+    const markdown = readFileSync(join(out, 'REPORT.md'), 'utf8');
+    expect(markdown).toContain(`Built by \`npm run factory -- --input signal ${args.join(' ')}\``);
+    expect(markdown).toContain(`| gate | top gate probability < ${manifest.regimes.unknown.minGateConfidence} (manifest`);
+    expect(markdown).toMatch(/held-out speed ≥ 0.9 \| — \| not measured \|/);
+  }, 120_000);
+
+  it('stops on a missing folder, a truncated WAV or a NaN sample with one error line naming the file', () => {
+    const data = join(tmp.path, 'small');
+    generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '1', '--classes', 'healthy,outer', '--seconds', '0.5']);
+    const expectError = (folder: string, message: RegExp) => {
+      const run = factory(['--data', folder, '--quick', '--out', join(tmp.path, 'never')]);
+      expect(run.status).toBe(1);
+      expect(run.stderr).not.toMatch(/Traceback/);
+      expect(run.stderr.trim().split('\n')).toEqual([expect.stringMatching(message)]);
+    };
+    expectError(join(tmp.path, 'absent'), /^error: .*absent: no such folder$/);
+
+    const wav = (folder: string) => join(folder, 'outer', readdirSync(join(folder, 'outer'))[0]);
+    const truncated = join(tmp.path, 'truncated');
+    cpSync(data, truncated, { recursive: true });
+    truncateSync(wav(truncated), 20_001);
+    expectError(truncated, /^error: .*truncated\/outer\/.*\.wav: truncated: expected \d+ bytes as its header says, found 20001$/);
+
+    const nan = join(tmp.path, 'nan');
+    cpSync(data, nan, { recursive: true });
+    const bytes = readFileSync(wav(nan));
+    bytes.writeFloatLE(NaN, bytes.indexOf('data') + 8 + 4 * (3 * 1234 + 2)); // sample 1234 of channel 2 (3 channels)
+    writeFileSync(wav(nan), bytes);
+    expectError(nan, /^error: .*nan\/outer\/.*\.wav: expected finite samples, found nan at sample 1234 of channel 2$/);
+  }, 60_000);
 });

@@ -5,6 +5,7 @@ columns, the first one `time` in seconds (the sample rate is 1 / its median step
 The SDK reads both the same way, so training and the node see the same numbers.
 """
 import csv
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -22,7 +23,17 @@ class RecordingError(ValueError):
 
 
 def read_wav(path: str):
-    rate, data = wavfile.read(path)
+    # A file cut short fails in scipy with a reshape error that does not say so (or, cut between two samples, loses
+    # its tail in silence): the RIFF header's size against the file's, as the SDK checks its data chunk.
+    with open(path, 'rb') as f:
+        head = f.read(8)
+    declared, size = int.from_bytes(head[4:8], 'little') + 8, os.path.getsize(path)
+    if head[:4] == b'RIFF' and size < declared:
+        raise RecordingError(f'{path}: truncated: expected {declared} bytes as its header says, found {size}')
+    try:
+        rate, data = wavfile.read(path)
+    except ValueError as error:
+        raise RecordingError(f'{path}: expected a RIFF/WAVE file ({error})') from error
     if data.dtype == np.int16:
         data = data / 32768.0
     elif data.dtype == np.int32:  # scipy left-aligns 24-bit samples in int32
@@ -38,14 +49,23 @@ def read_csv(path: str):
     if len(rows) < 3 or rows[0][0].strip().lower() != 'time':
         raise RecordingError(f'{path}: expected a header "time,<channel>,..." and at least 2 rows, found '
                              f'{rows[0] if rows else "an empty file"}')
-    values = np.array(rows[1:], dtype=np.float64)
+    try:
+        values = np.array(rows[1:], dtype=np.float64)
+    except ValueError as error:
+        raise RecordingError(f'{path}: expected {len(rows[0])} numbers on every row ({error})') from error
     rate = 1.0 / float(np.median(np.diff(values[:, 0])))
     return float(round(rate)), values[:, 1:].astype(np.float32)
 
 
 def read_recording(path: str):
-    """(sample rate, samples [n, channels] float32)."""
-    return read_wav(path) if path.lower().endswith('.wav') else read_csv(path)
+    """(sample rate, samples [n, channels] float32), every sample finite: one NaN would otherwise surface much later
+    (in k-means or the export) without naming its file."""
+    rate, samples = read_wav(path) if path.lower().endswith('.wav') else read_csv(path)
+    bad = np.argwhere(~np.isfinite(samples))
+    if len(bad):
+        n, c = bad[0]
+        raise RecordingError(f'{path}: expected finite samples, found {samples[n, c]} at sample {n} of channel {c}')
+    return rate, samples
 
 
 def tags(name: str) -> dict:
@@ -80,6 +100,8 @@ def cut(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
 
 def load(folder: str, window: int, hop: int):
     """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels)."""
+    if not os.path.isdir(folder):
+        raise RecordingError(f'{folder}: no such folder')
     labels = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if len(labels) < 2:
         raise RecordingError(f'{folder}: expected one folder per class (at least 2), found {labels}')
@@ -99,6 +121,9 @@ def load(folder: str, window: int, hop: int):
             tag = tags(name)
             chunks.append((pieces, y, len(files), tag))
             files.append(f'{label}/{name}')
+    if not any(len(c[0]) for c in chunks):
+        raise RecordingError(f'{folder}: expected recordings of at least one window ({window} samples) in the class '
+                             f'folders, found {len(files)} recordings and no window')
     nan = float('nan')
     signals = torch.from_numpy(np.concatenate([c[0] for c in chunks]))
     per = lambda value: torch.cat([torch.full((len(c[0]),), value(c)) for c in chunks])  # noqa: E731
@@ -118,7 +143,9 @@ def split(windows: Windows, seed: int, holdout_rpm=None, shares=(0.6, 0.2)):
     groups = {}
     for r in torch.unique(windows.recording[~heldout]).tolist():
         first = int(torch.nonzero(windows.recording == r)[0])
-        key = (int(windows.labels[first]), float(windows.rpm[first]), float(windows.load[first]))
+        # untagged is nan, which equals nothing, not even itself: as a key it would make a group of every recording
+        key = (int(windows.labels[first]), *(None if math.isnan(v) else v
+                                              for v in (float(windows.rpm[first]), float(windows.load[first]))))
         groups.setdefault(key, []).append(r)
     for members in groups.values():
         order = [members[i] for i in torch.randperm(len(members), generator=generator).tolist()]

@@ -13,20 +13,19 @@ def regime_name(rpm: float, load: float) -> str:
 
 def purity(routed: torch.Tensor, rpm: torch.Tensor, load: torch.Tensor, experts: int) -> list:
     """Per expert: the windows the gate sends it (top-1), their regimes by speed and by speed+load, and the share
-    of the most common speed (its purity)."""
+    of the most common speed (its purity). Untagged windows (nan rpm) have no regime: no speed, no purity."""
     rows = []
     for e in range(experts):
         mine = routed == e
-        speeds = {}
-        for value in rpm[mine].tolist():
-            speeds[f'{value:g}'] = speeds.get(f'{value:g}', 0) + 1
-        regimes = {}
+        speeds, regimes = {}, {}
         for r, l in zip(rpm[mine].tolist(), load[mine].tolist()):
-            regimes[regime_name(r, l)] = regimes.get(regime_name(r, l), 0) + 1
+            if not math.isnan(r):
+                speeds[f'{r:g}'] = speeds.get(f'{r:g}', 0) + 1
+                regimes[regime_name(r, l)] = regimes.get(regime_name(r, l), 0) + 1
         count = int(mine.sum())
         top = max(speeds.items(), key=lambda kv: kv[1]) if speeds else (None, 0)
         rows.append({'expert': e, 'windows': count, 'speeds': speeds, 'regimes': regimes,
-                     'majoritySpeed': top[0], 'purity': round(top[1] / count, 4) if count else None})
+                     'majoritySpeed': top[0], 'purity': round(top[1] / count, 4) if speeds else None})
     return rows
 
 

@@ -43,7 +43,7 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
         'seenAlarm': measured['seenAlarm'] <= TARGETS['seenAlarm'],
     }
     return {
-        'name': args.name, 'version': args.version, 'quick': args.quick, 'data': args.data,
+        'name': args.name, 'version': args.version, 'quick': args.quick, 'command': args.command, 'data': args.data,
         'holdoutRpm': args.holdout_rpm, 'labels': data.labels, 'dataFacts': recordings_facts(args.data),
         'windows': {k: len(v) for k, v in data.splits.items()},
         'recordings': len(data.splits['train'].files),
@@ -70,16 +70,46 @@ def _data_sentence(facts) -> str:
             f'{", ".join(str(v) for v in facts["severities"])}.')
 
 
+def _reached(reached, measured, key) -> str:
+    # the held-out targets have nothing to measure without --holdout-rpm: say so rather than a bare **no**
+    return 'not measured' if measured[key] is None else 'yes' if reached[key] else '**no**'
+
+
+def _alarm_rule(score: str, threshold: float) -> str:
+    """The rule as the node applies it: the gate score is 1 - the top gate probability, and the manifest ships its
+    threshold the other way round, as minGateConfidence (bundle.py), so the report states that same number."""
+    if score == 'gate':
+        return f'top gate probability < {round(1 - threshold, 6)} (manifest `minGateConfidence`)'
+    return f'base/expert total variation > {threshold:.4f}'
+
+
 def _pct(x):
     return '—' if x is None else f'{100 * x:.2f}%'
+
+
+def _regimes(s: dict) -> list:
+    """Each expert's windows by speed with its purity, or only its windows when no training recording carries an
+    rpm tag (then nothing says which regime is which)."""
+    if not any(c['majoritySpeed'] for c in s['clusterPurity']):
+        return ['The recordings\' names carry no `rpm<R>-load<L>` tags, so there is no purity by speed. Windows by '
+                'expert: ' + ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['test']) + '.']
+    lines = ['| expert | windows | by speed (rpm: windows) | purity (majority speed) |', '| ---: | ---: | --- | --- |']
+    for p in s['purity']['test']:
+        speeds = ', '.join(f'{k}: {v}' for k, v in sorted(p['speeds'].items(), key=lambda kv: float(kv[0])))
+        lines.append(f'| {p["expert"]} | {p["windows"]} | {speeds} | {_pct(p["purity"])} ({p["majoritySpeed"]}) |')
+    if 'heldout' in s['purity']:
+        lines += ['', 'Held-out speed windows by expert: ' +
+                  ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['heldout'])]
+    return lines + ['', 'k-means clusters of the training windows (the gate\'s targets): ' +
+                    '; '.join(f'{c["windows"]} windows, {_pct(c["purity"])} at {c["majoritySpeed"]} rpm'
+                              for c in s['clusterPurity'])]
 
 
 def markdown(s: dict) -> str:
     lines = [f'# {s["name"]} {s["version"]}' + (' (QUICK build, not for use)' if s['quick'] else ''), '',
              'Single-gate MoE (Royer et al., BMVC 2022) for bearing condition from vibration windows: '
-             f'{", ".join(s["labels"])}. Built by `npm run factory -- --input signal --data {s["data"]} '
-             f'--holdout-rpm {s["holdoutRpm"]:g}` on recordings of `scripts/signals/bearing.py` (synthetic: see its '
-             'README for the physics and its limits).' + _data_sentence(s.get('dataFacts')), '',
+             f'{", ".join(s["labels"])}. Built by `{s["command"]}` on recordings of `scripts/signals/bearing.py` '
+             '(synthetic: see its README for the physics and its limits).' + _data_sentence(s.get('dataFacts')), '',
              f'Input: {s["input"]["channels"]} channels at {s["input"]["sampleRate"]:g} Hz, windows of '
              f'{s["input"]["window"]} samples, hop {s["input"]["hop"]}. Front-end in the trunk graph: envelope '
              f'spectrum of the {s["input"]["envelopeBandHz"][0]:g}–{s["input"]["envelopeBandHz"][1]:g} Hz band '
@@ -90,12 +120,12 @@ def markdown(s: dict) -> str:
              'speed is never seen in training or calibration).', '',
              '## Targets (issue 15)', '', '| target | measured | reached |', '| --- | ---: | --- |']
     m, r, t = s['measured'], s['reached'], s['targets']
-    lines += [f'| accuracy on seen regimes (test) ≥ {t["seenAccuracy"]} | {_pct(m["seenAccuracy"])} | {"yes" if r["seenAccuracy"] else "**no**"} |',
-              f'| accuracy on the held-out speed ≥ {t["heldoutAccuracy"]} | {_pct(m["heldoutAccuracy"])} | {"yes" if r["heldoutAccuracy"] else "**no**"} |',
+    lines += [f'| accuracy on seen regimes (test) ≥ {t["seenAccuracy"]} | {_pct(m["seenAccuracy"])} | {_reached(r, m, "seenAccuracy")} |',
+              f'| accuracy on the held-out speed ≥ {t["heldoutAccuracy"]} | {_pct(m["heldoutAccuracy"])} | {_reached(r, m, "heldoutAccuracy")} |',
               f'| SGMoE ≥ dense accuracy at ≤ 60% of its mean MACs | {_pct(m["macsShareOfDense"])} of dense MACs, '
-              f'{"≥" if m["sgmoeAtLeastDense"] else "<"} dense | {"yes" if r["macsShareOfDense"] else "**no**"} |',
-              f'| unknown-regime alarm on held-out windows ≥ 90% | {_pct(m["heldoutAlarm"])} | {"yes" if r["heldoutAlarm"] else "**no**"} |',
-              f'| unknown-regime alarm on seen windows (test) ≤ 2% | {_pct(m["seenAlarm"])} | {"yes" if r["seenAlarm"] else "**no**"} |',
+              f'{"≥" if m["sgmoeAtLeastDense"] else "<"} dense | {_reached(r, m, "macsShareOfDense")} |',
+              f'| unknown-regime alarm on held-out windows ≥ 90% | {_pct(m["heldoutAlarm"])} | {_reached(r, m, "heldoutAlarm")} |',
+              f'| unknown-regime alarm on seen windows (test) ≤ 2% | {_pct(m["seenAlarm"])} | {_reached(r, m, "seenAlarm")} |',
               '', '## Models (test = seen regimes; held-out = the held-out speed)', '',
               '| model | test accuracy | held-out accuracy | mean MACs (test) |', '| --- | ---: | ---: | ---: |']
     held = s['splits'].get('heldout', {})
@@ -116,23 +146,14 @@ def markdown(s: dict) -> str:
                'every window: no expert runs at this threshold (a higher one, set at run time, routes windows to '
                'them), while the gate still runs on every window for the regime and the unknown-regime flag.'
                if op['expertRate'] == 0 else ''), '',
-              '## Regimes: what each expert receives (gate top-1, every test window)', '',
-              '| expert | windows | by speed (rpm: windows) | purity (majority speed) |', '| ---: | ---: | --- | --- |']
-    for p in s['purity']['test']:
-        speeds = ', '.join(f'{k}: {v}' for k, v in sorted(p['speeds'].items(), key=lambda kv: float(kv[0])))
-        lines.append(f'| {p["expert"]} | {p["windows"]} | {speeds} | {_pct(p["purity"])} ({p["majoritySpeed"]}) |')
-    if 'heldout' in s['purity']:
-        lines += ['', 'Held-out speed windows by expert: ' +
-                  ', '.join(f'expert {p["expert"]}: {p["windows"]}' for p in s['purity']['heldout'])]
-    lines += ['', 'k-means clusters of the training windows (the gate\'s targets): ' +
-              '; '.join(f'{c["windows"]} windows, {_pct(c["purity"])} at {c["majoritySpeed"]} rpm'
-                        for c in s['clusterPurity']), '',
-              '## Unknown-regime score', '',
+              '## Regimes: what each expert receives (gate top-1, every test window)', '']
+    lines += _regimes(s) + ['', '## Unknown-regime score', '',
               'Calibrated on validation windows (seen regimes only) to flag 1%; the package ships the gate-confidence '
               'score (chosen before looking at the held-out speed); the base/expert disagreement is reported beside '
-              'it.', '', '| score | threshold | alarms, seen (test) | alarms, held-out speed |', '| --- | ---: | ---: | ---: |']
-    for name in s['unknownThresholds']:
-        lines.append(f'| {name} | {s["unknownThresholds"][name]:.4f} | {_pct(s["unknown"]["test"][name])} | '
+              'it.', '', '| score | alarm when | alarms, seen (test) | alarms, held-out speed |',
+              '| --- | --- | ---: | ---: |']
+    for name, threshold in s['unknownThresholds'].items():
+        lines.append(f'| {name} | {_alarm_rule(name, threshold)} | {_pct(s["unknown"]["test"][name])} | '
                      f'{_pct(s["unknown"].get("heldout", {}).get(name))} |')
     lines += ['', '## Confusion (rows true, columns predicted: ' + ', '.join(s['labels']) + ')', '']
     for split, matrix in s['confusion'].items():

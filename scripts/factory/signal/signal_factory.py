@@ -4,14 +4,16 @@
     /usr/bin/python3 scripts/signals/bearing.py --out /tmp/bearing --rpm 1350 --recordings 10 --seed 1
     npm run factory -- --input signal --data /tmp/bearing --holdout-rpm 1350 --out models/bearing-sgmoe
 
-Base first (trunk = fixed spectral front-end + learned layer, light branch), then k-means on the trunk's
-position-keeping embeddings -> the single linear gate -> one expert per cluster trained on what the gate routes
-to it; baselines dense, base alone and one model per seen speed; the early-exit threshold and the unknown-regime
-threshold are calibrated on validation; test and the held-out speed are evaluated once, at the end.
+Base first (trunk = fixed spectral front-end + learned layer, light branch), then k-means on the front-end's
+low-frequency spectra (the regime's view, see regime_view) -> the single linear gate -> one expert per cluster
+trained on what the gate routes to it; baselines dense, base alone and one model per seen speed; the early-exit
+threshold and the unknown-regime threshold are calibrated on validation; test and the held-out speed are evaluated
+once, at the end.
 """
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -59,8 +61,8 @@ def _band(text: str) -> tuple:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='npm run factory -- --input signal', description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', required=True, help='folder of DIR/<class>/*.wav|*.csv recordings')
-    parser.add_argument('--out', default='models/bearing-sgmoe')
-    parser.add_argument('--name', default='bearing-sgmoe')
+    parser.add_argument('--out', required=True, help='package directory to (over)write')
+    parser.add_argument('--name', help='package name (default: the out folder name)')
     parser.add_argument('--version', default='1.0.0')
     parser.add_argument('--window', type=int, default=8192, help='samples per window')
     parser.add_argument('--hop', type=int, default=4096, help='samples between window starts')
@@ -72,9 +74,12 @@ def parse_args(argv):
     parser.add_argument('--holdout-rpm', type=float, help='recordings tagged with this speed are held out of training')
     parser.add_argument('--quick', action='store_true', help='few epochs, for CI')
     parser.add_argument('--seed', type=int, default=0)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command = ' '.join(['npm run factory -- --input signal', *map(shlex.quote, argv)])  # the report's rebuild line
     if args.experts < 2:
         parser.error('--experts must be at least 2 (top-2 decisions are part of the selftest)')
+    args.name = args.name or os.path.basename(os.path.abspath(args.out))
     recipe = QUICK if args.quick else FULL
     return args, replace(recipe, epochs=replace(recipe.epochs, seed=args.seed))
 
@@ -90,6 +95,13 @@ class Data:
 def prepare(args) -> Data:
     labels, windows, rate, channels = recordings.load(args.data, args.window, args.hop)
     train, val, test, held = recordings.split(windows, args.seed, args.holdout_rpm)
+    if args.holdout_rpm is not None and not len(held):
+        raise recordings.RecordingError(f'--holdout-rpm {args.holdout_rpm:g}: no recording in {args.data} is tagged '
+                                        f'rpm{args.holdout_rpm:g}')
+    if not len(val) or not len(test):  # else calibration or the evaluation fails much later, on an empty tensor
+        raise recordings.RecordingError(f'{args.data}: expected 4 or more recordings per class and regime (the split '
+                                        f'by recording puts 60/20/20% of them in train/val/test), found val '
+                                        f'{len(val)} and test {len(test)} windows')
     arch = Arch(channels=channels, window=args.window, sample_rate=rate, classes=len(labels), band=args.band)
     try:
         frontend = Trunk(arch).frontend.eval()
@@ -100,8 +112,8 @@ def prepare(args) -> Data:
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
                    for k, s in splits.items()}
     progress('data', f'{len(windows.files)} recordings, {len(windows)} windows of {args.window} samples at {rate:g} Hz '
-                     f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}, held-out '
-                     f'{len(held)} ({args.holdout_rpm} rpm)')
+                     f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}' +
+                     (f', held-out {len(held)} ({args.holdout_rpm:g} rpm)' if args.holdout_rpm is not None else ''))
     return Data(labels, arch, splits, spectra)
 
 
@@ -155,7 +167,8 @@ def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, s
     train = data.splits['train']
     cluster_purity = regimes.purity(clusters, train.rpm, train.load, k)
     progress('sgmoe', 'k-means clusters (training windows): ' + '; '.join(
-        f'{c["windows"]} windows, {c["purity"]} at {c["majoritySpeed"]} rpm' for c in cluster_purity))
+        f'{c["windows"]} windows' + (f', {c["purity"]} at {c["majoritySpeed"]} rpm' if c['majoritySpeed'] else '')
+        for c in cluster_purity))
     torch.manual_seed(seed + 1)
     gate = Gate(arch, k)
     gate_history = train_gate('gate', gate, pooled['train'], clusters, pooled['val'],
