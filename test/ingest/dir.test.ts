@@ -1,5 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { SgmoeError } from '../../src/errors';
 import { DirSource, Preprocessor, type Frame, type FrameSource } from '../../src/ingest';
 import { tempDir } from '../helpers/tmp';
@@ -32,6 +33,20 @@ describe('DirSource (dir:PATH hot folder)', () => {
   beforeAll(async () => {
     png = await encodeGray(grayPixels(28, 28, (x, y) => x * 9 + y), 28, 28).png().toBuffer();
     jpeg = await encodeGray(grayPixels(200, 150, (x, y) => (x * y) & 255), 200, 150).jpeg({ quality: 90 }).toBuffer();
+  });
+
+  test('says once that a subfolder (a data set copied in with its class folders) is left alone, and takes only the top-level files', async () => {
+    const inbox = join(tmp.path, 'nested');
+    mkdirSync(join(inbox, 'healthy'), { recursive: true });
+    writeFileSync(join(inbox, 'healthy', 'a.png'), png);
+    writeFileSync(join(inbox, 'top.png'), png);
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    const seen = await drain(new DirSource(inbox, { ...FAST, once: true, logger }), pre);
+    expect(seen.map((f) => f.meta?.file)).toEqual(['top.png']);
+    const warnings = lines.map((l) => JSON.parse(l) as { msg: string; folder?: string }).filter((l) => l.folder);
+    expect(warnings).toEqual([expect.objectContaining({ folder: 'healthy', msg: expect.stringContaining('a hot folder takes the files at its top level only') })]);
+    expect(existsSync(join(inbox, 'healthy', 'a.png'))).toBe(true);
   });
 
   test('--once: every file there is taken once, good ones go to done/, bad ones to rejected/ with the reason', async () => {

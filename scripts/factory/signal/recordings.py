@@ -1,7 +1,7 @@
 """Labelled recordings -> windows: DIR/<class>/*.wav|*.csv, the regime tags in file names, the split by recording.
 
 WAV: PCM 16/24/32-bit (scaled to [-1, 1)) or float32, one column per channel. CSV: a header row naming the
-columns, the first one `time` in seconds (the sample rate is 1 / its median step), then one column per channel.
+columns, the first one `time` in seconds (the sample rate is 1 / its mean step), then one column per channel.
 The SDK reads both the same way, so training and the node see the same numbers.
 """
 import csv
@@ -53,7 +53,12 @@ def read_csv(path: str):
         values = np.array(rows[1:], dtype=np.float64)
     except ValueError as error:
         raise RecordingError(f'{path}: expected {len(rows[0])} numbers on every row ({error})') from error
-    rate = 1.0 / float(np.median(np.diff(values[:, 0])))
+    time = values[:, 0]
+    if not np.all(np.isfinite(time)) or np.any(np.diff(time) <= 0):
+        raise RecordingError(f'{path}: expected increasing times in seconds in the time column')
+    # The mean step, as the SDK takes it (src/ingest/kinds/signal/csv.ts): a column written to the microsecond
+    # averages to the true rate where one rounded step would not.
+    rate = (len(time) - 1) / float(time[-1] - time[0])
     return float(round(rate)), values[:, 1:].astype(np.float32)
 
 

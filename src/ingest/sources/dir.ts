@@ -40,6 +40,8 @@ export class DirSource extends BaseSource {
   private readonly clock: () => number;
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
+  /** Subfolders already reported as left alone. */
+  private readonly foldersSeen = new Set<string>();
 
   constructor(path: string, options: DirSourceOptions = {}) {
     super(`dir:${path}`, options, QUEUED_DEFAULTS);
@@ -119,6 +121,13 @@ export class DirSource extends BaseSource {
   /** Regular files, oldest name first (cameras name files by time). */
   private async list(): Promise<string[]> {
     const entries = await readdir(this.path, { withFileTypes: true });
+    for (const e of entries) {
+      // Said once per folder: files copied in with their folder (a data set's class folders) are never taken.
+      if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected' && !this.foldersSeen.has(e.name)) {
+        this.foldersSeen.add(e.name);
+        this.log.warn({ folder: e.name }, `${e.name}/ in ${this.path} is left alone: a hot folder takes the files at its top level only`);
+      }
+    }
     return entries
       .filter((e) => e.isFile() && !IN_PROGRESS.test(e.name))
       .map((e) => e.name)
