@@ -43,7 +43,18 @@ export const nodeConfigSchema = z
     device: z.string().min(1).default('auto'),
     /** Overrides the profile's intra-op threads. */
     threads: z.number().int().nonnegative().optional(),
-    sources: z.array(sourceSchema).default([]),
+    // Frame ids (name@...), counters and audit rows tell sources apart by name (the URI when none is given).
+    sources: z
+      .array(sourceSchema)
+      .default([])
+      .superRefine((sources, ctx) => {
+        const seen = new Set<string>();
+        sources.forEach((s, i) => {
+          const name = s.name ?? s.uri;
+          if (seen.has(name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `expected a name of its own, found ${JSON.stringify(name)} again: frame ids and counters tell sources apart by name` });
+          seen.add(name);
+        });
+      }),
     routing: z
       .object({
         threshold: z.number().min(0).max(1.000001).optional(),

@@ -202,7 +202,10 @@ function openOutbox(transport: TransportConfig, config: NodeConfig, logger: Logg
   }
 }
 
-/** The config's routing knobs, when it sets any; otherwise the package's calibrated operating point stands. */
+/**
+ * The config's routing knobs, when it sets any (otherwise the package's calibrated operating point stands), checked
+ * against the package with the condition alarms' normal condition.
+ */
 function applyRouting(config: NodeConfig, engine: Engine): void {
   const { routing } = config;
   if (routing.computeBudgetMacs !== undefined) engine.setComputeBudget(routing.computeBudgetMacs);
@@ -212,6 +215,14 @@ function applyRouting(config: NodeConfig, engine: Engine): void {
     ...(routing.mode !== undefined ? { mode: routing.mode } : {}),
   });
   if (routing.falseAlarmRate !== undefined) setFalseAlarmRate(engine.task, routing.falseAlarmRate, 'routing.falseAlarmRate', 'E_CONFIG_INVALID');
+  // A normal condition the package cannot decide would make every machine's first condition an alarm.
+  const { labels } = engine.manifest;
+  if (engine.task.name === 'condition' && !labels.includes(config.conditionAlarms.normal)) {
+    throw new SgmoeError(
+      'E_CONFIG_INVALID',
+      `conditionAlarms.normal: expected one of ${engine.model.name}'s conditions (${labels.join(', ')}), found ${JSON.stringify(config.conditionAlarms.normal)}`,
+    );
+  }
 }
 
 function openSourceFor(

@@ -182,6 +182,16 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);
   });
 
+  it('refuses a normal condition the package cannot decide (a typo would make every first condition an alarm) and two sources of one name', async () => {
+    await expect(createEdgeNode(parseNodeConfig({ model: PACKAGE, threads: 1, once: true, conditionAlarms: { normal: 'Healthy' } }))).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: expect.stringContaining('conditionAlarms.normal: expected one of bearing-sgmoe\'s conditions (ball, healthy, inner, outer), found "Healthy"'),
+    });
+    expect(() => parseNodeConfig({ model: PACKAGE, sources: [{ uri: 'dir:a', name: 'cam' }, { uri: 'dir:b', name: 'cam' }] })).toThrow(
+      expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('sources.1.name: expected a name of its own, found "cam" again') }),
+    );
+  });
+
   it('a machine out of its normal condition is an active alarm in the snapshot, the summary, /metrics and audit stats', async () => {
     const dir = join(tmp.path, 'condition');
     const inbox = join(dir, 'inbox');
