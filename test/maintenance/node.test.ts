@@ -182,6 +182,13 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);
   });
 
+  it('sgmoe infer on a signal package names the command that decides recordings, instead of rejecting each file', () => {
+    const run = sgmoe('infer', '--model', PACKAGE, join(PACKAGE, 'samples', sampleFiles[0]));
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`E_USAGE: sgmoe infer decides image files; bearing-sgmoe takes signal windows: run sgmoe run --model ${PACKAGE} --source dir:FOLDER --once`);
+    expect(run.stdout).toBe('');
+  });
+
   it('refuses a normal condition the package cannot decide (a typo would make every first condition an alarm) and two sources of one name', async () => {
     await expect(createEdgeNode(parseNodeConfig({ model: PACKAGE, threads: 1, once: true, conditionAlarms: { normal: 'Healthy' } }))).rejects.toMatchObject({
       code: 'E_CONFIG_INVALID',

@@ -38,6 +38,14 @@ export function register(program: Command): void {
     .argument('<files...>', 'image files (JPEG, PNG, WebP, TIFF, GIF)')
     .action(async (files: string[], opts: InferOptions) => {
       const engine = await Engine.load(opts.model, { profile: opts.device ? await loadDeviceProfile(opts.device) : undefined });
+      if (engine.manifest.input.kind !== 'image') {
+        await engine.dispose();
+        // A recording is cut into windows by the node's sources; a file here would be one undecidable frame.
+        throw new SgmoeError(
+          'E_USAGE',
+          `sgmoe infer decides image files; ${engine.model.name} takes ${engine.manifest.input.kind} windows: run sgmoe run --model ${opts.model} --source dir:FOLDER --once on a folder of recordings`,
+        );
+      }
       if (opts.threshold !== undefined) engine.configure({ threshold: opts.threshold });
       if (opts.falseAlarmRate !== undefined) setFalseAlarmRate(engine.task, opts.falseAlarmRate, `--false-alarm-rate (${opts.model})`, 'E_CONFIG_INVALID');
       const { manifest } = engine;
