@@ -28,7 +28,14 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
+// A reader that stops early (`| head`) closes the pipe: the output it wanted is written, so stop quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 main(process.argv).catch((err: unknown) => {
+  if ((err as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0);
   process.stderr.write(`sgmoe: ${errorCode(err)}: ${errorMessage(err)}\n`);
   process.exit(1);
 });

@@ -1,4 +1,8 @@
-import { sgmoe } from '../helpers/cli';
+import { join } from 'node:path';
+import { AuditWriter, openAuditDb } from '../../src/audit';
+import { decided } from '../audit/records';
+import { sgmoe, startSgmoe } from '../helpers/cli';
+import { tempDir } from '../helpers/tmp';
 
 describe('bad command-line option values', () => {
   it.each([
@@ -11,5 +15,26 @@ describe('bad command-line option values', () => {
     expect(r.stderr).toContain(option);
     expect(r.stderr).toMatch(/expected /);
     expect(r.stderr).not.toContain('E_INTERNAL');
+  });
+});
+
+describe('output into a pipe that closes early (| head)', () => {
+  const tmp = tempDir('sgmoe-epipe-');
+  afterAll(() => tmp.cleanup());
+
+  it.each([[['query', '--limit', '100000']], [['export']]])('sgmoe audit %j stops quietly with exit 0 once the reader has gone', async ([command, ...flags]) => {
+    const file = join(tmp.path, `${command}.db`);
+    const { db } = openAuditDb(file);
+    const writer = new AuditWriter(db);
+    for (let i = 0; i < 3000; i++) writer.record(decided(i, i % 4));
+    writer.close();
+    db.close();
+    // The reader takes the first chunk and closes its end, as head does after its lines.
+    const child = startSgmoe(['audit', command, '--db', file, ...flags]);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.stdout.once('data', () => child.stdout.destroy());
+    const status = await new Promise((resolve) => child.on('close', resolve));
+    expect([status, stderr]).toEqual([0, '']);
   });
 });
