@@ -17,5 +17,5 @@ export { V4l2Source, type V4l2SourceOptions } from './sources/v4l2';
 export { VideoSource, type VideoSourceOptions } from './sources/video';
 export { pipelineFor, type CaptureFormat, type DecoderPipeline, type OutputSpec, type StreamInput } from './decoder/pipeline';
 export { DEFAULT_DECODER, decoderSettingsSchema, type DecoderSettings } from './decoder/settings';
-export { openSource, type OpenSourceOptions } from './open';
+export { endsWithOnce, openSource, type OpenSourceOptions } from './open';
 export { configureSharp, type SharpSettings } from './sharp-config';

@@ -175,6 +175,19 @@ describe('the demo', () => {
     expect(sgmoe('run', '--once', '--source', `dir:${inbox}`).status).toBe(0);
   });
 
+  it('--once with a source that has no end (a camera, a stream) says so at start instead of looking hung', async () => {
+    const inbox = join(tmp.path, 'once-endless');
+    mkdirSync(inbox);
+    const child = startSgmoe(['run', '--once', '--source', `dir:${inbox}`, '--source', 'http://127.0.0.1:9/snapshot.jpg']);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    await waitUntil(() => stderr.includes('--once: source'), 60_000, 'the --once notice');
+    child.kill('SIGTERM');
+    await new Promise((resolve) => child.on('close', resolve));
+    expect(stderr).toContain('--once: source http://127.0.0.1:9/snapshot.jpg has no end (only dir: and video: sources do): the node runs until stopped (Ctrl-C)');
+    expect(stderr).not.toContain(`--once: source dir:`);
+  });
+
   it('runs with --once and its summary adds up', () => {
     const cwd = join(tmp.path, 'demo');
     mkdirSync(cwd);

@@ -1,6 +1,8 @@
 import { Command } from 'commander';
 import { errorMessage, SgmoeError } from '../../errors';
+import { endsWithOnce } from '../../ingest';
 import { createLogger } from '../../log';
+import { redactText } from '../../redact';
 import { parseNodeConfig, readConfigFile, type NodeConfigInput } from '../../node/config';
 import { createEdgeNode } from '../../node/create';
 import { startDashboard } from '../../node/dashboard';
@@ -61,7 +63,7 @@ export function register(program: Command): void {
     .option('--dashboard <port>', 'serve the dashboard on 127.0.0.1:PORT', port)
     .option('--threshold <t>', 'early-exit threshold (anomaly packages: base scores below it skip the expert)', number)
     .option('--false-alarm-rate <r>', 'anomaly packages: the share of good frames flagged (sets the anomaly threshold)', number)
-    .option('--once', 'handle what the sources hold now (files already in a folder, every frame of a video:) and exit with a summary')
+    .option('--once', 'handle what the sources hold now (files already in a folder, every frame of a video:) and exit with a summary; other sources (cameras, streams, mqtt:) have no end')
     .option('--demo', 'the bundled demo: sample frames as a camera, in-process broker, audit log in ./data/')
     .option('--fps <n>', 'demo camera frame rate (0 = as fast as the node takes them)', number, 25)
     .action(async (opts: RunOptions) => {
@@ -119,6 +121,9 @@ export function register(program: Command): void {
         `sgmoe node: ${node.engine.model.name} ${node.engine.model.version}, profile ${profile.name}` +
           `${broker ? `, embedded broker ${broker.url}` : ''}${config.audit ? `, audit ${config.audit.file}` : ''}\n`,
       );
+      // --once ends a folder's or a video's frames; any other source keeps the node running, which must not look hung.
+      const endless = config.once ? config.sources.filter((s) => !endsWithOnce(s.uri)) : [];
+      for (const s of endless) process.stderr.write(`--once: source ${s.name ?? redactText(s.uri)} has no end (only dir: and video: sources do): the node runs until stopped (Ctrl-C)\n`);
       // The camera plays until it has played or the node stops it; a node that fails to start ends both.
       await Promise.all([node.run(), camera?.play(!config.once)]).finally(() => node.stop());
       await dashboard?.close();
