@@ -157,11 +157,32 @@ describe('DirSource (dir:PATH hot folder)', () => {
     expect(source.stats()).toMatchObject({ frames: 12, decided: 12, dropped: 0 });
   });
 
-  test('a missing folder ends the iteration with E_SOURCE_NOT_FOUND', async () => {
+  test('--once: a missing folder ends the iteration with E_SOURCE_NOT_FOUND', async () => {
     const errors: string[] = [];
-    const source = new DirSource(join(tmp.path, 'nope'), { ...FAST, onError: (e) => errors.push(e.code) });
+    const source = new DirSource(join(tmp.path, 'nope'), { ...FAST, once: true, onError: (e) => errors.push(e.code) });
     await expect(drain(source, pre)).rejects.toMatchObject({ code: 'E_SOURCE_NOT_FOUND' });
     expect(errors).toEqual(['E_SOURCE_NOT_FOUND']);
     expect(source.stats().lastError?.code).toBe('E_SOURCE_NOT_FOUND');
+  });
+
+  test('a running node waits for a missing folder (said once, counted), then takes the files put in it', async () => {
+    const inbox = join(tmp.path, 'later');
+    const errors: Array<{ code: string; message: string }> = [];
+    let appear: () => void = () => undefined;
+    const reported = new Promise<void>((resolve) => (appear = resolve));
+    const source = new DirSource(inbox, {
+      ...FAST,
+      onError: (e) => {
+        errors.push({ code: e.code, message: e.message });
+        appear();
+      },
+    });
+    const seen = drain(source, pre, (frames) => frames.length === 1);
+    await reported;
+    mkdirSync(inbox);
+    writeFileSync(join(inbox, 'a.png'), png);
+    expect((await seen).map((f) => f.meta?.file)).toEqual(['a.png']);
+    expect(errors).toEqual([{ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('waiting for it to appear') }]);
+    expect(readdirSync(join(inbox, 'done'))).toEqual(['a.png']);
   });
 });

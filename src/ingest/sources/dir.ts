@@ -30,6 +30,9 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
  * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
  * dot file) and rename it when complete: such names are never taken.
  */
+/** How often a running node looks for a hot folder that is not there (yet). */
+const FOLDER_POLL_MS = 1000;
+
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
   readonly replays = true;
@@ -53,7 +56,7 @@ export class DirSource extends BaseSource {
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
-    await this.prepareFolders();
+    if (!(await this.folderReady(signal))) return;
     /** Last size/mtime seen per file and since when it has not changed. */
     const watched = new Map<string, { size: number; mtimeMs: number; since: number }>();
     let remaining: Set<string> | undefined; // --once: the files there at the start
@@ -106,6 +109,25 @@ export class DirSource extends BaseSource {
       this.taken.delete(name);
     } catch (err) {
       this.reportError(new SgmoeError('E_SOURCE_IO', `expected to move ${name} to ${folder}/, found: ${errorMessage(err)}`, undefined, { cause: err }));
+    }
+  }
+
+  /**
+   * `--once` handles what is there, so a missing folder ends the source; a running node waits for it (a share
+   * mounted after boot, a folder made after the node started), said once and counted as an error meanwhile.
+   */
+  private async folderReady(signal: AbortSignal): Promise<boolean> {
+    for (let waiting = false; ; waiting = true) {
+      try {
+        await this.prepareFolders();
+        if (waiting) this.log.info(`${this.path} is there now: taking its files`);
+        return true;
+      } catch (err) {
+        if (this.once || (err as SgmoeError).code !== 'E_SOURCE_NOT_FOUND') throw err;
+        if (!waiting) this.reportError(new SgmoeError('E_SOURCE_NOT_FOUND', `${(err as SgmoeError).message}: waiting for it to appear`));
+      }
+      await sleep(Math.max(this.pollMs, FOLDER_POLL_MS), signal);
+      if (signal.aborted) return false;
     }
   }
 
