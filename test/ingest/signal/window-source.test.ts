@@ -1,5 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
 import { WaveFile } from 'wavefile';
 import type { SgmoeError } from '../../../src/errors';
 import { DirSource, PushSource, type Frame } from '../../../src/ingest';
@@ -98,5 +99,29 @@ describe('SignalWindowSource', () => {
     const stats = source.stats();
     expect([stats.frames, stats.decided, stats.rejected]).toEqual([5, 4, 1]);
     expect(source.stats().windowResets).toBe(1);
+  });
+
+  test('blocks without a timestamp (a sensor without a clock) follow on; blocks whose clock never moves restart the stream, said at the 1st and 10th reset', async () => {
+    const lines: Array<{ msg: string; resets: number; samplesDropped: number }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const clockless = new PushSource('push:no-clock');
+    const stream = new SignalWindowSource(clockless, spec, { logger });
+    const block = (n: number, from: number, ts?: number) => Buffer.from(JSON.stringify({ ...(ts === undefined ? {} : { ts }), sampleRate: 1000, channels: 2, samples: ramp(n, from).map((v) => [v, -v]) }));
+    const done = drain(stream);
+    for (let i = 0; i < 3; i++) await clockless.push(block(4, 4 * i));
+    clockless.end();
+    // 12 samples in 3 blocks: windows at 0 and 4, across the blocks.
+    expect((await done).seen.map((f) => (f.meta?.signal as { offset: number }).offset)).toEqual([0, 4]);
+    expect(stream.stats().windowResets).toBe(0);
+
+    const stuck = new PushSource('push:stuck-clock');
+    const stuckStream = new SignalWindowSource(stuck, spec, { logger });
+    const stuckDone = drain(stuckStream);
+    for (let i = 0; i < 11; i++) await stuck.push(block(6, 0, 0));
+    stuck.end();
+    expect((await stuckDone).seen).toEqual([]);
+    expect(stuckStream.stats().windowResets).toBe(10);
+    expect(lines.map((l) => [l.resets, l.samplesDropped])).toEqual([[1, 6], [10, 6]]);
+    expect(lines[0].msg).toContain('does not follow on from the previous one: 6 samples held were dropped');
   });
 });

@@ -6,7 +6,8 @@ import { deinterleave, type SampleBlock } from './block';
  * A sample block published on MQTT, in one of two encodings (docs/signal-blocks.md):
  *
  * JSON  `{"ts": 1733140000000, "sampleRate": 25600, "channels": 3, "samples": [[x, y, z], ...], "rpm": 1800, "load": 0.5}`
- *       `samples` holds one array per instant (one value per channel); rpm and load are optional.
+ *       `samples` holds one array per instant (one value per channel); ts (no clock: blocks follow on), rpm and
+ *       load are optional.
  * binary (little-endian) a 32-byte header, then float32 samples interleaved by instant:
  *   0  "SGSB"         magic
  *   4  uint8  1       version
@@ -21,7 +22,8 @@ export const BINARY_MAGIC = 'SGSB';
 export const BINARY_HEADER_BYTES = 32;
 
 const jsonBlockSchema = z.object({
-  ts: z.number(),
+  /** Omitted by a sensor without a clock: its blocks are taken as following on from each other. */
+  ts: z.number().optional(),
   sampleRate: z.number().positive(),
   channels: z.number().int().positive(),
   samples: z.array(z.array(z.number().nullable())),
@@ -82,7 +84,7 @@ function parseJson(payload: Buffer, what: string): SampleBlock {
     sampleRate: block.sampleRate,
     channels: block.channels,
     samples: deinterleave(values, block.channels),
-    timestamp: block.ts,
+    ...(block.ts !== undefined ? { timestamp: block.ts } : {}),
     tags: { ...(block.rpm !== undefined ? { rpm: block.rpm } : {}), ...(block.load !== undefined ? { load: block.load } : {}) },
   };
 }

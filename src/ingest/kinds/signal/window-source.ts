@@ -89,8 +89,11 @@ export class SignalWindowSource extends BaseSource {
     let windows;
     try {
       const block = checkBlock(this.parse(payload, file), this.spec, file ?? payload.source);
-      const stream = file ? new Windower(this.spec) : this.streamOf(String(payload.meta?.topic ?? payload.source));
+      const key = String(payload.meta?.topic ?? payload.source);
+      const stream = file ? new Windower(this.spec) : this.streamOf(key);
+      const [held, resets] = [stream.pendingSamples(), stream.resets];
       windows = stream.push(block);
+      if (stream.resets > resets) this.reportReset(key, stream.resets, held, block.timestamp);
       if (file && windows.length === 0) {
         throw new SgmoeError('E_SIGNAL_SHORT', `expected at least one window of ${this.spec.window} samples in ${file}, found ${block.samples[0].length}`);
       }
@@ -131,6 +134,19 @@ export class SignalWindowSource extends BaseSource {
     if (ext === '.wav') return parseWav(bytes, file);
     if (ext === '.csv') return parseCsv(bytes, file);
     throw new SgmoeError('E_SIGNAL_FORMAT', `expected a .wav or .csv recording, found ${file}`);
+  }
+
+  /**
+   * A stream restarted on a block that does not follow on (a gap, time going back, a clock stuck at one value): said at
+   * the 1st, 10th, 100th... reset of the stream, so a sensor whose blocks never follow on is seen without flooding.
+   */
+  private reportReset(key: string, resets: number, dropped: number, ts: number | undefined): void {
+    if (!/^10*$/.test(String(resets))) return;
+    this.log.warn(
+      { stream: key, resets, samplesDropped: dropped, ts },
+      `${key}: a block at ts ${ts} does not follow on from the previous one: ${dropped} samples held were dropped and the window restarted ` +
+        `(reset ${resets} of this stream; blocks must carry the epoch ms of their first sample, or no ts at all to be taken as continuous)`,
+    );
   }
 
   private streamOf(key: string): Windower {
