@@ -18,6 +18,8 @@ export interface SourceAccount {
   dropped: number;
   pending: number;
   errors: number;
+  /** The source's latest error (a camera unreachable, a folder missing), when it had one: with `at`, whether it is current. */
+  lastError?: { code: string; message: string; at: number };
   /** What only some kinds of source count: decoder restarts and concealed corrupt packets (cameras), window resets
    * and payloads dropped before windowing (signals). Absent for the others. */
   counters?: Partial<Record<SourceCounter, number>>;
@@ -39,7 +41,7 @@ export interface NodeSnapshot {
   anomalyThreshold?: number;
   providers: Record<string, string>;
   sources: SourceAccount[];
-  totals: Omit<SourceAccount, 'name' | 'kind' | 'counters'>;
+  totals: Omit<SourceAccount, 'name' | 'kind' | 'counters' | 'lastError'>;
   /** The decision figures over both labelled spans; the three fields below are `sinceModel`'s. */
   windows: { sinceStart: WindowStats; sinceModel: WindowStats };
   earlyExitRate: number | null;
@@ -137,6 +139,7 @@ export class NodeStats {
         dropped: s.dropped,
         pending: s.frames - s.decided - s.rejected - s.dropped,
         errors: s.errors,
+        ...(s.lastError ? { lastError: s.lastError } : {}),
         ...sourceCounters(s),
       };
     });

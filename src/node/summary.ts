@@ -23,7 +23,11 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   const lines = [
     `model        ${s.model.name} ${s.model.version} on ${[...new Set(Object.values(s.providers))].join(', ')}`,
     `frames       ingested ${s.totals.ingested} = decided ${s.totals.decided} + rejected ${s.totals.rejected} + dropped ${s.totals.dropped} + pending ${s.totals.pending}`,
-    ...s.sources.map((src) => `  ${src.name.padEnd(28)} ingested ${src.ingested}, decided ${src.decided}, rejected ${src.rejected}, dropped ${src.dropped}${counterText(src.counters)}`),
+    ...s.sources.map(
+      (src) =>
+        `  ${src.name.padEnd(28)} ingested ${src.ingested}, decided ${src.decided}, rejected ${src.rejected}, dropped ${src.dropped}${counterText(src.counters)}` +
+        (src.lastError ? `; last error ${src.lastError.code} at ${new Date(src.lastError.at).toISOString()}` : ''),
+    ),
   ];
   if (accuracy) {
     lines.push(`accuracy     ${accuracy.scored === 0 ? 'n/a' : pct(accuracy.correct / accuracy.scored)} (${accuracy.correct} of ${accuracy.scored} labelled frames)`);

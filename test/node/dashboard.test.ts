@@ -130,7 +130,7 @@ describe('dashboard', () => {
       [`since the current model (${snapshot.model.version})`, String(snapshot.totals.decided), rate],
     ]);
     const source = await page.$$eval('#sources tbody td', (tds) => tds.map((td) => td.textContent));
-    expect(source).toEqual(['line-1', 'dir', '25', String(snapshot.totals.decided), '1', '0', '0', '0']);
+    expect(source).toEqual(['line-1', 'dir', '25', String(snapshot.totals.decided), '1', '0', '0', '0', '']);
     await page.waitForSelector('#usage-chart svg rect');
     expect(await page.textContent('#usage-origin')).toContain('audit log');
     expect(await page.textContent('#alarms')).toContain('no alarm raised');

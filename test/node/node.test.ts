@@ -169,6 +169,8 @@ describe('the demo', () => {
     const missing = join(tmp.path, 'no-such-inbox');
     const failed = sgmoe('run', '--once', '--source', `dir:${missing}`);
     expect(failed.stderr).toMatch(new RegExp(`source \\S+ failed: E_SOURCE_NOT_FOUND: .*${missing}`));
+    // The summary (and the snapshot behind it) says what went wrong with the source, not only that it erred.
+    expect(failed.stdout).toMatch(/ingested 0, decided 0, rejected 0, dropped 0; last error E_SOURCE_NOT_FOUND at \d{4}-/);
     expect(failed.status).toBe(1);
     const inbox = join(tmp.path, 'empty-inbox');
     mkdirSync(inbox);

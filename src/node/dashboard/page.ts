@@ -92,6 +92,9 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
       tr.appendChild(el('td', '', src.name));
       tr.appendChild(el('td', '', src.kind));
       ['ingested', 'decided', 'rejected', 'dropped', 'pending', 'errors'].forEach(function (k) { tr.appendChild(el('td', 'num', src[k])); });
+      var last = el('td', 'muted', src.lastError ? time(src.lastError.at) + ' ' + src.lastError.code : '');
+      if (src.lastError) last.title = src.lastError.message;
+      tr.appendChild(last);
       body.appendChild(tr);
     });
 
@@ -315,7 +318,7 @@ ${ANOMALY_BODY}
   <section class="panel">
     <h2>Sources</h2>
     <table id="sources">
-      <thead><tr><th>source</th><th>kind</th><th class="num">ingested</th><th class="num">decided</th><th class="num">rejected</th><th class="num">dropped</th><th class="num">pending</th><th class="num">errors</th></tr></thead>
+      <thead><tr><th>source</th><th>kind</th><th class="num">ingested</th><th class="num">decided</th><th class="num">rejected</th><th class="num">dropped</th><th class="num">pending</th><th class="num">errors</th><th>last error</th></tr></thead>
       <tbody></tbody>
     </table>
   </section>
