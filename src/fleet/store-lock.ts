@@ -29,10 +29,14 @@ export class StoreLock {
     return owner && alive(owner) ? owner : null;
   }
 
-  /** Takes the lock for this process (again, after a restart in the same process); refuses while another holds it. */
+  /**
+   * Takes the lock for this process (again, for a node restarted in the same process); refuses while another process
+   * of this host holds it. One of another host cannot be checked: the node takes it over rather than stay down after
+   * its container was recreated under a new host name (the offline rollback, by contrast, refuses on it).
+   */
   async acquire(): Promise<void> {
     const held = await this.holder();
-    if (held && !isThisProcess(held)) {
+    if (held && held.host === hostname() && !isThisProcess(held)) {
       throw new SgmoeError('E_STORE_IN_USE', `another node runs on this package store: ${describeOwner(held, this.path)}; expected one node per store, stop that one first`, { ...held });
     }
     await writeFileAtomic(this.path, JSON.stringify(thisProcess()));

@@ -100,7 +100,7 @@ test('the offline rollback refuses while a node runs on the store, and goes ahea
   }
 });
 
-test('a lock naming a live pid with another start time (a reused pid) is stale; this process takes it again', async () => {
+test('a lock naming a live pid with another start time (a reused pid) is stale; one of another host holds for the offline rollback only', async () => {
   const lock = new StoreLock(join(tmp.path, 'reused.lock'));
   await lock.acquire();
   const mine = JSON.parse(readFileSync(lock.path, 'utf8'));
@@ -114,4 +114,11 @@ test('a lock naming a live pid with another start time (a reused pid) is stale; 
   await lock.acquire();
   await lock.release();
   expect(existsSync(lock.path)).toBe(false);
+
+  // Another host's process cannot be checked from here: it counts as running for the offline rollback, while a node
+  // starting here (its container recreated under a new host name) takes the lock over rather than stay down.
+  writeFileSync(lock.path, JSON.stringify({ ...mine, host: 'another-host' }));
+  expect(await lock.holder()).toMatchObject({ host: 'another-host' });
+  await lock.acquire();
+  expect(await lock.holder()).toMatchObject({ pid: process.pid, host: mine.host });
 });
