@@ -143,6 +143,7 @@ export const ERROR_CODES = {
   E_ROLLBACK_NONE: 'bad-input',
   E_STORE_EMPTY: 'configuration',
   E_STORE_CORRUPT: 'integrity',
+  E_STORE_IN_USE: 'transient',
   // node and dashboard
   E_NODE_STOPPING: 'transient',
   E_NODE_RUNNING: 'internal',

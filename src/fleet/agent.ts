@@ -57,6 +57,8 @@ export interface RunningModel {
 /** One step of an update, for `cmd/update/reply`, the status message and the audit events. */
 export interface UpdateEvent {
   correlationId: string | null;
+  /** The operator key that authorised the request (null or absent: not asked for over MQTT), for its audit events. */
+  keyId?: string | null;
   step: UpdateStep;
   /** The version being installed (or, for a rollback, the one left). */
   version: string;
@@ -88,6 +90,7 @@ export interface UpdateAgentOptions {
 /** What is persisted and reported about the update in progress. */
 interface Run {
   correlationId: string | null;
+  keyId: string | null;
   version: string;
   sha256: string;
   target: string | null;
@@ -135,9 +138,9 @@ export class UpdateAgent {
    * Runs one update to its end. Reports `requested`, each step, and one final event (done, failed with the step
    * it had reached, or rolled_back); rejects with the reason (an SgmoeError code) when refused or rolled back.
    */
-  async update(args: unknown, correlationId: string | null = null): Promise<UpdateResult> {
+  async update(args: unknown, correlationId: string | null = null, keyId: string | null = null): Promise<UpdateResult> {
     const request = parseUpdateRequest(args);
-    const run: Run = { correlationId, version: request.version, sha256: request.sha256, target: null, previous: null, step: 'requested' };
+    const run: Run = { correlationId, keyId, version: request.version, sha256: request.sha256, target: null, previous: null, step: 'requested' };
     this.emit(run, 'requested', `update to ${request.version} requested`);
     try {
       return await this.exclusive(async (signal) => {
@@ -162,12 +165,12 @@ export class UpdateAgent {
   }
 
   /** `sgmoe model rollback` on a running device: back to the package that ran before the current one. */
-  async rollback(correlationId: string | null = null, reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
+  async rollback(correlationId: string | null = null, keyId: string | null = null, reason = 'requested by an operator'): Promise<{ from: string; to: string }> {
     return this.exclusive(async () => {
       const left = this.options.host.engine.model.version;
       const { from, to } = await this.switchBack();
       const state = await this.options.store.readState();
-      const run: Run = { correlationId, version: left, sha256: state?.sha256 ?? '', target: from, previous: to, step: 'rolled_back' };
+      const run: Run = { correlationId, keyId, version: left, sha256: state?.sha256 ?? '', target: from, previous: to, step: 'rolled_back' };
       await this.persist(run, 'rolled_back', { code: 'E_ROLLBACK', message: reason });
       this.emit(run, 'rolled_back', `rolled back from ${from} to ${to}: ${reason}`, { model: runningModel(this.options.host.engine) });
       return { from, to };
@@ -336,7 +339,7 @@ export class UpdateAgent {
   }
 
   private emit(run: Run, step: UpdateStep, message: string, extra: Pick<UpdateEvent, 'model' | 'error' | 'at' | 'watchMs'> = {}): void {
-    const event: UpdateEvent = { correlationId: run.correlationId, step, version: run.version, message, ...extra, ts: new Date().toISOString() };
+    const event: UpdateEvent = { correlationId: run.correlationId, keyId: run.keyId, step, version: run.version, message, ...extra, ts: new Date().toISOString() };
     this.log.info({ ...event }, 'update step');
     try {
       this.options.onEvent?.(event);

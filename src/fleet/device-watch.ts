@@ -25,7 +25,6 @@ export class DeviceWatch {
   /** From its retained status: the version it runs and its health watch window. */
   version: string | null = null;
   watchWindowMs: number | null = null;
-  private versionBefore: string | null = null;
   step: UpdateStep | null = null;
   stepSince = 0;
   sentAt = 0;
@@ -82,8 +81,8 @@ export class DeviceWatch {
   /** Progress messages carry the agent's steps; the one final reply ends the update (ok, or an error). */
   private onReply(reply: ReplyPayload): string | null {
     if (!reply.ok) {
-      // A failed update changed nothing and a rolled-back one is back where it was: the version from before.
-      this.version = this.versionBefore ?? this.version;
+      // The version stays the device's own latest word: its status (republished with every step, so also after
+      // a swap undone) goes out before this reply. The one from before the request may be stale by now.
       this.finish('failed', reply.error.code, reply.error.message);
       return null;
     }
@@ -118,7 +117,7 @@ export class DeviceWatch {
         this.version = this.targetVersion;
         this.finish('done', null, null);
       } else {
-        this.version = this.versionBefore ?? this.version;
+        // Its status says what runs now (after a restart, not always what ran before the request).
         this.finish('failed', last.error?.code ?? 'E_CMD_FAILED', `${last.error?.message ?? `ended ${last.outcome}`} (told by the device's status; its final reply never came)`);
       }
     }, STATUS_GRACE_MS);
@@ -140,7 +139,6 @@ export class DeviceWatch {
   /** Starts the clock when the command goes out. */
   sent(timeoutMs: number): void {
     this.sentAt = Date.now();
-    this.versionBefore = this.version;
     this.extendTo(this.sentAt + timeoutMs);
   }
 

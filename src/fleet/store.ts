@@ -5,6 +5,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { loadPackage } from '../model/package';
 import { FINAL_UPDATE_STEPS as FINAL, UPDATE_STEPS } from '../protocol/update';
 import { fsyncDir, writeFileAtomic } from './atomic';
+import { StoreLock } from './store-lock';
 
 const errorInfo = z.object({ code: z.string(), message: z.string() });
 
@@ -40,12 +41,15 @@ export const INTERRUPTED = { code: 'E_UPDATE_INTERRUPTED', message: 'the device 
 
 /**
  * The device's package folder: `packages/<name>-<version>/` (verified packages), `staging/` (being unpacked),
- * `downloads/`, the `current` pointer and `state.json`, every JSON file replaced atomically.
+ * `downloads/`, the `current` pointer and `state.json`, every JSON file replaced atomically; `node.lock` while a node
+ * runs on it.
  */
 export class PackageStore {
   readonly packagesDir: string;
   readonly stagingDir: string;
   readonly downloadsDir: string;
+  /** Held by the node that runs on this store, from `recover()` on. */
+  readonly lock: StoreLock;
   private readonly pointerPath: string;
   private readonly statePath: string;
 
@@ -59,6 +63,7 @@ export class PackageStore {
     this.downloadsDir = join(root, 'downloads');
     this.pointerPath = join(root, 'current');
     this.statePath = join(root, 'state.json');
+    this.lock = new StoreLock(join(root, 'node.lock'));
   }
 
   async init(): Promise<void> {
@@ -159,10 +164,12 @@ export class PackageStore {
    * On start, before any engine loads: undoes a half-done update so the device runs a verified package, and
    * removes every download (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
    * the end of the health watch, the pointer goes back to the previous package: a restart in that window may
-   * well be the new model's fault, so it does not get the benefit of the doubt.
+   * well be the new model's fault, so it does not get the benefit of the doubt. The node starting claims the
+   * store first: nothing else may change it under a running node.
    */
   async recover(): Promise<Recovery> {
     await this.init();
+    await this.lock.acquire();
     await this.pruneDownloads();
     const state = await this.readState();
     if (!state || FINAL.has(state.step)) return { action: 'none', state, currentDir: await this.currentDir() };

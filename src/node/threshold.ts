@@ -2,6 +2,7 @@ import type { AuditLog } from '../audit/audit-log';
 import type { Engine } from '../engine/engine';
 import { setFalseAlarmRate } from '../engine/tasks';
 import { errorMessage } from '../errors';
+import type { CommandOrigin } from '../transport/commands';
 
 /** Why an operator's value (an early-exit threshold, a false-alarm rate) is what it is, in replies and audit events. */
 export interface ThresholdOverride {
@@ -9,6 +10,9 @@ export interface ThresholdOverride {
   source: 'command';
   /** When it was set (ISO 8601). */
   at: string;
+  /** The request that set it, and the operator key that authorised it (null: not set over MQTT). */
+  correlationId: string | null;
+  keyId: string | null;
 }
 
 /** What set-threshold answers: the value now active, the one it replaced, and why it stays. */
@@ -42,18 +46,19 @@ export class ThresholdCommand {
 
   constructor(private readonly audit?: AuditLog) {}
 
-  set(engine: Engine, threshold: number): SetThresholdReply {
+  set(engine: Engine, threshold: number, origin?: CommandOrigin): SetThresholdReply {
     const previous = engine.getSettings().threshold;
     const settings = engine.configure({ threshold });
-    this.override = { value: threshold, source: 'command', at: new Date().toISOString() };
+    this.override = overrideOf(threshold, origin);
     this.audit?.event({ kind: 'config_changed', message: `early-exit threshold set to ${threshold} by command (was ${previous})`, details: { ...this.override, previous } });
     return { threshold, previous, source: 'command', at: this.override.at, keptOnModelSwap: true, settings };
   }
 
-  setFalseAlarmRate(engine: Engine, rate: number): SetFalseAlarmRateReply {
+  setFalseAlarmRate(engine: Engine, rate: number, origin?: CommandOrigin): SetFalseAlarmRateReply {
     const threshold = setFalseAlarmRate(engine.task, rate, 'set-false-alarm-rate', 'E_CMD_UNSUPPORTED');
-    this.rate = { value: rate, source: 'command', at: new Date().toISOString() };
-    this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: engine.model } });
+    this.rate = overrideOf(rate, origin);
+    const { correlationId, keyId } = this.rate;
+    this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: engine.model, correlationId, keyId } });
     return { falseAlarmRate: rate, threshold, keptOnModelSwap: true };
   }
 
@@ -90,4 +95,9 @@ export class ThresholdCommand {
     }
     this.audit?.event({ kind: 'config_changed', message: `${about} kept over ${model.name} ${model.version}: anomaly threshold ${threshold}`, details: { ...details, threshold } });
   }
+}
+
+/** Who set it goes with the value: its audit event names the request and the key that authorised it. */
+function overrideOf(value: number, origin: CommandOrigin | undefined): ThresholdOverride {
+  return { value, source: 'command', at: new Date().toISOString(), correlationId: origin?.id ?? null, keyId: origin?.keyId ?? null };
 }

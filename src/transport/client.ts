@@ -410,7 +410,9 @@ export class MqttTransport {
 
   private publishNext(client: MqttClient, row: QueuedRow): void {
     this.inFlight++;
-    client.publish(row.entry.topic, row.entry.payloads[row.next++], { qos: row.entry.qos }, row.onSent);
+    // Health is retained, as status is: a one-shot `fleet status` reads frames/s, alarms and "last seen" from it.
+    // Rows go out oldest first, so the broker keeps the newest report.
+    client.publish(row.entry.topic, row.entry.payloads[row.next++], { qos: row.entry.qos, retain: row.entry.kind === 'health' }, row.onSent);
   }
 
   /** The outbox's counts, with every PUBACK received so far recorded. */

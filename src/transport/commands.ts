@@ -7,18 +7,27 @@ import { REPLY_SCHEMA, type ReplyPayload } from '../protocol/payloads';
 import type { UpdateRequest } from '../protocol/update';
 import type { CommandAuthoriser } from './authorise';
 
+/**
+ * Who asked for a command: its request id, and the operator key whose envelope authorised it (null: an open command
+ * sent without one). Whatever the command changes is audited under both.
+ */
+export interface CommandOrigin {
+  id: string;
+  keyId: string | null;
+}
+
 /** The node's side of each command, injected by whoever wires the transport. */
 export interface CommandHandlers {
   ping(): unknown;
   getConfig(): unknown;
   /** The engine's early-exit threshold, changed at run time. */
-  setThreshold(threshold: number): unknown;
+  setThreshold(threshold: number, origin: CommandOrigin): unknown;
   /** The anomaly threshold, from a target false-alarm rate and the package's calibration quantiles. */
-  setFalseAlarmRate?(rate: number): unknown;
+  setFalseAlarmRate?(rate: number, origin: CommandOrigin): unknown;
   /** The fleet agent; absent (no `fleet` config): `update` and `rollback` get an E_CMD_UNSUPPORTED reply. */
-  update?(request: UpdateRequest, correlationId: string): unknown;
+  update?(request: UpdateRequest, correlationId: string, origin: CommandOrigin): unknown;
   /** Back to the previous package, on a running device; the request's id goes into its audit event. */
-  rollback?(correlationId: string): unknown;
+  rollback?(correlationId: string, origin: CommandOrigin): unknown;
 }
 
 function unsupported(name: string): never {
@@ -26,16 +35,16 @@ function unsupported(name: string): never {
 }
 
 /** How each command's args (validated by its schema in src/protocol/command.ts) reach its handler. */
-const RUN: { [K in CommandName]: (h: CommandHandlers, args: z.output<(typeof COMMANDS)[K]['args']>, id: string) => unknown } = {
+const RUN: { [K in CommandName]: (h: CommandHandlers, args: z.output<(typeof COMMANDS)[K]['args']>, origin: CommandOrigin) => unknown } = {
   ping: (h) => h.ping(),
   'get-config': (h) => h.getConfig(),
-  'set-threshold': (h, a) => h.setThreshold(a.threshold),
-  'set-false-alarm-rate': (h, a) => {
+  'set-threshold': (h, a, o) => h.setThreshold(a.threshold, o),
+  'set-false-alarm-rate': (h, a, o) => {
     if (!h.setFalseAlarmRate) throw new SgmoeError('E_CMD_UNSUPPORTED', 'set-false-alarm-rate is not supported by this node: expected an anomaly package');
-    return h.setFalseAlarmRate(a.rate);
+    return h.setFalseAlarmRate(a.rate, o);
   },
-  update: (h, a, id) => (h.update ? h.update(a, id) : unsupported('update')),
-  rollback: (h, _a, id) => (h.rollback ? h.rollback(id) : unsupported('rollback')),
+  update: (h, a, o) => (h.update ? h.update(a, o.id, o) : unsupported('update')),
+  rollback: (h, _a, o) => (h.rollback ? h.rollback(o.id, o) : unsupported('rollback')),
 };
 
 /** A command that was refused because nobody authorised it (for the audit log). */
@@ -78,10 +87,12 @@ export class CommandDispatcher {
         throw new SgmoeError('E_CMD_UNKNOWN', `unknown command "${name}": expected one of ${COMMAND_NAMES.join(', ')}`);
       }
       const command = COMMANDS[name];
-      // An envelope is checked whenever there is one; a command that changes the device needs one.
-      const args = command.open && !request.envelope ? request.args : (await this.authorise(name, request.id, request.envelope)).args;
-      const parsedArgs = validate(command.args as z.ZodType, args, { code: 'E_CMD_INVALID', where: `the args of ${name}` });
-      const data = await (RUN[name] as (h: CommandHandlers, a: unknown, id: string) => unknown)(this.options.handlers, parsedArgs, request.id);
+      // An envelope is checked whenever there is one; a command that changes the device needs one. Its key id
+      // goes on to the handler, so the change is audited with who authorised it.
+      const authorised = command.open && !request.envelope ? null : await this.authorise(name, request.id, request.envelope);
+      const parsedArgs = validate(command.args as z.ZodType, authorised ? authorised.args : request.args, { code: 'E_CMD_INVALID', where: `the args of ${name}` });
+      const origin: CommandOrigin = { id: request.id, keyId: authorised?.keyId ?? null };
+      const data = await (RUN[name] as (h: CommandHandlers, a: unknown, o: CommandOrigin) => unknown)(this.options.handlers, parsedArgs, origin);
       this.log.info({ command: name, id }, 'command done');
       return { schema: REPLY_SCHEMA, id, command: name, ts: new Date().toISOString(), ok: true, data: data ?? null };
     } catch (err) {

@@ -167,7 +167,7 @@ function auditRows(root: string): { versions: Array<{ model_version: string; n: 
 test('updates to a signed 1.1.0 while frames stream: no frame lost or failed, one version boundary, audited', async () => {
   const d = await device();
   const stream = streamFrames((t, id) => d.host.infer(t, id), inputs);
-  const result = await d.agent.update(offers.v2, 'corr-1').finally(() => stream.stop());
+  const result = await d.agent.update(offers.v2, 'corr-1', '0123456789abcdef').finally(() => stream.stop());
   const log = await stream.stop();
   await d.close();
 
@@ -183,7 +183,8 @@ test('updates to a signed 1.1.0 while frames stream: no frame lost or failed, on
   expect(log.earlyExits.slice(0, boundary).some((e) => e)).toBe(true);
 
   expect(d.events.map((e) => e.step)).toEqual(['requested', 'downloading', 'verifying', 'unpacking', 'selftesting', 'staged', 'swapping', 'watching', 'done']);
-  expect(d.events.every((e) => e.correlationId === 'corr-1')).toBe(true);
+  // Every step names the request and the operator key that authorised it, for its audit event.
+  expect(d.events.every((e) => e.correlationId === 'corr-1' && e.keyId === '0123456789abcdef')).toBe(true);
   expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
   expect((await d.store.readState())?.step).toBe('done');
   expect(readdirSync(join(d.root, 'staging'))).toEqual([]);
@@ -300,9 +301,9 @@ test('rollback goes back to the previous package on a running device', async () 
   const d = await device();
   await d.agent.update(offers.v2);
   expect(d.host.engine.model.version).toBe('1.1.0');
-  expect(await d.agent.rollback()).toEqual({ from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' });
+  expect(await d.agent.rollback('rb-1', '0123456789abcdef')).toEqual({ from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' });
   expect(d.host.engine.model.version).toBe('1.0.0');
-  expect(d.events.at(-1)).toMatchObject({ step: 'rolled_back', model: { version: '1.0.0' } });
+  expect(d.events.at(-1)).toMatchObject({ step: 'rolled_back', correlationId: 'rb-1', keyId: '0123456789abcdef', model: { version: '1.0.0' } });
   await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_ROLLBACK_NONE' });
 });
 

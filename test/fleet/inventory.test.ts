@@ -3,7 +3,7 @@ import { connectAsync } from 'mqtt';
 import { connectOperator } from '../../src/fleet/broker';
 import { readInventory } from '../../src/fleet/inventory';
 import { DEFAULT_TOPIC_PREFIX } from '../../src/protocol';
-import { Mosquitto } from '../helpers/mqtt';
+import { Mosquitto, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { freePort } from '../helpers/net';
 import { hotFolder, sampleNode } from '../node/sample-node';
@@ -59,6 +59,33 @@ it('fleet status lists every node of the site with its version and online state,
     const other = await readInventory(operator, { site: 'plant-9', topicPrefix: DEFAULT_TOPIC_PREFIX });
     await other.stop();
     expect(other.inventory.devices).toEqual([]);
+  } finally {
+    await operator.endAsync();
+    await a.node.stop();
+    await a.running;
+  }
+});
+
+it('a one-shot fleet status shows frames/s and last seen from the retained health, not from the birth status', async () => {
+  const a = await runningNode('cell-4');
+  // A health report that went out after the frames were decided, seen by a client that was listening.
+  const listening = await connectOperator(broker.url, 'inventory-health');
+  const reports: { ts: string }[] = [];
+  listening.on('message', (_topic, payload) => reports.push(JSON.parse(payload.toString())));
+  await listening.subscribeAsync('sgmoe/v1/plant-1/cell-4/health', { qos: 1 });
+  await waitUntil(() => reports.length > 0, 10_000, 'a health report');
+  await listening.endAsync();
+
+  // A later operator, as `sgmoe fleet status` is: it gets only what the broker retained.
+  const operator = await connectOperator(broker.url, 'inventory-one-shot');
+  try {
+    const { inventory, stop } = await readInventory(operator, { site: 'plant-1', topicPrefix: DEFAULT_TOPIC_PREFIX });
+    await stop();
+    const entry = inventory.devices.find((d) => d.device === 'cell-4')!;
+    expect(entry.state).toBe('online');
+    expect(entry.framesPerSecond).toEqual(expect.any(Number));
+    // At least as recent as that report (a later one may have come since), so later than the birth status.
+    expect(entry.lastSeen! >= reports[0].ts).toBe(true);
   } finally {
     await operator.endAsync();
     await a.node.stop();

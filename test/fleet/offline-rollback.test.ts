@@ -1,23 +1,32 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { generateSigningKey } from '../../src/fleet/keys';
 import { openAuditDb, openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents } from '../../src/audit/query';
 import { PackageStore } from '../../src/fleet/store';
-import { copyPackage } from '../helpers/package';
-import { sgmoeAsync } from '../helpers/cli';
+import { StoreLock } from '../../src/fleet/store-lock';
+import { BUNDLED, copyPackage } from '../helpers/package';
+import { sgmoeAsync, startSgmoe } from '../helpers/cli';
+import { waitUntil } from '../helpers/mqtt';
+import { hotFolder } from '../node/sample-node';
 import { tempDir } from '../helpers/tmp';
 import { variant } from './support';
 
 const tmp = tempDir('sgmoe-offline-rollback-');
 afterAll(() => tmp.cleanup());
 
-test('sgmoe model rollback --config on a stopped device moves current back and records the rollback in its audit log with the id', async () => {
-  // The store as a stopped device leaves it after an update: 1.1.0 current, 1.0.0 in its history.
-  const root = join(tmp.path, 'fleet');
-  const store = new PackageStore(root);
-  await store.adopt(copyPackage(join(tmp.path, 'v1')));
-  await store.install(variant(join(tmp.path, 'v2'), (m) => (m.version = '1.1.0')), 'fashion-sgmoe-1.1.0');
+/** The store as a device leaves it after an update: 1.1.0 current, 1.0.0 in its history. */
+async function updatedStore(dir: string): Promise<PackageStore> {
+  const store = new PackageStore(join(dir, 'fleet'));
+  await store.adopt(copyPackage(join(dir, 'v1')));
+  await store.install(variant(join(dir, 'v2'), (m) => (m.version = '1.1.0')), 'fashion-sgmoe-1.1.0');
   await store.setCurrent('fashion-sgmoe-1.1.0');
+  return store;
+}
+
+test('sgmoe model rollback --config on a stopped device moves current back and records the rollback in its audit log with the id', async () => {
+  const store = await updatedStore(tmp.path);
+  const { root } = store;
   const audit = join(tmp.path, 'audit.db');
   openAuditDb(audit).db.close();
   const config = join(tmp.path, 'node.json');
@@ -42,4 +51,74 @@ test('sgmoe model rollback --config on a stopped device moves current back and r
   const bare = await sgmoeAsync('model', 'rollback', '--root', root);
   expect(bare.status).toBe(0);
   expect(bare.stderr).toContain('not recorded in an audit log');
+});
+
+test('the offline rollback refuses while a node runs on the store, and goes ahead once that node was killed', async () => {
+  const dir = join(tmp.path, 'running');
+  const store = await updatedStore(dir);
+  const audit = join(dir, 'audit.db');
+  const key = await generateSigningKey(join(dir, 'keys', 'operator'));
+  const config = join(dir, 'node.json');
+  writeFileSync(
+    config,
+    JSON.stringify({
+      model: BUNDLED,
+      threads: 1,
+      sources: [{ uri: `dir:${hotFolder(join(dir, 'inbox'), 1)}` }],
+      audit: { file: audit },
+      fleet: { root: store.root, trustedKeys: [key.publicKeyPath] },
+    }),
+  );
+  const node = startSgmoe(['run', '--config', config], { SGMOE_LOG_LEVEL: 'error' });
+  const exited = new Promise<void>((resolve) => node.once('exit', () => resolve()));
+  try {
+    await waitUntil(() => existsSync(join(dir, 'inbox', 'done')), 60_000, 'the node deciding its first frame');
+
+    const refused = await sgmoeAsync('model', 'rollback', '--config', config, '--id', 'cli-rb-running');
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain('E_STORE_IN_USE');
+    expect(refused.stderr).toContain(`pid ${node.pid}`);
+    expect(refused.stderr).toContain('stop the node first');
+    expect(refused.stderr).toContain('sgmoe cmd rollback');
+    expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
+  } finally {
+    // A crash, as a power cut or the OOM killer leaves it: the lock stays behind, naming a process that is gone.
+    node.kill('SIGKILL');
+    await exited;
+  }
+  expect(existsSync(store.lock.path)).toBe(true);
+
+  const run = await sgmoeAsync('model', 'rollback', '--config', config, '--id', 'cli-rb-crashed');
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
+  const db = openAuditDbReadOnly(audit);
+  try {
+    expect(listEvents(db, {}, ['model_rolled_back']).map((e) => e.details?.correlationId)).toEqual(['cli-rb-crashed']);
+  } finally {
+    db.close();
+  }
+});
+
+test('a lock naming a live pid with another start time (a reused pid) is stale; one of another host holds for the offline rollback only', async () => {
+  const lock = new StoreLock(join(tmp.path, 'reused.lock'));
+  await lock.acquire();
+  const mine = JSON.parse(readFileSync(lock.path, 'utf8'));
+  expect(await lock.holder()).toMatchObject({ pid: process.pid });
+  await lock.acquire();
+
+  writeFileSync(lock.path, JSON.stringify({ ...mine, startTicks: mine.startTicks - 1 }));
+  expect(await lock.holder()).toBeNull();
+  await lock.release();
+  expect(existsSync(lock.path)).toBe(true); // not this process's: left alone
+  await lock.acquire();
+  await lock.release();
+  expect(existsSync(lock.path)).toBe(false);
+
+  // Another host's process cannot be checked from here: it counts as running for the offline rollback, while a node
+  // starting here (its container recreated under a new host name) takes the lock over rather than stay down.
+  writeFileSync(lock.path, JSON.stringify({ ...mine, host: 'another-host' }));
+  expect(await lock.holder()).toMatchObject({ host: 'another-host' });
+  await lock.acquire();
+  expect(await lock.holder()).toMatchObject({ pid: process.pid, host: mine.host });
 });

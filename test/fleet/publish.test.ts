@@ -54,6 +54,8 @@ class Device {
     const client = await connectAsync(broker.url, { clientId: id });
     const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
     const reply = (body: ReplyPayload): void => void client.publishAsync(topics.reply('update'), JSON.stringify(body), { qos: 1 });
+    const status = (): void =>
+      void client.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: new Date().toISOString(), site: SITE, device: id, clientId: id, info: { model: host.engine.model } }), { qos: 1, retain: true });
     const agent = new UpdateAgent({
       store,
       host,
@@ -64,6 +66,8 @@ class Device {
       fetchChunks: (ref, dest, limits) => fetchChunks(client, ref, dest, limits.downloadTimeoutMs),
       onEvent: (e) => {
         if (e.model) audit.modelChanged(e.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated', e.model);
+        // As the node: every step republishes the retained status with the model running now, before any reply.
+        status();
         // As the node: steps that are not final are progress; the command's own answer is the one final reply.
         if (e.correlationId && PROGRESS_STEPS.has(e.step)) reply({ schema: REPLY_SCHEMA, id: e.correlationId, command: 'update', ts: e.ts, ok: true, progress: true, data: e });
       },
@@ -75,7 +79,7 @@ class Device {
       authoriser: new CommandAuthoriser({ keys: trusted, site: SITE, device: id, windowMs: 60_000 }),
     });
     const now = () => new Date().toISOString();
-    await client.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: now(), site: SITE, device: id, clientId: id, info: { model: engine.model } }), { qos: 1, retain: true });
+    status();
     const health = setInterval(
       () => void client.publishAsync(topics.health, JSON.stringify({ schema: HEALTH_SCHEMA, ts: now(), uptimeS: 1, outbox: { pending: 0, queued: 0, sent: 0, dropped: 0 }, counters: host.sample() })),
       100,
@@ -232,6 +236,42 @@ test('a device whose final reply never comes (it restarted mid-update) is told b
         lastStep: 'downloading',
       },
     ]);
+  } finally {
+    await device.publishAsync(topics.status, '', { qos: 1, retain: true });
+    await device.endAsync();
+    await operator.endAsync();
+  }
+});
+
+test('a device that restarted mid-update onto another package is reported at the version its status gives, not the one from before', async () => {
+  const id = 'rolled-back-offline';
+  const device = await connectAsync(broker.url, { clientId: id });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-5' });
+  const topics = topicsFor({ topicPrefix: 'sgmoe/v1/{site}/{device}/', site: SITE, device: id });
+  const status = (info: Record<string, unknown>) =>
+    device.publishAsync(topics.status, JSON.stringify({ schema: STATUS_SCHEMA, state: 'online', reason: 'connected', ts: new Date().toISOString(), site: SITE, device: id, clientId: id, info }), { qos: 1, retain: true });
+  const fleet = { watchWindowMs: 1000 };
+  try {
+    await status({ model: { name: 'fashion-sgmoe', version: '1.1.0' }, fleet });
+    await device.subscribeAsync(topics.command('update'), { qos: 1 });
+    // Stopped while downloading and rolled back on the spot (sgmoe model rollback --config): it comes back on 1.0.0.
+    device.on('message', (_topic, payload) => {
+      const correlationId = JSON.parse(payload.toString()).id as string;
+      const progress = { schema: REPLY_SCHEMA, id: correlationId, command: 'update', ts: new Date().toISOString(), ok: true, progress: true, data: { correlationId, step: 'downloading', version: '1.2.0', message: 'downloading', ts: new Date().toISOString() } };
+      const error = { code: 'E_UPDATE_INTERRUPTED', message: 'the device restarted during the update' };
+      const lastUpdate = { outcome: 'failed', version: '1.2.0', correlationId, error, at: 'downloading', ts: new Date().toISOString() };
+      void device.publishAsync(topics.reply('update'), JSON.stringify(progress), { qos: 1 }).then(() => status({ model: { name: 'fashion-sgmoe', version: '1.0.0' }, fleet, lastUpdate }));
+    });
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: [id],
+      request: { ...packed.v2.request, version: '1.2.0', url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 60_000,
+      canaryWindowMs: 0,
+    });
+    expect(report.devices).toEqual([expect.objectContaining({ device: id, outcome: 'failed', code: 'E_UPDATE_INTERRUPTED', version: '1.0.0' })]);
   } finally {
     await device.publishAsync(topics.status, '', { qos: 1, retain: true });
     await device.endAsync();

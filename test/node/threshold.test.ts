@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents } from '../../src/audit/query';
@@ -6,9 +7,10 @@ import { thresholdForFalseAlarmRate } from '../../src/engine/tasks/anomaly';
 import { nodeCommands } from '../../src/node/commands';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
+import { ThresholdCommand } from '../../src/node/threshold';
 import { BUNDLED, copyPackage, readManifest, writeManifest } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { variant } from '../fleet/support';
+import { auditedHost, variant } from '../fleet/support';
 import { sampleNode } from './sample-node';
 
 const tmp = tempDir();
@@ -19,7 +21,7 @@ describe('an early-exit threshold set at run time', () => {
     const audit = join(tmp.path, 'audit.db');
     const node = await sampleNode({ sources: [], audit: { file: audit } });
     const packaged = node.node.engine.getSettings().threshold;
-    const reply = nodeCommands(node.node, () => ({})).setThreshold(0.42) as Record<string, unknown>;
+    const reply = nodeCommands(node.node, () => ({})).setThreshold(0.42, { id: 'st-1', keyId: null }) as Record<string, unknown>;
     expect(reply).toMatchObject({ threshold: 0.42, previous: packaged, source: 'command', keptOnModelSwap: true, settings: { threshold: 0.42 } });
 
     // A new package with its own calibrated threshold.
@@ -104,5 +106,34 @@ describe('an anomaly false-alarm rate set at run time', () => {
       code: 'E_CONFIG_INVALID',
       message: expect.stringContaining('routing.falseAlarmRate: expected a package of task anomaly'),
     });
+  });
+});
+
+describe('who changed a threshold', () => {
+  const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+
+  it('each change by command is audited with the request id and the operator key that authorised it', async () => {
+    const dir = join(tmp.path, 'who');
+    mkdirSync(dir);
+    const engine = await Engine.load(LINE, { threads: { intraOp: 1 } });
+    const { audit } = auditedHost(dir, engine);
+    const command = new ThresholdCommand(audit);
+    const previous = engine.getSettings().threshold;
+    command.set(engine, 0.7, { id: 'st-9', keyId: '0123456789abcdef' });
+    const { threshold } = command.setFalseAlarmRate(engine, 0.005, { id: 'far-9', keyId: 'fedcba9876543210' });
+    audit.close();
+    await engine.dispose();
+
+    const db = openAuditDbReadOnly(join(dir, 'audit.db'));
+    try {
+      expect(listEvents(db, {}, ['config_changed']).map((e) => e.details)).toEqual([
+        expect.objectContaining({ value: 0.7, previous, correlationId: 'st-9', keyId: '0123456789abcdef' }),
+        expect.objectContaining({ rate: 0.005, threshold, correlationId: 'far-9', keyId: 'fedcba9876543210' }),
+      ]);
+      // Found by the request id, as `sgmoe audit events --id` finds an update's steps.
+      expect(listEvents(db, {}, undefined, 'st-9')).toHaveLength(1);
+    } finally {
+      db.close();
+    }
   });
 });

@@ -5,7 +5,7 @@ import { SgmoeError } from '../../src/errors';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
 import type { UpdateRequest } from '../../src/protocol/update';
-import type { CommandHandlers } from '../../src/transport/commands';
+import type { CommandHandlers, CommandOrigin } from '../../src/transport/commands';
 import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { tempDir } from '../helpers/tmp';
@@ -21,12 +21,15 @@ let outbox: Outbox;
 let operator: MqttClient;
 const replies: [string, any][] = [];
 let threshold = 0.9;
+/** Who asked for the last set-threshold, as the handler was told. */
+let thresholdOrigin: CommandOrigin | null = null;
 /** A well-formed update request (the fleet agent, not the transport, judges the package). */
 const UPDATE = { url: 'http://repo/pkg.tar', sha256: 'a'.repeat(64), version: '1.1.0' };
 const handlers: CommandHandlers = {
   ping: () => ({ pong: true }),
   getConfig: () => ({ threshold, model: 'fashion-sgmoe@1.0.0' }),
-  setThreshold: (t) => {
+  setThreshold: (t, origin) => {
+    thresholdOrigin = origin;
     const previous = threshold;
     threshold = t;
     return { threshold: t, previous };
@@ -98,11 +101,35 @@ describe('commands', () => {
   });
 
   it('changes the threshold with set-threshold and shows it in get-config', async () => {
-    const set = await send('set-threshold', signed('set-threshold', { threshold: 0.75 }));
+    const set = await send('set-threshold', signed('set-threshold', { threshold: 0.75 }, 'st-1'));
     expect(set).toMatchObject({ ok: true, data: { threshold: 0.75, previous: 0.9 } });
     expect(threshold).toBe(0.75);
+    // The handler is told who authorised the change, for its audit event.
+    expect(thresholdOrigin).toEqual({ id: 'st-1', keyId: trusted.ids[0] });
     const config = await send('get-config', request());
     expect(config).toMatchObject({ ok: true, data: { threshold: 0.75 } });
+  });
+
+  it('tells the update and rollback handlers the request id and the key that signed it', async () => {
+    const origins: [string, string, CommandOrigin][] = [];
+    const fleet = await startNode(
+      {
+        ...handlers,
+        update: (_request, id, origin) => origins.push(['update', id, origin]),
+        rollback: (id, origin) => origins.push(['rollback', id, origin]),
+      },
+      'cam-3',
+    );
+    try {
+      expect(await send('update', signed('update', UPDATE, 'u-7', 'cam-3'), 'cam-3')).toMatchObject({ ok: true });
+      expect(await send('rollback', signed('rollback', undefined, 'rb-7', 'cam-3'), 'cam-3')).toMatchObject({ ok: true });
+      expect(origins).toEqual([
+        ['update', 'u-7', { id: 'u-7', keyId: trusted.ids[0] }],
+        ['rollback', 'rb-7', { id: 'rb-7', keyId: trusted.ids[0] }],
+      ]);
+    } finally {
+      await fleet.stop();
+    }
   });
 
   it('replies "not supported" to update when no fleet agent is wired', async () => {

@@ -1,0 +1,108 @@
+import { readFileSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { SgmoeError, errorMessage } from '../errors';
+import { writeFileAtomic } from './atomic';
+
+/** Who holds the lock: enough to tell whether that process still lives, and to name it to an operator. */
+const ownerSchema = z.object({
+  pid: z.number().int(),
+  host: z.string(),
+  /** The process's start time in clock ticks since boot (Linux): a reused pid is another process. */
+  startTicks: z.number().nullable(),
+  since: z.string(),
+});
+export type LockOwner = z.infer<typeof ownerSchema>;
+
+/**
+ * `node.lock` in the package store: the node that runs on the store holds it from its start, so what changes the
+ * store under a running node (the offline rollback) can refuse. No OS lock survives in Node without native code, so
+ * the file names its process; a lock whose process is gone (a killed node, or one that exited) is stale.
+ */
+export class StoreLock {
+  constructor(readonly path: string) {}
+
+  /** The live process that holds the lock, or null: none, or its process is gone. */
+  async holder(): Promise<LockOwner | null> {
+    const owner = await this.read();
+    return owner && alive(owner) ? owner : null;
+  }
+
+  /**
+   * Takes the lock for this process (again, for a node restarted in the same process); refuses while another process
+   * of this host holds it. One of another host cannot be checked: the node takes it over rather than stay down after
+   * its container was recreated under a new host name (the offline rollback, by contrast, refuses on it).
+   */
+  async acquire(): Promise<void> {
+    const held = await this.holder();
+    if (held && held.host === hostname() && !isThisProcess(held)) {
+      throw new SgmoeError('E_STORE_IN_USE', `another node runs on this package store: ${describeOwner(held, this.path)}; expected one node per store, stop that one first`, { ...held });
+    }
+    await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
+  }
+
+  /** Lets the store go, if this process holds it. */
+  async release(): Promise<void> {
+    const owner = await this.read();
+    if (owner && isThisProcess(owner)) await rm(this.path, { force: true });
+  }
+
+  private async read(): Promise<LockOwner | null> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw new SgmoeError('E_FILE_UNREADABLE', `${this.path} exists but cannot be read: ${errorMessage(err)}`, { path: this.path }, { cause: err });
+    }
+    const owner = ownerSchema.safeParse(safeJson(text));
+    // A damaged lock names no process to check: it must not keep a stopped device from its rollback.
+    return owner.success ? owner.data : null;
+  }
+}
+
+/** "pid 1234 on host cell-7, since ...", and the way out when the operator knows better. */
+export function describeOwner(owner: LockOwner, path: string): string {
+  return `pid ${owner.pid} on host ${owner.host}, since ${owner.since} (${path}; if no node runs there, remove that file)`;
+}
+
+function thisProcess(): LockOwner {
+  return { pid: process.pid, host: hostname(), startTicks: startTicks(process.pid), since: new Date().toISOString() };
+}
+
+function isThisProcess(owner: LockOwner): boolean {
+  return owner.pid === process.pid && owner.host === hostname() && owner.startTicks === startTicks(process.pid);
+}
+
+/** Whether the lock's process still runs. One on another host cannot be checked here: it counts as running. */
+function alive(owner: LockOwner): boolean {
+  if (owner.host !== hostname()) return true;
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    // EPERM: it exists, under another user.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  const ticks = startTicks(owner.pid);
+  return owner.startTicks === null || ticks === null || ticks === owner.startTicks;
+}
+
+/** Field 22 of /proc/<pid>/stat (after the parenthesised name, which may hold spaces); null off Linux. */
+function startTicks(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    return Number.isFinite(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
