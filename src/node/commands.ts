@@ -6,7 +6,7 @@ export function nodeCommands(node: EdgeNode, config: () => unknown): Pick<Comman
   return {
     ping: () => ({ pong: true, model: node.engine.model, uptimeS: node.uptimeS }),
     getConfig: () => ({ config: config(), settings: node.engine.getSettings(), anomalyThreshold: node.engine.task.currentThreshold, model: node.engine.model }),
-    setThreshold: (threshold) => node.setThreshold(threshold),
-    setFalseAlarmRate: (rate) => node.setFalseAlarmRate(rate),
+    setThreshold: (threshold, origin) => node.setThreshold(threshold, origin),
+    setFalseAlarmRate: (rate, origin) => node.setFalseAlarmRate(rate, origin),
   };
 }

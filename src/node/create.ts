@@ -70,6 +70,8 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
   const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
   const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
   const closers: Array<() => Promise<void> | void> = [];
+  // The store is this node's until it stops (the offline rollback refuses meanwhile).
+  if (fleet) closers.push(() => fleet.store.lock.release());
   let audit: AuditLog | undefined;
   try {
     applyRouting(config, engine);
@@ -159,7 +161,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
           audit?.event({ kind: 'command_refused', message: `${command} refused: ${error.message}`, details: { command, id, code: error.code } }),
         commands: {
           ...nodeCommands(node, () => redact(config)),
-          ...(agent ? { update: (request, id) => agent.update(request, id), rollback: (id) => agent.rollback(id) } : {}),
+          ...(agent ? { update: (request, id, origin) => agent.update(request, id, origin.keyId), rollback: (id, origin) => agent.rollback(id, origin.keyId) } : {}),
         },
       });
       node.attachTransport(transport, unavailable);

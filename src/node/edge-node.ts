@@ -20,6 +20,7 @@ import { FramePipeline, type SourceFailure } from './pipeline';
 import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
 import { ThresholdCommand, type SetFalseAlarmRateReply, type SetThresholdReply } from './threshold';
+import type { CommandOrigin } from '../transport/commands';
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -197,16 +198,16 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 
   /** The set-threshold command: applies now and over every package swapped in later, until the node restarts. */
-  setThreshold(threshold: number): SetThresholdReply {
-    return this.threshold.set(this.engine, threshold);
+  setThreshold(threshold: number, origin?: CommandOrigin): SetThresholdReply {
+    return this.threshold.set(this.engine, threshold, origin);
   }
 
   /**
    * Moves the anomaly threshold to flag this share of good frames (the package's calibration quantiles), now and over
    * every package swapped in later, until the node restarts.
    */
-  setFalseAlarmRate(rate: number): SetFalseAlarmRateReply {
-    return this.threshold.setFalseAlarmRate(this.engine, rate);
+  setFalseAlarmRate(rate: number, origin?: CommandOrigin): SetFalseAlarmRateReply {
+    return this.threshold.setFalseAlarmRate(this.engine, rate, origin);
   }
 
   /** What the fleet agent's health watch reads (HealthProbe): running totals, recent latency, routing. */

@@ -97,7 +97,7 @@ export async function createUpdateAgent(w: UpdateAgentWiring): Promise<UpdateAge
     if (event.correlationId && PROGRESS_STEPS.has(event.step)) w.node.transport?.publishProgress('update', event.correlationId, event);
     if (event.model) {
       const kind = event.step === 'rolled_back' ? 'model_rolled_back' : 'model_updated';
-      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, step: event.step, ...(event.error ? { code: event.error.code } : {}) });
+      w.audit?.modelChanged(kind, event.model, { correlationId: event.correlationId, keyId: event.keyId ?? null, step: event.step, ...(event.error ? { code: event.error.code } : {}) });
     }
     for (const audited of updateAuditEvents(event)) w.audit?.event(audited);
   };

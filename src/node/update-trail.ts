@@ -17,7 +17,7 @@ const STEP_KINDS: Partial<Record<UpdateStep, AuditEventKind[]>> = {
 
 /** The audit events of one update step (the model changes aside): every request leaves a trail under its id. */
 export function updateAuditEvents(event: UpdateEvent): AuditEvent[] {
-  const details = { correlationId: event.correlationId, version: event.version };
+  const details = { correlationId: event.correlationId, keyId: event.keyId ?? null, version: event.version };
   if (event.step === 'failed') {
     // Refused before anything was fetched (bad signature, not newer, busy), or failed on the way.
     const kind = event.at === 'requested' ? 'update_refused' : 'update_failed';

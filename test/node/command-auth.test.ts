@@ -5,7 +5,7 @@ import mqtt from 'mqtt';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { listEvents } from '../../src/audit/query';
 import { signCommand } from '../../src/fleet/command-signature';
-import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
+import { generateSigningKey, keyIdOf, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
 import { sendCommand } from '../../src/fleet/remote-command';
 import { signPackage } from '../../src/fleet/signature';
@@ -185,6 +185,20 @@ test('an anonymous rollback is refused; the operator\'s signed rollback goes bac
   expect(engine().model.version).toBe('1.1.0');
   expect(await signed('rollback', undefined, 'rb-1')).toMatchObject({ ok: true, data: { from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' } });
   expect(engine().model.version).toBe('1.0.0');
+});
+
+test('every accepted command is in the audit log with its request id and the key id that authorised it', async () => {
+  const keyId = keyIdOf(key);
+  const db = openAuditDbReadOnly(join(tmp.path, 'audit.db'));
+  try {
+    expect(listEvents(db, {}, ['config_changed'], 'set-1').map((e) => e.details)).toEqual([expect.objectContaining({ value: 0.5, correlationId: 'set-1', keyId })]);
+    const update = listEvents(db, {}, undefined, 'upd-1');
+    expect(update.map((e) => e.kind)).toEqual(expect.arrayContaining(['update_requested', 'model_updated', 'update_done']));
+    expect(update.every((e) => e.details?.keyId === keyId)).toBe(true);
+    expect(listEvents(db, {}, ['model_rolled_back'], 'rb-1').map((e) => e.details?.keyId)).toEqual([keyId]);
+  } finally {
+    db.close();
+  }
 });
 
 test('every refused command is in the audit log with its code', async () => {
