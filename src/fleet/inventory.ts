@@ -111,9 +111,15 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
     const update = currentUpdateSchema.safeParse((s?.info ?? {}).update);
     const last = lastUpdateSchema.safeParse((s?.info ?? {}).lastUpdate);
     const fleet = fleetInfoSchema.safeParse((s?.info ?? {}).fleet);
-    const routing = (h?.routing ?? {}) as { framesPerSecond?: number; alarms?: Array<{ kind?: string; state?: string }>; faults?: Array<{ code?: string }> };
+    const routing = (h?.routing ?? {}) as {
+      framesPerSecond?: number;
+      alarms?: Array<{ kind?: string; state?: string }>;
+      conditionAlarms?: Array<{ kind?: string; machine?: string }>;
+      faults?: Array<{ code?: string }>;
+    };
     const alarms = [
       ...(routing.alarms ?? []).filter((a) => a.state === 'raised').map((a) => String(a.kind)),
+      ...(routing.conditionAlarms ?? []).map((a) => `${String(a.kind)} (${String(a.machine)})`),
       ...(routing.faults ?? []).map((f) => String(f.code)),
     ];
     const seen = [s?.ts, h?.ts].filter((t): t is string => t !== undefined).sort();

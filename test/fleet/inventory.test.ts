@@ -1,3 +1,4 @@
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { connectOperator } from '../../src/fleet/broker';
@@ -7,7 +8,9 @@ import { Mosquitto, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { freePort } from '../helpers/net';
 import { hotFolder, sampleNode } from '../node/sample-node';
-import { sgmoe } from '../helpers/cli';
+import { ROOT, sgmoe } from '../helpers/cli';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
 
 const tmp = tempDir('sgmoe-inventory-');
 let broker: Mosquitto;
@@ -117,5 +120,44 @@ it('sgmoe cmd to a device that never reported fails at once, naming the devices 
   } finally {
     await a.node.stop();
     await a.running;
+  }
+});
+
+it("a machine's condition alarm reaches fleet status through the retained health report", async () => {
+  const dir = join(tmp.path, 'pdm-1');
+  const inbox = join(dir, 'inbox');
+  mkdirSync(inbox, { recursive: true });
+  const bearing = join(ROOT, 'models', 'bearing-sgmoe');
+  const inner = readdirSync(join(bearing, 'samples')).find((f) => f.endsWith('-inner.wav'))!;
+  for (const name of ['a.wav', 'b.wav']) copyFileSync(join(bearing, 'samples', inner), join(inbox, name));
+  const config = parseNodeConfig({
+    model: bearing,
+    threads: 1,
+    sources: [{ uri: `dir:${inbox}`, name: 'press-7' }],
+    mqtt: { url: broker.url, site: 'plant-1', device: 'pdm-1' },
+    conditionAlarms: { windows: 2 },
+    healthIntervalMs: 100,
+  });
+  const { node } = await createEdgeNode(config);
+  const running = node.run();
+  const listening = await connectOperator(broker.url, 'inventory-condition');
+  let raised = false;
+  listening.on('message', (_topic, payload) => {
+    const alarms = (JSON.parse(payload.toString()) as { routing?: { conditionAlarms?: unknown[] } }).routing?.conditionAlarms ?? [];
+    raised ||= alarms.length > 0;
+  });
+  await listening.subscribeAsync('sgmoe/v1/plant-1/pdm-1/health', { qos: 1 });
+  await waitUntil(() => raised, 30_000, 'a health report with the condition alarm');
+  await listening.endAsync();
+
+  const operator = await connectOperator(broker.url, 'inventory-condition-one-shot');
+  try {
+    const { inventory, stop } = await readInventory(operator, { site: 'plant-1', topicPrefix: DEFAULT_TOPIC_PREFIX });
+    await stop();
+    expect(inventory.devices.find((d) => d.device === 'pdm-1')?.alarms).toContain('condition_change (press-7)');
+  } finally {
+    await operator.endAsync();
+    await node.stop();
+    await running;
   }
 });
