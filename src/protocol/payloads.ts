@@ -33,6 +33,8 @@ export const resultPayloadSchema = z.object({
   gate: z.array(z.number()),
   macs: z.number().nonnegative(),
   timingsUs: z.object({ trunk: z.number(), base: z.number(), gate: z.number(), expert: z.number(), total: z.number() }),
+  /** Signal windows: when the window's first sample was taken (streams with timestamps), its offset, the block's tags. */
+  window: z.object({ start: isoTime.optional(), offset: z.number().int().nonnegative(), rpm: z.number().optional(), load: z.number().optional() }).optional(),
 });
 export type ResultPayload = z.infer<typeof resultPayloadSchema>;
 
@@ -122,10 +124,11 @@ export const replyPayloadSchema = z.discriminatedUnion('ok', [
 ]);
 export type ReplyPayload = z.infer<typeof replyPayloadSchema>;
 
-/** Where a decided frame came from and when it was received. */
+/** Where a decided frame came from and when it was received; for a signal window, where in the signal it lies. */
 export interface FrameMeta {
   source: string;
   ts: Date;
+  window?: { start?: number; offset: number; tags: { rpm?: number; load?: number } };
 }
 
 export function resultPayload(decision: Decision, frame: FrameMeta): ResultPayload {
@@ -136,6 +139,9 @@ export function resultPayload(decision: Decision, frame: FrameMeta): ResultPaylo
     source: frame.source,
     model: { name: decision.model.name, version: decision.model.version },
     ...decisionEssentials(decision),
+    ...(frame.window && {
+      window: { ...(frame.window.start !== undefined && { start: new Date(frame.window.start).toISOString() }), offset: frame.window.offset, ...frame.window.tags },
+    }),
   };
 }
 

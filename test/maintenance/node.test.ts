@@ -178,7 +178,13 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
       expect(m.regimeExpert).toEqual(expect.any(Number));
       expect(typeof m.unknownRegime).toBe('boolean');
       expect(m.gate).toHaveLength(manifest.parts.experts.length);
+      // Where the window lies in its signal: a stream's windows say when their first sample was taken.
+      expect(m.window).toEqual(expect.objectContaining({ offset: expect.any(Number) }));
+      if (m.source === 'press-7') expect(Date.parse(m.window.start)).toBeGreaterThanOrEqual(t0);
+      else expect(m.window.start).toBeUndefined();
     }
+    const streamStarts = results.filter((m) => m.source === 'press-7').map((m) => m.window.start as string).sort();
+    expect(streamStarts[0]).toBe(new Date(t0).toISOString());
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);
   });
 
