@@ -1,5 +1,6 @@
 import type { InputSpec } from '../../src/model/manifest';
-import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, type OutputSpec, type RawPixels } from '../../src/ingest';
+import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, V4l2Source, type OutputSpec, type RawPixels } from '../../src/ingest';
+import type { SgmoeError } from '../../src/errors';
 import { framecrcReader, readDecoderLine } from '../../src/ingest/decoder/lines';
 import { redactText } from '../../src/redact';
 import { readFileSync } from 'node:fs';
@@ -98,6 +99,19 @@ describe('decoder log lines', () => {
     expect(invalid).toMatchObject({ error: { code: 'E_SOURCE_INVALID_DATA' } });
     expect(JSON.stringify([auth, invalid, (invalid as { error: Error }).error.message])).not.toContain('hunter2');
     expect(read('[info] Stream mapping:').kind).toBe('other');
+    expect(read('[error] /dev/null: Inappropriate ioctl for device')).toEqual({ kind: 'error', text: '/dev/null: Inappropriate ioctl for device' });
+  });
+
+  test('a decoder that exits on an error no pattern names says in its E_SOURCE_DECODER what ffmpeg said (v4l2:/dev/null is no camera)', async () => {
+    let failed!: (error: SgmoeError) => void;
+    const failure = new Promise<SgmoeError>((resolve) => (failed = resolve));
+    const source = new V4l2Source('/dev/null', { input, backoff: { initialMs: 50 }, onError: (e) => failed(e) });
+    const frames = source[Symbol.asyncIterator]();
+    const ended = frames.next();
+    const error = await failure;
+    await source.stop();
+    await ended;
+    expect(error).toMatchObject({ code: 'E_SOURCE_DECODER', message: expect.stringMatching(/v4l2:\/dev\/null .*exited with code 1; it said: .*Inappropriate ioctl for device/) });
   });
 });
 

@@ -1,11 +1,15 @@
 import { SgmoeError } from '../../errors';
 import type { DecoderPipeline } from './pipeline';
 
-/** What one line of a decoder's log says: a frame went out (with its pts), the stream has damage, or a failure. */
+/**
+ * What one line of a decoder's log says: a frame went out (with its pts), the stream has damage, a named failure,
+ * or an error the decoder reported that names no known failure (kept to say why the decoder exited).
+ */
 export type DecoderLine =
   | { kind: 'frame'; pts: number; seconds: number }
   | { kind: 'corrupt'; text: string }
   | { kind: 'failure'; error: SgmoeError }
+  | { kind: 'error'; text: string }
   | { kind: 'other' };
 
 // GStreamer's identity: "... pts: 0:00:00.040000000, ..."
@@ -83,10 +87,11 @@ export function readDecoderLine(dialect: DecoderPipeline['dialect'], line: strin
     }
     if (!/ERROR|WARNING|error|Error/.test(line)) return { kind: 'other' };
   }
-  const text = redact(line.replace(/^\[[^\]]* @ 0x[0-9a-f]+\] /, '').trim());
+  // The text without ffmpeg's "[context @ 0x...] [level] " prefix.
+  const text = redact(line.replace(/^(\[[^\]]* @ 0x[0-9a-f]+\] )?(\[(error|fatal|warning)\] )?/, '').trim());
   if (CORRUPT.some((p) => p.test(line))) return { kind: 'corrupt', text };
   const failure = FAILURES.find(([pattern]) => pattern.test(line));
   if (failure) return { kind: 'failure', error: failure[1](source, text) };
-  return { kind: 'other' };
+  return /\[(error|fatal)\]|ERROR/.test(line) ? { kind: 'error', text } : { kind: 'other' };
 }
 

@@ -45,6 +45,8 @@ export class DecoderProcess {
   private linesDone = false;
   private failure?: SgmoeError;
   private lastProblem?: string;
+  /** The first error line that names no known failure: the decoder's own words for why it exits. */
+  private cause?: string;
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(private readonly options: DecoderProcessOptions) {
@@ -130,7 +132,8 @@ export class DecoderProcess {
     if (this.failure) return { error: this.failure };
     if (code === 0) return {};
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-    const last = this.lastProblem ? `; last message: ${this.lastProblem}` : '';
+    const said = this.cause ?? this.lastProblem;
+    const last = said ? `; ${this.cause ? 'it said' : 'last message'}: ${said}` : '';
     return { error: new SgmoeError('E_SOURCE_DECODER', `expected the decoder of ${this.options.source} to keep running, found it ${how}${last}`, { code, signal }) };
   }
 
@@ -158,6 +161,9 @@ export class DecoderProcess {
       this.failure ??= read.error;
       this.lastProblem = read.error.message;
       logger.debug({ line: redact(line) }, 'decoder failure');
+    } else if (read.kind === 'error') {
+      // Later error lines are mostly its consequences ("Error reinitializing filters!", "Conversion failed!").
+      this.cause ??= read.text;
     }
   }
 
