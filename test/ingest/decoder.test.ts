@@ -46,8 +46,8 @@ describe('decoder pipeline per device profile', () => {
     expect(usb.args.join(' ')).toContain('-f v4l2 -video_size 1280x720 -framerate 30 -input_format mjpeg -i /dev/video2');
     expect(pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: true }, gray28).args).toContain('-re');
     expect(pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: false }, gray28).args).not.toContain('-re');
-    const resumed = pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: false, startPts: { pts: 5120, seconds: 0.4 } }, gray28);
-    expect(resumed.args.join(' ')).toContain('-ss 0.400000 -copyts -i a.mp4');
+    const resumed = pipelineFor(ffmpeg, { kind: 'video', path: 'a.ts', realtime: false, startPts: { pts: 837000, seconds: 9.3 } }, gray28);
+    expect(resumed.args.join(' ')).toContain('-seek_timestamp 1 -noaccurate_seek -ss 4.300000 -copyts -i a.ts');
   });
 
   test('Jetson: an RTSP camera is decoded on NVDEC, cropped and scaled by nvvidconv, the credentials passed as rtspsrc properties', () => {

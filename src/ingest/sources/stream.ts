@@ -43,6 +43,8 @@ export abstract class StreamSource extends BaseSource {
   private current?: DecoderProcess;
   /** The last frame queued from a finite input: where a restarted decoder resumes. */
   private last?: { pts: number; seconds: number };
+  /** False once a seek landed past the resume point: restarts then decode the input from its start. */
+  private seekable = true;
 
   constructor(displayUri: string, options: StreamSourceOptions, defaults: { capacity: number; policy: BackpressurePolicy }) {
     super(displayUri, options, defaults);
@@ -98,8 +100,9 @@ export abstract class StreamSource extends BaseSource {
 
   /** One decoder run: its frames into the queue; the failure that ended it (none at a clean end of input). */
   private async decode(run: number): Promise<{ error?: SgmoeError; frames: number }> {
+    const resume = this.last; // frames up to here were queued by an earlier run
     const decoder = new DecoderProcess({
-      pipeline: pipelineFor(this.decoder, this.input(this.last), this.output),
+      pipeline: pipelineFor(this.decoder, this.input(this.seekable ? resume : undefined), this.output),
       frameBytes: frameBytes(this.output),
       source: this.name,
       redact: redactText,
@@ -112,10 +115,19 @@ export abstract class StreamSource extends BaseSource {
     this.current = decoder;
     const { width, height, format } = this.output;
     let frames = 0;
+    let reached = !resume;
+    let overshot: number | undefined;
     try {
       for await (const { pts, seconds, data } of decoder.frames()) {
-        // A resumed decoder starts at the last frame's timestamp: what was queued before is not queued twice.
-        if (this.last && pts <= this.last.pts) continue;
+        frames++;
+        if (resume && pts <= resume.pts) {
+          reached = true; // queued before the restart: not queued twice
+          continue;
+        }
+        if (!reached) {
+          overshot = pts;
+          break;
+        }
         this.backoff.reset();
         const frame: Frame = {
           id: this.frameId(pts, run),
@@ -125,12 +137,18 @@ export abstract class StreamSource extends BaseSource {
           meta: { pts, ptsSeconds: seconds },
         };
         await this.emit(frame);
-        frames++;
         if (this.finite()) this.last = { pts, seconds };
       }
     } catch (err) {
       await decoder.stop();
       throw err;
+    }
+    if (overshot !== undefined) {
+      // The seek landed past the resume point: the frames in between would be lost.
+      this.seekable = false;
+      await decoder.stop();
+      const error = `expected the resumed decoder of ${this.name} to start at or before pts ${resume!.pts}, found it at ${overshot}; decoding again from the start`;
+      return { error: new SgmoeError('E_SOURCE_DECODER', error), frames };
     }
     return { error: (await decoder.ended()).error, frames };
   }
