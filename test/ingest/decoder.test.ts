@@ -37,7 +37,7 @@ describe('decoder pipeline per device profile', () => {
       '[0:v:0]crop=400:300:100:50,scale=28:28:flags=area:force_original_aspect_ratio=decrease,pad=28:28:(ow-iw)/2:(oh-ih)/2:color=0x102030,format=gray,split=2[stamps][frames]',
     );
     expect(p.args.slice(-4)).toEqual(['-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3'].slice(-4));
-    expect(p.args.join(' ')).toContain('-map [stamps] -fps_mode passthrough -enc_time_base -1 -c:v rawvideo -f framecrc pipe:4');
+    expect(p.args.join(' ')).toContain('-map [stamps] -fps_mode passthrough -enc_time_base -1 -c:v rawvideo -bsf:v setts=dts=N-1000000000 -f framecrc pipe:4');
     expect(pipelineFor({ ...ffmpeg, hwaccel: 'cuda' }, rtsp, gray28).args).toEqual(expect.arrayContaining(['-hwaccel', 'cuda']));
   });
 

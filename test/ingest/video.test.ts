@@ -1,7 +1,7 @@
 import type { InputSpec } from '../../src/model/manifest';
 import sharp from 'sharp';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { finalSummary } from '../../src/node/summary';
 import { VideoSource, type Frame } from '../../src/ingest';
@@ -102,6 +102,23 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     expect(frames.map((f) => f.meta?.pts)).toEqual(tsPts(300));
     expect(errors.map((e) => e.message)).toEqual([expect.stringContaining('killed by SIGKILL'), expect.stringContaining('decoding again from the start')]);
     expect(source.stats()).toMatchObject({ frames: 300, decided: 300, restarts: 2 });
+  });
+
+  test('recordings joined end to end (timestamps going back) give every frame once, with an id that names its segment', async () => {
+    const part = readFileSync(tsClip('part.ts', 50, 25));
+    const joined = join(tmp.path, 'joined.ts');
+    writeFileSync(joined, Buffer.concat([part, part]));
+    const frames = await drain(new VideoSource(joined, { once: true, input: large }));
+    const ids = tsPts(50).map((pts) => `video:${joined}@${pts}`);
+    expect(frames.map((f) => f.id)).toEqual([...ids, ...tsPts(50).map((pts) => `video:${joined}@1:${pts}`)]);
+
+    // Killed in the second part, the decoder is started again from the start (a seek by timestamp is ambiguous there).
+    const source = new VideoSource(joined, { once: true, policy: 'block', input: large, backoff: { initialMs: 1 } });
+    const resumed = await drain(source, (_frame, index) => {
+      if (index === 60) process.kill(source.decoderPid!, 'SIGKILL');
+    });
+    expect(resumed.map((f) => f.id)).toEqual(frames.map((f) => f.id));
+    expect(source.stats()).toMatchObject({ frames: 100, decided: 100, restarts: 1 });
   });
 
   test('a node counts its camera decoder\'s restarts, in the snapshot and the summary', async () => {

@@ -79,7 +79,10 @@ function ffmpegPipeline(settings: Extract<DecoderSettings, { kind: 'ffmpeg' }>, 
   // its pts in the input stream's time base (fd 4). Both are written once per frame, where showinfo's log line took
   // about 20 writes per frame (one per fragment) that the node had to wake up for, parse and mostly throw away.
   args.push('-filter_complex', `[0:v:0]${ffmpegFilters(output)},split=2[stamps][frames]`);
-  args.push('-map', '[stamps]', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-c:v', 'rawvideo', '-f', 'framecrc', 'pipe:4');
+  // The stamps' dts is the frame's number (far below any pts): ffmpeg's muxer forces dts to increase, so were it the
+  // pts, frames whose timestamps go back (recordings joined end to end) would all carry the last pts before the jump.
+  args.push('-map', '[stamps]', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-c:v', 'rawvideo', '-bsf:v', 'setts=dts=N-1000000000');
+  args.push('-f', 'framecrc', 'pipe:4');
   args.push('-map', '[frames]', '-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3');
   return { command: settings.command, args, dialect: 'ffmpeg' };
 }

@@ -1,7 +1,7 @@
 import { redactText } from '../../redact';
 import type { StreamInput } from '../decoder/pipeline';
 import { LIVE_DEFAULTS } from '../source';
-import { StreamSource, type StreamSourceOptions } from './stream';
+import { ptsKey, StreamSource, type Position, type StreamSourceOptions } from './stream';
 
 export interface RtspSourceOptions extends StreamSourceOptions {
   /** RTP over the RTSP TCP connection (default: survives NAT and lossy links) or over UDP. */
@@ -34,7 +34,7 @@ export class RtspSource extends StreamSource {
   }
 
   /** Each reconnect restarts the camera's timestamps, so the decoder run is part of the id. */
-  protected frameId(pts: number, run: number): string {
-    return this.nextId(`${run}@${pts}`);
+  protected frameId(position: Position, run: number): string {
+    return this.nextId(`${run}@${ptsKey(position)}`);
   }
 }

@@ -28,6 +28,21 @@ export interface StreamSourceStats extends SourceStats {
 }
 
 /**
+ * Where a frame is in its input: its pts, and how many times the pts went back before it (recordings joined end to
+ * end, a wrapped clock). Frames are ordered by segment, then pts.
+ */
+export interface Position {
+  pts: number;
+  seconds: number;
+  segment: number;
+}
+
+const isAfter = (a: Position, b: Position): boolean => a.segment > b.segment || (a.segment === b.segment && a.pts > b.pts);
+
+/** A frame's key in its decoder run: the pts, after its segment when the pts went back. */
+export const ptsKey = ({ pts, segment }: Position): string => (segment ? `${segment}:${pts}` : String(pts));
+
+/**
  * The shared half of the camera sources (rtsp, v4l2, video): a supervised decoder child writes frames already
  * cropped to the ROI and scaled to the model input, which enter preprocessing as raw pixels (no JPEG in
  * between). A decoder that fails or ends is restarted with backoff, each restart counted; a finite input
@@ -42,7 +57,7 @@ export abstract class StreamSource extends BaseSource {
   private runs = 0;
   private current?: DecoderProcess;
   /** The last frame queued from a finite input: where a restarted decoder resumes. */
-  private last?: { pts: number; seconds: number };
+  private last?: Position;
   /** False once a seek landed past the resume point: restarts then decode the input from its start. */
   private seekable = true;
 
@@ -59,10 +74,10 @@ export abstract class StreamSource extends BaseSource {
     this.backoff = new Backoff(options.backoff);
   }
 
-  /** What the decoder reads; a finite input restarted after a failure resumes after the last frame queued. */
-  protected abstract input(resume?: { pts: number; seconds: number }): StreamInput;
-  /** A frame's id from its pts and the decoder run that produced it. */
-  protected abstract frameId(pts: number, run: number): string;
+  /** What the decoder reads; a finite input restarted after a failure is sought to near `resume`. */
+  protected abstract input(resume?: Position): StreamInput;
+  /** A frame's id from its position and the decoder run that produced it. */
+  protected abstract frameId(position: Position, run: number): string;
   /** True when the input has an end (a recorded file): the source ends there instead of restarting. */
   protected finite(): boolean {
     return false;
@@ -100,9 +115,12 @@ export abstract class StreamSource extends BaseSource {
 
   /** One decoder run: its frames into the queue; the failure that ended it (none at a clean end of input). */
   private async decode(run: number): Promise<{ error?: SgmoeError; frames: number }> {
-    const resume = this.last; // frames up to here were queued by an earlier run
+    // Frames up to `resume` were queued by an earlier run. A seek by timestamp is only unambiguous before the
+    // first time the timestamps go back; past it the input is decoded from its start.
+    const resume = this.last;
+    const seek = resume && resume.segment === 0 && this.seekable ? resume : undefined;
     const decoder = new DecoderProcess({
-      pipeline: pipelineFor(this.decoder, this.input(this.seekable ? resume : undefined), this.output),
+      pipeline: pipelineFor(this.decoder, this.input(seek), this.output),
       frameBytes: frameBytes(this.output),
       source: this.name,
       redact: redactText,
@@ -115,12 +133,15 @@ export abstract class StreamSource extends BaseSource {
     this.current = decoder;
     const { width, height, format } = this.output;
     let frames = 0;
+    let here: Position | undefined;
     let reached = !resume;
     let overshot: number | undefined;
     try {
       for await (const { pts, seconds, data } of decoder.frames()) {
         frames++;
-        if (resume && pts <= resume.pts) {
+        // Timestamps that go back start a new segment: ids stay unique, and the order of frames is known.
+        here = { pts, seconds, segment: here && pts <= here.pts ? here.segment + 1 : (here?.segment ?? 0) };
+        if (resume && !isAfter(here, resume)) {
           reached = true; // queued before the restart: not queued twice
           continue;
         }
@@ -130,14 +151,14 @@ export abstract class StreamSource extends BaseSource {
         }
         this.backoff.reset();
         const frame: Frame = {
-          id: this.frameId(pts, run),
+          id: this.frameId(here, run),
           source: this.name,
           receivedAt: Date.now(),
           raw: { data, width, height, channels: format === 'gray' ? 1 : 3, format, prepared: true },
           meta: { pts, ptsSeconds: seconds },
         };
         await this.emit(frame);
-        if (this.finite()) this.last = { pts, seconds };
+        if (this.finite()) this.last = here;
       }
     } catch (err) {
       await decoder.stop();
