@@ -89,6 +89,14 @@ describe('decoder log lines', () => {
     });
   });
 
+  test('ffmpeg\'s description of its input gives the picture size, complete at "Stream mapping:"', () => {
+    const h264 = '[info]   Stream #0:0[0x100]: Video: h264 (High), 1 reference frame ([27][0][0][0] / 0x001B), yuv420p(progressive, left), 1920x1080 [SAR 1:1 DAR 1:1], 25 fps, 90k tbn';
+    expect(read(h264)).toEqual({ kind: 'input', width: 1920, height: 1080 });
+    expect(read('[info]   Stream #0:0: Video: rawvideo (YUY2 / 0x32595559), yuyv422, 640x480, 147456 kb/s, 30 fps, 30 tbr, 1000k tbn')).toEqual({ kind: 'input', width: 640, height: 480 });
+    expect(read('[info]   Stream #0:1(und): Audio: aac (LC), 48000 Hz, stereo, fltp').kind).toBe('other');
+    expect(read('[info] Stream mapping:').kind).toBe('described');
+  });
+
   test('damage the decoder conceals is corrupt data; failures are named; credentials never appear', () => {
     expect(read('[h264 @ 0x55e1] [error] error while decoding MB 12 7, bytestream -5').kind).toBe('corrupt');
     expect(read('[mpegts @ 0x55e1] [warning] Packet corrupt (stream = 0, dts = 377696141).').kind).toBe('corrupt');
@@ -98,7 +106,7 @@ describe('decoder log lines', () => {
     const invalid = read('[error] rtsp://admin:hunter2@cam/1: Invalid data found when processing input');
     expect(invalid).toMatchObject({ error: { code: 'E_SOURCE_INVALID_DATA' } });
     expect(JSON.stringify([auth, invalid, (invalid as { error: Error }).error.message])).not.toContain('hunter2');
-    expect(read('[info] Stream mapping:').kind).toBe('other');
+    expect(read('[info]   Metadata:').kind).toBe('other');
     expect(read('[error] /dev/null: Inappropriate ioctl for device')).toEqual({ kind: 'error', text: '/dev/null: Inappropriate ioctl for device' });
   });
 

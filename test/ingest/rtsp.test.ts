@@ -86,6 +86,22 @@ describe('rtsp:// cameras (a real GStreamer RTSP server, decoded by ffmpeg)', ()
     expect(JSON.stringify([source.stats(), errors.map((e) => e.message), published])).not.toContain(credentials.password);
   });
 
+  test('an ROI outside the camera\'s picture gives E_FRAME_ROI naming both sizes, not a decoder exit', async () => {
+    const server = await RtspServer.create('live');
+    await server.start();
+    const failed = when<SgmoeError>(() => true);
+    const roi = { x: 0, y: 0, width: 640, height: 480 };
+    const source = new RtspSource(server.url(), { input, preprocess: { roi }, backoff: { initialMs: 50 }, onError: failed.check });
+    const consuming = consume(source, () => {});
+    try {
+      expect(await failed.promise).toMatchObject({ code: 'E_FRAME_ROI', message: expect.stringContaining('expected the ROI 640x480+0+0 inside the frame, found a 320x240 frame') });
+    } finally {
+      await source.stop();
+      await consuming;
+      await server.stop();
+    }
+  });
+
   test('wrong credentials give E_SOURCE_AUTH naming the source, with the credentials redacted', async () => {
     const server = await RtspServer.create('live', credentials);
     await server.start();

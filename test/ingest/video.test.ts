@@ -185,6 +185,14 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     expect(new VideoSource(clip, { once: true, input }).output.roi).toBeUndefined();
   });
 
+  test('an ROI outside the picture ends the source with E_FRAME_ROI naming both sizes, as a dir: source rejects its frames', async () => {
+    const source = new VideoSource(clip, { once: true, input, preprocess: { roi: { x: 0, y: 0, width: 640, height: 480 } } });
+    await expect(drain(source)).rejects.toMatchObject({
+      code: 'E_FRAME_ROI',
+      message: `source video:${clip}: expected the ROI 640x480+0+0 inside the frame, found a 224x224 frame`,
+    });
+  });
+
   test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {
     const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input });
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });

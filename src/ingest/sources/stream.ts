@@ -5,6 +5,7 @@ import { frameBytes, pipelineFor, type OutputSpec, type StreamInput } from '../d
 import { redactText } from '../../redact';
 import { DEFAULT_DECODER, type DecoderSettings } from '../decoder/settings';
 import type { Frame } from '../frame';
+import { planGeometry, type Size } from '../geometry';
 import { preprocessOptionsSchema, type PreprocessOptions } from '../preprocess';
 import { Backoff, sleep, type BackoffOptions } from '../retry';
 import { BaseSource, type SourceOptions, type SourceStats } from '../source';
@@ -171,7 +172,21 @@ export abstract class StreamSource extends BaseSource {
       const error = `expected the resumed decoder of ${this.name} to start at or before pts ${resume!.pts}, found it at ${overshot}; decoding again from the start`;
       return { error: new SgmoeError('E_SOURCE_DECODER', error), frames };
     }
-    return { error: (await decoder.ended()).error, frames };
+    const { error } = await decoder.ended();
+    return { error: error && (this.roiOutside(decoder.sourceSize) ?? error), frames };
+  }
+
+  /** ffmpeg's crop fails on an ROI outside the picture: E_FRAME_ROI, as the preprocessing says for other sources. */
+  private roiOutside(picture: Size | undefined): SgmoeError | undefined {
+    const { roi, width, height, fit } = this.output;
+    if (!roi || !picture) return undefined;
+    try {
+      planGeometry(picture, { width, height }, fit, roi);
+      return undefined;
+    } catch (err) {
+      const { code, message, details } = err as SgmoeError;
+      return new SgmoeError(code, `source ${this.name}: ${message}`, details);
+    }
   }
 }
 
