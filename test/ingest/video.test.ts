@@ -193,6 +193,17 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     });
   });
 
+  test('a video smaller than the package\'s minimum source size is refused frame by frame with E_FRAME_TOO_SMALL, not upscaled and decided', async () => {
+    const tiny = join(tmp.path, 'tiny.mkv');
+    execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=4x4:rate=25', '-frames:v', '10', '-c:v', 'ffv1', tiny]);
+    const sample = await sampleNode({ device: 'x86_64-cpu', sources: [{ uri: `video:${tiny}` }] });
+    await sample.node.run();
+    await sample.node.stop();
+    expect(sample.decisions).toEqual([]);
+    expect(sample.rejected.map((r) => r.code)).toEqual(Array(10).fill('E_FRAME_TOO_SMALL'));
+    expect(sample.node.snapshot().totals).toMatchObject({ ingested: 10, decided: 0, rejected: 10, dropped: 0, pending: 0 });
+  });
+
   test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {
     const source = new VideoSource(join(BUNDLED, 'manifest.json'), { once: true, input });
     await expect(drain(source)).rejects.toMatchObject({ code: 'E_SOURCE_INVALID_DATA' });

@@ -132,7 +132,7 @@ export abstract class StreamSource extends BaseSource {
       logger: this.log,
     });
     this.current = decoder;
-    const { width, height, format } = this.output;
+    const { width, height, format, roi } = this.output;
     let frames = 0;
     let here: Position | undefined;
     let reached = !resume;
@@ -156,7 +156,8 @@ export abstract class StreamSource extends BaseSource {
           source: this.name,
           receivedAt: Date.now(),
           raw: { data, width, height, channels: format === 'gray' ? 1 : 3, format, prepared: true },
-          meta: { pts, ptsSeconds: seconds },
+          // The part of the camera's picture the frame was made from: the preprocessing refuses one too small.
+          meta: { pts, ptsSeconds: seconds, region: roi ? { width: roi.width, height: roi.height } : decoder.sourceSize },
         };
         await this.emit(frame);
         if (this.finite()) this.last = here;
