@@ -79,6 +79,10 @@ export abstract class StreamSource extends BaseSource {
   protected abstract input(resume?: Position): StreamInput;
   /** A frame's id from its position and the decoder run that produced it. */
   protected abstract frameId(position: Position, run: number): string;
+  /** The failure that ended a decoder run, as this kind of source can name it better (`ms`: how long the run lasted). */
+  protected named(error: SgmoeError, _run: { frames: number; ms: number }): SgmoeError {
+    return error;
+  }
   /** True when the input has an end (a recorded file): the source ends there instead of restarting. */
   protected finite(): boolean {
     return false;
@@ -100,10 +104,13 @@ export abstract class StreamSource extends BaseSource {
       while (!signal.aborted) {
         const run = ++this.runs;
         if (run > 1) this.decoderCounts.restarts++;
+        const started = Date.now();
         const { error, frames } = await this.decode(run);
         if (signal.aborted) return;
         if (!error && this.finite()) return;
-        const failure = error ?? new SgmoeError('E_SOURCE_STREAM', `expected the stream from ${this.name} to go on, found its end`);
+        const failure = error
+          ? this.named(error, { frames, ms: Date.now() - started })
+          : new SgmoeError('E_SOURCE_STREAM', `expected the stream from ${this.name} to go on, found its end`);
         // Without a decoder, or with a file that yields nothing, another start cannot do better.
         if (failure.details?.spawnError || (this.finite() && frames === 0)) throw failure;
         this.reportError(failure);
