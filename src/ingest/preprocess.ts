@@ -108,11 +108,12 @@ export class Preprocessor {
     const raw = frame ? frame.raw : Buffer.isBuffer(input) ? undefined : (input as RawPixels);
     const bytes = frame ? frame.bytes : Buffer.isBuffer(input) ? input : undefined;
     try {
-      if (raw?.prepared && this.fitsModel(raw)) return raw.data;
       if (raw) {
         const size = { width: raw.width, height: raw.height };
         const roi = raw.prepared ? undefined : this.options.roi;
-        this.checkSize(roi ?? size);
+        // A camera decoder's frame is at the model size already: what it was made from must be large enough.
+        this.checkSize(raw.prepared ? (frame?.meta?.region as Size | undefined) : (roi ?? size));
+        if (raw.prepared && this.fitsModel(raw)) return raw.data;
         return await this.run(rawPipeline(raw, this.options.maxPixels), size, roi);
       }
       if (!bytes || bytes.length === 0) {

@@ -1,5 +1,6 @@
 import type { InputSpec } from '../../src/model/manifest';
-import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, type OutputSpec, type RawPixels } from '../../src/ingest';
+import { DEFAULT_DECODER, openSource, Preprocessor, pipelineFor, V4l2Source, type OutputSpec, type RawPixels } from '../../src/ingest';
+import type { SgmoeError } from '../../src/errors';
 import { framecrcReader, readDecoderLine } from '../../src/ingest/decoder/lines';
 import { redactText } from '../../src/redact';
 import { readFileSync } from 'node:fs';
@@ -36,7 +37,7 @@ describe('decoder pipeline per device profile', () => {
       '[0:v:0]crop=400:300:100:50,scale=28:28:flags=area:force_original_aspect_ratio=decrease,pad=28:28:(ow-iw)/2:(oh-ih)/2:color=0x102030,format=gray,split=2[stamps][frames]',
     );
     expect(p.args.slice(-4)).toEqual(['-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3'].slice(-4));
-    expect(p.args.join(' ')).toContain('-map [stamps] -fps_mode passthrough -enc_time_base -1 -c:v rawvideo -f framecrc pipe:4');
+    expect(p.args.join(' ')).toContain('-map [stamps] -fps_mode passthrough -enc_time_base -1 -c:v rawvideo -bsf:v setts=dts=N-1000000000 -f framecrc pipe:4');
     expect(pipelineFor({ ...ffmpeg, hwaccel: 'cuda' }, rtsp, gray28).args).toEqual(expect.arrayContaining(['-hwaccel', 'cuda']));
   });
 
@@ -45,8 +46,8 @@ describe('decoder pipeline per device profile', () => {
     expect(usb.args.join(' ')).toContain('-f v4l2 -video_size 1280x720 -framerate 30 -input_format mjpeg -i /dev/video2');
     expect(pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: true }, gray28).args).toContain('-re');
     expect(pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: false }, gray28).args).not.toContain('-re');
-    const resumed = pipelineFor(ffmpeg, { kind: 'video', path: 'a.mp4', realtime: false, startPts: { pts: 5120, seconds: 0.4 } }, gray28);
-    expect(resumed.args.join(' ')).toContain('-ss 0.400000 -copyts -i a.mp4');
+    const resumed = pipelineFor(ffmpeg, { kind: 'video', path: 'a.ts', realtime: false, startPts: { pts: 837000, seconds: 9.3 } }, gray28);
+    expect(resumed.args.join(' ')).toContain('-seek_timestamp 1 -noaccurate_seek -ss 4.300000 -copyts -i a.ts');
   });
 
   test('Jetson: an RTSP camera is decoded on NVDEC, cropped and scaled by nvvidconv, the credentials passed as rtspsrc properties', () => {
@@ -88,6 +89,14 @@ describe('decoder log lines', () => {
     });
   });
 
+  test('ffmpeg\'s description of its input gives the picture size, complete at "Stream mapping:"', () => {
+    const h264 = '[info]   Stream #0:0[0x100]: Video: h264 (High), 1 reference frame ([27][0][0][0] / 0x001B), yuv420p(progressive, left), 1920x1080 [SAR 1:1 DAR 1:1], 25 fps, 90k tbn';
+    expect(read(h264)).toEqual({ kind: 'input', width: 1920, height: 1080 });
+    expect(read('[info]   Stream #0:0: Video: rawvideo (YUY2 / 0x32595559), yuyv422, 640x480, 147456 kb/s, 30 fps, 30 tbr, 1000k tbn')).toEqual({ kind: 'input', width: 640, height: 480 });
+    expect(read('[info]   Stream #0:1(und): Audio: aac (LC), 48000 Hz, stereo, fltp').kind).toBe('other');
+    expect(read('[info] Stream mapping:').kind).toBe('described');
+  });
+
   test('damage the decoder conceals is corrupt data; failures are named; credentials never appear', () => {
     expect(read('[h264 @ 0x55e1] [error] error while decoding MB 12 7, bytestream -5').kind).toBe('corrupt');
     expect(read('[mpegts @ 0x55e1] [warning] Packet corrupt (stream = 0, dts = 377696141).').kind).toBe('corrupt');
@@ -97,7 +106,20 @@ describe('decoder log lines', () => {
     const invalid = read('[error] rtsp://admin:hunter2@cam/1: Invalid data found when processing input');
     expect(invalid).toMatchObject({ error: { code: 'E_SOURCE_INVALID_DATA' } });
     expect(JSON.stringify([auth, invalid, (invalid as { error: Error }).error.message])).not.toContain('hunter2');
-    expect(read('[info] Stream mapping:').kind).toBe('other');
+    expect(read('[info]   Metadata:').kind).toBe('other');
+    expect(read('[error] /dev/null: Inappropriate ioctl for device')).toEqual({ kind: 'error', text: '/dev/null: Inappropriate ioctl for device' });
+  });
+
+  test('a decoder that exits on an error no pattern names says in its E_SOURCE_DECODER what ffmpeg said (v4l2:/dev/null is no camera)', async () => {
+    let failed!: (error: SgmoeError) => void;
+    const failure = new Promise<SgmoeError>((resolve) => (failed = resolve));
+    const source = new V4l2Source('/dev/null', { input, backoff: { initialMs: 50 }, onError: (e) => failed(e) });
+    const frames = source[Symbol.asyncIterator]();
+    const ended = frames.next();
+    const error = await failure;
+    await source.stop();
+    await ended;
+    expect(error).toMatchObject({ code: 'E_SOURCE_DECODER', message: expect.stringMatching(/v4l2:\/dev\/null .*exited with code 1; it said: .*Inappropriate ioctl for device/) });
   });
 });
 

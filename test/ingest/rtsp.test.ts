@@ -1,5 +1,5 @@
 import type { InputSpec } from '../../src/model/manifest';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import type { Decision } from '../../src/engine/decision';
@@ -22,6 +22,19 @@ function when<T>(test: (value: T) => boolean): { promise: Promise<T>; check: (va
   let resolve!: (value: T) => void;
   const promise = new Promise<T>((r) => (resolve = r));
   return { promise, check: (value) => test(value) && resolve(value) };
+}
+
+/** The pid of the RTSP server process listening on `port` (test/helpers/rtsp_server.py), found in /proc. */
+function serverPid(port: number): number {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('rtsp_server.py')) && argv.includes(String(port))) return Number(pid);
+    } catch {
+      // gone since the listing
+    }
+  }
+  throw new Error(`no RTSP server on port ${port}`);
 }
 
 /** Frames of a source, each settled as decided, until the source is stopped. */
@@ -84,6 +97,49 @@ describe('rtsp:// cameras (a real GStreamer RTSP server, decoded by ffmpeg)', ()
     expect(totals.ingested).toBe(totals.decided + totals.rejected + totals.dropped + totals.pending);
     expect(totals.pending).toBe(0);
     expect(JSON.stringify([source.stats(), errors.map((e) => e.message), published])).not.toContain(credentials.password);
+  });
+
+  test('an ROI outside the camera\'s picture gives E_FRAME_ROI naming both sizes, not a decoder exit', async () => {
+    const server = await RtspServer.create('live');
+    await server.start();
+    const failed = when<SgmoeError>(() => true);
+    const roi = { x: 0, y: 0, width: 640, height: 480 };
+    const source = new RtspSource(server.url(), { input, preprocess: { roi }, backoff: { initialMs: 50 }, onError: failed.check });
+    const consuming = consume(source, () => {});
+    try {
+      expect(await failed.promise).toMatchObject({ code: 'E_FRAME_ROI', message: expect.stringContaining('expected the ROI 640x480+0+0 inside the frame, found a 320x240 frame') });
+    } finally {
+      await source.stop();
+      await consuming;
+      await server.stop();
+    }
+  });
+
+  test('a hung camera (its server stopped) is E_SOURCE_TIMEOUT on the stream and on the reconnect, where ffmpeg says "Invalid data"', async () => {
+    const server = await RtspServer.create('live');
+    await server.start();
+    const pid = serverPid(server.port);
+    const firstFrame = when<Frame>(() => true);
+    const errors: SgmoeError[] = [];
+    const twoErrors = when<SgmoeError[]>((es) => es.length >= 2);
+    const onError = (e: SgmoeError) => {
+      errors.push(e);
+      twoErrors.check(errors);
+    };
+    const source = new RtspSource(server.url(), { input, timeoutMs: 500, backoff: { initialMs: 50 }, onError });
+    const consuming = consume(source, firstFrame.check);
+    try {
+      await firstFrame.promise;
+      process.kill(pid, 'SIGSTOP');
+      await twoErrors.promise;
+      expect(errors.slice(0, 2).map((e) => e.code)).toEqual(['E_SOURCE_TIMEOUT', 'E_SOURCE_TIMEOUT']);
+      expect(errors[1].message).toContain('within 500 ms');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+      await source.stop();
+      await consuming;
+      await server.stop();
+    }
   });
 
   test('wrong credentials give E_SOURCE_AUTH naming the source, with the credentials redacted', async () => {

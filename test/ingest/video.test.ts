@@ -1,6 +1,7 @@
 import type { InputSpec } from '../../src/model/manifest';
 import sharp from 'sharp';
-import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { finalSummary } from '../../src/node/summary';
 import { VideoSource, type Frame } from '../../src/ingest';
@@ -19,6 +20,25 @@ beforeAll(() => {
   clip = samplesClip(join(tmp.path, 'samples.mp4'));
 });
 afterAll(() => tmp.cleanup());
+
+/** A 64x64 test pattern at 25 fps in MPEG-TS (which starts at 1.48 s), with a keyframe every `gop` frames. */
+function tsClip(name: string, frames: number, gop: number): string {
+  const path = join(tmp.path, name);
+  execFileSync('ffmpeg', [
+    '-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=64x64:rate=25',
+    '-frames:v', String(frames), '-c:v', 'libx264', '-g', String(gop), '-pix_fmt', 'yuv420p', '-f', 'mpegts', path,
+  ]);
+  return path;
+}
+
+/** TS timestamps: 90 kHz, 3600 a frame at 25 fps, from 1.48 s. */
+const tsPts = (count: number) => Array.from({ length: count }, (_, i) => 133200 + i * 3600);
+
+/**
+ * Large frames (100 kB each) keep the decoder only a queue and a pipe ahead of the consumer, so it is still
+ * decoding when a test kills it.
+ */
+const large = { ...input, width: 320, height: 320 };
 
 /** Every frame a source yields, settled as decided; `onFrame` runs before each is settled. */
 async function drain(source: VideoSource, onFrame: (frame: Frame, index: number) => void = () => {}): Promise<Frame[]> {
@@ -59,6 +79,46 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     });
     expect(frames.map((f) => f.meta?.pts)).toEqual(SAMPLE_NAMES.map((_, i) => i * 512));
     expect(source.stats()).toMatchObject({ frames: 60, decided: 60, restarts: 1, errors: 1, lastError: { code: 'E_SOURCE_DECODER' } });
+  });
+
+  test('an MPEG-TS decoder killed mid-file resumes from its own timestamps (not offset by the start time): no frame is skipped or yielded twice', async () => {
+    const file = tsClip('gop25.ts', 300, 25);
+    const source = new VideoSource(file, { once: true, policy: 'block', input: large, backoff: { initialMs: 1 } });
+    const frames = await drain(source, (_frame, index) => {
+      if (index === 200) process.kill(source.decoderPid!, 'SIGKILL');
+    });
+    expect(frames.map((f) => f.meta?.pts)).toEqual(tsPts(300));
+    expect(source.stats()).toMatchObject({ frames: 300, decided: 300, restarts: 1, errors: 1 });
+  });
+
+  test('a resumed decoder whose seek lands past the last frame (the next keyframe is after it) decodes the file again from its start', async () => {
+    // Keyframes at 0 and 10 s: a seek to near 8 s lands on the one at 10 s.
+    const file = tsClip('gop250.ts', 300, 250);
+    const errors: SgmoeError[] = [];
+    const source = new VideoSource(file, { once: true, policy: 'block', input: large, backoff: { initialMs: 1 }, onError: (e) => errors.push(e) });
+    const frames = await drain(source, (_frame, index) => {
+      if (index === 200) process.kill(source.decoderPid!, 'SIGKILL');
+    });
+    expect(frames.map((f) => f.meta?.pts)).toEqual(tsPts(300));
+    expect(errors.map((e) => e.message)).toEqual([expect.stringContaining('killed by SIGKILL'), expect.stringContaining('decoding again from the start')]);
+    expect(source.stats()).toMatchObject({ frames: 300, decided: 300, restarts: 2 });
+  });
+
+  test('recordings joined end to end (timestamps going back) give every frame once, with an id that names its segment', async () => {
+    const part = readFileSync(tsClip('part.ts', 50, 25));
+    const joined = join(tmp.path, 'joined.ts');
+    writeFileSync(joined, Buffer.concat([part, part]));
+    const frames = await drain(new VideoSource(joined, { once: true, input: large }));
+    const ids = tsPts(50).map((pts) => `video:${joined}@${pts}`);
+    expect(frames.map((f) => f.id)).toEqual([...ids, ...tsPts(50).map((pts) => `video:${joined}@1:${pts}`)]);
+
+    // Killed in the second part, the decoder is started again from the start (a seek by timestamp is ambiguous there).
+    const source = new VideoSource(joined, { once: true, policy: 'block', input: large, backoff: { initialMs: 1 } });
+    const resumed = await drain(source, (_frame, index) => {
+      if (index === 60) process.kill(source.decoderPid!, 'SIGKILL');
+    });
+    expect(resumed.map((f) => f.id)).toEqual(frames.map((f) => f.id));
+    expect(source.stats()).toMatchObject({ frames: 100, decided: 100, restarts: 1 });
   });
 
   test('a node counts its camera decoder\'s restarts, in the snapshot and the summary', async () => {
@@ -123,6 +183,25 @@ describe('video:PATH (recorded files through ffmpeg)', () => {
     const own = { x: 0, y: 0, width: 28, height: 28 };
     expect(new VideoSource(clip, { once: true, input: { ...input, roi }, preprocess: { roi: own } }).output.roi).toEqual(own);
     expect(new VideoSource(clip, { once: true, input }).output.roi).toBeUndefined();
+  });
+
+  test('an ROI outside the picture ends the source with E_FRAME_ROI naming both sizes, as a dir: source rejects its frames', async () => {
+    const source = new VideoSource(clip, { once: true, input, preprocess: { roi: { x: 0, y: 0, width: 640, height: 480 } } });
+    await expect(drain(source)).rejects.toMatchObject({
+      code: 'E_FRAME_ROI',
+      message: `source video:${clip}: expected the ROI 640x480+0+0 inside the frame, found a 224x224 frame`,
+    });
+  });
+
+  test('a video smaller than the package\'s minimum source size is refused frame by frame with E_FRAME_TOO_SMALL, not upscaled and decided', async () => {
+    const tiny = join(tmp.path, 'tiny.mkv');
+    execFileSync('ffmpeg', ['-hide_banner', '-loglevel', 'error', '-y', '-f', 'lavfi', '-i', 'testsrc=size=4x4:rate=25', '-frames:v', '10', '-c:v', 'ffv1', tiny]);
+    const sample = await sampleNode({ device: 'x86_64-cpu', sources: [{ uri: `video:${tiny}` }] });
+    await sample.node.run();
+    await sample.node.stop();
+    expect(sample.decisions).toEqual([]);
+    expect(sample.rejected.map((r) => r.code)).toEqual(Array(10).fill('E_FRAME_TOO_SMALL'));
+    expect(sample.node.snapshot().totals).toMatchObject({ ingested: 10, decided: 0, rejected: 10, dropped: 0, pending: 0 });
   });
 
   test('a file that is not a video ends the source with E_SOURCE_INVALID_DATA', async () => {

@@ -1,12 +1,22 @@
 import { SgmoeError } from '../../errors';
 import type { DecoderPipeline } from './pipeline';
 
-/** What one line of a decoder's log says: a frame went out (with its pts), the stream has damage, or a failure. */
+/**
+ * What one line of a decoder's log says: a frame went out (with its pts), the stream has damage, a named failure,
+ * or an error the decoder reported that names no known failure (kept to say why the decoder exited). ffmpeg also
+ * describes its input before the first frame: the picture size of each video stream, then "Stream mapping:".
+ */
 export type DecoderLine =
   | { kind: 'frame'; pts: number; seconds: number }
+  | { kind: 'input'; width: number; height: number }
+  | { kind: 'described' }
   | { kind: 'corrupt'; text: string }
   | { kind: 'failure'; error: SgmoeError }
+  | { kind: 'error'; text: string }
   | { kind: 'other' };
+
+// "[info]   Stream #0:0[0x100]: Video: h264 (High), ..., yuv420p(progressive), 1920x1080 [SAR 1:1 DAR 1:1], 25 fps, ..."
+const FFMPEG_VIDEO_STREAM = /^\[info\]\s+Stream #\d+:\d+.*?: Video: .*?, (\d+)x(\d+)\b/;
 
 // GStreamer's identity: "... pts: 0:00:00.040000000, ..."
 const GST_FRAME = /last-message = chain .*\bpts: (\d+):(\d\d):(\d\d)\.(\d{9})/;
@@ -73,6 +83,9 @@ export function framecrcReader(): (line: string) => { pts: number; seconds: numb
 /** Reads one line of the decoder's log; `redact` strips credentials from any text that goes into an error. */
 export function readDecoderLine(dialect: DecoderPipeline['dialect'], line: string, source: string, redact: (text: string) => string): DecoderLine {
   if (dialect === 'ffmpeg') {
+    const input = FFMPEG_VIDEO_STREAM.exec(line);
+    if (input) return { kind: 'input', width: Number(input[1]), height: Number(input[2]) };
+    if (line === '[info] Stream mapping:') return { kind: 'described' };
     if (!/\[(error|fatal|warning)\]/.test(line)) return { kind: 'other' };
   } else {
     const frame = GST_FRAME.exec(line);
@@ -83,10 +96,11 @@ export function readDecoderLine(dialect: DecoderPipeline['dialect'], line: strin
     }
     if (!/ERROR|WARNING|error|Error/.test(line)) return { kind: 'other' };
   }
-  const text = redact(line.replace(/^\[[^\]]* @ 0x[0-9a-f]+\] /, '').trim());
+  // The text without ffmpeg's "[context @ 0x...] [level] " prefix.
+  const text = redact(line.replace(/^(\[[^\]]* @ 0x[0-9a-f]+\] )?(\[(error|fatal|warning)\] )?/, '').trim());
   if (CORRUPT.some((p) => p.test(line))) return { kind: 'corrupt', text };
   const failure = FAILURES.find(([pattern]) => pattern.test(line));
   if (failure) return { kind: 'failure', error: failure[1](source, text) };
-  return { kind: 'other' };
+  return /\[(error|fatal)\]|ERROR/.test(line) ? { kind: 'error', text } : { kind: 'other' };
 }
 

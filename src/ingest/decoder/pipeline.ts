@@ -39,6 +39,9 @@ export interface DecoderPipeline {
   dialect: 'ffmpeg' | 'gstreamer';
 }
 
+/** How far before the last frame a resumed file is sought: longer than a camera's keyframe interval (1-4 s). */
+const RESUME_MARGIN_S = 5;
+
 export const frameBytes = (o: OutputSpec): number => o.width * o.height * (o.format === 'gray' ? 1 : 3);
 
 /** The pipeline a device's decoder runs for one input. */
@@ -62,14 +65,24 @@ function ffmpegPipeline(settings: Extract<DecoderSettings, { kind: 'ffmpeg' }>, 
   } else {
     if (input.realtime) args.push('-re');
     // A restarted decoder resumes where the last one stopped; -copyts keeps the file's own timestamps as frame ids.
-    if (input.startPts) args.push('-ss', input.startPts.seconds.toFixed(6));
+    // -seek_timestamp: the position is the file's own timestamp, not one after its start time (an MPEG-TS starts at
+    // 1.4 s or later). -noaccurate_seek: with -copyts ffmpeg's trim adds the start time again and drops frames;
+    // the source skips the frames it already queued instead. A seek lands on a keyframe, in MPEG-TS often the one
+    // after the position, hence the margin; a seek that still lands past it is caught by the source.
+    if (input.startPts) {
+      const from = Math.max(0, input.startPts.seconds - RESUME_MARGIN_S);
+      args.push('-seek_timestamp', '1', '-noaccurate_seek', '-ss', from.toFixed(6));
+    }
     args.push('-copyts', '-i', input.path);
   }
   // The filtered frames are split in two outputs: the pixels (rawvideo, fd 3) and one framecrc line per frame with
   // its pts in the input stream's time base (fd 4). Both are written once per frame, where showinfo's log line took
   // about 20 writes per frame (one per fragment) that the node had to wake up for, parse and mostly throw away.
   args.push('-filter_complex', `[0:v:0]${ffmpegFilters(output)},split=2[stamps][frames]`);
-  args.push('-map', '[stamps]', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-c:v', 'rawvideo', '-f', 'framecrc', 'pipe:4');
+  // The stamps' dts is the frame's number (far below any pts): ffmpeg's muxer forces dts to increase, so were it the
+  // pts, frames whose timestamps go back (recordings joined end to end) would all carry the last pts before the jump.
+  args.push('-map', '[stamps]', '-fps_mode', 'passthrough', '-enc_time_base', '-1', '-c:v', 'rawvideo', '-bsf:v', 'setts=dts=N-1000000000');
+  args.push('-f', 'framecrc', 'pipe:4');
   args.push('-map', '[frames]', '-fps_mode', 'passthrough', '-f', 'rawvideo', 'pipe:3');
   return { command: settings.command, args, dialect: 'ffmpeg' };
 }

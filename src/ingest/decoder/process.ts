@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { SgmoeError } from '../../errors';
 import type { Logger } from '../../log';
+import type { Size } from '../geometry';
 import { framecrcReader, readDecoderLine } from './lines';
 import type { DecoderPipeline } from './pipeline';
 
@@ -45,12 +46,19 @@ export class DecoderProcess {
   private linesDone = false;
   private failure?: SgmoeError;
   private lastProblem?: string;
+  /** The first error line that names no known failure: the decoder's own words for why it exits. */
+  private cause?: string;
+  /** The picture size of the input's video stream, as ffmpeg describes it (GStreamer does not). */
+  private size?: Size;
+  /** ffmpeg describes its input on stderr before the first frame, but the pipes are read independently. */
+  private described: boolean;
   private readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(private readonly options: DecoderProcessOptions) {
     const { command, args } = options.pipeline;
     options.logger.debug({ command, args: args.map(options.redact) }, 'starting decoder');
     const stamped = options.pipeline.dialect === 'ffmpeg';
+    this.described = !stamped;
     this.child = spawn(command, args, { stdio: stamped ? ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', 'pipe'] });
     let spawnError: Error | undefined;
     this.exited = new Promise((resolve) => {
@@ -100,6 +108,11 @@ export class DecoderProcess {
     return this.child.pid;
   }
 
+  /** The size of the pictures the decoder reads (before the ROI and the scaling), when it says so. */
+  get sourceSize(): Size | undefined {
+    return this.size;
+  }
+
   /** The decoded frames, in order, until the decoder ends or is stopped. */
   async *frames(): AsyncGenerator<DecodedFrame> {
     const out = this.child.stdio[3] as Readable | null;
@@ -130,7 +143,8 @@ export class DecoderProcess {
     if (this.failure) return { error: this.failure };
     if (code === 0) return {};
     const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-    const last = this.lastProblem ? `; last message: ${this.lastProblem}` : '';
+    const said = this.cause ?? this.lastProblem;
+    const last = said ? `; ${this.cause ? 'it said' : 'last message'}: ${said}` : '';
     return { error: new SgmoeError('E_SOURCE_DECODER', `expected the decoder of ${this.options.source} to keep running, found it ${how}${last}`, { code, signal }) };
   }
 
@@ -150,6 +164,11 @@ export class DecoderProcess {
     const read = readDecoderLine(pipeline.dialect, line, source, redact);
     if (read.kind === 'frame') {
       this.pushTimestamp({ pts: read.pts, seconds: read.seconds });
+    } else if (read.kind === 'input') {
+      this.size ??= { width: read.width, height: read.height };
+    } else if (read.kind === 'described') {
+      this.described = true;
+      this.wakeTimestampWaiter();
     } else if (read.kind === 'corrupt') {
       this.lastProblem = read.text;
       onCorrupt(read.text);
@@ -158,6 +177,9 @@ export class DecoderProcess {
       this.failure ??= read.error;
       this.lastProblem = read.error.message;
       logger.debug({ line: redact(line) }, 'decoder failure');
+    } else if (read.kind === 'error') {
+      // Later error lines are mostly its consequences ("Error reinitializing filters!", "Conversion failed!").
+      this.cause ??= read.text;
     }
   }
 
@@ -166,10 +188,12 @@ export class DecoderProcess {
     this.wakeTimestampWaiter();
   }
 
-  /** The pts of the next frame, which its log line may bring a moment after the pixels (undefined if it never comes). */
+  /**
+   * The pts of the next frame, which its log line may bring a moment after the pixels (undefined if it never comes);
+   * the input's size is known by then.
+   */
   private async nextTimestamp(): Promise<{ pts: number; seconds: number } | undefined> {
-    while (this.timestamps.length === 0) {
-      if (this.linesDone) return undefined;
+    while (!this.linesDone && (this.timestamps.length === 0 || !this.described)) {
       await new Promise<void>((resolve) => (this.timestampWaiter = resolve));
     }
     return this.timestamps.shift();

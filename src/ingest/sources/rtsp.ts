@@ -1,7 +1,8 @@
+import { SgmoeError } from '../../errors';
 import { redactText } from '../../redact';
 import type { StreamInput } from '../decoder/pipeline';
 import { LIVE_DEFAULTS } from '../source';
-import { StreamSource, type StreamSourceOptions } from './stream';
+import { ptsKey, StreamSource, type Position, type StreamSourceOptions } from './stream';
 
 export interface RtspSourceOptions extends StreamSourceOptions {
   /** RTP over the RTSP TCP connection (default: survives NAT and lossy links) or over UDP. */
@@ -33,8 +34,17 @@ export class RtspSource extends StreamSource {
     return { kind: 'rtsp', url: this.#url, transport: this.transport, timeoutMs: this.timeoutMs };
   }
 
+  /**
+   * A camera that takes the connection but never answers (hung) makes ffmpeg wait the timeout and then say "Invalid
+   * data found", its RTSP client's word for no reply: a run that decoded nothing for that long is a timeout.
+   */
+  protected override named(error: SgmoeError, run: { frames: number; ms: number }): SgmoeError {
+    if (error.code !== 'E_SOURCE_INVALID_DATA' || run.frames > 0 || run.ms < this.timeoutMs) return error;
+    return new SgmoeError('E_SOURCE_TIMEOUT', `expected an answer from ${this.name} within ${this.timeoutMs} ms, found the connection taken and no answer`);
+  }
+
   /** Each reconnect restarts the camera's timestamps, so the decoder run is part of the id. */
-  protected frameId(pts: number, run: number): string {
-    return this.nextId(`${run}@${pts}`);
+  protected frameId(position: Position, run: number): string {
+    return this.nextId(`${run}@${ptsKey(position)}`);
   }
 }

@@ -1,6 +1,6 @@
 import type { CaptureFormat, StreamInput } from '../decoder/pipeline';
 import { LIVE_DEFAULTS } from '../source';
-import { StreamSource, type StreamSourceOptions } from './stream';
+import { ptsKey, StreamSource, type Position, type StreamSourceOptions } from './stream';
 
 export interface V4l2SourceOptions extends StreamSourceOptions {
   /** Size, rate and pixel format asked of the camera (each defaults to the camera's own). */
@@ -27,7 +27,7 @@ export class V4l2Source extends StreamSource {
     return { kind: 'v4l2', device: this.device, capture: this.capture };
   }
 
-  protected frameId(pts: number, run: number): string {
-    return this.nextId(`${run}@${pts}`);
+  protected frameId(position: Position, run: number): string {
+    return this.nextId(`${run}@${ptsKey(position)}`);
   }
 }

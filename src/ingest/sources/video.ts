@@ -1,6 +1,6 @@
 import type { StreamInput } from '../decoder/pipeline';
 import { LIVE_DEFAULTS, QUEUED_DEFAULTS } from '../source';
-import { StreamSource, type StreamSourceOptions } from './stream';
+import { ptsKey, StreamSource, type Position, type StreamSourceOptions } from './stream';
 
 export interface VideoSourceOptions extends StreamSourceOptions {
   /** `sgmoe run --once`: every frame of the file is decided exactly once, then the source ends. */
@@ -16,8 +16,9 @@ export interface VideoSourceOptions extends StreamSourceOptions {
 /**
  * `video:PATH`: a recorded file (MP4, MKV, MPEG-TS with H.264, H.265, MJPEG, ...) replayed through the same
  * decoder as a live camera, to tune an ROI or a threshold on yesterday's shift. Frame ids are the file's own
- * timestamps (`video:PATH@pts`), the same in every replay. A decoder that crashes mid-file is restarted where
- * it stopped, so no frame is skipped or decided twice.
+ * timestamps (`video:PATH@pts`; `video:PATH@k:pts` after the k-th time they go back, as in recordings joined end
+ * to end), the same in every replay. A decoder that crashes mid-file is restarted where it stopped, so no frame
+ * is skipped or decided twice.
  */
 export class VideoSource extends StreamSource {
   readonly kind = 'video' as const;
@@ -32,12 +33,12 @@ export class VideoSource extends StreamSource {
     this.realtime = realtime;
   }
 
-  protected input(resume?: { pts: number; seconds: number }): StreamInput {
+  protected input(resume?: Position): StreamInput {
     return { kind: 'video', path: this.path, realtime: this.realtime, startPts: resume };
   }
 
-  protected frameId(pts: number): string {
-    return `${this.name}@${pts}`;
+  protected frameId(position: Position): string {
+    return `${this.name}@${ptsKey(position)}`;
   }
 
   protected override finite(): boolean {
