@@ -91,12 +91,13 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
+    const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, onDrop, logger, camera), engine.manifest.input),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));
@@ -231,15 +232,16 @@ function openSourceFor(
   s: SourceConfig,
   config: NodeConfig,
   transport: TransportConfig | undefined,
-  onDrop: (frame: Frame) => void,
+  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void },
   logger: Logger,
   camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {
   if (s.uri.startsWith('mqtt:') && !transport) {
     throw new SgmoeError('E_CONFIG_INVALID', `source ${s.uri} needs an mqtt section in the config (the broker to subscribe to)`);
   }
+  const name = s.name ?? redactText(s.uri);
   return openSource(s.uri, {
-    name: s.name ?? redactText(s.uri),
+    name,
     policy: s.policy,
     capacity: s.capacity,
     intervalMs: s.intervalMs,
@@ -254,7 +256,8 @@ function openSourceFor(
     once: config.once,
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
-    onDrop,
+    onDrop: report.onDrop,
+    onError: (error: SgmoeError) => report.onError(name, error),
     logger,
   });
 }

@@ -234,6 +234,14 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.notify('dropped', frame);
   }
 
+  /**
+   * An error a source reported itself: a decoded camera whose ROI does not fit its picture fails before any frame
+   * exists, so the ROI fault is raised here as a rejected frame would (cleared by the source's next decided frame).
+   */
+  sourceError(source: string, error: SgmoeError): void {
+    if (error.code === 'E_FRAME_ROI') this.changed(this.faults.raise(roiFaultKey(source), roiFault(source, error)));
+  }
+
   /** Routing alarms from the audit log, published on the alarm topic as they are raised and cleared. */
   publishAlarm(alarm: HealthAlarm): void {
     this.reporter.routingAlarm(alarm);

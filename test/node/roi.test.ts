@@ -3,6 +3,7 @@ import mqtt from 'mqtt';
 import type { NodeFault } from '../../src/node/faults';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
+import { samplesClip } from '../helpers/video';
 import { attachMetrics } from '../../src/node/metrics';
 import { hotFolder, parseMetrics, sampleNode } from './sample-node';
 
@@ -10,6 +11,16 @@ const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 describe('an ROI outside the frames of its source', () => {
+  it('a decoded video whose picture the ROI does not fit (no frame is ever made) raises the same fault, naming the source', async () => {
+    const clip = samplesClip(join(tmp.path, 'clip.mp4'));
+    const node = await sampleNode({ sources: [{ uri: `video:${clip}`, name: 'cam-video', roi: { x: 0, y: 0, width: 640, height: 480 } }] });
+    await node.node.run();
+    expect(node.node.snapshot().faults).toEqual([
+      expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-video', state: 'raised', message: expect.stringContaining('expected the ROI 640x480+0+0 inside the frame, found a 224x224 frame') }),
+    ]);
+    await node.node.stop();
+  });
+
   it('raises one E_FRAME_ROI alarm at the first frame, naming the source, in the snapshot, /metrics, the alarm topic and the health report', async () => {
     const inbox = hotFolder(join(tmp.path, 'inbox'), 5);
     const node = await sampleNode({
