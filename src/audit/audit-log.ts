@@ -3,6 +3,7 @@ import { silentLogger, type Logger } from '../log';
 import { EventLog, type AuditEvent } from './events';
 import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats, type ScoreQuantile } from './health';
 import { openAuditDb } from './open';
+import { activeAlarms, type AuditEventRow } from './query';
 import type { AuditRecord, ModelRef } from './record';
 import { Retention, type RetentionPolicy } from './retention';
 import { AuditWriter, type AuditWriterCounters, type AuditWriterOptions } from './writer';
@@ -99,6 +100,11 @@ export class AuditLog {
     this.model = { name: model.name, version: model.version };
     this.parts.health.reset(model.expertShare, undefined, model.scoreQuantiles);
     this.event({ kind, message: `${kind.replace(/_/g, ' ')}: ${from.name}@${from.version} -> ${model.name}@${model.version}`, details: { from, ...details } });
+  }
+
+  /** The alarms this log holds as raised and not cleared, as a restarted node finds them. */
+  activeAlarms(): AuditEventRow[] {
+    return activeAlarms(this.parts.db);
   }
 
   health(): AuditHealthReport {

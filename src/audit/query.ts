@@ -1,3 +1,4 @@
+import { machineAlarmName } from '../maintenance/alarms';
 import type { Database } from 'better-sqlite3';
 import type { AuditEventKind } from './events';
 import type { AuditStatus } from './record';
@@ -187,16 +188,22 @@ function latency(db: Database, okSql: string, params: Record<string, string | nu
  */
 export function alarmName(e: AuditEventRow): string {
   const d = e.details ?? {};
-  return d.machine === undefined ? String(d.alarm ?? d.kind) : `${String(d.kind)} (${String(d.machine)})`;
+  return d.machine === undefined ? String(d.alarm ?? d.kind) : machineAlarmName(String(d.kind), String(d.machine));
 }
 
 function alarmsIn(db: Database, filter: AuditFilter): AuditStats['alarms'] {
   // Active alarms depend on every alarm event up to the window's end, not only those inside it.
   const history = listEvents(db, { until: filter.until }, ['alarm_raised', 'alarm_cleared']);
+  return { events: history.filter((e) => filter.since === undefined || e.ts >= filter.since), active: raisedIn(history) };
+}
+
+/** The alarms raised and not cleared (up to `until`): each alarm's latest event, when it is a raise. */
+export function activeAlarms(db: Database, until?: number): AuditEventRow[] {
+  return raisedIn(listEvents(db, { until }, ['alarm_raised', 'alarm_cleared']));
+}
+
+function raisedIn(history: readonly AuditEventRow[]): AuditEventRow[] {
   const latest = new Map<string, AuditEventRow>();
   for (const e of history) latest.set(alarmName(e), e);
-  return {
-    events: history.filter((e) => filter.since === undefined || e.ts >= filter.since),
-    active: [...latest.values()].filter((e) => e.kind === 'alarm_raised'),
-  };
+  return [...latest.values()].filter((e) => e.kind === 'alarm_raised');
 }

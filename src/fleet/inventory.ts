@@ -1,3 +1,4 @@
+import { machineAlarmName } from '../maintenance/alarms';
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
@@ -119,7 +120,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
     };
     const alarms = [
       ...(routing.alarms ?? []).filter((a) => a.state === 'raised').map((a) => String(a.kind)),
-      ...(routing.conditionAlarms ?? []).map((a) => `${String(a.kind)} (${String(a.machine)})`),
+      ...(routing.conditionAlarms ?? []).map((a) => machineAlarmName(String(a.kind), String(a.machine))),
       ...(routing.faults ?? []).map((f) => String(f.code)),
     ];
     const seen = [s?.ts, h?.ts].filter((t): t is string => t !== undefined).sort();

@@ -7,6 +7,9 @@ export interface ConditionAlarm {
   details: Record<string, unknown>;
 }
 
+/** How a machine's alarm is named wherever alarms are listed (audit stats, fleet status, the run summary). */
+export const machineAlarmName = (kind: string, machine: string): string => `${kind} (${machine})`;
+
 /** An alarm raised now for one machine: what the node's snapshot, summary, health report and dashboard show. */
 export interface ActiveConditionAlarm {
   kind: ConditionAlarm['kind'];
@@ -41,14 +44,28 @@ export class ConditionAlarms {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /**
+   * Takes up the alarms an earlier run raised and never cleared (from the audit log), so this run clears them when
+   * their machine is back, rather than leaving them open in the log for ever.
+   */
+  restore(open: ReadonlyArray<{ ts: number; message: string; details: Record<string, unknown> | null }>): void {
+    for (const e of open) {
+      const { kind, machine, to } = e.details ?? {};
+      if (typeof machine !== 'string' || (kind !== 'condition_change' && kind !== 'unknown_regime')) continue;
+      const s = this.machine(machine);
+      if (kind === 'condition_change' && typeof to === 'string') s.condition = to;
+      if (kind === 'unknown_regime') s.unknown = true;
+      s.active.set(kind, { kind, machine, message: e.message, since: e.ts });
+    }
+  }
+
   /** The alarms raised now, machine by machine. */
   active(): ActiveConditionAlarm[] {
     return [...this.machines.values()].flatMap((s) => [...s.active.values()]);
   }
 
   observe(machine: string, condition: string, unknownRegime: boolean): ConditionAlarm[] {
-    let s = this.machines.get(machine);
-    if (!s) this.machines.set(machine, (s = { candidateRun: 0, unknown: false, unknownRun: 0, active: new Map() }));
+    const s = this.machine(machine);
     const alarms: ConditionAlarm[] = [];
 
     if (condition === s.condition) {
@@ -89,9 +106,17 @@ export class ConditionAlarms {
       });
     }
     for (const alarm of alarms) {
-      if (alarm.state === 'raised') s.active.set(alarm.kind, { kind: alarm.kind, machine, message: alarm.message, since: this.now() });
+      // A machine going from one fault to another stays out of normal since it first left it.
+      const since = s.active.get(alarm.kind)?.since ?? this.now();
+      if (alarm.state === 'raised') s.active.set(alarm.kind, { kind: alarm.kind, machine, message: alarm.message, since });
       else s.active.delete(alarm.kind);
     }
     return alarms;
+  }
+
+  private machine(name: string): MachineState {
+    let s = this.machines.get(name);
+    if (!s) this.machines.set(name, (s = { candidateRun: 0, unknown: false, unknownRun: 0, active: new Map() }));
+    return s;
   }
 }

@@ -21,6 +21,7 @@ const CODES = { condition_change: 'E_CONDITION_CHANGE', unknown_regime: 'E_REGIM
  */
 export function watchConditions(node: EdgeNode, options: ConditionWatchOptions): ConditionAlarms {
   const alarms = new ConditionAlarms(options.windows, options.normal);
+  if (options.audit) alarms.restore(options.audit.activeAlarms());
   node.on('decision', (frame, decision) => {
     const extra = decision.extra as { condition?: unknown; unknownRegime?: unknown } | undefined;
     if (typeof extra?.condition !== 'string') return;

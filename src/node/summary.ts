@@ -1,3 +1,4 @@
+import { machineAlarmName } from '../maintenance/alarms';
 import { describeAnomalyExit } from '../engine/tasks';
 import { lostText } from '../transport/outbox-file';
 import type { NodeSnapshot } from './stats';
@@ -42,7 +43,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     s.anomalyThreshold === undefined ? `threshold    ${s.settings.threshold} (early exit)` : `threshold    anomaly ${s.anomalyThreshold}; ${describeAnomalyExit(s.settings.threshold)}`,
     ...windowLines(s.windows.sinceStart),
     ...windowLines(s.windows.sinceModel),
-    `alarms       ${s.alarms.length + s.conditionAlarms.length === 0 ? 'none' : [...s.alarms.map((a) => `${a.kind} (${a.state})`), ...s.conditionAlarms.map((a) => `${a.kind} (${a.machine})`)].join(', ')}`,
+    `alarms       ${s.alarms.length + s.conditionAlarms.length === 0 ? 'none' : [...s.alarms.map((a) => `${a.kind} (${a.state})`), ...s.conditionAlarms.map((a) => machineAlarmName(a.kind, a.machine))].join(', ')}`,
     ...s.conditionAlarms.map((a) => `             ${a.message}`),
   );
   if (s.outboxDepth !== null) {

@@ -11,15 +11,16 @@ describe('ConditionAlarms', () => {
     let now = 1_000;
     const alarms = new ConditionAlarms(2, 'healthy', () => now);
     const observe = (c: string, unknown = false) => alarms.observe('m1', c, unknown);
-    [observe('healthy'), observe('healthy')];
+    const twice = (c: string, unknown = false) => [observe(c, unknown), observe(c, unknown)].flat();
+    twice('healthy');
     now = 2_000;
-    const raised = [observe('inner'), observe('inner')].flat();
-    expect(raised.map((a) => [a.kind, a.state])).toEqual([['condition_change', 'raised']]);
+    expect(twice('inner').map((a) => [a.kind, a.state])).toEqual([['condition_change', 'raised']]);
     now = 3_000;
-    [observe('outer', true), observe('outer', true)];
-    expect(alarms.active().map((a) => [a.kind, a.machine, a.since])).toEqual([['condition_change', 'm1', 3_000], ['unknown_regime', 'm1', 3_000]]);
+    twice('outer', true);
+    // Out of normal since it first left it (inner), in an unknown regime since the outer windows.
+    expect(alarms.active().map((a) => [a.kind, a.machine, a.since])).toEqual([['condition_change', 'm1', 2_000], ['unknown_regime', 'm1', 3_000]]);
     expect(alarms.active()[0].message).toContain('inner -> outer');
-    const back = [observe('healthy'), observe('healthy')].flat();
+    const back = twice('healthy');
     expect(back.map((a) => [a.kind, a.state, a.details.to ?? null])).toEqual([['condition_change', 'cleared', 'healthy'], ['unknown_regime', 'cleared', null]]);
     expect(alarms.active()).toEqual([]);
   });
@@ -40,5 +41,18 @@ describe('ConditionAlarms', () => {
     const flags = [true, false, true, true, true, false, true, false, false];
     const seen = flags.flatMap((f) => alarms.observe('m1', 'healthy', f)).filter((a) => a.kind === 'unknown_regime');
     expect(seen.map((a) => a.state)).toEqual(['raised', 'cleared']);
+  });
+
+  it("takes up the alarms an earlier run left open (from the audit log) and clears them when the machine is back", () => {
+    const alarms = new ConditionAlarms(2, 'healthy');
+    alarms.restore([
+      { ts: 500, message: 'm1: condition healthy -> inner (2 windows in a row)', details: { kind: 'condition_change', machine: 'm1', to: 'inner' } },
+      { ts: 600, message: 'm1: running in a regime no expert was trained on', details: { kind: 'unknown_regime', machine: 'm1' } },
+      { ts: 700, message: 'expert starved', details: { alarm: 'expert_starved' } },
+    ]);
+    expect(alarms.active().map((a) => [a.kind, a.since])).toEqual([['condition_change', 500], ['unknown_regime', 600]]);
+    const back = [alarms.observe('m1', 'healthy', false), alarms.observe('m1', 'healthy', false)].flat();
+    expect(back.map((a) => [a.kind, a.state, a.details.from ?? null])).toEqual([['condition_change', 'cleared', 'inner'], ['unknown_regime', 'cleared', null]]);
+    expect(alarms.active()).toEqual([]);
   });
 });

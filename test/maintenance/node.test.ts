@@ -205,7 +205,7 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     );
   });
 
-  it('a machine out of its normal condition is an active alarm in the snapshot, the summary, /metrics and audit stats', async () => {
+  it('a machine out of its normal condition is an active alarm in the snapshot, the summary, /metrics and audit stats, over a restart until it is back', async () => {
     const dir = join(tmp.path, 'condition');
     const inbox = join(dir, 'inbox');
     mkdirSync(inbox, { recursive: true });
@@ -226,5 +226,15 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     await node.stop();
     const stats = sgmoe('audit', 'stats', '--db', auditFile);
     expect(stats.stdout).toMatch(/active: condition_change \(press-7\) since/);
+
+    // The next run takes up the open alarm: the machine back to healthy clears it in the log.
+    const healthy = readFileSync(join(PACKAGE, 'samples', sampleFiles.find((f) => f.endsWith('-healthy.wav'))!));
+    for (const name of ['c.wav', 'd.wav']) writeFileSync(join(inbox, name), healthy);
+    const again = await createEdgeNode(config);
+    expect(again.node.snapshot().conditionAlarms.map((a) => a.kind)).toContain('condition_change');
+    await again.node.run();
+    await again.node.stop();
+    expect(again.node.snapshot().conditionAlarms.map((a) => a.kind)).not.toContain('condition_change');
+    expect(sgmoe('audit', 'stats', '--db', auditFile).stdout).not.toMatch(/active: .*condition_change/);
   });
 });
