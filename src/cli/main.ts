@@ -14,7 +14,8 @@ async function main(argv: string[]): Promise<void> {
     .description('Run single-gate Mixture-of-Experts vision models on edge devices')
     .version(packageVersion())
     .option('--log-format <format>', `logs on stderr: ${LOG_FORMATS.join(' | ')} (auto: human lines in a terminal, JSON in a pipe)`, 'auto')
-    .hook('preAction', (command) => {
+    .hook('preAction', (command, action) => {
+      quietOnClosedStdout(action.name() !== 'run');
       const format = command.opts().logFormat as LogFormat;
       if (!LOG_FORMATS.includes(format)) throw new SgmoeError('E_USAGE', `--log-format: expected one of ${LOG_FORMATS.join(', ')}, found "${format}"`);
       setLogFormat(format);
@@ -28,14 +29,19 @@ async function main(argv: string[]): Promise<void> {
   await program.parseAsync(argv);
 }
 
-// A reader that stops early (`| head`) closes the pipe: the output it wanted is written, so stop quietly.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  throw err;
-});
+/**
+ * A reader that stops early (`| head`) closes the pipe. A one-shot command (a query, an export) has written what it
+ * wanted, so it stops quietly; the node (`run`) goes on deciding, its stdout lines being a view of what the audit log
+ * and MQTT carry.
+ */
+function quietOnClosedStdout(exit: boolean): void {
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    if (exit) process.exit(0);
+  });
+}
 
 main(process.argv).catch((err: unknown) => {
-  if ((err as NodeJS.ErrnoException).code === 'EPIPE') process.exit(0);
   process.stderr.write(`sgmoe: ${errorCode(err)}: ${errorMessage(err)}\n`);
   process.exit(1);
 });

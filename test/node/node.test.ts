@@ -7,6 +7,7 @@ import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { sgmoe, startSgmoe } from '../helpers/cli';
 import { BUNDLED } from '../helpers/package';
+import { hotFolder } from './sample-node';
 import { tempDir } from '../helpers/tmp';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
 
@@ -175,6 +176,23 @@ describe('the demo', () => {
     const inbox = join(tmp.path, 'empty-inbox');
     mkdirSync(inbox);
     expect(sgmoe('run', '--once', '--source', `dir:${inbox}`).status).toBe(0);
+  });
+
+  it('a node whose stdout reader has gone (| logger that died) goes on deciding, and stops cleanly on SIGTERM', async () => {
+    const inbox = join(tmp.path, 'closed-stdout');
+    mkdirSync(inbox);
+    const child = startSgmoe(['run', '--source', `dir:${inbox}`]);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+    child.stdout.destroy();
+    // Frames after the reader left: each one's stdout line meets the closed pipe.
+    hotFolder(inbox, 3, { corrupt: 'z-corrupt.png' });
+    await waitUntil(() => existsSync(join(inbox, 'rejected')) && readdirSync(join(inbox, 'done')).length === 3 && readdirSync(join(inbox, 'rejected')).length === 2, 60_000, 'every file settled');
+    expect(child.exitCode).toBeNull();
+    child.kill('SIGTERM');
+    const status = await new Promise((resolve) => child.on('close', resolve));
+    expect(status).toBe(0);
+    expect(stderr).not.toContain('EPIPE');
   });
 
   it('--once with a source that has no end (a camera, a stream) says so at start instead of looking hung', async () => {
