@@ -47,6 +47,7 @@ export {
   DEFAULT_DEFECT_KIND,
   REVIEW_VERDICTS,
   latestVerdicts,
+  shownKey,
   openReviewDb,
   recordReview,
   reviewInputSchema,

@@ -153,8 +153,8 @@ export interface ShownFrame {
   inputSha256?: string;
 }
 
-/** The key of a shown frame in `latestVerdicts`: its bytes when known, else its id. */
-export const shownKey = (f: ShownFrame): string => f.inputSha256 ?? f.frameId;
+/** The key of a shown frame in `latestVerdicts`: its id and, when known, its bytes (two frames of identical bytes keep their own verdicts). */
+export const shownKey = (f: ShownFrame): string => `${f.frameId} ${f.inputSha256 ?? ''}`;
 
 /**
  * The latest verdict on each of these frames, for the dashboard's rows: on the bytes shown when known (a reused frame

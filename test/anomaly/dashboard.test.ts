@@ -237,6 +237,9 @@ describe('anomaly dashboard', () => {
     // A named operator's token says who reviewed: the name the request gave does not.
     const asAnna = await post(target, JSON.stringify({ frameId: passed[0], verdict: 'good', reviewer: 'ben' }), { ...json, authorization: `Bearer ${ANNA}` });
     expect([asAnna.status, asAnna.body.reviewer]).toEqual([201, 'anna']);
+    // The shared token cannot write under a named operator's name.
+    const spoofed = await post(target, JSON.stringify({ frameId: passed[0], verdict: 'defect', reviewer: 'anna' }), { ...json, authorization: `Bearer ${TOKEN}` });
+    expect([spoofed.status, spoofed.body.error?.code]).toEqual([400, 'E_REVIEW_INVALID']);
     expect(reviewCount()).toBe(before + 2);
     const anomalies = (authorization: string) => fetch(new URL('/api/anomalies', guarded.url), { headers: { authorization } }).then((r) => r.json() as Promise<{ operator: string | null }>);
     expect((await anomalies(`Bearer ${ANNA}`)).operator).toBe('anna');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
-import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, standingReviews } from '../../src/audit';
+import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, shownKey, standingReviews } from '../../src/audit';
 import { sha256Hex } from '../../src/model/integrity';
 import { tempDir } from '../helpers/tmp';
 import { mountTmpfs } from '../helpers/tmpfs';
@@ -54,8 +54,8 @@ describe('operator verdicts', () => {
     const db = openReviewDb(file);
     expect(standingReviews(db).map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([['f-1', 'good', null, 'ben']]);
     expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(2);
-    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).get('f-1')).toMatchObject({ verdict: 'good', reviewer: 'ben' });
-    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).has('f-0')).toBe(false);
+    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).get(shownKey({ frameId: 'f-1' }))).toMatchObject({ verdict: 'good', reviewer: 'ben' });
+    expect(latestVerdicts(db, [{ frameId: 'f-0' }, { frameId: 'f-1' }]).has(shownKey({ frameId: 'f-0' }))).toBe(false);
     db.close();
   });
 
@@ -72,8 +72,10 @@ describe('operator verdicts', () => {
     const db = openReviewDb(file);
     const review = recordReview(db, { frameId: 'f-0', verdict: 'defect', reviewer: 'anna', inputSha256: first }, 'dashboard', { framesDir: frames });
     expect(review).toMatchObject({ inputSha256: first, decisionId: 1, bytes: join(frames, 'reviewed', `${first}.png`) });
-    expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: first }]).get(first)).toMatchObject({ verdict: 'defect' });
+    expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: first }]).get(shownKey({ frameId: 'f-0', inputSha256: first }))).toMatchObject({ verdict: 'defect' });
     expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: second }]).size).toBe(0);
+    // f-1 shows the same bytes as the later f-0 and was never reviewed: it does not take another frame's verdict.
+    expect(latestVerdicts(db, [{ frameId: 'f-0', inputSha256: first }, { frameId: 'f-1', inputSha256: first }]).has(shownKey({ frameId: 'f-1', inputSha256: first }))).toBe(false);
     expect(() => recordReview(db, { frameId: 'f-0', verdict: 'good', reviewer: 'anna', inputSha256: 'ab'.repeat(32) }, 'dashboard')).toThrow(
       expect.objectContaining({ code: 'E_REVIEW_FRAME', message: expect.stringContaining('the id may since name other bytes') }),
     );

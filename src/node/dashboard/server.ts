@@ -98,6 +98,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const log = (options.logger ?? silentLogger).child({ module: 'dashboard' });
   // Checked before anything opens: a dashboard that would serve the network without a token never starts.
   const tokens = operatorTokens({ host, token: options.token, operators: options.operators, withoutToken: options.withoutToken });
+  const operatorNames = new Set((options.operators ?? []).map((o) => o.name));
   const db: Database | undefined = options.auditFile ? openAuditDbReadOnly(options.auditFile) : undefined;
   // Reviews write through a connection of their own; reading stays on the read-only one.
   let reviews: { db: Database; framesDir: string; events: EventLog } | undefined;
@@ -170,8 +171,12 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         '/api/review': async (req, res, operator) => {
           checkSameOrigin(req);
           const body = await readJsonBody(req);
-          // A named operator's token says who reviewed; otherwise the page may name one. The verdict itself is
-          // validated by the audit module.
+          // A named operator's token says who reviewed; otherwise the page may name anyone but a named operator.
+          // The verdict itself is validated by the audit module.
+          const named = body !== null && typeof body === 'object' ? (body as { reviewer?: unknown }).reviewer : undefined;
+          if (operator === null && typeof named === 'string' && operatorNames.has(named)) {
+            throw new SgmoeError('E_REVIEW_INVALID', `expected ${JSON.stringify(named)}'s own token for a verdict under that name, found the shared one`);
+          }
           const input = body !== null && typeof body === 'object' ? { reviewer: 'dashboard', ...body, ...(operator !== null && { reviewer: operator }) } : body;
           const review = recordReview(reviews.db, input, 'dashboard', { framesDir: reviews.framesDir });
           // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
