@@ -32,7 +32,15 @@ export async function rollbackStopped(options: OfflineRollbackOptions): Promise<
       { ...running },
     );
   }
-  const { from, to } = await store.revertCurrent();
+  // Held while `current` moves: a node starting meanwhile refuses rather than load the package being set aside.
+  await store.lock.acquire();
+  let reverted: { from: string; to: string };
+  try {
+    reverted = await store.revertCurrent();
+  } finally {
+    await store.lock.release();
+  }
+  const { from, to } = reverted;
   if (!options.audit) return { from, to, correlationId, audited: false };
   const { db } = openAuditDb(options.audit);
   try {

@@ -1,5 +1,5 @@
-import { readFileSync } from 'node:fs';
-import { readFile, rm } from 'node:fs/promises';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
@@ -11,6 +11,9 @@ const ownerSchema = z.object({
   host: z.string(),
   /** The process's start time in clock ticks since boot (Linux): a reused pid is another process. */
   startTicks: z.number().nullable(),
+  /** Its pid namespace (a container has its own: a pid there means nothing here) and the boot it ran in (Linux). */
+  pidNamespace: z.string().nullable().default(null),
+  bootId: z.string().nullable().default(null),
   since: z.string(),
 });
 export type LockOwner = z.infer<typeof ownerSchema>;
@@ -35,9 +38,16 @@ export class StoreLock {
    * its container was recreated under a new host name (the offline rollback, by contrast, refuses on it).
    */
   async acquire(): Promise<void> {
+    // Created exclusively when there is none: of two processes starting together, one gets it.
+    try {
+      await writeFile(this.path, JSON.stringify(thisProcess()), { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
     const held = await this.holder();
-    if (held && held.host === hostname() && !isThisProcess(held)) {
-      throw new SgmoeError('E_STORE_IN_USE', `another node runs on this package store: ${describeOwner(held, this.path)}; expected one node per store, stop that one first`, { ...held });
+    if (held && checkable(held) && !isThisProcess(held)) {
+      throw new SgmoeError('E_STORE_IN_USE', `another process holds this package store: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
     }
     await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
   }
@@ -68,16 +78,27 @@ export function describeOwner(owner: LockOwner, path: string): string {
 }
 
 function thisProcess(): LockOwner {
-  return { pid: process.pid, host: hostname(), startTicks: startTicks(process.pid), since: new Date().toISOString() };
+  return { pid: process.pid, host: hostname(), startTicks: startTicks(process.pid), pidNamespace: pidNamespace(), bootId: bootId(), since: new Date().toISOString() };
 }
 
 function isThisProcess(owner: LockOwner): boolean {
-  return owner.pid === process.pid && owner.host === hostname() && owner.startTicks === startTicks(process.pid);
+  return owner.pid === process.pid && checkable(owner) && owner.startTicks === startTicks(process.pid);
 }
 
-/** Whether the lock's process still runs. One on another host cannot be checked here: it counts as running. */
+/** Whether the lock's pid can be looked up here: written on this host, in this pid namespace (not another container's). */
+function checkable(owner: LockOwner): boolean {
+  const here = pidNamespace();
+  return owner.host === hostname() && (owner.pidNamespace === null || here === null || owner.pidNamespace === here);
+}
+
+/**
+ * Whether the lock's process still runs. None survives a reboot; one that cannot be checked here (another host,
+ * another pid namespace) counts as running.
+ */
 function alive(owner: LockOwner): boolean {
-  if (owner.host !== hostname()) return true;
+  const boot = bootId();
+  if (owner.host === hostname() && owner.bootId !== null && boot !== null && owner.bootId !== boot) return false;
+  if (!checkable(owner)) return true;
   try {
     process.kill(owner.pid, 0);
   } catch (err) {
@@ -94,6 +115,24 @@ function startTicks(pid: number): number | null {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
     return Number.isFinite(value) ? value : null;
+  } catch {
+    return null;
+  }
+}
+
+/** This process's pid namespace ("pid:[4026531836]"), or null off Linux. */
+function pidNamespace(): string | null {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return null;
+  }
+}
+
+/** This boot's id, or null off Linux. */
+function bootId(): string | null {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   } catch {
     return null;
   }

@@ -122,3 +122,22 @@ test('a lock naming a live pid with another start time (a reused pid) is stale; 
   await lock.acquire();
   expect(await lock.holder()).toMatchObject({ pid: process.pid, host: mine.host });
 });
+
+test("a lock of another boot is stale; one of another pid namespace (a container's) is not checked here and counts as running; a live holder here refuses a second one", async () => {
+  const lock = new StoreLock(join(tmp.path, 'context.lock'));
+  await lock.acquire();
+  const mine = JSON.parse(readFileSync(lock.path, 'utf8'));
+  expect(mine).toMatchObject({ pidNamespace: expect.stringMatching(/^pid:\[\d+\]$/), bootId: expect.any(String) });
+
+  // The same pid and start time, but written before a reboot: no process survives one.
+  writeFileSync(lock.path, JSON.stringify({ ...mine, bootId: 'another-boot' }));
+  expect(await lock.holder()).toBeNull();
+
+  // A pid of another namespace means nothing here: held, for the offline rollback, whatever runs under that pid here.
+  writeFileSync(lock.path, JSON.stringify({ ...mine, pid: 999_999, pidNamespace: 'pid:[1]' }));
+  expect(await lock.holder()).toMatchObject({ pidNamespace: 'pid:[1]' });
+
+  // A live process of this host and namespace (here: the test runner's parent) holds it against anyone else.
+  writeFileSync(lock.path, JSON.stringify({ ...mine, pid: process.ppid, startTicks: null }));
+  await expect(lock.acquire()).rejects.toMatchObject({ code: 'E_STORE_IN_USE', message: expect.stringContaining(`pid ${process.ppid}`) });
+});
