@@ -112,7 +112,9 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
     const update = currentUpdateSchema.safeParse((s?.info ?? {}).update);
     const last = lastUpdateSchema.safeParse((s?.info ?? {}).lastUpdate);
     const fleet = fleetInfoSchema.safeParse((s?.info ?? {}).fleet);
-    const routing = (h?.routing ?? {}) as {
+    // Health is retained: an offline device's last report is history, not its frames/s or alarms now.
+    const live = s?.state !== 'offline';
+    const routing = (live ? (h?.routing ?? {}) : {}) as {
       framesPerSecond?: number;
       alarms?: Array<{ kind?: string; state?: string }>;
       conditionAlarms?: Array<{ kind?: string; machine?: string }>;

@@ -46,6 +46,13 @@ async function runningNode(device: string) {
 it('fleet status lists every node of the site with its version and online state, and a cleanly stopped one as offline', async () => {
   const a = await runningNode('cell-1');
   const b = await runningNode('cell-2');
+  // A health report of cell-2 is retained before it stops.
+  const listening = await connectOperator(broker.url, 'inventory-cell-2');
+  let reported = false;
+  listening.on('message', () => (reported = true));
+  await listening.subscribeAsync('sgmoe/v1/plant-1/cell-2/health', { qos: 1 });
+  await waitUntil(() => reported, 10_000, 'a health report of cell-2');
+  await listening.endAsync();
   await b.node.stop();
   await b.running;
 
@@ -57,6 +64,8 @@ it('fleet status lists every node of the site with its version and online state,
       ['cell-1', 'online', null, a.node.engine.model.version],
       ['cell-2', 'offline', 'shutdown', a.node.engine.model.version],
     ]);
+    // The stopped one's retained health is history: no frames/s or alarms shown as if now.
+    expect(inventory.devices.find((d) => d.device === 'cell-2')).toMatchObject({ framesPerSecond: null, alarms: [] });
     expect(inventory.devices.every((d) => d.lastSeen !== null)).toBe(true);
 
     const other = await readInventory(operator, { site: 'plant-9', topicPrefix: DEFAULT_TOPIC_PREFIX });
