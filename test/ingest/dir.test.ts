@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SgmoeError } from '../../src/errors';
@@ -163,6 +163,29 @@ describe('DirSource (dir:PATH hot folder)', () => {
     await expect(drain(source, pre)).rejects.toMatchObject({ code: 'E_SOURCE_NOT_FOUND' });
     expect(errors).toEqual(['E_SOURCE_NOT_FOUND']);
     expect(source.stats().lastError?.code).toBe('E_SOURCE_NOT_FOUND');
+  });
+
+  test('a path that is a file is refused at once, even by a running node (only a missing folder is waited for)', async () => {
+    const file = join(tmp.path, 'not-a-folder');
+    writeFileSync(file, 'x');
+    await expect(drain(new DirSource(file, FAST), pre)).rejects.toMatchObject({ code: 'E_SOURCE_IO', message: expect.stringContaining('found a file') });
+  });
+
+  test('done/ gone since the start (a share mounted over the folder) is made again, and the file moved into it', async () => {
+    const inbox = join(tmp.path, 'remounted');
+    mkdirSync(inbox);
+    let first = true;
+    const source = new DirSource(inbox, { ...FAST, once: true });
+    writeFileSync(join(inbox, 'a.png'), png);
+    const seen: Frame[] = [];
+    for await (const frame of source) {
+      if (first) rmSync(join(inbox, 'done'), { recursive: true });
+      first = false;
+      seen.push(frame);
+      await source.settle(frame, { status: 'decided' });
+    }
+    expect(seen).toHaveLength(1);
+    expect(readdirSync(join(inbox, 'done'))).toEqual(['a.png']);
   });
 
   test('a running node waits for a missing folder (said once, counted), then takes the files put in it', async () => {

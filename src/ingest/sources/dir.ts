@@ -100,6 +100,7 @@ export class DirSource extends BaseSource {
         this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
         return;
       }
+      if (!(await access(join(this.path, folder)).then(() => true, () => false))) await this.makeOutFolders();
       const target = await freeName(join(this.path, folder), name);
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
@@ -132,10 +133,17 @@ export class DirSource extends BaseSource {
   }
 
   private async prepareFolders(): Promise<void> {
-    const st = await stat(this.path).catch(() => undefined);
-    if (!st?.isDirectory()) {
-      throw new SgmoeError('E_SOURCE_NOT_FOUND', `expected a folder at ${this.path}, found ${st ? 'a file' : 'nothing'}`);
-    }
+    const st = await stat(this.path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw new SgmoeError('E_SOURCE_IO', `expected a folder at ${this.path}, but: ${errorMessage(err)}`, undefined, { cause: err });
+    });
+    if (!st) throw new SgmoeError('E_SOURCE_NOT_FOUND', `expected a folder at ${this.path}, found nothing`);
+    if (!st.isDirectory()) throw new SgmoeError('E_SOURCE_IO', `expected a folder at ${this.path}, found a file`);
+    await this.makeOutFolders();
+  }
+
+  /** done/ and rejected/, made again when they went (a share mounted over the folder after the node made them). */
+  private async makeOutFolders(): Promise<void> {
     await mkdir(join(this.path, 'done'), { recursive: true });
     await mkdir(join(this.path, 'rejected'), { recursive: true });
   }
