@@ -18,15 +18,15 @@ export type OpenSourceOptions = DirSourceOptions &
   VideoSourceOptions &
   Partial<Pick<MqttSourceOptions, 'mqtt' | 'qos' | 'connectOptions'>>;
 
-/**
- * The source a URI names (docs/DESIGN.md): `dir:PATH`, `http(s)://…`, `mjpeg+http(s)://…`, `mqtt:TOPIC`, and the
- * decoded cameras `rtsp://…`, `v4l2:/dev/videoN`, `video:PATH` (these need `input`, the model input size).
- */
 /** Sources that `--once` ends: a folder's current files, a recorded video. Cameras, streams and topics have no end. */
 export function endsWithOnce(uri: string): boolean {
   return /^(dir|video):/i.test(uri);
 }
 
+/**
+ * The source a URI names (docs/DESIGN.md): `dir:PATH`, `http(s)://…`, `mjpeg+http(s)://…`, `mqtt:TOPIC`, and the
+ * decoded cameras `rtsp://…`, `v4l2:/dev/videoN`, `video:PATH` (these need `input`, the model input size).
+ */
 export function openSource(uri: string, options: OpenSourceOptions = {}): FrameSource {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(uri)?.[1].toLowerCase();
   const rest = uri.slice((scheme?.length ?? 0) + 1);

@@ -19,6 +19,9 @@ export interface DirSourceOptions extends SourceOptions {
 /** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
 const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
 
+/** How often a running node looks for a hot folder that is not there (yet). */
+const FOLDER_POLL_MS = 1000;
+
 /**
  * `dir:PATH` hot folder. A file is taken once fully written (size and mtime stable for `stableMs`), and moved
  * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A crash before that
@@ -30,9 +33,6 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
  * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
  * dot file) and rename it when complete: such names are never taken.
  */
-/** How often a running node looks for a hot folder that is not there (yet). */
-const FOLDER_POLL_MS = 1000;
-
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
   readonly replays = true;
