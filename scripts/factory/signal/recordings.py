@@ -58,8 +58,12 @@ def read_csv(path: str):
         raise RecordingError(f'{path}: expected increasing times in seconds in the time column')
     # The mean step, as the SDK takes it (src/ingest/kinds/signal/csv.ts): a column written to the microsecond
     # averages to the true rate where one rounded step would not.
-    rate = (len(time) - 1) / float(time[-1] - time[0])
-    return float(round(rate)), values[:, 1:].astype(np.float32)
+    mean = float(time[-1] - time[0]) / (len(time) - 1)
+    uneven = np.nonzero(np.abs(np.diff(time) - mean) > mean / 2)[0]
+    if len(uneven):  # a gap would read as another rate
+        raise RecordingError(f'{path}: expected evenly spaced times, found a step of {time[uneven[0] + 1] - time[uneven[0]]:g} s '
+                             f'on line {uneven[0] + 3} (the mean step is {mean:g} s)')
+    return float(round(1 / mean)), values[:, 1:].astype(np.float32)
 
 
 def read_recording(path: str):

@@ -108,6 +108,9 @@ describe('signal payloads', () => {
       const csv = ['time,x', ...times.map((t) => `${t},1`)].join('\n');
       expect(() => parseCsv(Buffer.from(csv), 't.csv')).toThrow(expect.objectContaining({ code: 'E_SIGNAL_FORMAT', message: expect.stringContaining('increasing times') }));
     }
+    // A gap (a second missing at 1 kHz) is named where it is, not read as another rate.
+    const gap = ['time,x', ...Array.from({ length: 3000 }, (_, i) => `${(i < 1000 ? i : i + 1000) / 1000},1`)].join('\n');
+    expect(() => parseCsv(Buffer.from(gap), 'g.csv')).toThrow(expect.objectContaining({ code: 'E_SIGNAL_FORMAT', message: expect.stringContaining('found a step of 1.001 s on line 1002') }));
     // A rate that is no number is never within tolerance.
     const block = { sampleRate: NaN, channels: 2, samples: [Float32Array.of(1), Float32Array.of(2)], tags: {} };
     expect(codeOf(() => checkBlock(block, spec, 'n'))).toBe('E_SIGNAL_RATE');

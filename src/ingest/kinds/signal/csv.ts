@@ -2,7 +2,7 @@ import { SgmoeError } from '../../../errors';
 import type { SampleBlock } from './block';
 
 /**
- * A CSV recording: a header `time,<channel>,...`, then one row per sample, time in seconds, increasing. The sample
+ * A CSV recording: a header `time,<channel>,...`, then one row per sample, time in seconds, evenly spaced. The sample
  * rate is 1 / the mean time step (as the factory computes it), rounded to the hertz: a time column written to the
  * microsecond (25.6 kHz steps of 39 or 40 us) averages to the true rate, where one step alone would not.
  */
@@ -32,6 +32,14 @@ export function parseCsv(bytes: Buffer, what: string): SampleBlock {
     }
     for (let c = 0; c < channels; c++) samples[c][i] = cells[c + 1].trim() === '' ? NaN : Number(cells[c + 1]);
   });
-  const sampleRate = Math.round((rows.length - 1) / (time[rows.length - 1] - time[0]));
+  const mean = (time[rows.length - 1] - time[0]) / (rows.length - 1);
+  // Evenly spaced up to rounding (a microsecond column at 25.6 kHz: 39 or 40 us): a gap would read as another rate.
+  const uneven = time.findIndex((t, i) => i > 0 && Math.abs(t - time[i - 1] - mean) > mean / 2);
+  if (uneven > 0) {
+    throw new SgmoeError('E_SIGNAL_FORMAT', `expected evenly spaced times in ${what}, found a step of ${time[uneven] - time[uneven - 1]} s on line ${uneven + 2} (the mean step is ${mean} s)`, {
+      line: uneven + 2,
+    });
+  }
+  const sampleRate = Math.round(1 / mean);
   return { sampleRate, channels, samples, tags: {} };
 }
