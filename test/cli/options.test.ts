@@ -29,7 +29,8 @@ describe('output into a pipe that closes early (| head)', () => {
     for (let i = 0; i < 3000; i++) writer.record(decided(i, i % 4));
     writer.close();
     db.close();
-    // The reader takes the first chunk and closes its end, as head does after its lines.
+    // The reader takes the first chunk and closes its end, as head does after its lines. 3000 rows are far more than
+    // a pipe holds (64 KiB), so the command is still writing when the reader goes: it meets EPIPE.
     const child = startSgmoe(['audit', command, '--db', file, ...flags]);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
