@@ -31,6 +31,8 @@ const sourceSchema = z
       .optional(),
     /** A recorded file at its own frame rate (native) or as fast as the node takes it (fast) (video sources). */
     rate: z.enum(['native', 'fast']).optional(),
+    /** Signal sources: each sample times this, into the package's units (m/s² to g: 0.10197; mg to g: 0.001). */
+    gain: z.number().positive().finite().optional(),
   })
   .extend(preprocessOptionsSchema.partial().shape)
   .strict();

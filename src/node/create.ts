@@ -97,7 +97,7 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input, { gain: s.gain }),
       preprocess: preprocessOf(s),
     }));
     sources.push(...(options.extraSources ?? []));

@@ -11,6 +11,7 @@ import { attachMetrics } from '../../src/node/metrics';
 import { finalSummary } from '../../src/node/summary';
 import { sgmoe } from '../helpers/cli';
 import { Mosquitto, MosquittoSub, waitUntil } from '../helpers/mqtt';
+import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 
 const PACKAGE = resolve(__dirname, '..', '..', 'models', 'bearing-sgmoe');
@@ -195,10 +196,14 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     expect(run.stdout).toBe('');
   });
 
-  it('refuses a normal condition the package cannot decide (a typo would make every first condition an alarm) and two sources of one name', async () => {
+  it('refuses a normal condition the package cannot decide (a typo would make every first condition an alarm), two sources of one name, a gain on images', async () => {
     await expect(createEdgeNode(parseNodeConfig({ model: PACKAGE, threads: 1, once: true, conditionAlarms: { normal: 'Healthy' } }))).rejects.toMatchObject({
       code: 'E_CONFIG_INVALID',
       message: expect.stringContaining('conditionAlarms.normal: expected one of bearing-sgmoe\'s conditions (ball, healthy, inner, outer), found "Healthy"'),
+    });
+    await expect(createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1, once: true, sources: [{ uri: 'dir:/tmp', gain: 2 }] }))).rejects.toMatchObject({
+      code: 'E_CONFIG_INVALID',
+      message: 'source dir:/tmp: gain scales signal samples; this package reads images',
     });
     expect(() => parseNodeConfig({ model: PACKAGE, sources: [{ uri: 'dir:a', name: 'cam' }, { uri: 'dir:b', name: 'cam' }] })).toThrow(
       expect.objectContaining({ code: 'E_CONFIG_INVALID', message: expect.stringContaining('sources.1.name: expected a name of its own, found "cam" again') }),

@@ -1,3 +1,4 @@
+import { SgmoeError } from '../../errors';
 import type { ManifestInput } from '../../model/manifest';
 import type { Frame } from '../frame';
 import { Preprocessor, type PreprocessOptions } from '../preprocess';
@@ -13,10 +14,16 @@ export interface FramePreparer {
 /** What a kind owns: the frames its sources' payloads become, and each frame's tensor. */
 interface InputKind<S extends ManifestInput> {
   /** The frames the node decides, from a source's payloads (images as they come, signals cut into windows). */
-  frames(payloads: FrameSource, spec: S): FrameSource;
+  frames(payloads: FrameSource, spec: S, options: FramesOptions): FrameSource;
   preparer(spec: S, options: PreprocessOptions): FramePreparer;
   /** One line for `sgmoe model inspect`. */
   describe(spec: S): string;
+}
+
+/** Per source, how its payloads become frames. */
+export interface FramesOptions {
+  /** Signal sources: each sample times this, into the package's units (a sensor read in m/s², mg, or raw counts). */
+  gain?: number;
 }
 
 type Kinds = { [K in ManifestInput['kind']]: InputKind<Extract<ManifestInput, { kind: K }>> };
@@ -27,14 +34,17 @@ type Kinds = { [K in ManifestInput['kind']]: InputKind<Extract<ManifestInput, { 
  */
 const KINDS: Kinds = {
   image: {
-    frames: (payloads) => payloads,
+    frames: (payloads, _spec, options) => {
+      if (options.gain !== undefined) throw new SgmoeError('E_CONFIG_INVALID', `source ${payloads.name}: gain scales signal samples; this package reads images`);
+      return payloads;
+    },
     preparer: (spec, options) => new Preprocessor(spec, options),
     describe: (s) =>
       `${s.name} ${s.channels}x${s.height}x${s.width} ${s.colorspace}, mean ${s.mean} std ${s.std}` +
       (s.roi ? `, ROI ${s.roi.width}x${s.roi.height}+${s.roi.x}+${s.roi.y}` : ''),
   },
   signal: {
-    frames: (payloads, spec) => new SignalWindowSource(payloads, spec),
+    frames: (payloads, spec, options) => new SignalWindowSource(payloads, spec, { gain: options.gain }),
     preparer: (spec) => new SignalPreprocessor(spec),
     describe: (s) => `signal "${s.name}": ${s.channels} channels at ${s.sampleRate} Hz, windows of ${s.window} samples every ${s.hop}, in ${s.units}`,
   },
@@ -53,6 +63,6 @@ export function describeInput(spec: ManifestInput): string {
 }
 
 /** A source's frames as the package's input kind reads them. */
-export function framesFor(payloads: FrameSource, spec: ManifestInput): FrameSource {
-  return kindOf(spec).frames(payloads, spec);
+export function framesFor(payloads: FrameSource, spec: ManifestInput, options: FramesOptions = {}): FrameSource {
+  return kindOf(spec).frames(payloads, spec, options);
 }

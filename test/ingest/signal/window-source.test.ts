@@ -124,4 +124,14 @@ describe('SignalWindowSource', () => {
     expect(lines.map((l) => [l.resets, l.samplesDropped])).toEqual([[1, 6], [10, 6]]);
     expect(lines[0].msg).toContain('does not follow on from the previous one: 6 samples held were dropped');
   });
+
+  test("a source's gain brings its samples to the package's units before windowing", async () => {
+    const push = new PushSource('push:in-mg');
+    const source = new SignalWindowSource(push, spec, { gain: 0.001 });
+    const done = drain(source);
+    await push.push(Buffer.from(JSON.stringify({ sampleRate: 1000, channels: 2, samples: ramp(8).map((v) => [v * 1000, -v * 1000]) })));
+    push.end();
+    const [window] = (await done).seen;
+    expect(Array.from(window.samples!.subarray(0, 3))).toEqual(ramp(3).map(Math.fround));
+  });
 });

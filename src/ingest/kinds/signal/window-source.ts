@@ -40,13 +40,16 @@ export class SignalWindowSource extends BaseSource {
   private readonly streams = new Map<string, Windower>();
   private readonly pending = new Map<string, Pending>();
 
+  private readonly gain: number;
+
   constructor(
     private readonly payloads: FrameSource,
     private readonly spec: SignalSpec,
-    options: SourceOptions = {},
+    options: SourceOptions & { gain?: number } = {},
   ) {
     super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
     this.kind = payloads.kind;
+    this.gain = options.gain ?? 1;
   }
 
   /** Adds the stream resets (timestamp gaps) and the payloads the inner source dropped before windowing. */
@@ -88,7 +91,7 @@ export class SignalWindowSource extends BaseSource {
     const file = typeof payload.meta?.file === 'string' ? payload.meta.file : undefined;
     let windows;
     try {
-      const block = checkBlock(this.parse(payload, file), this.spec, file ?? payload.source);
+      const block = checkBlock(scaled(this.parse(payload, file), this.gain), this.spec, file ?? payload.source);
       const key = String(payload.meta?.topic ?? payload.source);
       const stream = file ? new Windower(this.spec) : this.streamOf(key);
       const [held, resets] = [stream.pendingSamples(), stream.resets];
@@ -154,4 +157,10 @@ export class SignalWindowSource extends BaseSource {
     if (!w) this.streams.set(key, (w = new Windower(this.spec)));
     return w;
   }
+}
+
+/** The block in the package's units: each sample times the source's gain. */
+function scaled(block: SampleBlock, gain: number): SampleBlock {
+  if (gain === 1) return block;
+  return { ...block, samples: block.samples.map((channel) => channel.map((v) => v * gain)) };
 }
