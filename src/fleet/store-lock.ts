@@ -1,6 +1,7 @@
 import { readFileSync, readlinkSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { resolve } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
 import { writeFileAtomic } from './atomic';
@@ -26,6 +27,9 @@ export type LockOwner = z.infer<typeof ownerSchema>;
 export class StoreLock {
   constructor(readonly path: string) {}
 
+  /** The lock of each store path this process holds, so a second node in the same process is refused too. */
+  private static readonly heldHere = new Map<string, StoreLock>();
+
   /** The live process that holds the lock, or null: none, or its process is gone. */
   async holder(): Promise<LockOwner | null> {
     const owner = await this.read();
@@ -38,22 +42,28 @@ export class StoreLock {
    * its container was recreated under a new host name (the offline rollback, by contrast, refuses on it).
    */
   async acquire(): Promise<void> {
+    const other = StoreLock.heldHere.get(resolve(this.path));
+    if (other && other !== this) {
+      throw new SgmoeError('E_STORE_IN_USE', `another node of this process holds this package store (${this.path}); expected one at a time, stop that one first`);
+    }
     // Created exclusively when there is none: of two processes starting together, one gets it.
     try {
       await writeFile(this.path, JSON.stringify(thisProcess()), { flag: 'wx' });
-      return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const held = await this.holder();
+      if (held && checkable(held) && !isThisProcess(held)) {
+        throw new SgmoeError('E_STORE_IN_USE', `another process holds this package store: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
+      }
+      await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
     }
-    const held = await this.holder();
-    if (held && checkable(held) && !isThisProcess(held)) {
-      throw new SgmoeError('E_STORE_IN_USE', `another process holds this package store: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
-    }
-    await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
+    StoreLock.heldHere.set(resolve(this.path), this);
   }
 
-  /** Lets the store go, if this process holds it. */
+  /** Lets the store go, if this lock holds it. */
   async release(): Promise<void> {
+    if (StoreLock.heldHere.get(resolve(this.path)) !== this) return;
+    StoreLock.heldHere.delete(resolve(this.path));
     const owner = await this.read();
     if (owner && isThisProcess(owner)) await rm(this.path, { force: true });
   }

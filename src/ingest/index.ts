@@ -5,7 +5,7 @@ export type { Fit, Rect, Size } from './geometry';
 export { Preprocessor, DEFAULT_MAX_PIXELS, preprocessOptionsSchema, type PreprocessOptions, type PreprocessInput, type TensorBatch } from './preprocess';
 export { BoundedQueue, type BackpressurePolicy } from './queue';
 export type { BackoffOptions } from './retry';
-export { BaseSource, type FrameSource, type FrameOutcome, type SourceKind, type SourceOptions, type SourceStats } from './source';
+export { BaseSource, type FrameSource, type FrameOutcome, type SourceKind, type SourceOptions, type SourceReport, type SourceStats } from './source';
 export { DirSource, type DirSourceOptions } from './sources/dir';
 export { HttpSnapshotSource, type HttpSourceOptions } from './sources/http';
 export { MjpegSource, type MjpegSourceOptions } from './sources/mjpeg';

@@ -44,7 +44,12 @@ export interface FrameSource extends AsyncIterable<Frame> {
   settle(frame: Frame, outcome: FrameOutcome): Promise<void>;
   /** Stops producing; frames already queued are still yielded, then the iteration ends. */
   stop(): Promise<void>;
+  /** Also tells these of each dropped frame and each error (the node, of a source made by an SDK user). */
+  reportTo?(report: SourceReport): void;
 }
+
+/** Who else hears of a source's dropped frames and errors, besides the callbacks of its options. */
+export type SourceReport = Pick<SourceOptions, 'onDrop' | 'onError'>;
 
 export interface SourceOptions {
   /** Name in frames, counters and logs (default: the URI). */
@@ -82,6 +87,7 @@ export abstract class BaseSource implements FrameSource {
   private sequence = 0;
   /** Distinguishes ids across restarts of a live source, whose sequence starts again at 1. */
   private readonly session = Date.now().toString(36);
+  private report: SourceReport = {};
 
   constructor(
     uri: string,
@@ -94,7 +100,12 @@ export abstract class BaseSource implements FrameSource {
       this.counts.dropped++;
       this.log.debug({ frameId: frame.id }, 'frame dropped by backpressure');
       options.onDrop?.(frame);
+      this.report.onDrop?.(frame);
     });
+  }
+
+  reportTo(report: SourceReport): void {
+    this.report = report;
   }
 
   protected abstract run(signal: AbortSignal): Promise<void>;
@@ -150,6 +161,7 @@ export abstract class BaseSource implements FrameSource {
     this.lastError = { code: error.code, message: error.message, at: Date.now() };
     this.log.warn({ code: error.code }, error.message);
     this.options.onError?.(error);
+    this.report.onError?.(error);
   }
 
   /** `name#session-sequence` (or `name#session-key` for a key unique within the session): unique across restarts. */

@@ -100,7 +100,11 @@ export async function createEdgeNode(config: NodeConfig, options: CreateNodeOpti
       source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input, { gain: s.gain }),
       preprocess: preprocessOf(s),
     }));
-    sources.push(...(options.extraSources ?? []));
+    // An SDK user's own sources: windowed for a signal package and accounted for (drops, errors) as config ones.
+    for (const extra of options.extraSources ?? []) {
+      extra.source.reportTo?.({ onDrop, onError: (error) => onError(extra.source.name, error) });
+      sources.push({ ...extra, source: framesFor(extra.source, input) });
+    }
 
     let auditUnavailable: SgmoeError | undefined;
     if (config.audit) {

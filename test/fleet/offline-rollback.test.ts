@@ -141,3 +141,17 @@ test("a lock of another boot is stale; one of another pid namespace (a container
   writeFileSync(lock.path, JSON.stringify({ ...mine, pid: process.ppid, startTicks: null }));
   await expect(lock.acquire()).rejects.toMatchObject({ code: 'E_STORE_IN_USE', message: expect.stringContaining(`pid ${process.ppid}`) });
 });
+
+test('two nodes of one process on one store: the second is refused, and the first one stopping does not free the store for it behind its back', async () => {
+  const path = join(tmp.path, 'in-process.lock');
+  const [a, b] = [new StoreLock(path), new StoreLock(path)];
+  await a.acquire();
+  await expect(b.acquire()).rejects.toMatchObject({ code: 'E_STORE_IN_USE', message: expect.stringContaining('another node of this process') });
+  await b.release(); // not b's: changes nothing
+  expect(await a.holder()).toMatchObject({ pid: process.pid });
+  await a.release();
+  expect(existsSync(path)).toBe(false);
+  await b.acquire();
+  expect(await b.holder()).toMatchObject({ pid: process.pid });
+  await b.release();
+});
