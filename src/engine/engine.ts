@@ -251,7 +251,7 @@ export class Engine {
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    if (this.disposed) return Promise.reject(new SgmoeError('E_ENGINE_DISPOSED', 'this engine was disposed (a newer model replaced it)'));
+    if (this.disposed) return Promise.reject(new SgmoeError('E_ENGINE_DISPOSED', 'this engine was disposed (by its owner, or when a newer model replaced it)'));
     const result = this.tail.then(work, work);
     this.tail = result.catch(() => undefined);
     return result;
