@@ -31,6 +31,7 @@ import folder  # noqa: E402
 import search  # noqa: E402
 from data import DATA_DIR, DataMissing, load_splits  # noqa: E402
 from export import measure, read_json, write_json  # noqa: E402
+from outdir import out_problem  # noqa: E402
 from jobs import classifier_job, generalist_job, init_worker, joint_job  # noqa: E402
 from models import Arch, Branch, Classifier, Gate, JointMoE, SGMoE, Trunk  # noqa: E402
 from sgmoe import choose_k, embed, part_macs, train_sgmoe_variant  # noqa: E402
@@ -91,7 +92,8 @@ def parse_args(argv):
                                      epilog='Two more factories, with their own options: --task anomaly (good parts '
                                             'only; npm run factory -- --task anomaly --help) and --input signal '
                                             '(recordings; npm run factory -- --input signal --help).')
-    parser.add_argument('--out', default='models/fashion-sgmoe', help='package directory to (over)write')
+    parser.add_argument('--out', help='package directory to write: new, empty or an earlier package (replaced whole); '
+                        'models/fashion-sgmoe rebuilds the bundled demo')
     parser.add_argument('--quick', action='store_true', help='training subset and few epochs, for CI (< 3 min)')
     parser.add_argument('--experts', type=int, metavar='K',
                         help=f'number of experts (default: the K chosen by the last --sweep-k run, saved in '
@@ -145,6 +147,12 @@ def parse_args(argv):
         parser.error('--sweep-k runs on Fashion-MNIST only; pass --experts K with --data')
     if args.check_data and not args.data:
         parser.error('--check-data needs --data')
+    if not (args.check_data or args.sweep_k):
+        if not args.out:
+            parser.error('the following arguments are required: --out')
+        problem = out_problem(args.out, args.data)
+        if problem:
+            parser.error(problem)
     args.size = _ints(args.size, 2, '--size', parser, 'x') if args.size else None
     if args.size and min(args.size) < 8:
         parser.error(f'--size needs at least 8 pixels per side, found {args.size[0]}x{args.size[1]}')
@@ -300,7 +308,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix='sgmoe-factory-') as scratch:
         try:
             if args.data:
-                name = args.name or folder.slug(os.path.basename(os.path.abspath(args.out)))
+                name = args.name or folder.slug(os.path.basename(os.path.abspath(args.out or args.data)))
                 splits = folder.load(args.data, folder.Options(args.size, args.channels, args.roi, not args.no_flip,
                                                                args.seed, name))
                 if args.check_data:

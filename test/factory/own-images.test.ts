@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, renameSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyPackage } from '../../src/engine/verify';
 import { ROOT, sgmoe } from '../helpers/cli';
@@ -132,5 +132,27 @@ describe('model factory on a folder of own images', () => {
     const run = factory('--data', imageFolder('tiny-class', [30, 30, 6]), '--check-data');
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/class "gravel" has 6 readable images: at least 10 per class are needed/);
+  }, 60_000);
+
+  it('refuses, before training, an --out that would replace the data, a folder of other files or a path under a file, and a missing --out; every factory alike', () => {
+    const data = imageFolder('guarded', [12, 12]);
+    const project = join(tmp.path, 'project');
+    mkdirSync(project);
+    writeFileSync(join(project, 'notes.txt'), 'mine');
+    writeFileSync(join(tmp.path, 'a-file'), 'x');
+    for (const [args, says] of [
+      [['--data', data, '--quick', '--out', data], 'is, holds or lies in the data folder'],
+      [['--data', data, '--quick', '--out', join(data, 'pkg')], 'is, holds or lies in the data folder'],
+      [['--data', data, '--quick', '--out', project], 'holds files and is no model package'],
+      [['--data', data, '--quick', '--out', join(tmp.path, 'a-file', 'pkg')], 'which is a file'],
+      [['--data', data, '--quick'], 'the following arguments are required: --out'],
+      [['--task', 'anomaly', '--data', data, '--out', project], 'holds files and is no model package'],
+      [['--input', 'signal', '--data', data, '--out', data], 'is, holds or lies in the data folder'],
+    ] as const) {
+      const run = factory(...args);
+      expect([run.status, run.stderr]).toEqual([2, expect.stringContaining(says)]);
+    }
+    expect(readFileSync(join(project, 'notes.txt'), 'utf8')).toBe('mine');
+    expect(readdirSync(data).sort()).toEqual(['brick', 'grass']);
   }, 60_000);
 });

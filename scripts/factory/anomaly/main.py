@@ -23,6 +23,7 @@ import rule  # noqa: E402
 import writer  # noqa: E402
 from images import DataError, load  # noqa: E402
 from macs import part_macs  # noqa: E402
+from outdir import out_problem  # noqa: E402
 
 
 def _pair(text: str, count: int, flag: str, parser):
@@ -57,6 +58,9 @@ def parse_args(argv):
     if args.experts < 2:
         parser.error(f'--experts expects at least 2, found {args.experts}: the gate picks among appearance modes, and '
                      'a line of one product has them too (k-means finds them: lighting, pose, variants); use 2')
+    problem = out_problem(args.out, args.data)
+    if problem:
+        parser.error(problem)
     args.size = _pair(args.size, 2, '--size', parser) if args.size else None
     args.roi = _pair(args.roi, 4, '--roi', parser) if args.roi else None
     return args

@@ -33,6 +33,7 @@ from export import measure  # noqa: E402
 from kmeans import kmeans  # noqa: E402
 from frontend import BAND_HZ  # noqa: E402
 from nets import Arch, Branch, Gate, LearnedTrunk, SGMoE, Trunk, gate_input  # noqa: E402
+from outdir import out_problem  # noqa: E402
 from training import Schedule, progress, train_classifier, train_expert, train_gate  # noqa: E402
 
 
@@ -79,6 +80,9 @@ def parse_args(argv):
     args.command = ' '.join(['npm run factory -- --input signal', *map(shlex.quote, argv)])  # the report's rebuild line
     if args.experts < 2:
         parser.error('--experts must be at least 2 (top-2 decisions are part of the selftest)')
+    problem = out_problem(args.out, args.data)
+    if problem:
+        parser.error(problem)
     args.name = args.name or os.path.basename(os.path.abspath(args.out))
     recipe = QUICK if args.quick else FULL
     return args, replace(recipe, epochs=replace(recipe.epochs, seed=args.seed))
