@@ -43,8 +43,13 @@ def _classes(folder: str) -> List[str]:
 
 
 def _files(folder: str) -> List[str]:
-    """Every visible regular file: what sharp cannot read is listed as unreadable, not silently left out."""
-    return [os.path.join(folder, e) for e in _entries(folder) if os.path.isfile(os.path.join(folder, e))]
+    """Every visible regular file, in nested folders too (a class's batches): what sharp cannot read is listed as
+    unreadable, not silently left out."""
+    out = []
+    for e in _entries(folder):
+        path = os.path.join(folder, e)
+        out.extend(_files(path) if os.path.isdir(path) else [path] if os.path.isfile(path) else [])
+    return out
 
 
 def _layout(root: str) -> Tuple[List[str], dict]:

@@ -36,6 +36,8 @@ describe('model factory on a folder of own images', () => {
     const run = factory('--data', data, '--size', '48x32', '--roi', '6,4,54,36', '--quick', '--out', out);
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
+    // What the run left out is said as it runs, not only in REPORT.md.
+    expect(run.stdout + run.stderr).toMatch(/2 unreadable file\(s\) skipped: brick\/\S+ \(E_\w+\); brick\/\S+ \(E_\w+\) \(every one with its reason in REPORT.md\)/);
 
     const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
     expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
@@ -81,9 +83,13 @@ describe('model factory on a folder of own images', () => {
 
   it('skips and counts unreadable files, and reports the class imbalance and its handling', () => {
     const data = imageFolder('uneven', [60, 15], true);
+    // A class's images in a folder of their own (a batch) count for the class.
+    mkdirSync(join(data, 'grass', 'batch-2'));
+    for (const f of readdirSync(join(data, 'grass')).filter((f) => f.endsWith('.jpg') || f.endsWith('.png')).slice(0, 5)) renameSync(join(data, 'grass', f), join(data, 'grass', 'batch-2', f));
     const run = factory('--data', data, '--check-data');
     expect(run.status).toBe(0);
     const facts = JSON.parse(run.stdout);
+    expect(facts.classes.map((c: { train: number; val: number; test: number }) => c.train + c.val + c.test)).toEqual([60, 15]);
     expect(facts.unreadableCount).toBe(2);
     expect(facts.classes.map((c: { label: string; unreadable: number }) => [c.label, c.unreadable])).toEqual([
       ['brick', 2],
