@@ -57,7 +57,10 @@ def _layout(root: str) -> Tuple[List[str], dict]:
     if not os.path.isdir(root):
         raise DataError(f'a folder of class folders expected at {root}, found none')
     top = _classes(root)
-    if 'train' in top and 'test' in top:
+    if 'train' in top and ('test' in top or 'val' in top):
+        if 'test' not in top:  # train/ and val/ alone would read as two classes called so
+            raise DataError(f'a split folder needs train/ and test/ (val/ optional) in {root}, found '
+                            f'{", ".join(s + "/" for s in SPLITS if s in top)}: add test/, or give one folder per class')
         splits = [s for s in SPLITS if s in top]
         labels = sorted(set().union(*(_classes(os.path.join(root, s)) for s in splits)))
         return labels, {s: {c: _files(os.path.join(root, s, c)) if os.path.isdir(os.path.join(root, s, c)) else []
@@ -149,6 +152,7 @@ def load(root: str, options: Options) -> Splits:
         how = (f'seeded stratified split (seed {options.seed}): per class {100 * FRACTIONS["test"]:.0f}% test, '
                f'{100 * FRACTIONS["val"]:.0f}% validation, the rest training')
     else:
+        _check_sizes(labels, _counts(labels_ok, len(labels)), bad_per_class)  # over the splits together
         split_ok = np.array([split_of[i] for i in decoded])
         positions = {s: np.nonzero(split_ok == s)[0] for s in SPLITS}
         if 'val' not in layout:  # no val/ folder: validation comes out of train/, stratified
@@ -215,8 +219,8 @@ def _check_sizes(labels: List[str], counts: List[int], bad: List[int]) -> None:
     if small:
         detail = '; '.join(f'class "{name}" has {n} readable image{"s" * (n != 1)}'
                            + (f' ({b} unreadable)' if b else '') for name, n, b in small)
-        raise DataError(f'{detail}: at least {MIN_PER_CLASS} per class are needed to split it into training, '
-                        f'validation and test (add images, or give train/ val/ test/ folders)')
+        raise DataError(f'{detail}: at least {MIN_PER_CLASS} per class are needed for training, validation and '
+                        'test (add images)')
 
 
 def split_record(splits: Splits) -> dict:

@@ -134,6 +134,22 @@ describe('model factory on a folder of own images', () => {
     expect(run.stderr).toMatch(/at least 2 class folders expected in .*single.*found 1: "brick" \(20 files\)/);
   }, 60_000);
 
+  it('stops on a split folder without test/ (train/ and val/ would read as two classes) and on a split one too small to train on', () => {
+    const data = imageFolder('two-splits', [6, 6]);
+    for (const split of ['train', 'val']) {
+      for (const label of ['brick', 'grass']) {
+        mkdirSync(join(data, split, label), { recursive: true });
+        for (const f of readdirSync(join(data, label)).slice(0, split === 'train' ? 2 : 1)) renameSync(join(data, label, f), join(data, split, label, f));
+      }
+    }
+    const noTest = factory('--data', data, '--check-data');
+    expect([noTest.status, noTest.stderr]).toEqual([1, expect.stringContaining('a split folder needs train/ and test/ (val/ optional)')]);
+    mkdirSync(join(data, 'test'));
+    for (const label of ['brick', 'grass']) renameSync(join(data, label), join(data, 'test', label));
+    const tiny = factory('--data', data, '--check-data');
+    expect([tiny.status, tiny.stderr]).toEqual([1, expect.stringMatching(/class "brick" has \d+ readable images.*at least 10 per class/)]);
+  }, 60_000);
+
   it('stops naming the class and the numbers when a class is too small to split', () => {
     const run = factory('--data', imageFolder('tiny-class', [30, 30, 6]), '--check-data');
     expect(run.status).toBe(1);
