@@ -92,7 +92,7 @@ def _default_size(paths: List[str], roi) -> Tuple[int, int]:
     if roi:
         w, h = roi[2], roi[3]
     else:
-        sizes = [s for s in (_oriented_size(p) for p in paths[:200]) if s]
+        sizes = [s for s in (_oriented_size(p) for p in paths) if s]  # headers only: cheap for every file
         w, h = (float(np.median([s[0] for s in sizes])), float(np.median([s[1] for s in sizes]))) if sizes else (1, 1)
     scale = LONG_SIDE / max(w, h)
     return tuple(max(16, 4 * round(side * scale / 4)) for side in (w, h))
@@ -133,7 +133,7 @@ def load(root: str, options: Options) -> Splits:
             paths += groups[name]
             label_of += [c] * len(groups[name])
             split_of += [split] * len(groups[name])
-    channels = options.channels or (3 if any(_is_colour(p) for p in paths[::max(1, len(paths) // 100)]) else 1)
+    channels = options.channels or (3 if any(_is_colour(p) for p in paths) else 1)  # any image in colour: RGB
     width, height = options.size or _default_size(paths, options.roi)
     spec = {'name': 'image', 'channels': channels, 'height': height, 'width': width,
             'colorspace': 'gray' if channels == 1 else 'rgb', 'mean': [0.0] * channels, 'std': [1.0] * channels,

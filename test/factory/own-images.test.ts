@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { verifyPackage } from '../../src/engine/verify';
 import { ROOT, sgmoe } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -148,6 +149,15 @@ describe('model factory on a folder of own images', () => {
     for (const label of ['brick', 'grass']) renameSync(join(data, label), join(data, 'test', label));
     const tiny = factory('--data', data, '--check-data');
     expect([tiny.status, tiny.stderr]).toEqual([1, expect.stringMatching(/class "brick" has \d+ readable images.*at least 10 per class/)]);
+  }, 60_000);
+
+  it('chooses RGB when any one image is in colour, and the size from every image (not a sample of them)', async () => {
+    const data = imageFolder('one-colour', [150, 150]);
+    const files = ['brick', 'grass'].flatMap((c) => readdirSync(join(data, c)).map((f) => join(data, c, f)));
+    // Every image gray (and landscape) but the last one: a sample of the first files would see no colour.
+    for (const f of files.slice(0, -1)) writeFileSync(f, await sharp(readFileSync(f)).grayscale().resize(60, 30, { fit: 'fill' }).toBuffer());
+    const facts = JSON.parse(factory('--data', data, '--check-data').stdout);
+    expect(facts.input).toMatchObject({ channels: 3, width: 64, height: 32 });
   }, 60_000);
 
   it('stops naming the class and the numbers when a class is too small to split', () => {
