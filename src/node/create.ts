@@ -22,7 +22,7 @@ import { lostText } from '../transport/outbox-file';
 import type { UpdateAgent } from '../fleet/agent';
 import { watchConditions } from '../maintenance/watch';
 import type { InputSpec } from '../model/manifest';
-import type { NodeConfig, SourceConfig } from './config';
+import { parseNodeConfig, type NodeConfig, type NodeConfigInput, type SourceConfig } from './config';
 import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
@@ -62,7 +62,9 @@ function preprocessOf(source: SourceConfig) {
  * Wires a node from a validated config: engine on the device profile, sources, audit log, MQTT transport with
  * its outbox (and the embedded broker when asked). Everything opened here is closed by `node.stop()`.
  */
-export async function createEdgeNode(config: NodeConfig, options: CreateNodeOptions = {}): Promise<CreatedNode> {
+export async function createEdgeNode(input: NodeConfigInput, options: CreateNodeOptions = {}): Promise<CreatedNode> {
+  // Validated here too (parsing is idempotent): an SDK user's plain object gets E_CONFIG_INVALID, not a TypeError.
+  const config = parseNodeConfig(input);
   const logger = options.logger ?? silentLogger;
   const profile = await resolveProfile(config.device, logger);
   const engineOptions = { profile, logger, threads: config.threads === undefined ? undefined : { intraOp: config.threads } };

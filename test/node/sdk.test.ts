@@ -50,4 +50,11 @@ describe('a node fed from code', () => {
     expect(node.snapshot().totals).toMatchObject({ ingested: 2, decided: 2, rejected: 0 });
     expect(decided[0]).toBe('healthy');
   });
+
+  it('takes a plain config object as the config file would be, and refuses an invalid one with E_CONFIG_INVALID', async () => {
+    const { node } = await createEdgeNode({ model: BUNDLED, threads: 1 });
+    expect(node.engine.model.name).toBe('fashion-sgmoe');
+    await node.stop();
+    await expect(createEdgeNode({ model: BUNDLED, sources: [{ uri: 'dir:/tmp', fit: 'stretch' }] } as never)).rejects.toMatchObject({ code: 'E_CONFIG_INVALID' });
+  });
 });
