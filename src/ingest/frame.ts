@@ -1,3 +1,5 @@
+import { sha256Hex } from '../model/integrity';
+
 /** Pixel layouts a camera SDK may hand over directly (interleaved, 8 bits per channel). */
 export type PixelFormat = 'gray' | 'rgb' | 'bgr';
 
@@ -29,4 +31,14 @@ export interface Frame {
   /** A window of sensor samples, channel-major (signal inputs; see ingest/kinds/signal). */
   samples?: Float32Array;
   meta?: Record<string, unknown>;
+}
+
+const digests = new WeakMap<Buffer, string>();
+
+/** The sha256 of a frame's encoded bytes, computed once however many parts ask (the audit row, the dashboard's review). */
+export function inputSha256(frame: Frame): string | undefined {
+  if (!frame.bytes) return undefined;
+  let digest = digests.get(frame.bytes);
+  if (digest === undefined) digests.set(frame.bytes, (digest = sha256Hex(frame.bytes)));
+  return digest;
 }

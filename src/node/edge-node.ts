@@ -7,9 +7,8 @@ import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
-import type { Frame } from '../ingest/frame';
+import { inputSha256, type Frame } from '../ingest/frame';
 import type { PreprocessOptions } from '../ingest/preprocess';
-import { sha256Hex } from '../model/integrity';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { MqttTransport } from '../transport/client';
@@ -57,11 +56,12 @@ export interface NodeEvents {
   fault: [fault: NodeFault];
 }
 
-const frameInfo = (frame: Frame, bytes?: Buffer): FrameInfo => ({
+/** A dropped frame's row skips the hash: nothing of it is kept to review. */
+const frameInfo = (frame: Frame, hashed: boolean): FrameInfo => ({
   frameId: frame.id,
   source: frame.source,
   receivedAt: frame.receivedAt,
-  inputSha256: bytes ? sha256Hex(bytes) : undefined,
+  inputSha256: hashed ? inputSha256(frame) : undefined,
 });
 
 /**
@@ -229,7 +229,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   /** A frame the source dropped under backpressure: counted and audited, never silently lost. */
   recordDrop(frame: Frame): void {
     this.parts.audit?.record(
-      droppedRecord(frameInfo(frame), { code: 'E_BACKPRESSURE', message: 'dropped: the queue of this source was full' }, this.engine.model),
+      droppedRecord(frameInfo(frame, false), { code: 'E_BACKPRESSURE', message: 'dropped: the queue of this source was full' }, this.engine.model),
     );
     this.notify('dropped', frame);
   }
@@ -297,7 +297,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.stats.decision(decision);
     const { source } = entry;
     this.changed(this.faults.clear(roiFaultKey(source.name), `source ${source.name}: its frames fit the ROI again`));
-    const record = decidedRecord(decision, frameInfo(frame, frame.bytes), Date.now());
+    const record = decidedRecord(decision, frameInfo(frame, true), Date.now());
     this.notify('decision', frame, decision);
     return this.commitThenSettle(source, frame, record, { status: 'decided' }, decision);
   }
@@ -307,7 +307,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     if (error.category !== 'bad-input') this.stats.engineError();
     if (error.code === 'E_FRAME_ROI') this.changed(this.faults.raise(roiFaultKey(entry.source.name), roiFault(entry.source.name, error)));
     this.log.warn({ source: frame.source, frameId: frame.id, code: error.code, err: error.message }, 'frame rejected');
-    const record = rejectedRecord(frameInfo(frame, frame.bytes), { code: error.code, message: error.message }, model);
+    const record = rejectedRecord(frameInfo(frame, true), { code: error.code, message: error.message }, model);
     this.notify('rejected', frame, error);
     return this.commitThenSettle(entry.source, frame, record, { status: 'rejected', error });
   }

@@ -1,9 +1,8 @@
 import type { Decision } from '../../engine/decision';
 import type { AnomalyFields } from '../../engine/tasks';
-import { sha256Hex } from '../../model/integrity';
 import { heatmapPng } from '../../protocol/heatmap';
 import type { SgmoeError } from '../../errors';
-import type { Frame } from '../../ingest/frame';
+import { inputSha256, type Frame } from '../../ingest/frame';
 import { sniffFormat } from '../../ingest/format';
 import type { EdgeNode } from '../edge-node';
 import { HeldFrames } from './held-frames';
@@ -105,7 +104,7 @@ export class RecentDecisions {
       this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
       // Only an anomaly package's frames are reviewed into training images.
       if (outcome.status === 'decided' && outcome.anomaly) {
-        entry.inputSha256 = sha256Hex(frame.bytes);
+        entry.inputSha256 = inputSha256(frame);
         this.held.hold(entry.seq, frame.bytes);
       }
     }
