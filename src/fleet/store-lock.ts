@@ -25,7 +25,12 @@ export type LockOwner = z.infer<typeof ownerSchema>;
  * the file names its process; a lock whose process is gone (a killed node, or one that exited) is stale.
  */
 export class StoreLock {
-  constructor(readonly path: string) {}
+  /** The store's absolute path: one store however its path is spelled. */
+  private readonly key: string;
+
+  constructor(readonly path: string) {
+    this.key = resolve(path);
+  }
 
   /** The lock of each store path this process holds, so a second node in the same process is refused too. */
   private static readonly heldHere = new Map<string, StoreLock>();
@@ -42,7 +47,7 @@ export class StoreLock {
    * its container was recreated under a new host name (the offline rollback, by contrast, refuses on it).
    */
   async acquire(): Promise<void> {
-    const other = StoreLock.heldHere.get(resolve(this.path));
+    const other = StoreLock.heldHere.get(this.key);
     if (other && other !== this) {
       throw new SgmoeError('E_STORE_IN_USE', `another node of this process holds this package store (${this.path}); expected one at a time, stop that one first`);
     }
@@ -57,13 +62,13 @@ export class StoreLock {
       }
       await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
     }
-    StoreLock.heldHere.set(resolve(this.path), this);
+    StoreLock.heldHere.set(this.key, this);
   }
 
   /** Lets the store go, if this lock holds it. */
   async release(): Promise<void> {
-    if (StoreLock.heldHere.get(resolve(this.path)) !== this) return;
-    StoreLock.heldHere.delete(resolve(this.path));
+    if (StoreLock.heldHere.get(this.key) !== this) return;
+    StoreLock.heldHere.delete(this.key);
     const owner = await this.read();
     if (owner && isThisProcess(owner)) await rm(this.path, { force: true });
   }

@@ -100,7 +100,7 @@ export class DirSource extends BaseSource {
         this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
         return;
       }
-      if (!(await access(join(this.path, folder)).then(() => true, () => false))) await this.makeOutFolders();
+      await mkdir(join(this.path, folder), { recursive: true }); // made again if it went (see makeOutFolders)
       const target = await freeName(join(this.path, folder), name);
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
