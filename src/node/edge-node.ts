@@ -140,8 +140,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     this.outboxUnavailable = outboxUnavailable;
   }
 
-  /** Starts every source and resolves when they have all ended (finite ones by themselves, the rest on stop). */
+  /**
+   * Starts every source and resolves when they have all ended (finite ones by themselves, the rest on stop). A node
+   * runs once: its sources and store are let go on stop, so running again needs a new node.
+   */
   async run(): Promise<void> {
+    if (this.stopping) throw new SgmoeError('E_NODE_STOPPING', 'the node was stopped: expected a new node to run again (createEdgeNode)');
+    if (this.started) throw new SgmoeError('E_NODE_RUNNING', 'the node is already running: expected run() once per node');
     this.started = true;
     const transport = this.transportPart;
     if (transport) {

@@ -51,6 +51,17 @@ describe('a node fed from code', () => {
     expect(decided[0]).toBe('healthy');
   });
 
+  it('runs once: a second run() while running and a run() after stop() are refused, not silently resolved', async () => {
+    const camera = new PushSource('line-1');
+    const { node } = await createEdgeNode({ model: BUNDLED, threads: 1 }, { extraSources: [{ source: camera, preprocess: {} }] });
+    const running = node.run();
+    await expect(node.run()).rejects.toMatchObject({ code: 'E_NODE_RUNNING' });
+    camera.end();
+    await running;
+    await node.stop();
+    await expect(node.run()).rejects.toMatchObject({ code: 'E_NODE_STOPPING' });
+  });
+
   it('takes a plain config object as the config file would be, and refuses an invalid one with E_CONFIG_INVALID', async () => {
     const { node } = await createEdgeNode({ model: BUNDLED, threads: 1 });
     expect(node.engine.model.name).toBe('fashion-sgmoe');
