@@ -31,6 +31,10 @@ const CSV_COLUMNS: Array<[string, (r: AuditRow) => unknown]> = [
   ['total_us', (r) => r.timingsUs?.total],
   ['error_code', (r) => r.errorCode],
   ['error_message', (r) => r.errorMessage],
+  ['window_offset', (r) => r.window?.offset],
+  ['window_start', (r) => (r.window?.start != null ? new Date(r.window.start).toISOString() : null)],
+  ['rpm', (r) => r.window?.rpm],
+  ['load', (r) => r.window?.load],
 ];
 
 /** RFC 4180: quote a field holding a comma, quote or line break; double the quotes inside. */

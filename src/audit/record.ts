@@ -1,4 +1,5 @@
 import { decisionEssentials, type Decision, type StageTimingsUs } from '../engine/decision';
+import type { WindowPlace } from '../ingest/kinds/signal/window-source';
 
 export type AuditStatus = 'ok' | 'rejected' | 'dropped';
 export const AUDIT_STATUSES: readonly AuditStatus[] = ['ok', 'rejected', 'dropped'];
@@ -16,6 +17,8 @@ export interface FrameInfo {
   receivedAt?: number;
   /** sha256 (hex) of the input bytes, so a part can be traced back to the exact image. */
   inputSha256?: string;
+  /** A signal window's place in its signal, so a row leads back to the samples and the machine's regime. */
+  window?: WindowPlace;
 }
 
 interface RecordBase {

@@ -9,7 +9,8 @@ const COLUMNS = [
   ['label', 'label'], ['label_index', 'labelIndex'], ['score', 'score'], ['expert', 'expert'], ['early_exit', 'earlyExit'],
   ['base_confidence', 'baseConfidence'], ['gate', 'gate'], ['macs', 'macs'], ['trunk_us', 'trunkUs'], ['base_us', 'baseUs'],
   ['gate_us', 'gateUs'], ['expert_us', 'expertUs'], ['total_us', 'totalUs'], ['error_code', 'errorCode'],
-  ['error_message', 'errorMessage'],
+  ['error_message', 'errorMessage'], ['window_offset', 'windowOffset'], ['window_start', 'windowStart'], ['rpm', 'rpm'],
+  ['load', 'load'],
 ] as const;
 const KEYS = COLUMNS.map(([, key]) => key);
 const INTO = `INSERT INTO decisions (${COLUMNS.map(([column]) => column).join(', ')}) VALUES `;
@@ -35,6 +36,7 @@ type SqlValue = string | number | bigint | Buffer | null;
 export function toParams(r: AuditRecord): Record<(typeof KEYS)[number], SqlValue> {
   const ok = r.status === 'ok' ? r : undefined;
   const t = ok?.timingsUs;
+  const w = r.frame.window;
   return {
     ts: r.ts,
     receivedAt: r.frame.receivedAt ?? null,
@@ -59,6 +61,10 @@ export function toParams(r: AuditRecord): Record<(typeof KEYS)[number], SqlValue
     totalUs: t ? Math.round(t.total) : null,
     errorCode: r.status === 'ok' ? null : r.error.code,
     errorMessage: r.status === 'ok' ? null : r.error.message,
+    windowOffset: w?.offset ?? null,
+    windowStart: w?.start ?? null,
+    rpm: w?.tags.rpm ?? null,
+    load: w?.tags.load ?? null,
   };
 }
 
@@ -105,6 +111,8 @@ export interface AuditRow {
   timingsUs: StageTimingsUs | null;
   errorCode: string | null;
   errorMessage: string | null;
+  /** Signal windows: where the window lies in its signal (null for images). */
+  window: { offset: number; start: number | null; rpm: number | null; load: number | null } | null;
 }
 
 /** Raw column values as SQLite returns them. */
@@ -133,6 +141,10 @@ export interface DecisionColumns {
   total_us: number | null;
   error_code: string | null;
   error_message: string | null;
+  window_offset: number | null;
+  window_start: number | null;
+  rpm: number | null;
+  load: number | null;
 }
 
 export function fromColumns(c: DecisionColumns): AuditRow {
@@ -160,5 +172,6 @@ export function fromColumns(c: DecisionColumns): AuditRow {
         : { trunk: c.trunk_us ?? 0, base: c.base_us ?? 0, gate: c.gate_us ?? 0, expert: c.expert_us ?? 0, total: c.total_us },
     errorCode: c.error_code,
     errorMessage: c.error_message,
+    window: c.window_offset === null ? null : { offset: c.window_offset, start: c.window_start, rpm: c.rpm, load: c.load },
   };
 }

@@ -64,6 +64,13 @@ const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX reviews_decision ON reviews (decision_id);
   `,
+  // 3: where a signal window lies in its signal (null for images): its first sample's offset and time, its tags.
+  `
+  ALTER TABLE decisions ADD COLUMN window_offset INTEGER;
+  ALTER TABLE decisions ADD COLUMN window_start  INTEGER;  -- ms since epoch of its first sample (streams)
+  ALTER TABLE decisions ADD COLUMN rpm           REAL;
+  ALTER TABLE decisions ADD COLUMN load          REAL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

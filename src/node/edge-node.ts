@@ -8,6 +8,7 @@ import type { Engine } from '../engine/engine';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { inputSha256, type Frame } from '../ingest/frame';
+import { windowPlace } from '../ingest/kinds/signal/window-source';
 import type { PreprocessOptions } from '../ingest/preprocess';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
@@ -62,6 +63,7 @@ const frameInfo = (frame: Frame, hashed: boolean): FrameInfo => ({
   source: frame.source,
   receivedAt: frame.receivedAt,
   inputSha256: hashed ? inputSha256(frame) : undefined,
+  window: windowPlace(frame),
 });
 
 /**

@@ -3,10 +3,9 @@ import type { AuditRecord } from '../audit/record';
 import type { Decision } from '../engine/decision';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import type { Frame } from '../ingest/frame';
-import type { WindowMeta } from '../ingest/kinds/signal/window-source';
+import { windowPlace } from '../ingest/kinds/signal/window-source';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { Logger } from '../log';
-import type { FrameMeta } from '../protocol/payloads';
 import type { MqttTransport } from '../transport/client';
 import type { NodeStats } from './stats';
 
@@ -163,7 +162,7 @@ export class Settler {
     const transport = this.parts.transport();
     const unqueued = turn.filter((p) => !p.queued);
     if (transport && unqueued.length > 0) {
-      transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date(), ...windowOf(p.frame) } })));
+      transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date(), window: windowPlace(p.frame) } })));
     }
     for (const p of unqueued) p.queued = true;
   }
@@ -179,9 +178,3 @@ export class Settler {
 }
 
 const asSgmoeError = (err: unknown) => (err instanceof SgmoeError ? err : new SgmoeError('E_INTERNAL', errorMessage(err), undefined, { cause: err }));
-
-/** A signal window's place in its signal (its source's WindowMeta), for its result. */
-function windowOf(frame: Frame): Pick<FrameMeta, 'window'> {
-  const meta = frame.meta?.signal as WindowMeta | undefined;
-  return meta?.offset === undefined ? {} : { window: { start: meta.start, offset: meta.offset, tags: meta.tags ?? {} } };
-}

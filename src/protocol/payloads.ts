@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { decisionEssentials, type Decision } from '../engine/decision';
 import type { AnomalyFields } from '../engine/tasks';
+import type { WindowPlace } from '../ingest/kinds/signal/window-source';
 import { heatmapPng } from './heatmap';
 
 /**
@@ -128,7 +129,7 @@ export type ReplyPayload = z.infer<typeof replyPayloadSchema>;
 export interface FrameMeta {
   source: string;
   ts: Date;
-  window?: { start?: number; offset: number; tags: { rpm?: number; load?: number } };
+  window?: WindowPlace;
 }
 
 export function resultPayload(decision: Decision, frame: FrameMeta): ResultPayload {

@@ -36,6 +36,19 @@ test('a new file gets WAL, NORMAL sync, incremental auto-vacuum and the current 
   again.db.close();
 });
 
+test('a file of the previous schema (2) is upgraded in place: its rows kept, the signal-window columns added empty', () => {
+  const file = join(tmp.path, 'schema-2.db');
+  const fresh = openAuditDb(file).db;
+  for (const column of ['window_offset', 'window_start', 'rpm', 'load']) fresh.exec(`ALTER TABLE decisions DROP COLUMN ${column}`);
+  fresh.pragma('user_version = 2');
+  fresh.prepare(`INSERT INTO decisions (ts, frame_id, status) VALUES (1, 'old-frame', 'ok')`).run();
+  fresh.close();
+  const { db } = openAuditDb(file);
+  expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+  expect(db.prepare('SELECT frame_id, window_offset, rpm FROM decisions').all()).toEqual([{ frame_id: 'old-frame', window_offset: null, rpm: null }]);
+  db.close();
+});
+
 test('a file that is not a database is moved aside and a fresh one started, with an event saying so', () => {
   const file = join(tmp.path, 'garbage.db');
   writeFileSync(file, Buffer.alloc(8192, 0x41));

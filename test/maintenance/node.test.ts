@@ -184,6 +184,13 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
       if (m.source === 'press-7') expect(Date.parse(m.window.start)).toBeGreaterThanOrEqual(t0);
       else expect(m.window.start).toBeUndefined();
     }
+    // Each audit row keeps its window's place as the result gives it: a row leads back to its samples and regime.
+    const placeOf = new Map(results.map((m) => [m.frameId, m.window]));
+    for (const r of decided) {
+      const w = placeOf.get(r.frameId);
+      expect(r.window).toEqual({ offset: w.offset, start: w.start === undefined ? null : Date.parse(w.start), rpm: w.rpm ?? null, load: w.load ?? null });
+    }
+    expect(decided.filter((r) => r.source === 'press-7').every((r) => r.window?.rpm === 1800)).toBe(true);
     const streamStarts = results.filter((m) => m.source === 'press-7').map((m) => m.window.start as string).sort();
     expect(streamStarts[0]).toBe(new Date(t0).toISOString());
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-recording.wav', 'b-pcm16.wav']);

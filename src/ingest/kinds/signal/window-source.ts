@@ -9,6 +9,21 @@ import { parseStreamBlock } from './stream-block';
 import { parseWav } from './wav';
 import { Windower } from './windower';
 
+/** Where a signal window lies in its signal: for its result and its audit row. */
+export interface WindowPlace {
+  /** Epoch ms of the first sample (streams with timestamps). */
+  start?: number;
+  /** First sample of the window within its file or since its stream's last reset. */
+  offset: number;
+  tags: SampleBlock['tags'];
+}
+
+/** The window's place, when the frame is a signal window (not a rejected payload, not an image). */
+export function windowPlace(frame: Frame): WindowPlace | undefined {
+  const meta = frame.meta?.signal as WindowMeta | undefined;
+  return meta?.offset === undefined ? undefined : { start: meta.start, offset: meta.offset, tags: meta.tags ?? {} };
+}
+
 /** What a window frame or a rejected payload carries in `frame.meta.signal`. */
 export interface WindowMeta {
   payloadId: string;
