@@ -1,5 +1,7 @@
 """Entry points run in worker processes (one thread each, the machine has 2 cores): plain arguments in (data = the
 source tuple of data.load), state dicts and training histories out."""
+import signal
+
 import torch
 
 import budget
@@ -10,6 +12,8 @@ from train import Schedule, train_classifier, train_expert, train_generalist, tr
 
 def init_worker() -> None:
     torch.set_num_threads(1)
+    # Ctrl-C reaches every process of the terminal's group: the main process stops the workers and says so, once.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _val(splits, val_idx):

@@ -13,12 +13,13 @@ import json
 import math
 import os
 import runpy
+import signal
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -294,9 +295,9 @@ def without(argv: list, flag: str, value: str):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    signal = without(argv, '--input', 'signal')
-    if signal is not None:  # recordings, not images: the signal factory (scripts/factory/signal/)
-        return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'signal', 'signal_factory.py'))['main'](signal)
+    recordings = without(argv, '--input', 'signal')
+    if recordings is not None:  # recordings, not images: the signal factory (scripts/factory/signal/)
+        return runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'signal', 'signal_factory.py'))['main'](recordings)
     anomaly = without(argv, '--task', 'anomaly')
     if anomaly is not None:  # good parts only: the anomaly factory (scripts/factory/anomaly/)
         from anomaly.main import main as anomaly_main
@@ -355,5 +356,17 @@ def main(argv=None) -> int:
     return 0
 
 
+def interrupted(*_) -> None:
+    """Ctrl-C: the workers (which ignore it) are killed now rather than left to finish their jobs first."""
+    for child in active_children():
+        child.kill()
+    raise KeyboardInterrupt
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # one line, not a traceback per process: a package is only put in place once finished
+        print('\nstopped (Ctrl-C)', file=sys.stderr)
+        sys.exit(130)

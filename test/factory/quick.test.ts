@@ -1,8 +1,10 @@
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { verifyPackage } from '../../src/engine/verify';
 import { ROOT } from '../helpers/cli';
+import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 
 const tmp = tempDir();
@@ -37,6 +39,35 @@ describe('model factory --quick', () => {
     expect(metrics.models.sgmoe.accuracy).toBeGreaterThan(0.6);
     expect(metrics.models.base.accuracy).toBeGreaterThan(0.6);
   }, 360_000);
+
+  it('Ctrl-C while workers train: one line, no traceback from any process, no worker left, nothing written', async () => {
+    const out = join(tmp.path, 'interrupted');
+    // Its own process group, as a terminal's foreground job: Ctrl-C signals every process in it.
+    const run = spawn('/usr/bin/python3', [join(ROOT, 'scripts/factory/main.py'), '--quick', '--out', out], { cwd: ROOT, detached: true });
+    let stdout = '';
+    let stderr = '';
+    run.stderr.on('data', (chunk) => (stderr += chunk));
+    const exited = once(run, 'exit');
+    await new Promise<void>((resolve) =>
+      run.stdout.on('data', (chunk) => {
+        stdout += chunk;
+        if (/\] epoch 1\//.test(stdout)) resolve(); // a worker reported: the pool is busy training
+      }),
+    );
+    process.kill(-run.pid!, 'SIGINT');
+    const [code] = await exited;
+    expect({ code, stderr: stderr.trim() }).toEqual({ code: 130, stderr: 'stopped (Ctrl-C)' });
+    const groupGone = () => {
+      try {
+        process.kill(-run.pid!, 0);
+        return false;
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code === 'ESRCH';
+      }
+    };
+    await waitUntil(groupGone, 20_000, 'every process of the factory to end'); // no worker outlives it
+    expect(existsSync(out)).toBe(false);
+  }, 300_000);
 
   it('stops with the Debian package to install when the data set is missing, and prints usage on bad flags', () => {
     const missing = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/factory/main.py'), '--quick', '--data-dir', join(tmp.path, 'none'), '--out', join(tmp.path, 'x')], {
