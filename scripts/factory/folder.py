@@ -1,6 +1,6 @@
 """The user's own images: DIR/<class>/<files> (or DIR/train|val|test/<class>/<files>), decoded through the SDK's own
 preprocessing (decode.js) so that training sees the tensor a device computes from the same file; a seeded, stratified
-split; unreadable files skipped and listed; class counts and imbalance for the report."""
+split; unreadable files and duplicate copies left out and listed; class counts and imbalance for the report."""
 import os
 import re
 from dataclasses import dataclass
@@ -12,6 +12,7 @@ from PIL import Image
 
 from data import DataSet, Pixels, Split, Splits
 from decode import decode
+from duplicates import groups
 
 SPLITS = ('train', 'val', 'test')
 FRACTIONS = {'val': 0.2, 'test': 0.2}  # of each class; the rest trains
@@ -141,10 +142,13 @@ def load(root: str, options: Options) -> Splits:
     if options.roi:
         spec['roi'] = dict(zip(('x', 'y', 'width', 'height'), options.roi))
     pixels, decoded, rejected = decode(paths, spec)
-    labels_ok = np.array([label_of[i] for i in decoded], np.int64)
     unreadable = [{'file': os.path.relpath(paths[i], root), 'code': code, 'reason': reason}
                   for i, code, reason in rejected]
     bad_per_class = _counts(np.array([label_of[i] for i, _, _ in rejected], np.int64), len(labels))
+    keep, duplicates = _without_copies(pixels, [(os.path.relpath(paths[i], root), labels[label_of[i]], split_of[i])
+                                                for i in decoded])
+    pixels, decoded = pixels[keep], [decoded[k] for k in keep]
+    labels_ok = np.array([label_of[i] for i in decoded], np.int64)
 
     if None in layout:
         _check_sizes(labels, _counts(labels_ok, len(labels)), bad_per_class)
@@ -194,6 +198,7 @@ def load(root: str, options: Options) -> Splits:
             'unreadable': bad_per_class[c]} for c, name in enumerate(labels)],
         'unreadable': unreadable,
         'unreadableCount': len(unreadable),
+        'duplicates': duplicates,
         'imbalance': {'ratio': round(ratio, 3), 'largest': labels[int(np.argmax(train_counts))],
                       'smallest': labels[int(np.argmin(train_counts))],
                       'handling': ('class-weighted losses (weight n / (classes x count)): '
@@ -212,6 +217,28 @@ def load(root: str, options: Options) -> Splits:
 
     return Splits(split('train'), split('val'), split('test'),
                   DataSet(options.name, tuple(labels), spec, facts, files))
+
+
+def _without_copies(pixels: np.ndarray, entries: list):
+    """The positions to keep, and the copies left out with the reason; entries: (file, class, split) per image. Of
+    identical images one is kept: in a folder already split the one in test/ (then val/), so the test stays as given;
+    else the first by path. Identical images under two classes keep neither: their label is unknown."""
+    rank = {'test': 0, 'val': 1, 'train': 2, None: 3}
+    dropped, left_out = set(), []
+    for group in groups(pixels):
+        group.sort(key=lambda k: (rank[entries[k][2]], k))
+        files = [entries[k][0] for k in group]
+        classes = sorted({entries[k][1] for k in group})
+        if len(classes) > 1:
+            dropped.update(group)
+            left_out += [{'file': f, 'code': 'conflicting labels',
+                          'reason': f'the same pixels as {", ".join(o for o in files if o != f)} under classes '
+                                    f'{", ".join(classes)}: left out of every class'} for f in files]
+        else:
+            dropped.update(group[1:])
+            left_out += [{'file': f, 'code': 'duplicate', 'reason': f'the same pixels as {files[0]} (kept)'}
+                         for f in files[1:]]
+    return [k for k in range(len(pixels)) if k not in dropped], left_out
 
 
 def _check_sizes(labels: List[str], counts: List[int], bad: List[int]) -> None:

@@ -335,11 +335,12 @@ def main(argv=None) -> int:
         what = (f'K sweep {list(args.sweep_k)} -> {args.sweep_out}' if args.sweep_k
                 else f'budget {budget.minutes(args.budget)}, K chosen on validation -> {args.out}' if args.budget
                 else f'K = {args.experts} -> {args.out}')
-        skipped = splits.data.facts.get('unreadableCount', 0) if args.data else 0
-        if skipped:  # said here too, not only in REPORT.md: a run should not hide what it left out
-            shown = '; '.join(f'{u["file"]} ({u["code"]})' for u in splits.data.facts['unreadable'][:5])
-            progress('factory', f'{skipped} unreadable file(s) skipped: {shown}{" ..." if skipped > 5 else ""} '
-                                '(every one with its reason in REPORT.md)')
+        for what, key in (('unreadable file(s) skipped', 'unreadable'), ('duplicate copies left out', 'duplicates')):
+            left_out = splits.data.facts[key] if args.data else []
+            if left_out:  # said here too, not only in REPORT.md: a run should not hide what it left out
+                shown = '; '.join(f'{u["file"]} ({u["code"]})' for u in left_out[:5])
+                progress('factory', f'{len(left_out)} {what}: {shown}{" ..." if len(left_out) > 5 else ""} '
+                                    '(every one with its reason in REPORT.md)')
         progress('factory', f'{"quick" if args.quick else "full"} run on {splits.data.facts["description"]}, {what}: '
                             f'train {recipe.train_size}, val {len(splits.val)}, test {len(splits.test)}, input '
                             f'{"x".join(map(str, splits.train.shape))}')

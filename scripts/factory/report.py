@@ -237,6 +237,13 @@ def _statistics_lines(st: dict) -> list:
     return lines + ['']
 
 
+def _left_out(title: str, files: list) -> list:
+    """A count, then the first 50 files with their reason."""
+    lines = [f'- {title}: {len(files)}' + (':' if files else '.')]
+    lines += [f'  - `{u["file"]}`: {u["code"]}: {u["reason"]}' for u in files[:50]]
+    return lines + ([f'  - … and {len(files) - 50} more (all in report.json)'] if len(files) > 50 else [])
+
+
 def _data_lines(d: dict) -> list:
     """Own images: where they came from, how they were split, what could not be read, and the class balance."""
     i = d['input']
@@ -249,11 +256,8 @@ def _data_lines(d: dict) -> list:
              + '; every image is decoded by the SDK\'s own preprocessing (sharp), in training as on the device.',
              f'- Class imbalance: largest / smallest training class = {d["imbalance"]["ratio"]} '
              f'("{d["imbalance"]["largest"]}" / "{d["imbalance"]["smallest"]}"); handling: {d["imbalance"]["handling"]}.',
-             f'- Unreadable files skipped: {d["unreadableCount"]}'
-             + (':' if d['unreadable'] else '.'), ]
-    lines += [f'  - `{u["file"]}`: {u["code"]} {u["reason"]}' for u in d['unreadable'][:50]]
-    if len(d['unreadable']) > 50:
-        lines.append(f'  - … and {len(d["unreadable"]) - 50} more (all in report.json)')
+             *_left_out('Unreadable files skipped', d['unreadable']),
+             *_left_out('Duplicate copies left out (identical pixels)', d.get('duplicates', []))]
     lines += ['', '| class | train | val | test | unreadable |', '| --- | ---: | ---: | ---: | ---: |']
     lines += [f'| {c["label"]} | {c["train"]} | {c["val"]} | {c["test"]} | {c["unreadable"]} |' for c in d['classes']]
     return lines + ['']

@@ -95,6 +95,10 @@ describe('anomaly factory input checks', () => {
     expect(measured.status).toBe(0);
     const facts = JSON.parse(readFileSync(join(measured.out, 'report.json'), 'utf8'));
     expect(facts.results.sgmoe).toMatchObject({ auroc: expect.any(Number), pixelAuroc: expect.any(Number) });
+    // The good test images copied from training: left out of training, or they would score as memorised.
+    expect(facts.copies).toEqual([0, 1, 2].map((i) => [`train/good/00${i}.png`, `the same pixels as test/good/${i}.png`]));
+    expect(measured.stderr).toContain('left out train/good/000.png: the same pixels as test/good/0.png');
+    expect(facts.splitSizes.fit + facts.splitSizes.norm + facts.splitSizes.threshold).toBe(87);
   });
 
   it('no train/good folder stops with the expected layout', () => {

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { verifyPackage } from '../../src/engine/verify';
@@ -33,12 +33,15 @@ interface SplitRecord {
 describe('model factory on a folder of own images', () => {
   it('trains RGB non-square JPEGs with an ROI through --quick, and sgmoe infer on the held-out files reproduces its test accuracy', async () => {
     const data = imageFolder('surfaces', [320, 280, 240, 160], true);
+    const copied = readdirSync(join(data, 'grass')).sort()[0];
+    copyFileSync(join(data, 'grass', copied), join(data, 'grass', `z-copy-${copied}`));
     const out = join(tmp.path, 'surfaces-sgmoe');
     const run = factory('--data', data, '--size', '48x32', '--roi', '6,4,54,36', '--quick', '--out', out);
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
     // What the run left out is said as it runs, not only in REPORT.md.
     expect(run.stdout + run.stderr).toMatch(/2 unreadable file\(s\) skipped: brick\/\S+ \(E_\w+\); brick\/\S+ \(E_\w+\) \(every one with its reason in REPORT.md\)/);
+    expect(run.stdout + run.stderr).toContain(`1 duplicate copies left out: grass/z-copy-${copied} (duplicate) (every one with its reason in REPORT.md)`);
 
     const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
     expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
@@ -79,6 +82,7 @@ describe('model factory on a folder of own images', () => {
     expect(Object.keys(report.statistics.mcnemar)).toEqual(['sgmoe-vs-base', 'sgmoe-vs-dense', 'sgmoe-vs-random-gate']);
     const markdown = readFileSync(join(out, 'REPORT.md'), 'utf8');
     expect(markdown).toMatch(/Unreadable files skipped: 2/);
+    expect(markdown).toContain(`- Duplicate copies left out (identical pixels): 1:\n  - \`grass/z-copy-${copied}\`: duplicate: the same pixels as grass/${copied} (kept)`);
     expect(markdown).toMatch(/Per-class test accuracy/);
   }, 360_000);
 
@@ -101,6 +105,20 @@ describe('model factory on a folder of own images', () => {
     expect(facts.input).toMatchObject({ channels: 3, width: 64, height: 44, chosen: { size: true, channels: true } });
   }, 60_000);
 
+  it('leaves out copies of one image (kept once) and images filed under two classes (kept in neither), and says so', () => {
+    const data = imageFolder('copies', [20, 20]);
+    const [first, second] = readdirSync(join(data, 'brick')).sort();
+    copyFileSync(join(data, 'brick', first), join(data, 'brick', `z-copy-${first}`));
+    copyFileSync(join(data, 'brick', second), join(data, 'grass', `misfiled-${second}`));
+    const facts = JSON.parse(factory('--data', data, '--check-data').stdout);
+    expect(facts.duplicates).toEqual([
+      { file: `brick/z-copy-${first}`, code: 'duplicate', reason: `the same pixels as brick/${first} (kept)` },
+      { file: `brick/${second}`, code: 'conflicting labels', reason: `the same pixels as grass/misfiled-${second} under classes brick, grass: left out of every class` },
+      { file: `grass/misfiled-${second}`, code: 'conflicting labels', reason: `the same pixels as brick/${second} under classes brick, grass: left out of every class` },
+    ]);
+    expect(facts.classes.map((c: { train: number; val: number; test: number }) => c.train + c.val + c.test)).toEqual([19, 20]);
+  }, 60_000);
+
   it('keeps train/ val/ test/ folders as given, and without val/ takes validation out of train/', () => {
     const flat = imageFolder('presplit', [30, 30]);
     const cuts: [string, number, number][] = [['train', 0, 18], ['val', 18, 24], ['test', 24, 30]];
@@ -111,7 +129,11 @@ describe('model factory on a folder of own images', () => {
         for (const f of files.slice(from, to)) renameSync(join(flat, label, f), join(flat, split, label, f));
       }
     }
+    // A test image copied into train/ would be scored on what the model memorised: the train/ copy is left out.
+    const tested = readdirSync(join(flat, 'test', 'brick')).sort()[0];
+    copyFileSync(join(flat, 'test', 'brick', tested), join(flat, 'train', 'brick', `copy-${tested}`));
     const given = JSON.parse(factory('--data', flat, '--check-data').stdout);
+    expect(given.duplicates).toEqual([{ file: `train/brick/copy-${tested}`, code: 'duplicate', reason: `the same pixels as test/brick/${tested} (kept)` }]);
     expect(given.split).toBe('the train/ val/ test/ folders as given');
     expect(given.classes.map((c: { train: number; val: number; test: number }) => [c.train, c.val, c.test])).toEqual([
       [18, 6, 6],

@@ -1,10 +1,13 @@
 """The anomaly factory's data folder: DIR/train/good/ (good parts only) and an optional DIR/test/{good,<defect>...}
-with DIR/test/masks/<defect>/<name>.png. Any size, gray or RGB, an optional ROI; unreadable files are listed."""
+with DIR/test/masks/<defect>/<name>.png. Any size, gray or RGB, an optional ROI; unreadable files and training
+copies of other images are listed."""
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from duplicates import groups
 
 # Every format a node accepts and keeps for review (src/ingest/format.ts), so an exported review set loads whole.
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
@@ -31,6 +34,7 @@ class Dataset:
     test_masks: np.ndarray  # int8 [N, H, W] at model size: 1 defect, 0 not, -1 unknown (no mask); None when none came
     colorspace: str  # 'gray' or 'rgb'
     roi: tuple  # (x, y, width, height) or None
+    copies: list = field(default_factory=list)  # (path, reason) of training images left out as copies
 
 
 def _files(folder: str) -> list:
@@ -117,7 +121,25 @@ def load(root: str, size=None, roi=None) -> Dataset:
     test_kinds = [k for p, k in zip(test_paths, test_kinds) if p not in bad_test]
     labels = np.array([0 if k == 'good' else 1 for k in test_kinds], np.int64)
     masks = _masks(root, test, test_kinds, size, roi) if os.path.isdir(os.path.join(test_root, 'masks')) else None
-    return Dataset(train, test, labels, test_kinds, masks, colorspace, roi)
+    train, copies = _without_copies(train, test)
+    return Dataset(train, test, labels, test_kinds, masks, colorspace, roi, copies)
+
+
+def _without_copies(train: Images, test: Images):
+    """The training images less those with the pixels of a test image (it would score as memorised, not as good) or
+    of an earlier training image, and those left out with the reason. The test set stays as given."""
+    shown = [test] if len(test.names) else []
+    pixels = np.concatenate([i.pixels for i in shown + [train]])
+    names = [n for i in shown + [train] for n in i.names]
+    first = len(pixels) - len(train.names)  # the training images' first position
+    dropped, copies = set(), []
+    for group in groups(pixels):
+        for k in group[1:]:
+            if k >= first:
+                dropped.add(k - first)
+                copies.append((names[k], f'the same pixels as {names[group[0]]}'))
+    keep = [k for k in range(len(train.names)) if k not in dropped]
+    return Images(train.pixels[keep], [train.names[k] for k in keep], train.bad), copies
 
 
 def _masks(root: str, test: Images, kinds: list, size, roi):

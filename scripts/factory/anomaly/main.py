@@ -79,6 +79,8 @@ def main(argv=None) -> int:
         return 1
     for path, reason in data.train.bad + data.test.bad:
         say(f'skipped unreadable {path}: {reason}')
+    for path, reason in data.copies:
+        say(f'left out {path}: {reason}')
     say(f'{len(data.train.names)} good training images {data.train.pixels.shape[1:]}, {len(data.test.names)} test images')
     recipe = build.Recipe(experts=args.experts, false_alarm_rate=args.false_alarm_rate, seed=args.seed,
                           stationary=args.stationary)

@@ -175,9 +175,9 @@ def render(f: dict) -> str:
     caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'])
     if caveat:
         lines += [f'**Caution**: {caveat}.', '']
-    if f['badFiles']:
-        lines += [f'Unreadable files skipped: {len(f["badFiles"])} (' +
-                  '; '.join(f'{p}: {r}' for p, r in f['badFiles'][:5]) + ')', '']
+    for title, files in (('Unreadable files skipped', f['badFiles']), ('Training images left out as copies', f['copies'])):
+        if files:
+            lines += [f'{title}: {len(files)} (' + '; '.join(f'{p}: {r}' for p, r in files[:5]) + ')', '']
     lines += ['## Early-exit calibration (held-out good images)', '',
               '| exit quantile | exit below | expert rate | threshold at target rate | mean MACs |', '| ---: | ---: | ---: | ---: | ---: |']
     macs = f['macs']
