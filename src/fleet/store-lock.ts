@@ -1,10 +1,9 @@
 import { readFileSync, readlinkSync } from 'node:fs';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { link, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
-import { writeFileAtomic } from './atomic';
 
 /** Who holds the lock: enough to tell whether that process still lives, and to name it to an operator. */
 const ownerSchema = z.object({
@@ -51,18 +50,42 @@ export class StoreLock {
     if (other && other !== this) {
       throw new SgmoeError('E_STORE_IN_USE', `another node of this process holds this package store (${this.path}); expected one at a time, stop that one first`);
     }
-    // Created exclusively when there is none: of two processes starting together, one gets it.
-    try {
-      await writeFile(this.path, JSON.stringify(thisProcess()), { flag: 'wx' });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const held = await this.holder();
-      if (held && checkable(held) && !isThisProcess(held)) {
+    for (;;) {
+      // Created exclusively when there is none: of two processes starting together, one gets it.
+      try {
+        await writeFile(this.path, JSON.stringify(thisProcess()), { flag: 'wx' });
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const text = await this.readText();
+      if (text === null) continue; // gone meanwhile: create it again
+      const held = parseOwner(text);
+      if (held && isThisProcess(held)) break;
+      if (held && alive(held) && checkable(held)) {
         throw new SgmoeError('E_STORE_IN_USE', `another process holds this package store: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
       }
-      await writeFileAtomic(this.path, JSON.stringify(thisProcess()));
+      await this.takeOver(text);
     }
     StoreLock.heldHere.set(this.key, this);
+  }
+
+  /**
+   * Moves a stale lock aside, then creates anew (the loop above). A rename takes exactly the file that is there: when
+   * it is no longer the stale one read (another process replaced it first), it is put back, so of two processes
+   * replacing one stale lock one holds it and the other finds it held. (A third creating one in the instant between
+   * the two renames is not guarded against.)
+   */
+  private async takeOver(stale: string): Promise<void> {
+    const aside = `${this.path}.${process.pid}.stale`;
+    try {
+      await rename(this.path, aside);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    if ((await readFile(aside, 'utf8')) !== stale) await link(aside, this.path).catch(() => undefined);
+    await rm(aside, { force: true });
   }
 
   /** Lets the store go, if this lock holds it. */
@@ -74,17 +97,24 @@ export class StoreLock {
   }
 
   private async read(): Promise<LockOwner | null> {
-    let text: string;
+    const text = await this.readText();
+    return text === null ? null : parseOwner(text);
+  }
+
+  private async readText(): Promise<string | null> {
     try {
-      text = await readFile(this.path, 'utf8');
+      return await readFile(this.path, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw new SgmoeError('E_FILE_UNREADABLE', `${this.path} exists but cannot be read: ${errorMessage(err)}`, { path: this.path }, { cause: err });
     }
-    const owner = ownerSchema.safeParse(safeJson(text));
-    // A damaged lock names no process to check: it must not keep a stopped device from its rollback.
-    return owner.success ? owner.data : null;
   }
+}
+
+/** The owner a lock's text names; a damaged lock names none, and must not keep a stopped device from its rollback. */
+function parseOwner(text: string): LockOwner | null {
+  const owner = ownerSchema.safeParse(safeJson(text));
+  return owner.success ? owner.data : null;
 }
 
 /** "pid 1234 on host cell-7, since ...", and the way out when the operator knows better. */

@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generateSigningKey } from '../../src/fleet/keys';
 import { openAuditDb, openAuditDbReadOnly } from '../../src/audit/open';
@@ -6,7 +9,7 @@ import { listEvents } from '../../src/audit/query';
 import { PackageStore } from '../../src/fleet/store';
 import { StoreLock } from '../../src/fleet/store-lock';
 import { BUNDLED, copyPackage } from '../helpers/package';
-import { sgmoeAsync, startSgmoe } from '../helpers/cli';
+import { ROOT, sgmoeAsync, startSgmoe } from '../helpers/cli';
 import { waitUntil } from '../helpers/mqtt';
 import { hotFolder } from '../node/sample-node';
 import { tempDir } from '../helpers/tmp';
@@ -154,4 +157,24 @@ test('two nodes of one process on one store: the second is refused, and the firs
   await b.acquire();
   expect(await b.holder()).toMatchObject({ pid: process.pid });
   await b.release();
+});
+
+test('two processes replacing one stale lock at the same moment: one holds it, the other is refused', async () => {
+  const path = join(tmp.path, 'contended.lock');
+  // Left by a node of an earlier boot: stale, as after a power cut.
+  writeFileSync(path, JSON.stringify({ pid: 1, host: hostname(), startTicks: null, pidNamespace: null, bootId: 'an-earlier-boot', since: new Date().toISOString() }));
+  const children = [0, 1].map(() => spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'lock-contender.ts'), path], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] }));
+  const lines = children.map(() => [] as string[]);
+  children.forEach((child, i) => child.stdout.on('data', (d: Buffer) => lines[i].push(...d.toString().trim().split('\n'))));
+  try {
+    await waitUntil(() => lines.every((l) => l.includes('ready')), 30_000, 'both processes to load');
+    for (const child of children) child.stdin.write('go\n');
+    await waitUntil(() => lines.every((l) => l.length === 2), 30_000, 'both processes to try the lock');
+    expect(lines.map((l) => l[1]).sort()).toEqual(['E_STORE_IN_USE', 'held']);
+    const holder = children[lines.findIndex((l) => l[1] === 'held')];
+    expect(JSON.parse(readFileSync(path, 'utf8')).pid).toBe(holder.pid);
+  } finally {
+    for (const child of children) child.stdin.end();
+    await Promise.all(children.map((child) => (child.exitCode === null ? once(child, 'exit') : undefined)));
+  }
 });
