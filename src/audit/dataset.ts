@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../errors';
 import { sha256Hex } from '../model/integrity';
 import { locateFrame } from './frame-store';
-import { standingReviews } from './review';
+import { DEFAULT_DEFECT_KIND, standingReviews, type Review } from './review';
 
 export interface DatasetExportOptions {
   /** Share of good frames put in test/good/ instead of train/good/ (chosen by their sha256, so stable). Default 0. */
@@ -17,16 +17,40 @@ export interface DatasetExport {
   written: Record<string, number>;
   /** Reviewed frames whose bytes the node no longer keeps (or never kept, or kept damaged): listed, not silently lost. */
   missing: Array<{ frameId: string; decisionId: number; verdict: string; reason: 'not kept' | 'kept bytes differ from the audit row' }>;
+  /** Identical bytes judged differently under several frame ids (good and defect, or two kinds): left out, each listed. */
+  conflicts: Array<{ inputSha256: string; reviews: Array<{ frameId: string; decisionId: number; verdict: string; kind: string | null; reviewer: string }> }>;
 }
 
 /** A stable draw in [0, 1) from a frame's sha256, so the same frame always lands in the same split. */
 const draw = (sha256: string) => parseInt(sha256.slice(0, 8), 16) / 2 ** 32;
 
 /**
+ * One verdict per image from the standing reviews of its bytes, or null when they disagree: good against defect, or
+ * two named kinds (a defect without a kind, `defect`, yields to a named one). The latest agreeing review stands for it.
+ */
+function agreed(reviews: Review[]): Review | null {
+  const kinds = new Set(reviews.map((r) => r.kind));
+  if (kinds.size > 1) kinds.delete(DEFAULT_DEFECT_KIND);
+  if (new Set(reviews.map((r) => r.verdict)).size > 1 || kinds.size > 1) return null;
+  return { ...reviews[reviews.length - 1], kind: [...kinds][0] };
+}
+
+/** The standing reviews grouped by the bytes they judge (per decision when without a sha256), oldest first. */
+function byImage(reviews: Review[]): Review[][] {
+  const groups = new Map<string, Review[]>();
+  for (const r of reviews) {
+    const key = r.inputSha256 ?? `decision ${r.decisionId}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()];
+}
+
+/**
  * Writes the standing verdicts as the anomaly factory's data folder (scripts/factory/anomaly/images.py):
  * frames judged good in train/good/ (a `holdout` share in test/good/), defects in test/<kind>/. File names are
  * `<decision id>-<sha256 prefix>.<format>`, traceable to the audit row; `reviews.json` lists every file's
- * review. Only bytes whose sha256 is the audit row's are written. The folder appears whole or not at all (built
+ * review. Only bytes whose sha256 is the audit row's are written; identical bytes judged differently under two frame
+ids are left out (a defect must never train as good) and listed under `conflicts`. The folder appears whole or not at all (built
  * beside it, then renamed), so a full disk never leaves a partial data set the factory would train on. Refuses a
  * non-empty folder, so an export never mixes with or overwrites another.
  */
@@ -37,13 +61,20 @@ export function exportReviewedDataset(db: Database, framesDir: string, dir: stri
   const holdout = options.holdout ?? 0;
   const written: Record<string, number> = {};
   const missing: DatasetExport['missing'] = [];
+  const conflicts: DatasetExport['conflicts'] = [];
   const files: Array<Record<string, unknown>> = [];
   const parent = dirname(resolve(dir));
   let staging: string | undefined;
   try {
     mkdirSync(parent, { recursive: true });
     staging = mkdtempSync(join(parent, `.${basename(dir)}-`));
-    for (const review of standingReviews(db)) {
+    for (const image of byImage(standingReviews(db))) {
+      const review = agreed(image);
+      if (!review) {
+        const reviews = image.map(({ frameId, decisionId, verdict, kind, reviewer }) => ({ frameId, decisionId, verdict, kind, reviewer }));
+        conflicts.push({ inputSha256: image[0].inputSha256!, reviews });
+        continue;
+      }
       const sha = review.inputSha256;
       const source = sha ? locateFrame(framesDir, sha) : null;
       const bytes = source ? readFileSync(source) : null;
@@ -59,11 +90,11 @@ export function exportReviewedDataset(db: Database, framesDir: string, dir: stri
       written[folder] = (written[folder] ?? 0) + 1;
       files.push({ file: `${folder}/${name}`, frameId: review.frameId, decisionId: review.decisionId, verdict: review.verdict, kind: review.kind, reviewer: review.reviewer, reviewedAt: new Date(review.ts).toISOString() });
     }
-    writeFileSync(join(staging, 'reviews.json'), `${JSON.stringify({ files, missing }, null, 2)}\n`);
+    writeFileSync(join(staging, 'reviews.json'), `${JSON.stringify({ files, missing, conflicts }, null, 2)}\n`);
     renameSync(staging, dir); // over an empty folder too
   } catch (err) {
     if (staging) rmSync(staging, { recursive: true, force: true });
     throw new SgmoeError('E_DATASET_WRITE', `could not write the data set in ${dir}, so nothing was written: ${errorMessage(err)}`, { dir }, { cause: err });
   }
-  return { dir, written, missing };
+  return { dir, written, missing, conflicts };
 }

@@ -46,6 +46,7 @@ export { FrameStore, framesDirOf, keepReviewedBytes, locateFrame, pinFrame, type
 export {
   DEFAULT_DEFECT_KIND,
   REVIEW_VERDICTS,
+  contradicted,
   latestVerdicts,
   shownKey,
   openReviewDb,

@@ -136,15 +136,33 @@ const fromReviewColumns = (c: ReviewColumns): Review => ({
 });
 
 /**
- * The standing verdicts, oldest first; kept when retention prunes the decisions. A verdict judges an image, so the
- * latest review of the same bytes (sha256) stands, over every decision that saw them: a frame decided twice and
- * corrected is exported once, with the correction. Reviews without a sha256 stand per decision.
+ * The standing verdicts, oldest first; kept when retention prunes the decisions. The latest review of a frame on the
+ * same bytes (sha256) stands, as the dashboard shows it: a frame decided twice and corrected counts once, with the
+ * correction. Two frames of identical bytes keep their own verdicts (the export checks that they agree). Reviews
+ * without a sha256 stand per decision.
  */
 export function standingReviews(db: Db): Review[] {
   const rows = db
-    .prepare(`SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews GROUP BY coalesce(input_sha256, 'decision ' || decision_id)) ORDER BY id`)
+    .prepare(
+      `SELECT * FROM reviews WHERE id IN
+         (SELECT max(id) FROM reviews GROUP BY frame_id, coalesce(input_sha256, 'decision ' || decision_id)) ORDER BY id`,
+    )
     .all() as ReviewColumns[];
   return rows.map(fromReviewColumns);
+}
+
+/** The standing verdicts of other frames with the same bytes that this review contradicts (a verdict or a kind), which the export will leave out until they agree. */
+export function contradicted(db: Db, review: Review): Review[] {
+  if (!review.inputSha256) return [];
+  const rows = db
+    .prepare(
+      `SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews WHERE input_sha256 = @sha GROUP BY frame_id) AND frame_id != @frameId ORDER BY id`,
+    )
+    .all({ sha: review.inputSha256, frameId: review.frameId }) as ReviewColumns[];
+  const named = (kind: string | null) => kind !== null && kind !== DEFAULT_DEFECT_KIND;
+  return rows
+    .map(fromReviewColumns)
+    .filter((r) => r.verdict !== review.verdict || (named(r.kind) && named(review.kind) && r.kind !== review.kind));
 }
 
 /** A frame as a dashboard row shows it: its id and, when known, the sha256 of the bytes it showed. */

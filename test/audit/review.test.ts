@@ -188,6 +188,44 @@ describe('what an export writes', () => {
     expect(readdirSync(join(out, 'train/good')).map((n) => n.split('-')[0]).sort()).toEqual(['2', '4']);
     expect(result.missing).toEqual([{ frameId: 'f-2', decisionId: 3, verdict: 'defect', reason: 'kept bytes differ from the audit row' }]);
   });
+
+  it('identical images under two frame ids judged good and defect are left out and listed, with a warning when judged (a defect never trains as good); a defect without a kind takes the named one', async () => {
+    const { file } = await auditWithFrames('copies', 3);
+    // f-0's and f-2's files came into the hot folder a second time, under other names.
+    const audit = openAuditDb(file);
+    const writer = new AuditWriter(audit.db);
+    writer.record(decidedRecord(decision(0, 1), { frameId: 'f-0-again', source: 'dir:/in', inputSha256: sha256Hex(await png(0)) }, 1_700_000_001_000));
+    writer.record(decidedRecord(decision(2, 1), { frameId: 'f-2-again', source: 'dir:/in', inputSha256: sha256Hex(await png(2)) }, 1_700_000_001_001));
+    writer.close();
+    audit.db.close();
+    const warnings: string[] = [];
+    const stderr = jest.spyOn(process.stderr, 'write').mockImplementation((text) => warnings.push(String(text)) > 0);
+    try {
+      await sgmoe('review', '--db', file, '--frame', 'f-0-again', '--verdict', 'defect', '--kind', 'scratch', '--by', 'anna');
+      await sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'good', '--by', 'ben');
+      await sgmoe('review', '--db', file, '--frame', 'f-2', '--verdict', 'defect', '--by', 'ben');
+      await sgmoe('review', '--db', file, '--frame', 'f-2-again', '--verdict', 'defect', '--kind', 'hole', '--by', 'anna');
+      await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--by', 'ben');
+      expect(warnings.filter((w) => w.startsWith('the same image'))).toEqual(['the same image is f-0-again, judged scratch by anna: the export leaves both out until they agree\n']);
+
+      const out = join(tmp.path, 'copies-dataset');
+      const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
+      expect(result.written).toEqual({ 'train/good': 1, 'test/hole': 1 });
+      expect(result.conflicts).toEqual([
+        {
+          inputSha256: sha256Hex(await png(0)),
+          reviews: [
+            { frameId: 'f-0-again', decisionId: 4, verdict: 'defect', kind: 'scratch', reviewer: 'anna' },
+            { frameId: 'f-0', decisionId: 1, verdict: 'good', kind: null, reviewer: 'ben' },
+          ],
+        },
+      ]);
+      expect(JSON.parse(readFileSync(join(out, 'reviews.json'), 'utf8')).conflicts).toEqual(result.conflicts);
+      expect(warnings).toContain('not exported, identical images judged differently (review them again to agree): f-0-again: scratch by anna; f-0: good by ben\n');
+    } finally {
+      stderr.mockRestore();
+    }
+  });
 });
 
 describe('on a full disk (a real 1 MB tmpfs)', () => {

@@ -19,6 +19,7 @@ import {
   type AuditStats,
   DEFAULT_DEFECT_KIND,
   alarmName,
+  contradicted,
   exportReviewedDataset,
   framesDirOf,
   keepReviewedBytes,
@@ -158,6 +159,9 @@ export function register(program: Command, out: Writable = process.stdout): void
         const review = recordReview(db, { frameId: o.frame, verdict: o.verdict, kind: o.kind, reviewer: o.by ?? userInfo().username }, 'cli', { framesDir });
         const bytes = review.bytes ?? (file && review.inputSha256 ? keepReviewedBytes(framesDir, review.inputSha256, file) : null);
         out.write(`${JSON.stringify({ ...review, bytes })}\n`);
+        for (const other of contradicted(db, review)) {
+          process.stderr.write(`the same image is ${other.frameId}, judged ${other.verdict === 'good' ? 'good' : other.kind} by ${other.reviewer}: the export leaves both out until they agree\n`);
+        }
         if (bytes === null && file) {
           process.stderr.write(`recorded without pixels: ${o.file} is not the frame the audit log decided (its sha256 differs), so the export lists it as missing\n`);
         } else if (bytes === null) {
@@ -219,12 +223,16 @@ function exportDataset(raw: Record<string, unknown>, out: Writable): void {
   try {
     const result = exportReviewedDataset(db, o.frames ?? framesDirOf(o.db), o.asDataset, { holdout: o.holdout });
     out.write(`${JSON.stringify(result)}\n`);
-    if (result.missing.length === 0 && Object.keys(result.written).length === 0) {
+    if (result.missing.length === 0 && result.conflicts.length === 0 && Object.keys(result.written).length === 0) {
       process.stderr.write(`no reviewed frames: ${o.asDataset} holds only reviews.json (verdicts come from the dashboard or \`sgmoe audit review\`)\n`);
     }
     if (result.missing.length > 0) {
       const reasons = [...new Set(result.missing.map((m) => m.reason))].join(', ');
       process.stderr.write(`${result.missing.length} reviewed frame(s) not exported: ${reasons} (listed in ${o.asDataset}/reviews.json)\n`);
+    }
+    for (const c of result.conflicts) {
+      const verdicts = c.reviews.map((r) => `${r.frameId}: ${r.verdict === 'good' ? 'good' : r.kind} by ${r.reviewer}`).join('; ');
+      process.stderr.write(`not exported, identical images judged differently (review them again to agree): ${verdicts}\n`);
     }
   } finally {
     db.close();
