@@ -39,6 +39,8 @@ export interface NodeSnapshot {
   settings: ReturnType<Engine['getSettings']>;
   /** Anomaly packages: the anomaly threshold in force (the early exit is `settings.threshold`). */
   anomalyThreshold?: number;
+  /** ... and the false-alarm rate that threshold is set for (the package's, or an operator's since). */
+  falseAlarmRate?: number;
   providers: Record<string, string>;
   sources: SourceAccount[];
   totals: Omit<SourceAccount, 'name' | 'kind' | 'counters' | 'lastError'>;
@@ -149,7 +151,7 @@ export class NodeStats {
     return {
       model: engine.model,
       settings: engine.getSettings(),
-      ...(engine.task.currentThreshold !== undefined ? { anomalyThreshold: engine.task.currentThreshold } : {}),
+      ...(engine.task.currentThreshold !== undefined ? { anomalyThreshold: engine.task.currentThreshold, falseAlarmRate: engine.task.currentFalseAlarmRate } : {}),
       providers: engine.providerSummary(),
       sources,
       totals: { ingested: sum('ingested'), decided: sum('decided'), rejected: sum('rejected'), dropped: sum('dropped'), pending: sum('pending'), errors: sum('errors') },

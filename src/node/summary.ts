@@ -40,7 +40,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     }
   }
   lines.push(
-    s.anomalyThreshold === undefined ? `threshold    ${s.settings.threshold} (early exit)` : `threshold    anomaly ${s.anomalyThreshold}; ${describeAnomalyExit(s.settings.threshold)}`,
+    s.anomalyThreshold === undefined ? `threshold    ${s.settings.threshold} (early exit)` : `threshold    anomaly ${s.anomalyThreshold} (false-alarm rate ${pct(s.falseAlarmRate ?? null)}); ${describeAnomalyExit(s.settings.threshold)}`,
     ...windowLines(s.windows.sinceStart),
     ...windowLines(s.windows.sinceModel),
     `alarms       ${s.alarms.length + s.conditionAlarms.length === 0 ? 'none' : [...s.alarms.map((a) => `${a.kind} (${a.state})`), ...s.conditionAlarms.map((a) => machineAlarmName(a.kind, a.machine))].join(', ')}`,

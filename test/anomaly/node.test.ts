@@ -64,7 +64,7 @@ describe('anomaly line end to end', () => {
     await node.stop();
     expect(node.snapshot().totals).toMatchObject({ ingested: samples.length, decided: samples.length, rejected: 0, dropped: 0, pending: 0 });
     // The summary names the anomaly threshold, not the early exit's sentinel.
-    expect(finalSummary(node.snapshot())).toMatch(/threshold +anomaly [\d.]+; no early exit \(the expert always runs\)/);
+    expect(finalSummary(node.snapshot())).toMatch(/threshold +anomaly [\d.]+ \(false-alarm rate 1.0%\); no early exit \(the expert always runs\)/);
 
     await waitUntil(() => messages(sub, '/result').length >= samples.length, 15_000, 'results on MQTT');
     const results = messages(sub, '/result');

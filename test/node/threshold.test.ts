@@ -60,8 +60,11 @@ describe('an anomaly false-alarm rate set at run time', () => {
     const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [], audit: { file: audit } }));
     const packaged = readManifest(LINE).calibration.anomaly!;
     const commands = nodeCommands(node, () => ({}));
-    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: packaged.threshold });
+    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: packaged.threshold, falseAlarmRate: packaged.falseAlarmRate });
     const reply = node.setFalseAlarmRate(0.005);
+    // The rate in force is shown where the threshold is (the config's own routing section still says what it said).
+    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: reply.threshold, falseAlarmRate: 0.005 });
+    expect(node.snapshot()).toMatchObject({ anomalyThreshold: reply.threshold, falseAlarmRate: 0.005 });
     expect(reply).toEqual({ falseAlarmRate: 0.005, threshold: thresholdForFalseAlarmRate(packaged, 0.005), keptOnModelSwap: true });
 
     // A new version whose good scores lie higher: its own threshold for the same rate, not 1.0.0's and not its calibrated one.
@@ -76,7 +79,7 @@ describe('an anomaly false-alarm rate set at run time', () => {
     await (await node.swap(next)).previous.dispose();
     const expected = thresholdForFalseAlarmRate(calibration, 0.005);
     expect(expected).not.toBeCloseTo(calibration.threshold, 3);
-    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: expected, model: { version: '1.1.0' } });
+    expect(commands.getConfig()).toMatchObject({ anomalyThreshold: expected, falseAlarmRate: 0.005, model: { version: '1.1.0' } });
 
     // A classification package has no false-alarm rate: swapped in all the same.
     await (await node.swap(await Engine.load(BUNDLED, { threads: { intraOp: 1 } }))).previous.dispose();
@@ -100,7 +103,7 @@ describe('an anomaly false-alarm rate set at run time', () => {
 
   it('routing.falseAlarmRate in the config sets the operating point at start (over restarts); refused for a package of another task', async () => {
     const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [], routing: { falseAlarmRate: 0.02 } }));
-    expect(nodeCommands(node, () => ({})).getConfig()).toMatchObject({ anomalyThreshold: thresholdForFalseAlarmRate(readManifest(LINE).calibration.anomaly!, 0.02) });
+    expect(nodeCommands(node, () => ({})).getConfig()).toMatchObject({ anomalyThreshold: thresholdForFalseAlarmRate(readManifest(LINE).calibration.anomaly!, 0.02), falseAlarmRate: 0.02 });
     await node.stop();
     await expect(createEdgeNode(parseNodeConfig({ model: BUNDLED, threads: 1, once: true, sources: [], routing: { falseAlarmRate: 0.02 } }))).rejects.toMatchObject({
       code: 'E_CONFIG_INVALID',

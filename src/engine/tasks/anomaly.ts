@@ -58,6 +58,7 @@ export class AnomalyTask implements Task<AnomalyVerdict> {
   private readonly baseWeight: number;
   private readonly grid: [number, number];
   private threshold: number;
+  private falseAlarmRate: number;
 
   constructor(private readonly manifest: Manifest) {
     const calibration = manifest.calibration.anomaly;
@@ -65,6 +66,7 @@ export class AnomalyTask implements Task<AnomalyVerdict> {
     this.grid = calibration.grid;
     this.baseWeight = manifest.routing.ensemble.baseWeight;
     this.threshold = calibration.threshold;
+    this.falseAlarmRate = calibration.falseAlarmRate;
     this.branchOutputs = [
       { name: 'score', dims: [1] },
       { name: 'map', dims: calibration.grid },
@@ -74,11 +76,16 @@ export class AnomalyTask implements Task<AnomalyVerdict> {
   /** Moves the operating point: the threshold that flags this share of good frames (calibration quantiles). */
   setFalseAlarmRate(rate: number): number {
     this.threshold = thresholdForFalseAlarmRate(this.manifest.calibration.anomaly!, rate);
+    this.falseAlarmRate = rate;
     return this.threshold;
   }
 
   get currentThreshold(): number {
     return this.threshold;
+  }
+
+  get currentFalseAlarmRate(): number {
+    return this.falseAlarmRate;
   }
 
   base(outputs: BranchOutputs, threshold: number): AnomalyVerdict {

@@ -41,4 +41,6 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   setFalseAlarmRate?(rate: number): number;
   /** Tasks with a threshold calibrated on good data (anomaly): the one in force now. */
   readonly currentThreshold?: number;
+  /** ... and the false-alarm rate it was set for (the package's calibrated one until moved). */
+  readonly currentFalseAlarmRate?: number;
 }
