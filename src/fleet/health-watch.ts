@@ -15,6 +15,10 @@ export interface HealthWatchOptions {
   maxDrift?: number;
   /** Drift is judged only once this many decisions ran an expert. */
   minRouted: number;
+  /** Anomaly packages: the share of frames flagged since the swap (the node's own anomaly-rate alarm is at 0.1). */
+  maxAnomalyRate?: number;
+  /** ... judged only once this many frames ran since the swap (a few real defects in a row are no regression). */
+  minAnomalyFrames: number;
 }
 
 export const DEFAULT_HEALTH_WATCH: HealthWatchOptions = {
@@ -24,6 +28,8 @@ export const DEFAULT_HEALTH_WATCH: HealthWatchOptions = {
   minFrames: 20,
   maxDrift: 0.3,
   minRouted: 50,
+  maxAnomalyRate: 0.1,
+  minAnomalyFrames: 100,
 };
 
 export type HealthVerdict = { ok: true; sample: HealthSample } | { ok: false; reason: string; sample: HealthSample };
@@ -39,6 +45,10 @@ export function judgeHealth(start: HealthSample, now: HealthSample, limits: Heal
     if (limits.maxLatencyP99Us !== undefined && now.latencyP99Us !== null && now.latencyP99Us > limits.maxLatencyP99Us) {
       return `latency p99 ${Math.round(now.latencyP99Us)} us above ${limits.maxLatencyP99Us} us`;
     }
+  }
+  const flagged = now.anomalous != null && start.anomalous !== undefined ? now.anomalous - (start.anomalous ?? 0) : null;
+  if (limits.maxAnomalyRate !== undefined && flagged !== null && frames >= limits.minAnomalyFrames && frames > 0 && flagged / frames > limits.maxAnomalyRate) {
+    return `anomaly rate ${(flagged / frames).toFixed(3)} (${flagged} of ${frames} frames flagged) above ${limits.maxAnomalyRate}`;
   }
   const routing = now.routing;
   if (limits.maxDrift !== undefined && routing && routing.routed >= limits.minRouted && routing.drift !== null && routing.drift > limits.maxDrift) {

@@ -15,6 +15,8 @@ export interface EngineHost {
 export interface HealthSample {
   frames: number;
   errors: number;
+  /** Anomaly packages: frames flagged anomalous (null when no frame had an anomaly verdict). */
+  anomalous?: number | null;
   /** p99 of recent per-frame latency, in microseconds, or null before any frame. */
   latencyP99Us: number | null;
   /** Routing statistics of the running model's recent decisions (audit log window), when available. */

@@ -116,6 +116,8 @@ export const nodeConfigSchema = z
             maxLatencyP99Us: z.number().positive(),
             maxDrift: z.number().min(0).max(1),
             minRouted: z.number().int().nonnegative(),
+            maxAnomalyRate: z.number().min(0).max(1),
+            minAnomalyFrames: z.number().int().nonnegative(),
           })
           .partial()
           .strict()

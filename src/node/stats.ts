@@ -126,7 +126,8 @@ export class NodeStats {
 
   /** What the fleet agent's health watch reads (HealthProbe), without the routing window the node adds. */
   sample(): Omit<HealthSample, 'routing'> {
-    return { frames: this.sinceStart.stats().decided + this.engineErrors, errors: this.engineErrors, latencyP99Us: this.sinceModel.latency.percentiles()?.p99 ?? null };
+    const { decided, anomalous } = this.sinceStart.stats();
+    return { frames: decided + this.engineErrors, errors: this.engineErrors, anomalous, latencyP99Us: this.sinceModel.latency.percentiles()?.p99 ?? null };
   }
 
   snapshot(parts: SnapshotParts): NodeSnapshot {

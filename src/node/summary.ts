@@ -74,7 +74,7 @@ function windowLines(w: WindowStats): string[] {
   const model = w.model ? ` (${w.model.name} ${w.model.version}, since ${w.since})` : ` (since ${w.since})`;
   return [
     `${w.label}${model}`,
-    `  decided    ${w.decided}, early exit ${pct(w.earlyExitRate)}`,
+    `  decided    ${w.decided}, early exit ${pct(w.earlyExitRate)}${w.anomalous === null ? '' : `, anomalous ${w.anomalous} (${pct(w.anomalous / w.decided)})`}`,
     `  experts    ${w.routed === 0 ? 'no decision ran an expert' : w.expertShares.map((x, i) => `#${i} ${pct(x)}`).join('  ')} (${w.routed} routed)`,
     `  latency    ${w.latencyUs ? `p50 ${ms(w.latencyUs.p50)}, p99 ${ms(w.latencyUs.p99)}` : 'n/a (no decision)'} (engine, per frame)`,
   ];

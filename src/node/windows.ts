@@ -1,4 +1,5 @@
 import type { Decision } from '../engine/decision';
+import type { AnomalyFields } from '../engine/tasks';
 import { LatencyWindow } from './latency';
 
 /** Recent decisions behind each window's latency percentiles and frames/s. */
@@ -22,6 +23,8 @@ export interface WindowStats {
   /** Decisions that ran an expert, and each expert's share of them (by index; after a swap, the new model's). */
   routed: number;
   expertShares: number[];
+  /** Anomaly packages: decisions flagged anomalous (null when no decision of the span had an anomaly verdict). */
+  anomalous: number | null;
   /** Over the span's last 1000 decisions. */
   latencyUs: { p50: number; p99: number } | null;
 }
@@ -30,6 +33,7 @@ export interface WindowStats {
 export class DecisionWindow {
   private decided = 0;
   private earlyExits = 0;
+  private anomalous: number | null = null;
   private expertCounts: number[];
   readonly latency = new LatencyWindow(LATENCY_WINDOW);
   private readonly since = new Date().toISOString();
@@ -50,6 +54,8 @@ export class DecisionWindow {
       while (this.expertCounts.length <= decision.expert) this.expertCounts.push(0);
       this.expertCounts[decision.expert]++;
     }
+    const verdict = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly?.verdict;
+    if (verdict) this.anomalous = (this.anomalous ?? 0) + (verdict === 'anomalous' ? 1 : 0);
     this.latency.add(decision.timingsUs.total);
   }
 
@@ -63,6 +69,7 @@ export class DecisionWindow {
       earlyExitRate: this.decided === 0 ? null : this.earlyExits / this.decided,
       routed,
       expertShares: this.expertCounts.map((c) => (routed === 0 ? 0 : c / routed)),
+      anomalous: this.anomalous,
       latencyUs: this.latency.percentiles(),
     };
   }

@@ -77,6 +77,10 @@ describe('anomaly line end to end', () => {
     expect(flagged.length).toBeLessThan(samples.length);
     expect(new Set(anomalies.map((a) => a.frameId))).toEqual(new Set(flagged.map((r) => r.frameId)));
     expect(anomalies).toHaveLength(flagged.length);
+    // The anomaly rate is counted where the node reports, and read by the fleet's health watch.
+    expect(node.snapshot().windows.sinceStart.anomalous).toBe(flagged.length);
+    expect(node.sample().anomalous).toBe(flagged.length);
+    expect(finalSummary(node.snapshot())).toContain(`decided    ${samples.length}, early exit 0.0%, anomalous ${flagged.length} (`);
     for (const r of results) {
       expect(r.label).toBe(r.anomaly.verdict);
       expect(r.anomaly.verdict === 'anomalous').toBe(r.anomaly.score >= r.anomaly.threshold);
