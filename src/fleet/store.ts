@@ -1,4 +1,4 @@
-import { cp, mkdir, readFile, readdir, rename, rm } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
@@ -92,7 +92,20 @@ export class PackageStore {
     const id = packageId(manifest.name, manifest.version);
     const temp = join(this.stagingDir, `adopt-${id}`);
     await rm(temp, { recursive: true, force: true });
-    await cp(dir, temp, { recursive: true });
+    try {
+      await cp(dir, temp, { recursive: true });
+    } catch (err) {
+      // A half copy would fill the disk the audit log and the outbox need, again at every restart.
+      await rm(temp, { recursive: true, force: true });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      const [need, free] = [await treeBytes(dir), await freeBytes(this.root)];
+      throw new SgmoeError(
+        'E_STORAGE_UNWRITABLE',
+        `no room to install ${id} in the package store ${this.root}: it takes ${mb(need)}, ${mb(free)} is free there; the store keeps up to ${this.keep} packages (fleet.keep), so give it about ${mb(need * this.keep)}`,
+        { root: this.root, need, free },
+        { cause: err },
+      );
+    }
     await this.install(temp, id);
     await writeFileAtomic(this.pointerPath, JSON.stringify({ current: id, history: [] }));
     return this.packageDir(id);
@@ -207,3 +220,19 @@ async function readJson<T>(path: string, schema: z.ZodType<T>): Promise<T | null
     throw new SgmoeError('E_STORE_CORRUPT', `${path} is not what the update agent wrote: ${errorMessage(err)}`, undefined, { cause: err });
   }
 }
+
+/** Bytes of the files of a package folder. */
+async function treeBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+async function freeBytes(dir: string): Promise<number> {
+  const fs = await statfs(dir);
+  return fs.bavail * fs.bsize;
+}
+
+const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
