@@ -1,10 +1,9 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Command } from 'commander';
 import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { LOG_FORMATS, setLogFormat, type LogFormat } from '../log';
 import { configureSharp } from '../ingest/sharp-config';
+import { SDK_VERSION } from '../version';
 import { registerCommands } from './commands';
 
 /** Entry point of the `sgmoe` command. Each sub-command lives in its own module under ./commands. */
@@ -12,7 +11,7 @@ async function main(argv: string[]): Promise<void> {
   configureSharp();
   const program = new Command('sgmoe')
     .description('Run single-gate Mixture-of-Experts vision models on edge devices')
-    .version(packageVersion())
+    .version(SDK_VERSION)
     .option('--log-format <format>', `logs on stderr: ${LOG_FORMATS.join(' | ')} (auto: human lines in a terminal, JSON in a pipe)`, 'auto')
     .hook('preAction', (command, action) => {
       quietOnClosedStdout(action.name() !== 'run');
@@ -45,8 +44,3 @@ main(process.argv).catch((err: unknown) => {
   process.stderr.write(`sgmoe: ${errorCode(err)}: ${errorMessage(err)}\n`);
   process.exit(1);
 });
-
-/** The SDK's own version, read from its package.json (two folders up from both src/cli and dist/cli). */
-function packageVersion(): string {
-  return (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
-}

@@ -15,6 +15,8 @@ export interface DeviceEntry {
   lastSeen: string | null;
   model: string | null;
   version: string | null;
+  /** The sgmoe-edge release it runs (status info `sdk`). */
+  sdk: string | null;
   /** The update running now (`step version`), else how the last one ended (`last: outcome version code`). */
   update: string | null;
   /** How long it watches its health after a swap before it reports an update done (`fleet.watch.windowMs`). */
@@ -108,7 +110,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
   return ids.map((device) => {
     const s = status.get(device);
     const h = health.get(device);
-    const info = (s?.info ?? {}) as { model?: { name?: string; version?: string } };
+    const info = (s?.info ?? {}) as { model?: { name?: string; version?: string }; sdk?: unknown };
     const update = currentUpdateSchema.safeParse((s?.info ?? {}).update);
     const last = lastUpdateSchema.safeParse((s?.info ?? {}).lastUpdate);
     const fleet = fleetInfoSchema.safeParse((s?.info ?? {}).fleet);
@@ -133,6 +135,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       lastSeen: seen.at(-1) ?? null,
       model: info.model?.name ?? null,
       version: info.model?.version ?? null,
+      sdk: typeof info.sdk === 'string' ? info.sdk : null,
       update: update.success
         ? `${update.data.step} ${update.data.version}`
         : last.success

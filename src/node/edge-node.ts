@@ -7,6 +7,7 @@ import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
+import { SDK_VERSION } from '../version';
 import { inputSha256, type Frame } from '../ingest/frame';
 import { windowPlace } from '../ingest/kinds/signal/window-source';
 import type { PreprocessOptions } from '../ingest/preprocess';
@@ -156,7 +157,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       await transport.start();
     }
     if (this.stopping) return; // stopped while connecting: nothing was started
-    this.parts.audit?.event({ kind: 'start', message: 'node started', details: { sources: this.parts.sources.map((s) => s.source.name) } });
+    this.parts.audit?.event({ kind: 'start', message: 'node started', details: { sdk: SDK_VERSION, sources: this.parts.sources.map((s) => s.source.name) } });
     this.reporter.start(this.parts.healthIntervalMs);
     this.pumps = this.parts.sources.map((s) => this.pipeline.pump(s));
     this.failures = (await Promise.all(this.pumps)).filter((f) => f !== null);
@@ -272,6 +273,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private statusInfo(): Record<string, unknown> {
     const faults = this.faults.active();
     return {
+      sdk: SDK_VERSION,
       model: this.engine.model,
       providers: this.engine.providerSummary(),
       ...this.fleetStatus,

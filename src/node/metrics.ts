@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AlarmKind } from '../audit/health';
 import type { Decision, StageTimingsUs } from '../engine/decision';
+import { SDK_VERSION } from '../version';
 import type { EdgeNode } from './edge-node';
 
 export interface AttachedMetrics {
@@ -149,6 +150,12 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
       }
     },
   });
+  new Gauge({
+    name: 'sgmoe_build_info',
+    help: 'The sgmoe-edge SDK the node runs (always 1; its version in the label)',
+    labelNames: ['version'],
+    registers,
+  }).set({ version: SDK_VERSION }, 1);
   new Gauge({
     name: 'sgmoe_model_info',
     help: 'The model package the node runs (always 1; name and version in the labels)',

@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { connectOperator } from '../../src/fleet/broker';
 import { readInventory } from '../../src/fleet/inventory';
+import { formatInventory } from '../../src/cli/commands/fleet';
+import { SDK_VERSION } from '../../src/version';
 import { DEFAULT_TOPIC_PREFIX } from '../../src/protocol';
 import { Mosquitto, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -60,10 +62,12 @@ it('fleet status lists every node of the site with its version and online state,
   try {
     const { inventory, stop } = await readInventory(operator, { site: 'plant-1', topicPrefix: DEFAULT_TOPIC_PREFIX });
     await stop();
-    expect(inventory.devices.map((d) => [d.device, d.state, d.reason, d.version])).toEqual([
-      ['cell-1', 'online', null, a.node.engine.model.version],
-      ['cell-2', 'offline', 'shutdown', a.node.engine.model.version],
+    // The SDK release each runs, beside its model: a fleet-wide SDK upgrade can be checked.
+    expect(inventory.devices.map((d) => [d.device, d.state, d.reason, d.version, d.sdk])).toEqual([
+      ['cell-1', 'online', null, a.node.engine.model.version, SDK_VERSION],
+      ['cell-2', 'offline', 'shutdown', a.node.engine.model.version, SDK_VERSION],
     ]);
+    expect(formatInventory(inventory).split('\n')[1]).toMatch(new RegExp(`^cell-1 +online .* fashion-sgmoe [\\d.]+ +${SDK_VERSION.replace(/\./g, '\\.')} `));
     // The stopped one's retained health is history: no frames/s or alarms shown as if now.
     expect(inventory.devices.find((d) => d.device === 'cell-2')).toMatchObject({ framesPerSecond: null, alarms: [] });
     expect(inventory.devices.every((d) => d.lastSeen !== null)).toBe(true);

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { register as globalRegistry } from 'prom-client';
 import { startDashboard, type Dashboard, type ExpertUsage } from '../../src/node/dashboard';
 import { attachMetrics } from '../../src/node/metrics';
+import { SDK_VERSION } from '../../src/version';
 import type { NodeSnapshot } from '../../src/node/stats';
 import { tempDir } from '../helpers/tmp';
 import { hotFolder, parseMetrics, sampleNode, type SampleNode } from './sample-node';
@@ -86,6 +87,7 @@ describe('Prometheus metrics of a running node', () => {
       expect(metrics.get(`sgmoe_alarms_active{kind="${kind}"}`)).toBe(snapshot.alarms.filter((a) => a.kind === kind).length);
     }
     expect(metrics.get(`sgmoe_model_info{name="${snapshot.model.name}",version="${snapshot.model.version}"}`)).toBe(1);
+    expect(metrics.get(`sgmoe_build_info{version="${SDK_VERSION}"}`)).toBe(1);
     expect(snapshot.model).toEqual({ name: 'fashion-sgmoe', version: expect.any(String) });
   });
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { runDoctor } from '../../engine/doctor';
 import { loadPackage } from '../../model/package';
+import { SDK_VERSION } from '../../version';
 
 const BUNDLED_MODEL = join(__dirname, '..', '..', '..', 'models', 'fashion-sgmoe');
 
@@ -21,6 +22,7 @@ export function register(program: Command): void {
       const { host } = report;
       const lines = [
         `host          ${host.arch}${host.boardModel ? `, ${host.boardModel}` : ''}, NVIDIA GPU: ${host.nvidiaGpu ? 'yes' : 'no'}`,
+        `sgmoe-edge    ${SDK_VERSION}`,
         `onnxruntime   ${report.onnxruntime}`,
         'providers',
         ...report.providers.map((p) => `  ${p.provider.padEnd(9)} ${p.works ? 'works' : 'unavailable'}${p.reason ? ` (${p.reason.split('\n')[0]})` : ''}`),

@@ -45,11 +45,12 @@ export function formatInventory(inventory: Inventory): string {
     d.state === 'offline' && d.reason ? `offline (${d.reason})` : d.state,
     d.lastSeen ?? '-',
     d.version === null ? '-' : `${d.model ?? ''} ${d.version}`.trim(),
+    d.sdk ?? '-',
     d.update ?? '-',
     d.framesPerSecond === null ? '-' : d.framesPerSecond.toFixed(1),
     d.alarms.join(', ') || '-',
   ]);
-  const header = ['device', 'state', 'last seen', 'model', 'update', 'frames/s', 'alarms'];
+  const header = ['device', 'state', 'last seen', 'model', 'sdk', 'update', 'frames/s', 'alarms'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
   const extra = inventory.malformed > 0 ? `(${inventory.malformed} message(s) on the site's topics did not match the protocol)\n` : '';
