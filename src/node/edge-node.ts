@@ -106,7 +106,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       audit: parts.audit,
       transport: () => this.transportPart,
       stats: this.stats,
-      onCommit: (failure, held) => this.storageState(failure, held),
+      onCommit: (failure) => this.storageState(failure),
       logger: this.log,
       retryMs: parts.commitRetryMs,
     });
@@ -297,8 +297,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   }
 
   /** The disk alarm: raised when a commit fails, cleared by the first commit that goes through. */
-  private storageState(failure: SgmoeError | null, held: number): void {
-    if (failure) this.changed(this.faults.raise(STORAGE_FAULT, storageFault(failure, held)));
+  private storageState(failure: SgmoeError | null): void {
+    if (failure) this.changed(this.faults.raise(STORAGE_FAULT, storageFault(failure)));
     else this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
   }
 

@@ -19,12 +19,12 @@ export const STORAGE_FAULT = 'storage';
 export const roiFaultKey = (source: string) => `roi:${source}`;
 
 /** The disk alarm: a commit of audit rows or MQTT results failed (a full disk, an I/O error). */
-export function storageFault(failure: { code: string; message: string }, held: number): Raised {
+export function storageFault(failure: { code: string; message: string }): Raised {
   return {
     code: 'E_STORAGE_UNWRITABLE',
     message:
       `expected to commit frames to the audit log and the outbox, found ${failure.code}: ${failure.message}. ` +
-      `Frames of hot folders stay in their inbox (${held} held) and are retried until space returns; live frames are decided and counted as unaudited`,
+      'Frames of hot folders stay in their inbox (counted as pending) and are retried until space returns; live frames are decided and counted as unaudited',
   };
 }
 

@@ -29,7 +29,7 @@ export interface SettlerParts {
   transport: () => MqttTransport | undefined;
   stats: NodeStats;
   /** Called after every commit: the error when the disk refused it, null when it took everything. */
-  onCommit: (failure: SgmoeError | null, held: number) => void;
+  onCommit: (failure: SgmoeError | null) => void;
   logger: Logger;
   /** Wait before committing held frames again, doubling from min to max while the disk stays full. */
   retryMs?: { min: number; max: number };
@@ -121,7 +121,7 @@ export class Settler {
         settled.push(p);
       }
     }
-    this.parts.onCommit(failure, this.held.length);
+    this.parts.onCommit(failure);
     if (failure) this.scheduleRetry();
     else {
       this.retryMs = this.retry.min;
