@@ -1,5 +1,6 @@
 import pino, { type Logger } from 'pino';
 import pretty from 'pino-pretty';
+import { SgmoeError } from './errors';
 import { redact } from './redact';
 
 export type { Logger };
@@ -7,6 +8,9 @@ export type { Logger };
 /** `auto`: short human lines when stderr is a terminal, JSON lines otherwise (a pipe, a file, journald). */
 export const LOG_FORMATS = ['auto', 'pretty', 'json'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+
+/** pino's levels (trace ... fatal) and `silent`. */
+const LOG_LEVELS = [...Object.keys(pino.levels.values), 'silent'];
 
 let defaultFormat: LogFormat = 'auto';
 
@@ -20,6 +24,7 @@ export function setLogFormat(format: LogFormat): void {
  * Level from SGMOE_LOG_LEVEL (default info). No URL's credentials reach a line.
  */
 export function createLogger(name = 'sgmoe', level = process.env.SGMOE_LOG_LEVEL ?? 'info', format: LogFormat = defaultFormat): Logger {
+  if (!LOG_LEVELS.includes(level)) throw new SgmoeError('E_USAGE', `SGMOE_LOG_LEVEL: expected one of ${LOG_LEVELS.join(', ')}, found "${level}"`);
   const formatters = { log: (fields: Record<string, unknown>) => redact(fields) };
   const human = format === 'pretty' || (format === 'auto' && process.stderr.isTTY === true);
   if (!human) return pino({ name, level, formatters }, pino.destination(2));

@@ -44,7 +44,8 @@ export async function sampleCamera(modelDir: string, fps: number): Promise<Sampl
         let pass = 0;
         do {
           for (const { name, bytes } of frames) {
-            await camera.push({ id: pass === 0 ? name : `${name}#${pass}`, bytes });
+            // Named as a file, so a signal package windows a recording as its hot folder would.
+            await camera.push({ id: pass === 0 ? name : `${name}#${pass}`, bytes, meta: { file: name } });
             if (fps > 0) await new Promise((r) => setTimeout(r, 1000 / fps));
           }
           pass++;

@@ -8,7 +8,7 @@ describe('sgmoe bench', () => {
   it('names the benchmarks it has when asked for another, and exits 1', () => {
     const run = sgmoe('bench', 'warp-drive');
     expect(run.status).toBe(1);
-    expect(run.stderr).toMatch(/E_USAGE: no benchmark "warp-drive": expected one of engine, ingest, audit, transport, pipeline/);
+    expect(run.stderr).toMatch(/E_USAGE: no benchmark "warp-drive": expected one of engine, ingest, audit, transport, pipeline, signal, anomaly$/m);
   });
 
   it('says plainly that it needs a source checkout when run from an installed package, and exits 1', () => {

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -5,7 +6,7 @@ import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
-import { sgmoe, startSgmoe } from '../helpers/cli';
+import { ROOT, sgmoe, sgmoeArgs, startSgmoe } from '../helpers/cli';
 import { BUNDLED } from '../helpers/package';
 import { hotFolder } from './sample-node';
 import { tempDir } from '../helpers/tmp';
@@ -232,6 +233,18 @@ describe('the demo', () => {
     const logs = run.stderr.split('\n').filter((l) => l.startsWith('{'));
     expect(logs.length).toBeGreaterThan(0);
     expect(logs.map((l) => JSON.parse(l).msg)).toContain('engine loaded');
+  });
+
+  it('plays a signal package\'s sample recordings too (windowed as a hot folder would), and refuses an unknown log level by name', () => {
+    const cwd = join(tmp.path, 'demo-signal');
+    mkdirSync(cwd);
+    const run = sgmoe('run', '--demo', '--once', '--fps', '0', '--model', join(ROOT, 'models', 'bearing-sgmoe'), '--audit', join(cwd, 'audit.db'));
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/ingested (\d+) = decided \1 \+ rejected 0 \+ dropped 0 \+ pending 0/);
+    expect(run.stdout).not.toContain('ingested 0 ');
+    const level = spawnSync(process.execPath, sgmoeArgs('run', '--demo', '--once', '--audit', join(cwd, 'level.db')), { cwd: ROOT, encoding: 'utf8', env: { ...process.env, SGMOE_LOG_LEVEL: 'verbose' } });
+    expect(level.status).toBe(1);
+    expect(level.stderr).toBe('sgmoe: E_USAGE: SGMOE_LOG_LEVEL: expected one of trace, debug, info, warn, error, fatal, silent, found "verbose"\n');
   });
 
   it('logs short human lines, not JSON, with --log-format pretty (what a terminal gets)', () => {

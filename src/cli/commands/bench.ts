@@ -6,7 +6,7 @@ import { SgmoeError } from '../../errors';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const BENCH_DIR = join(ROOT, 'scripts', 'bench');
-const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline', 'signal'] as const;
+const BENCHES = ['engine', 'ingest', 'audit', 'transport', 'pipeline', 'signal', 'anomaly'] as const;
 
 /**
  * `sgmoe bench NAME`: the benchmarks of scripts/bench/ (TypeScript, run through tsx from a source checkout:
