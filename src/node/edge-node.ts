@@ -15,7 +15,7 @@ import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
-import { Faults, STORAGE_FAULT, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
+import { DASHBOARD_FAULT, Faults, STORAGE_FAULT, dashboardFault, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
 import { Reporter } from './report';
 import { FramePipeline, type SourceFailure } from './pipeline';
 import { Settler } from './settle';
@@ -248,6 +248,11 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
    */
   sourceError(source: string, error: SgmoeError): void {
     if (error.code === 'E_FRAME_ROI') this.changed(this.faults.raise(roiFaultKey(source), roiFault(source, error)));
+  }
+
+  /** The dashboard (started beside the node) could not start: a fault in the status, health and summary until restart. */
+  dashboardFailed(error: SgmoeError): void {
+    this.changed(this.faults.raise(DASHBOARD_FAULT, dashboardFault(error)));
   }
 
   /** Routing alarms from the audit log, published on the alarm topic as they are raised and cleared. */

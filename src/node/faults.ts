@@ -16,6 +16,7 @@ export interface NodeFault {
 type Raised = Omit<NodeFault, 'state' | 'since'>;
 
 export const STORAGE_FAULT = 'storage';
+export const DASHBOARD_FAULT = 'dashboard';
 export const roiFaultKey = (source: string) => `roi:${source}`;
 
 /** The disk alarm: a commit of audit rows or MQTT results failed (a full disk, an I/O error). */
@@ -26,6 +27,11 @@ export function storageFault(failure: { code: string; message: string }): Raised
       `expected to commit frames to the audit log and the outbox, found ${failure.code}: ${failure.message}. ` +
       'Frames of hot folders stay in their inbox (counted as pending) and are retried until space returns; live frames are decided and counted as unaudited',
   };
+}
+
+/** The dashboard could not start (its port taken, a token too short): the node runs on, and must say so where it reports. */
+export function dashboardFault(error: { code: string; message: string }): Raised {
+  return { code: error.code, message: `dashboard not started: ${error.message}; the node runs without its dashboard and /metrics until restarted` };
 }
 
 /** A misplaced ROI rejects every frame of its source: an operator must hear of it once, not read it per frame. */

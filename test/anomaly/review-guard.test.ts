@@ -147,6 +147,8 @@ describe('sgmoe run with the dashboard on the network', () => {
     expect(refused.status).toBe(0);
     expect(refused.stderr).toContain('dashboard not started: expected an operator token to serve the dashboard on 0.0.0.0');
     expect(refused.stdout).toMatch(/ingested 1 = decided 1 /);
+    // A fault where the node reports (the summary here; status, health and the audit log too), not only a line.
+    expect(refused.stdout).toMatch(/fault +E_DASHBOARD_TOKEN: dashboard not started: expected an operator token .*; the node runs without its dashboard and \/metrics until restarted/);
     const served = await run({ SGMOE_DASHBOARD_TOKEN: TOKEN }, 'served');
     expect(served.status).toBe(0);
     expect(served.stderr).toMatch(/dashboard: http:\/\/0\.0\.0\.0:\d+\//);

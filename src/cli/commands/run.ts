@@ -81,7 +81,7 @@ export function register(program: Command): void {
       // The dashboard is for people watching: when its port is taken, the node still does its job.
       const dashboard = config.dashboard
         ? await startDashboard(node, { ...config.dashboard, token: config.dashboard.token ?? (process.env.SGMOE_DASHBOARD_TOKEN || undefined), auditFile: config.audit?.file, logger }).catch((err: unknown) => {
-            process.stderr.write(`dashboard not started: ${errorMessage(err)}\n`);
+            node.dashboardFailed(err instanceof SgmoeError ? err : new SgmoeError('E_DASHBOARD_LISTEN', errorMessage(err), undefined, { cause: err }));
             return undefined;
           })
         : undefined;
