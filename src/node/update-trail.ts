@@ -3,16 +3,17 @@ import type { UpdateEvent } from '../fleet/agent';
 import { FINAL_UPDATE_STEPS, type CurrentUpdate, type LastUpdate, type UpdateStep } from '../protocol/update';
 
 /**
- * What each step's start proves about the one before (`verifying` begins once the download is whole). The swap
+ * What each step's start proves about the one before (`verifying` begins once the download is whole), said as such:
+ * the step's own message says what comes next ("checking the sha256"). The swap
  * (`watching`) and a rollback change the running model and are audited as `model_updated` / `model_rolled_back`
  * by the audit log itself, which also restarts routing health against the new calibration.
  */
-const STEP_KINDS: Partial<Record<UpdateStep, AuditEventKind[]>> = {
-  requested: ['update_requested'],
-  verifying: ['update_downloaded'],
-  unpacking: ['update_verified'],
-  staged: ['update_staged'],
-  done: ['update_watched', 'update_done'],
+const STEP_KINDS: Partial<Record<UpdateStep, Array<{ kind: AuditEventKind; proves?: string }>>> = {
+  requested: [{ kind: 'update_requested' }],
+  verifying: [{ kind: 'update_downloaded', proves: 'downloaded whole' }],
+  unpacking: [{ kind: 'update_verified', proves: 'its sha256 matches the signed one' }],
+  staged: [{ kind: 'update_staged' }],
+  done: [{ kind: 'update_watched' }, { kind: 'update_done' }],
 };
 
 /** The audit events of one update step (the model changes aside): every request leaves a trail under its id. */
@@ -23,7 +24,7 @@ export function updateAuditEvents(event: UpdateEvent): AuditEvent[] {
     const kind = event.at === 'requested' ? 'update_refused' : 'update_failed';
     return [{ kind, message: `${event.version}: ${event.message}`, details: { ...details, code: event.error?.code ?? null, at: event.at ?? null } }];
   }
-  return (STEP_KINDS[event.step] ?? []).map((kind) => ({ kind, message: `${event.version}: ${event.message}`, details }));
+  return (STEP_KINDS[event.step] ?? []).map(({ kind, proves }) => ({ kind, message: `${event.version}: ${proves ?? event.message}`, details }));
 }
 
 /**

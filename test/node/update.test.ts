@@ -143,6 +143,9 @@ describe('a fleet update of a running node', () => {
         'update_watched',
         'update_done',
       ]);
+      // Each says what it proves, not what the next step starts doing.
+      const said = new Map(listEvents(db, {}, ['update_downloaded', 'update_verified'], 'upd-1').map((e) => [e.kind, e.message]));
+      expect(Object.fromEntries(said)).toEqual({ update_downloaded: '1.1.0: downloaded whole', update_verified: '1.1.0: its sha256 matches the signed one' });
     } finally {
       db.close();
     }
