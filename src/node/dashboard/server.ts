@@ -14,6 +14,7 @@ import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
 import { operatorTokens, type NamedToken } from './auth';
+import { anomalyOperatingPoint } from './operating-point';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
@@ -123,7 +124,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   /** A GET route; `operator` is the named operator whose token the request carried, null for the shared token or none. */
   const routes: Record<string, (url: URL, res: ServerResponse, operator: string | null) => Promise<void> | void> = {
     '/': (_url, res) => send(res, 200, 'text/html; charset=utf-8', PAGE_HTML, { 'content-security-policy': PAGE_CSP }),
-    '/api/snapshot': (_url, res) => sendJson(res, 200, node.snapshot()),
+    '/api/snapshot': (_url, res) => sendJson(res, 200, { ...node.snapshot(), ...anomalyOperatingPoint(node.engine) }),
     '/api/decisions': (url, res) => {
       const { after, limit } = parseQuery(decisionsQuery, url);
       sendJson(res, 200, { capacity: recent.capacity, decisions: recent.list(after, limit) });

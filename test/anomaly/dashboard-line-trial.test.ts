@@ -1,0 +1,68 @@
+import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { startDashboard, type Dashboard } from '../../src/node/dashboard';
+import type { EdgeNode } from '../../src/node/edge-node';
+import { tempDir } from '../helpers/tmp';
+
+const LINE = resolve(__dirname, '..', '..', 'models', 'fashion-line-anomaly');
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/** More good frames than the page's first 20, so the passed list has more than it shows at first. */
+const EXTRA_GOOD = 24;
+
+/**
+ * What a quality engineer's line trial of the anomaly dashboard found: no defect kind on the page, review tables
+ * wider than their half of the page, 20 passed frames shown of 200 held, an empty list after a restart, and the
+ * early-exit sentinel shown as the threshold. A real node decides the package's samples (and more good frames) from
+ * a hot folder in a deep path, as a line's are; the page runs in headless Chromium at 1280 px.
+ */
+describe('anomaly dashboard, line trial', () => {
+  const tmp = tempDir('sgmoe-dashboard-line-trial-');
+  const auditFile = join(tmp.path, 'data', 'audit.db');
+  const inbox = join(tmp.path, 'var', 'lib', 'sgmoe', 'plant-7', 'line-1', 'station-3', 'camera-top', 'inbox');
+  let node: EdgeNode;
+  let dashboard: Dashboard;
+  let browser: Browser;
+  let page: Page;
+  const anomalous: string[] = [];
+  const passed: string[] = [];
+
+  beforeAll(async () => {
+    mkdirSync(inbox, { recursive: true });
+    const samples = readdirSync(join(LINE, 'samples')).filter((f) => f.endsWith('.png'));
+    for (const f of samples) copyFileSync(join(LINE, 'samples', f), join(inbox, f));
+    const good = samples.filter((f) => f.includes('good'));
+    for (let i = 0; i < EXTRA_GOOD; i++) copyFileSync(join(LINE, 'samples', good[i % good.length]), join(inbox, `${100 + i}-good-again.png`));
+    const config = parseNodeConfig({ model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${inbox}`, name: 'line-1' }], audit: { file: auditFile }, once: true });
+    ({ node } = await createEdgeNode(config));
+    node.on('decision', (frame, d) => ((d.extra as { anomaly: { verdict: string } }).anomaly.verdict === 'anomalous' ? anomalous : passed).push(frame.id));
+    dashboard = await startDashboard(node, { port: 0, auditFile });
+    await node.run();
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    await page.goto(dashboard.url);
+    await page.locator('#anomalies tbody tr .overlay img.thumb').nth(anomalous.length - 1).waitFor();
+    await page.fill('#reviewer', 'qe');
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await dashboard?.close();
+    await node?.stop();
+    tmp.cleanup();
+  });
+
+  it('the header shows the anomaly threshold and its false-alarm rate, never the early-exit sentinel', async () => {
+    const header = page.locator('#threshold');
+    await header.filter({ hasText: 'anomaly threshold 1.092 (false-alarm rate 1 %) \u00b7 no early exit' }).waitFor();
+    expect(await header.textContent()).not.toContain('-1000000000');
+    // A rate set by command reads back from the package's calibration.
+    node.setFalseAlarmRate(0.05);
+    await header.filter({ hasText: 'false-alarm rate 5 %' }).waitFor();
+    const snapshot = (await (await fetch(new URL('/api/snapshot', dashboard.url))).json()) as { anomalyThreshold: number; falseAlarmRate: number; earlyExit: string };
+    expect(snapshot.falseAlarmRate).toBeCloseTo(0.05, 9);
+    expect(snapshot.earlyExit).toBe('no early exit (the expert always runs)');
+  });
+});
