@@ -1,6 +1,7 @@
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { openReviewDb, standingReviews } from '../../src/audit';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { startDashboard, type Dashboard } from '../../src/node/dashboard';
@@ -52,6 +53,24 @@ describe('anomaly dashboard, line trial', () => {
     await dashboard?.close();
     await node?.stop();
     tmp.cleanup();
+  });
+
+  const row = (table: string, frameId: string) => page.locator(`#${table} tr[data-frame-id="${frameId}"]`);
+
+  it('a defect kind typed beside the defect button is sent with it, checked by the API, and shown in the verdict cell', async () => {
+    const [scratched, refused] = [anomalous[anomalous.length - 1], anomalous[anomalous.length - 2]];
+    await row('anomalies', scratched).locator('input.kind').fill('scratch');
+    await row('anomalies', scratched).locator('button[data-verdict="defect"]').click();
+    await row('anomalies', scratched).locator('td.review', { hasText: 'defect (scratch) \u00b7 qe' }).waitFor();
+    // The API's one validation of kinds refuses a name no data-set folder may have; the cell says why.
+    await row('anomalies', refused).locator('input.kind').fill('Good!');
+    await row('anomalies', refused).locator('button[data-verdict="defect"]').click();
+    await row('anomalies', refused).locator('td.review', { hasText: 'not recorded' }).filter({ hasText: 'kind' }).waitFor();
+
+    const db = openReviewDb(auditFile);
+    const reviews = standingReviews(db);
+    db.close();
+    expect(reviews.map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([[scratched, 'defect', 'scratch', 'qe']]);
   });
 
   it('the header shows the anomaly threshold and its false-alarm rate, never the early-exit sentinel', async () => {

@@ -17,6 +17,8 @@ td.review.good { color: var(--ok); }
 td.review.defect { color: var(--bad); }
 .review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
 .review-tables > div { overflow-x: auto; }
+td.marks button.verdict { margin: 0 4px 4px 0; }
+input.kind { width: 7em; margin: 0; }
 `;
 
 export const ANOMALY_BODY = `
@@ -87,6 +89,9 @@ ${DOM_HELPERS}
   function sendReview(tr, verdict) {
     var cell = tr.querySelector('td.review');
     var body = { frameId: tr.dataset.frameId, verdict: verdict };
+    // The kind is checked by the API (the audit module's one validation): a refused one says why in the verdict cell.
+    var kind = tr.querySelector('input.kind').value.trim();
+    if (verdict === 'defect' && kind) body.kind = kind;
     if (tr.dataset.sha256) body.inputSha256 = tr.dataset.sha256;
     if ($('reviewer').value) body.reviewer = $('reviewer').value;
     request('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -123,6 +128,10 @@ ${DOM_HELPERS}
         b.addEventListener('click', function () { sendReview(tr, verdict); });
         marks.appendChild(b);
       });
+      var kind = el('input', 'kind');
+      kind.placeholder = 'defect kind';
+      kind.setAttribute('aria-label', 'defect kind, sent with defect');
+      marks.appendChild(kind);
     } else marks.textContent = 'needs the audit log';
     tr.appendChild(marks);
     tr.appendChild(el('td', 'muted', time(e.at)));
@@ -134,8 +143,10 @@ ${DOM_HELPERS}
     var rowsBySeq = new Map();
     return function (list, reviewable) {
       var body = $(id).tBodies[0];
+      var shown = new Set(list.map(function (e) { return e.seq; }));
+      rowsBySeq.forEach(function (tr, seq) { if (!shown.has(seq)) tr.remove(); });
       var keep = new Map();
-      list.forEach(function (e) {
+      list.forEach(function (e, i) {
         var tr = rowsBySeq.get(e.seq) || anomalyRow(e, reviewable);
         if (e.thumbnail && !tr.querySelector('img.thumb')) {
           var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
@@ -143,9 +154,9 @@ ${DOM_HELPERS}
         }
         if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
         keep.set(e.seq, tr);
-        body.appendChild(tr);
+        // Moved only when out of place: moving a row takes the focus from a kind being typed in it.
+        if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
       });
-      rowsBySeq.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
       rowsBySeq = keep;
       $(id + '-empty').hidden = list.length > 0;
     };
