@@ -1,5 +1,5 @@
 import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { openReviewDb, standingReviews } from '../../src/audit';
 import { parseNodeConfig } from '../../src/node/config';
@@ -71,6 +71,23 @@ describe('anomaly dashboard, line trial', () => {
     const reviews = standingReviews(db);
     db.close();
     expect(reviews.map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([[scratched, 'defect', 'scratch', 'qe']]);
+  });
+
+  it('each review table fits its half of the page at 1280 px: the frame shows its file name, the full id as its title', async () => {
+    const fits = `[...document.querySelectorAll('.review-tables > div')].map((d) => [d.scrollWidth <= d.clientWidth, d.scrollLeft])`;
+    expect(await page.evaluate(fits)).toEqual([
+      [true, 0],
+      [true, 0],
+    ]);
+    const frame = row('anomalies', anomalous[0]).locator('td.frame');
+    expect([await frame.textContent(), await frame.getAttribute('title')]).toEqual([basename(anomalous[0].slice(0, anomalous[0].lastIndexOf('@'))), anomalous[0]]);
+    // A click leaves the thumbnail and frame name in view (the table used to scroll to the button).
+    await row('passed', passed[passed.length - 1]).locator('button[data-verdict="good"]').click();
+    await row('passed', passed[passed.length - 1]).locator('td.review', { hasText: 'good \u00b7 qe' }).waitFor();
+    expect(await page.evaluate(fits)).toEqual([
+      [true, 0],
+      [true, 0],
+    ]);
   });
 
   it('the header shows the anomaly threshold and its false-alarm rate, never the early-exit sentinel', async () => {

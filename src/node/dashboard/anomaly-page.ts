@@ -17,6 +17,9 @@ td.review.good { color: var(--ok); }
 td.review.defect { color: var(--bad); }
 .review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
 .review-tables > div { overflow-x: auto; }
+/* Each table fits its half of the page at 1280 px: cells wrap, and the frame shows its file's base name (title: the id). */
+.review-tables th, .review-tables td { white-space: normal; }
+.review-tables td.frame { overflow-wrap: break-word; }
 td.marks button.verdict { margin: 0 4px 4px 0; }
 input.kind { width: 7em; margin: 0; }
 `;
@@ -105,6 +108,12 @@ ${DOM_HELPERS}
       .catch(function (err) { cell.textContent = 'not recorded: ' + err.message; });
   }
 
+  // A hot folder's frame id is the file's absolute path and arrival time (path@ms): its file name says which frame.
+  function baseName(id) {
+    var name = id.replace(/@\\d+$/, '').split(/[\\\\/]/).pop();
+    return name || id;
+  }
+
   function anomalyRow(e, reviewable) {
     var tr = el('tr');
     tr.dataset.frameId = e.frameId;
@@ -115,7 +124,9 @@ ${DOM_HELPERS}
     var cell = el('td', 'view');
     cell.appendChild(view);
     tr.appendChild(cell);
-    tr.appendChild(el('td', 'frame', e.frameId));
+    var frame = el('td', 'frame', baseName(e.frameId));
+    frame.title = e.frameId;
+    tr.appendChild(frame);
     tr.appendChild(el('td', 'score num', e.anomaly.score.toFixed(3)));
     tr.appendChild(el('td', 'num muted', e.anomaly.threshold.toFixed(3)));
     tr.appendChild(el('td', 'review', ''));

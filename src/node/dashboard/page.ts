@@ -34,6 +34,8 @@ table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nu
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { color: var(--muted); font-weight: 500; font-size: 12px; }
 td.num, th.num { text-align: right; }
+/* One share per expert: wrapped, or a package of many experts widens the page past the viewport. */
+#windows td:last-child { white-space: normal; }
 #decisions-panel { max-height: 620px; overflow: auto; }
 #decisions img, .thumb-none { width: 40px; height: 40px; image-rendering: pixelated; border-radius: 3px; background: #000; display: block; }
 .thumb-none { background: var(--line); }
