@@ -13,6 +13,21 @@ const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable
 /** More good frames than the page's first 20, so the passed list has more than it shows at first. */
 const EXTRA_GOOD = 24;
 
+interface Row {
+  frameId: string;
+  seq: number;
+  thumbnail: string | null;
+  inputSha256?: string;
+  anomaly: { threshold: number | null; heatmap: string | null };
+  review: { verdict: string; kind: string | null } | null;
+}
+interface Anomalies {
+  latest: Row[];
+  passed: Row[];
+  held: { latest: number; passed: number };
+  capacity: number;
+}
+
 /**
  * What a quality engineer's line trial of the anomaly dashboard found: no defect kind on the page, review tables
  * wider than their half of the page, 20 passed frames shown of 200 held, an empty list after a restart, and the
@@ -29,6 +44,7 @@ describe('anomaly dashboard, line trial', () => {
   let page: Page;
   const anomalous: string[] = [];
   const passed: string[] = [];
+  const anomalies = (url: string, query = '') => fetch(new URL(`/api/anomalies${query}`, url)).then((r) => r.json() as Promise<Anomalies>);
 
   beforeAll(async () => {
     mkdirSync(inbox, { recursive: true });
@@ -88,6 +104,23 @@ describe('anomaly dashboard, line trial', () => {
       [true, 0],
       [true, 0],
     ]);
+  });
+
+  it('shows the latest 20 passed frames, and all the node holds on request', async () => {
+    expect(passed.length).toBeGreaterThan(20);
+    const all = await anomalies(dashboard.url, '?limit=200');
+    expect([all.passed.length, all.held.passed, all.capacity]).toEqual([passed.length, passed.length, 200]);
+    await page.locator('#passed-more', { hasText: `the latest 20 of the ${passed.length} the node holds` }).waitFor();
+    expect(await page.locator('#passed tbody tr').count()).toBe(20);
+    // Fewer anomalies than 20: all are shown, and nothing offers more.
+    expect(await page.locator('#anomalies-more').isHidden()).toBe(true);
+    await page.locator('#passed-more button').click();
+    await page.locator('#passed-more', { hasText: `all ${passed.length} the node holds` }).waitFor();
+    const shown = await page.evaluate(`[...document.querySelectorAll('#passed tbody tr')].map((tr) => tr.dataset.frameId)`);
+    expect(shown).toEqual([...passed].reverse());
+    await page.locator('#passed-more button', { hasText: 'show the latest 20' }).click();
+    await page.locator('#passed-more', { hasText: 'the latest 20 of' }).waitFor();
+    expect(await page.locator('#passed tbody tr').count()).toBe(20);
   });
 
   it('the header shows the anomaly threshold and its false-alarm rate, never the early-exit sentinel', async () => {

@@ -38,6 +38,7 @@ export const ANOMALY_BODY = `
           <tbody></tbody>
         </table>
         <p class="muted" id="anomalies-empty">no anomaly yet</p>
+        <p class="muted" id="anomalies-more" hidden><span></span> <button type="button" class="verdict">show all</button></p>
       </div>
       <div>
         <h2>Recent frames passed as good <span class="muted">&middot; mark a missed defect</span></h2>
@@ -46,6 +47,7 @@ export const ANOMALY_BODY = `
           <tbody></tbody>
         </table>
         <p class="muted" id="passed-empty">no frame passed yet</p>
+        <p class="muted" id="passed-more" hidden><span></span> <button type="button" class="verdict">show all</button></p>
       </div>
     </div>
   </section>
@@ -175,6 +177,21 @@ ${DOM_HELPERS}
   var renderLatest = reviewTable('anomalies');
   var renderPassed = reviewTable('passed');
 
+  // The latest 20 (the API's default) of each, or all the node holds: an operator may review every one.
+  var LATEST = 20;
+  var limit = LATEST;
+  var capacity = LATEST;
+  // The next poll shows them.
+  function toggleAll() { limit = limit === LATEST ? capacity : LATEST; }
+  ['anomalies', 'passed'].forEach(function (id) { $(id + '-more').querySelector('button').addEventListener('click', toggleAll); });
+
+  function showMore(id, shown, held) {
+    var more = $(id + '-more');
+    more.hidden = held <= LATEST;
+    more.querySelector('span').textContent = shown < held ? 'the latest ' + shown + ' of the ' + held + ' the node holds' : 'all ' + held + ' the node holds';
+    more.querySelector('button').textContent = limit === LATEST ? 'show all' : 'show the latest ' + LATEST;
+  }
+
   function renderAnomalies(a) {
     var panel = $('anomaly-panel');
     panel.hidden = a.task !== 'anomaly';
@@ -187,6 +204,9 @@ ${DOM_HELPERS}
     reviewer.disabled = !!a.operator;
     renderLatest(a.latest, a.reviewable);
     renderPassed(a.passed, a.reviewable);
+    capacity = a.capacity;
+    showMore('anomalies', a.latest.length, a.held.latest);
+    showMore('passed', a.passed.length, a.held.passed);
   }
 
   // 60 bars of a round size that covers the node's uptime (up to 10 min), as the expert-usage chart has.
@@ -194,7 +214,7 @@ ${DOM_HELPERS}
   var barSeconds = 1;
 
   function poll() {
-    Promise.all([get('/api/snapshot'), get('/api/anomalies?windowS=' + 60 * barSeconds + '&buckets=60')])
+    Promise.all([get('/api/snapshot'), get('/api/anomalies?windowS=' + 60 * barSeconds + '&buckets=60&limit=' + limit)])
       .then(function (r) {
         barSeconds = BAR_SECONDS.find(function (s) { return s * 60 >= r[0].uptimeS; }) || BAR_SECONDS[BAR_SECONDS.length - 1];
         renderAnomalies(r[1]);

@@ -53,6 +53,7 @@ export interface Dashboard {
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const decisionsQuery = z.object({ after: int(0, Number.MAX_SAFE_INTEGER).default(0), limit: int(1, 1000).default(50) }).strict();
 const usageQuery = z.object({ windowS: int(10, 7 * 86_400).default(300), buckets: int(1, 240).default(60) }).strict();
+/** Up to every frame the dashboard holds (RecentDecisions' capacity). */
 const anomaliesQuery = usageQuery.extend({ limit: int(1, 200).default(20) }).strict();
 /** Alarm history shown: the last day. */
 const ALARM_HISTORY_MS = 86_400_000;
@@ -142,15 +143,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     '/api/anomalies': (url, res, operator) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
       const window = usageWindow(windowS * 1000, buckets);
-      const newest = (verdict: string) =>
-        recent
-          .list()
-          .filter((e) => e.status === 'decided' && e.anomaly?.verdict === verdict)
-          .slice(-limit)
-          .reverse();
+      const all = (verdict: string) => recent.list().filter((e) => e.status === 'decided' && e.anomaly?.verdict === verdict);
       // The frames the model passed as good too: where a missed defect hides, and an operator can still mark one.
-      const latest = newest('anomalous');
-      const passed = newest('good');
+      const [allLatest, allPassed] = [all('anomalous'), all('good')];
+      const latest = allLatest.slice(-limit).reverse();
+      const passed = allPassed.slice(-limit).reverse();
       const verdicts = db ? latestVerdicts(db, [...latest, ...passed]) : new Map();
       const withReview = (e: (typeof latest)[number]) => ({ ...e, review: verdicts.get(shownKey(e)) ?? null });
       sendJson(res, 200, {
@@ -161,6 +158,9 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
         latest: latest.map(withReview),
         passed: passed.map(withReview),
+        // How many of each the node holds (of its `capacity` recent frames): the page offers to show them all.
+        held: { latest: allLatest.length, passed: allPassed.length },
+        capacity: recent.capacity,
       });
     },
     '/api/condition': (_url, res) => sendJson(res, 200, condition.snapshot()),
