@@ -1,10 +1,12 @@
-import { copyFileSync, mkdirSync, readdirSync } from 'node:fs';
+import { EventEmitter } from 'node:events';
+import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { openReviewDb, standingReviews } from '../../src/audit';
+import { locateFrame, openReviewDb, standingReviews, type AuditRow } from '../../src/audit';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { startDashboard, type Dashboard } from '../../src/node/dashboard';
+import { RecentDecisions } from '../../src/node/dashboard/recent';
 import type { EdgeNode } from '../../src/node/edge-node';
 import { tempDir } from '../helpers/tmp';
 
@@ -37,6 +39,7 @@ interface Anomalies {
 describe('anomaly dashboard, line trial', () => {
   const tmp = tempDir('sgmoe-dashboard-line-trial-');
   const auditFile = join(tmp.path, 'data', 'audit.db');
+  const framesDir = join(tmp.path, 'data', 'frames');
   const inbox = join(tmp.path, 'var', 'lib', 'sgmoe', 'plant-7', 'line-1', 'station-3', 'camera-top', 'inbox');
   let node: EdgeNode;
   let dashboard: Dashboard;
@@ -133,5 +136,52 @@ describe('anomaly dashboard, line trial', () => {
     const snapshot = (await (await fetch(new URL('/api/snapshot', dashboard.url))).json()) as { anomalyThreshold: number; falseAlarmRate: number; earlyExit: string };
     expect(snapshot.falseAlarmRate).toBeCloseTo(0.05, 9);
     expect(snapshot.earlyExit).toBe('no early exit (the expert always runs)');
+  });
+
+  it('after a restart, the anomalies in the audit log are listed with their verdicts and kept bytes (checked), and reviewable', async () => {
+    await dashboard.close();
+    await node.stop();
+    // One kept file no longer holds the bytes its row names: it is shown without a thumbnail and never held.
+    const tampered = anomalous[0];
+    const db = openReviewDb(auditFile);
+    const sha = db.prepare('SELECT input_sha256 FROM decisions WHERE frame_id = ?').pluck().get(tampered) as string;
+    db.close();
+    writeFileSync(locateFrame(framesDir, sha)!, Buffer.from('not the frame'));
+
+    const restartInbox = join(tmp.path, 'inbox-after-restart');
+    mkdirSync(restartInbox);
+    const config = parseNodeConfig({ model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${restartInbox}`, name: 'line-1' }], audit: { file: auditFile }, once: true });
+    ({ node } = await createEdgeNode(config));
+    dashboard = await startDashboard(node, { port: 0, auditFile });
+    let seeded = await anomalies(dashboard.url, '?limit=200');
+    expect(seeded.latest.map((e) => e.frameId)).toEqual([...anomalous].reverse());
+    expect(seeded.passed).toEqual([]);
+    expect(seeded.latest.map((e) => [e.anomaly.threshold, e.anomaly.heatmap])).toEqual(anomalous.map(() => [null, null]));
+    expect(seeded.latest[0].review).toMatchObject({ verdict: 'defect', kind: 'scratch' });
+    // Thumbnails are made aside, one at a time: poll until every untampered one has its own.
+    while (seeded.latest.filter((e) => e.thumbnail).length < anomalous.length - 1) {
+      await new Promise((r) => setTimeout(r, 50));
+      seeded = await anomalies(dashboard.url, '?limit=200');
+    }
+    expect(seeded.latest.filter((e) => !e.thumbnail).map((e) => e.frameId)).toEqual([tampered]);
+
+    await page.goto(dashboard.url);
+    const target = anomalous[1];
+    await row('anomalies', target).locator('img.thumb').waitFor();
+    await page.fill('#reviewer', 'qe');
+    await row('anomalies', target).locator('button[data-verdict="good"]').click();
+    const cell = row('anomalies', target).locator('td.review');
+    await cell.filter({ hasText: 'good \u00b7 qe' }).waitFor();
+    expect(await cell.textContent()).not.toContain('no pixels');
+    expect(readdirSync(join(framesDir, 'reviewed')).some((f) => f.startsWith(seeded.latest.find((e) => e.frameId === target)!.inputSha256!))).toBe(true);
+  });
+
+  it('seeds at most the live list capacity, the newest rows', () => {
+    const events = new EventEmitter();
+    const recent = new RecentDecisions(events as unknown as EdgeNode, 3, 0);
+    const rows = [5, 4, 3, 2, 1].map((id) => ({ id, ts: id, frameId: `f${id}`, receivedAt: null, source: null, inputSha256: null, status: 'ok', label: 'anomalous', score: 2, expert: 0 }));
+    recent.seed(rows as unknown as AuditRow[], framesDir);
+    expect(recent.list().map((e) => e.frameId)).toEqual(['f3', 'f4', 'f5']);
+    recent.close();
   });
 });

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
 import { framesDirOf, keepReviewedBytes } from '../../audit/frame-store';
-import { listEvents } from '../../audit/query';
+import { listEvents, queryDecisions } from '../../audit/query';
 import { EventLog } from '../../audit/events';
 import { latestVerdicts, openReviewDb, recordReview, shownKey } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
@@ -118,6 +118,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const refusals = new RefusalReporter(events ? (e) => void events.write(e) : (e) => log.warn(e.details ?? {}, e.message));
   // Frame bytes are held only where a verdict can use them: with the audit log to record it.
   const recent = new RecentDecisions(node, undefined, reviews ? options.heldFrameBytes : 0);
+  // A restarted node's anomalies stay reviewable from the page: the latest ones the audit log holds.
+  if (db && reviews && node.engine.task.name === 'anomaly') {
+    const anomalous = node.engine.manifest.labels[1];
+    recent.seed(queryDecisions(db, { status: 'ok', label: anomalous }, { order: 'desc', limit: recent.capacity }), reviews.framesDir);
+  }
   const metrics = attachMetrics(node);
   const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
