@@ -85,7 +85,7 @@ describe('the dashboard with an operator token', () => {
     const decisions = await call(dashboard, 'GET', '/api/decisions', bearer(TOKEN));
     expect((JSON.parse(decisions.text) as { decisions: Array<{ thumbnail: string | null }> }).decisions.length).toBeGreaterThan(0);
     const anomalies = JSON.parse((await call(dashboard, 'GET', '/api/anomalies', bearer(TOKEN))).text) as Record<string, unknown>;
-    expect(Object.keys(anomalies).sort()).toEqual(['latest', 'operator', 'passed', 'rate', 'reviewable', 'task']);
+    expect(Object.keys(anomalies).sort()).toEqual(['capacity', 'held', 'latest', 'operator', 'passed', 'rate', 'reviewable', 'task']);
     expect((await call(dashboard, 'GET', '/metrics', bearer(TOKEN))).text).toContain('sgmoe_frames_total');
     expect((await review(dashboard, bearer(TOKEN))).status).toBe(201);
     expect((await call(dashboard, 'GET', '/nowhere', bearer(TOKEN))).status).toBe(404);

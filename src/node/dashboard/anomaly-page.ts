@@ -17,6 +17,11 @@ td.review.good { color: var(--ok); }
 td.review.defect { color: var(--bad); }
 .review-tables { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
 .review-tables > div { overflow-x: auto; }
+/* Each table fits its half of the page at 1280 px: cells wrap, and the frame shows its file's base name (title: the id). */
+.review-tables th, .review-tables td { white-space: normal; }
+.review-tables td.frame { overflow-wrap: break-word; }
+td.marks button.verdict { margin: 0 4px 4px 0; }
+input.kind { width: 7em; margin: 0; }
 `;
 
 export const ANOMALY_BODY = `
@@ -33,6 +38,7 @@ export const ANOMALY_BODY = `
           <tbody></tbody>
         </table>
         <p class="muted" id="anomalies-empty">no anomaly yet</p>
+        <p class="muted" id="anomalies-more" hidden><span></span> <button type="button" class="verdict">show all</button></p>
       </div>
       <div>
         <h2>Recent frames passed as good <span class="muted">&middot; mark a missed defect</span></h2>
@@ -41,6 +47,7 @@ export const ANOMALY_BODY = `
           <tbody></tbody>
         </table>
         <p class="muted" id="passed-empty">no frame passed yet</p>
+        <p class="muted" id="passed-more" hidden><span></span> <button type="button" class="verdict">show all</button></p>
       </div>
     </div>
   </section>
@@ -87,6 +94,9 @@ ${DOM_HELPERS}
   function sendReview(tr, verdict) {
     var cell = tr.querySelector('td.review');
     var body = { frameId: tr.dataset.frameId, verdict: verdict };
+    // The kind is checked by the API (the audit module's one validation): a refused one says why in the verdict cell.
+    var kind = tr.querySelector('input.kind').value.trim();
+    if (verdict === 'defect' && kind) body.kind = kind;
     if (tr.dataset.sha256) body.inputSha256 = tr.dataset.sha256;
     if ($('reviewer').value) body.reviewer = $('reviewer').value;
     request('/api/review', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
@@ -100,6 +110,12 @@ ${DOM_HELPERS}
       .catch(function (err) { cell.textContent = 'not recorded: ' + err.message; });
   }
 
+  // A hot folder's frame id is the file's absolute path and arrival time (path@ms): its file name says which frame.
+  function baseName(id) {
+    var name = id.replace(/@\\d+$/, '').split(/[\\\\/]/).pop();
+    return name || id;
+  }
+
   function anomalyRow(e, reviewable) {
     var tr = el('tr');
     tr.dataset.frameId = e.frameId;
@@ -110,9 +126,12 @@ ${DOM_HELPERS}
     var cell = el('td', 'view');
     cell.appendChild(view);
     tr.appendChild(cell);
-    tr.appendChild(el('td', 'frame', e.frameId));
+    var frame = el('td', 'frame', baseName(e.frameId));
+    frame.title = e.frameId;
+    tr.appendChild(frame);
     tr.appendChild(el('td', 'score num', e.anomaly.score.toFixed(3)));
-    tr.appendChild(el('td', 'num muted', e.anomaly.threshold.toFixed(3)));
+    // Rows seeded from the audit log after a restart: the log keeps no threshold.
+    tr.appendChild(el('td', 'num muted', e.anomaly.threshold === null ? '\u2013' : e.anomaly.threshold.toFixed(3)));
     tr.appendChild(el('td', 'review', ''));
     var marks = el('td', 'marks');
     if (reviewable) {
@@ -123,6 +142,10 @@ ${DOM_HELPERS}
         b.addEventListener('click', function () { sendReview(tr, verdict); });
         marks.appendChild(b);
       });
+      var kind = el('input', 'kind');
+      kind.placeholder = 'defect kind';
+      kind.setAttribute('aria-label', 'defect kind, sent with defect');
+      marks.appendChild(kind);
     } else marks.textContent = 'needs the audit log';
     tr.appendChild(marks);
     tr.appendChild(el('td', 'muted', time(e.at)));
@@ -134,8 +157,10 @@ ${DOM_HELPERS}
     var rowsBySeq = new Map();
     return function (list, reviewable) {
       var body = $(id).tBodies[0];
+      var shown = new Set(list.map(function (e) { return e.seq; }));
+      rowsBySeq.forEach(function (tr, seq) { if (!shown.has(seq)) tr.remove(); });
       var keep = new Map();
-      list.forEach(function (e) {
+      list.forEach(function (e, i) {
         var tr = rowsBySeq.get(e.seq) || anomalyRow(e, reviewable);
         if (e.thumbnail && !tr.querySelector('img.thumb')) {
           var img = el('img', 'thumb'); img.src = e.thumbnail; img.alt = e.frameId;
@@ -143,15 +168,30 @@ ${DOM_HELPERS}
         }
         if (!tr.querySelector('td.review').textContent.startsWith('not recorded')) showReview(tr, e.review);
         keep.set(e.seq, tr);
-        body.appendChild(tr);
+        // Moved only when out of place: moving a row takes the focus from a kind being typed in it.
+        if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
       });
-      rowsBySeq.forEach(function (tr, seq) { if (!keep.has(seq)) tr.remove(); });
       rowsBySeq = keep;
       $(id + '-empty').hidden = list.length > 0;
     };
   }
   var renderLatest = reviewTable('anomalies');
   var renderPassed = reviewTable('passed');
+
+  // The latest 20 (the API's default) of each, or all the node holds: an operator may review every one.
+  var LATEST = 20;
+  var limit = LATEST;
+  var capacity = LATEST;
+  // The next poll shows them.
+  function toggleAll() { limit = limit === LATEST ? capacity : LATEST; }
+  ['anomalies', 'passed'].forEach(function (id) { $(id + '-more').querySelector('button').addEventListener('click', toggleAll); });
+
+  function showMore(id, shown, held) {
+    var more = $(id + '-more');
+    more.hidden = held <= LATEST;
+    more.querySelector('span').textContent = shown < held ? 'the latest ' + shown + ' of the ' + held + ' the node holds' : 'all ' + held + ' the node holds';
+    more.querySelector('button').textContent = limit === LATEST ? 'show all' : 'show the latest ' + LATEST;
+  }
 
   function renderAnomalies(a) {
     var panel = $('anomaly-panel');
@@ -165,6 +205,9 @@ ${DOM_HELPERS}
     reviewer.disabled = !!a.operator;
     renderLatest(a.latest, a.reviewable);
     renderPassed(a.passed, a.reviewable);
+    capacity = a.capacity;
+    showMore('anomalies', a.latest.length, a.held.latest);
+    showMore('passed', a.passed.length, a.held.passed);
   }
 
   // 60 bars of a round size that covers the node's uptime (up to 10 min), as the expert-usage chart has.
@@ -172,7 +215,7 @@ ${DOM_HELPERS}
   var barSeconds = 1;
 
   function poll() {
-    Promise.all([get('/api/snapshot'), get('/api/anomalies?windowS=' + 60 * barSeconds + '&buckets=60')])
+    Promise.all([get('/api/snapshot'), get('/api/anomalies?windowS=' + 60 * barSeconds + '&buckets=60&limit=' + limit)])
       .then(function (r) {
         barSeconds = BAR_SECONDS.find(function (s) { return s * 60 >= r[0].uptimeS; }) || BAR_SECONDS[BAR_SECONDS.length - 1];
         renderAnomalies(r[1]);

@@ -34,6 +34,8 @@ table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nu
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); white-space: nowrap; }
 th { color: var(--muted); font-weight: 500; font-size: 12px; }
 td.num, th.num { text-align: right; }
+/* One share per expert: wrapped, or a package of many experts widens the page past the viewport. */
+#windows td:last-child { white-space: normal; }
 #decisions-panel { max-height: 620px; overflow: auto; }
 #decisions img, .thumb-none { width: 40px; height: 40px; image-rendering: pixelated; border-radius: 3px; background: #000; display: block; }
 .thumb-none { background: var(--line); }
@@ -69,13 +71,21 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
   function color(expert) { return COLORS[expert % COLORS.length]; }
   function ms(us) { return (us / 1000).toFixed(2) + ' ms'; }
 
+  // An anomaly package's early-exit threshold is often the factory's -1e9 "never": the anomaly threshold is the one
+  // an operator moves, with the share of good frames it flags (server.ts adds both to the snapshot).
+  function thresholds(s) {
+    if (s.anomalyThreshold === undefined) return 'threshold ' + s.settings.threshold;
+    var rate = s.falseAlarmRate === null ? '' : ' (false-alarm rate ' + +(s.falseAlarmRate * 100).toPrecision(3) + ' %)';
+    return 'anomaly threshold ' + +s.anomalyThreshold.toPrecision(4) + rate + ' \\u00b7 ' + s.earlyExit;
+  }
+
   function renderSnapshot(s) {
     $('model-name').textContent = s.model.name;
     $('model-version').textContent = s.model.version;
     $('providers').textContent = 'on ' + Array.from(new Set(Object.values(s.providers))).join(', ') + ' \\u00b7 up ' + Math.round(s.uptimeS) + ' s';
     $('fps').textContent = s.framesPerSecond.toFixed(1);
     $('early-exit').textContent = pct(s.earlyExitRate);
-    $('threshold').textContent = 'since the current model \\u00b7 threshold ' + s.settings.threshold;
+    $('threshold').textContent = 'since the current model \\u00b7 ' + thresholds(s);
     $('p50').textContent = s.latencyUs ? ms(s.latencyUs.p50) : '\\u2013';
     $('p99').textContent = (s.latencyUs ? 'p99 ' + ms(s.latencyUs.p99) : 'p99 \\u2013') + ' \\u00b7 since the current model';
     $('outbox').textContent = s.outboxDepth === null ? 'no MQTT' : s.outboxDepth;

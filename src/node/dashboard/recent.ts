@@ -1,12 +1,16 @@
+import { readFile } from 'node:fs/promises';
+import { locateFrame } from '../../audit/frame-store';
+import type { AuditRow } from '../../audit/rows';
 import type { Decision } from '../../engine/decision';
 import type { AnomalyFields } from '../../engine/tasks';
 import { heatmapPng } from '../../protocol/heatmap';
 import type { SgmoeError } from '../../errors';
 import { inputSha256, type Frame } from '../../ingest/frame';
 import { sniffFormat } from '../../ingest/format';
+import { sha256Hex } from '../../model/integrity';
 import type { EdgeNode } from '../edge-node';
 import { HeldFrames } from './held-frames';
-import { ThumbnailWorker } from './thumbnail';
+import { ThumbnailWorker, thumbnailOf } from './thumbnail';
 
 interface EntryBase {
   /** Increases by one per entry, so a poller can ask for what came after the last one it saw. */
@@ -32,8 +36,11 @@ type Outcome =
       baseConfidence: number;
       latencyUs: number;
       model: { name: string; version: string };
-      /** Anomaly packages: the verdict's numbers, and for an anomalous frame its heatmap (PNG data URL). */
-      anomaly: { score: number; threshold: number; verdict: 'good' | 'anomalous'; heatmap: string | null } | null;
+      /**
+       * Anomaly packages: the verdict's numbers, and for an anomalous frame its heatmap (PNG data URL). Threshold and
+       * heatmap are null on anomalies seeded from the audit log, which keeps neither.
+       */
+      anomaly: { score: number; threshold: number | null; verdict: 'good' | 'anomalous'; heatmap: string | null } | null;
     }
   | { status: 'rejected'; error: { code: string; message: string } };
 
@@ -46,6 +53,7 @@ export type RecentEntry = EntryBase & Outcome;
 export class RecentDecisions {
   private readonly entries: RecentEntry[] = [];
   private seq = 0;
+  private closed = false;
   private readonly thumbnails = new ThumbnailWorker();
   private readonly held: HeldFrames;
   private readonly onDecision = (frame: Frame, d: Decision) =>
@@ -87,7 +95,56 @@ export class RecentDecisions {
     return undefined;
   }
 
+  /**
+   * After a restart, the anomalies the audit log recorded (`rows`, newest first, at most `capacity`) come before the
+   * live frames, so they can still be reviewed from the page. Their kept bytes, found in the frame store and taken
+   * only if they are the bytes the row names (sha256, as keepReviewedBytes checks), are read one at a time aside:
+   * each then gets its thumbnail and is held for a verdict, as a live anomaly is.
+   */
+  seed(rows: readonly AuditRow[], framesDir: string): void {
+    const seeded = rows
+      .slice(0, this.capacity)
+      .reverse()
+      .map((r) => {
+        const entry: RecentEntry = {
+          seq: ++this.seq,
+          frameId: r.frameId,
+          source: r.source ?? '',
+          receivedAt: r.receivedAt ?? r.ts,
+          at: r.ts,
+          thumbnail: null,
+          ...(r.inputSha256 !== null && { inputSha256: r.inputSha256 }),
+          status: 'decided',
+          label: r.label ?? '',
+          score: r.score ?? Number.NaN,
+          expert: r.expert,
+          earlyExit: r.earlyExit ?? false,
+          baseConfidence: r.baseConfidence ?? Number.NaN,
+          latencyUs: r.timingsUs?.total ?? 0,
+          model: { name: r.modelName ?? '', version: r.modelVersion ?? '' },
+          anomaly: { score: r.score ?? Number.NaN, threshold: null, verdict: 'anomalous', heatmap: null },
+        };
+        return entry;
+      });
+    this.entries.unshift(...seeded);
+    void this.keepSeeded(seeded, framesDir);
+  }
+
+  /** Oldest first, as the held bytes' budget gives up the oldest first. */
+  private async keepSeeded(seeded: readonly RecentEntry[], framesDir: string): Promise<void> {
+    for (const entry of seeded) {
+      const file = entry.inputSha256 ? locateFrame(framesDir, entry.inputSha256) : null;
+      const bytes = file ? await readFile(file).catch(() => undefined) : undefined;
+      // Closed, or the live frames have pushed it out meanwhile: nothing to hold it for.
+      if (this.closed || !this.entries.includes(entry)) continue;
+      if (!bytes || !sniffFormat(bytes) || sha256Hex(bytes) !== entry.inputSha256) continue;
+      this.held.hold(entry.seq, bytes);
+      entry.thumbnail = await thumbnailOf(bytes).catch(() => null);
+    }
+  }
+
   close(): void {
+    this.closed = true;
     this.node.off('decision', this.onDecision);
     this.node.off('rejected', this.onRejected);
     this.thumbnails.close();

@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { openAuditDbReadOnly } from '../../audit/open';
 import { framesDirOf, keepReviewedBytes } from '../../audit/frame-store';
-import { listEvents } from '../../audit/query';
+import { listEvents, queryDecisions } from '../../audit/query';
 import { EventLog } from '../../audit/events';
 import { latestVerdicts, openReviewDb, recordReview, shownKey } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
@@ -14,6 +14,7 @@ import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { attachMetrics } from '../metrics';
 import { operatorTokens, type NamedToken } from './auth';
+import { anomalyOperatingPoint } from './operating-point';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
@@ -52,6 +53,7 @@ export interface Dashboard {
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const decisionsQuery = z.object({ after: int(0, Number.MAX_SAFE_INTEGER).default(0), limit: int(1, 1000).default(50) }).strict();
 const usageQuery = z.object({ windowS: int(10, 7 * 86_400).default(300), buckets: int(1, 240).default(60) }).strict();
+/** Up to every frame the dashboard holds (RecentDecisions' capacity). */
 const anomaliesQuery = usageQuery.extend({ limit: int(1, 200).default(20) }).strict();
 /** Alarm history shown: the last day. */
 const ALARM_HISTORY_MS = 86_400_000;
@@ -116,6 +118,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   const refusals = new RefusalReporter(events ? (e) => void events.write(e) : (e) => log.warn(e.details ?? {}, e.message));
   // Frame bytes are held only where a verdict can use them: with the audit log to record it.
   const recent = new RecentDecisions(node, undefined, reviews ? options.heldFrameBytes : 0);
+  // A restarted node's anomalies stay reviewable from the page: the latest ones the audit log holds.
+  if (db && reviews && node.engine.task.name === 'anomaly') {
+    const anomalous = node.engine.manifest.labels[1];
+    recent.seed(queryDecisions(db, { status: 'ok', label: anomalous }, { order: 'desc', limit: recent.capacity }), reviews.framesDir);
+  }
   const metrics = attachMetrics(node);
   const condition = new ConditionView(node);
   const experts = () => node.engine.manifest.parts.experts.length;
@@ -123,7 +130,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   /** A GET route; `operator` is the named operator whose token the request carried, null for the shared token or none. */
   const routes: Record<string, (url: URL, res: ServerResponse, operator: string | null) => Promise<void> | void> = {
     '/': (_url, res) => send(res, 200, 'text/html; charset=utf-8', PAGE_HTML, { 'content-security-policy': PAGE_CSP }),
-    '/api/snapshot': (_url, res) => sendJson(res, 200, node.snapshot()),
+    '/api/snapshot': (_url, res) => sendJson(res, 200, { ...node.snapshot(), ...anomalyOperatingPoint(node.engine) }),
     '/api/decisions': (url, res) => {
       const { after, limit } = parseQuery(decisionsQuery, url);
       sendJson(res, 200, { capacity: recent.capacity, decisions: recent.list(after, limit) });
@@ -141,15 +148,11 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     '/api/anomalies': (url, res, operator) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
       const window = usageWindow(windowS * 1000, buckets);
-      const newest = (verdict: string) =>
-        recent
-          .list()
-          .filter((e) => e.status === 'decided' && e.anomaly?.verdict === verdict)
-          .slice(-limit)
-          .reverse();
+      const all = (verdict: string) => recent.list().filter((e) => e.status === 'decided' && e.anomaly?.verdict === verdict);
       // The frames the model passed as good too: where a missed defect hides, and an operator can still mark one.
-      const latest = newest('anomalous');
-      const passed = newest('good');
+      const [allLatest, allPassed] = [all('anomalous'), all('good')];
+      const latest = allLatest.slice(-limit).reverse();
+      const passed = allPassed.slice(-limit).reverse();
       const verdicts = db ? latestVerdicts(db, [...latest, ...passed]) : new Map();
       const withReview = (e: (typeof latest)[number]) => ({ ...e, review: verdicts.get(shownKey(e)) ?? null });
       sendJson(res, 200, {
@@ -160,6 +163,9 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         rate: db ? anomalyRateFromAudit(db, window) : anomalyRateFromRecent(recent.list(), window),
         latest: latest.map(withReview),
         passed: passed.map(withReview),
+        // How many of each the node holds (of its `capacity` recent frames): the page offers to show them all.
+        held: { latest: allLatest.length, passed: allPassed.length },
+        capacity: recent.capacity,
       });
     },
     '/api/condition': (_url, res) => sendJson(res, 200, condition.snapshot()),
