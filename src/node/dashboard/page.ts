@@ -72,10 +72,10 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
   function ms(us) { return (us / 1000).toFixed(2) + ' ms'; }
 
   // An anomaly package's early-exit threshold is often the factory's -1e9 "never": the anomaly threshold is the one
-  // an operator moves, with the share of good frames it flags (server.ts adds both to the snapshot).
+  // an operator moves, with the share of good frames it flags (both in the snapshot; server.ts adds the early exit in words).
   function thresholds(s) {
     if (s.anomalyThreshold === undefined) return 'threshold ' + s.settings.threshold;
-    var rate = s.falseAlarmRate === null ? '' : ' (false-alarm rate ' + +(s.falseAlarmRate * 100).toPrecision(3) + ' %)';
+    var rate = s.falseAlarmRate === undefined ? '' : ' (false-alarm rate ' + +(s.falseAlarmRate * 100).toPrecision(3) + ' %)';
     return 'anomaly threshold ' + +s.anomalyThreshold.toPrecision(4) + rate + ' \\u00b7 ' + s.earlyExit;
   }
 

@@ -12,9 +12,9 @@ import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors
 import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
+import { describeAnomalyExit } from '../../engine/tasks';
 import { attachMetrics } from '../metrics';
 import { operatorTokens, type NamedToken } from './auth';
-import { anomalyOperatingPoint } from './operating-point';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
 import { checkSameOrigin, readJsonBody } from './post';
@@ -130,7 +130,7 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
   /** A GET route; `operator` is the named operator whose token the request carried, null for the shared token or none. */
   const routes: Record<string, (url: URL, res: ServerResponse, operator: string | null) => Promise<void> | void> = {
     '/': (_url, res) => send(res, 200, 'text/html; charset=utf-8', PAGE_HTML, { 'content-security-policy': PAGE_CSP }),
-    '/api/snapshot': (_url, res) => sendJson(res, 200, { ...node.snapshot(), ...anomalyOperatingPoint(node.engine) }),
+    '/api/snapshot': (_url, res) => sendJson(res, 200, { ...node.snapshot(), ...earlyExitInWords(node) }),
     '/api/decisions': (url, res) => {
       const { after, limit } = parseQuery(decisionsQuery, url);
       sendJson(res, 200, { capacity: recent.capacity, decisions: recent.list(after, limit) });
@@ -286,4 +286,9 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
         server.closeAllConnections();
       })),
   };
+}
+
+/** Anomaly packages: the early exit in words, as the page's header says it (the factory's -1e9 "never" is no number to show). */
+function earlyExitInWords(node: EdgeNode): { earlyExit?: string } {
+  return node.engine.task.currentThreshold === undefined ? {} : { earlyExit: describeAnomalyExit(node.engine.getSettings().threshold) };
 }
