@@ -92,6 +92,19 @@ describe('anomaly dashboard, line trial', () => {
     expect(reviews.map((r) => [r.frameId, r.verdict, r.kind, r.reviewer])).toEqual([[scratched, 'defect', 'scratch', 'qe']]);
   });
 
+  it('the same image under two frame ids judged defect and then good: the second verdict says neither is exported until they agree', async () => {
+    const good = readdirSync(join(LINE, 'samples')).filter((f) => f.endsWith('.png') && f.includes('good'));
+    // Two copies of one good sample, both among the latest frames the page shows.
+    const [first, second] = [EXTRA_GOOD - 1, EXTRA_GOOD - 1 - good.length].map((i) => [...anomalous, ...passed].find((id) => basename(id.replace(/@\d+$/, '')) === `${100 + i}-good-again.png`)!);
+    const table = (id: string) => (anomalous.includes(id) ? 'anomalies' : 'passed');
+    await row(table(first), first).locator('input.kind').fill('scratch');
+    await row(table(first), first).locator('button[data-verdict="defect"]').click();
+    await row(table(first), first).locator('td.review', { hasText: 'defect (scratch) \u00b7 qe' }).waitFor();
+    await row(table(second), second).locator('button[data-verdict="good"]').click();
+    const said = `good \u00b7 qe \u00b7 the same image is ${100 + EXTRA_GOOD - 1}-good-again.png judged scratch by qe: not exported until they agree`;
+    await row(table(second), second).locator('td.review', { hasText: said }).waitFor();
+  });
+
   it('each review table fits its half of the page at 1280 px: the frame shows its file name, the full id as its title', async () => {
     const fits = `[...document.querySelectorAll('.review-tables > div')].map((d) => [d.scrollWidth <= d.clientWidth, d.scrollLeft])`;
     expect(await page.evaluate(fits)).toEqual([

@@ -89,6 +89,9 @@ ${DOM_HELPERS}
     cell.textContent = review ? review.verdict + (review.kind && review.kind !== 'defect' ? ' (' + review.kind + ')' : '') + ' \u00b7 ' + review.reviewer : 'not reviewed';
     // Said once, by the answer to the click: this verdict has no pixels, so the export lists it as missing.
     if (review && tr.dataset.noPixels === String(review.id)) cell.textContent += ' \u00b7 no pixels kept: not exported';
+    // Said once too: the same image under another frame id was judged otherwise, so neither is exported yet.
+    var contradicts = (tr.dataset.contradicts || '').split(' ');
+    if (review && contradicts[0] === String(review.id)) cell.textContent += ' \u00b7 the same image is ' + contradicts.slice(1).join(' ') + ': not exported until they agree';
   }
 
   function sendReview(tr, verdict) {
@@ -104,6 +107,9 @@ ${DOM_HELPERS}
         return r.json().then(function (answer) {
           if (!r.ok) throw new Error(answer.error.message);
           if (answer.bytes === null) tr.dataset.noPixels = String(answer.id);
+          if (answer.contradicts.length > 0) {
+            tr.dataset.contradicts = answer.id + ' ' + answer.contradicts.map(function (c) { return baseName(c.frameId) + ' judged ' + (c.verdict === 'good' ? 'good' : c.kind) + ' by ' + c.reviewer; }).join(', ');
+          }
           showReview(tr, answer);
         });
       })

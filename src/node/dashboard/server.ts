@@ -7,7 +7,7 @@ import { openAuditDbReadOnly } from '../../audit/open';
 import { framesDirOf, keepReviewedBytes } from '../../audit/frame-store';
 import { listEvents, queryDecisions } from '../../audit/query';
 import { EventLog } from '../../audit/events';
-import { latestVerdicts, openReviewDb, recordReview, shownKey } from '../../audit/review';
+import { contradicted, latestVerdicts, openReviewDb, recordReview, shownKey } from '../../audit/review';
 import { SgmoeError, errorCategory, errorCode, errorMessage } from '../../errors';
 import { validate } from '../../validate';
 import { silentLogger, type Logger } from '../../log';
@@ -188,7 +188,9 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
           // A frame the store did not keep (a missed defect, judged good): its pixels from the page's recent frames.
           const held = review.bytes === null && review.inputSha256 ? recent.bytesOf(review.inputSha256) : undefined;
           const bytes = held ? keepHeld(reviews.framesDir, review.inputSha256!, held) : review.bytes;
-          sendJson(res, 201, { ...review, bytes });
+          // The same image judged otherwise under another frame id: the export leaves both out until they agree.
+          const contradicts = contradicted(reviews.db, review).map(({ frameId, verdict, kind, reviewer }) => ({ frameId, verdict, kind, reviewer }));
+          sendJson(res, 201, { ...review, bytes, contradicts });
         },
       }
     : {};
