@@ -7,7 +7,7 @@ import { locateFrame } from './frame-store';
 import { DEFAULT_DEFECT_KIND, standingReviews, type Review } from './review';
 
 export interface DatasetExportOptions {
-  /** Share of good frames put in test/good/ instead of train/good/ (chosen by their sha256, so stable). Default 0. */
+  /** Share of good frames put in test/good/ instead of train/good/: round(share x good frames), those first by sha256. Default 0. */
   holdout?: number;
 }
 
@@ -21,8 +21,13 @@ export interface DatasetExport {
   conflicts: Array<{ inputSha256: string; reviews: Array<{ frameId: string; decisionId: number; verdict: string; kind: string | null; reviewer: string }> }>;
 }
 
-/** A stable draw in [0, 1) from a frame's sha256, so the same frame always lands in the same split. */
-const draw = (sha256: string) => parseInt(sha256.slice(0, 8), 16) / 2 ** 32;
+/**
+ * The good images held out for test/good/: the requested share of them, exactly (a draw per image gave 2 of 10 for
+ * 0.6), taken in sha256 order so the same verdicts always give the same split.
+ */
+function heldOut(goodShas: string[], share: number): Set<string> {
+  return new Set([...goodShas].sort().slice(0, Math.round(share * goodShas.length)));
+}
 
 /**
  * One verdict per image from the standing reviews of its bytes, or null when they disagree: good against defect, or
@@ -68,6 +73,7 @@ export function exportReviewedDataset(db: Database, framesDir: string, dir: stri
   try {
     mkdirSync(parent, { recursive: true });
     staging = mkdtempSync(join(parent, `.${basename(dir)}-`));
+    const exported: Array<{ review: Review; sha: string; source: string; bytes: Buffer }> = [];
     for (const image of byImage(standingReviews(db))) {
       const review = agreed(image);
       if (!review) {
@@ -83,7 +89,11 @@ export function exportReviewedDataset(db: Database, framesDir: string, dir: stri
         missing.push({ frameId: review.frameId, decisionId: review.decisionId, verdict: review.verdict, reason });
         continue;
       }
-      const folder = review.verdict === 'good' ? (draw(sha) < holdout ? 'test/good' : 'train/good') : `test/${review.kind}`;
+      exported.push({ review, sha, source, bytes });
+    }
+    const test = heldOut(exported.filter((e) => e.review.verdict === 'good').map((e) => e.sha), holdout);
+    for (const { review, sha, source, bytes } of exported) {
+      const folder = review.verdict === 'good' ? (test.has(sha) ? 'test/good' : 'train/good') : `test/${review.kind}`;
       const name = `${review.decisionId}-${sha.slice(0, 12)}${extname(source)}`;
       mkdirSync(join(staging, folder), { recursive: true });
       writeFileSync(join(staging, folder, name), bytes);

@@ -113,7 +113,7 @@ describe('operator verdicts', () => {
     const count = (folder: string) => (existsSync(join(out, folder)) ? readdirSync(join(out, folder)).length : 0);
     expect(count('train/good') + count('test/good')).toBe(10);
     expect(count('test/good')).toBe(result.written['test/good']);
-    expect(result.written['test/good']).toBe(2); // the two frames whose sha256 draws fall below 0.6
+    expect(result.written['test/good']).toBe(6); // 0.6 of the 10 good frames, exactly
     expect(count('test/hole')).toBe(1);
     expect(result.missing).toEqual([{ frameId: 'f-11', decisionId: 12, verdict: 'defect', reason: 'not kept' }]);
     // Each file is the frame's own bytes, named after its audit row.
@@ -123,7 +123,7 @@ describe('operator verdicts', () => {
     const manifest = JSON.parse(readFileSync(join(out, 'reviews.json'), 'utf8'));
     expect(manifest.files).toHaveLength(11);
 
-    // The same export again: the holdout split is the same (by sha256), and a non-empty folder is refused.
+    // The same export again: the holdout split is the same (by sha256 order), and a non-empty folder is refused.
     await expect(sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out)).rejects.toMatchObject({ code: 'E_DATASET_OUT' });
     const again = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-2'), '--holdout', '0.6'));
     expect(again.written).toEqual(result.written);
