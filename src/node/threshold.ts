@@ -32,6 +32,17 @@ export interface SetFalseAlarmRateReply {
   threshold: number;
   /** A package swapped in later gets the threshold its own calibration gives this rate, until the node restarts. */
   keptOnModelSwap: true;
+  /** Present when the package's held-out good images are too few for this rate to be firm. */
+  caution?: string;
+}
+
+/** Held-out good images above the threshold below which it rests on the top few scores (the factory's FIRM, rule.py). */
+const FIRM = 5;
+
+/** Why a rate is not firm on this calibration (too few held-out good images would lie above its threshold), or undefined. */
+export function rateCaution(heldOutGood: number, rate: number): string | undefined {
+  if (heldOutGood * rate >= FIRM) return undefined;
+  return `only ${heldOutGood} held-out good images calibrated this package: about ${(heldOutGood * rate).toFixed(1)} of them lie above the threshold for ${rate}, so the rate on the line may differ a lot`;
 }
 
 /**
@@ -58,8 +69,9 @@ export class ThresholdCommand {
     const threshold = setFalseAlarmRate(engine.task, rate, 'set-false-alarm-rate', 'E_CMD_UNSUPPORTED');
     this.rate = overrideOf(rate, origin);
     const { correlationId, keyId } = this.rate;
-    this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command`, details: { rate, threshold, model: engine.model, correlationId, keyId } });
-    return { falseAlarmRate: rate, threshold, keptOnModelSwap: true };
+    const caution = rateCaution(engine.manifest.calibration.anomaly!.heldOutGood, rate);
+    this.audit?.event({ kind: 'config_changed', message: `anomaly threshold ${threshold} for a false-alarm rate of ${rate} by command${caution ? `; caution: ${caution}` : ''}`, details: { rate, threshold, model: engine.model, correlationId, keyId } });
+    return { falseAlarmRate: rate, threshold, keptOnModelSwap: true, ...(caution && { caution }) };
   }
 
   /** Applies the overrides, if any, to an engine about to be swapped in. */

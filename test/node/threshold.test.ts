@@ -101,6 +101,17 @@ describe('an anomaly false-alarm rate set at run time', () => {
     }
   });
 
+  it('a rate too small for the package\'s held-out good images is taken with a caution saying so', async () => {
+    const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [] }));
+    const held = readManifest(LINE).calibration.anomaly!.heldOutGood;
+    expect(node.setFalseAlarmRate(0.001)).toMatchObject({
+      falseAlarmRate: 0.001,
+      caution: `only ${held} held-out good images calibrated this package: about ${(held * 0.001).toFixed(1)} of them lie above the threshold for 0.001, so the rate on the line may differ a lot`,
+    });
+    expect(node.setFalseAlarmRate(0.01)).not.toHaveProperty('caution');
+    await node.stop();
+  });
+
   it('routing.falseAlarmRate in the config sets the operating point at start (over restarts); refused for a package of another task', async () => {
     const { node } = await createEdgeNode(parseNodeConfig({ model: LINE, threads: 1, once: true, sources: [], routing: { falseAlarmRate: 0.02 } }));
     expect(nodeCommands(node, () => ({})).getConfig()).toMatchObject({ anomalyThreshold: thresholdForFalseAlarmRate(readManifest(LINE).calibration.anomaly!, 0.02), falseAlarmRate: 0.02 });
