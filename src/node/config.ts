@@ -95,6 +95,22 @@ export const nodeConfigSchema = z
           })
           .strict()
           .default({ keep: 'anomalous', maxFiles: 1000, maxBytes: 200 * 1024 * 1024 }),
+        /** Routing and score health (src/audit/health.ts DEFAULT_THRESHOLDS): the window and the alarms' bounds. */
+        health: z
+          .object({
+            windowSize: z.number().int().positive(),
+            minSamples: z.number().int().positive(),
+            collapseShare: z.number().min(0).max(1),
+            starvedShare: z.number().min(0).max(1),
+            drift: z.number().min(0).max(1),
+            anomalyRate: z.number().min(0).max(1),
+            scoreDrift: z.number().min(0).max(1),
+            hysteresis: z.number().min(0).max(1),
+          })
+          .partial()
+          .strict()
+          .refine((h) => (h.minSamples ?? 200) <= (h.windowSize ?? 1000), { message: 'minSamples: expected at most windowSize (alarms are judged on the window)' })
+          .optional(),
       })
       .strict()
       .optional(),

@@ -111,6 +111,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     let auditUnavailable: SgmoeError | undefined;
     if (config.audit) {
       const r = config.audit.retention;
+      const { windowSize, ...thresholds } = config.audit.health ?? {};
       try {
         mkdirSync(dirname(config.audit.file), { recursive: true });
         audit = AuditLog.open(config.audit.file, {
@@ -120,6 +121,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
             expertShare: engine.manifest.calibration.expertShare,
             scoreQuantiles: engine.manifest.calibration.anomaly?.quantiles,
           },
+          health: { windowSize, thresholds },
           retention: r ? { maxAgeMs: r.maxAgeDays === undefined ? undefined : r.maxAgeDays * 86_400_000, maxRows: r.maxRows, maxBytes: r.maxBytes } : undefined,
           onAlarm: (alarm) => node?.publishAlarm(alarm),
           logger,

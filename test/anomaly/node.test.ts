@@ -56,7 +56,8 @@ describe('anomaly line end to end', () => {
       threads: 1,
       sources: [{ uri: `dir:${inbox}`, name: 'line-1' }],
       mqtt: { url: broker.url, site: 'plant', device: 'line' },
-      audit: { file: join(tmp.path, 'audit.db') },
+      // The anomaly-rate alarm judged from 5 frames on (200 by default), so these few samples can raise it.
+      audit: { file: join(tmp.path, 'audit.db'), health: { minSamples: 5, anomalyRate: 0.05 } },
       once: true,
     });
     const { node } = await createEdgeNode(config);
@@ -79,6 +80,7 @@ describe('anomaly line end to end', () => {
     expect(anomalies).toHaveLength(flagged.length);
     // The anomaly rate is counted where the node reports, and read by the fleet's health watch.
     expect(node.snapshot().windows.sinceStart.anomalous).toBe(flagged.length);
+    expect(node.snapshot().alarms).toEqual(expect.arrayContaining([expect.objectContaining({ kind: 'anomaly_rate', state: 'raised' })]));
     expect(node.sample().anomalous).toBe(flagged.length);
     expect(finalSummary(node.snapshot())).toContain(`decided    ${samples.length}, early exit 0.0%, anomalous ${flagged.length} (`);
     for (const r of results) {
