@@ -101,7 +101,8 @@ export function register(program: Command): void {
           );
         }
       });
-      node.on('rejected', (frame, err) => process.stdout.write(`${frame.id}: rejected ${err.code}: ${err.message}\n`));
+      // For someone watching; under a service manager the node's warn log line says it once.
+      if (opts.demo || process.stdout.isTTY) node.on('rejected', (frame, err) => process.stdout.write(`${frame.id}: rejected ${err.code}: ${err.message}\n`));
 
       const live = process.stdout.isTTY && !opts.demo ? setInterval(() => process.stdout.write(`\r${liveLine(node.snapshot())}\x1b[K`), 1000) : null;
       let signals = 0;
