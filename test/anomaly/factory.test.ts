@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { verifyPackage } from '../../src/engine/verify';
@@ -99,6 +99,25 @@ describe('anomaly factory input checks', () => {
     expect(facts.copies).toEqual([0, 1, 2].map((i) => [`train/good/00${i}.png`, `the same pixels as test/good/${i}.png`]));
     expect(measured.stderr).toContain('left out train/good/000.png: the same pixels as test/good/0.png');
     expect(facts.splitSizes.fit + facts.splitSizes.norm + facts.splitSizes.threshold).toBe(87);
+  });
+
+  it('--check-data prints the images it would use and those it leaves out, and writes nothing', async () => {
+    const data = join(tmp.path, 'check');
+    await goodImages(data, 45, () => [28, 28]);
+    mkdirSync(join(data, 'test', 'good'), { recursive: true });
+    copyFileSync(join(data, 'train', 'good', '000.png'), join(data, 'test', 'good', 'a.png'));
+    writeFileSync(join(data, 'train', 'good', 'notes.png'), 'not an image');
+    const run = spawnSync('/usr/bin/python3', [FACTORY, '--task', 'anomaly', '--data', data, '--check-data'], { encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    expect(JSON.parse(run.stdout)).toMatchObject({
+      input: { width: 28, height: 28, channels: 3, colorspace: 'rgb', roi: null }, // sharp stores these gray pixels as RGB PNGs
+      trainGood: 44,
+      test: { good: 1 },
+      masks: false,
+      unreadable: [{ file: 'train/good/notes.png', reason: expect.any(String) }],
+      copies: [{ file: 'train/good/000.png', reason: 'the same pixels as test/good/a.png' }],
+    });
+    expect(readdirSync(tmp.path).filter((f) => f.startsWith('check'))).toEqual(['check']);
   });
 
   it('no train/good folder stops with the expected layout', () => {

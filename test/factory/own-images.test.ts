@@ -201,6 +201,7 @@ describe('model factory on a folder of own images', () => {
       [['--data', data, '--quick', '--out', join(tmp.path, 'a-file', 'pkg')], 'which is a file'],
       [['--data', data, '--quick'], 'the following arguments are required: --out'],
       [['--task', 'anomaly', '--data', data, '--out', project], 'holds files and is no model package'],
+      [['--task', 'anomaly', '--data', data], 'the following arguments are required: --out'],
       [['--input', 'signal', '--data', data, '--out', data], 'is, holds or lies in the data folder'],
     ] as const) {
       const run = factory(...args);

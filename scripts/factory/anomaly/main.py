@@ -2,6 +2,7 @@
 
     npm run factory -- --task anomaly --data DIR --out models/NAME [--false-alarm-rate 0.01] [--experts K]
                        [--size WxH] [--roi X,Y,W,H] [--benchmark FILE] [--timing FILE]
+    npm run factory -- --task anomaly --data DIR --check-data [--size WxH] [--roi X,Y,W,H]
 
 The shipped Fashion-MNIST line also passes --benchmark scripts/factory/anomaly/fashion-benchmark.json and --timing
 (the output of `npm run bench:anomaly` on a first build), so REPORT.md carries the protocols and the time per frame.
@@ -39,7 +40,9 @@ def _pair(text: str, count: int, flag: str, parser):
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='npm run factory -- --task anomaly', description=__doc__.split('\n\n')[0])
     parser.add_argument('--data', required=True, help='DIR with train/good/ and optionally test/{good,<defect>}/, test/masks/')
-    parser.add_argument('--out', required=True, help='package directory to (over)write')
+    parser.add_argument('--out', help='package directory to (over)write (required unless --check-data)')
+    parser.add_argument('--check-data', action='store_true', help='read the data folder, print what the factory would train '
+                        'and test on (JSON), and stop')
     parser.add_argument('--name', help='package name (default: the out folder name)')
     parser.add_argument('--version', default='1.0.0')
     parser.add_argument('--false-alarm-rate', type=float, default=0.01, help='target share of good frames flagged')
@@ -58,12 +61,25 @@ def parse_args(argv):
     if args.experts < 2:
         parser.error(f'--experts expects at least 2, found {args.experts}: the gate picks among appearance modes, and '
                      'a line of one product has them too (k-means finds them: lighting, pose, variants); use 2')
-    problem = out_problem(args.out, args.data)
-    if problem:
-        parser.error(problem)
+    if not args.check_data:
+        problem = out_problem(args.out, args.data) if args.out else 'the following arguments are required: --out'
+        if problem:
+            parser.error(problem)
     args.size = _pair(args.size, 2, '--size', parser) if args.size else None
     args.roi = _pair(args.roi, 4, '--roi', parser) if args.roi else None
     return args
+
+
+def facts_of(data) -> dict:
+    """What --check-data prints: the images the factory would use, and those it leaves out with the reason."""
+    height, width, channels = data.train.pixels.shape[1:]
+    return {'input': {'width': int(width), 'height': int(height), 'channels': int(channels), 'colorspace': data.colorspace,
+                      'roi': data.roi},
+            'trainGood': len(data.train.names),
+            'test': {kind: data.test_kinds.count(kind) for kind in sorted(set(data.test_kinds))},
+            'masks': data.test_masks is not None,
+            'unreadable': [{'file': path, 'reason': reason} for path, reason in data.train.bad + data.test.bad],
+            'copies': [{'file': path, 'reason': reason} for path, reason in data.copies]}
 
 
 def main(argv=None) -> int:
@@ -77,6 +93,9 @@ def main(argv=None) -> int:
     except DataError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    if args.check_data:
+        print(json.dumps(facts_of(data), indent=2))
+        return 0
     for path, reason in data.train.bad + data.test.bad:
         say(f'skipped unreadable {path}: {reason}')
     for path, reason in data.copies:
