@@ -47,7 +47,7 @@ class Recipe:
     # k-means of the gate keeps its lowest-inertia start of these. With 3, a texture recipe seed in four split one
     # product into two modes and merged the rest with another (draw 7, seed 2: brick 556 / 413 / 22 over the modes,
     # image AUROC 0.8600); with 10 every product got its own mode. Validation draws 1 / 7 / 11 / 13 x recipe seeds
-    # 0 / 1 / 2 (texture_validation.py --seed; /tmp/s11/modes.py): the 9 runs already one mode per texture unchanged,
+    # 0 / 1 / 2 (texture_validation.py --seed): the 9 runs that already had one mode per texture unchanged,
     # the 3 others 0.8852 -> 0.9062, 0.8600 -> 0.9235, 0.9045 -> 0.9298; mean of the 12 0.9139 -> 0.9230, worst
     # 0.8600 -> 0.8929. The shipped packages were built with 3 (not rebuilt: their test draws are scored once).
     kmeans_restarts: int = 10
