@@ -44,7 +44,7 @@ class Recipe:
     experts: int = 4
     false_alarm_rate: float = 0.01
     seed: int = 0
-    # k-means of the gate keeps its lowest-inertia start of these. With 3, a texture recipe seed in four split one
+    # k-means of the gate keeps its lowest-inertia start of these. With 3, 3 of 12 texture validation runs split one
     # product into two modes and merged the rest with another (draw 7, seed 2: brick 556 / 413 / 22 over the modes,
     # image AUROC 0.8600); with 10 every product got its own mode. Validation draws 1 / 7 / 11 / 13 x recipe seeds
     # 0 / 1 / 2 (texture_validation.py --seed): the 9 runs that already had one mode per texture unchanged,
