@@ -149,8 +149,6 @@ def parse_args(argv):
     if args.check_data and not args.data:
         parser.error('--check-data needs --data')
     if not (args.check_data or args.sweep_k):
-        if not args.out:
-            parser.error('the following arguments are required: --out')
         problem = out_problem(args.out, args.data)
         if problem:
             parser.error(problem)

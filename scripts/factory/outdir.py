@@ -3,9 +3,11 @@ that folder must be new, empty or an earlier package, and apart from the data it
 import os
 
 
-def out_problem(out: str, data=None):
-    """What is wrong with `out` as a package folder (None when nothing): a file, a folder of something else (the
-    current folder, a project), the data folder, one inside it or one holding it, a parent that is a file."""
+def out_problem(out, data=None):
+    """What is wrong with `out` as a package folder (None when nothing): not given, a file, a folder of something
+    else (the current folder, a project), the data folder, one inside it or one holding it, a parent that is a file."""
+    if not out:
+        return 'the following arguments are required: --out'
     path = os.path.realpath(out)
     if data is not None:
         source = os.path.realpath(data)

@@ -4,7 +4,7 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../errors';
 import { sha256Hex } from '../model/integrity';
 import { locateFrame } from './frame-store';
-import { DEFAULT_DEFECT_KIND, standingReviews, type Review } from './review';
+import { DEFAULT_DEFECT_KIND, disagree, standingReviews, type Review } from './review';
 
 export interface DatasetExportOptions {
   /** Share of good frames put in test/good/ instead of train/good/: round(share x good frames), those first by sha256. Default 0. */
@@ -30,14 +30,13 @@ function heldOut(goodShas: string[], share: number): Set<string> {
 }
 
 /**
- * One verdict per image from the standing reviews of its bytes, or null when they disagree: good against defect, or
- * two named kinds (a defect without a kind, `defect`, yields to a named one). The latest agreeing review stands for it.
+ * One verdict per image from the standing reviews of its bytes, or null when two of them disagree. The latest stands
+ * for it, with the named kind when one of them gave it.
  */
 function agreed(reviews: Review[]): Review | null {
-  const kinds = new Set(reviews.map((r) => r.kind));
-  if (kinds.size > 1) kinds.delete(DEFAULT_DEFECT_KIND);
-  if (new Set(reviews.map((r) => r.verdict)).size > 1 || kinds.size > 1) return null;
-  return { ...reviews[reviews.length - 1], kind: [...kinds][0] };
+  if (reviews.some((r, i) => reviews.slice(i + 1).some((o) => disagree(r, o)))) return null;
+  const latest = reviews[reviews.length - 1];
+  return { ...latest, kind: reviews.find((r) => r.kind !== DEFAULT_DEFECT_KIND)?.kind ?? latest.kind };
 }
 
 /** The standing reviews grouped by the bytes they judge (per decision when without a sha256), oldest first. */
@@ -45,7 +44,8 @@ function byImage(reviews: Review[]): Review[][] {
   const groups = new Map<string, Review[]>();
   for (const r of reviews) {
     const key = r.inputSha256 ?? `decision ${r.decisionId}`;
-    groups.set(key, [...(groups.get(key) ?? []), r]);
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key)!.push(r);
   }
   return [...groups.values()];
 }
@@ -55,8 +55,8 @@ function byImage(reviews: Review[]): Review[][] {
  * frames judged good in train/good/ (a `holdout` share in test/good/), defects in test/<kind>/. File names are
  * `<decision id>-<sha256 prefix>.<format>`, traceable to the audit row; `reviews.json` lists every file's
  * review. Only bytes whose sha256 is the audit row's are written; identical bytes judged differently under two frame
-ids are left out (a defect must never train as good) and listed under `conflicts`. The folder appears whole or not at all (built
- * beside it, then renamed), so a full disk never leaves a partial data set the factory would train on. Refuses a
+ * ids are left out (a defect must never train as good) and listed under `conflicts`. The folder appears whole or not
+ * at all (built beside it, then renamed), so a full disk never leaves a partial data set the factory would train on. Refuses a
  * non-empty folder, so an export never mixes with or overwrites another.
  */
 export function exportReviewedDataset(db: Database, framesDir: string, dir: string, options: DatasetExportOptions = {}): DatasetExport {

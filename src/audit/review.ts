@@ -151,7 +151,16 @@ export function standingReviews(db: Db): Review[] {
   return rows.map(fromReviewColumns);
 }
 
-/** The standing verdicts of other frames with the same bytes that this review contradicts (a verdict or a kind), which the export will leave out until they agree. */
+/**
+ * Whether two verdicts on the same image disagree: good against defect, or two named kinds (a defect without a kind,
+ * `defect`, agrees with any). The export leaves an image out while its verdicts disagree.
+ */
+export function disagree(a: Review, b: Review): boolean {
+  const named = (kind: string | null) => kind !== null && kind !== DEFAULT_DEFECT_KIND;
+  return a.verdict !== b.verdict || (named(a.kind) && named(b.kind) && a.kind !== b.kind);
+}
+
+/** The standing verdicts of other frames with the same bytes that this review disagrees with. */
 export function contradicted(db: Db, review: Review): Review[] {
   if (!review.inputSha256) return [];
   const rows = db
@@ -159,10 +168,7 @@ export function contradicted(db: Db, review: Review): Review[] {
       `SELECT * FROM reviews WHERE id IN (SELECT max(id) FROM reviews WHERE input_sha256 = @sha GROUP BY frame_id) AND frame_id != @frameId ORDER BY id`,
     )
     .all({ sha: review.inputSha256, frameId: review.frameId }) as ReviewColumns[];
-  const named = (kind: string | null) => kind !== null && kind !== DEFAULT_DEFECT_KIND;
-  return rows
-    .map(fromReviewColumns)
-    .filter((r) => r.verdict !== review.verdict || (named(r.kind) && named(review.kind) && r.kind !== review.kind));
+  return rows.map(fromReviewColumns).filter((r) => disagree(r, review));
 }
 
 /** A frame as a dashboard row shows it: its id and, when known, the sha256 of the bytes it showed. */

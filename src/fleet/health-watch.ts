@@ -46,7 +46,7 @@ export function judgeHealth(start: HealthSample, now: HealthSample, limits: Heal
       return `latency p99 ${Math.round(now.latencyP99Us)} us above ${limits.maxLatencyP99Us} us`;
     }
   }
-  const flagged = now.anomalous != null && start.anomalous !== undefined ? now.anomalous - (start.anomalous ?? 0) : null;
+  const flagged = now.anomalous == null ? null : now.anomalous - (start.anomalous ?? 0);
   if (limits.maxAnomalyRate !== undefined && flagged !== null && frames >= limits.minAnomalyFrames && frames > 0 && flagged / frames > limits.maxAnomalyRate) {
     return `anomaly rate ${(flagged / frames).toFixed(3)} (${flagged} of ${frames} frames flagged) above ${limits.maxAnomalyRate}`;
   }

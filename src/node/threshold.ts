@@ -40,7 +40,7 @@ export interface SetFalseAlarmRateReply {
 const FIRM = 5;
 
 /** Why a rate is not firm on this calibration (too few held-out good images would lie above its threshold), or undefined. */
-export function rateCaution(heldOutGood: number, rate: number): string | undefined {
+function rateCaution(heldOutGood: number, rate: number): string | undefined {
   if (heldOutGood * rate >= FIRM) return undefined;
   return `only ${heldOutGood} held-out good images calibrated this package: about ${(heldOutGood * rate).toFixed(1)} of them lie above the threshold for ${rate}, so the rate on the line may differ a lot`;
 }

@@ -62,7 +62,7 @@ def parse_args(argv):
         parser.error(f'--experts expects at least 2, found {args.experts}: the gate picks among appearance modes, and '
                      'a line of one product has them too (k-means finds them: lighting, pose, variants); use 2')
     if not args.check_data:
-        problem = out_problem(args.out, args.data) if args.out else 'the following arguments are required: --out'
+        problem = out_problem(args.out, args.data)
         if problem:
             parser.error(problem)
     args.size = _pair(args.size, 2, '--size', parser) if args.size else None
