@@ -194,6 +194,9 @@ describe('anomaly dashboard, line trial', () => {
     await page.goto(dashboard.url);
     const target = anomalous[1];
     await row('anomalies', target).locator('img.thumb').waitFor();
+    // The page draws each kept map's heatmap over its frame; the older row has none.
+    expect(await page.locator('#anomalies img.heat').count()).toBe(anomalous.length - 1);
+    expect(await row('anomalies', older).locator('img.heat').count()).toBe(0);
     await page.fill('#reviewer', 'qe');
     await row('anomalies', target).locator('button[data-verdict="good"]').click();
     const cell = row('anomalies', target).locator('td.review');
