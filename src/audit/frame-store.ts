@@ -1,6 +1,7 @@
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { sniffFormat } from '../ingest/format';
 import { silentLogger, type Logger } from '../log';
@@ -14,6 +15,9 @@ import { sha256Hex } from '../model/integrity';
  * are human-paced, so that folder grows only as fast as people judge frames).
  *
  * Why not the hot folder's done/ files: only one source kind has them, and the node neither owns nor bounds them.
+ *
+ * An anomalous frame's coarse score map is kept beside it (`<sha256>.map.json`, see ScoreMap), so a restarted
+ * dashboard draws its heatmap again.
  */
 export type KeepFrames = 'none' | 'anomalous' | 'all';
 
@@ -36,6 +40,28 @@ export function framesDirOf(auditFile: string): string {
 
 /** A kept frame's file name: `<sha256>.<format>`. */
 const KEPT_NAME = /^[0-9a-f]{64}\.\w+$/;
+
+/**
+ * An anomalous frame's coarse score map (row-major, `grid` = [rows, cols]), from which `heatmapPng` draws its heatmap.
+ * A file beside the frame rather than a column of its audit row: it then lives exactly as long as the frame it is
+ * drawn over (kept by the same policy, evicted and pinned with it, within the same bounds) and costs the audit
+ * writer nothing. Its name has two dots, so KEPT_NAME never takes it for a frame: no export copies it as an image.
+ */
+export interface ScoreMap {
+  grid: [number, number];
+  map: number[];
+}
+
+/** A kept map as read back: JSON wrote a cell that was no finite number as null, NaN again (heatmapPng's brightest). */
+const scoreMapSchema = z
+  .object({
+    grid: z.tuple([z.number().int().positive(), z.number().int().positive()]),
+    map: z.array(z.number().nullable().transform((v) => v ?? Number.NaN)),
+  })
+  .refine((m) => m.map.length === m.grid[0] * m.grid[1]);
+
+/** The score map's file name beside the frame named by `sha256` (or by a kept frame's file name). */
+const mapNameOf = (sha256OrName: string) => `${sha256OrName.slice(0, 64)}.map.json`;
 
 const fileOf = (dir: string, sha256: string) => readdirOrEmpty(dir).find((f) => f.startsWith(`${sha256}.`) && KEPT_NAME.test(f));
 
@@ -62,12 +88,32 @@ export function locateFrame(dir: string, sha256: string): string | null {
   return null;
 }
 
-/** Moves a frame's bytes to `reviewed/` so eviction leaves them; null when they are no longer kept. */
+/**
+ * The score map kept with a frame (reviewed first), or null when none was (a good frame, a row from before maps were
+ * kept, a frame evicted) or it is no map.
+ */
+export function readScoreMap(dir: string, sha256: string): ScoreMap | null {
+  const file = [join(dir, 'reviewed'), dir].map((folder) => join(folder, mapNameOf(sha256))).find((f) => existsSync(f));
+  try {
+    const parsed = file ? scoreMapSchema.safeParse(JSON.parse(readFileSync(file, 'utf8'))) : undefined;
+    return parsed?.success ? parsed.data : null;
+  } catch {
+    return null; // unreadable, or no JSON
+  }
+}
+
+/** Moves a frame's bytes (and its score map) to `reviewed/` so eviction leaves them; null when they are no longer kept. */
 export function pinFrame(dir: string, sha256: string): string | null {
   const found = locateFrame(dir, sha256);
   if (!found || dirname(found) === join(dir, 'reviewed')) return found;
   const target = join(dir, 'reviewed', basename(found));
   mkdirSync(dirname(target), { recursive: true });
+  // The map first: should the frame be evicted meanwhile, its map is left in reviewed/, never astray in the bounded folder.
+  try {
+    renameSync(join(dir, mapNameOf(sha256)), join(dir, 'reviewed', mapNameOf(sha256)));
+  } catch {
+    // None kept with it.
+  }
   try {
     renameSync(found, target);
   } catch {
@@ -108,13 +154,14 @@ export class FrameStore {
 
   constructor(private readonly options: FrameStoreOptions) {
     this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
-    // What an earlier run kept counts against the bound, oldest first. The folder itself is made by the first write,
-    // so a node that keeps nothing (a classification package) leaves none behind.
+    // What an earlier run kept counts against the bound (with its maps), oldest first. The folder itself is made by
+    // the first write, so a node that keeps nothing (a classification package) leaves none behind.
+    const sizeOf = (name: string) => statSync(join(options.dir, name), { throwIfNoEntry: false })?.size ?? 0;
     this.files = readdirOrEmpty(options.dir)
       .filter((f) => KEPT_NAME.test(f))
       .map((name) => ({ name, stat: statSync(join(options.dir, name), { throwIfNoEntry: false }) }))
       .sort((a, b) => (a.stat?.mtimeMs ?? 0) - (b.stat?.mtimeMs ?? 0))
-      .map(({ name, stat }) => ({ name, size: stat?.size ?? 0 }));
+      .map(({ name, stat }) => ({ name, size: (stat?.size ?? 0) + sizeOf(mapNameOf(name)) }));
     for (const f of this.files) {
       this.known.add(f.name);
       this.bytes += f.size;
@@ -122,10 +169,11 @@ export class FrameStore {
   }
 
   /**
-   * Keeps a decided frame's bytes if the policy asks for it; never waits and never throws. Named by the same
-   * sha256 of the same bytes as the frame's audit row (hashed only for frames kept).
+   * Keeps a decided frame's bytes if the policy asks for it, with `map` (an anomalous frame's score map) beside
+   * them; never waits and never throws. Named by the same sha256 of the same bytes as the frame's audit row (hashed
+   * only for frames kept).
    */
-  offer(bytes: Buffer | undefined, anomalous: boolean): void {
+  offer(bytes: Buffer | undefined, anomalous: boolean, map?: ScoreMap): void {
     const { keep } = this.options;
     if (keep === 'none' || (keep === 'anomalous' && !anomalous) || !bytes) return;
     const format = sniffFormat(bytes);
@@ -137,7 +185,7 @@ export class FrameStore {
       return;
     }
     this.known.add(name);
-    const write = this.write(name, bytes).finally(() => this.pending.delete(write));
+    const write = this.write(name, bytes, map).finally(() => this.pending.delete(write));
     this.pending.add(write);
   }
 
@@ -146,18 +194,23 @@ export class FrameStore {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }
 
-  private async write(name: string, bytes: Buffer): Promise<void> {
-    const part = partOf(this.options.dir, name);
+  private async write(name: string, bytes: Buffer, map?: ScoreMap): Promise<void> {
+    const { dir } = this.options;
+    const mapText = map && JSON.stringify({ grid: map.grid, map: map.map });
     try {
       // A full or read-only disk must not stop the line: the write fails, is counted and logged, and leaves no file.
-      await mkdir(this.options.dir, { recursive: true });
-      await writeFile(part, bytes);
-      await rename(part, join(this.options.dir, name));
-      this.files.push({ name, size: bytes.length });
-      this.bytes += bytes.length;
+      await mkdir(dir, { recursive: true });
+      await writeAside(dir, name, bytes);
+      // After the frame: a kill between the two leaves a frame without its map (no heatmap), never a stray map.
+      if (mapText) await writeAside(dir, mapNameOf(name), mapText);
+      const size = bytes.length + (mapText?.length ?? 0);
+      this.files.push({ name, size });
+      this.bytes += size;
       this.counters.kept++;
     } catch (err) {
-      await unlink(part).catch(() => undefined);
+      // Both or neither: a frame whose map could not be written goes too.
+      const names = mapText ? [name, mapNameOf(name)] : [name];
+      await Promise.all(names.flatMap((n) => [partOf(dir, n), join(dir, n)]).map((f) => rm(f, { force: true }).catch(() => undefined)));
       this.known.delete(name);
       this.counters.failed++;
       this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame for review');
@@ -168,13 +221,21 @@ export class FrameStore {
       const oldest = this.files.shift()!;
       this.known.delete(oldest.name);
       this.bytes -= oldest.size;
-      const path = join(this.options.dir, oldest.name);
-      // Pinned by a review meanwhile (moved to reviewed/): nothing to evict.
+      const path = join(dir, oldest.name);
+      // Pinned by a review meanwhile (moved to reviewed/ with its map): nothing to evict.
       if (!existsSync(path)) continue;
+      await rm(join(dir, mapNameOf(oldest.name)), { force: true }).catch(() => undefined);
       await unlink(path).then(
         () => void this.counters.evicted++,
         () => undefined,
       );
     }
   }
+}
+
+/** Writes `data` as `dir/name` whole or not at all: aside under a dot name, then renamed. */
+async function writeAside(dir: string, name: string, data: Buffer | string): Promise<void> {
+  const part = partOf(dir, name);
+  await writeFile(part, data);
+  await rename(part, join(dir, name));
 }

@@ -42,7 +42,7 @@ export type { AuditRow } from './rows';
 export { SCHEMA_VERSION } from './schema';
 export { AuditWriter, type AuditWriterCounters, type AuditWriterOptions, type CommittedBatch } from './writer';
 export { exportReviewedDataset, type DatasetExport, type DatasetExportOptions } from './dataset';
-export { FrameStore, framesDirOf, keepReviewedBytes, locateFrame, pinFrame, type FrameStoreOptions, type KeepFrames } from './frame-store';
+export { FrameStore, framesDirOf, keepReviewedBytes, locateFrame, pinFrame, readScoreMap, type FrameStoreOptions, type KeepFrames, type ScoreMap } from './frame-store';
 export {
   DEFAULT_DEFECT_KIND,
   REVIEW_VERDICTS,

@@ -1,4 +1,5 @@
 import { decisionEssentials, type Decision, type StageTimingsUs } from '../engine/decision';
+import type { AnomalyFields } from '../engine/tasks';
 import type { WindowPlace } from '../ingest/kinds/signal/window-source';
 
 export type AuditStatus = 'ok' | 'rejected' | 'dropped';
@@ -40,6 +41,8 @@ export interface DecidedRecord extends RecordBase {
   gate: readonly number[];
   macs: number;
   timingsUs: StageTimingsUs;
+  /** Anomaly packages: the threshold the verdict was taken at (null for other tasks). */
+  threshold: number | null;
 }
 
 export interface FailedRecord extends RecordBase {
@@ -58,6 +61,7 @@ export function decidedRecord(decision: Decision, frame: FrameInfo, ts = Date.no
     status: 'ok',
     labelIndex: decision.labelIndex,
     ...decisionEssentials(decision),
+    threshold: (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly?.threshold ?? null,
   };
 }
 

@@ -10,7 +10,7 @@ const COLUMNS = [
   ['base_confidence', 'baseConfidence'], ['gate', 'gate'], ['macs', 'macs'], ['trunk_us', 'trunkUs'], ['base_us', 'baseUs'],
   ['gate_us', 'gateUs'], ['expert_us', 'expertUs'], ['total_us', 'totalUs'], ['error_code', 'errorCode'],
   ['error_message', 'errorMessage'], ['window_offset', 'windowOffset'], ['window_start', 'windowStart'], ['rpm', 'rpm'],
-  ['load', 'load'],
+  ['load', 'load'], ['threshold', 'threshold'],
 ] as const;
 const KEYS = COLUMNS.map(([, key]) => key);
 const INTO = `INSERT INTO decisions (${COLUMNS.map(([column]) => column).join(', ')}) VALUES `;
@@ -65,6 +65,7 @@ export function toParams(r: AuditRecord): Record<(typeof KEYS)[number], SqlValue
     windowStart: w?.start ?? null,
     rpm: w?.tags.rpm ?? null,
     load: w?.tags.load ?? null,
+    threshold: ok ? ok.threshold : null,
   };
 }
 
@@ -113,6 +114,8 @@ export interface AuditRow {
   errorMessage: string | null;
   /** Signal windows: where the window lies in its signal (null for images). */
   window: { offset: number; start: number | null; rpm: number | null; load: number | null } | null;
+  /** Anomaly packages: the threshold the verdict was taken at (null for other tasks and rows before schema 4). */
+  threshold: number | null;
 }
 
 /** Raw column values as SQLite returns them. */
@@ -145,6 +148,7 @@ export interface DecisionColumns {
   window_start: number | null;
   rpm: number | null;
   load: number | null;
+  threshold: number | null;
 }
 
 export function fromColumns(c: DecisionColumns): AuditRow {
@@ -173,5 +177,6 @@ export function fromColumns(c: DecisionColumns): AuditRow {
     errorCode: c.error_code,
     errorMessage: c.error_message,
     window: c.window_offset === null ? null : { offset: c.window_offset, start: c.window_start, rpm: c.rpm, load: c.load },
+    threshold: c.threshold,
   };
 }

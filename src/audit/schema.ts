@@ -71,6 +71,11 @@ const MIGRATIONS: readonly string[] = [
   ALTER TABLE decisions ADD COLUMN rpm           REAL;
   ALTER TABLE decisions ADD COLUMN load          REAL;
   `,
+  // 4: the threshold an anomaly package's verdict was taken at (null for other tasks): it moves with
+  // set-false-alarm-rate, so the score alone does not say why a frame was flagged.
+  `
+  ALTER TABLE decisions ADD COLUMN threshold REAL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -186,11 +186,15 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   }
 }
 
-/** Each decided frame's bytes go to the review store (anomalous ones, or all); the node's stop waits for the writes. */
+/**
+ * Each decided frame's bytes go to the review store (anomalous ones, or all), an anomalous one's with its score map
+ * (for a restarted dashboard's heatmap); the node's stop waits for the writes.
+ */
 function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Array<() => Promise<void> | void>): void {
   node.on('decision', (frame, decision) => {
-    const anomalous = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly?.verdict === 'anomalous';
-    store.offer(frame.bytes, anomalous);
+    const anomaly = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly;
+    const anomalous = anomaly?.verdict === 'anomalous';
+    store.offer(frame.bytes, anomalous, anomalous ? { grid: anomaly.grid, map: anomaly.map } : undefined);
   });
   closers.unshift(() => store.flush());
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { copyFileSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { locateFrame, openReviewDb, standingReviews, type AuditRow } from '../../src/audit';
@@ -151,25 +151,38 @@ describe('anomaly dashboard, line trial', () => {
     expect(snapshot.earlyExit).toBe('no early exit (the expert always runs)');
   });
 
-  it('after a restart, the anomalies in the audit log are listed with their verdicts and kept bytes (checked), and reviewable', async () => {
+  it('after a restart, the anomalies in the audit log are listed with their verdicts, threshold, heatmap and kept bytes (checked), and reviewable', async () => {
+    // As the live page showed them: thresholds taken before the rate moved to 5 %, heatmaps from the decisions.
+    const live = new Map((await anomalies(dashboard.url, '?limit=200')).latest.map((e) => [e.frameId, e.anomaly]));
+    expect(live.size).toBe(anomalous.length);
+    expect([...live.values()].every((a) => a.threshold !== null && a.heatmap?.startsWith('data:image/png;base64,'))).toBe(true);
     await dashboard.close();
     await node.stop();
+    const db = openReviewDb(auditFile);
+    const shaOf = (frameId: string) => db.prepare('SELECT input_sha256 FROM decisions WHERE frame_id = ?').pluck().get(frameId) as string;
     // One kept file no longer holds the bytes its row names: it is shown without a thumbnail and never held.
     const tampered = anomalous[0];
-    const db = openReviewDb(auditFile);
-    const sha = db.prepare('SELECT input_sha256 FROM decisions WHERE frame_id = ?').pluck().get(tampered) as string;
+    writeFileSync(locateFrame(framesDir, shaOf(tampered))!, Buffer.from('not the frame'));
+    // One row as an older release left it: no threshold in the row, no score map beside the frame. (The newest
+    // anomaly, reviewed above, had its map moved to reviewed/ with its frame.)
+    const older = anomalous[1];
+    db.prepare('UPDATE decisions SET threshold = NULL WHERE frame_id = ?').run(older);
+    rmSync(join(framesDir, `${shaOf(older)}.map.json`));
+    expect(readdirSync(join(framesDir, 'reviewed'))).toContain(`${shaOf(anomalous[anomalous.length - 1])}.map.json`);
     db.close();
-    writeFileSync(locateFrame(framesDir, sha)!, Buffer.from('not the frame'));
 
     const restartInbox = join(tmp.path, 'inbox-after-restart');
     mkdirSync(restartInbox);
-    const config = parseNodeConfig({ model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${restartInbox}`, name: 'line-1' }], audit: { file: auditFile }, once: true });
+    // Restarted at another false-alarm rate: each anomaly still shows the threshold it was flagged at.
+    const config = parseNodeConfig({ model: LINE, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${restartInbox}`, name: 'line-1' }], audit: { file: auditFile }, routing: { falseAlarmRate: 0.05 }, once: true });
     ({ node } = await createEdgeNode(config));
+    expect(node.snapshot().anomalyThreshold).not.toBeCloseTo(live.get(tampered)!.threshold!, 3);
     dashboard = await startDashboard(node, { port: 0, auditFile });
     let seeded = await anomalies(dashboard.url, '?limit=200');
     expect(seeded.latest.map((e) => e.frameId)).toEqual([...anomalous].reverse());
     expect(seeded.passed).toEqual([]);
-    expect(seeded.latest.map((e) => [e.anomaly.threshold, e.anomaly.heatmap])).toEqual(anomalous.map(() => [null, null]));
+    const shown = (id: string) => (id === older ? [null, null] : [live.get(id)!.threshold, live.get(id)!.heatmap]);
+    expect(seeded.latest.map((e) => [e.anomaly.threshold, e.anomaly.heatmap])).toEqual([...anomalous].reverse().map(shown));
     expect(seeded.latest[0].review).toMatchObject({ verdict: 'defect', kind: 'scratch' });
     // Thumbnails are made aside, one at a time: poll until every untampered one has its own.
     while (seeded.latest.filter((e) => e.thumbnail).length < anomalous.length - 1) {
@@ -181,6 +194,9 @@ describe('anomaly dashboard, line trial', () => {
     await page.goto(dashboard.url);
     const target = anomalous[1];
     await row('anomalies', target).locator('img.thumb').waitFor();
+    // The page draws each kept map's heatmap over its frame; the older row has none.
+    expect(await page.locator('#anomalies img.heat').count()).toBe(anomalous.length - 1);
+    expect(await row('anomalies', older).locator('img.heat').count()).toBe(0);
     await page.fill('#reviewer', 'qe');
     await row('anomalies', target).locator('button[data-verdict="good"]').click();
     const cell = row('anomalies', target).locator('td.review');

@@ -78,8 +78,9 @@ test('a node fed foreign parts raises anomaly_rate and score_drift, in the audit
   expect(raised).toEqual(expect.arrayContaining(['anomaly_rate', 'score_drift']));
   expect(raised.filter((k) => k === 'anomaly_rate')).toHaveLength(1);
 
-  // By default the node keeps, for review, the bytes of exactly the anomalous frames, once per distinct image.
-  expect(new Set(readdirSync(framesDirOf(auditFile)))).toEqual(new Set([...flagged].map((sha) => `${sha}.png`)));
+  // By default the node keeps, for review, the bytes of exactly the anomalous frames, once per distinct image, each
+  // with its score map.
+  expect(new Set(readdirSync(framesDirOf(auditFile)))).toEqual(new Set([...flagged].flatMap((sha) => [`${sha}.png`, `${sha}.map.json`])));
   expect([...good].some((sha) => flagged.has(sha))).toBe(false);
 
   const codes = () =>

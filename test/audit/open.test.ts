@@ -1,10 +1,10 @@
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditWriter, listEvents, openAuditDb, openAuditDbReadOnly, SCHEMA_VERSION } from '../../src/audit';
+import { AuditWriter, decidedRecord, listEvents, openAuditDb, openAuditDbReadOnly, queryDecisions, SCHEMA_VERSION } from '../../src/audit';
 import { SgmoeError } from '../../src/errors';
 import { tempDir } from '../helpers/tmp';
-import { decided } from './records';
+import { decided, decision } from './records';
 
 const tmp = tempDir('sgmoe-audit-open-');
 afterAll(() => tmp.cleanup());
@@ -39,13 +39,34 @@ test('a new file gets WAL, NORMAL sync, incremental auto-vacuum and the current 
 test('a file of the previous schema (2) is upgraded in place: its rows kept, the signal-window columns added empty', () => {
   const file = join(tmp.path, 'schema-2.db');
   const fresh = openAuditDb(file).db;
-  for (const column of ['window_offset', 'window_start', 'rpm', 'load']) fresh.exec(`ALTER TABLE decisions DROP COLUMN ${column}`);
+  for (const column of ['window_offset', 'window_start', 'rpm', 'load', 'threshold']) fresh.exec(`ALTER TABLE decisions DROP COLUMN ${column}`);
   fresh.pragma('user_version = 2');
   fresh.prepare(`INSERT INTO decisions (ts, frame_id, status) VALUES (1, 'old-frame', 'ok')`).run();
   fresh.close();
   const { db } = openAuditDb(file);
   expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
   expect(db.prepare('SELECT frame_id, window_offset, rpm FROM decisions').all()).toEqual([{ frame_id: 'old-frame', window_offset: null, rpm: null }]);
+  db.close();
+});
+
+test('a file of schema 3 is upgraded in place: its rows kept, the threshold column added empty, and written on new rows', () => {
+  const file = join(tmp.path, 'schema-3.db');
+  const fresh = openAuditDb(file).db;
+  fresh.exec('ALTER TABLE decisions DROP COLUMN threshold');
+  fresh.pragma('user_version = 3');
+  fresh.prepare(`INSERT INTO decisions (ts, frame_id, status, label, score) VALUES (1, 'old-anomaly', 'ok', 'anomalous', 2.5)`).run();
+  fresh.close();
+  const { db } = openAuditDb(file);
+  expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
+  const writer = new AuditWriter(db);
+  writer.record(decidedRecord({ ...decision(2, 0), score: 2.5, extra: { anomaly: { score: 2.5, threshold: 1.75, verdict: 'anomalous', grid: [1, 1], map: [2.5] } } }, { frameId: 'new-anomaly' }, 2));
+  writer.record(decided(3, 1));
+  writer.close();
+  expect(queryDecisions(db, {}).map((r) => [r.frameId, r.score, r.threshold])).toEqual([
+    ['old-anomaly', 2.5, null],
+    ['new-anomaly', 2.5, 1.75],
+    ['f-3', 0.75, null],
+  ]);
   db.close();
 });
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
-import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, openAuditDb, openReviewDb, pinFrame, recordReview, shownKey, standingReviews } from '../../src/audit';
+import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, locateFrame, openAuditDb, openReviewDb, pinFrame, readScoreMap, recordReview, shownKey, standingReviews } from '../../src/audit';
 import { sha256Hex } from '../../src/model/integrity';
 import { tempDir } from '../helpers/tmp';
 import { mountTmpfs } from '../helpers/tmpfs';
@@ -21,7 +21,13 @@ afterAll(() => {
 /** A distinct 8x8 gray PNG per i. */
 const png = (i: number) => sharp(Buffer.alloc(64, i * 7), { raw: { width: 8, height: 8, channels: 1 } }).png().toBuffer();
 
-/** An audit database with frames f-0..f-(n-1) decided, each with the sha256 of png(i), and those bytes kept. */
+/** A distinct 2x2 score map per i, one cell no finite number (as a broken model output gives). */
+const mapOf = (i: number) => ({ grid: [2, 2] as [number, number], map: [i, 0.5, Number.NaN, 1.25] });
+
+/**
+ * An audit database with frames f-0..f-(n-1) decided, each with the sha256 of png(i), and those bytes kept as
+ * anomalous with their score maps (which no review or export may take for a frame).
+ */
 async function auditWithFrames(name: string, n: number): Promise<{ file: string; frames: string }> {
   const file = join(tmp.path, name, 'audit.db');
   mkdirSync(join(tmp.path, name), { recursive: true });
@@ -31,7 +37,7 @@ async function auditWithFrames(name: string, n: number): Promise<{ file: string;
   for (let i = 0; i < n; i++) {
     const bytes = await png(i);
     writer.record(decidedRecord(decision(i, i % 4), { frameId: `f-${i}`, source: 'dir:/in', inputSha256: sha256Hex(bytes) }, 1_700_000_000_000 + i));
-    store.offer(bytes, false);
+    store.offer(bytes, true, mapOf(i));
   }
   writer.close();
   db.close();
@@ -122,6 +128,9 @@ describe('operator verdicts', () => {
     expect(readFileSync(join(out, 'test/hole', hole))).toEqual(await png(10));
     const manifest = JSON.parse(readFileSync(join(out, 'reviews.json'), 'utf8'));
     expect(manifest.files).toHaveLength(11);
+    // The score maps pinned beside the reviewed frames are no training images.
+    expect(readdirSync(join(frames, 'reviewed')).filter((f) => f.endsWith('.map.json'))).toHaveLength(11);
+    expect(readdirSync(out, { recursive: true }).filter((f) => String(f).endsWith('.json'))).toEqual(['reviews.json']);
 
     // The same export again: the holdout split is the same (by sha256 order), and a non-empty folder is refused.
     await expect(sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out)).rejects.toMatchObject({ code: 'E_DATASET_OUT' });
@@ -176,7 +185,7 @@ describe('what an export writes', () => {
     // With a trailing slash, as tab completion types it.
     const pinned = recordReview(db, { frameId: 'f-1', verdict: 'good', reviewer: 'ben' }, 'cli', { framesDir: `${frames}/` });
     expect(pinned.bytes).toBe(join(frames, 'reviewed', `${sha256Hex(await png(1))}.png`));
-    expect(readdirSync(join(frames, 'reviewed')).sort()).toEqual([sha, sha256Hex(await png(1))].map((h) => `${h}.png`).sort());
+    expect(readdirSync(join(frames, 'reviewed')).sort()).toEqual([sha, sha256Hex(await png(1))].flatMap((h) => [`${h}.map.json`, `${h}.png`]).sort());
     // f-2's kept file is damaged (truncated by an older release on a full disk): not exported as a training image.
     recordReview(db, { frameId: 'f-2', verdict: 'defect', reviewer: 'ben' }, 'cli', { framesDir: frames });
     writeFileSync(join(frames, 'reviewed', `${sha256Hex(await png(2))}.png`), (await png(2)).subarray(0, 20));
@@ -240,7 +249,7 @@ describe('on a full disk (a real 1 MB tmpfs)', () => {
     mkdirSync(join(disk.path, 'frames'));
     disk.fill();
     const store = new FrameStore({ dir: join(disk.path, 'frames'), keep: 'all', maxFiles: 10 });
-    store.offer(await sharp(randomBytes(256 * 256), { raw: { width: 256, height: 256, channels: 1 } }).png().toBuffer(), true);
+    store.offer(await sharp(randomBytes(256 * 256), { raw: { width: 256, height: 256, channels: 1 } }).png().toBuffer(), true, mapOf(0));
     await store.flush();
     expect(store.counters).toMatchObject({ kept: 0, failed: 1 });
     expect(readdirSync(join(disk.path, 'frames'))).toEqual([]);
@@ -295,5 +304,73 @@ describe('frame store', () => {
     anomalousOnly.offer(Buffer.from('not an image'), true);
     await anomalousOnly.flush();
     expect(readdirSync(join(tmp.path, 'store-2'))).toEqual([`${sha256Hex(bytes[1])}.png`]);
+  });
+});
+
+describe('score maps kept with anomalous frames', () => {
+  it('are kept beside their frame and read back (a cell that was no number still none), never taken for a frame, pinned and evicted with it, and counted in the bounds', async () => {
+    const dir = join(tmp.path, 'maps');
+    const store = new FrameStore({ dir, keep: 'anomalous', maxFiles: 2 });
+    const bytes = await Promise.all([0, 1, 2, 3, 4].map(png));
+    const sha = bytes.map(sha256Hex);
+    const keptAs = (...i: number[]) => i.flatMap((k) => [`${sha[k]}.map.json`, `${sha[k]}.png`]);
+    for (const i of [0, 1]) {
+      store.offer(bytes[i], true, mapOf(i));
+      await store.flush();
+    }
+    expect(readdirSync(dir).sort()).toEqual(keptAs(0, 1).sort());
+    expect(readScoreMap(dir, sha[0])).toEqual(mapOf(0));
+    expect(locateFrame(dir, sha[0])).toBe(join(dir, `${sha[0]}.png`));
+
+    // A review pins the map with its frame; the oldest of the others go with theirs.
+    pinFrame(dir, sha[0]);
+    expect(readdirSync(join(dir, 'reviewed')).sort()).toEqual(keptAs(0).sort());
+    expect(readScoreMap(dir, sha[0])).toEqual(mapOf(0));
+    for (const i of [2, 3]) {
+      store.offer(bytes[i], true, mapOf(i));
+      await store.flush();
+    }
+    expect(readdirSync(dir).sort()).toEqual([...keptAs(2, 3), 'reviewed'].sort());
+    expect(readScoreMap(dir, sha[1])).toBeNull();
+    expect(store.counters).toMatchObject({ kept: 4, evicted: 1 });
+
+    // A restarted store evicts what an earlier run kept with its map.
+    const reopened = new FrameStore({ dir, keep: 'all', maxFiles: 1 });
+    reopened.offer(bytes[4], false);
+    await reopened.flush();
+    expect(readdirSync(dir).sort()).toEqual([`${sha[4]}.png`, 'reviewed'].sort());
+
+    // Maps count against maxBytes: room for two frames without their maps keeps one with its map.
+    const sizedDir = join(tmp.path, 'maps-bytes');
+    const sized = new FrameStore({ dir: sizedDir, keep: 'anomalous', maxFiles: 100, maxBytes: bytes[0].length + bytes[1].length });
+    for (const i of [0, 1]) {
+      sized.offer(bytes[i], true, mapOf(i));
+      await sized.flush();
+    }
+    expect(readdirSync(sizedDir).sort()).toEqual(keptAs(1).sort());
+  });
+
+  it('a frame whose map cannot be written is not kept either: nothing half-kept, the failure counted', async () => {
+    const dir = join(tmp.path, 'maps-unwritable');
+    const sha = sha256Hex(await png(0));
+    // A folder where the map would go: its rename fails.
+    mkdirSync(join(dir, `${sha}.map.json`), { recursive: true });
+    const store = new FrameStore({ dir, keep: 'anomalous', maxFiles: 2 });
+    store.offer(await png(0), true, mapOf(0));
+    await store.flush();
+    expect(store.counters).toMatchObject({ kept: 0, failed: 1 });
+    expect(readdirSync(dir)).toEqual([`${sha}.map.json`]);
+    expect(locateFrame(dir, sha)).toBeNull();
+  });
+
+  it('a damaged or foreign map file reads as none', async () => {
+    const dir = join(tmp.path, 'maps-damaged');
+    mkdirSync(dir);
+    const sha = sha256Hex(await png(0));
+    writeFileSync(join(dir, `${sha}.map.json`), '{"grid":[2,2],"map":[1,2');
+    expect(readScoreMap(dir, sha)).toBeNull();
+    writeFileSync(join(dir, `${sha}.map.json`), JSON.stringify({ grid: [2, 2], map: [1, 2, 3] }));
+    expect(readScoreMap(dir, sha)).toBeNull();
+    expect(readScoreMap(dir, 'ab'.repeat(32))).toBeNull();
   });
 });

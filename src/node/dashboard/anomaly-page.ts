@@ -136,7 +136,7 @@ ${DOM_HELPERS}
     frame.title = e.frameId;
     tr.appendChild(frame);
     tr.appendChild(el('td', 'score num', e.anomaly.score.toFixed(3)));
-    // Rows seeded from the audit log after a restart: the log keeps no threshold.
+    // Rows seeded after a restart from audit rows older than schema 4 have no threshold.
     tr.appendChild(el('td', 'num muted', e.anomaly.threshold === null ? '\u2013' : e.anomaly.threshold.toFixed(3)));
     tr.appendChild(el('td', 'review', ''));
     var marks = el('td', 'marks');

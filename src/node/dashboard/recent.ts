@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { locateFrame } from '../../audit/frame-store';
+import { locateFrame, readScoreMap } from '../../audit/frame-store';
 import type { AuditRow } from '../../audit/rows';
 import type { Decision } from '../../engine/decision';
 import type { AnomalyFields } from '../../engine/tasks';
@@ -37,8 +37,9 @@ type Outcome =
       latencyUs: number;
       model: { name: string; version: string };
       /**
-       * Anomaly packages: the verdict's numbers, and for an anomalous frame its heatmap (PNG data URL). Threshold and
-       * heatmap are null on anomalies seeded from the audit log, which keeps neither.
+       * Anomaly packages: the verdict's numbers, and for an anomalous frame its heatmap (PNG data URL). On anomalies
+       * seeded from the audit log, threshold is null for rows from before it was kept (schema 4) and heatmap when no
+       * score map is kept with the frame (kept before maps were, evicted, or never kept).
        */
       anomaly: { score: number; threshold: number | null; verdict: 'good' | 'anomalous'; heatmap: string | null } | null;
     }
@@ -97,15 +98,18 @@ export class RecentDecisions {
 
   /**
    * After a restart, the anomalies the audit log recorded (`rows`, newest first, at most `capacity`) come before the
-   * live frames, so they can still be reviewed from the page. Their kept bytes, found in the frame store and taken
-   * only if they are the bytes the row names (sha256, as keepReviewedBytes checks), are read one at a time aside:
-   * each then gets its thumbnail and is held for a verdict, as a live anomaly is.
+   * live frames, so they can still be reviewed from the page: with the row's threshold, and the heatmap of the score
+   * map the frame store keeps with the frame, read here so the first listing has them (once, as the dashboard
+   * starts: 200 maps of 8x8 took 70-190 ms, cold the slowest, on a loaded 2-core machine on 2026-12-06). Their
+   * kept bytes, taken only if they are the bytes the row names (sha256, as keepReviewedBytes checks), are read one
+   * at a time aside: each then gets its thumbnail and is held for a verdict, as a live anomaly is.
    */
   seed(rows: readonly AuditRow[], framesDir: string): void {
     const seeded = rows
       .slice(0, this.capacity)
       .reverse()
       .map((r) => {
+        const map = r.inputSha256 !== null ? readScoreMap(framesDir, r.inputSha256) : null;
         const entry: RecentEntry = {
           seq: ++this.seq,
           frameId: r.frameId,
@@ -122,7 +126,7 @@ export class RecentDecisions {
           baseConfidence: r.baseConfidence ?? Number.NaN,
           latencyUs: r.timingsUs?.total ?? 0,
           model: { name: r.modelName ?? '', version: r.modelVersion ?? '' },
-          anomaly: { score: r.score ?? Number.NaN, threshold: null, verdict: 'anomalous', heatmap: null },
+          anomaly: { score: r.score ?? Number.NaN, threshold: r.threshold, verdict: 'anomalous', heatmap: map && heatmapUrl(map.map, map.grid) },
         };
         return entry;
       });
@@ -172,6 +176,11 @@ function anomalyOf(d: Decision): Extract<Outcome, { status: 'decided' }>['anomal
   const a = (d.extra as Partial<AnomalyFields> | undefined)?.anomaly;
   if (!a) return null;
   // Only anomalous frames get a heatmap: they are the few an operator looks at.
-  const heatmap = a.verdict === 'anomalous' ? `data:image/png;base64,${heatmapPng(a.map, a.grid).toString('base64')}` : null;
+  const heatmap = a.verdict === 'anomalous' ? heatmapUrl(a.map, a.grid) : null;
   return { score: a.score, threshold: a.threshold, verdict: a.verdict, heatmap };
+}
+
+/** A score map's heatmap as the page shows it: a PNG data URL. */
+function heatmapUrl(map: readonly number[], grid: readonly [number, number]): string {
+  return `data:image/png;base64,${heatmapPng(map, grid).toString('base64')}`;
 }
