@@ -140,18 +140,26 @@ _STATIONARY_METHOD = [  # --stationary: texture.py's parts
     'patch closer than positions of other patches), all at stride '
     f'{texture.STRIDE} (a 64x64 patch gives a {64 // texture.STRIDE}x{64 // texture.STRIDE} map).',
     '- **Base**: one Gaussian, for all products, of how far each position\'s intensity statistics lie from the '
-    'patch\'s own average; normalised by its median and 99th percentile on held-out good images (0 and 1).',
+    f'patch\'s own average; normalised by its median and {texture.NORM_QUANTILE * 100:.0f}th percentile on held-out '
+    'good images (0 and 1), as the experts are.',
     '- **Gate**: k-means on each feature\'s mean over the patch, after sphering, written as one linear layer '
-    '(nearest centroid). **Experts**: per mode, one Gaussian for every map position (Mahalanobis distance as a 1x1 '
-    'convolution); the map smoothed 3x3 is the score map, its maximum the image score.',
+    f'(nearest centroid). **Experts**: per mode, a mixture of {texture.COMPONENTS} Gaussians of a position\'s '
+    'features, the same for every position (components from k-means on the mode\'s positions); a position\'s distance '
+    'is the nearest component\'s -2 log density (a 1x1 convolution by each whitening factor); the map smoothed 3x3 '
+    'is the score map, its maximum the image score. The global model is the same mixture fitted on the whole line.',
 ]
 
 
 def _operating_point(f: dict) -> str:
+    share = expert_mac_share(f['macs'])
     if f.get('exitQuantile', 0.25) > 0:
         return (f'- **Operating point**: early exit below the base score\'s {f["exitQuantile"]:.0%} quantile on held-out '
                 'good images.')
-    return (f'- **Operating point**: the expert always runs: it is {expert_mac_share(f["macs"]):.1%} of a frame\'s MACs, under the {MIN_EXPERT_SHARE:.0%} below '
+    if share >= MIN_EXPERT_SHARE:
+        return (f'- **Operating point**: the expert always runs, {share:.1%} of a frame\'s MACs: the base alone ranks '
+                'these defects low, so a frame it let through early could be a missed defect. A node short of compute '
+                'picks a cheaper calibrated point (`routing.computeBudgetMacs`).')
+    return (f'- **Operating point**: the expert always runs: it is {share:.1%} of a frame\'s MACs, under the {MIN_EXPERT_SHARE:.0%} below '
             'which skipping it saves too little for the defects the base alone ranks low.')
 
 
