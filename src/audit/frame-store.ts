@@ -102,22 +102,25 @@ export function readScoreMap(dir: string, sha256: string): ScoreMap | null {
   }
 }
 
-/** Moves a frame's bytes (and its score map) to `reviewed/` so eviction leaves them; null when they are no longer kept. */
+/**
+ * Moves a frame's bytes to `reviewed/` so eviction leaves them, then its score map: a map follows its frame's move,
+ * as eviction deletes it only after its frame (so a review racing either never parts the two). Null when the bytes
+ * are no longer kept.
+ */
 export function pinFrame(dir: string, sha256: string): string | null {
   const found = locateFrame(dir, sha256);
   if (!found || dirname(found) === join(dir, 'reviewed')) return found;
   const target = join(dir, 'reviewed', basename(found));
   mkdirSync(dirname(target), { recursive: true });
-  // The map first: should the frame be evicted meanwhile, its map is left in reviewed/, never astray in the bounded folder.
-  try {
-    renameSync(join(dir, mapNameOf(sha256)), join(dir, 'reviewed', mapNameOf(sha256)));
-  } catch {
-    // None kept with it.
-  }
   try {
     renameSync(found, target);
   } catch {
     return locateFrame(dir, sha256); // evicted (or pinned by another process) meanwhile
+  }
+  try {
+    renameSync(join(dir, mapNameOf(sha256)), join(dir, 'reviewed', mapNameOf(sha256)));
+  } catch {
+    // None kept with it.
   }
   return target;
 }
@@ -156,6 +159,7 @@ export class FrameStore {
     this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
     // What an earlier run kept counts against the bound (with its maps), oldest first. The folder itself is made by
     // the first write, so a node that keeps nothing (a classification package) leaves none behind.
+    sweepLeftovers(options.dir);
     const sizeOf = (name: string) => statSync(join(options.dir, name), { throwIfNoEntry: false })?.size ?? 0;
     this.files = readdirOrEmpty(options.dir)
       .filter((f) => KEPT_NAME.test(f))
@@ -196,21 +200,26 @@ export class FrameStore {
 
   private async write(name: string, bytes: Buffer, map?: ScoreMap): Promise<void> {
     const { dir } = this.options;
-    const mapText = map && JSON.stringify({ grid: map.grid, map: map.map });
+    let mapText = map && JSON.stringify({ grid: map.grid, map: map.map });
     try {
       // A full or read-only disk must not stop the line: the write fails, is counted and logged, and leaves no file.
       await mkdir(dir, { recursive: true });
+      // The map before its frame, so a review that finds the frame finds its map too (a kill between the two leaves
+      // a map without a frame, which the next start sweeps away). Without its map, the frame is still worth keeping.
+      if (mapText) {
+        await writeAside(dir, mapNameOf(name), mapText).catch(async (err) => {
+          mapText = undefined;
+          await removeAll(dir, mapNameOf(name));
+          this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame\'s score map: no heatmap after a restart');
+        });
+      }
       await writeAside(dir, name, bytes);
-      // After the frame: a kill between the two leaves a frame without its map (no heatmap), never a stray map.
-      if (mapText) await writeAside(dir, mapNameOf(name), mapText);
       const size = bytes.length + (mapText?.length ?? 0);
       this.files.push({ name, size });
       this.bytes += size;
       this.counters.kept++;
     } catch (err) {
-      // Both or neither: a frame whose map could not be written goes too.
-      const names = mapText ? [name, mapNameOf(name)] : [name];
-      await Promise.all(names.flatMap((n) => [partOf(dir, n), join(dir, n)]).map((f) => rm(f, { force: true }).catch(() => undefined)));
+      await Promise.all([name, mapNameOf(name)].map((n) => removeAll(dir, n)));
       this.known.delete(name);
       this.counters.failed++;
       this.log.warn({ file: name, err: errorMessage(err) }, 'could not keep a frame for review');
@@ -221,14 +230,36 @@ export class FrameStore {
       const oldest = this.files.shift()!;
       this.known.delete(oldest.name);
       this.bytes -= oldest.size;
-      const path = join(dir, oldest.name);
-      // Pinned by a review meanwhile (moved to reviewed/ with its map): nothing to evict.
-      if (!existsSync(path)) continue;
-      await rm(join(dir, mapNameOf(oldest.name)), { force: true }).catch(() => undefined);
-      await unlink(path).then(
-        () => void this.counters.evicted++,
-        () => undefined,
+      // The frame first, its map only once the frame is gone: a review pinning it meanwhile takes both.
+      const evicted = await unlink(join(dir, oldest.name)).then(
+        () => true,
+        () => false, // pinned by a review meanwhile (moved to reviewed/ with its map): nothing to evict
       );
+      if (!evicted) continue;
+      this.counters.evicted++;
+      await rm(join(dir, mapNameOf(oldest.name)), { force: true }).catch(() => undefined);
+    }
+  }
+}
+
+/** Removes `dir/name` and its partial write, if any. */
+async function removeAll(dir: string, name: string): Promise<void> {
+  await Promise.all([partOf(dir, name), join(dir, name)].map((f) => rm(f, { force: true }).catch(() => undefined)));
+}
+
+/**
+ * What a kill left in the frames folder: partial writes, and maps whose frame never landed (written first) or was
+ * deleted by hand.
+ */
+function sweepLeftovers(dir: string): void {
+  const names = readdirOrEmpty(dir);
+  const frames = new Set(names.filter((f) => KEPT_NAME.test(f)).map((f) => f.slice(0, 64)));
+  for (const f of names) {
+    const stray = f.endsWith('.part') || (f.endsWith('.map.json') && !frames.has(f.slice(0, 64)));
+    try {
+      if (stray) rmSync(join(dir, f), { force: true });
+    } catch {
+      // Not a file (nothing this store wrote): left alone.
     }
   }
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import sharp from 'sharp';
@@ -350,7 +351,7 @@ describe('score maps kept with anomalous frames', () => {
     expect(readdirSync(sizedDir).sort()).toEqual(keptAs(1).sort());
   });
 
-  it('a frame whose map cannot be written is not kept either: nothing half-kept, the failure counted', async () => {
+  it('a frame whose map cannot be written is still kept, without it (no heatmap after a restart; nothing half-written)', async () => {
     const dir = join(tmp.path, 'maps-unwritable');
     const sha = sha256Hex(await png(0));
     // A folder where the map would go: its rename fails.
@@ -358,9 +359,49 @@ describe('score maps kept with anomalous frames', () => {
     const store = new FrameStore({ dir, keep: 'anomalous', maxFiles: 2 });
     store.offer(await png(0), true, mapOf(0));
     await store.flush();
-    expect(store.counters).toMatchObject({ kept: 0, failed: 1 });
-    expect(readdirSync(dir)).toEqual([`${sha}.map.json`]);
-    expect(locateFrame(dir, sha)).toBeNull();
+    expect(store.counters).toMatchObject({ kept: 1, failed: 0 });
+    expect(readdirSync(dir).sort()).toEqual([`${sha}.map.json`, `${sha}.png`]);
+    expect(readScoreMap(dir, sha)).toBeNull();
+  });
+
+  /** Runs `body` with `fs/promises`' `name` calling `before(path args)` first, as a review landing at that instant would. */
+  async function withHook(name: 'rename' | 'unlink', before: (...paths: string[]) => void, body: () => Promise<void>) {
+    const real = fsp[name] as (...args: string[]) => Promise<void>;
+    (fsp as unknown as Record<string, unknown>)[name] = (...paths: string[]) => (before(...paths), real(...paths));
+    try {
+      await body();
+    } finally {
+      (fsp as unknown as Record<string, unknown>)[name] = real;
+    }
+  }
+
+  it('a review racing the write or the eviction never parts a frame from its map, and a restart sweeps what a kill left', async () => {
+    const bytes = await Promise.all([0, 1, 2].map(png));
+    const sha = bytes.map(sha256Hex);
+    // A review lands just before the frame does (its map already there): it finds nothing; both land together.
+    const during = join(tmp.path, 'race-write');
+    const store = new FrameStore({ dir: during, keep: 'anomalous', maxFiles: 1 });
+    const pins: (string | null)[] = [];
+    await withHook('rename', (_from, to) => void (to.endsWith('.png') && pins.push(pinFrame(during, sha[0]))), async () => {
+      store.offer(bytes[0], true, mapOf(0));
+      await store.flush();
+    });
+    expect(pins).toEqual([null]);
+    expect(readdirSync(during).sort()).toEqual([`${sha[0]}.map.json`, `${sha[0]}.png`]);
+    // A review of the oldest frame lands as eviction removes it: the review takes frame and map, eviction nothing.
+    await withHook('unlink', (path) => void (path.endsWith(`${sha[0]}.png`) && pinFrame(during, sha[0])), async () => {
+      store.offer(bytes[1], true, mapOf(1));
+      await store.flush();
+    });
+    expect(readdirSync(join(during, 'reviewed')).sort()).toEqual([`${sha[0]}.map.json`, `${sha[0]}.png`]);
+    expect(readdirSync(during).sort()).toEqual([`${sha[1]}.map.json`, `${sha[1]}.png`, 'reviewed']);
+    expect(store.counters).toMatchObject({ kept: 2, evicted: 0 });
+
+    // A kill after a map landed but before its frame, or mid-write: the next start removes the leftovers.
+    writeFileSync(join(during, `${sha[2]}.map.json`), JSON.stringify(mapOf(2)));
+    writeFileSync(join(during, `.${sha[2]}.png.part`), bytes[2].subarray(0, 10));
+    new FrameStore({ dir: during, keep: 'anomalous', maxFiles: 1 });
+    expect(readdirSync(during).sort()).toEqual([`${sha[1]}.map.json`, `${sha[1]}.png`, 'reviewed']);
   });
 
   it('a damaged or foreign map file reads as none', async () => {
