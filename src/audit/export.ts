@@ -35,6 +35,7 @@ const CSV_COLUMNS: Array<[string, (r: AuditRow) => unknown]> = [
   ['window_start', (r) => (r.window?.start != null ? new Date(r.window.start).toISOString() : null)],
   ['rpm', (r) => r.window?.rpm],
   ['load', (r) => r.window?.load],
+  ['threshold', (r) => r.threshold],
 ];
 
 /** RFC 4180: quote a field holding a comma, quote or line break; double the quotes inside. */

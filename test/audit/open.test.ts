@@ -1,7 +1,8 @@
 import Database from 'better-sqlite3';
 import { closeSync, existsSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { AuditWriter, decidedRecord, listEvents, openAuditDb, openAuditDbReadOnly, queryDecisions, SCHEMA_VERSION } from '../../src/audit';
+import { PassThrough } from 'node:stream';
+import { AuditWriter, decidedRecord, exportDecisions, listEvents, openAuditDb, openAuditDbReadOnly, queryDecisions, SCHEMA_VERSION } from '../../src/audit';
 import { SgmoeError } from '../../src/errors';
 import { tempDir } from '../helpers/tmp';
 import { decided, decision } from './records';
@@ -49,7 +50,7 @@ test('a file of the previous schema (2) is upgraded in place: its rows kept, the
   db.close();
 });
 
-test('a file of schema 3 is upgraded in place: its rows kept, the threshold column added empty, and written on new rows', () => {
+test('a file of schema 3 is upgraded in place: its rows kept, the threshold column added empty, and written on new rows (and exported)', async () => {
   const file = join(tmp.path, 'schema-3.db');
   const fresh = openAuditDb(file).db;
   fresh.exec('ALTER TABLE decisions DROP COLUMN threshold');
@@ -67,6 +68,12 @@ test('a file of schema 3 is upgraded in place: its rows kept, the threshold colu
     ['new-anomaly', 2.5, 1.75],
     ['f-3', 0.75, null],
   ]);
+  const out = new PassThrough();
+  let csv = '';
+  out.on('data', (chunk: Buffer) => (csv += chunk.toString()));
+  await exportDecisions(db, {}, 'csv', out);
+  const [header, ...rows] = csv.trimEnd().split('\n').map((line) => line.split(','));
+  expect(rows.map((row) => row[header.indexOf('threshold')])).toEqual(['', '1.75', '']);
   db.close();
 });
 
