@@ -100,7 +100,7 @@ export class RecentDecisions {
    * After a restart, the anomalies the audit log recorded (`rows`, newest first, at most `capacity`) come before the
    * live frames, so they can still be reviewed from the page: with the row's threshold, and the heatmap of the score
    * map the frame store keeps with the frame, read here so the first listing has them (once, as the dashboard
-   * starts: 200 maps of 8x8 took 70-190 ms, cold the slowest, on a loaded 2-core machine on 2026-12-06). Their
+   * starts: 200 maps of 16x16, a texture package's, took 70-222 ms on a loaded 2-core machine on 2026-12-06). Their
    * kept bytes, taken only if they are the bytes the row names (sha256, as keepReviewedBytes checks), are read one
    * at a time aside: each then gets its thumbnail and is held for a verdict, as a live anomaly is.
    */
