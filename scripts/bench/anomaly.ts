@@ -1,7 +1,7 @@
 /**
  * Anomaly benchmark, one run, side by side on the Fashion-MNIST test images (batch 1, one thread): the shipped
  * line-anomaly SGMoE at its operating point (base early exit, else the top-1 expert) vs the same with the expert
- * always run vs the one global model of the factory's baselines (trunk + one Gaussian on all features). Every case
+ * always run vs the one global model of the factory's baselines (trunk + one expert-like model of all features). Every case
  * runs once over the images untimed, then once per round for BENCH_ROUNDS rounds (default 3).
  *
  *   npx tsx scripts/bench/anomaly.ts [--model DIR] [--frames N]
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     { name: 'sgmoe, operating point', threshold: shipped, run: sgmoe, routed: 0 },
     { name: 'sgmoe, expert always', threshold: NEVER_EXIT, run: sgmoe, routed: 0 },
     {
-      name: 'global model (trunk + one Gaussian)',
+      name: 'global model (trunk + baselines/global.onnx)',
       threshold: undefined,
       run: async () => {
         const image = new ort.Tensor('float32', next(), [1, channels, height, width]);
@@ -81,7 +81,7 @@ async function main(): Promise<void> {
     unit: 'µs/frame',
     note: k < 2 ? `expert on ${((100 * c.routed) / (frames * ROUNDS)).toFixed(1)}% of frames` : 'raw sessions, no engine',
   }));
-  printComparison(`median time per frame, ${frames} test images x ${ROUNDS} rounds, batch 1, 1 thread`, rows, 'global model (trunk + one Gaussian)');
+  printComparison(`median time per frame, ${frames} test images x ${ROUNDS} rounds, batch 1, 1 thread`, rows, 'global model (trunk + baselines/global.onnx)');
   await engine.dispose();
 }
 
