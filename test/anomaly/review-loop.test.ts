@@ -95,7 +95,7 @@ describe('review round trip', () => {
     const inboxBytes = [...truth.keys()].map((f) => readFileSync(join(inbox, 'done', f)));
     for (const file of exportedFiles) expect(inboxBytes.some((b) => b.equals(readFileSync(file)))).toBe(true);
 
-    // The factory accepts the folder: a real (small: 2-3 s) training run, then the package verifies.
+    // The factory accepts the folder: a real (small) training run, then the package verifies.
     const pkg = join(tmp.path, 'retrained');
     const trained = spawnSync('/usr/bin/python3', [join(ROOT, 'scripts/factory/main.py'), '--task', 'anomaly', '--data', dataset, '--out', pkg, '--experts', '3', '--stationary'], { encoding: 'utf8' });
     // Every exported file loads (none listed unreadable or left out): the GIFs as well as the rest.
