@@ -62,6 +62,9 @@ export interface HealthThresholds {
   minSamples: number;
 }
 
+/** Decisions in the sliding window that routing health judges, unless configured. */
+export const DEFAULT_WINDOW_SIZE = 1000;
+
 export const DEFAULT_THRESHOLDS: HealthThresholds = {
   collapseShare: 0.8,
   starvedShare: 0.02,
@@ -190,7 +193,7 @@ export class RoutingHealth {
     this.scoreQuantiles = options.scoreQuantiles;
     this.thresholds = { ...DEFAULT_THRESHOLDS, ...options.thresholds };
     this.log = options.logger ?? silentLogger;
-    const size = options.windowSize ?? 1000;
+    const size = options.windowSize ?? DEFAULT_WINDOW_SIZE;
     this.ringExpert = new Int32Array(size);
     this.ringEarlyExit = new Uint8Array(size);
     this.ringConfidence = new Float64Array(size);

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
 import { parseText, validate } from '../validate';
 import { preprocessOptionsSchema } from '../ingest/preprocess';
+import { DEFAULT_THRESHOLDS, DEFAULT_WINDOW_SIZE } from '../audit/health';
 import { MIN_TOKEN_LENGTH, OPERATOR_NAME } from './dashboard/auth';
 
 const sourceSchema = z
@@ -109,7 +110,7 @@ export const nodeConfigSchema = z
           })
           .partial()
           .strict()
-          .refine((h) => (h.minSamples ?? 200) <= (h.windowSize ?? 1000), { message: 'minSamples: expected at most windowSize (alarms are judged on the window)' })
+          .refine((h) => (h.minSamples ?? DEFAULT_THRESHOLDS.minSamples) <= (h.windowSize ?? DEFAULT_WINDOW_SIZE), { message: 'minSamples: expected at most windowSize (alarms are judged on the window)' })
           .optional(),
       })
       .strict()
