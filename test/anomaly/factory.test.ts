@@ -20,6 +20,19 @@ async function goodImages(dir: string, count: number, size: (i: number) => [numb
   }
 }
 
+/** Good parts that vary as a camera's do: soft blobs at shifting places on a noisy background, numbered from `first`. */
+async function blobImages(folder: string, first: number, count: number): Promise<void> {
+  mkdirSync(folder, { recursive: true });
+  for (let i = first; i < first + count; i++) {
+    const [cx, cy] = [8 + ((i * 7) % 12), 8 + ((i * 11) % 12)];
+    const pixels = Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => {
+      const [x, y] = [p % 28, Math.floor(p / 28)];
+      return Math.min(255, 40 + 160 * Math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 40) + ((p * 37 + i * 101) % 23));
+    }));
+    await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `${String(i).padStart(3, '0')}.png`));
+  }
+}
+
 function factory(data: string, ...extra: string[]) {
   const out = `${data}-package`; // beside the data: a package is never written into it
   const run = spawnSync('/usr/bin/python3', [FACTORY, '--task', 'anomaly', '--data', data, '--out', out, ...extra], { encoding: 'utf8' });
@@ -50,16 +63,7 @@ describe('anomaly factory input checks', () => {
   it('good images only, no test folder: a package that verifies, its golden defects marked synthetic (no OUT.tmp left); then defects of which one has a mask: measured', async () => {
     const data = join(tmp.path, 'good-only');
     const folder = join(data, 'train', 'good');
-    mkdirSync(folder, { recursive: true });
-    // Soft blobs at random places on a noisy background: good parts that vary, as a camera's do.
-    for (let i = 0; i < 90; i++) {
-      const [cx, cy] = [8 + ((i * 7) % 12), 8 + ((i * 11) % 12)];
-      const pixels = Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => {
-        const [x, y] = [p % 28, Math.floor(p / 28)];
-        return Math.min(255, 40 + 160 * Math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 40) + ((p * 37 + i * 101) % 23));
-      }));
-      await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `${String(i).padStart(3, '0')}.png`));
-    }
+    await blobImages(folder, 0, 90);
     const run = factory(data, '--experts', '2');
     expect(run.stderr).not.toContain('Traceback');
     expect(run.status).toBe(0);
@@ -101,6 +105,34 @@ describe('anomaly factory input checks', () => {
     expect(facts.splitSizes.fit + facts.splitSizes.norm + facts.splitSizes.threshold).toBe(87);
   });
 
+  it('good images of another batch in calibration/good/ normalise the parts and set the threshold; every training image fits them', async () => {
+    const data = join(tmp.path, 'calibrated');
+    await blobImages(join(data, 'train', 'good'), 0, 60);
+    const calibration = join(data, 'calibration', 'good');
+    await blobImages(calibration, 100, 12);
+    const few = factory(data, '--experts', '2');
+    expect(few.status).toBe(1);
+    expect(few.stderr).toMatch(/at least 20 readable good images expected in .*calibration\/good, found 12: add good images of another batch, or remove the folder/);
+
+    await blobImages(calibration, 112, 30);
+    copyFileSync(join(data, 'train', 'good', '000.png'), join(calibration, 'copy.png')); // memorised: not a fair judge
+    const run = factory(data, '--experts', '2');
+    expect(run.stderr).not.toContain('Traceback');
+    expect(run.status).toBe(0);
+    const facts = JSON.parse(readFileSync(join(run.out, 'report.json'), 'utf8'));
+    expect(facts.splitSizes).toEqual({ fit: 60, norm: 21, threshold: 21 });
+    expect(facts.calibrated).toBe(true);
+    expect(facts.copies).toEqual([['calibration/good/copy.png', 'the same pixels as train/good/000.png']]);
+    const manifest = JSON.parse(readFileSync(join(run.out, 'manifest.json'), 'utf8'));
+    expect(manifest.calibration.anomaly.heldOutGood).toBe(21);
+    const report = readFileSync(join(run.out, 'REPORT.md'), 'utf8');
+    expect(report).toContain('60 (train/good/) fit the parts; of calibration/good/ (another batch), 21 normalise them and 21 set the threshold');
+    // 21 held-out images for a 1% rate: the caution points at the folder that would fix it.
+    expect(report).toMatch(/only 21 held-out good images set the threshold .* about 1,000 good images in calibration\/good would give 5/);
+    const verified = await verifyPackage(run.out, { threads: { intraOp: 1, interOp: 1 } });
+    expect(verified.checks.every((c) => c.ok)).toBe(true);
+  });
+
   it('--check-data prints the images it would use and those it leaves out, and writes nothing', async () => {
     const data = join(tmp.path, 'check');
     await goodImages(data, 45, () => [28, 28]);
@@ -112,6 +144,7 @@ describe('anomaly factory input checks', () => {
     expect(JSON.parse(run.stdout)).toMatchObject({
       input: { width: 28, height: 28, channels: 3, colorspace: 'rgb', roi: null }, // sharp stores these gray pixels as RGB PNGs
       trainGood: 44,
+      calibrationGood: null,
       test: { good: 1 },
       masks: false,
       unreadable: [{ file: 'train/good/notes.png', reason: expect.any(String) }],

@@ -49,7 +49,7 @@ def run(protocol: str, c: int, splits, far: float, validation: bool = False, see
     train, test, labels = split(protocol, c, splits, validation)
     recipe = build.Recipe(experts=EXPERTS[protocol], false_alarm_rate=far, seed=seed)
     model = build.fit(train, recipe, progress=lambda m: None)
-    results = build.evaluate(model, test, labels, None, train[model.held_out], far, part_macs(model, (1, 28, 28)))
+    results = build.evaluate(model, test, labels, None, model.held_out, far, part_macs(model, (1, 28, 28)))
     return {'split': c, 'normal' if protocol == 'ovr' else 'heldOut': LABELS[c], 'seconds': round(time.time() - started),
             **{name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for name, r in results.items()}}
 

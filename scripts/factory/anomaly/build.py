@@ -72,9 +72,10 @@ class Model:
     points: list  # early-exit calibration points
     expert_share: list
     split_sizes: dict
-    held_out: np.ndarray  # indices of the good images that set the threshold: never fitted on, the baselines' too
+    held_out: np.ndarray  # the good images that set the threshold: never fitted on, the baselines' too
     exit_quantile: float = EXIT_QUANTILE  # the operating point's, as a quantile of the base score on good images
     stationary: bool = False
+    calibrated: bool = False  # normalised and thresholded on calibration/good/, not on held-out training images
 
 
 def normalise(pixels: np.ndarray, mean, std) -> torch.Tensor:
@@ -102,12 +103,25 @@ def apply_rule(model: Model, outputs: dict, exit_below: float, threshold: float 
                        model.base_weight, threshold, outputs['base_map'], outputs['expert_maps'])
 
 
-def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
-    generator = torch.Generator().manual_seed(recipe.seed)
+def split(pixels: np.ndarray, calibration, seed: int) -> dict:
+    """The good images that fit the parts, normalise them, and (held out) set the threshold: shares of the training
+    images, or all of them to fit and calibration images (another batch) cut in two for the rest."""
+    generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(pixels), generator=generator).numpy()
+    if calibration is not None:
+        held = torch.randperm(len(calibration), generator=generator).numpy()
+        half = len(held) // 2
+        return {'fit': pixels, 'norm': calibration[held[:half]], 'threshold': calibration[held[half:]]}
     n_fit, n_norm = int(len(order) * FIT_SHARE), int(len(order) * NORM_SHARE)
-    parts = {'fit': order[:n_fit], 'norm': order[n_fit:n_fit + n_norm], 'threshold': order[n_fit + n_norm:]}
-    x = pixels[parts['fit']].astype(np.float64) / 255.0
+    return {'fit': pixels[order[:n_fit]], 'norm': pixels[order[n_fit:n_fit + n_norm]],
+            'threshold': pixels[order[n_fit + n_norm:]]}
+
+
+def fit(pixels: np.ndarray, recipe: Recipe, progress=print, calibration: np.ndarray = None) -> Model:
+    """pixels: the good training images; calibration: good images of another batch that normalise the parts and set
+    the threshold, or None to hold out training images for that."""
+    parts = split(pixels, calibration, recipe.seed)
+    x = parts['fit'].astype(np.float64) / 255.0
     mean = [round(float(v), 4) for v in x.mean(axis=(0, 1, 2))]
     std = [round(max(float(v), 1e-3), 4) for v in x.std(axis=(0, 1, 2))]
     _, height, width, channels = pixels.shape
@@ -117,11 +131,11 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     # 0.7230 -> 0.7500, separate 0.7228 -> 0.7419 (still -1.3 points behind global; Sneaker 0.700 vs 0.745, Ankle
     # boot 0.819 vs 0.880). Rotation alone was worse (held out 2,7,9: mixture 0.650 vs global 0.708); even the true
     # product labels as the CNN's targets left the mixture behind global with Ankle boot held out (0.808 vs 0.845).
-    trunk = texture.fit_trunk(normalise(pixels[parts['fit']], mean, std), recipe.seed) if recipe.stationary \
+    trunk = texture.fit_trunk(normalise(parts['fit'], mean, std), recipe.seed) if recipe.stationary \
         else Trunk(channels, height, width, seed=recipe.seed).eval()
-    feats = {name: features_of(trunk, normalise(pixels[idx], mean, std)) for name, idx in parts.items()}
-    progress(f'features {tuple(feats["fit"].shape[1:])} of {n_fit} fit / {n_norm} norm / '
-             f'{len(parts["threshold"])} threshold good images')
+    feats = {name: features_of(trunk, normalise(images, mean, std)) for name, images in parts.items()}
+    progress(f'features {tuple(feats["fit"].shape[1:])} of {len(parts["fit"])} fit / {len(parts["norm"])} norm / '
+             f'{len(parts["threshold"])} threshold good images{" (calibration/good)" if calibration is not None else ""}')
 
     dim = feats['fit'].shape[1]
     if recipe.stationary:  # textures: texture.py's parts
@@ -153,7 +167,7 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print) -> Model:
     model = Model(mean, std, trunk, base.eval(), gate, experts, global_model.eval(), Separate(experts).eval(),
                   exit_below=0.0, base_weight=BASE_WEIGHT, threshold=0.0, quantiles=[], points=[], expert_share=[],
                   split_sizes={k: len(v) for k, v in parts.items()}, held_out=parts['threshold'],
-                  stationary=recipe.stationary)
+                  stationary=recipe.stationary, calibrated=calibration is not None)
     model.exit_quantile = exit_quantile_for(part_macs(model, (channels, height, width)), recipe.stationary)
     norm_base = run_all(model, feats['norm'])['base_score']
     exits = torch.quantile(norm_base.double(), torch.tensor(rule.EXIT_QUANTILES, dtype=torch.float64)).tolist()

@@ -1,6 +1,7 @@
-"""The anomaly factory's data folder: DIR/train/good/ (good parts only) and an optional DIR/test/{good,<defect>...}
-with DIR/test/masks/<defect>/<name>.png. Any size, gray or RGB, an optional ROI; unreadable files and training
-copies of other images are listed."""
+"""The anomaly factory's data folder: DIR/train/good/ (good parts only), an optional DIR/calibration/good/ (good parts
+from another batch or day, which set the threshold instead of training images held out) and an optional
+DIR/test/{good,<defect>...} with DIR/test/masks/<defect>/<name>.png. Any size, gray or RGB, an optional ROI;
+unreadable files and copies of other images are listed."""
 import os
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from duplicates import groups
 # Every format a node accepts and keeps for review (src/ingest/format.ts), so an exported review set loads whole.
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.gif', '.bmp', '.tif', '.tiff', '.webp', '.pgm', '.ppm')
 MIN_GOOD = 40  # a Gaussian per mode and two held-out good splits need at least this many good images
+MIN_CALIBRATION = 20  # calibration/good/ is cut in two (normalise, threshold): at least 10 each
 
 
 class DataError(RuntimeError):
@@ -34,7 +36,12 @@ class Dataset:
     test_masks: np.ndarray  # int8 [N, H, W] at model size: 1 defect, 0 not, -1 unknown (no mask); None when none came
     colorspace: str  # 'gray' or 'rgb'
     roi: tuple  # (x, y, width, height) or None
-    copies: list = field(default_factory=list)  # (path, reason) of training images left out as copies
+    calibration: Images = None  # good only, or None when the folder has no calibration/good/
+    copies: list = field(default_factory=list)  # (path, reason) of training or calibration images left out as copies
+
+    def unreadable(self) -> list:
+        """(path, reason) of every file that could not be read."""
+        return [bad for images in (self.train, self.calibration, self.test) if images for bad in images.bad]
 
 
 def _files(folder: str) -> list:
@@ -121,25 +128,42 @@ def load(root: str, size=None, roi=None) -> Dataset:
     test_kinds = [k for p, k in zip(test_paths, test_kinds) if p not in bad_test]
     labels = np.array([0 if k == 'good' else 1 for k in test_kinds], np.int64)
     masks = _masks(root, test, test_kinds, size, roi) if os.path.isdir(os.path.join(test_root, 'masks')) else None
-    train, copies = _without_copies(train, test)
-    return Dataset(train, test, labels, test_kinds, masks, colorspace, roi, copies)
+    train, copies = _without_copies(train, [test])
+    calibration = _calibration(root, roi, size, colorspace, [test, train], copies)
+    return Dataset(train, test, labels, test_kinds, masks, colorspace, roi, calibration, copies)
 
 
-def _without_copies(train: Images, test: Images):
-    """The training images less those with the pixels of a test image (it would score as memorised, not as good) or
-    of an earlier training image, and those left out with the reason. The test set stays as given."""
-    shown = [test] if len(test.names) else []
-    pixels = np.concatenate([i.pixels for i in shown + [train]])
-    names = [n for i in shown + [train] for n in i.names]
-    first = len(pixels) - len(train.names)  # the training images' first position
+def _calibration(root: str, roi, size, colorspace: str, others: list, copies: list):
+    """DIR/calibration/good/ less copies of the test or training images (appended to copies), or None without it."""
+    folder = os.path.join(root, 'calibration', 'good')
+    if not os.path.isdir(folder):
+        return None
+    calibration = _read(_files(folder), root, roi, size, colorspace)
+    if len(calibration.names):
+        calibration, found = _without_copies(calibration, others)
+        copies += found
+    if len(calibration.names) < MIN_CALIBRATION:
+        raise DataError(f'at least {MIN_CALIBRATION} readable good images expected in {folder}, found '
+                        f'{len(calibration.names)}: add good images of another batch, or remove the folder to set the '
+                        'threshold on training images held out')
+    return calibration
+
+
+def _without_copies(images: Images, others: list):
+    """The images less those with the pixels of an image in `others` (the test set first: an image scored as
+    memorised is not scored as good) or of an earlier one of theirs, and those left out with the reason."""
+    shown = [i for i in others if len(i.names)]
+    pixels = np.concatenate([i.pixels for i in shown + [images]])
+    names = [n for i in shown + [images] for n in i.names]
+    first = len(pixels) - len(images.names)  # the images' first position
     dropped, copies = set(), []
     for group in groups(pixels):
         for k in group[1:]:
             if k >= first:
                 dropped.add(k - first)
                 copies.append((names[k], f'the same pixels as {names[group[0]]}'))
-    keep = [k for k in range(len(train.names)) if k not in dropped]
-    return Images(train.pixels[keep], [train.names[k] for k in keep], train.bad), copies
+    keep = [k for k in range(len(images.names)) if k not in dropped]
+    return Images(images.pixels[keep], [images.names[k] for k in keep], images.bad), copies
 
 
 def _masks(root: str, test: Images, kinds: list, size, roi):

@@ -39,7 +39,8 @@ def _pair(text: str, count: int, flag: str, parser):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog='npm run factory -- --task anomaly', description=__doc__.split('\n\n')[0])
-    parser.add_argument('--data', required=True, help='DIR with train/good/ and optionally test/{good,<defect>}/, test/masks/')
+    parser.add_argument('--data', required=True, help='DIR with train/good/ and optionally calibration/good/ (good images of '
+                        'another batch: they set the threshold), test/{good,<defect>}/, test/masks/')
     parser.add_argument('--out', help='package directory to (over)write (required unless --check-data)')
     parser.add_argument('--check-data', action='store_true', help='read the data folder, print what the factory would train '
                         'and test on (JSON), and stop')
@@ -76,9 +77,10 @@ def facts_of(data) -> dict:
     return {'input': {'width': int(width), 'height': int(height), 'channels': int(channels), 'colorspace': data.colorspace,
                       'roi': data.roi},
             'trainGood': len(data.train.names),
+            'calibrationGood': len(data.calibration.names) if data.calibration else None,
             'test': {kind: data.test_kinds.count(kind) for kind in sorted(set(data.test_kinds))},
             'masks': data.test_masks is not None,
-            'unreadable': [{'file': path, 'reason': reason} for path, reason in data.train.bad + data.test.bad],
+            'unreadable': [{'file': path, 'reason': reason} for path, reason in data.unreadable()],
             'copies': [{'file': path, 'reason': reason} for path, reason in data.copies]}
 
 
@@ -96,7 +98,7 @@ def main(argv=None) -> int:
     if args.check_data:
         print(json.dumps(facts_of(data), indent=2))
         return 0
-    for path, reason in data.train.bad + data.test.bad:
+    for path, reason in data.unreadable():
         say(f'skipped unreadable {path}: {reason}')
     for path, reason in data.copies:
         say(f'left out {path}: {reason}')
@@ -104,19 +106,19 @@ def main(argv=None) -> int:
     recipe = build.Recipe(experts=args.experts, false_alarm_rate=args.false_alarm_rate, seed=args.seed,
                           stationary=args.stationary)
     try:
-        model = build.fit(data.train.pixels, recipe, progress=say)
+        model = build.fit(data.train.pixels, recipe, say, data.calibration.pixels if data.calibration else None)
     except RuntimeError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    caveat = rule.resolution_note(model.split_sizes, args.false_alarm_rate)
+    caveat = rule.resolution_note(model.split_sizes, args.false_alarm_rate, model.calibrated)
     if caveat:
         say(f'caution: {caveat}')
     shape = tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:])
     macs = part_macs(model, shape)
     results = {}
     if len(data.test.names):
-        held = data.train.pixels[model.held_out]
-        results = build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, held, args.false_alarm_rate, macs)
+        results = build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, model.held_out,
+                                 args.false_alarm_rate, macs)
         for name, r in results.items():
             say(f'{name}: ' + ', '.join(f'{k} {v:.4f}' for k, v in r.items() if isinstance(v, float)))
     name = args.name or os.path.basename(os.path.abspath(args.out))

@@ -168,6 +168,15 @@ def _macs_line(macs: dict) -> list:
             f'expert {macs["expert"]:,}, global {macs["global"]:,}.', '']
 
 
+def _good_images(f: dict) -> str:
+    n = f['splitSizes']
+    if f.get('calibrated'):
+        return (f'- Good images: {n["fit"]} (train/good/) fit the parts; of calibration/good/ (another batch), '
+                f'{n["norm"]} normalise them and {n["threshold"]} set the threshold at the target false-alarm rate ')
+    return (f'- Good images: {n["fit"]} fit the parts, {n["norm"]} normalise them, {n["threshold"]} (held out) set the '
+            'threshold at the target false-alarm rate ')
+
+
 def render(f: dict) -> str:
     lines = [f'# {f["name"]} {f["version"]}: line anomaly detection', '',
              'Trained on good images only (`npm run factory -- --task anomaly ' + ' '.join(f['args']) + '`).', '',
@@ -175,15 +184,14 @@ def render(f: dict) -> str:
              '- **Decision**: final = base score on early exit, else `w*base + (1-w)*expert` (top-1); anomalous when '
              f'final ≥ threshold. w = {f.get("baseWeight", 0.25)}.',
              _operating_point(f),
-             f'- Good images: {f["splitSizes"]["fit"]} fit the parts, {f["splitSizes"]["norm"]} normalise them, '
-             f'{f["splitSizes"]["threshold"]} (held out) set the threshold at the target false-alarm rate '
+             _good_images(f) +
              f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, ' +
              (f'early exit below {f["exitBelow"]:.4f}.' if f['exitBelow'] > -1e8 else 'no early exit.'),
              f'- Expert share (held-out good, op. point): {", ".join(_pct(s) for s in f["expertShare"])}.', '']
-    caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'])
+    caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'], f.get('calibrated', False))
     if caveat:
         lines += [f'**Caution**: {caveat}.', '']
-    for title, files in (('Unreadable files skipped', f['badFiles']), ('Training images left out as copies', f['copies'])):
+    for title, files in (('Unreadable files skipped', f['badFiles']), ('Images left out as copies', f['copies'])):
         if files:
             lines += [f'{title}: {len(files)} (' + '; '.join(f'{p}: {r}' for p, r in files[:5]) + ')', '']
     lines += ['## Early-exit calibration (held-out good images)', '',

@@ -71,14 +71,16 @@ def pixel_auroc(maps: torch.Tensor, masks: np.ndarray) -> float:
 FIRM = 5  # held-out good images expected above the threshold for it to rest on more than the top few scores
 
 
-def resolution_note(split_sizes: dict, rate: float):
+def resolution_note(split_sizes: dict, rate: float, calibrated: bool = False):
     """A warning when too few held-out good images set the threshold for this rate, or None: with `held` of them,
     about held x rate lie above the threshold, so fewer than FIRM leave it to the top few scores of a small sample.
-    split_sizes: the good images that fit, normalise, and (held out) threshold the model."""
+    split_sizes: the good images that fit, normalise, and (held out) threshold the model; calibrated: the last two
+    came from calibration/good/ rather than train/good/."""
     held = split_sizes['threshold']
     if held * rate >= FIRM:
         return None
-    needed = math.ceil(FIRM / rate * sum(split_sizes.values()) / held)
+    pool = split_sizes['norm'] + held if calibrated else sum(split_sizes.values())
+    needed = math.ceil(FIRM / rate * pool / held)
     return (f'only {held} held-out good images set the threshold for a {rate:.2%} false-alarm rate: about '
             f'{held * rate:.1f} of them lie above it, so it rests on the top few scores and the rate on the line may '
-            f'differ; about {needed:,} good images in train/good would give {FIRM}')
+            f'differ; about {needed:,} good images in {"calibration" if calibrated else "train"}/good would give {FIRM}')

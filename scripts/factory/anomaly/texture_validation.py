@@ -33,10 +33,10 @@ def main() -> int:
     torch.set_num_threads(1)
     data = load(args.data)
     recipe = build.Recipe(experts=args.experts, stationary=True, seed=args.seed)
-    model = build.fit(data.train.pixels, recipe, progress=print)
+    model = build.fit(data.train.pixels, recipe, print, data.calibration.pixels if data.calibration else None)
     macs = part_macs(model, tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:]))
-    held = data.train.pixels[model.held_out]
-    for name, r in build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, held, 0.01, macs).items():
+    for name, r in build.evaluate(model, data.test.pixels, data.test_labels, data.test_masks, model.held_out, 0.01,
+                                  macs).items():
         print(name, ', '.join(f'{k} {v:.4f}' for k, v in r.items() if isinstance(v, float)))
     features = build.features_of(model.trunk, build.normalise(data.test.pixels, model.mean, model.std))
     final = build.apply_rule(model, build.run_all(model, features), rule.NEVER)['final'].numpy()

@@ -172,7 +172,7 @@ def _build(staging: str, name: str, version: str, model: build.Model, data, resu
     write_json(os.path.join(staging, 'manifest.json'),
                manifest(name, version, model, parts, shape, data.colorspace, far, macs, data.roi))
     facts = {'name': name, 'version': version, 'args': args, 'macs': macs, 'packageBytes': sizes,
-             'splitSizes': model.split_sizes, 'badFiles': data.train.bad + data.test.bad,
+             'splitSizes': model.split_sizes, 'badFiles': data.unreadable(), 'calibrated': model.calibrated,
              'copies': data.copies, 'results': results,
              'threshold': model.threshold, 'exitBelow': model.exit_below, 'points': model.points,
              'expertShare': model.expert_share, 'falseAlarmRate': far, 'test': len(data.test.names),
