@@ -107,11 +107,11 @@ def split(pixels: np.ndarray, calibration, seed: int) -> dict:
     """The good images that fit the parts, normalise them, and (held out) set the threshold: shares of the training
     images, or all of them to fit and calibration images (another batch) cut in two for the rest."""
     generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(pixels), generator=generator).numpy()
     if calibration is not None:
         held = torch.randperm(len(calibration), generator=generator).numpy()
         half = len(held) // 2
         return {'fit': pixels, 'norm': calibration[held[:half]], 'threshold': calibration[held[half:]]}
+    order = torch.randperm(len(pixels), generator=generator).numpy()
     n_fit, n_norm = int(len(order) * FIT_SHARE), int(len(order) * NORM_SHARE)
     return {'fit': pixels[order[:n_fit]], 'norm': pixels[order[n_fit:n_fit + n_norm]],
             'threshold': pixels[order[n_fit + n_norm:]]}
