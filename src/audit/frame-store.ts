@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { mkdir, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, statfs, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { errorMessage } from '../errors';
@@ -18,6 +18,10 @@ import { sha256Hex } from '../model/integrity';
  *
  * An anomalous frame's coarse score map is kept beside it (`<sha256>.map.json`, see ScoreMap), so a restarted
  * dashboard draws its heatmap again.
+ *
+ * Kept frames are the first thing to go when the disk fills: the audit log and the outbox share it, and the line
+ * stops when they cannot write. Below `minFreeBytes` free, the store evicts its oldest frames and keeps no new one
+ * until there is room again.
  */
 export type KeepFrames = 'none' | 'anomalous' | 'all';
 
@@ -27,8 +31,13 @@ export interface FrameStoreOptions {
   maxFiles: number;
   /** Bytes of the kept files (not counting reviewed/); beyond it the oldest go too. Default: no limit but maxFiles. */
   maxBytes?: number;
+  /** Free space the store leaves on its disk for the audit log and the outbox. Default 0. */
+  minFreeBytes?: number;
   logger?: Logger;
 }
+
+/** The node's default free-space reserve: kept frames are copies for review, never worth the last of the disk. */
+export const DEFAULT_MIN_FREE_BYTES = 64 * 1024 * 1024;
 
 /** Writes waiting beyond this are given up (counted): a slow disk never builds a backlog of frames in memory. */
 const MAX_PENDING_WRITES = 32;
@@ -153,7 +162,10 @@ export class FrameStore {
   private readonly known = new Set<string>();
   private readonly pending = new Set<Promise<void>>();
   private readonly log: Logger;
+  /** Counted in `skipped`: frames not kept for lack of room (a write backlog or the free-space reserve). */
   readonly counters = { kept: 0, evicted: 0, skipped: 0, failed: 0 };
+  /** Set while the disk is below the reserve: said once when it starts and once when it ends. */
+  private short = false;
 
   constructor(private readonly options: FrameStoreOptions) {
     this.log = (options.logger ?? silentLogger).child({ module: 'frame-store' });
@@ -204,6 +216,11 @@ export class FrameStore {
     try {
       // A full or read-only disk must not stop the line: the write fails, is counted and logged, and leaves no file.
       await mkdir(dir, { recursive: true });
+      if (!(await this.makeRoom(bytes.length + (mapText?.length ?? 0)))) {
+        this.known.delete(name);
+        this.counters.skipped++;
+        return;
+      }
       // The map before its frame, so a review that finds the frame finds its map too (a kill between the two leaves
       // a map without a frame, which the next start sweeps away). Without its map, the frame is still worth keeping.
       if (mapText) {
@@ -226,19 +243,42 @@ export class FrameStore {
       return;
     }
     const maxBytes = this.options.maxBytes ?? Infinity;
-    while (this.files.length > this.options.maxFiles || (this.bytes > maxBytes && this.files.length > 0)) {
-      const oldest = this.files.shift()!;
-      this.known.delete(oldest.name);
-      this.bytes -= oldest.size;
-      // The frame first, its map only once the frame is gone: a review pinning it meanwhile takes both.
-      const evicted = await unlink(join(dir, oldest.name)).then(
-        () => true,
-        () => false, // pinned by a review meanwhile (moved to reviewed/ with its map): nothing to evict
-      );
-      if (!evicted) continue;
-      this.counters.evicted++;
-      await rm(join(dir, mapNameOf(oldest.name)), { force: true }).catch(() => undefined);
+    while (this.files.length > this.options.maxFiles || (this.bytes > maxBytes && this.files.length > 0)) await this.evictOldest();
+  }
+
+  /**
+   * Whether `size` more bytes leave the reserve free, after evicting the oldest frames if that is what it takes.
+   * A disk whose free space cannot be read counts as roomy: the write itself then says whether it was.
+   */
+  private async makeRoom(size: number): Promise<boolean> {
+    const reserve = this.options.minFreeBytes ?? 0;
+    if (reserve === 0) return true;
+    const disk = await statfs(this.options.dir).catch(() => undefined);
+    let lacking = disk ? reserve + size - disk.bavail * disk.bsize : 0;
+    while (lacking > 0 && this.files.length > 0) lacking -= await this.evictOldest();
+    if ((lacking > 0) !== this.short) {
+      this.short = lacking > 0;
+      if (this.short) this.log.warn({ dir: this.options.dir, minFreeBytes: reserve }, 'disk nearly full: no frames kept for review until there is room (the audit log and the outbox come first)');
+      else this.log.info({ dir: this.options.dir }, 'room on the disk again: keeping frames for review');
     }
+    return lacking <= 0;
+  }
+
+  /** Evicts the oldest kept frame and then its map; the bytes freed (0 when a review pinned it meanwhile). */
+  private async evictOldest(): Promise<number> {
+    const { dir } = this.options;
+    const oldest = this.files.shift()!;
+    this.known.delete(oldest.name);
+    this.bytes -= oldest.size;
+    // The frame first, its map only once the frame is gone: a review pinning it meanwhile takes both.
+    const evicted = await unlink(join(dir, oldest.name)).then(
+      () => true,
+      () => false, // pinned by a review meanwhile (moved to reviewed/ with its map): nothing to evict
+    );
+    if (!evicted) return 0;
+    this.counters.evicted++;
+    await rm(join(dir, mapNameOf(oldest.name)), { force: true }).catch(() => undefined);
+    return oldest.size;
   }
 }
 

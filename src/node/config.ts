@@ -5,6 +5,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { parseText, validate } from '../validate';
 import { preprocessOptionsSchema } from '../ingest/preprocess';
 import { DEFAULT_THRESHOLDS, DEFAULT_WINDOW_SIZE } from '../audit/health';
+import { DEFAULT_MIN_FREE_BYTES } from '../audit/frame-store';
 import { MIN_TOKEN_LENGTH, OPERATOR_NAME } from './dashboard/auth';
 
 const sourceSchema = z
@@ -93,9 +94,11 @@ export const nodeConfigSchema = z
             keep: z.enum(['none', 'anomalous', 'all']).default('anomalous'),
             maxFiles: z.number().int().positive().default(1000),
             maxBytes: z.number().int().positive().default(200 * 1024 * 1024),
+            /** Free space left on the disk for the audit log and the outbox: below it, kept frames go first. */
+            minFreeBytes: z.number().int().nonnegative().default(DEFAULT_MIN_FREE_BYTES),
           })
           .strict()
-          .default({ keep: 'anomalous', maxFiles: 1000, maxBytes: 200 * 1024 * 1024 }),
+          .default({ keep: 'anomalous', maxFiles: 1000, maxBytes: 200 * 1024 * 1024, minFreeBytes: DEFAULT_MIN_FREE_BYTES }),
         /** Routing and score health (src/audit/health.ts DEFAULT_THRESHOLDS): the window and the alarms' bounds. */
         health: z
           .object({

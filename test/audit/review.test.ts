@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import pino from 'pino';
 import sharp from 'sharp';
 import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, locateFrame, openAuditDb, openReviewDb, pinFrame, readScoreMap, recordReview, shownKey, standingReviews } from '../../src/audit';
 import { sha256Hex } from '../../src/model/integrity';
@@ -262,6 +263,46 @@ describe('on a full disk (a real 1 MB tmpfs)', () => {
     const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
     expect(result.written).toEqual({ 'train/good': 1, 'test/defect': 1 });
     expect(readdirSync(disk.path).sort()).toEqual(['dataset', 'frames']);
+  });
+});
+
+describe('the free-space reserve (a real 1 MB tmpfs)', () => {
+  onTmpfs('below it the store evicts its oldest frames, keeps no new one while the disk stays short (the audit log growing), says so once each way, and keeps frames again once there is room', async () => {
+    if ('unavailable' in disk) return;
+    const dir = join(disk.path, 'reserve');
+    const free = async () => {
+      const s = await fsp.statfs(disk.path);
+      return s.bavail * s.bsize;
+    };
+    const lines: Array<{ msg: string }> = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
+    const minFreeBytes = (await free()) - 200 * 1024; // room for about three of these frames
+    const store = new FrameStore({ dir, keep: 'all', maxFiles: 100, minFreeBytes, logger });
+    const noise = (i: number) => sharp(randomBytes(240 * 240), { raw: { width: 240, height: 240, channels: 1 } }).png({ compressionLevel: i % 2 }).toBuffer();
+    for (let i = 0; i < 6; i++) {
+      store.offer(await noise(i), true);
+      await store.flush();
+      expect(await free()).toBeGreaterThanOrEqual(minFreeBytes);
+    }
+    expect(store.counters).toMatchObject({ kept: 6, skipped: 0, failed: 0 });
+    expect(store.counters.evicted).toBeGreaterThanOrEqual(3); // the oldest made way
+    expect(readdirSync(dir).length).toBe(6 - store.counters.evicted);
+
+    // The audit log takes what is left above the reserve: every kept frame goes, and no new one is kept.
+    writeFileSync(join(disk.path, 'audit-growth'), Buffer.alloc((await free()) - minFreeBytes + 4096));
+    store.offer(await noise(6), true);
+    store.offer(await noise(7), true);
+    await store.flush();
+    expect(readdirSync(dir)).toEqual([]);
+    expect(store.counters).toMatchObject({ kept: 6, evicted: 6, skipped: 2, failed: 0 });
+    expect(lines.filter((l) => l.msg.startsWith('disk nearly full'))).toHaveLength(1);
+
+    rmSync(join(disk.path, 'audit-growth'));
+    store.offer(await noise(8), true);
+    await store.flush();
+    expect(store.counters).toMatchObject({ kept: 7, skipped: 2 });
+    expect(lines.filter((l) => l.msg.startsWith('room on the disk again'))).toHaveLength(1);
+    rmSync(dir, { recursive: true });
   });
 });
 
