@@ -19,15 +19,21 @@ const ownerSchema = z.object({
 export type LockOwner = z.infer<typeof ownerSchema>;
 
 /**
- * `node.lock` in the package store: the node that runs on the store holds it from its start, so what changes the
- * store under a running node (the offline rollback) can refuse. No OS lock survives in Node without native code, so
- * the file names its process; a lock whose process is gone (a killed node, or one that exited) is stale.
+ * A lock file held by the node that runs on a store from its start: `node.lock` in the package store, so what changes
+ * the store under a running node (the offline rollback) can refuse; `<audit file>.lock` beside the audit log, so a
+ * second node on the same config refuses to start rather than decide the same frames again. No OS lock survives in
+ * Node without native code, so the file names its process; a lock whose process is gone (a killed node, or one that
+ * exited) is stale.
  */
 export class StoreLock {
-  /** The store's absolute path: one store however its path is spelled. */
+  /** The lock's absolute path: one store however its path is spelled. */
   private readonly key: string;
 
-  constructor(readonly path: string) {
+  /** `what`: the store, as messages name it. */
+  constructor(
+    readonly path: string,
+    private readonly what = 'package store',
+  ) {
     this.key = resolve(path);
   }
 
@@ -48,7 +54,7 @@ export class StoreLock {
   async acquire(): Promise<void> {
     const other = StoreLock.heldHere.get(this.key);
     if (other && other !== this) {
-      throw new SgmoeError('E_STORE_IN_USE', `another node of this process holds this package store (${this.path}); expected one at a time, stop that one first`);
+      throw new SgmoeError('E_STORE_IN_USE', `another node of this process holds this ${this.what} (${this.path}); expected one at a time, stop that one first`);
     }
     for (;;) {
       // Created exclusively when there is none: of two processes starting together, one gets it.
@@ -63,7 +69,7 @@ export class StoreLock {
       const held = parseOwner(text);
       if (held && isThisProcess(held)) break;
       if (held && alive(held) && checkable(held)) {
-        throw new SgmoeError('E_STORE_IN_USE', `another process holds this package store: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
+        throw new SgmoeError('E_STORE_IN_USE', `another process holds this ${this.what}: ${describeOwner(held, this.path)}; expected one at a time, stop that one first`, { ...held });
       }
       await this.takeOver(text);
     }

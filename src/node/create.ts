@@ -26,6 +26,7 @@ import { parseNodeConfig, type NodeConfig, type NodeConfigInput, type SourceConf
 import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
+import { StoreLock } from '../fleet/store-lock';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -112,8 +113,9 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     if (config.audit) {
       const r = config.audit.retention;
       const { windowSize, ...thresholds } = config.audit.health ?? {};
+      const lock = await lockAuditLog(config.audit.file, logger);
+      if (lock) closers.push(() => lock.release());
       try {
-        mkdirSync(dirname(config.audit.file), { recursive: true });
         audit = AuditLog.open(config.audit.file, {
           model: {
             ...engine.model,
@@ -183,6 +185,24 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     await engine.dispose();
     for (const close of closers) await close();
     throw err;
+  }
+}
+
+/**
+ * The audit log's lock: a second node on the same audit log (the same config started twice) is refused with
+ * E_STORE_IN_USE, since both would take the same hot folders' frames and audit them twice. A lock that cannot be
+ * written (a read-only or full disk) does not stop the line: the audit log's own open then says what is wrong.
+ */
+async function lockAuditLog(file: string, logger: Logger): Promise<StoreLock | undefined> {
+  const lock = new StoreLock(`${file}.lock`, 'audit log');
+  try {
+    mkdirSync(dirname(file), { recursive: true });
+    await lock.acquire();
+    return lock;
+  } catch (err) {
+    if (err instanceof SgmoeError && err.code === 'E_STORE_IN_USE') throw err;
+    logger.warn({ file: lock.path, err: errorMessage(err) }, 'could not lock the audit log: a second node on it would not be refused');
+    return undefined;
   }
 }
 
