@@ -164,6 +164,24 @@ describe('edge node end to end', () => {
     expect(new Set(ids)).toEqual(new Set(rows.map((r) => r.frameId)));
     expect(stderr).toMatch(/SIGTERM: finishing the frames in flight/);
   });
+
+  it('SIGHUP (a closed terminal, a dropped SSH session) stops it as SIGTERM does: exit 0, the summary printed, every frame taken audited', async () => {
+    const dir = join(tmp.path, 'sighup');
+    const inbox = hotFolder(join(dir, 'inbox'), 12);
+    const configFile = join(dir, 'node.json');
+    writeFileSync(configFile, JSON.stringify({ model: BUNDLED, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${inbox}` }], audit: { file: join(dir, 'audit.db') } }));
+    const node = startSgmoe(['run', '--config', configFile]);
+    let [stdout, stderr] = ['', ''];
+    node.stdout.on('data', (d) => (stdout += d));
+    node.stderr.on('data', (d) => (stderr += d));
+    await waitUntil(() => existsSync(join(inbox, 'done')) && readdirSync(join(inbox, 'done')).length === 12, 60_000, 'the folder handled');
+    const exited = new Promise<number | null>((r) => node.once('exit', r));
+    node.kill('SIGHUP');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/SIGHUP: finishing the frames in flight/);
+    expect(stdout).toMatch(/ingested 12 = decided 12 /);
+    expect(auditRows(join(dir, 'audit.db'))).toHaveLength(12);
+  });
 });
 
 describe('the demo', () => {

@@ -29,6 +29,9 @@ interface RunOptions {
 
 const collect = (value: string, previous: string[]) => [...previous, value];
 
+/** Each stops the node gracefully; a second one exits at once. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /** Config file first, then the demo's defaults if asked, then flags: the last word wins. */
 async function buildConfig(opts: RunOptions): Promise<NodeConfigInput> {
   const base: Partial<NodeConfigInput> = opts.config ? await readConfigFile(opts.config) : opts.demo ? demoConfig() : {};
@@ -115,8 +118,8 @@ export function register(program: Command): void {
         process.stderr.write(`\n${signal}: finishing the frames in flight (again to force)\n`);
         node.stop().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'stop failed'));
       };
-      process.on('SIGINT', onSignal);
-      process.on('SIGTERM', onSignal);
+      // SIGHUP too: a closed terminal or an SSH session that drops must not end the node without its summary.
+      for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
 
       process.stderr.write(
         `sgmoe node: ${node.engine.model.name} ${node.engine.model.version}, profile ${profile.name}` +
@@ -129,8 +132,7 @@ export function register(program: Command): void {
       await Promise.all([node.run(), camera?.play(!config.once)]).finally(() => node.stop());
       await dashboard?.close();
       if (live) clearInterval(live);
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
+      for (const signal of STOP_SIGNALS) process.removeListener(signal, onSignal);
       process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored, testAccuracy: camera.testAccuracy } : undefined)}\n`);
       // Every source failed (a folder that is not there, a camera that refused): the node did not do its job, so a
       // supervisor (systemd Restart=on-failure) must not read the end as a clean stop.
