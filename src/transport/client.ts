@@ -70,6 +70,8 @@ const SHUTDOWN_TIMEOUT_MS = 5000;
  * turn. A crash before the commit sends those results again: a duplicate, never a loss.
  */
 const ACK_FLUSH_MS = 10;
+/** Acknowledgements the outbox could not record (a full disk) are tried again this often, and on every stats read. */
+const ACK_RETRY_MS = 1000;
 
 /**
  * The MQTT side of the node (mqtt.js v5). Every result goes into the outbox first; a publisher drains
@@ -106,8 +108,14 @@ export class MqttTransport {
   private queue: QueuedRow[] = [];
   /** Every row in the outbox is queued or in flight on this connection: new rows can join the queue from memory. */
   private caughtUp = false;
-  private acked: number[] = [];
+  /**
+   * Rows the broker has every PUBACK of, not yet deleted from the outbox. Kept until the outbox records them (a full
+   * disk refuses it), and skipped when a new connection sends the outbox again: the broker has them already.
+   */
+  private readonly acked = new Set<number>();
   private ackFlush: NodeJS.Timeout | null = null;
+  /** The outbox refused the last acknowledgements: logged once, and once more when they are recorded. */
+  private ackFailing = false;
   private statusInfo: Record<string, unknown> = {};
   private readonly startedAt = Date.now();
 
@@ -181,6 +189,9 @@ export class MqttTransport {
     this.client = null;
     this.state = 'stopped';
     this.log.info({ outbox: this.outboxStats() }, 'transport stopped');
+    // The caller closes the outbox next: acknowledgements it could not record go out again at the next start.
+    if (this.ackFlush) clearTimeout(this.ackFlush);
+    this.ackFlush = null;
   }
 
   /** Queues one decision (durably) and sends it when the broker is there. */
@@ -359,10 +370,14 @@ export class MqttTransport {
 
   /** The rows after the cursor, a window's worth of messages at a time, into the queue; null when none are left. */
   private readAhead(): QueuedRow | null {
-    if (this.caughtUp) return null;
-    const entries = this.outbox.next(this.cursor, this.config.inFlight);
-    this.caughtUp = entries.reduce((n, e) => n + e.payloads.length, 0) < this.config.inFlight;
-    for (const entry of entries) this.enqueueRow(entry);
+    while (!this.caughtUp && this.queue.length === 0) {
+      const entries = this.outbox.next(this.cursor, this.config.inFlight);
+      this.caughtUp = entries.reduce((n, e) => n + e.payloads.length, 0) < this.config.inFlight;
+      for (const entry of entries) {
+        if (this.acked.has(entry.seq)) this.cursor = entry.seq;
+        else this.enqueueRow(entry);
+      }
+    }
     return this.queue[0] ?? null;
   }
 
@@ -378,7 +393,7 @@ export class MqttTransport {
     this.pump();
   }
 
-  /** A new connection sends everything the outbox still holds again, oldest first. */
+  /** A new connection sends everything the outbox still holds again, oldest first (but rows the broker acknowledged). */
   private resetDelivery(): void {
     this.cursor = 0;
     this.inFlight = 0;
@@ -422,22 +437,31 @@ export class MqttTransport {
   }
 
   private ack(seq: number): void {
-    this.acked.push(seq);
+    this.acked.add(seq);
     this.ackFlush ??= setTimeout(() => this.flushAcks(), ACK_FLUSH_MS).unref();
   }
 
+  /**
+   * Deletes the acknowledged rows from the outbox. When it refuses (a full disk), they are kept and tried again
+   * until it takes them, without a restart and without sending them again; a restart meanwhile sends them again (a
+   * duplicate, never a loss).
+   */
   private flushAcks(): void {
     if (this.ackFlush) clearTimeout(this.ackFlush);
     this.ackFlush = null;
-    if (this.acked.length === 0) return;
-    const seqs = this.acked;
-    this.acked = [];
+    if (this.acked.size === 0) return;
+    const count = this.acked.size;
     try {
-      this.outbox.ack(seqs);
+      this.outbox.ack([...this.acked]);
     } catch (err) {
-      // They stay in the outbox and go out again: a duplicate, never a loss.
-      this.log.error({ err: errorMessage(err), count: seqs.length }, 'could not record acknowledgements');
+      if (!this.ackFailing) this.log.error({ err: errorMessage(err), count }, 'could not record acknowledgements: trying again until the outbox takes them');
+      this.ackFailing = true;
+      this.ackFlush = setTimeout(() => this.flushAcks(), ACK_RETRY_MS).unref();
+      return;
     }
+    this.acked.clear();
+    if (this.ackFailing) this.log.info({ count }, 'acknowledgements recorded again');
+    this.ackFailing = false;
   }
 
   private publishBirth(client: MqttClient): void {
