@@ -262,11 +262,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   snapshot(): NodeSnapshot {
     const health = this.parts.audit?.health();
+    const transport = this.transportPart?.stats();
     return this.stats.snapshot({
       engine: this.engine,
       sources: this.parts.sources.map((s) => s.source),
-      outboxDepth: this.transportPart ? this.transportPart.stats().outbox.pending : null,
-      outboxRecovered: this.transportPart?.stats().outboxRecovered,
+      outboxDepth: transport ? transport.outbox.pending : null,
+      outboxDropped: transport ? transport.outbox.dropped : null,
+      outboxRecovered: transport?.outboxRecovered,
       audit: health && { alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow },
       auditUnavailable: this.parts.auditUnavailable,
       outboxUnavailable: this.outboxUnavailable,

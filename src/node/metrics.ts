@@ -67,6 +67,16 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
       if (depth !== null) this.set(depth);
     },
   });
+  new Counter({
+    name: 'sgmoe_outbox_dropped_total',
+    help: 'Results and health reports the full outbox dropped, the oldest first (mqtt.outbox.maxResults), over the outbox file\'s life (0 without MQTT)',
+    registers,
+    collect() {
+      this.reset();
+      const dropped = node.snapshot().outboxDropped;
+      if (dropped !== null) this.inc(dropped);
+    },
+  });
   new Gauge({
     name: 'sgmoe_alarms_active',
     help: 'Routing-health alarms currently raised, by kind',
