@@ -99,7 +99,7 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
   });
   new Gauge({
     name: 'sgmoe_faults_active',
-    help: 'Device faults currently raised (a full disk, an ROI outside its frames), by code and source',
+    help: 'Device faults currently raised (a full disk, an ROI outside its frames, a broker refusing the node), by code and source',
     labelNames: ['code', 'source'],
     registers,
     collect() {

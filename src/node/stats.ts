@@ -70,7 +70,7 @@ export interface NodeSnapshot {
   alarms: HealthAlarm[];
   /** Condition-monitoring alarms raised now (task condition), per machine. */
   conditionAlarms: ActiveConditionAlarm[];
-  /** Device faults raised now: a full disk, an ROI outside a source's frames. */
+  /** Device faults raised now: a full disk, an ROI outside a source's frames, a broker refusing the node. */
   faults: NodeFault[];
   uptimeS: number;
 }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Decision } from '../engine/decision';
 import { SgmoeError, errorMessage } from '../errors';
@@ -56,7 +57,19 @@ export interface TransportStats {
   lastError: { code: string; message: string } | null;
 }
 
-/** Connect failures that retrying cannot fix: `start()` rejects with them instead of queueing forever. */
+/**
+ * What the node hears of the broker beyond the stats: a refusal that retrying cannot fix (E_MQTT_AUTH, E_MQTT_TLS)
+ * once running, and every accepted connection (which ends such a refusal).
+ */
+export interface TransportEvents {
+  refused: [error: SgmoeError];
+  online: [];
+}
+
+/**
+ * Connect failures that retrying cannot fix: `start()` rejects with them instead of queueing forever; once running,
+ * the transport keeps retrying (the broker's users may be fixed without a restart) and emits `refused`.
+ */
 const FATAL_AT_START = new Set(['E_MQTT_AUTH', 'E_MQTT_TLS']);
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
@@ -80,7 +93,7 @@ const ACK_RETRY_MS = 1000;
  * reconnect (or a restart) everything still in the outbox is sent again from the oldest, so nothing
  * depends on mqtt.js's in-memory store and QoS 1 may duplicate but never loses.
  */
-export class MqttTransport {
+export class MqttTransport extends EventEmitter<TransportEvents> {
   readonly topics: Topics;
   private readonly config: TransportConfig;
   private readonly outbox: Outbox;
@@ -120,6 +133,7 @@ export class MqttTransport {
   private readonly startedAt = Date.now();
 
   constructor(options: MqttTransportOptions) {
+    super();
     this.config = options.config;
     this.outbox = options.outbox;
     this.log = (options.logger ?? silentLogger).child({ module: 'transport' });
@@ -293,14 +307,18 @@ export class MqttTransport {
     this.settleFirstOutcome(null);
     this.resetDelivery();
     this.pump();
+    // Last: a listener may store messages (a cleared fault's alarm), which join this connection's delivery.
+    this.emit('online');
   }
 
   private onError(err: Error): void {
     const error = describeConnectionError(err, this.safeUrl, this.clientId);
     this.attemptError = error;
     this.lastError = error;
-    const level = FATAL_AT_START.has(error.code) ? 'error' : 'warn';
-    this.log[level]({ code: error.code, err: error.message }, 'mqtt connection error');
+    const fatal = FATAL_AT_START.has(error.code);
+    this.log[fatal ? 'error' : 'warn']({ code: error.code, err: error.message }, 'mqtt connection error');
+    // At start, start() rejects with it instead.
+    if (fatal && !this.firstOutcome) this.emit('refused', error);
   }
 
   private onClose(client: MqttClient): void {
