@@ -15,7 +15,7 @@ import type { FrameOutcome, FrameSource } from '../ingest/source';
 import type { HealthSample } from '../fleet/host';
 import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
-import { DASHBOARD_FAULT, Faults, STORAGE_FAULT, dashboardFault, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
+import { BROKER_FAULT, DASHBOARD_FAULT, Faults, STORAGE_FAULT, brokerFault, dashboardFault, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
 import { Reporter } from './report';
 import { FramePipeline, type SourceFailure } from './pipeline';
 import { Settler } from './settle';
@@ -141,6 +141,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     if (this.started) throw new SgmoeError('E_NODE_RUNNING', 'expected to attach the transport before the node runs, found it running');
     this.transportPart = transport;
     this.outboxUnavailable = outboxUnavailable;
+    transport.on('refused', (error) => this.changed(this.faults.raise(BROKER_FAULT, brokerFault(error))));
+    transport.on('online', () => this.changed(this.faults.clear(BROKER_FAULT, 'the broker accepts the node again: what waited in the outbox is sent')));
   }
 
   /**
@@ -262,11 +264,13 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   snapshot(): NodeSnapshot {
     const health = this.parts.audit?.health();
+    const transport = this.transportPart?.stats();
     return this.stats.snapshot({
       engine: this.engine,
       sources: this.parts.sources.map((s) => s.source),
-      outboxDepth: this.transportPart ? this.transportPart.stats().outbox.pending : null,
-      outboxRecovered: this.transportPart?.stats().outboxRecovered,
+      outboxDepth: transport ? transport.outbox.pending : null,
+      outboxDropped: transport ? transport.outbox.dropped : null,
+      outboxRecovered: transport?.outboxRecovered,
       audit: health && { alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow },
       auditUnavailable: this.parts.auditUnavailable,
       outboxUnavailable: this.outboxUnavailable,

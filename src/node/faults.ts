@@ -17,6 +17,7 @@ type Raised = Omit<NodeFault, 'state' | 'since'>;
 
 export const STORAGE_FAULT = 'storage';
 export const DASHBOARD_FAULT = 'dashboard';
+export const BROKER_FAULT = 'broker';
 export const roiFaultKey = (source: string) => `roi:${source}`;
 
 /** The disk alarm: a commit of audit rows or MQTT results failed (a full disk, an I/O error). */
@@ -32,6 +33,19 @@ export function storageFault(failure: { code: string; message: string }): Raised
 /** The dashboard could not start (its port taken, a token too short): the node runs on, and must say so where it reports. */
 export function dashboardFault(error: { code: string; message: string }): Raised {
   return { code: error.code, message: `dashboard not started: ${error.message}; the node runs without its dashboard and /metrics until restarted` };
+}
+
+/**
+ * The broker refuses the node (bad credentials, a failed TLS handshake) after it started: retrying cannot fix it, so
+ * an operator must hear of it; cleared by the next connection the broker accepts.
+ */
+export function brokerFault(error: { code: string; message: string }): Raised {
+  return {
+    code: error.code,
+    message:
+      `expected the broker to accept the node, found ${error.code}: ${error.message}. ` +
+      'Results, health and alarms wait in the outbox (beyond mqtt.outbox.maxResults the oldest results and health reports are dropped and counted) and the node keeps trying',
+  };
 }
 
 /** A misplaced ROI rejects every frame of its source: an operator must hear of it once, not read it per frame. */

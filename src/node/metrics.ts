@@ -67,6 +67,16 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
       if (depth !== null) this.set(depth);
     },
   });
+  new Counter({
+    name: 'sgmoe_outbox_dropped_total',
+    help: 'Results and health reports the full outbox dropped, the oldest first (mqtt.outbox.maxResults), over the outbox file\'s life (0 without MQTT)',
+    registers,
+    collect() {
+      this.reset();
+      const dropped = node.snapshot().outboxDropped;
+      if (dropped !== null) this.inc(dropped);
+    },
+  });
   new Gauge({
     name: 'sgmoe_alarms_active',
     help: 'Routing-health alarms currently raised, by kind',
@@ -89,7 +99,7 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
   });
   new Gauge({
     name: 'sgmoe_faults_active',
-    help: 'Device faults currently raised (a full disk, an ROI outside its frames), by code and source',
+    help: 'Device faults currently raised (a full disk, an ROI outside its frames, a broker refusing the node), by code and source',
     labelNames: ['code', 'source'],
     registers,
     collect() {

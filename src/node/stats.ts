@@ -51,6 +51,11 @@ export interface NodeSnapshot {
   latencyUs: { p50: number; p99: number } | null;
   framesPerSecond: number;
   outboxDepth: number | null;
+  /**
+   * Results and health reports the full outbox dropped, the oldest first (`mqtt.outbox.maxResults`), over the outbox
+   * file's life, as the health report's `outbox.dropped`; null without MQTT.
+   */
+  outboxDropped: number | null;
   /** Decided frames the outbox could not store (they are in the audit log). */
   unpublished: number;
   /** Frames whose audit row could not be written (no audit log, a full disk, an overflowing writer). */
@@ -65,7 +70,7 @@ export interface NodeSnapshot {
   alarms: HealthAlarm[];
   /** Condition-monitoring alarms raised now (task condition), per machine. */
   conditionAlarms: ActiveConditionAlarm[];
-  /** Device faults raised now: a full disk, an ROI outside a source's frames. */
+  /** Device faults raised now: a full disk, an ROI outside a source's frames, a broker refusing the node. */
   faults: NodeFault[];
   uptimeS: number;
 }
@@ -75,6 +80,7 @@ export interface SnapshotParts {
   engine: Engine;
   sources: readonly FrameSource[];
   outboxDepth: number | null;
+  outboxDropped: number | null;
   audit?: { alarms: HealthAlarm[]; unaudited: number };
   auditUnavailable?: Unavailable;
   outboxUnavailable?: Unavailable;
@@ -162,6 +168,7 @@ export class NodeStats {
       latencyUs: windows.sinceModel.latencyUs,
       framesPerSecond: this.sinceStart.latency.rate(),
       outboxDepth: parts.outboxDepth,
+      outboxDropped: parts.outboxDropped,
       unpublished: this.unpublished,
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
       auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,

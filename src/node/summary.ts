@@ -12,7 +12,7 @@ export function liveLine(s: NodeSnapshot): string {
   const lat = s.latencyUs ? `p50 ${ms(s.latencyUs.p50)} p99 ${ms(s.latencyUs.p99)}` : 'p50 - p99 -';
   return (
     `${s.framesPerSecond.toFixed(1)} frames/s | decided ${s.totals.decided} rejected ${s.totals.rejected} dropped ${s.totals.dropped} | ` +
-    `since the current model: early exit ${pct(s.earlyExitRate)} | experts ${s.expertShares.map((x) => pct(x)).join(' ')} | ${lat} | outbox ${s.outboxDepth ?? '-'}`
+    `since the current model: early exit ${pct(s.earlyExitRate)} | experts ${s.expertShares.map((x) => pct(x)).join(' ')} | ${lat} | outbox ${s.outboxDepth ?? '-'}${s.outboxDropped ? ` (${s.outboxDropped} dropped)` : ''}`
   );
 }
 
@@ -48,7 +48,8 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   );
   if (s.outboxDepth !== null) {
     const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
-    lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}`);
+    const dropped = s.outboxDropped ? `, ${s.outboxDropped} results/health reports dropped (the outbox was full: mqtt.outbox.maxResults, the oldest first)` : '';
+    lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}${dropped}`);
   }
   if (s.outboxRecovered) {
     const r = s.outboxRecovered;

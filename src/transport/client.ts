@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import type { Decision } from '../engine/decision';
 import { SgmoeError, errorMessage } from '../errors';
@@ -56,7 +57,19 @@ export interface TransportStats {
   lastError: { code: string; message: string } | null;
 }
 
-/** Connect failures that retrying cannot fix: `start()` rejects with them instead of queueing forever. */
+/**
+ * What the node hears of the broker beyond the stats: a refusal that retrying cannot fix (E_MQTT_AUTH, E_MQTT_TLS)
+ * once running, and every accepted connection (which ends such a refusal).
+ */
+export interface TransportEvents {
+  refused: [error: SgmoeError];
+  online: [];
+}
+
+/**
+ * Connect failures that retrying cannot fix: `start()` rejects with them instead of queueing forever; once running,
+ * the transport keeps retrying (the broker's users may be fixed without a restart) and emits `refused`.
+ */
 const FATAL_AT_START = new Set(['E_MQTT_AUTH', 'E_MQTT_TLS']);
 const NETWORK_ERRORS = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE',
@@ -70,6 +83,8 @@ const SHUTDOWN_TIMEOUT_MS = 5000;
  * turn. A crash before the commit sends those results again: a duplicate, never a loss.
  */
 const ACK_FLUSH_MS = 10;
+/** Acknowledgements the outbox could not record (a full disk) are tried again this often, and on every stats read. */
+const ACK_RETRY_MS = 1000;
 
 /**
  * The MQTT side of the node (mqtt.js v5). Every result goes into the outbox first; a publisher drains
@@ -78,7 +93,7 @@ const ACK_FLUSH_MS = 10;
  * reconnect (or a restart) everything still in the outbox is sent again from the oldest, so nothing
  * depends on mqtt.js's in-memory store and QoS 1 may duplicate but never loses.
  */
-export class MqttTransport {
+export class MqttTransport extends EventEmitter<TransportEvents> {
   readonly topics: Topics;
   private readonly config: TransportConfig;
   private readonly outbox: Outbox;
@@ -106,12 +121,19 @@ export class MqttTransport {
   private queue: QueuedRow[] = [];
   /** Every row in the outbox is queued or in flight on this connection: new rows can join the queue from memory. */
   private caughtUp = false;
-  private acked: number[] = [];
+  /**
+   * Rows the broker has every PUBACK of, not yet deleted from the outbox. Kept until the outbox records them (a full
+   * disk refuses it), and skipped when a new connection sends the outbox again: the broker has them already.
+   */
+  private readonly acked = new Set<number>();
   private ackFlush: NodeJS.Timeout | null = null;
+  /** The outbox refused the last acknowledgements: logged once, and once more when they are recorded. */
+  private ackFailing = false;
   private statusInfo: Record<string, unknown> = {};
   private readonly startedAt = Date.now();
 
   constructor(options: MqttTransportOptions) {
+    super();
     this.config = options.config;
     this.outbox = options.outbox;
     this.log = (options.logger ?? silentLogger).child({ module: 'transport' });
@@ -181,6 +203,9 @@ export class MqttTransport {
     this.client = null;
     this.state = 'stopped';
     this.log.info({ outbox: this.outboxStats() }, 'transport stopped');
+    // The caller closes the outbox next: acknowledgements it could not record go out again at the next start.
+    if (this.ackFlush) clearTimeout(this.ackFlush);
+    this.ackFlush = null;
   }
 
   /** Queues one decision (durably) and sends it when the broker is there. */
@@ -282,14 +307,18 @@ export class MqttTransport {
     this.settleFirstOutcome(null);
     this.resetDelivery();
     this.pump();
+    // Last: a listener may store messages (a cleared fault's alarm), which join this connection's delivery.
+    this.emit('online');
   }
 
   private onError(err: Error): void {
     const error = describeConnectionError(err, this.safeUrl, this.clientId);
     this.attemptError = error;
     this.lastError = error;
-    const level = FATAL_AT_START.has(error.code) ? 'error' : 'warn';
-    this.log[level]({ code: error.code, err: error.message }, 'mqtt connection error');
+    const fatal = FATAL_AT_START.has(error.code);
+    this.log[fatal ? 'error' : 'warn']({ code: error.code, err: error.message }, 'mqtt connection error');
+    // At start, start() rejects with it instead.
+    if (fatal && !this.firstOutcome) this.emit('refused', error);
   }
 
   private onClose(client: MqttClient): void {
@@ -359,10 +388,14 @@ export class MqttTransport {
 
   /** The rows after the cursor, a window's worth of messages at a time, into the queue; null when none are left. */
   private readAhead(): QueuedRow | null {
-    if (this.caughtUp) return null;
-    const entries = this.outbox.next(this.cursor, this.config.inFlight);
-    this.caughtUp = entries.reduce((n, e) => n + e.payloads.length, 0) < this.config.inFlight;
-    for (const entry of entries) this.enqueueRow(entry);
+    while (!this.caughtUp && this.queue.length === 0) {
+      const entries = this.outbox.next(this.cursor, this.config.inFlight);
+      this.caughtUp = entries.reduce((n, e) => n + e.payloads.length, 0) < this.config.inFlight;
+      for (const entry of entries) {
+        if (this.acked.has(entry.seq)) this.cursor = entry.seq;
+        else this.enqueueRow(entry);
+      }
+    }
     return this.queue[0] ?? null;
   }
 
@@ -378,7 +411,7 @@ export class MqttTransport {
     this.pump();
   }
 
-  /** A new connection sends everything the outbox still holds again, oldest first. */
+  /** A new connection sends everything the outbox still holds again, oldest first (but rows the broker acknowledged). */
   private resetDelivery(): void {
     this.cursor = 0;
     this.inFlight = 0;
@@ -422,22 +455,31 @@ export class MqttTransport {
   }
 
   private ack(seq: number): void {
-    this.acked.push(seq);
+    this.acked.add(seq);
     this.ackFlush ??= setTimeout(() => this.flushAcks(), ACK_FLUSH_MS).unref();
   }
 
+  /**
+   * Deletes the acknowledged rows from the outbox. When it refuses (a full disk), they are kept and tried again
+   * until it takes them, without a restart and without sending them again; a restart meanwhile sends them again (a
+   * duplicate, never a loss).
+   */
   private flushAcks(): void {
     if (this.ackFlush) clearTimeout(this.ackFlush);
     this.ackFlush = null;
-    if (this.acked.length === 0) return;
-    const seqs = this.acked;
-    this.acked = [];
+    if (this.acked.size === 0) return;
+    const count = this.acked.size;
     try {
-      this.outbox.ack(seqs);
+      this.outbox.ack([...this.acked]);
     } catch (err) {
-      // They stay in the outbox and go out again: a duplicate, never a loss.
-      this.log.error({ err: errorMessage(err), count: seqs.length }, 'could not record acknowledgements');
+      if (!this.ackFailing) this.log.error({ err: errorMessage(err), count }, 'could not record acknowledgements: trying again until the outbox takes them');
+      this.ackFailing = true;
+      this.ackFlush = setTimeout(() => this.flushAcks(), ACK_RETRY_MS).unref();
+      return;
     }
+    this.acked.clear();
+    if (this.ackFailing) this.log.info({ count }, 'acknowledgements recorded again');
+    this.ackFailing = false;
   }
 
   private publishBirth(client: MqttClient): void {

@@ -171,6 +171,37 @@ describe('MqttTransport against mosquitto', () => {
     expect(right.transport.stats().state).toBe('online');
   });
 
+  it('emits refused (E_MQTT_AUTH, CONNACK code 5) when mosquitto starts refusing a running node, and online once it accepts it again', async () => {
+    const dir = folder();
+    const passwords = join(dir, 'passwd');
+    const password = (p: string) => execFileSync('mosquitto_passwd', ['-c', '-b', passwords, 'edge', p]);
+    password('secret');
+    const broker = await mosquitto(dir, [`password_file ${passwords}`, 'allow_anonymous false']);
+    const { transport, outbox } = node(broker.url, join(dir, 'a.db'), { username: 'edge', password: 'secret' });
+    const events: string[] = [];
+    transport.on('refused', (error) => events.push(`refused ${error.code} ${/CONNACK code \d+/.exec(error.message)?.[0]}`));
+    transport.on('online', () => events.push('online'));
+    await transport.start();
+    expect(events).toEqual(['online']); // every accepted connection; at start a refusal rejects start() instead
+
+    // The device's password is changed on the broker, which restarts.
+    await broker.stop();
+    password('changed');
+    await broker.start();
+    await waitUntil(() => events.length > 1, 10_000, 'the refusal');
+    expect(events[1]).toBe('refused E_MQTT_AUTH CONNACK code 5');
+    for (let i = 0; i < 10; i++) transport.publishResult(decision(`r-${i}`), { source: 's', ts: new Date() });
+
+    await broker.stop();
+    password('secret');
+    await broker.start();
+    await waitUntil(() => events.at(-1) === 'online', 10_000, 'the accepted connection');
+    // One refusal per attempt while it lasted (the node raises its fault once).
+    expect(new Set(events.slice(1, -1))).toEqual(new Set(['refused E_MQTT_AUTH CONNACK code 5']));
+    expect(events.at(-1)).toBe('online');
+    await waitUntil(() => outbox.stats().pending === 0, 10_000, 'the queued results sent');
+  });
+
   it('names a TLS failure with E_MQTT_TLS, and connects over mqtts:// with the right CA and server name', async () => {
     const dir = folder();
     const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { createBroker } from 'aedes';
 import type { Decision } from '../../src/engine/decision';
 import { waitUntil } from '../helpers/mqtt';
 
@@ -53,4 +55,30 @@ export class NodeProcess {
     this.child.kill('SIGKILL');
     await exited;
   }
+}
+
+/**
+ * An aedes broker on 127.0.0.1:`port` that records the frame id of every result a client publishes to it, whether or
+ * not anyone subscribes: what the device sent, duplicates included. `stop()` drops every connection.
+ */
+export async function countingBroker(port: number, received: string[]): Promise<{ stop(): Promise<void> }> {
+  const aedes = createBroker();
+  aedes.on('publish', (packet, client) => {
+    if (client && packet.topic.endsWith('/result')) received.push(JSON.parse(packet.payload.toString()).frameId);
+  });
+  const server = createServer(aedes.handle);
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    stop: async () => {
+      const closed = new Promise((resolve) => server.close(resolve));
+      for (const socket of sockets) socket.destroy();
+      await closed;
+      await new Promise<void>((resolve) => aedes.close(() => resolve()));
+    },
+  };
 }

@@ -89,6 +89,7 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
     $('p50').textContent = s.latencyUs ? ms(s.latencyUs.p50) : '\\u2013';
     $('p99').textContent = (s.latencyUs ? 'p99 ' + ms(s.latencyUs.p99) : 'p99 \\u2013') + ' \\u00b7 since the current model';
     $('outbox').textContent = s.outboxDepth === null ? 'no MQTT' : s.outboxDepth;
+    $('outbox-sub').textContent = 'waiting for the broker' + (s.outboxDropped ? ' \\u00b7 ' + s.outboxDropped + ' dropped (outbox full)' : '');
     $('decided').textContent = s.totals.decided;
     $('totals').textContent = 'of ' + s.totals.ingested + ' in \\u00b7 ' + s.totals.rejected + ' rejected \\u00b7 ' + s.totals.dropped + ' dropped';
     var raised = s.alarms.length + s.conditionAlarms.length;
@@ -302,7 +303,7 @@ const BODY = `
     <div class="card"><h2>Decided</h2><div class="value" id="decided">&ndash;</div><div class="sub" id="totals"></div></div>
     <div class="card"><h2>Early exit</h2><div class="value" id="early-exit">&ndash;</div><div class="sub" id="threshold"></div></div>
     <div class="card"><h2>Latency p50</h2><div class="value" id="p50">&ndash;</div><div class="sub" id="p99"></div></div>
-    <div class="card"><h2>Outbox</h2><div class="value" id="outbox">&ndash;</div><div class="sub">waiting for the broker</div></div>
+    <div class="card"><h2>Outbox</h2><div class="value" id="outbox">&ndash;</div><div class="sub" id="outbox-sub">waiting for the broker</div></div>
     <div class="card"><h2>Alarms</h2><div class="value" id="alarm-count">&ndash;</div><div class="sub">routing health and condition</div></div>
   </section>
 ${ANOMALY_BODY}
