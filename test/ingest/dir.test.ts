@@ -1,8 +1,9 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SgmoeError } from '../../src/errors';
 import { DirSource, Preprocessor, type Frame, type FrameSource } from '../../src/ingest';
+import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { GRAY_28, encodeGray, grayPixels, pngBomb } from './images';
 
@@ -207,5 +208,46 @@ describe('DirSource (dir:PATH hot folder)', () => {
     expect((await seen).map((f) => f.meta?.file)).toEqual(['a.png']);
     expect(errors).toEqual([{ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('waiting for it to appear') }]);
     expect(readdirSync(join(inbox, 'done'))).toEqual(['a.png']);
+  });
+
+  test('a running node waits for a folder moved away (said, counted) and takes files again once it is back', async () => {
+    const inbox = join(tmp.path, 'away');
+    mkdirSync(inbox);
+    const errors: Array<{ code: string; message: string }> = [];
+    let gone: () => void = () => undefined;
+    const reported = new Promise<void>((resolve) => (gone = resolve));
+    const source = new DirSource(inbox, {
+      ...FAST,
+      onError: (e) => {
+        errors.push({ code: e.code, message: e.message });
+        gone();
+      },
+    });
+    const seen = drain(source, pre, (frames) => frames.length === 2);
+    writeFileSync(join(inbox, 'a.png'), png);
+    await waitUntil(() => existsSync(join(inbox, 'done', 'a.png')), 10_000, 'a.png to be moved to done/');
+    renameSync(inbox, `${inbox}-elsewhere`);
+    await reported;
+    renameSync(`${inbox}-elsewhere`, inbox);
+    writeFileSync(join(inbox, 'b.png'), png);
+    expect((await seen).map((f) => f.meta?.file)).toEqual(['a.png', 'b.png']);
+    expect(errors).toEqual([{ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('waiting for it to appear') }]);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a.png', 'b.png']);
+    expect(existsSync(`${inbox}-elsewhere`)).toBe(false);
+  });
+
+  test('a frame settled while its folder is away does not make the folder again (moved back, it would land inside)', async () => {
+    const inbox = join(tmp.path, 'in-flight');
+    mkdirSync(inbox);
+    writeFileSync(join(inbox, 'a.png'), png);
+    const errors: string[] = [];
+    const source = new DirSource(inbox, { ...FAST, onError: (e) => errors.push(e.code) });
+    const frame = (await source[Symbol.asyncIterator]().next()).value as Frame;
+    renameSync(inbox, `${inbox}-elsewhere`);
+    await source.settle(frame, { status: 'decided' });
+    await source.stop();
+    expect(existsSync(inbox)).toBe(false);
+    expect(errors).toContain('E_SOURCE_IO');
+    expect(readdirSync(`${inbox}-elsewhere`).sort()).toEqual(['a.png', 'done', 'rejected']);
   });
 });

@@ -62,6 +62,11 @@ export class DirSource extends BaseSource {
     let remaining: Set<string> | undefined; // --once: the files there at the start
     while (!signal.aborted) {
       const names = await this.list();
+      if (!names) {
+        // The folder went away (moved, a share unmounted): waited for as at the start, then read again.
+        if (!(await this.folderReady(signal))) return;
+        continue;
+      }
       remaining ??= this.once ? new Set(names) : undefined;
       // One clock reading per listing: files seen together turn stable together, and are taken in name order.
       const now = this.clock();
@@ -100,7 +105,7 @@ export class DirSource extends BaseSource {
         this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
         return;
       }
-      await mkdir(join(this.path, folder), { recursive: true }); // made again if it went (see makeOutFolders)
+      await makeFolder(join(this.path, folder)); // made again if it went (see makeOutFolders)
       const target = await freeName(join(this.path, folder), name);
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
@@ -115,7 +120,8 @@ export class DirSource extends BaseSource {
 
   /**
    * `--once` handles what is there, so a missing folder ends the source; a running node waits for it (a share
-   * mounted after boot, a folder made after the node started), said once and counted as an error meanwhile.
+   * mounted after boot, a folder made after the node started, or one moved away and back), said once per wait and
+   * counted as an error meanwhile.
    */
   private async folderReady(signal: AbortSignal): Promise<boolean> {
     for (let waiting = false; ; waiting = true) {
@@ -144,13 +150,17 @@ export class DirSource extends BaseSource {
 
   /** done/ and rejected/, made again when they went (a share mounted over the folder after the node made them). */
   private async makeOutFolders(): Promise<void> {
-    await mkdir(join(this.path, 'done'), { recursive: true });
-    await mkdir(join(this.path, 'rejected'), { recursive: true });
+    await makeFolder(join(this.path, 'done'));
+    await makeFolder(join(this.path, 'rejected'));
   }
 
-  /** Regular files, oldest name first (cameras name files by time). */
-  private async list(): Promise<string[]> {
-    const entries = await readdir(this.path, { withFileTypes: true });
+  /** Regular files, oldest name first (cameras name files by time); undefined when the folder is gone. */
+  private async list(): Promise<string[] | undefined> {
+    const entries = await readdir(this.path, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!entries) return undefined;
     for (const e of entries) {
       // Said once per folder: files copied in with their folder (a data set's class folders) are never taken.
       if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected' && !this.foldersSeen.has(e.name)) {
@@ -185,6 +195,16 @@ export class DirSource extends BaseSource {
     const st = await stat(join(this.path, name)).catch(() => undefined);
     return st !== undefined && (st.size !== meta?.size || st.mtimeMs !== meta?.mtimeMs);
   }
+}
+
+/**
+ * Makes one folder, never its parents: a hot folder that went away is not made again, empty, under its name (moved
+ * back, it would land inside that one).
+ */
+async function makeFolder(path: string): Promise<void> {
+  await mkdir(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
 }
 
 /** `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). */
