@@ -1,4 +1,4 @@
-import { access, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { extname, basename, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../../errors';
 import type { Frame } from '../frame';
@@ -148,10 +148,17 @@ export class DirSource extends BaseSource {
     await this.makeOutFolders();
   }
 
-  /** done/ and rejected/, made again when they went (a share mounted over the folder after the node made them). */
+  /**
+   * done/ and rejected/, made again when they went (a share mounted over the folder after the node made them).
+   * Settled files are moved out of the folder into them, so all three must be writable: a read-only folder is
+   * refused here, since its files would be decided but never moved, and decided again at every start.
+   */
   private async makeOutFolders(): Promise<void> {
-    await makeFolder(join(this.path, 'done'));
-    await makeFolder(join(this.path, 'rejected'));
+    await writable(this.path);
+    for (const folder of [join(this.path, 'done'), join(this.path, 'rejected')]) {
+      await makeFolder(folder);
+      await writable(folder);
+    }
   }
 
   /** Regular files, oldest name first (cameras name files by time); undefined when the folder is gone. */
@@ -204,6 +211,14 @@ export class DirSource extends BaseSource {
 async function makeFolder(path: string): Promise<void> {
   await mkdir(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw err;
+  });
+}
+
+/** Says why the node cannot write in a folder (Node's recursive mkdir would call a read-only one ENOENT). */
+async function writable(folder: string): Promise<void> {
+  await access(folder, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
+    const found = err.code === 'EROFS' ? 'it is on a read-only filesystem' : `it is not writable (${err.code ?? errorMessage(err)})`;
+    throw new SgmoeError('E_SOURCE_IO', `expected to write in ${folder} (settled files are moved to done/ and rejected/), but ${found}`, undefined, { cause: err });
   });
 }
 
