@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SgmoeError } from '../../src/errors';
@@ -48,6 +48,26 @@ describe('DirSource (dir:PATH hot folder)', () => {
     const warnings = lines.map((l) => JSON.parse(l) as { msg: string; folder?: string }).filter((l) => l.folder);
     expect(warnings).toEqual([expect.objectContaining({ folder: 'healthy', msg: expect.stringContaining('a hot folder takes the files at its top level only') })]);
     expect(existsSync(join(inbox, 'healthy', 'a.png'))).toBe(true);
+  });
+
+  test('says once per link that it is left alone (a link may point anywhere), and takes only the regular files', async () => {
+    const inbox = join(tmp.path, 'links');
+    mkdirSync(inbox);
+    writeFileSync(join(tmp.path, 'outside.png'), png);
+    symlinkSync(join(tmp.path, 'outside.png'), join(inbox, 'a-link.png'));
+    symlinkSync(join(tmp.path, 'nowhere.png'), join(inbox, 'b-dangling.png'));
+    symlinkSync('/etc/passwd', join(inbox, 'c-passwd.jpg'));
+    writeFileSync(join(inbox, 'd-real.png'), png);
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    // The folder is listed several times before the file is stable: each link is said once all the same.
+    const seen = await drain(new DirSource(inbox, { ...FAST, once: true, logger }), pre);
+    expect(seen.map((f) => f.meta?.file)).toEqual(['d-real.png']);
+    const warnings = lines.map((l) => JSON.parse(l) as { msg: string; link?: string }).filter((l) => l.link);
+    expect(warnings).toEqual(
+      ['a-link.png', 'b-dangling.png', 'c-passwd.jpg'].map((link) => expect.objectContaining({ link, msg: expect.stringContaining(`${link} in ${inbox} is a link, left alone`) })),
+    );
+    expect(readdirSync(inbox).sort()).toEqual(['a-link.png', 'b-dangling.png', 'c-passwd.jpg', 'done', 'rejected']);
   });
 
   test('--once: every file there is taken once, good ones go to done/, bad ones to rejected/ with the reason', async () => {

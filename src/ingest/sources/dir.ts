@@ -43,8 +43,8 @@ export class DirSource extends BaseSource {
   private readonly clock: () => number;
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
-  /** Subfolders already reported as left alone. */
-  private readonly foldersSeen = new Set<string>();
+  /** Subfolders and links already reported as left alone. */
+  private readonly leftAlone = new Set<string>();
 
   constructor(path: string, options: DirSourceOptions = {}) {
     super(`dir:${path}`, options, QUEUED_DEFAULTS);
@@ -169,10 +169,16 @@ export class DirSource extends BaseSource {
     });
     if (!entries) return undefined;
     for (const e of entries) {
+      if (this.leftAlone.has(e.name)) continue;
       // Said once per folder: files copied in with their folder (a data set's class folders) are never taken.
-      if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected' && !this.foldersSeen.has(e.name)) {
-        this.foldersSeen.add(e.name);
+      if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected') {
+        this.leftAlone.add(e.name);
         this.log.warn({ folder: e.name }, `${e.name}/ in ${this.path} is left alone: a hot folder takes the files at its top level only`);
+      }
+      // Said once per link: a link may point anywhere (outside the folder, nowhere), so it is never followed.
+      if (e.isSymbolicLink()) {
+        this.leftAlone.add(e.name);
+        this.log.warn({ link: e.name }, `${e.name} in ${this.path} is a link, left alone: a hot folder takes regular files only, never what a link points to`);
       }
     }
     return entries
