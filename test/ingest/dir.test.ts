@@ -168,6 +168,28 @@ describe('DirSource (dir:PATH hot folder)', () => {
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['snapshot-1.png', 'snapshot.png']);
   });
 
+  test('a name too long for its reason file beside it is cut (whole characters), so the file still leaves the inbox', async () => {
+    const inbox = join(tmp.path, 'long-names');
+    const long = {
+      rejected: `${'r'.repeat(246)}.jpg`, // 250 bytes: 261 with .reason.txt
+      accented: `${'é'.repeat(124)}.jpg`, // 252 bytes
+      reused: `${'d'.repeat(251)}.png`, // 255 bytes: no room for -1
+    };
+    mkdirSync(join(inbox, 'done'), { recursive: true });
+    writeFileSync(join(inbox, 'done', long.reused), png);
+    writeFileSync(join(inbox, long.rejected), 'not an image\n');
+    writeFileSync(join(inbox, long.accented), 'not an image either\n');
+    writeFileSync(join(inbox, long.reused), png);
+    const source = new DirSource(inbox, { ...FAST, once: true });
+    await drain(source, pre);
+    expect(source.stats()).toMatchObject({ frames: 3, decided: 1, rejected: 2, errors: 0 });
+    expect(readdirSync(inbox).sort()).toEqual(['done', 'rejected']);
+    const rejected = [`${'r'.repeat(240)}.jpg`, `${'é'.repeat(120)}.jpg`];
+    expect(readdirSync(join(inbox, 'rejected')).sort()).toEqual(rejected.flatMap((n) => [n, `${n}.reason.txt`]).sort());
+    for (const n of rejected) expect(readFileSync(join(inbox, 'rejected', `${n}.reason.txt`), 'utf8')).toMatch(/^E_FRAME_FORMAT: /);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual([`${'d'.repeat(249)}-1.png`, long.reused]);
+  });
+
   test('block policy: a folder with more files than the queue holds loses none', async () => {
     const inbox = join(tmp.path, 'many');
     mkdirSync(inbox);

@@ -22,12 +22,20 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
 /** How often a running node looks for a hot folder that is not there (yet). */
 const FOLDER_POLL_MS = 1000;
 
+/** Beside a rejected file: why. */
+const REASON = '.reason.txt';
+/** The longest file name (bytes, not characters) of Linux filesystems: ext4, tmpfs, most shares. */
+const NAME_MAX = 255;
+/** Longer "extensions" (`a.<200 characters>`) are part of the name: cut, not kept whole. */
+const EXT_MAX = 16;
+
 /**
  * `dir:PATH` hot folder. A file is taken once fully written (size and mtime stable for `stableMs`), and moved
- * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A crash before that
- * leaves the file where it was, so it is picked up again after a restart: at-least-once, nothing lost (a file
- * dropped by backpressure, under a `drop-oldest` policy, also stays until the next start). The frame id is the
- * file path and its mtime: stable across restarts, distinct when a camera reuses a file name.
+ * to `done/` or `rejected/` (with `<name>.reason.txt`, the name cut if too long for that) only when the frame is
+ * settled. A crash before that leaves the file where it was, so it is picked up again after a restart:
+ * at-least-once, nothing lost (a file dropped by backpressure, under a `drop-oldest` policy, also stays until the
+ * next start). The frame id is the file path and its mtime: stable across restarts, distinct when a camera reuses
+ * a file name.
  *
  * A writer that pauses longer than `stableMs` is caught at the latest when the frame settles: a file that changed
  * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
@@ -106,10 +114,10 @@ export class DirSource extends BaseSource {
         return;
       }
       await makeFolder(join(this.path, folder)); // made again if it went (see makeOutFolders)
-      const target = await freeName(join(this.path, folder), name);
+      const target = await freeName(join(this.path, folder), name, outcome.status === 'rejected' ? REASON : '');
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
-        await writeFile(`${target}.reason.txt`, `${outcome.error.code}: ${outcome.error.message}\n`);
+        await writeFile(`${target}${REASON}`, `${outcome.error.code}: ${outcome.error.message}\n`);
       }
       await rename(join(this.path, name), target);
       this.taken.delete(name);
@@ -228,12 +236,29 @@ async function writable(folder: string): Promise<void> {
   });
 }
 
-/** `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). */
-async function freeName(folder: string, name: string): Promise<string> {
-  const ext = extname(name);
+/**
+ * `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). The stem is
+ * cut so that the name followed by `suffix` fits NAME_MAX: a long name whose reason file could not be written would
+ * stay in the inbox, rejected again at every start.
+ */
+async function freeName(folder: string, name: string, suffix: string): Promise<string> {
+  const ext = Buffer.byteLength(extname(name)) <= EXT_MAX ? extname(name) : '';
   const stem = basename(name, ext);
   for (let n = 0; ; n++) {
-    const candidate = join(folder, n === 0 ? name : `${stem}-${n}${ext}`);
+    const tail = `${n === 0 ? '' : `-${n}`}${ext}`;
+    const candidate = join(folder, cut(stem, NAME_MAX - Buffer.byteLength(tail + suffix)) + tail);
     if (!(await access(candidate).then(() => true, () => false))) return candidate;
   }
+}
+
+/** The longest start of `text` that takes at most `bytes` bytes in UTF-8 (never half a character). */
+function cut(text: string, bytes: number): string {
+  let out = '';
+  let used = 0;
+  for (const char of text) {
+    used += Buffer.byteLength(char);
+    if (used > bytes) break;
+    out += char;
+  }
+  return out;
 }
