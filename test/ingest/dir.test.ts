@@ -1,8 +1,9 @@
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { SgmoeError } from '../../src/errors';
 import { DirSource, Preprocessor, type Frame, type FrameSource } from '../../src/ingest';
+import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { GRAY_28, encodeGray, grayPixels, pngBomb } from './images';
 
@@ -47,6 +48,26 @@ describe('DirSource (dir:PATH hot folder)', () => {
     const warnings = lines.map((l) => JSON.parse(l) as { msg: string; folder?: string }).filter((l) => l.folder);
     expect(warnings).toEqual([expect.objectContaining({ folder: 'healthy', msg: expect.stringContaining('a hot folder takes the files at its top level only') })]);
     expect(existsSync(join(inbox, 'healthy', 'a.png'))).toBe(true);
+  });
+
+  test('says once per link that it is left alone (a link may point anywhere), and takes only the regular files', async () => {
+    const inbox = join(tmp.path, 'links');
+    mkdirSync(inbox);
+    writeFileSync(join(tmp.path, 'outside.png'), png);
+    symlinkSync(join(tmp.path, 'outside.png'), join(inbox, 'a-link.png'));
+    symlinkSync(join(tmp.path, 'nowhere.png'), join(inbox, 'b-dangling.png'));
+    symlinkSync('/etc/passwd', join(inbox, 'c-passwd.jpg'));
+    writeFileSync(join(inbox, 'd-real.png'), png);
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) });
+    // The folder is listed several times before the file is stable: each link is said once all the same.
+    const seen = await drain(new DirSource(inbox, { ...FAST, once: true, logger }), pre);
+    expect(seen.map((f) => f.meta?.file)).toEqual(['d-real.png']);
+    const warnings = lines.map((l) => JSON.parse(l) as { msg: string; link?: string }).filter((l) => l.link);
+    expect(warnings).toEqual(
+      ['a-link.png', 'b-dangling.png', 'c-passwd.jpg'].map((link) => expect.objectContaining({ link, msg: expect.stringContaining(`${link} in ${inbox} is a link, left alone`) })),
+    );
+    expect(readdirSync(inbox).sort()).toEqual(['a-link.png', 'b-dangling.png', 'c-passwd.jpg', 'done', 'rejected']);
   });
 
   test('--once: every file there is taken once, good ones go to done/, bad ones to rejected/ with the reason', async () => {
@@ -147,6 +168,28 @@ describe('DirSource (dir:PATH hot folder)', () => {
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['snapshot-1.png', 'snapshot.png']);
   });
 
+  test('a name too long for its reason file beside it is cut (whole characters), so the file still leaves the inbox', async () => {
+    const inbox = join(tmp.path, 'long-names');
+    const long = {
+      rejected: `${'r'.repeat(246)}.jpg`, // 250 bytes: 261 with .reason.txt
+      accented: `${'é'.repeat(124)}.jpg`, // 252 bytes
+      reused: `${'d'.repeat(251)}.png`, // 255 bytes: no room for -1
+    };
+    mkdirSync(join(inbox, 'done'), { recursive: true });
+    writeFileSync(join(inbox, 'done', long.reused), png);
+    writeFileSync(join(inbox, long.rejected), 'not an image\n');
+    writeFileSync(join(inbox, long.accented), 'not an image either\n');
+    writeFileSync(join(inbox, long.reused), png);
+    const source = new DirSource(inbox, { ...FAST, once: true });
+    await drain(source, pre);
+    expect(source.stats()).toMatchObject({ frames: 3, decided: 1, rejected: 2, errors: 0 });
+    expect(readdirSync(inbox).sort()).toEqual(['done', 'rejected']);
+    const rejected = [`${'r'.repeat(240)}.jpg`, `${'é'.repeat(120)}.jpg`];
+    expect(readdirSync(join(inbox, 'rejected')).sort()).toEqual(rejected.flatMap((n) => [n, `${n}.reason.txt`]).sort());
+    for (const n of rejected) expect(readFileSync(join(inbox, 'rejected', `${n}.reason.txt`), 'utf8')).toMatch(/^E_FRAME_FORMAT: /);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual([`${'d'.repeat(249)}-1.png`, long.reused]);
+  });
+
   test('block policy: a folder with more files than the queue holds loses none', async () => {
     const inbox = join(tmp.path, 'many');
     mkdirSync(inbox);
@@ -207,5 +250,46 @@ describe('DirSource (dir:PATH hot folder)', () => {
     expect((await seen).map((f) => f.meta?.file)).toEqual(['a.png']);
     expect(errors).toEqual([{ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('waiting for it to appear') }]);
     expect(readdirSync(join(inbox, 'done'))).toEqual(['a.png']);
+  });
+
+  test('a running node waits for a folder moved away (said, counted) and takes files again once it is back', async () => {
+    const inbox = join(tmp.path, 'away');
+    mkdirSync(inbox);
+    const errors: Array<{ code: string; message: string }> = [];
+    let gone: () => void = () => undefined;
+    const reported = new Promise<void>((resolve) => (gone = resolve));
+    const source = new DirSource(inbox, {
+      ...FAST,
+      onError: (e) => {
+        errors.push({ code: e.code, message: e.message });
+        gone();
+      },
+    });
+    const seen = drain(source, pre, (frames) => frames.length === 2);
+    writeFileSync(join(inbox, 'a.png'), png);
+    await waitUntil(() => existsSync(join(inbox, 'done', 'a.png')), 10_000, 'a.png to be moved to done/');
+    renameSync(inbox, `${inbox}-elsewhere`);
+    await reported;
+    renameSync(`${inbox}-elsewhere`, inbox);
+    writeFileSync(join(inbox, 'b.png'), png);
+    expect((await seen).map((f) => f.meta?.file)).toEqual(['a.png', 'b.png']);
+    expect(errors).toEqual([{ code: 'E_SOURCE_NOT_FOUND', message: expect.stringContaining('waiting for it to appear') }]);
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a.png', 'b.png']);
+    expect(existsSync(`${inbox}-elsewhere`)).toBe(false);
+  });
+
+  test('a frame settled while its folder is away does not make the folder again (moved back, it would land inside)', async () => {
+    const inbox = join(tmp.path, 'in-flight');
+    mkdirSync(inbox);
+    writeFileSync(join(inbox, 'a.png'), png);
+    const errors: string[] = [];
+    const source = new DirSource(inbox, { ...FAST, onError: (e) => errors.push(e.code) });
+    const frame = (await source[Symbol.asyncIterator]().next()).value as Frame;
+    renameSync(inbox, `${inbox}-elsewhere`);
+    await source.settle(frame, { status: 'decided' });
+    await source.stop();
+    expect(existsSync(inbox)).toBe(false);
+    expect(errors).toContain('E_SOURCE_IO');
+    expect(readdirSync(`${inbox}-elsewhere`).sort()).toEqual(['a.png', 'done', 'rejected']);
   });
 });

@@ -1,4 +1,4 @@
-import { access, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { extname, basename, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../../errors';
 import type { Frame } from '../frame';
@@ -22,12 +22,20 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
 /** How often a running node looks for a hot folder that is not there (yet). */
 const FOLDER_POLL_MS = 1000;
 
+/** Beside a rejected file: why. */
+const REASON = '.reason.txt';
+/** The longest file name (bytes, not characters) of Linux filesystems: ext4, tmpfs, most shares. */
+const NAME_MAX = 255;
+/** Longer "extensions" (`a.<200 characters>`) are part of the name: cut, not kept whole. */
+const EXT_MAX = 16;
+
 /**
  * `dir:PATH` hot folder. A file is taken once fully written (size and mtime stable for `stableMs`), and moved
- * to `done/` or `rejected/` (with `<name>.reason.txt`) only when the frame is settled. A crash before that
- * leaves the file where it was, so it is picked up again after a restart: at-least-once, nothing lost (a file
- * dropped by backpressure, under a `drop-oldest` policy, also stays until the next start). The frame id is the
- * file path and its mtime: stable across restarts, distinct when a camera reuses a file name.
+ * to `done/` or `rejected/` (with `<name>.reason.txt`, the name cut if too long for that) only when the frame is
+ * settled. A crash before that leaves the file where it was, so it is picked up again after a restart:
+ * at-least-once, nothing lost (a file dropped by backpressure, under a `drop-oldest` policy, also stays until the
+ * next start). The frame id is the file path and its mtime: stable across restarts, distinct when a camera reuses
+ * a file name.
  *
  * A writer that pauses longer than `stableMs` is caught at the latest when the frame settles: a file that changed
  * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
@@ -43,8 +51,8 @@ export class DirSource extends BaseSource {
   private readonly clock: () => number;
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
-  /** Subfolders already reported as left alone. */
-  private readonly foldersSeen = new Set<string>();
+  /** Subfolders and links already reported as left alone. */
+  private readonly leftAlone = new Set<string>();
 
   constructor(path: string, options: DirSourceOptions = {}) {
     super(`dir:${path}`, options, QUEUED_DEFAULTS);
@@ -62,6 +70,11 @@ export class DirSource extends BaseSource {
     let remaining: Set<string> | undefined; // --once: the files there at the start
     while (!signal.aborted) {
       const names = await this.list();
+      if (!names) {
+        // The folder went away (moved, a share unmounted): waited for as at the start, then read again.
+        if (!(await this.folderReady(signal))) return;
+        continue;
+      }
       remaining ??= this.once ? new Set(names) : undefined;
       // One clock reading per listing: files seen together turn stable together, and are taken in name order.
       const now = this.clock();
@@ -100,11 +113,11 @@ export class DirSource extends BaseSource {
         this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
         return;
       }
-      await mkdir(join(this.path, folder), { recursive: true }); // made again if it went (see makeOutFolders)
-      const target = await freeName(join(this.path, folder), name);
+      await makeFolder(join(this.path, folder)); // made again if it went (see makeOutFolders)
+      const target = await freeName(join(this.path, folder), name, outcome.status === 'rejected' ? REASON : '');
       // The reason first: a crash between the two leaves the file in the inbox, to be retried.
       if (outcome.status === 'rejected') {
-        await writeFile(`${target}.reason.txt`, `${outcome.error.code}: ${outcome.error.message}\n`);
+        await writeFile(`${target}${REASON}`, `${outcome.error.code}: ${outcome.error.message}\n`);
       }
       await rename(join(this.path, name), target);
       this.taken.delete(name);
@@ -115,7 +128,8 @@ export class DirSource extends BaseSource {
 
   /**
    * `--once` handles what is there, so a missing folder ends the source; a running node waits for it (a share
-   * mounted after boot, a folder made after the node started), said once and counted as an error meanwhile.
+   * mounted after boot, a folder made after the node started, or one moved away and back), said once per wait and
+   * counted as an error meanwhile.
    */
   private async folderReady(signal: AbortSignal): Promise<boolean> {
     for (let waiting = false; ; waiting = true) {
@@ -142,20 +156,37 @@ export class DirSource extends BaseSource {
     await this.makeOutFolders();
   }
 
-  /** done/ and rejected/, made again when they went (a share mounted over the folder after the node made them). */
+  /**
+   * done/ and rejected/, made again when they went (a share mounted over the folder after the node made them).
+   * Settled files are moved out of the folder into them, so all three must be writable: a read-only folder is
+   * refused here, since its files would be decided but never moved, and decided again at every start.
+   */
   private async makeOutFolders(): Promise<void> {
-    await mkdir(join(this.path, 'done'), { recursive: true });
-    await mkdir(join(this.path, 'rejected'), { recursive: true });
+    await writable(this.path);
+    for (const folder of [join(this.path, 'done'), join(this.path, 'rejected')]) {
+      await makeFolder(folder);
+      await writable(folder);
+    }
   }
 
-  /** Regular files, oldest name first (cameras name files by time). */
-  private async list(): Promise<string[]> {
-    const entries = await readdir(this.path, { withFileTypes: true });
+  /** Regular files, oldest name first (cameras name files by time); undefined when the folder is gone. */
+  private async list(): Promise<string[] | undefined> {
+    const entries = await readdir(this.path, { withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (!entries) return undefined;
     for (const e of entries) {
+      if (this.leftAlone.has(e.name)) continue;
       // Said once per folder: files copied in with their folder (a data set's class folders) are never taken.
-      if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected' && !this.foldersSeen.has(e.name)) {
-        this.foldersSeen.add(e.name);
+      if (e.isDirectory() && e.name !== 'done' && e.name !== 'rejected') {
+        this.leftAlone.add(e.name);
         this.log.warn({ folder: e.name }, `${e.name}/ in ${this.path} is left alone: a hot folder takes the files at its top level only`);
+      }
+      // Said once per link: a link may point anywhere (outside the folder, nowhere), so it is never followed.
+      if (e.isSymbolicLink()) {
+        this.leftAlone.add(e.name);
+        this.log.warn({ link: e.name }, `${e.name} in ${this.path} is a link, left alone: a hot folder takes regular files only, never what a link points to`);
       }
     }
     return entries
@@ -187,12 +218,47 @@ export class DirSource extends BaseSource {
   }
 }
 
-/** `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). */
-async function freeName(folder: string, name: string): Promise<string> {
-  const ext = extname(name);
+/**
+ * Makes one folder, never its parents: a hot folder that went away is not made again, empty, under its name (moved
+ * back, it would land inside that one).
+ */
+async function makeFolder(path: string): Promise<void> {
+  await mkdir(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw err;
+  });
+}
+
+/** Says why the node cannot write in a folder (Node's recursive mkdir would call a read-only one ENOENT). */
+async function writable(folder: string): Promise<void> {
+  await access(folder, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
+    const found = err.code === 'EROFS' ? 'it is on a read-only filesystem' : `it is not writable (${err.code ?? errorMessage(err)})`;
+    throw new SgmoeError('E_SOURCE_IO', `expected to write in ${folder} (settled files are moved to done/ and rejected/), but ${found}`, undefined, { cause: err });
+  });
+}
+
+/**
+ * `folder/name`, or `folder/stem-N.ext` when a file of that name is already there (names get reused). The stem is
+ * cut so that the name followed by `suffix` fits NAME_MAX: a long name whose reason file could not be written would
+ * stay in the inbox, rejected again at every start.
+ */
+async function freeName(folder: string, name: string, suffix: string): Promise<string> {
+  const ext = Buffer.byteLength(extname(name)) <= EXT_MAX ? extname(name) : '';
   const stem = basename(name, ext);
   for (let n = 0; ; n++) {
-    const candidate = join(folder, n === 0 ? name : `${stem}-${n}${ext}`);
+    const tail = `${n === 0 ? '' : `-${n}`}${ext}`;
+    const candidate = join(folder, cut(stem, NAME_MAX - Buffer.byteLength(tail + suffix)) + tail);
     if (!(await access(candidate).then(() => true, () => false))) return candidate;
   }
+}
+
+/** The longest start of `text` that takes at most `bytes` bytes in UTF-8 (never half a character). */
+function cut(text: string, bytes: number): string {
+  let out = '';
+  let used = 0;
+  for (const char of text) {
+    used += Buffer.byteLength(char);
+    if (used > bytes) break;
+    out += char;
+  }
+  return out;
 }
