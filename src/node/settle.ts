@@ -75,7 +75,7 @@ export class Settler {
 
   /** Resolves once the frame is settled (or, on stop, left unsettled with a source that replays it). */
   settle(outcome: Outcome): Promise<void> {
-    return new Promise((done) => this.enqueue({ ...outcome, audited: false, queued: !outcome.decision, done }));
+    return new Promise((done) => this.enqueue({ ...outcome, audited: false, queued: false, done }));
   }
 
   /** On stop: held frames stay unsettled (a hot-folder file stays in the inbox for the next start). */
@@ -157,12 +157,20 @@ export class Settler {
     return failure;
   }
 
-  /** Stores the results not queued yet in one outbox transaction (which sends them); throws when it could not. */
+  /**
+   * Stores the results (and the rejections) not queued yet in one outbox transaction (which sends them); throws when
+   * it could not.
+   */
   private queueResults(turn: readonly Pending[]): void {
     const transport = this.parts.transport();
     const unqueued = turn.filter((p) => !p.queued);
     if (transport && unqueued.length > 0) {
-      transport.publishResults(unqueued.map((p) => ({ decision: p.decision as Decision, frame: { source: p.frame.source, ts: new Date(), window: windowPlace(p.frame) } })));
+      const ts = new Date();
+      const results = unqueued.flatMap((p) => (p.decision ? [{ decision: p.decision, frame: { source: p.frame.source, ts, window: windowPlace(p.frame) } }] : []));
+      const rejections = unqueued.flatMap(({ record, frame }) =>
+        record.status === 'rejected' && record.model ? [{ frameId: frame.id, error: record.error, model: record.model, frame: { source: frame.source, ts } }] : [],
+      );
+      transport.publishResults(results, rejections);
     }
     for (const p of unqueued) p.queued = true;
   }

@@ -14,6 +14,7 @@ export const HEALTH_SCHEMA = 'sgmoe.health/1';
 export const ALARM_SCHEMA = 'sgmoe.alarm/1';
 export const REPLY_SCHEMA = 'sgmoe.reply/1';
 export const ANOMALY_SCHEMA = 'sgmoe.anomaly/1';
+export const REJECTED_SCHEMA = 'sgmoe.rejected/1';
 
 export const isoTime = z.iso.datetime({ offset: true });
 const modelRef = z.object({ name: z.string(), version: z.string() });
@@ -144,6 +145,25 @@ export function resultPayload(decision: Decision, frame: FrameMeta): ResultPaylo
       window: { ...(frame.window.start !== undefined && { start: new Date(frame.window.start).toISOString() }), offset: frame.window.offset, ...frame.window.tags },
     }),
   };
+}
+
+/**
+ * A frame the node could not decide (corrupt, empty, too large, outside the ROI...), on `rejected`: the line learns
+ * which frame got no result and why, as the audit log and the hot folder's `rejected/` do.
+ */
+export const rejectedPayloadSchema = z.object({
+  schema: z.literal(REJECTED_SCHEMA),
+  frameId: z.string().min(1),
+  ts: isoTime,
+  source: z.string(),
+  model: modelRef,
+  code: z.string(),
+  message: z.string(),
+});
+export type RejectedPayload = z.infer<typeof rejectedPayloadSchema>;
+
+export function rejectedPayload(frameId: string, error: { code: string; message: string }, model: { name: string; version: string }, frame: FrameMeta): RejectedPayload {
+  return { schema: REJECTED_SCHEMA, frameId, ts: frame.ts.toISOString(), source: frame.source, model: { name: model.name, version: model.version }, code: error.code, message: error.message };
 }
 
 /** An anomalous frame, also on `anomaly` (task anomaly): the verdict's numbers and a small heatmap PNG (base64). */

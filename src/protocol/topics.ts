@@ -7,6 +7,8 @@ export interface Topics {
   alarm: string;
   /** Anomalous frames of an anomaly package (QoS 1, never dropped). */
   anomaly: string;
+  /** Frames the node could not decide, with the reason (QoS 1, dropped with results when the outbox is full). */
+  rejected: string;
   /** The subscription that receives every command. */
   commands: string;
   command(name: string): string;
@@ -36,6 +38,7 @@ export function topicsFor(config: DeviceAddress): Topics {
     health: `${prefix}health`,
     alarm: `${prefix}alarm`,
     anomaly: `${prefix}anomaly`,
+    rejected: `${prefix}rejected`,
     commands: `${cmd}#`,
     command: (name) => `${cmd}${name}`,
     reply: (name) => `${cmd}${name}${REPLY_SUFFIX}`,

@@ -16,6 +16,7 @@ import {
   STATUS_SCHEMA,
   resultPayload,
   anomalyPayload,
+  rejectedPayload,
   type AlarmPayload,
   type FrameMeta,
   type HealthPayload,
@@ -23,6 +24,14 @@ import {
   type StatusPayload,
 } from '../protocol/payloads';
 import { topicsFor, type Topics } from '../protocol/topics';
+
+/** A frame the node could not decide, for `rejected`. */
+export interface Rejection {
+  frameId: string;
+  error: { code: string; message: string };
+  model: { name: string; version: string };
+  frame: FrameMeta;
+}
 
 export interface MqttTransportOptions {
   config: TransportConfig;
@@ -214,15 +223,19 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
   }
 
   /**
-   * Queues the decisions of one batch in one outbox transaction: one disk sync for all of them. An anomalous
-   * frame (task anomaly) also goes on `anomaly`, QoS 1, never dropped.
+   * Queues the outcomes of one batch in one outbox transaction: one disk sync for all of them. A decision goes on
+   * `result`, and an anomalous frame (task anomaly) also on `anomaly`, QoS 1, never dropped; a frame the node could
+   * not decide goes on `rejected`, QoS 1.
    */
-  publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>): void {
+  publishResults(results: ReadonlyArray<{ decision: Decision; frame: FrameMeta }>, rejections: readonly Rejection[] = []): void {
     const messages: OutboxMessage[] = [];
     for (const { decision, frame } of results) {
       messages.push({ kind: 'result', topic: this.topics.result, payload: JSON.stringify(resultPayload(decision, frame)), qos: this.config.resultQos });
       const anomaly = anomalyPayload(decision, frame);
       if (anomaly) messages.push({ kind: 'anomaly', topic: this.topics.anomaly, payload: JSON.stringify(anomaly), qos: 1 });
+    }
+    for (const { frameId, error, model, frame } of rejections) {
+      messages.push({ kind: 'rejected', topic: this.topics.rejected, payload: JSON.stringify(rejectedPayload(frameId, error, model, frame)), qos: 1 });
     }
     // A frame is settled only after this returns, so a power cut before the fsync costs a duplicate (the frame is
     // taken again), never a loss.

@@ -8,8 +8,8 @@ import { openOutboxFile, type OutboxRecovery } from './outbox-file';
  * never dropped (they are rare and an operator must see them). Status is not queued at all: it is a
  * state, and the birth message on every connect carries the latest one.
  */
-export type OutboxKind = 'result' | 'health' | 'alarm' | 'anomaly';
-const DROPPABLE: Record<OutboxKind, boolean> = { result: true, health: true, alarm: false, anomaly: false };
+export type OutboxKind = 'result' | 'health' | 'alarm' | 'anomaly' | 'rejected';
+const DROPPABLE: Record<OutboxKind, boolean> = { result: true, health: true, alarm: false, anomaly: false, rejected: true };
 
 export interface OutboxMessage {
   kind: OutboxKind;

@@ -64,7 +64,7 @@ function auditRows(db: string) {
 }
 
 describe('edge node end to end', () => {
-  it('hot folder with a corrupt frame -> decisions on MQTT and in the audit log, counts equal, the bad one rejected with its reason', async () => {
+  it('hot folder with a corrupt frame -> decisions on MQTT and in the audit log, counts equal, the bad one rejected with its reason, also on MQTT', async () => {
     const dir = join(tmp.path, 'e2e');
     const inbox = join(dir, 'inbox');
     mkdirSync(inbox, { recursive: true });
@@ -73,6 +73,7 @@ describe('edge node end to end', () => {
     writeFileSync(join(inbox, 'broken.png'), readFileSync(join(BUNDLED, 'samples', good[0])).subarray(0, 40));
 
     const sub = await readySubscriber('sgmoe/v1/plant/e2e/result', 'sgmoe/v1/plant/e2e/result');
+    const refused = await readySubscriber('sgmoe/v1/plant/e2e/rejected', 'sgmoe/v1/plant/e2e/rejected');
     const config = parseNodeConfig({
       model: BUNDLED,
       device: 'x86_64-cpu',
@@ -107,6 +108,13 @@ describe('edge node end to end', () => {
     expect(rejected[0].errorCode).toMatch(/^E_FRAME_/);
     expect(readdirSync(join(inbox, 'rejected'))).toEqual(expect.arrayContaining(['broken.png', 'broken.png.reason.txt']));
     expect(readFileSync(join(inbox, 'rejected', 'broken.png.reason.txt'), 'utf8')).toContain(rejected[0].errorCode!);
+    // The line learns it too: the frame that got no result, and why (every frame has one message or the other).
+    await waitUntil(() => results(refused).length >= 1, 15_000, 'the rejection on MQTT');
+    await refused.stop();
+    expect(results(refused)).toEqual([
+      expect.objectContaining({ schema: 'sgmoe.rejected/1', frameId: rejected[0].frameId, source: 'line-1', code: rejected[0].errorCode, model: { name: 'fashion-sgmoe', version: expect.any(String) } }),
+    ]);
+    expect(results(refused)[0].message).toMatch(/\S/);
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual([...good].sort());
   });
 

@@ -1,7 +1,7 @@
 import { SgmoeError } from '../../src/errors';
 import { parseTransportConfig } from '../../src/transport/config';
 import { topicsFor } from '../../src/protocol/topics';
-import { RESULT_SCHEMA, resultPayload, resultPayloadSchema } from '../../src/protocol/payloads';
+import { RESULT_SCHEMA, resultPayload, resultPayloadSchema, rejectedPayload, rejectedPayloadSchema } from '../../src/protocol/payloads';
 import { decision } from './support';
 
 function configError(input: unknown): SgmoeError {
@@ -58,6 +58,7 @@ describe('topics', () => {
     expect(topics.result).toBe('sgmoe/v1/plant-a/cam-7/result');
     expect(topics.status).toBe('sgmoe/v1/plant-a/cam-7/status');
     expect(topics.health).toBe('sgmoe/v1/plant-a/cam-7/health');
+    expect(topics.rejected).toBe('sgmoe/v1/plant-a/cam-7/rejected');
     expect(topics.commands).toBe('sgmoe/v1/plant-a/cam-7/cmd/#');
     expect(topics.reply('ping')).toBe('sgmoe/v1/plant-a/cam-7/cmd/ping/reply');
   });
@@ -91,6 +92,12 @@ describe('result payload', () => {
       earlyExit: false,
     });
     expect(resultPayloadSchema.safeParse(JSON.parse(JSON.stringify(payload))).success).toBe(true);
+  });
+
+  it('a rejection names the frame, the code and the reason, and validates', () => {
+    const payload = rejectedPayload('frame-3', { code: 'E_FRAME_DECODE', message: 'not a PNG' }, { name: 'fashion-sgmoe', version: '1.0.0' }, { source: 'dir:/in', ts: new Date('2025-01-02T03:04:05.006Z') });
+    expect(payload).toEqual({ schema: 'sgmoe.rejected/1', frameId: 'frame-3', ts: '2025-01-02T03:04:05.006Z', source: 'dir:/in', model: { name: 'fashion-sgmoe', version: '1.0.0' }, code: 'E_FRAME_DECODE', message: 'not a PNG' });
+    expect(rejectedPayloadSchema.safeParse(JSON.parse(JSON.stringify(payload))).success).toBe(true);
   });
 
   it('keeps a null expert for early exits', () => {
