@@ -21,7 +21,8 @@ import { sha256Hex } from '../model/integrity';
  *
  * Kept frames are the first thing to go when the disk fills: the audit log and the outbox share it, and the line
  * stops when they cannot write. Below `minFreeBytes` free, the store evicts its oldest frames and keeps no new one
- * until there is room again.
+ * until there is room again; `reclaim` does the same when the node finds its disk full. Writes go one at a time, so
+ * each sees the space the one before it took.
  */
 export type KeepFrames = 'none' | 'anomalous' | 'all';
 
@@ -161,6 +162,8 @@ export class FrameStore {
   private bytes = 0;
   private readonly known = new Set<string>();
   private readonly pending = new Set<Promise<void>>();
+  /** The last write started: the next one waits for it. */
+  private tail: Promise<void> = Promise.resolve();
   private readonly log: Logger;
   /** Counted in `skipped`: frames not kept for lack of room (a write backlog or the free-space reserve). */
   readonly counters = { kept: 0, evicted: 0, skipped: 0, failed: 0 };
@@ -201,8 +204,22 @@ export class FrameStore {
       return;
     }
     this.known.add(name);
-    const write = this.write(name, bytes, map).finally(() => this.pending.delete(write));
+    const write = this.tail.then(() => this.write(name, bytes, map)).finally(() => this.pending.delete(write));
+    this.tail = write;
     this.pending.add(write);
+  }
+
+  /**
+   * Evicts the oldest kept frames until the reserve is free again (the node calls it when its audit log or outbox
+   * finds the disk full, so frames give way to them); never throws.
+   */
+  reclaim(): Promise<void> {
+    const done = this.tail.then(() => this.makeRoom(0)).then(
+      () => undefined,
+      () => undefined,
+    );
+    this.tail = done;
+    return done;
   }
 
   /** Resolves once every write started so far has landed (the node's stop awaits it). */

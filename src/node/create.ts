@@ -215,6 +215,10 @@ async function lockAuditLog(file: string, logger: Logger): Promise<StoreLock | u
  * (for a restarted dashboard's heatmap); the node's stop waits for the writes.
  */
 function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Array<() => Promise<void> | void>): void {
+  // A full disk stops the line (the audit log and the outbox hold their frames): kept frames give way first.
+  node.on('fault', (fault) => {
+    if (fault.code === 'E_STORAGE_UNWRITABLE' && fault.state === 'raised') void store.reclaim();
+  });
   node.on('decision', (frame, decision) => {
     const anomaly = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly;
     const anomalous = anomaly?.verdict === 'anomalous';

@@ -304,6 +304,31 @@ describe('the free-space reserve (a real 1 MB tmpfs)', () => {
     expect(lines.filter((l) => l.msg.startsWith('room on the disk again'))).toHaveLength(1);
     rmSync(dir, { recursive: true });
   });
+
+  onTmpfs('frames offered together are kept one after another, each within the reserve; when the audit log fills the disk, reclaim gives it their room', async () => {
+    if ('unavailable' in disk) return;
+    const dir = join(disk.path, 'reclaim');
+    const free = async () => {
+      const s = await fsp.statfs(disk.path);
+      return s.bavail * s.bsize;
+    };
+    const minFreeBytes = (await free()) - 200 * 1024;
+    const store = new FrameStore({ dir, keep: 'all', maxFiles: 100, minFreeBytes });
+    const noise = () => sharp(randomBytes(240 * 240), { raw: { width: 240, height: 240, channels: 1 } }).png().toBuffer();
+    for (const bytes of await Promise.all([0, 1, 2, 3, 4, 5].map(noise))) store.offer(bytes, true); // a burst
+    await store.flush();
+    expect(await free()).toBeGreaterThanOrEqual(minFreeBytes);
+    expect(store.counters).toMatchObject({ kept: 6, failed: 0 });
+    expect(readdirSync(dir).length).toBeGreaterThan(0);
+
+    // The line's own files take the disk (no frame offered meanwhile): the node's disk fault calls reclaim.
+    writeFileSync(join(disk.path, 'wal-growth'), Buffer.alloc((await free()) - 4096));
+    await store.reclaim();
+    expect(readdirSync(dir)).toEqual([]);
+    expect(store.counters.evicted).toBe(6);
+    rmSync(join(disk.path, 'wal-growth'));
+    rmSync(dir, { recursive: true });
+  });
 });
 
 describe('frame store', () => {
