@@ -267,18 +267,22 @@ describe('on a full disk (a real 1 MB tmpfs)', () => {
 });
 
 describe('the free-space reserve (a real 1 MB tmpfs)', () => {
+  /** Bytes free on the tmpfs, as the store reads them. */
+  const free = async () => {
+    if ('unavailable' in disk) return 0;
+    const s = await fsp.statfs(disk.path);
+    return s.bavail * s.bsize;
+  };
+  /** A PNG of 240x240 random gray pixels: about 58 KB, which no compression shrinks. */
+  const noise = (i = 0) => sharp(randomBytes(240 * 240), { raw: { width: 240, height: 240, channels: 1 } }).png({ compressionLevel: i % 2 }).toBuffer();
+
   onTmpfs('below it the store evicts its oldest frames, keeps no new one while the disk stays short (the audit log growing), says so once each way, and keeps frames again once there is room', async () => {
     if ('unavailable' in disk) return;
     const dir = join(disk.path, 'reserve');
-    const free = async () => {
-      const s = await fsp.statfs(disk.path);
-      return s.bavail * s.bsize;
-    };
     const lines: Array<{ msg: string }> = [];
     const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) });
     const minFreeBytes = (await free()) - 200 * 1024; // room for about three of these frames
     const store = new FrameStore({ dir, keep: 'all', maxFiles: 100, minFreeBytes, logger });
-    const noise = (i: number) => sharp(randomBytes(240 * 240), { raw: { width: 240, height: 240, channels: 1 } }).png({ compressionLevel: i % 2 }).toBuffer();
     for (let i = 0; i < 6; i++) {
       store.offer(await noise(i), true);
       await store.flush();
@@ -308,14 +312,9 @@ describe('the free-space reserve (a real 1 MB tmpfs)', () => {
   onTmpfs('frames offered together are kept one after another, each within the reserve; when the audit log fills the disk, reclaim gives it their room', async () => {
     if ('unavailable' in disk) return;
     const dir = join(disk.path, 'reclaim');
-    const free = async () => {
-      const s = await fsp.statfs(disk.path);
-      return s.bavail * s.bsize;
-    };
     const minFreeBytes = (await free()) - 200 * 1024;
     const store = new FrameStore({ dir, keep: 'all', maxFiles: 100, minFreeBytes });
-    const noise = () => sharp(randomBytes(240 * 240), { raw: { width: 240, height: 240, channels: 1 } }).png().toBuffer();
-    for (const bytes of await Promise.all([0, 1, 2, 3, 4, 5].map(noise))) store.offer(bytes, true); // a burst
+    for (const bytes of await Promise.all([0, 1, 2, 3, 4, 5].map((i) => noise(i)))) store.offer(bytes, true); // a burst
     await store.flush();
     expect(await free()).toBeGreaterThanOrEqual(minFreeBytes);
     expect(store.counters).toMatchObject({ kept: 6, failed: 0 });
