@@ -1,4 +1,4 @@
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database } from 'better-sqlite3';
 import { silentLogger, type Logger } from '../log';
 import { EventLog, type AuditEvent } from './events';
 import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats, type ScoreQuantile } from './health';
@@ -44,7 +44,6 @@ export interface AuditHealthReport {
  */
 export class AuditLog {
   private model: ModelRef;
-  private decided: Statement | undefined;
 
   constructor(
     private readonly parts: AuditLogParts,
@@ -85,15 +84,6 @@ export class AuditLog {
   /** Writes these rows now, in one transaction, or throws E_AUDIT_WRITE (a full disk) having written none. */
   commit(records: readonly AuditRecord[]): void {
     this.parts.writer.commitNow(records);
-  }
-
-  /**
-   * Whether a frame with this id and these bytes was decided at or after `sinceMs` (rows committed so far): a hot
-   * folder's file still there after a kill between its commit and its move. The ts index bounds the search.
-   */
-  decidedSince(frameId: string, sha256: string, sinceMs: number): boolean {
-    this.decided ??= this.parts.db.prepare("SELECT 1 FROM decisions WHERE ts >= ? AND frame_id = ? AND input_sha256 = ? AND status = 'ok' LIMIT 1");
-    return this.decided.get(sinceMs, frameId, sha256) !== undefined;
   }
 
   event(event: AuditEvent): number | null {

@@ -14,8 +14,6 @@ import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/setting
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
-import type { DirSourceOptions } from '../ingest/sources/dir';
-import { sha256Hex } from '../model/integrity';
 import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
@@ -93,18 +91,16 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       }
     }
 
-    // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late. So does
-    // a hot folder's question whether the audit log, opened after it, holds a file's decision already.
+    // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
-    const decidedBefore = (frameId: string, bytes: Buffer, sinceMs: number) => audit?.decidedSince(frameId, sha256Hex(bytes), sinceMs) ?? false;
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, decidedBefore }, logger, camera), engine.manifest.input, { gain: s.gain }),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input, { gain: s.gain }),
       preprocess: preprocessOf(s),
     }));
     // An SDK user's own sources: windowed for a signal package and accounted for (drops, errors) as config ones.
@@ -272,7 +268,7 @@ function openSourceFor(
   s: SourceConfig,
   config: NodeConfig,
   transport: TransportConfig | undefined,
-  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; decidedBefore: DirSourceOptions['decidedBefore'] },
+  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void },
   logger: Logger,
   camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {
@@ -297,7 +293,6 @@ function openSourceFor(
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
     onDrop: report.onDrop,
-    decidedBefore: report.decidedBefore,
     onError: (error: SgmoeError) => report.onError(name, error),
     logger,
   });
