@@ -205,7 +205,7 @@ export class FrameStore {
     }
     this.known.add(name);
     const write = this.tail.then(() => this.write(name, bytes, map)).finally(() => this.pending.delete(write));
-    this.tail = write;
+    this.tail = write.catch(() => undefined); // one write's failure (counted in write) never stops the next
     this.pending.add(write);
   }
 
@@ -214,7 +214,7 @@ export class FrameStore {
    * finds the disk full, so frames give way to them); never throws.
    */
   reclaim(): Promise<void> {
-    const done = this.tail.then(() => this.makeRoom(0)).then(
+    const done = this.tail.then(() => this.makeRoom(0, true)).then(
       () => undefined,
       () => undefined,
     );
@@ -264,15 +264,17 @@ export class FrameStore {
   }
 
   /**
-   * Whether `size` more bytes leave the reserve free, after evicting the oldest frames if that is what it takes.
-   * A disk whose free space cannot be read counts as roomy: the write itself then says whether it was.
+   * Whether `size` more bytes leave the reserve free, after evicting the oldest frames if that makes it so; when even
+   * all of them would not (a disk short of the reserve for other reasons), they stay, and only `reclaim` (`all`, on
+   * a disk the line can no longer write) gives them up. A disk whose free space cannot be read counts as roomy: the
+   * write itself then says whether it was.
    */
-  private async makeRoom(size: number): Promise<boolean> {
+  private async makeRoom(size: number, all = false): Promise<boolean> {
     const reserve = this.options.minFreeBytes ?? 0;
     if (reserve === 0) return true;
     const disk = await statfs(this.options.dir).catch(() => undefined);
     let lacking = disk ? reserve + size - disk.bavail * disk.bsize : 0;
-    while (lacking > 0 && this.files.length > 0) lacking -= await this.evictOldest();
+    if (all || lacking <= this.bytes) while (lacking > 0 && this.files.length > 0) lacking -= await this.evictOldest();
     if ((lacking > 0) !== this.short) {
       this.short = lacking > 0;
       if (this.short) this.log.warn({ dir: this.options.dir, minFreeBytes: reserve }, 'disk nearly full: no frames kept for review until there is room (the audit log and the outbox come first)');

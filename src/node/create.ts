@@ -77,6 +77,9 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   if (fleet) closers.push(() => fleet.store.lock.release());
   let audit: AuditLog | undefined;
   try {
+    // First: a second node on this config is refused before it takes the first's broker port or folders.
+    const lock = config.audit && (await lockAuditLog(config.audit.file, logger));
+    if (lock) closers.push(() => lock.release());
     applyRouting(config, engine);
 
     let broker: EmbeddedBroker | undefined;
@@ -113,8 +116,6 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     if (config.audit) {
       const r = config.audit.retention;
       const { windowSize, ...thresholds } = config.audit.health ?? {};
-      const lock = await lockAuditLog(config.audit.file, logger);
-      if (lock) closers.push(() => lock.release());
       try {
         audit = AuditLog.open(config.audit.file, {
           model: {
