@@ -245,6 +245,12 @@ class StationaryMixture(nn.Module):
 # (0.9356 / 0.9367 / 0.9421 / 0.9456 against the same folders with those
 # patches in train/good/: 0.9441 / 0.9333 / 0.9471 / 0.9486) and set worse thresholds (false alarms for 1% 10.1 / 2.2 /
 # 3.3 / 4.6% against 3.4 / 2.2 / 0.6 / 4.4%): two blocks vary less than the test blocks.
+# Nor did CutPaste (Li et al., CVPR 2021) as a fifth learned channel (branch cutpaste): a 4-layer CNN (16 channels) trained
+# to mark, per position, a rectangle or scar cut from the same good patch, its brightness and contrast jittered, and
+# pasted elsewhere; 4000 steps (110 s): draws 1 / 7 / 11 0.9258 / 0.9558 / 0.9522 against 0.9305 / 0.9530 / 0.9495 (1500
+# steps: draw 7 0.9483). Its map's maximum alone ranks draw 7 at 0.80 (12000 steps 0.82: pastes 0.95, stains 0.69), and
+# added to the final score (weight 0.25 / 0.5 / 1 / 2 of its 90th-percentile scale) 0.9560 / 0.9509 / 0.9380 / 0.9124
+# with false alarms for 1% 2.4 / 3.2 / 6.0 / 6.9% (alone 1.6%).
 COMPONENTS = 16
 MIXTURE_SAMPLES = 40000
 
