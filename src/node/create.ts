@@ -9,11 +9,12 @@ import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import { setFalseAlarmRate, type AnomalyFields } from '../engine/tasks';
-import type { Frame } from '../ingest/frame';
+import { inputSha256, type Frame } from '../ingest/frame';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
 import type { FrameSource } from '../ingest/source';
+import type { DirSourceOptions } from '../ingest/sources/dir';
 import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
@@ -94,16 +95,33 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       }
     }
 
-    // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late.
+    // Sources report drops, and the audit log alarms, to the node, which exists only after them: bind late. So does
+    // a hot folder's question whether the audit log, opened after it, holds a file's decision already.
     let node: EdgeNode | undefined;
     const onDrop = (frame: Frame) => node?.recordDrop(frame);
     const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
+    const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
+    const window = config.window ?? batch.maxSize;
+    const decidedBySource = new Map<string, Set<string>>();
+    const decidedBefore = (frame: Frame) => {
+      if (!audit) return false;
+      let decided = decidedBySource.get(frame.source);
+      try {
+        // Twice the window: a source has at most its window of frames decided and not settled.
+        if (!decided) decidedBySource.set(frame.source, (decided = audit.latestDecided(frame.source, 2 * window)));
+      } catch (err) {
+        // Decided again rather than not at all: a duplicate, never a loss.
+        logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log which files were decided before the stop');
+        decidedBySource.set(frame.source, (decided = new Set()));
+      }
+      return decided.has(`${frame.id} ${inputSha256(frame)}`);
+    };
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError }, logger, camera), engine.manifest.input, { gain: s.gain }),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, decidedBefore }, logger, camera), engine.manifest.input, { gain: s.gain }),
       preprocess: preprocessOf(s),
     }));
     // An SDK user's own sources: windowed for a signal package and accounted for (drops, errors) as config ones.
@@ -139,14 +157,13 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       audit?.event({ kind: 'model_loaded', message: `${engine.model.name} ${engine.model.version} loaded`, details: { providers: engine.providerSummary() } });
     }
 
-    const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     node = new EdgeNode({
       engine,
       sources,
       audit,
       auditUnavailable,
       batch,
-      window: config.window ?? batch.maxSize,
+      window,
       applyRouting: (next) => applyRouting(config, next),
       healthIntervalMs: config.healthIntervalMs,
       logger,
@@ -269,7 +286,7 @@ function openSourceFor(
   s: SourceConfig,
   config: NodeConfig,
   transport: TransportConfig | undefined,
-  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void },
+  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; decidedBefore: DirSourceOptions['decidedBefore'] },
   logger: Logger,
   camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {
@@ -294,6 +311,7 @@ function openSourceFor(
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
     onDrop: report.onDrop,
+    decidedBefore: report.decidedBefore,
     onError: (error: SgmoeError) => report.onError(name, error),
     logger,
   });

@@ -47,9 +47,10 @@ const AUDIT_DELAY_MS = 1;
 /**
  * Commit, then settle. A frame is settled with its source (a hot-folder file moves to done/) only after its audit
  * row and its MQTT result are committed: a kill at any moment leaves every settled frame audited and queued, and
- * every other frame to be taken again. Results go first: the outcomes of one event-loop turn (one engine batch)
- * are stored in the outbox and sent at once; their audit rows follow a moment later (AUDIT_DELAY_MS), once the
- * event loop has handled what came in meanwhile, in one commit with those of the other turns of that moment.
+ * every other frame to be taken again (a hot folder's file whose row is there is only moved). Results go first: the
+ * outcomes of one event-loop turn (one engine batch) are stored in the outbox and sent at once; their audit rows
+ * follow a moment later (AUDIT_DELAY_MS), once the event loop has handled what came in meanwhile, in one commit
+ * with those of the other turns of that moment.
  *
  * When the commit fails (a full disk), frames of a source that replays them (`FrameSource.replays`) are held,
  * not settled, and committed again with backoff until the disk takes them; their source, waiting on them, stops
@@ -137,22 +138,29 @@ export class Settler {
     );
   }
 
-  /** Audit rows and the results not queued yet; each part committed is not committed again on a retry. */
+  /**
+   * The results not queued yet, then the audit rows: of a source that replays its frames only those whose result is
+   * queued, so that such a row means its result was (a hot folder moves a file a kill left after its row, see
+   * DirSource's `decidedBefore`); of a live source all, since its frames cannot wait. Each part committed is not
+   * committed again on a retry.
+   */
   private commit(turn: Pending[]): SgmoeError | null {
-    let failure: SgmoeError | null = null;
-    const { audit } = this.parts;
-    const unaudited = turn.filter((p) => !p.audited);
-    try {
-      if (audit && unaudited.length > 0) audit.commit(unaudited.map((p) => p.record));
-      for (const p of unaudited) p.audited = true;
-    } catch (err) {
-      failure = asSgmoeError(err);
-    }
+    let unqueued: SgmoeError | null = null;
+    let unaudited: SgmoeError | null = null;
     try {
       this.queueResults(turn);
     } catch (err) {
-      failure ??= asSgmoeError(err);
+      unqueued = asSgmoeError(err);
     }
+    const { audit } = this.parts;
+    const rows = turn.filter((p) => !p.audited && (p.queued || !p.source.replays));
+    try {
+      if (audit && rows.length > 0) audit.commit(rows.map((p) => p.record));
+      for (const p of rows) p.audited = true;
+    } catch (err) {
+      unaudited = asSgmoeError(err);
+    }
+    const failure = unaudited ?? unqueued;
     if (failure) this.parts.logger.error({ code: failure.code, err: failure.message, frames: turn.length }, 'frames not committed');
     return failure;
   }

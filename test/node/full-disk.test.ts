@@ -79,6 +79,40 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
     expect(snap).toMatchObject({ unaudited: 0, unpublished: 0, faults: [] });
   });
 
+  onTmpfs('a hot-folder frame whose result the full outbox refused has no audit row; the next start decides it and sends its result, each once', async () => {
+    if ('unavailable' in disk) return;
+    const inbox = hotFolder(join(tmp.path, 'refused-inbox'), 5);
+    const source = { uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 };
+    const audit = { file: join(tmp.path, 'refused', 'audit.db') };
+    // The outbox alone on the full disk: the audit log could take the rows, but a row must mean its result is queued.
+    const mqttConfig = { embeddedBroker: { port: 0 }, outbox: { path: join(disk.path, 'refused', 'outbox.db') } };
+    const first = await sampleNode({ sources: [source], audit, mqtt: mqttConfig });
+    const raised = faultEvent(first.node, 'raised');
+    disk.fill();
+    const running = first.node.run();
+    await raised;
+    await waitUntil(() => first.decisions.length === 5, 10_000, 'the five decisions');
+    await first.node.stop(); // the held frames stay in the inbox
+    await running;
+    disk.free();
+    expect(files(inbox)).toEqual(SAMPLE_NAMES.slice(0, 5));
+    expect(auditedFiles(audit.file)).toEqual([]);
+
+    const second = await sampleNode({ sources: [source], audit, mqtt: mqttConfig });
+    if (!second.broker || !second.transport) throw new Error('expected the embedded broker and the transport');
+    const operator = await mqtt.connectAsync(second.broker.url);
+    const results: string[] = [];
+    operator.on('message', (_topic, payload) => results.push(basename(JSON.parse(payload.toString()).frameId.replace(/@\d+$/, ''))));
+    await operator.subscribeAsync(second.transport.topics.result, { qos: 1 });
+    await second.node.run();
+    await waitUntil(() => results.length >= 5, 10_000, 'the five results');
+    await operator.endAsync();
+    await second.node.stop();
+    expect(results.sort()).toEqual(SAMPLE_NAMES.slice(0, 5));
+    expect(auditedFiles(audit.file)).toEqual(SAMPLE_NAMES.slice(0, 5));
+    expect(files(join(inbox, 'done'))).toEqual(SAMPLE_NAMES.slice(0, 5));
+  });
+
   onTmpfs('frames of a push source are decided on, counted as unaudited, and the disk alarm is raised then cleared on MQTT', async () => {
     if ('unavailable' in disk) return;
     const camera = new PushSource('camera');

@@ -173,6 +173,59 @@ describe('edge node end to end', () => {
     expect(stderr).toMatch(/SIGTERM: finishing the frames in flight/);
   });
 
+  it('kill -9 twice in the middle of a stream, then a restart: every frame has one audit row and a result, none is left', async () => {
+    const dir = join(tmp.path, 'sigkill');
+    const inbox = join(dir, 'inbox');
+    mkdirSync(inbox, { recursive: true });
+    const names: string[] = [];
+    for (let i = 0; i < 300; i++) {
+      const f = samples[i % samples.length];
+      const name = `${String(i).padStart(4, '0')}-${f}`;
+      copyFileSync(join(BUNDLED, 'samples', f), join(inbox, name));
+      names.push(name);
+    }
+    const configFile = join(dir, 'node.json');
+    writeFileSync(
+      configFile,
+      JSON.stringify({
+        model: BUNDLED,
+        device: 'x86_64-cpu',
+        threads: 1,
+        batch: { maxSize: 4, maxWaitMs: 1 },
+        sources: [{ uri: `dir:${inbox}`, name: 'line-3', stableMs: 1, pollMs: 10 }],
+        mqtt: { url: broker.url, site: 'plant', device: 'sigkill' },
+        audit: { file: join(dir, 'audit.db') },
+      }),
+    );
+    const sub = await readySubscriber('sgmoe/v1/plant/sigkill/result', 'sgmoe/v1/plant/sigkill/result');
+    const done = () => (existsSync(join(inbox, 'done')) ? readdirSync(join(inbox, 'done')).length : 0);
+
+    // Killed twice while frames are in flight (a frame may be between its audit row and its move to done/).
+    for (const after of [40, 120]) {
+      const run = startSgmoe(['run', '--config', configFile]);
+      await waitUntil(() => done() >= after, 60_000, `${after} frames done`);
+      const exited = new Promise<NodeJS.Signals | null>((r) => run.once('exit', (_code, signal) => r(signal)));
+      run.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+    }
+    expect(done()).toBeLessThan(names.length);
+    const last = sgmoe('run', '--config', configFile, '--once');
+    expect(last.status).toBe(0);
+    // Results are at least once: one sent before a kill that came before its audit row is sent again.
+    try {
+      await waitUntil(() => new Set(results(sub).map((m) => m.frameId)).size >= names.length, 30_000, 'every result on MQTT');
+    } finally {
+      await sub.stop();
+    }
+
+    const rows = auditRows(join(dir, 'audit.db'));
+    const frameFiles = rows.map((r) => r.frameId.split('@')[0].split('/').pop());
+    expect(rows.every((r) => r.status === 'ok')).toBe(true);
+    expect([...frameFiles].sort()).toEqual([...names].sort()); // each once
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual([...names].sort());
+    expect(new Set(results(sub).map((m) => m.frameId))).toEqual(new Set(rows.map((r) => r.frameId)));
+  });
+
   it('SIGHUP (a closed terminal, a dropped SSH session) stops it as SIGTERM does: exit 0, the summary printed, every frame taken audited', async () => {
     const dir = join(tmp.path, 'sighup');
     const inbox = hotFolder(join(dir, 'inbox'), 12);

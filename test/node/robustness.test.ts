@@ -1,4 +1,6 @@
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { openAuditDbReadOnly } from '../../src/audit/open';
+import { queryDecisions } from '../../src/audit/query';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { PushSource } from '../../src/ingest/sources/push';
@@ -88,6 +90,35 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     expect(readdirSync(join(inbox, 'rejected'))).toEqual([]);
     expect(readdirSync(join(inbox, 'done'))).toEqual(['slow.png']);
     expect(readFileSync(join(inbox, 'done', 'slow.png')).equals(whole)).toBe(true);
+  });
+
+  it('a file a kill left in the hot folder between its audit row and its move is moved to done/ at the next start, not decided twice', async () => {
+    const inbox = hotFolder(join(tmp.path, 'leftover'), 3);
+    const audit = { file: join(tmp.path, 'leftover-audit', 'audit.db') };
+    const first = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit });
+    await first.node.run();
+    await first.node.stop();
+    expect(first.decisions).toHaveLength(3);
+    // As a kill right after the commit leaves it: audited and published, still in the inbox (a rename keeps the mtime,
+    // so the file's frame id too). Beside it, a new file, and one under a decided file's name with other bytes.
+    const [left, renamed] = readdirSync(join(inbox, 'done')).sort();
+    renameSync(join(inbox, 'done', left), join(inbox, left));
+    copyFileSync(join(SAMPLES, SAMPLE_NAMES[5]), join(inbox, renamed));
+    copyFileSync(join(SAMPLES, SAMPLE_NAMES[6]), join(inbox, 'new.png'));
+    const second = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit });
+    await second.node.run();
+    await second.node.stop();
+    expect(second.decisions.map((d) => d.frameId.split('@')[0].split('/').pop()).sort()).toEqual(['new.png', renamed].sort());
+    expect(second.node.snapshot().totals).toMatchObject({ ingested: 2, decided: 2 });
+    expect(readdirSync(inbox).filter((f) => f.endsWith('.png'))).toEqual([]);
+    const db = openAuditDbReadOnly(audit.file);
+    try {
+      const rows = queryDecisions(db, {}, { limit: 100 });
+      expect(rows).toHaveLength(5);
+      expect(rows.filter((r) => r.frameId.includes(`/${left}@`))).toHaveLength(1);
+    } finally {
+      db.close();
+    }
   });
 
   it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {

@@ -14,6 +14,12 @@ export interface DirSourceOptions extends SourceOptions {
   stableMs?: number;
   /** The clock that times stability (default Date.now): tests hold it still while a file grows. */
   clock?: () => number;
+  /**
+   * Whether this frame (its id and bytes) was decided already (the node asks its audit log). Asked only for the
+   * files there at the start: one a kill left between its commit and its move to done/ is moved now, not decided
+   * (audited, published) a second time.
+   */
+  decidedBefore?: (frame: Frame) => boolean;
 }
 
 /** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
@@ -49,6 +55,7 @@ export class DirSource extends BaseSource {
   private readonly pollMs: number;
   private readonly stableMs: number;
   private readonly clock: () => number;
+  private readonly decidedBefore: DirSourceOptions['decidedBefore'];
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
   /** Subfolders and links already reported as left alone. */
@@ -61,6 +68,7 @@ export class DirSource extends BaseSource {
     this.pollMs = options.pollMs ?? 250;
     this.stableMs = options.stableMs ?? 1000;
     this.clock = options.clock ?? Date.now;
+    this.decidedBefore = options.decidedBefore;
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
@@ -68,6 +76,7 @@ export class DirSource extends BaseSource {
     /** Last size/mtime seen per file and since when it has not changed. */
     const watched = new Map<string, { size: number; mtimeMs: number; since: number }>();
     let remaining: Set<string> | undefined; // --once: the files there at the start
+    let leftovers: Set<string> | undefined; // the files there at the start, which an earlier run may have decided
     while (!signal.aborted) {
       const names = await this.list();
       if (!names) {
@@ -76,6 +85,7 @@ export class DirSource extends BaseSource {
         continue;
       }
       remaining ??= this.once ? new Set(names) : undefined;
+      leftovers ??= new Set(names);
       // One clock reading per listing: files seen together turn stable together, and are taken in name order.
       const now = this.clock();
       for (const name of names) {
@@ -91,7 +101,7 @@ export class DirSource extends BaseSource {
         if (now - seen.since < this.stableMs) continue;
         watched.delete(name);
         this.taken.add(name);
-        if (await this.take(name, st)) remaining?.delete(name);
+        if (await this.take(name, st, leftovers.delete(name))) remaining?.delete(name);
         else this.taken.delete(name); // it grew while read: watched again until stable
       }
       if (remaining) {
@@ -195,8 +205,11 @@ export class DirSource extends BaseSource {
       .sort();
   }
 
-  /** Reads a stable file and queues it (an unreadable one is reported); false when it grew while read, to be watched again. */
-  private async take(name: string, st: { size: number; mtimeMs: number }): Promise<boolean> {
+  /**
+   * Reads a stable file and queues it (an unreadable one is reported), or moves it to done/ when it is a `leftover`
+   * an earlier run decided; false when it grew while read, to be watched again.
+   */
+  private async take(name: string, st: { size: number; mtimeMs: number }, leftover: boolean): Promise<boolean> {
     const path = join(this.path, name);
     let bytes: Buffer;
     try {
@@ -207,7 +220,13 @@ export class DirSource extends BaseSource {
     }
     if (bytes.length !== st.size) return false;
     const meta = { file: name, path, size: st.size, mtimeMs: st.mtimeMs };
-    await this.emit({ id: `${path}@${Math.trunc(st.mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta });
+    const frame = { id: `${path}@${Math.trunc(st.mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta };
+    if (leftover && this.decidedBefore?.(frame)) {
+      this.log.info({ frameId: frame.id }, `${name} was decided before the node stopped (its audit row is there): moved to done/, not decided again`);
+      await this.onSettled(frame, { status: 'decided' });
+      return true;
+    }
+    await this.emit(frame);
     return true;
   }
 
