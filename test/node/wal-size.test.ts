@@ -11,20 +11,11 @@ import type { NodeFault } from '../../src/node/faults';
 import { Outbox } from '../../src/transport/outbox';
 import { decided } from '../audit/records';
 import { BUNDLED } from '../helpers/package';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 import { SAMPLES, SAMPLE_NAMES } from './sample-node';
 
-const tmp = tempDir('sgmoe-wal-size-');
 // 4 MiB: the two write-ahead logs at SQLite's defaults (about 4 MB each) do not fit, at 1 MiB each they do.
-const disk = mountTmpfs(join(tmp.path, 'disk'), 4 * 1024 * 1024);
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`small data disk tests skipped: ${disk.unavailable}`);
-
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { disk, onTmpfs } = tmpfsTests('small data disk', 4 * 1024 * 1024, 'sgmoe-wal-size-');
 
 // Each test starts on an empty disk: the node needs the room the other tests' files would take.
 afterEach(() => {
