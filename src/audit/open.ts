@@ -6,6 +6,7 @@ import { silentLogger, type Logger } from '../log';
 import { EventLog } from './events';
 import { migrate, SCHEMA_VERSION } from './schema';
 import { sqliteCode } from './sqlite-code';
+import { limitWal } from './wal';
 
 export interface OpenAuditDbOptions {
   logger?: Logger;
@@ -73,6 +74,7 @@ function openChecked(file: string, options: OpenAuditDbOptions): Db {
     // killed (kill -9, a crash); it is fsynced at checkpoints, so a power cut can lose the last commits
     // since the last checkpoint, but never corrupts the file. FULL would fsync every batch.
     db.pragma('synchronous = NORMAL');
+    limitWal(db);
     // Reads every page once: a damaged file is found now, not halfway through a shift.
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') {

@@ -6,6 +6,7 @@ import { validate } from '../validate';
 import { pinFrame } from './frame-store';
 import { migrate } from './schema';
 import { sqliteCode } from './sqlite-code';
+import { limitWal } from './wal';
 
 /** An operator's verdict on one decided frame: the anomaly feedback loop's input. */
 export const REVIEW_VERDICTS = ['good', 'defect'] as const;
@@ -63,6 +64,7 @@ export function openReviewDb(file: string, busyTimeoutMs = 5000): Db {
   let db: Db | undefined;
   try {
     db = new Database(file, { fileMustExist: true, timeout: busyTimeoutMs });
+    limitWal(db);
     migrate(db);
     return db;
   } catch (err) {

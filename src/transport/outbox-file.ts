@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { existsSync, renameSync } from 'node:fs';
 import { sqliteCode } from '../audit/sqlite-code';
+import { limitWal } from '../audit/wal';
 import { SgmoeError, errorMessage } from '../errors';
 import type { Logger } from '../log';
 
@@ -56,6 +57,7 @@ function openChecked(path: string): Database.Database {
   try {
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = NORMAL'); // the outbox makes its own fsync per enqueue when its durability is full
+    limitWal(db);
     // Reads every page once: a damaged file is found now, not at the first send after an outage.
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${String(check)}`), { code: 'SQLITE_CORRUPT' });

@@ -6,19 +6,11 @@ import pino from 'pino';
 import sharp from 'sharp';
 import { AuditWriter, Retention, decidedRecord, FrameStore, framesDirOf, latestVerdicts, locateFrame, openAuditDb, openReviewDb, pinFrame, readScoreMap, recordReview, shownKey, standingReviews } from '../../src/audit';
 import { sha256Hex } from '../../src/model/integrity';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 import { decision } from './records';
 import { auditCli as sgmoe } from '../helpers/audit-cli';
 
-const tmp = tempDir('sgmoe-review-');
-const disk = mountTmpfs(join(tmp.path, 'disk'), 1024 * 1024);
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { tmp, disk, onTmpfs } = tmpfsTests('full-disk', 1024 * 1024, 'sgmoe-review-');
 
 /** A distinct 8x8 gray PNG per i. */
 const png = (i: number) => sharp(Buffer.alloc(64, i * 7), { raw: { width: 8, height: 8, channels: 1 } }).png().toBuffer();
@@ -31,8 +23,8 @@ const mapOf = (i: number) => ({ grid: [2, 2] as [number, number], map: [i, 0.5, 
  * anomalous with their score maps (which no review or export may take for a frame).
  */
 async function auditWithFrames(name: string, n: number): Promise<{ file: string; frames: string }> {
-  const file = join(tmp.path, name, 'audit.db');
-  mkdirSync(join(tmp.path, name), { recursive: true });
+  const file = join(tmp, name, 'audit.db');
+  mkdirSync(join(tmp, name), { recursive: true });
   const { db } = openAuditDb(file);
   const writer = new AuditWriter(db);
   const store = new FrameStore({ dir: framesDirOf(file), keep: 'all', maxFiles: 1000 });
@@ -116,7 +108,7 @@ describe('operator verdicts', () => {
     recordReview(db, { frameId: 'f-11', verdict: 'defect', reviewer: 'anna' }, 'cli');
     db.close();
 
-    const out = join(tmp.path, 'dataset');
+    const out = join(tmp, 'dataset');
     const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out, '--holdout', '0.6'));
     const count = (folder: string) => (existsSync(join(out, folder)) ? readdirSync(join(out, folder)).length : 0);
     expect(count('train/good') + count('test/good')).toBe(10);
@@ -136,16 +128,16 @@ describe('operator verdicts', () => {
 
     // The same export again: the holdout split is the same (by sha256 order), and a non-empty folder is refused.
     await expect(sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out)).rejects.toMatchObject({ code: 'E_DATASET_OUT' });
-    const again = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-2'), '--holdout', '0.6'));
+    const again = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp, 'dataset-2'), '--holdout', '0.6'));
     expect(again.written).toEqual(result.written);
-    await expect(sgmoe('export', '--db', file, '--as-dataset', join(tmp.path, 'd3'))).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--reviewed') });
+    await expect(sgmoe('export', '--db', file, '--as-dataset', join(tmp, 'd3'))).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('--reviewed') });
 
     // Retention prunes the decisions; the verdicts (with their frames' sha256) and the kept bytes stay.
     const rw = openReviewDb(file);
     await new Retention(rw, { maxRows: 1 }).prune();
     expect(rw.prepare('SELECT count(*) FROM decisions').pluck().get()).toBe(1);
     rw.close();
-    const pruned = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp.path, 'dataset-3'), '--holdout', '0.6'));
+    const pruned = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', join(tmp, 'dataset-3'), '--holdout', '0.6'));
     expect(pruned.written).toEqual(result.written);
   });
 });
@@ -154,7 +146,7 @@ describe('a frame whose bytes the node did not keep', () => {
   it('review --file keeps the frame\'s own image for export, never another one', async () => {
     const { file, frames } = await auditWithFrames('file', 2);
     for (const name of readdirSync(frames)) rmSync(join(frames, name)); // kept nothing (keep: anomalous, a good frame)
-    const image = join(tmp.path, 'file', 'f-0.png');
+    const image = join(tmp, 'file', 'f-0.png');
     writeFileSync(image, await png(0));
     const kept = JSON.parse(await sgmoe('review', '--db', file, '--frame', 'f-0', '--verdict', 'defect', '--kind', 'missed', '--file', image));
     expect(kept.bytes).toBe(join(frames, 'reviewed', `${sha256Hex(await png(0))}.png`));
@@ -162,7 +154,7 @@ describe('a frame whose bytes the node did not keep', () => {
     // Another frame's file is not f-1's: the verdict stands, without pixels.
     const wrong = JSON.parse(await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--file', image));
     expect(wrong.bytes).toBeNull();
-    await expect(sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--file', join(tmp.path, 'nope.png'))).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
+    await expect(sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--file', join(tmp, 'nope.png'))).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE' });
     const db = openReviewDb(file);
     expect(db.prepare('SELECT count(*) FROM reviews').pluck().get()).toBe(2);
     db.close();
@@ -193,7 +185,7 @@ describe('what an export writes', () => {
     writeFileSync(join(frames, 'reviewed', `${sha256Hex(await png(2))}.png`), (await png(2)).subarray(0, 20));
     db.close();
 
-    const out = join(tmp.path, 'twice-dataset');
+    const out = join(tmp, 'twice-dataset');
     const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
     expect(result.written).toEqual({ 'train/good': 2 });
     expect(readdirSync(join(out, 'train/good')).map((n) => n.split('-')[0]).sort()).toEqual(['2', '4']);
@@ -219,7 +211,7 @@ describe('what an export writes', () => {
       await sgmoe('review', '--db', file, '--frame', 'f-1', '--verdict', 'good', '--by', 'ben');
       expect(warnings.filter((w) => w.startsWith('the same image'))).toEqual(['the same image is f-0-again, judged scratch by anna: the export leaves both out until they agree\n']);
 
-      const out = join(tmp.path, 'copies-dataset');
+      const out = join(tmp, 'copies-dataset');
       const result = JSON.parse(await sgmoe('export', '--db', file, '--reviewed', '--as-dataset', out));
       expect(result.written).toEqual({ 'train/good': 1, 'test/hole': 1 });
       expect(result.conflicts).toEqual([
@@ -336,7 +328,7 @@ describe('the free-space reserve (a real 1 MB tmpfs)', () => {
 
 describe('frame store', () => {
   it('keeps at most maxFiles and maxBytes, evicting the oldest (also what an earlier run kept); a pinned (reviewed) frame survives eviction; anomalous-only keeps no good frame', async () => {
-    const dir = join(tmp.path, 'store');
+    const dir = join(tmp, 'store');
     const store = new FrameStore({ dir, keep: 'all', maxFiles: 3 });
     const bytes = await Promise.all([0, 1, 2, 3, 4].map(png));
     for (const b of bytes.slice(0, 3)) {
@@ -355,31 +347,31 @@ describe('frame store', () => {
 
     // A byte bound too: room for the second and third frames (the first is no larger), so the first goes.
     expect(bytes[0].length).toBeLessThanOrEqual(bytes[2].length);
-    const sized = new FrameStore({ dir: join(tmp.path, 'store-bytes'), keep: 'all', maxFiles: 100, maxBytes: bytes[1].length + bytes[2].length });
+    const sized = new FrameStore({ dir: join(tmp, 'store-bytes'), keep: 'all', maxFiles: 100, maxBytes: bytes[1].length + bytes[2].length });
     for (const b of bytes.slice(0, 3)) {
       sized.offer(b, false);
       await sized.flush();
     }
-    expect(readdirSync(join(tmp.path, 'store-bytes')).sort()).toEqual([1, 2].map((i) => `${sha256Hex(bytes[i])}.png`).sort());
+    expect(readdirSync(join(tmp, 'store-bytes')).sort()).toEqual([1, 2].map((i) => `${sha256Hex(bytes[i])}.png`).sort());
     // A new store over the same folder counts what is there against its bounds.
-    const reopened = new FrameStore({ dir: join(tmp.path, 'store-bytes'), keep: 'all', maxFiles: 2 });
+    const reopened = new FrameStore({ dir: join(tmp, 'store-bytes'), keep: 'all', maxFiles: 2 });
     reopened.offer(bytes[3], false);
     await reopened.flush();
-    expect(readdirSync(join(tmp.path, 'store-bytes'))).toHaveLength(2);
-    expect(readdirSync(join(tmp.path, 'store-bytes'))).toContain(`${sha256Hex(bytes[3])}.png`);
+    expect(readdirSync(join(tmp, 'store-bytes'))).toHaveLength(2);
+    expect(readdirSync(join(tmp, 'store-bytes'))).toContain(`${sha256Hex(bytes[3])}.png`);
 
-    const anomalousOnly = new FrameStore({ dir: join(tmp.path, 'store-2'), keep: 'anomalous', maxFiles: 3 });
+    const anomalousOnly = new FrameStore({ dir: join(tmp, 'store-2'), keep: 'anomalous', maxFiles: 3 });
     anomalousOnly.offer(bytes[0], false);
     anomalousOnly.offer(bytes[1], true);
     anomalousOnly.offer(Buffer.from('not an image'), true);
     await anomalousOnly.flush();
-    expect(readdirSync(join(tmp.path, 'store-2'))).toEqual([`${sha256Hex(bytes[1])}.png`]);
+    expect(readdirSync(join(tmp, 'store-2'))).toEqual([`${sha256Hex(bytes[1])}.png`]);
   });
 });
 
 describe('score maps kept with anomalous frames', () => {
   it('are kept beside their frame and read back (a cell that was no number still none), never taken for a frame, pinned and evicted with it, and counted in the bounds', async () => {
-    const dir = join(tmp.path, 'maps');
+    const dir = join(tmp, 'maps');
     const store = new FrameStore({ dir, keep: 'anomalous', maxFiles: 2 });
     const bytes = await Promise.all([0, 1, 2, 3, 4].map(png));
     const sha = bytes.map(sha256Hex);
@@ -411,7 +403,7 @@ describe('score maps kept with anomalous frames', () => {
     expect(readdirSync(dir).sort()).toEqual([`${sha[4]}.png`, 'reviewed'].sort());
 
     // Maps count against maxBytes: room for two frames without their maps keeps one with its map.
-    const sizedDir = join(tmp.path, 'maps-bytes');
+    const sizedDir = join(tmp, 'maps-bytes');
     const sized = new FrameStore({ dir: sizedDir, keep: 'anomalous', maxFiles: 100, maxBytes: bytes[0].length + bytes[1].length });
     for (const i of [0, 1]) {
       sized.offer(bytes[i], true, mapOf(i));
@@ -421,7 +413,7 @@ describe('score maps kept with anomalous frames', () => {
   });
 
   it('a frame whose map cannot be written is still kept, without it (no heatmap after a restart; nothing half-written)', async () => {
-    const dir = join(tmp.path, 'maps-unwritable');
+    const dir = join(tmp, 'maps-unwritable');
     const sha = sha256Hex(await png(0));
     // A folder where the map would go: its rename fails.
     mkdirSync(join(dir, `${sha}.map.json`), { recursive: true });
@@ -448,7 +440,7 @@ describe('score maps kept with anomalous frames', () => {
     const bytes = await Promise.all([0, 1, 2].map(png));
     const sha = bytes.map(sha256Hex);
     // A review lands just before the frame does (its map already there): it finds nothing; both land together.
-    const during = join(tmp.path, 'race-write');
+    const during = join(tmp, 'race-write');
     const store = new FrameStore({ dir: during, keep: 'anomalous', maxFiles: 1 });
     const pins: (string | null)[] = [];
     await withHook('rename', (_from, to) => void (to.endsWith('.png') && pins.push(pinFrame(during, sha[0]))), async () => {
@@ -474,7 +466,7 @@ describe('score maps kept with anomalous frames', () => {
   });
 
   it('a damaged or foreign map file reads as none', async () => {
-    const dir = join(tmp.path, 'maps-damaged');
+    const dir = join(tmp, 'maps-damaged');
     mkdirSync(dir);
     const sha = sha256Hex(await png(0));
     writeFileSync(join(dir, `${sha}.map.json`), '{"grid":[2,2],"map":[1,2');

@@ -2,17 +2,9 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PackageStore } from '../../src/fleet/store';
 import { BUNDLED } from '../helpers/package';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 
-const tmp = tempDir('sgmoe-store-space-');
-const disk = mountTmpfs(join(tmp.path, 'disk'), 2 * 1024 * 1024); // a 2 MiB data disk: the 7.9 MiB package does not fit
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { disk, onTmpfs } = tmpfsTests('full-disk', 2 * 1024 * 1024, 'sgmoe-store-space-'); // a 2 MiB data disk: the 7.9 MiB package does not fit
 
 describe('the package store on a disk too small for the package', () => {
   onTmpfs('first start: a named error with the sizes, and no half copy left to fill the disk at every restart', async () => {

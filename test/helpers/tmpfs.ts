@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { tempDir } from './tmp';
 
 /** A real small filesystem: to fill up (a full disk) or remount read-only. Needs root, as in CI. */
 export interface Tmpfs {
@@ -13,7 +14,7 @@ export interface Tmpfs {
 }
 
 /** Mounts a tmpfs of `sizeBytes` at `path`, or says why it cannot (not root, no mount). */
-export function mountTmpfs(path: string, sizeBytes: number): Tmpfs | { unavailable: string } {
+function mountTmpfs(path: string, sizeBytes: number): Tmpfs | { unavailable: string } {
   mkdirSync(path, { recursive: true });
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes}`, 'tmpfs', path], { stdio: 'pipe' });
@@ -38,4 +39,30 @@ export function mountTmpfs(path: string, sizeBytes: number): Tmpfs | { unavailab
     readOnly: () => execFileSync('mount', ['-o', 'remount,ro', path], { stdio: 'pipe' }),
     unmount: () => execFileSync('umount', ['-l', path], { stdio: 'pipe' }),
   };
+}
+
+/** What `tmpfsTests` gives the tests it sets up. */
+export interface TmpfsTests {
+  /** A fresh temp folder for the tests' other files; the tmpfs is mounted inside it. */
+  tmp: string;
+  /** The tmpfs, or why none could be mounted. */
+  disk: Tmpfs | { unavailable: string };
+  /** `it`, or `it.skip` when there is no tmpfs. */
+  onTmpfs: jest.It;
+}
+
+/**
+ * Sets up the tests of a file (or of the describe block it is called in) on a tmpfs of `sizeBytes`, mounted now, so
+ * that without one (not root) `onTmpfs` skips them and a warning says which (`what`) and why. After the tests it is
+ * unmounted, then its temp folder removed.
+ */
+export function tmpfsTests(what: string, sizeBytes: number, prefix?: string): TmpfsTests {
+  const tmp = tempDir(prefix);
+  const disk = mountTmpfs(join(tmp.path, 'disk'), sizeBytes);
+  if ('unavailable' in disk) console.warn(`${what} tests skipped: ${disk.unavailable}`);
+  afterAll(() => {
+    if (!('unavailable' in disk)) disk.unmount();
+    tmp.cleanup();
+  });
+  return { tmp: tmp.path, disk, onTmpfs: 'unavailable' in disk ? it.skip : it };
 }

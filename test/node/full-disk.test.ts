@@ -9,19 +9,10 @@ import type { NodeFault } from '../../src/node/faults';
 import mqtt from 'mqtt';
 import { waitUntil } from '../helpers/mqtt';
 import { BUNDLED } from '../helpers/package';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
 
-const tmp = tempDir();
-const disk = mountTmpfs(join(tmp.path, 'disk'), 2 * 1024 * 1024);
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
-
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { tmp, disk, onTmpfs } = tmpfsTests('full-disk', 2 * 1024 * 1024);
 
 /** Resolves with the first fault event that matches. */
 function faultEvent(node: { on(e: 'fault', l: (f: NodeFault) => void): unknown }, state: NodeFault['state']): Promise<NodeFault> {
@@ -43,7 +34,7 @@ const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) =>
 describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)', () => {
   onTmpfs('a hot-folder frame is not settled while its commit fails; once space returns every frame is audited and moved to done/', async () => {
     if ('unavailable' in disk) return;
-    const inbox = hotFolder(join(tmp.path, 'inbox'), 20);
+    const inbox = hotFolder(join(tmp, 'inbox'), 20);
     const audit = join(disk.path, 'dir', 'audit.db');
     const node = await sampleNode({
       sources: [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }],
@@ -121,7 +112,7 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
       model: BUNDLED,
       threads: 1,
       audit: { file: join(disk.path, 'push', 'audit.db') },
-      mqtt: { embeddedBroker: { port: 0 }, outbox: { path: join(tmp.path, 'push-outbox.db') } },
+      mqtt: { embeddedBroker: { port: 0 }, outbox: { path: join(tmp, 'push-outbox.db') } },
     });
     const created = await createEdgeNode(config, { extraSources: [{ source: camera, preprocess: {} }] });
     const { broker, transport } = created;

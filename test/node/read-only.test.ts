@@ -1,26 +1,17 @@
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { finalSummary } from '../../src/node/summary';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 import { waitUntil } from '../helpers/mqtt';
 import { hotFolder, sampleNode } from './sample-node';
 
-const tmp = tempDir();
-const disk = mountTmpfs(join(tmp.path, 'read-only'), 1024 * 1024);
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`read-only tests skipped: ${disk.unavailable}`);
-else disk.readOnly();
-
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { tmp, disk, onTmpfs } = tmpfsTests('read-only', 1024 * 1024);
+if (!('unavailable' in disk)) disk.readOnly();
 
 describe('a read-only data folder (a real read-only mount)', () => {
   onTmpfs('an outbox that cannot open does not stop the line: results reach the broker from memory, and the snapshot and summary say why', async () => {
     if ('unavailable' in disk) return;
-    const inbox = hotFolder(join(tmp.path, 'inbox'), 4);
+    const inbox = hotFolder(join(tmp, 'inbox'), 4);
     // The outbox defaults to the audit log's folder: both are on the read-only mount.
     const node = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit: { file: join(disk.path, 'audit.db') }, mqtt: { embeddedBroker: { port: 0 } } });
     const subscriber = await mqtt.connectAsync(node.broker!.url);

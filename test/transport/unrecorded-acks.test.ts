@@ -5,19 +5,10 @@ import { parseTransportConfig } from '../../src/transport/config';
 import { Outbox } from '../../src/transport/outbox';
 import { waitUntil } from '../helpers/mqtt';
 import { freePort } from '../helpers/net';
-import { tempDir } from '../helpers/tmp';
-import { mountTmpfs } from '../helpers/tmpfs';
+import { tmpfsTests } from '../helpers/tmpfs';
 import { countingBroker, decision } from './support';
 
-const tmp = tempDir('sgmoe-acks-');
-const disk = mountTmpfs(join(tmp.path, 'disk'), 1024 * 1024);
-const onTmpfs = 'unavailable' in disk ? it.skip : it;
-if ('unavailable' in disk) console.warn(`full-disk tests skipped: ${disk.unavailable}`);
-
-afterAll(() => {
-  if (!('unavailable' in disk)) disk.unmount();
-  tmp.cleanup();
-});
+const { disk, onTmpfs } = tmpfsTests('full-disk', 1024 * 1024, 'sgmoe-acks-');
 
 describe('acknowledgements the outbox cannot record (a real 1 MB tmpfs filled up)', () => {
   onTmpfs('are recorded once space returns, without a restart, and the rows the broker has are not sent again meanwhile', async () => {
