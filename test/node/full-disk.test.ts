@@ -72,9 +72,9 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
 
   onTmpfs('a hot-folder frame whose result the full outbox refused has no audit row; the next start decides it and sends its result, each once', async () => {
     if ('unavailable' in disk) return;
-    const inbox = hotFolder(join(tmp.path, 'refused-inbox'), 5);
+    const inbox = hotFolder(join(tmp, 'refused-inbox'), 5);
     const source = { uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 };
-    const audit = { file: join(tmp.path, 'refused', 'audit.db') };
+    const audit = { file: join(tmp, 'refused', 'audit.db') };
     // The outbox alone on the full disk: the audit log could take the rows, but a row must mean its result is queued.
     const mqttConfig = { embeddedBroker: { port: 0 }, outbox: { path: join(disk.path, 'refused', 'outbox.db') } };
     const first = await sampleNode({ sources: [source], audit, mqtt: mqttConfig });
