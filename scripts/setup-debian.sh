@@ -3,7 +3,8 @@
 # the second, independent MQTT broker, Chromium for the dashboard test, ffmpeg (the camera sources' decoder),
 # libturbojpeg0 (camera JPEGs at libjpeg-turbo's speed; without it sharp decodes them) and
 # GStreamer's RTSP server with the elements the camera tests stream through (x264enc: ugly; rtph264pay: good;
-# h264parse, tsdemux: bad). Run as root (CI) or with sudo.
+# h264parse, tsdemux: bad), and systemd's offline tools (systemd-analyze verify, systemd-sysusers and
+# systemd-tmpfiles --root) for the example unit's test. Run as root (CI) or with sudo.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
@@ -14,3 +15,5 @@ apt-get install -y -qq --no-install-recommends \
   ffmpeg libturbojpeg0 \
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools \
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+# Not upgraded when there: a base image's systemd is enough for its offline tools.
+command -v systemd-analyze >/dev/null || apt-get install -y -qq --no-install-recommends systemd
