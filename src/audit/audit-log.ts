@@ -89,12 +89,15 @@ export class AuditLog {
   /**
    * The frames (`frameId sha256`) among the last `rows` this source put through the node that were decided: a hot
    * folder finds there a file a kill left between its audit row and its move to done/ (for such a source the row
-   * follows its queued result, see Settler). The latest rows suffice: a source has at most its window of frames
-   * decided and not settled. One backward scan on the id, once per source at its start.
+   * follows its queued result, see Settler; rows an older release wrote are not asked). The latest rows suffice: a
+   * source has at most its window of frames decided and not settled. One backward scan on the id, once per source at
+   * its start.
    */
   latestDecided(source: string, rows: number): Set<string> {
     const found = this.parts.db
-      .prepare("SELECT frame_id, input_sha256, status FROM decisions WHERE source = ? AND status IN ('ok', 'rejected') ORDER BY id DESC LIMIT ?")
+      .prepare(
+        "SELECT frame_id, input_sha256, status FROM decisions WHERE source = ? AND status IN ('ok', 'rejected') AND id > (SELECT after_id FROM results_first) ORDER BY id DESC LIMIT ?",
+      )
       .all(source, rows) as Array<{ frame_id: string; input_sha256: string | null; status: string }>;
     return new Set(found.filter((r) => r.status === 'ok').map((r) => `${r.frame_id} ${r.input_sha256}`));
   }

@@ -76,6 +76,13 @@ const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE decisions ADD COLUMN threshold REAL;
   `,
+  // 5: from which row on a replaying source's (a hot folder's) row follows its queued result (src/node/settle.ts):
+  // only those rows let a hot folder move a file a kill left behind without deciding it again. An older release
+  // wrote the row first, so its rows do not say the result was queued.
+  `
+  CREATE TABLE results_first (after_id INTEGER NOT NULL);
+  INSERT INTO results_first SELECT coalesce(max(id), 0) FROM decisions;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

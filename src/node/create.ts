@@ -103,8 +103,10 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     const window = config.window ?? batch.maxSize;
     const decidedBySource = new Map<string, Set<string>>();
+    // A row says its result was queued in the outbox: not in one moved aside at this start, nor in memory.
+    let outboxKeptResults = true;
     const decidedBefore = (frame: Frame) => {
-      if (!audit) return false;
+      if (!audit || !outboxKeptResults) return false;
       let decided = decidedBySource.get(frame.source);
       try {
         // Twice the window: a source has at most its window of frames decided and not settled.
@@ -177,6 +179,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     if (transportConfig) {
       const { outbox, path: outboxPath, unavailable } = openOutbox(transportConfig, config, logger);
       closers.unshift(() => outbox.close());
+      outboxKeptResults = !outbox.recovered && !unavailable;
       if (outbox.recovered) {
         const r = outbox.recovered;
         audit?.event({ kind: 'db_recovered', message: `outbox ${outboxPath} unreadable (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`, details: { ...r } });

@@ -41,6 +41,7 @@ test('a file of the previous schema (2) is upgraded in place: its rows kept, the
   const file = join(tmp.path, 'schema-2.db');
   const fresh = openAuditDb(file).db;
   for (const column of ['window_offset', 'window_start', 'rpm', 'load', 'threshold']) fresh.exec(`ALTER TABLE decisions DROP COLUMN ${column}`);
+  fresh.exec('DROP TABLE results_first');
   fresh.pragma('user_version = 2');
   fresh.prepare(`INSERT INTO decisions (ts, frame_id, status) VALUES (1, 'old-frame', 'ok')`).run();
   fresh.close();
@@ -54,6 +55,7 @@ test('a file of schema 3 is upgraded in place: its rows kept, the threshold colu
   const file = join(tmp.path, 'schema-3.db');
   const fresh = openAuditDb(file).db;
   fresh.exec('ALTER TABLE decisions DROP COLUMN threshold');
+  fresh.exec('DROP TABLE results_first');
   fresh.pragma('user_version = 3');
   fresh.prepare(`INSERT INTO decisions (ts, frame_id, status, label, score) VALUES (1, 'old-anomaly', 'ok', 'anomalous', 2.5)`).run();
   fresh.close();

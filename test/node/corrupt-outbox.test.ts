@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { mkdirSync, truncateSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { listEvents } from '../../src/audit/query';
 import { finalSummary } from '../../src/node/summary';
@@ -48,4 +48,24 @@ test('a corrupt outbox.db is moved aside: the line keeps running, and the loss i
   } finally {
     db.close();
   }
+});
+
+test('after the outbox is moved aside, a file a kill left behind with its audit row is decided again: its queued result may be lost with the old outbox', async () => {
+  const data = join(tmp.path, 'leftover');
+  const inbox = hotFolder(join(tmp.path, 'leftover-inbox'), 2);
+  const config = { sources: [{ uri: `dir:${inbox}` }], audit: { file: join(data, 'audit.db') }, mqtt: { embeddedBroker: { port: 0 } } };
+  const first = await sampleNode(config);
+  await first.node.run();
+  await first.node.stop();
+  const [left] = readdirSync(join(inbox, 'done')).sort();
+  renameSync(join(inbox, 'done', left), join(inbox, left)); // as a kill between its audit row and its move leaves it
+  const fd = openSync(join(data, 'outbox.db'), 'r+');
+  writeSync(fd, Buffer.alloc(100, 'x'), 0, 100, 0); // the header gone: not a database
+  closeSync(fd);
+
+  const second = await sampleNode(config);
+  await second.node.run();
+  await second.node.stop();
+  expect(second.node.snapshot().outboxRecovered).toBeDefined();
+  expect(second.decisions.map((d) => d.frameId.split('@')[0].split('/').pop())).toEqual([left]);
 });

@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { appendFileSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
@@ -119,6 +120,26 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     } finally {
       db.close();
     }
+  });
+
+  it("a release that wrote the audit row before the result: after the upgrade, such a row does not move a leftover file, it is decided again", async () => {
+    const inbox = hotFolder(join(tmp.path, 'upgrade'), 2);
+    const audit = { file: join(tmp.path, 'upgrade-audit', 'audit.db') };
+    const first = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit });
+    await first.node.run();
+    await first.node.stop();
+    // As schema 4 left the file (the row committed even when the outbox had refused the result), then upgraded.
+    const db = new Database(audit.file);
+    db.exec('DROP TABLE results_first');
+    db.pragma('user_version = 4');
+    db.close();
+    const [left] = readdirSync(join(inbox, 'done')).sort();
+    renameSync(join(inbox, 'done', left), join(inbox, left));
+    const second = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit });
+    await second.node.run();
+    await second.node.stop();
+    expect(second.decisions.map((d) => d.frameId.split('@')[0].split('/').pop())).toEqual([left]);
+    expect(readdirSync(inbox).filter((f) => f.endsWith('.png'))).toEqual([]);
   });
 
   it('the dashboard answers a request it cannot parse with 400 and keeps serving', async () => {
