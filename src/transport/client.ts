@@ -502,14 +502,17 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
   }
 
   private statusPayload(state: StatusPayload['state'], reason: StatusPayload['reason']): string {
+    const ts = new Date().toISOString();
     const payload: StatusPayload = {
       schema: STATUS_SCHEMA,
       state,
       reason,
-      ts: new Date().toISOString(),
+      ts,
       site: this.config.site,
       device: this.config.device,
       clientId: this.clientId,
+      // The broker publishes the will as it is now, whenever the node is lost: its time is that of the connect.
+      ...(reason === 'lost' ? { willSetAt: ts } : {}),
       info: redact(this.statusInfo),
     };
     return JSON.stringify(payload);
