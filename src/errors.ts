@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   E_AUDIT_UNWRITABLE: 'transient',
   E_AUDIT_LOCKED: 'transient',
   E_AUDIT_WRITE: 'transient',
+  E_AUDIT_RECOVERED: 'integrity',
   E_REVIEW_FRAME: 'bad-input',
   E_REVIEW_INVALID: 'bad-input',
   E_DATASET_OUT: 'configuration',

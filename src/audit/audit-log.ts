@@ -2,7 +2,7 @@ import type { Database } from 'better-sqlite3';
 import { silentLogger, type Logger } from '../log';
 import { EventLog, type AuditEvent } from './events';
 import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats, type ScoreQuantile } from './health';
-import { openAuditDb } from './open';
+import { openAuditDb, type AuditRecovery } from './open';
 import { activeAlarms, type AuditEventRow } from './query';
 import type { AuditRecord, ModelRef } from './record';
 import { Retention, type RetentionPolicy } from './retention';
@@ -44,6 +44,8 @@ export interface AuditHealthReport {
  */
 export class AuditLog {
   private model: ModelRef;
+  /** Set when the file was unreadable at open and moved aside for a fresh one (its `db_recovered` event is the first). */
+  recovered: AuditRecovery | null = null;
 
   constructor(
     private readonly parts: AuditLogParts,
@@ -56,13 +58,14 @@ export class AuditLog {
   static open(file: string, options: OpenAuditLogOptions): AuditLog {
     const logger = options.logger ?? silentLogger;
     const now = options.now ?? Date.now;
-    const { db } = openAuditDb(file, { logger, now, busyTimeoutMs: options.busyTimeoutMs });
+    const { db, recovered } = openAuditDb(file, { logger, now, busyTimeoutMs: options.busyTimeoutMs });
     const events = new EventLog(db, { logger, now });
     const { experts, expertShare, scoreQuantiles } = options.model;
     const health = new RoutingHealth({ experts, expectedShare: expertShare, scoreQuantiles, ...options.health, logger });
     const retention = options.retention ? new Retention(db, options.retention, { logger, now }) : undefined;
     const writer = new AuditWriter(db, { ...options.writer, logger });
     const log = new AuditLog({ db, writer, events, health, retention }, { name: options.model.name, version: options.model.version });
+    log.recovered = recovered;
     // After the log's own listener, so an alarm is in the database before the node publishes it.
     if (options.onAlarm) health.onAlarm(options.onAlarm);
     retention?.start(options.retention?.intervalMs);

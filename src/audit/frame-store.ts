@@ -21,8 +21,8 @@ import { sha256Hex } from '../model/integrity';
  *
  * Kept frames are the first thing to go when the disk fills: the audit log and the outbox share it, and the line
  * stops when they cannot write. Below `minFreeBytes` free, the store evicts its oldest frames and keeps no new one
- * until there is room again; `reclaim` does the same when the node finds its disk full. Writes go one at a time, so
- * each sees the space the one before it took.
+ * until there is room again; when the node finds its disk full, `reclaim` gives up every kept frame, whatever the
+ * reserve. Writes go one at a time, so each sees the space the one before it took.
  */
 export type KeepFrames = 'none' | 'anomalous' | 'all';
 
@@ -210,11 +210,11 @@ export class FrameStore {
   }
 
   /**
-   * Evicts the oldest kept frames until the reserve is free again (the node calls it when its audit log or outbox
-   * finds the disk full, so frames give way to them); never throws.
+   * Evicts every kept frame but those a review pinned: the node calls it when its audit log or outbox finds the disk
+   * full, and they need the room more than review copies do, whatever the reserve (none at all, too). Never throws.
    */
   reclaim(): Promise<void> {
-    const done = this.tail.then(() => this.makeRoom(0, true)).then(
+    const done = this.tail.then(() => this.evictAll()).then(
       () => undefined,
       () => undefined,
     );
@@ -265,22 +265,29 @@ export class FrameStore {
 
   /**
    * Whether `size` more bytes leave the reserve free, after evicting the oldest frames if that makes it so; when even
-   * all of them would not (a disk short of the reserve for other reasons), they stay, and only `reclaim` (`all`, on
-   * a disk the line can no longer write) gives them up. A disk whose free space cannot be read counts as roomy: the
-   * write itself then says whether it was.
+   * all of them would not (a disk short of the reserve for other reasons), they stay, and only `reclaim` (on a disk
+   * the line can no longer write) gives them up. A disk whose free space cannot be read counts as roomy: the write
+   * itself then says whether it was.
    */
-  private async makeRoom(size: number, all = false): Promise<boolean> {
+  private async makeRoom(size: number): Promise<boolean> {
     const reserve = this.options.minFreeBytes ?? 0;
     if (reserve === 0) return true;
     const disk = await statfs(this.options.dir).catch(() => undefined);
     let lacking = disk ? reserve + size - disk.bavail * disk.bsize : 0;
-    if (all || lacking <= this.bytes) while (lacking > 0 && this.files.length > 0) lacking -= await this.evictOldest();
+    if (lacking <= this.bytes) while (lacking > 0 && this.files.length > 0) lacking -= await this.evictOldest();
     if ((lacking > 0) !== this.short) {
       this.short = lacking > 0;
       if (this.short) this.log.warn({ dir: this.options.dir, minFreeBytes: reserve }, 'disk nearly full: no frames kept for review until there is room (the audit log and the outbox come first)');
       else this.log.info({ dir: this.options.dir }, 'room on the disk again: keeping frames for review');
     }
     return lacking <= 0;
+  }
+
+  private async evictAll(): Promise<void> {
+    const before = this.counters.evicted;
+    while (this.files.length > 0) await this.evictOldest();
+    const evicted = this.counters.evicted - before;
+    if (evicted > 0) this.log.warn({ dir: this.options.dir, evicted }, 'disk full: kept frames evicted to give the audit log and the outbox their room');
   }
 
   /** Evicts the oldest kept frame and then its map; the bytes freed (0 when a review pinned it meanwhile). */

@@ -12,7 +12,7 @@ export {
   type ScoreQuantile,
   type ScoreStats,
 } from './health';
-export { openAuditDb, openAuditDbReadOnly, type OpenAuditDbOptions, type OpenedAuditDb } from './open';
+export { openAuditDb, openAuditDbReadOnly, type AuditRecovery, type OpenAuditDbOptions, type OpenedAuditDb } from './open';
 export {
   alarmName,
   auditStats,

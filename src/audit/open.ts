@@ -15,10 +15,17 @@ export interface OpenAuditDbOptions {
   now?: () => number;
 }
 
+/** What `openAuditDb` found when the file was unreadable and moved aside. */
+export interface AuditRecovery {
+  movedTo: string;
+  code: string;
+  reason: string;
+}
+
 export interface OpenedAuditDb {
   db: Db;
   /** Set when the file was unreadable and was moved aside for a fresh one. */
-  recovered: { movedTo: string; code: string; reason: string } | null;
+  recovered: AuditRecovery | null;
 }
 
 const CORRUPT = new Set(['SQLITE_CORRUPT', 'SQLITE_NOTADB']);
@@ -28,7 +35,8 @@ const LOCKED = new Set(['SQLITE_BUSY', 'SQLITE_LOCKED']);
  * Opens (or creates) the audit database, ready to write.
  *
  * A corrupt file is renamed `<file>.corrupt-<timestamp>` (with its -wal/-shm) and a fresh database is
- * started with a `db_recovered` event, so the node keeps auditing and the old file stays for forensics.
+ * started with a `db_recovered` event, so the node keeps auditing and the old file stays for forensics (the node
+ * also raises an E_AUDIT_RECOVERED alarm on MQTT).
  * A path that cannot be written or a database locked by another process gives E_AUDIT_UNWRITABLE /
  * E_AUDIT_LOCKED.
  */

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload } from '../protocol/payloads';
+import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload, type StatusPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
 import { fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
 import type { DeviceOutcome, DeviceProgress, Outcome, PublishOptions } from './publish';
@@ -55,7 +55,7 @@ export class DeviceWatch {
       const status = check(statusPayloadSchema, json);
       if (typeof status === 'string') return status;
       this.offline = status.state === 'offline';
-      this.offlineReason = status.state === 'offline' ? `${status.reason} at ${status.ts}` : null;
+      this.offlineReason = status.state === 'offline' ? offlineText(status) : null;
       const model = status.info.model as { version?: unknown } | undefined;
       if (typeof model?.version === 'string') this.version = model.version;
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
@@ -177,6 +177,11 @@ export class DeviceWatch {
 }
 
 /** The value when it fits the schema, else what is wrong with it. */
+/** How and when a device went offline: a last will's time is that of the connect that set it (the loss came later). */
+function offlineText(status: StatusPayload): string {
+  return status.reason === 'lost' ? `lost; its last will was set at ${status.ts}, when it connected` : `${status.reason} at ${status.ts}`;
+}
+
 function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
   const result = schema.safeParse(value);
   return result.success ? result.data : describeIssues(result.error).join('; ');

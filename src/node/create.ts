@@ -62,7 +62,8 @@ function preprocessOf(source: SourceConfig) {
 
 /**
  * Wires a node from a validated config: engine on the device profile, sources, audit log, MQTT transport with
- * its outbox (and the embedded broker when asked). Everything opened here is closed by `node.stop()`.
+ * its outbox (and the embedded broker when asked). Everything opened here is closed by `node.stop()`, each part even
+ * when another fails to close (logged; the stop rejects with the first failure).
  */
 export async function createEdgeNode(input: NodeConfigInput, options: CreateNodeOptions = {}): Promise<CreatedNode> {
   // Validated here too (parsing is idempotent): an SDK user's plain object gets E_CONFIG_INVALID, not a TypeError.
@@ -169,9 +170,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       applyRouting: (next) => applyRouting(config, next),
       healthIntervalMs: config.healthIntervalMs,
       logger,
-      onClosed: async () => {
-        for (const close of closers) await close();
-      },
+      onClosed: () => closeAll(closers, logger),
     });
     const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
@@ -204,9 +203,27 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   } catch (err) {
     audit?.close();
     await engine.dispose();
-    for (const close of closers) await close();
+    // Each failure is logged; the error that stopped the start is the one to report.
+    await closeAll(closers, logger).catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Runs every closer, whatever an earlier one throws: one that fails must not keep the locks after it (the next node in
+ * this process would be refused with E_STORE_IN_USE). Each failure is logged; the first is thrown.
+ */
+async function closeAll(closers: ReadonlyArray<() => Promise<void> | void>, logger: Logger): Promise<void> {
+  const failures: unknown[] = [];
+  for (const close of closers) {
+    try {
+      await close();
+    } catch (err) {
+      failures.push(err);
+      logger.error({ err: errorMessage(err) }, 'a part of the node failed to close');
+    }
+  }
+  if (failures.length > 0) throw failures[0];
 }
 
 /**

@@ -135,12 +135,15 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /**
    * Gives the node its MQTT transport, before `run` (the transport's commands need the node, so it comes after).
-   * `outboxUnavailable`: why the configured outbox could not open and results wait in memory instead.
+   * `outboxUnavailable`: why the configured outbox could not open and results wait in memory instead. An audit
+   * database found unreadable and moved aside at start is announced on it, as an alarm.
    */
   attachTransport(transport: MqttTransport, outboxUnavailable?: SgmoeError): void {
     if (this.started) throw new SgmoeError('E_NODE_RUNNING', 'expected to attach the transport before the node runs, found it running');
     this.transportPart = transport;
     this.outboxUnavailable = outboxUnavailable;
+    const recovered = this.parts.audit?.recovered;
+    if (recovered) this.reporter.auditRecovered(recovered);
     transport.on('refused', (error) => this.changed(this.faults.raise(BROKER_FAULT, brokerFault(error))));
     transport.on('online', () => this.changed(this.faults.clear(BROKER_FAULT, 'the broker accepts the node again: what waited in the outbox is sent')));
   }

@@ -44,7 +44,7 @@ export function brokerFault(error: { code: string; message: string }): Raised {
     code: error.code,
     message:
       `expected the broker to accept the node, found ${error.code}: ${error.message}. ` +
-      'Results, health and alarms wait in the outbox (beyond mqtt.outbox.maxResults the oldest results and health reports are dropped and counted) and the node keeps trying',
+      'Results, health and alarms wait in the outbox (beyond mqtt.outbox.maxResults the oldest results, rejections and health reports are dropped and counted) and the node keeps trying',
   };
 }
 

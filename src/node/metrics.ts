@@ -69,7 +69,7 @@ export function attachMetrics(node: EdgeNode): AttachedMetrics {
   });
   new Counter({
     name: 'sgmoe_outbox_dropped_total',
-    help: 'Results and health reports the full outbox dropped, the oldest first (mqtt.outbox.maxResults), over the outbox file\'s life (0 without MQTT)',
+    help: 'Results, rejections and health reports the full outbox dropped, the oldest first (mqtt.outbox.maxResults), over the outbox file\'s life (0 without MQTT)',
     registers,
     collect() {
       this.reset();

@@ -1,4 +1,5 @@
 import type { AuditLog } from '../audit/audit-log';
+import type { AuditRecovery } from '../audit/open';
 import type { HealthAlarm } from '../audit/health';
 import { errorCode, errorMessage } from '../errors';
 import type { Logger } from '../log';
@@ -71,6 +72,18 @@ export class Reporter {
         code: `E_ROUTING_${alarm.kind.toUpperCase()}`,
         message: alarm.message,
         details: { state: alarm.state, value: alarm.value, bound: alarm.bound, experts: alarm.experts },
+      }),
+    );
+  }
+
+  /** The audit database was unreadable at start and moved aside (the outbox's own recovery the transport announces). */
+  auditRecovered(recovered: AuditRecovery): void {
+    this.toOutbox('alarm', () =>
+      this.parts.transport()?.publishAlarm({
+        severity: 'warning',
+        code: 'E_AUDIT_RECOVERED',
+        message: `the audit database was unreadable (${recovered.code}) and was moved to ${recovered.movedTo}; a fresh one was started, the earlier decisions and events stay in the moved file`,
+        details: { ...recovered },
       }),
     );
   }

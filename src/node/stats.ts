@@ -52,8 +52,8 @@ export interface NodeSnapshot {
   framesPerSecond: number;
   outboxDepth: number | null;
   /**
-   * Results and health reports the full outbox dropped, the oldest first (`mqtt.outbox.maxResults`), over the outbox
-   * file's life, as the health report's `outbox.dropped`; null without MQTT.
+   * Results, rejections and health reports the full outbox dropped, the oldest first (`mqtt.outbox.maxResults`), over
+   * the outbox file's life, as the health report's `outbox.dropped`; null without MQTT.
    */
   outboxDropped: number | null;
   /** Decided frames the outbox could not store (they are in the audit log). */

@@ -48,7 +48,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   );
   if (s.outboxDepth !== null) {
     const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
-    const dropped = s.outboxDropped ? `, ${s.outboxDropped} results/health reports dropped (the outbox was full: mqtt.outbox.maxResults, the oldest first)` : '';
+    const dropped = s.outboxDropped ? `, ${s.outboxDropped} results/rejections/health reports dropped (the outbox was full: mqtt.outbox.maxResults, the oldest first)` : '';
     lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}${dropped}`);
   }
   if (s.outboxRecovered) {

@@ -42,7 +42,8 @@ export type ResultPayload = z.infer<typeof resultPayloadSchema>;
 
 /**
  * The device's state, retained on `status`: `online` (birth, on every connect), `offline` with reason
- * `shutdown` (clean stop) or `lost` (the last will, published by the broker).
+ * `shutdown` (clean stop) or `lost` (the last will, published by the broker). The will is written at connect and the
+ * broker publishes it as written, so its `ts` (and `info`) are the connect's, not the loss's: `willSetAt` says so.
  */
 export const statusPayloadSchema = z.object({
   schema: z.literal(STATUS_SCHEMA),
@@ -52,6 +53,8 @@ export const statusPayloadSchema = z.object({
   site: z.string(),
   device: z.string(),
   clientId: z.string(),
+  /** The last will only (reason `lost`): when it was set, at connect, equal to its `ts`. The loss came later. */
+  willSetAt: isoTime.optional(),
   /** What the node wants the plant to know (model, versions...), set with `MqttTransport.setStatusInfo`. */
   info: z.record(z.string(), z.unknown()),
 });

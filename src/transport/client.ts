@@ -502,14 +502,17 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
   }
 
   private statusPayload(state: StatusPayload['state'], reason: StatusPayload['reason']): string {
+    const ts = new Date().toISOString();
     const payload: StatusPayload = {
       schema: STATUS_SCHEMA,
       state,
       reason,
-      ts: new Date().toISOString(),
+      ts,
       site: this.config.site,
       device: this.config.device,
       clientId: this.clientId,
+      // The broker publishes the will as it is now, whenever the node is lost: its time is that of the connect.
+      ...(reason === 'lost' ? { willSetAt: ts } : {}),
       info: redact(this.statusInfo),
     };
     return JSON.stringify(payload);
@@ -539,7 +542,12 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
   }
 }
 
-/** Names the cause: refused credentials, a TLS failure, an unreachable broker, or anything else. */
+/**
+ * Names the cause: refused credentials, a TLS failure, an unreachable broker, or anything else. Node's TLS layer gives
+ * every failure a code (a certificate's, OpenSSL's); mqtt.js's own errors have none (a CONNACK that never came, TLS
+ * handshake included, a keepalive timeout, a protocol error), so on an mqtts:// URL too they are no TLS failure: a
+ * broker that stays silent is retried, never raised as a refusal that only a configuration change fixes.
+ */
 export function describeConnectionError(err: Error & { code?: unknown }, url: string, clientId: string): SgmoeError {
   const { code } = err;
   if (typeof code === 'number') {
@@ -556,10 +564,10 @@ export function describeConnectionError(err: Error & { code?: unknown }, url: st
   if (typeof code === 'string' && NETWORK_ERRORS.has(code)) {
     return new SgmoeError('E_MQTT_UNREACHABLE', `broker ${url} is unreachable: ${err.message}`, { errno: code }, { cause: err });
   }
-  if (/^(mqtts|wss):/.test(url)) {
+  if (typeof code === 'string' && /^(mqtts|wss):/.test(url)) {
     return new SgmoeError(
       'E_MQTT_TLS',
-      `TLS with ${url} failed: ${err.message}${typeof code === 'string' ? ` (${code})` : ''}; check tls.ca, tls.servername and the client certificate`,
+      `TLS with ${url} failed: ${err.message} (${code}); check tls.ca, tls.servername and the client certificate`,
       { errno: code },
       { cause: err },
     );

@@ -59,7 +59,7 @@ export const transportConfigSchema = z
       .object({
         /** SQLite file; absent = the caller passes one (e.g. the audit log's database). */
         path: z.string().min(1).optional(),
-        /** Results and health kept while the broker is away; beyond it the oldest go first. */
+        /** Results, rejections and health reports kept while the broker is away, together; beyond it the oldest go first. */
         maxResults: z.number().int().positive().default(100_000),
         /** `full` survives power loss; `normal` survives a process crash and is faster (WAL either way). */
         synchronous: z.enum(['full', 'normal']).default('full'),

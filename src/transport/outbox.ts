@@ -4,9 +4,11 @@ import { silentLogger, type Logger } from '../log';
 import { openOutboxFile, type OutboxRecovery } from './outbox-file';
 
 /**
- * Results and health are droppable: when the outbox is full the oldest of them go first. Alarms are
- * never dropped (they are rare and an operator must see them). Status is not queued at all: it is a
- * state, and the birth message on every connect carries the latest one.
+ * Results, rejections and health reports are droppable, under one bound (`maxResults`): when the outbox is full the
+ * oldest of them go first, whatever their kind. A result and a rejection are each a frame's one outcome, so the bound
+ * is on frames waiting (with the few health reports), and a burst of bad frames takes no more room than good ones
+ * would. Alarms and anomaly messages are never dropped (they are rare and an operator must see them). Status is not
+ * queued at all: it is a state, and the birth message on every connect carries the latest one.
  */
 export type OutboxKind = 'result' | 'health' | 'alarm' | 'anomaly' | 'rejected';
 const DROPPABLE: Record<OutboxKind, boolean> = { result: true, health: true, alarm: false, anomaly: false, rejected: true };
@@ -39,7 +41,7 @@ export interface OutboxStats {
 }
 
 export interface OutboxOptions {
-  /** Droppable messages kept at most; beyond it the oldest are dropped and counted. */
+  /** Results, rejections and health reports kept at most, together; beyond it the oldest are dropped and counted. */
   maxResults: number;
   logger?: Logger;
 }
@@ -255,7 +257,7 @@ export class Outbox {
     this.bump('dropped', count);
     // One line per thousand drops: enough to see it happen without flooding the log during an outage.
     if (Math.floor(before / 1000) !== Math.floor(this.counts.dropped / 1000) || before === 0) {
-      this.log.warn({ seq, dropped: this.counts.dropped, maxResults: this.options.maxResults }, 'outbox full: dropping the oldest results');
+      this.log.warn({ seq, dropped: this.counts.dropped, maxResults: this.options.maxResults }, 'outbox full: dropping the oldest results, rejections and health reports');
     }
   }
 

@@ -324,6 +324,30 @@ describe('the free-space reserve (a real 1 MB tmpfs)', () => {
     rmSync(join(disk.path, 'wal-growth'));
     rmSync(dir, { recursive: true });
   });
+
+  onTmpfs('without a reserve too, reclaim on a full disk gives up every kept frame but the one a review pinned, and the line\'s write goes through', async () => {
+    if ('unavailable' in disk) return;
+    const dir = join(disk.path, 'no-reserve');
+    const store = new FrameStore({ dir, keep: 'all', maxFiles: 100, minFreeBytes: 0 });
+    const frames = await Promise.all([0, 1, 2, 3].map((i) => noise(i)));
+    for (const bytes of frames) store.offer(bytes, true);
+    await store.flush();
+    expect(store.counters).toMatchObject({ kept: 4, failed: 0 });
+    const pinned = pinFrame(dir, sha256Hex(frames[1]));
+
+    // The line's own files take the disk: its next write (a commit's 100 KB) fails until the node's disk fault calls reclaim.
+    disk.fill();
+    const lineWrite = () => writeFileSync(join(disk.path, 'wal-growth'), Buffer.alloc(100 * 1024));
+    expect(lineWrite).toThrow(expect.objectContaining({ code: 'ENOSPC' }));
+    await store.reclaim();
+    expect(readdirSync(dir)).toEqual(['reviewed']);
+    expect(existsSync(pinned!)).toBe(true);
+    expect(store.counters.evicted).toBe(3);
+    lineWrite();
+    disk.free();
+    rmSync(join(disk.path, 'wal-growth'));
+    rmSync(dir, { recursive: true });
+  });
 });
 
 describe('frame store', () => {

@@ -305,7 +305,7 @@ test('a device that goes offline mid-update times out with the last step seen an
       canaryWindowMs: 0,
     });
     expect(report.devices).toEqual([
-      expect.objectContaining({ device: id, outcome: 'timeout', code: 'E_CMD_TIMEOUT', lastStep: 'downloading', reason: expect.stringMatching(/last step seen: downloading, .*; the device went offline \(lost at /) }),
+      expect.objectContaining({ device: id, outcome: 'timeout', code: 'E_CMD_TIMEOUT', lastStep: 'downloading', reason: expect.stringMatching(/last step seen: downloading, .*; the device went offline \(lost; its last will was set at .*, when it connected\)$/) }),
     ]);
   } finally {
     await device.publishAsync(topics.status, '', { qos: 1, retain: true });

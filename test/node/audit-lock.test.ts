@@ -1,7 +1,12 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import pino from 'pino';
+import { generateSigningKey } from '../../src/fleet/keys';
+import { parseNodeConfig } from '../../src/node/config';
+import { createEdgeNode } from '../../src/node/create';
+import { BUNDLED } from '../helpers/package';
 import { ROOT } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/mqtt';
@@ -39,5 +44,37 @@ describe('one node per audit log', () => {
     await next.node.run();
     await next.node.stop();
     expect(next.decisions).toHaveLength(1);
+  });
+});
+
+describe('a stop that fails to let go of a part', () => {
+  it('still lets go of the rest (the audit log\'s lock among them), logs and rejects with the failure; the next node in this process starts', async () => {
+    const dir = join(tmp.path, 'closers');
+    const keys = await generateSigningKey(join(dir, 'operator'));
+    const file = join(dir, 'data', 'audit.db');
+    const config = parseNodeConfig({
+      model: BUNDLED,
+      threads: 1,
+      once: true,
+      sources: [{ uri: `dir:${hotFolder(join(dir, 'inbox'), 1)}` }],
+      audit: { file },
+      fleet: { root: join(dir, 'device'), trustedKeys: [keys.publicKeyPath] },
+    });
+    const lines: Array<{ level: number; msg: string; err?: string }> = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const first = await createEdgeNode(config, { logger });
+    await first.node.run();
+    // The package store's lock, let go before the audit log's, can no longer be read: its release throws.
+    const storeLock = join(dir, 'device', 'node.lock');
+    rmSync(storeLock);
+    mkdirSync(storeLock);
+    await expect(first.node.stop()).rejects.toMatchObject({ code: 'E_FILE_UNREADABLE', message: expect.stringContaining(storeLock) });
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'a part of the node failed to close', err: expect.stringContaining(storeLock) }));
+    expect(existsSync(`${file}.lock`)).toBe(false);
+
+    rmSync(storeLock, { recursive: true }); // the operator clears it
+    const next = await createEdgeNode(config);
+    await next.node.run();
+    await next.node.stop();
   });
 });

@@ -1,11 +1,14 @@
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { createBroker, type Client } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { MqttTransport } from '../../src/transport/client';
 import type { CommandHandlers } from '../../src/transport/commands';
-import { parseTransportConfig, type TransportConfigInput } from '../../src/transport/config';
+import { clientIdOf, parseTransportConfig, type TransportConfigInput } from '../../src/transport/config';
+import { statusPayloadSchema } from '../../src/protocol/payloads';
 import { Outbox } from '../../src/transport/outbox';
 import { freePort } from '../helpers/net';
 import { tempDir } from '../helpers/tmp';
@@ -34,6 +37,22 @@ async function broker(options: ConstructorParameters<typeof EmbeddedBroker>[0] =
   await b.start();
   cleanups.push(() => b.stop());
   return b;
+}
+
+/** A bare aedes on 127.0.0.1 that can drop a client's connection, as a broker loses a node whose link died. */
+async function droppingBroker(): Promise<{ url: string; drop(clientId: string): void }> {
+  const aedes = createBroker();
+  const clients = new Map<string, Client>();
+  aedes.on('client', (client) => clients.set(client.id, client));
+  const server = createServer(aedes.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    const closed = new Promise((resolve) => server.close(resolve));
+    for (const client of clients.values()) client.conn.destroy();
+    await closed;
+    await new Promise<void>((resolve) => aedes.close(() => resolve()));
+  });
+  return { url: `mqtt://127.0.0.1:${(server.address() as { port: number }).port}`, drop: (clientId) => clients.get(clientId)?.conn.destroy() };
 }
 
 /** A plant-side client that records every message on `filter`. */
@@ -181,5 +200,20 @@ describe('MqttTransport against the embedded aedes broker', () => {
     await node.kill();
     await waitUntil(() => got.length === 2, 5000, 'the last will');
     expect(got[1][1]).toMatchObject({ schema: 'sgmoe.status/1', state: 'offline', reason: 'lost', device });
+  });
+
+  it('the retained last will says its time is that of the connect that set it (willSetAt), not of the loss', async () => {
+    const b = await droppingBroker();
+    // No reconnect within the test: the will stays the retained status.
+    const { transport, config } = transportOn(b.url, { reconnect: { minMs: 600_000, maxMs: 600_000 } });
+    const { got } = await listener(b.url, transport.topics.status);
+    await transport.start();
+    b.drop(clientIdOf(config)); // the node's socket dies without a DISCONNECT: the broker publishes its will
+    await waitUntil(() => got.some(([, status]) => status.state === 'offline'), 5000, 'the last will');
+
+    const later = await listener(b.url, transport.topics.status);
+    await waitUntil(() => later.got.length === 1, 5000, 'the retained status');
+    const will = statusPayloadSchema.parse(later.got[0][1]);
+    expect(will).toMatchObject({ state: 'offline', reason: 'lost', willSetAt: will.ts });
   });
 });

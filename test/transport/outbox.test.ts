@@ -59,6 +59,17 @@ describe('Outbox', () => {
     outbox.close();
   });
 
+  it('bounds results and rejections together: a frame\'s outcome counts once, and the oldest go first whatever their kind', () => {
+    const outbox = Outbox.open(dbPath(), { maxResults: 3 });
+    const rejection = (i: number): OutboxMessage => ({ kind: 'rejected', topic: 't/rejected', payload: `{"frameId":"${i}"}`, qos: 1 });
+    outbox.enqueueAll([rejection(1), rejection(2)]);
+    outbox.enqueue(result(3));
+    outbox.enqueueAll([rejection(4), alarm(5)]);
+    expect(outbox.next(0, 100).map((e) => e.topic)).toEqual(['t/result', 't/rejected', 't/alarm']);
+    expect(outbox.stats()).toEqual({ pending: 3, queued: 5, sent: 0, dropped: 2 });
+    outbox.close();
+  });
+
   it('reads a file written before rows held several messages: each old row is one message', () => {
     const path = dbPath();
     const old = new Database(path);

@@ -1,0 +1,61 @@
+import Database from 'better-sqlite3';
+import { existsSync, statSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { listEvents } from '../../src/audit/query';
+import { EmbeddedBroker } from '../../src/transport/broker';
+import { waitUntil } from '../helpers/mqtt';
+import { tempDir } from '../helpers/tmp';
+import { hotFolder, sampleNode } from './sample-node';
+
+const tmp = tempDir();
+afterAll(() => tmp.cleanup());
+
+/**
+ * A real audit log cut short between two runs (a kill mid-write, a bad sector): the next node moves it aside and
+ * audits into a fresh one, and the operator hears of it on MQTT, not only in the device's log.
+ */
+test('a truncated audit.db is moved aside at start: an E_AUDIT_RECOVERED alarm naming the moved file goes out, and the fresh log records it', async () => {
+  const broker = new EmbeddedBroker();
+  const url = await broker.start();
+  const operator = await mqtt.connectAsync(url);
+  try {
+    const alarms: Array<{ code: string; message: string; details?: { movedTo?: string } }> = [];
+    operator.on('message', (_topic, payload) => alarms.push(JSON.parse(payload.toString())));
+    await operator.subscribeAsync('sgmoe/v1/+/+/alarm', { qos: 1 });
+
+    const auditFile = join(tmp.path, 'data', 'audit.db');
+    const config = { audit: { file: auditFile }, mqtt: { url, site: 'plant', device: 'line-1' } };
+    const first = await sampleNode({ ...config, sources: [{ uri: `dir:${hotFolder(join(tmp.path, 'inbox-1'), 3)}` }] });
+    await first.node.run();
+    await first.node.stop();
+    expect(statSync(auditFile).size).toBeGreaterThan(3000);
+    truncateSync(auditFile, 3000); // the header survives, the tables' pages do not
+
+    const next = await sampleNode({ ...config, sources: [{ uri: `dir:${hotFolder(join(tmp.path, 'inbox-2'), 2)}` }] });
+    try {
+      await next.node.run();
+    } finally {
+      await next.node.stop();
+    }
+    await waitUntil(() => alarms.some((a) => a.code === 'E_AUDIT_RECOVERED'), 5000, 'the alarm');
+    const alarm = alarms.find((a) => a.code === 'E_AUDIT_RECOVERED')!;
+    const movedTo = alarm.details?.movedTo ?? '';
+    expect(movedTo).toContain(`${auditFile}.corrupt-`);
+    expect(alarm.message).toContain(movedTo);
+    expect(existsSync(movedTo)).toBe(true);
+
+    const db = new Database(auditFile, { readonly: true });
+    try {
+      const recovered = listEvents(db, {}, ['db_recovered']);
+      expect(recovered).toHaveLength(1);
+      expect(recovered[0].message).toContain(movedTo);
+      expect(db.prepare("SELECT count(*) FROM decisions WHERE status = 'ok'").pluck().get()).toBe(2);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await operator.endAsync();
+    await broker.stop();
+  }
+});
