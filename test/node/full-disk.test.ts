@@ -1,7 +1,10 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WaveFile } from 'wavefile';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
+import { parseWav } from '../../src/ingest/kinds/signal/wav';
 import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
@@ -19,17 +22,38 @@ function faultEvent(node: { on(e: 'fault', l: (f: NodeFault) => void): unknown }
   return new Promise((resolve) => node.on('fault', (f) => f.code === 'E_STORAGE_UNWRITABLE' && f.state === state && resolve(f)));
 }
 
+/** The inbox file name of a frame (`name#offset` for a signal window). */
+const fileOf = (frameId: string) => basename(frameId).replace(/@\d+/, '');
+
 /** The inbox file names of the frames the audit log has a decided row for. */
 function auditedFiles(db: string): string[] {
   const conn = openAuditDbReadOnly(db);
   try {
-    return queryDecisions(conn, {}, { limit: 10_000 }).map((r) => basename(r.frameId.replace(/@\d+$/, ''))).sort();
+    return queryDecisions(conn, {}, { limit: 10_000 }).map((r) => fileOf(r.frameId)).sort();
   } finally {
     conn.close();
   }
 }
 
-const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith('.png')).sort() : []);
+const files = (dir: string, ext = '.png') => (existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(ext)).sort() : []);
+
+const BEARING = resolve(__dirname, '..', '..', 'models', 'bearing-sgmoe');
+
+/** Recordings of two of the signal package's sample windows back to back: 3 windows each (8192 samples every 4096). */
+function recordings(path: string, count: number): string[] {
+  mkdirSync(path, { recursive: true });
+  const { sampleRate } = JSON.parse(readFileSync(join(BEARING, 'manifest.json'), 'utf8')).input;
+  const samples = readdirSync(join(BEARING, 'samples')).filter((n) => n.endsWith('.wav'));
+  const channels = (i: number) => parseWav(readFileSync(join(BEARING, 'samples', samples[i])), samples[i]).samples;
+  const names = Array.from({ length: count }, (_, i) => `rec-${i}.wav`);
+  names.forEach((name, i) => {
+    const data = channels(i).map((c, axis) => [...c, ...channels(i + 1)[axis]]);
+    const wav = new WaveFile();
+    wav.fromScratch(data.length, sampleRate, '32f', data);
+    writeFileSync(join(path, name), wav.toBuffer());
+  });
+  return names;
+}
 
 describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)', () => {
   onTmpfs('a hot-folder frame is not settled while its commit fails; once space returns every frame is audited and moved to done/', async () => {
@@ -102,6 +126,58 @@ describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)',
     expect(results.sort()).toEqual(SAMPLE_NAMES.slice(0, 5));
     expect(auditedFiles(audit.file)).toEqual(SAMPLE_NAMES.slice(0, 5));
     expect(files(join(inbox, 'done'))).toEqual(SAMPLE_NAMES.slice(0, 5));
+  });
+
+  onTmpfs('the windows of a signal hot folder are held while the full outbox refuses their results: no recording moves, none counted unpublished; once space returns every window is sent and every file moved', async () => {
+    if ('unavailable' in disk) return;
+    const inbox = join(tmp, 'signal-inbox');
+    const names = recordings(inbox, 3);
+    const windows = names.flatMap((n) => [0, 4096, 8192].map((offset) => `${n}#${offset}`));
+    const auditFile = join(tmp, 'signal', 'audit.db');
+    const created = await createEdgeNode(
+      parseNodeConfig({
+        model: BEARING,
+        threads: 1,
+        once: true,
+        window: windows.length, // every window decided while the disk is full, none waiting to be read
+        sources: [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }],
+        audit: { file: auditFile },
+        mqtt: { embeddedBroker: { port: 0 }, outbox: { path: join(disk.path, 'signal', 'outbox.db') } },
+      }),
+    );
+    const { node, broker, transport } = created;
+    if (!broker || !transport) throw new Error('expected the embedded broker and the transport');
+    const operator = await mqtt.connectAsync(broker.url);
+    const results: string[] = [];
+    operator.on('message', (_topic, payload) => results.push(fileOf(JSON.parse(payload.toString()).frameId)));
+    await operator.subscribeAsync(transport.topics.result, { qos: 1 });
+    let decided = 0;
+    node.on('decision', () => decided++);
+    const raised = faultEvent(node, 'raised');
+    const cleared = faultEvent(node, 'cleared');
+    disk.fill();
+    const running = node.run();
+
+    await raised;
+    await waitUntil(() => decided === windows.length, 30_000, 'every window decided');
+    await sleep(1000); // commits retried meanwhile (250, 500 ms): still refused
+    expect(files(inbox, '.wav')).toEqual(names);
+    expect(files(join(inbox, 'done'), '.wav')).toEqual([]);
+    expect(node.snapshot()).toMatchObject({ totals: { decided: 0, pending: windows.length }, unpublished: 0, unaudited: 0 });
+    expect(auditedFiles(auditFile)).toEqual([]); // a held window's row waits for its result to be queued
+    expect(results).toEqual([]);
+
+    disk.free();
+    await cleared;
+    await running;
+    await waitUntil(() => results.length >= windows.length, 10_000, 'every window\'s result');
+    await operator.endAsync();
+    await node.stop();
+    expect(results.sort()).toEqual(windows);
+    expect(files(join(inbox, 'done'), '.wav')).toEqual(names);
+    expect(files(inbox, '.wav')).toEqual([]);
+    expect(auditedFiles(auditFile)).toEqual(windows);
+    expect(node.snapshot()).toMatchObject({ totals: { ingested: windows.length, decided: windows.length, pending: 0 }, unpublished: 0, unaudited: 0 });
   });
 
   onTmpfs('frames of a push source are decided on, counted as unaudited, and the disk alarm is raised then cleared on MQTT', async () => {

@@ -52,6 +52,8 @@ interface Pending {
  */
 export class SignalWindowSource extends BaseSource {
   readonly kind;
+  /** A window left unsettled keeps its payload unsettled: the hot folder's file stays in the inbox, as it replays. */
+  readonly replays;
   private readonly streams = new Map<string, Windower>();
   private readonly pending = new Map<string, Pending>();
 
@@ -64,6 +66,7 @@ export class SignalWindowSource extends BaseSource {
   ) {
     super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
     this.kind = payloads.kind;
+    this.replays = payloads.replays;
     this.gain = options.gain ?? 1;
   }
 
