@@ -180,19 +180,15 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       this.log.info('stopping: finishing the frames in flight');
       // Frames held on a full disk stay with their source (in the inbox), to be taken at the next start.
       this.settler.release();
-      try {
-        await Promise.all(this.parts.sources.map((s) => s.source.stop()));
-        await Promise.all(this.pumps);
-        await this.batcher.drain();
-        this.reporter.stop();
-        this.parts.audit?.event({ kind: 'stop', message: 'node stopped', details: { totals: this.snapshot().totals } });
-        this.parts.audit?.close();
-        await this.transportPart?.stop();
-        await this.engine.dispose();
-      } finally {
-        // Whatever failed above (an SDK user's source whose stop throws), the locks go: the next node may start.
-        await this.parts.onClosed?.();
-      }
+      await Promise.all(this.parts.sources.map((s) => s.source.stop()));
+      await Promise.all(this.pumps);
+      await this.batcher.drain();
+      this.reporter.stop();
+      this.parts.audit?.event({ kind: 'stop', message: 'node stopped', details: { totals: this.snapshot().totals } });
+      this.parts.audit?.close();
+      await this.transportPart?.stop();
+      await this.engine.dispose();
+      await this.parts.onClosed?.();
       this.log.info({ totals: this.snapshot().totals }, 'stopped');
     })();
     return this.stopping;

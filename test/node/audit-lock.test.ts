@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { generateSigningKey } from '../../src/fleet/keys';
-import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { BUNDLED } from '../helpers/package';
@@ -49,22 +48,6 @@ describe('one node per audit log', () => {
 });
 
 describe('a stop that fails to let go of a part', () => {
-  it("lets go of its locks when an SDK user's source fails to stop: the next node in this process starts", async () => {
-    const dir = join(tmp.path, 'source-stop');
-    const file = join(dir, 'data', 'audit.db');
-    const config = parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file } });
-    const camera = new PushSource('camera');
-    camera.stop = () => Promise.reject(new Error('the camera would not let go'));
-    const first = await createEdgeNode(config, { extraSources: [{ source: camera, preprocess: {} }] });
-    const running = first.node.run();
-    await expect(first.node.stop()).rejects.toThrow('the camera would not let go');
-    camera.end();
-    await running;
-    expect(existsSync(`${file}.lock`)).toBe(false);
-    const next = await createEdgeNode(config);
-    await next.node.stop();
-  });
-
   it('still lets go of the rest (the audit log\'s lock among them), logs and rejects with the failure; the next node in this process starts', async () => {
     const dir = join(tmp.path, 'closers');
     const keys = await generateSigningKey(join(dir, 'operator'));
