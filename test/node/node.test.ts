@@ -54,6 +54,27 @@ function results(sub: MosquittoSub): any[] {
     .filter((m) => !m.probe);
 }
 
+/**
+ * A hot folder of `count` numbered copies of the samples and a node config (device `device` on the test broker) for
+ * the CLI: a stream long enough to stop or kill the node in the middle of.
+ */
+function streamFolder(device: string, count: number, batch: { maxSize: number; maxWaitMs: number }, source: Record<string, unknown>) {
+  const dir = join(tmp.path, device);
+  const inbox = join(dir, 'inbox');
+  mkdirSync(inbox, { recursive: true });
+  const names: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const f = samples[i % samples.length];
+    const name = `${String(i).padStart(4, '0')}-${f}`;
+    copyFileSync(join(BUNDLED, 'samples', f), join(inbox, name));
+    names.push(name);
+  }
+  const configFile = join(dir, 'node.json');
+  const config = { model: BUNDLED, device: 'x86_64-cpu', threads: 1, batch, sources: [{ uri: `dir:${inbox}`, ...source }], mqtt: { url: broker.url, site: 'plant', device }, audit: { file: join(dir, 'audit.db') } };
+  writeFileSync(configFile, JSON.stringify(config));
+  return { dir, inbox, names, configFile };
+}
+
 function auditRows(db: string) {
   const conn = openAuditDbReadOnly(db);
   try {
@@ -119,29 +140,7 @@ describe('edge node end to end', () => {
   });
 
   it('SIGTERM in the middle of a stream, then a restart: nothing is missing from the audit log or the broker side', async () => {
-    const dir = join(tmp.path, 'sigterm');
-    const inbox = join(dir, 'inbox');
-    mkdirSync(inbox, { recursive: true });
-    const names: string[] = [];
-    for (let i = 0; i < 400; i++) {
-      const f = samples[i % samples.length];
-      const name = `${String(i).padStart(4, '0')}-${f}`;
-      copyFileSync(join(BUNDLED, 'samples', f), join(inbox, name));
-      names.push(name);
-    }
-    const configFile = join(dir, 'node.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        model: BUNDLED,
-        device: 'x86_64-cpu',
-        threads: 1,
-        batch: { maxSize: 1, maxWaitMs: 0 },
-        sources: [{ uri: `dir:${inbox}`, name: 'line-2' }],
-        mqtt: { url: broker.url, site: 'plant', device: 'sigterm' },
-        audit: { file: join(dir, 'audit.db') },
-      }),
-    );
+    const { dir, inbox, names, configFile } = streamFolder('sigterm', 400, { maxSize: 1, maxWaitMs: 0 }, { name: 'line-2' });
     const sub = await readySubscriber('sgmoe/v1/plant/sigterm/result', 'sgmoe/v1/plant/sigterm/result');
 
     // First run: stopped with SIGTERM once some frames are done, many still waiting in the folder.
@@ -174,29 +173,7 @@ describe('edge node end to end', () => {
   });
 
   it('kill -9 twice in the middle of a stream, then a restart: every frame has one audit row and a result, none is left', async () => {
-    const dir = join(tmp.path, 'sigkill');
-    const inbox = join(dir, 'inbox');
-    mkdirSync(inbox, { recursive: true });
-    const names: string[] = [];
-    for (let i = 0; i < 300; i++) {
-      const f = samples[i % samples.length];
-      const name = `${String(i).padStart(4, '0')}-${f}`;
-      copyFileSync(join(BUNDLED, 'samples', f), join(inbox, name));
-      names.push(name);
-    }
-    const configFile = join(dir, 'node.json');
-    writeFileSync(
-      configFile,
-      JSON.stringify({
-        model: BUNDLED,
-        device: 'x86_64-cpu',
-        threads: 1,
-        batch: { maxSize: 4, maxWaitMs: 1 },
-        sources: [{ uri: `dir:${inbox}`, name: 'line-3', stableMs: 1, pollMs: 10 }],
-        mqtt: { url: broker.url, site: 'plant', device: 'sigkill' },
-        audit: { file: join(dir, 'audit.db') },
-      }),
-    );
+    const { dir, inbox, names, configFile } = streamFolder('sigkill', 300, { maxSize: 4, maxWaitMs: 1 }, { name: 'line-3', stableMs: 1, pollMs: 10 });
     const sub = await readySubscriber('sgmoe/v1/plant/sigkill/result', 'sgmoe/v1/plant/sigkill/result');
     const done = () => (existsSync(join(inbox, 'done')) ? readdirSync(join(inbox, 'done')).length : 0);
 
