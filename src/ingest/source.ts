@@ -27,8 +27,20 @@ export interface SourceStats {
   /** Camera sources: decoder restarts, and damaged packets the decoder concealed. */
   restarts?: number;
   corrupt?: number;
+  /**
+   * Hot folders: files (a signal package's windows) found at the start that an earlier run had decided, its results
+   * queued, before a stop or kill left them in the inbox: moved to done/, not decided again, and not in `frames`.
+   */
+  alreadyDecided?: number;
   lastError?: { code: string; message: string; at: number };
 }
+
+/**
+ * Whether a frame (its id and bytes) was decided by an earlier run, its result queued: the node asks its audit log.
+ * `alongside` counts the frames decided with it from one payload (a recording's windows), which the question must
+ * look back over as well.
+ */
+export type DecidedBefore = (frame: Frame, alongside?: number) => boolean;
 
 /** Every way frames come in looks like this: iterate the frames, settle each one, stop. */
 export interface FrameSource extends AsyncIterable<Frame> {

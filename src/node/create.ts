@@ -13,8 +13,7 @@ import { inputSha256, type Frame } from '../ingest/frame';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
-import type { FrameSource } from '../ingest/source';
-import type { DirSourceOptions } from '../ingest/sources/dir';
+import type { DecidedBefore, FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
@@ -103,28 +102,34 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
     const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     const window = config.window ?? batch.maxSize;
-    const decidedBySource = new Map<string, Set<string>>();
+    const decidedBySource = new Map<string, { rows: number; frames: Set<string> }>();
     // A row says its result was queued in the outbox: not in one moved aside at this start, nor in memory.
     let outboxKeptResults = true;
-    const decidedBefore = (frame: Frame) => {
+    const decidedBefore: DecidedBefore = (frame, alongside = 0) => {
       if (!audit || !outboxKeptResults) return false;
+      // Twice the window: a source has at most its window of frames decided and not settled, besides the frames
+      // decided with this one from its payload (a recording's windows, the latest rows of its source).
+      const rows = 2 * window + alongside;
       let decided = decidedBySource.get(frame.source);
-      try {
-        // Twice the window: a source has at most its window of frames decided and not settled.
-        if (!decided) decidedBySource.set(frame.source, (decided = audit.latestDecided(frame.source, 2 * window)));
-      } catch (err) {
-        // Decided again rather than not at all: a duplicate, never a loss.
-        logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log which files were decided before the stop');
-        decidedBySource.set(frame.source, (decided = new Set()));
+      if (!decided || decided.rows < rows) {
+        try {
+          decided = { rows, frames: audit.latestDecided(frame.source, rows) };
+        } catch (err) {
+          // Decided again rather than not at all: a duplicate, never a loss.
+          logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log which files were decided before the stop');
+          decided = { rows: Infinity, frames: new Set() };
+        }
+        decidedBySource.set(frame.source, decided);
       }
-      return decided.has(`${frame.id} ${inputSha256(frame)}`);
+      // Signal windows carry no bytes: their rows, no sha256 (null).
+      return decided.frames.has(`${frame.id} ${inputSha256(frame) ?? null}`);
     };
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, decidedBefore }, logger, camera), engine.manifest.input, { gain: s.gain }),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, decidedBefore }, logger, camera), engine.manifest.input, { gain: s.gain, decidedBefore }),
       preprocess: preprocessOf(s),
     }));
     // An SDK user's own sources: windowed for a signal package and accounted for (drops, errors) as config ones.
@@ -306,7 +311,7 @@ function openSourceFor(
   s: SourceConfig,
   config: NodeConfig,
   transport: TransportConfig | undefined,
-  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; decidedBefore: DirSourceOptions['decidedBefore'] },
+  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; decidedBefore: DecidedBefore },
   logger: Logger,
   camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {

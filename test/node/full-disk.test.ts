@@ -1,10 +1,8 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { WaveFile } from 'wavefile';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
-import { parseWav } from '../../src/ingest/kinds/signal/wav';
 import { PushSource } from '../../src/ingest/sources/push';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
@@ -13,7 +11,7 @@ import mqtt from 'mqtt';
 import { waitUntil } from '../helpers/mqtt';
 import { BUNDLED } from '../helpers/package';
 import { tmpfsTests } from '../helpers/tmpfs';
-import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
+import { BEARING, SAMPLES, SAMPLE_NAMES, hotFolder, recordings, sampleNode } from './sample-node';
 
 const { tmp, disk, onTmpfs } = tmpfsTests('full-disk', 2 * 1024 * 1024);
 
@@ -36,24 +34,6 @@ function auditedFiles(db: string): string[] {
 }
 
 const files = (dir: string, ext = '.png') => (existsSync(dir) ? readdirSync(dir).filter((n) => n.endsWith(ext)).sort() : []);
-
-const BEARING = resolve(__dirname, '..', '..', 'models', 'bearing-sgmoe');
-
-/** Recordings of two of the signal package's sample windows back to back: 3 windows each (8192 samples every 4096). */
-function recordings(path: string, count: number): string[] {
-  mkdirSync(path, { recursive: true });
-  const { sampleRate } = JSON.parse(readFileSync(join(BEARING, 'manifest.json'), 'utf8')).input;
-  const samples = readdirSync(join(BEARING, 'samples')).filter((n) => n.endsWith('.wav'));
-  const channels = (i: number) => parseWav(readFileSync(join(BEARING, 'samples', samples[i])), samples[i]).samples;
-  const names = Array.from({ length: count }, (_, i) => `rec-${i}.wav`);
-  names.forEach((name, i) => {
-    const data = channels(i).map((c, axis) => [...c, ...channels(i + 1)[axis]]);
-    const wav = new WaveFile();
-    wav.fromScratch(data.length, sampleRate, '32f', data);
-    writeFileSync(join(path, name), wav.toBuffer());
-  });
-  return names;
-}
 
 describe('a full disk (a real 2 MB tmpfs holding the audit log and the outbox)', () => {
   onTmpfs('a hot-folder frame is not settled while its commit fails; once space returns every frame is audited and moved to done/', async () => {

@@ -11,7 +11,7 @@ import { startDashboard } from '../../src/node/dashboard';
 import { rawRequest } from '../helpers/http';
 import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
+import { BEARING, SAMPLES, SAMPLE_NAMES, hotFolder, recordings, sampleNode } from './sample-node';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -111,6 +111,7 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     await second.node.stop();
     expect(second.decisions.map((d) => d.frameId.split('@')[0].split('/').pop()).sort()).toEqual(['new.png', renamed].sort());
     expect(second.node.snapshot().totals).toMatchObject({ ingested: 2, decided: 2 });
+    expect(second.node.snapshot().sources[0].counters).toEqual({ alreadyDecided: 1 });
     expect(readdirSync(inbox).filter((f) => f.endsWith('.png'))).toEqual([]);
     const db = openAuditDbReadOnly(audit.file);
     try {
@@ -119,6 +120,39 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
       expect(rows.filter((r) => r.frameId.includes(`/${left}@`))).toHaveLength(1);
     } finally {
       db.close();
+    }
+  });
+
+  it("a signal recording a kill left in the hot folder after some of its windows' rows: only the windows without a row are decided at the next start", async () => {
+    const inbox = join(tmp.path, 'signal-leftover');
+    const names = recordings(inbox, 2);
+    const audit = { file: join(tmp.path, 'signal-leftover-audit', 'audit.db') };
+    const sources = [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }];
+    const first = await sampleNode({ model: BEARING, sources, audit });
+    await first.node.run();
+    await first.node.stop();
+    expect(first.decisions).toHaveLength(6);
+    // As a kill leaves them: rec-0 after all its windows' rows, rec-1 after two of its three (a rename keeps the
+    // mtime, so the windows' ids too).
+    for (const name of names) renameSync(join(inbox, 'done', name), join(inbox, name));
+    const db = new Database(audit.file);
+    expect(db.prepare("DELETE FROM decisions WHERE frame_id LIKE '%/rec-1.wav@%#8192'").run().changes).toBe(1);
+    db.close();
+
+    const second = await sampleNode({ model: BEARING, sources, audit });
+    await second.node.run();
+    await second.node.stop();
+    const windowOf = (frameId: string) => frameId.split('/').pop()?.replace(/@\d+/, '');
+    expect(second.decisions.map((d) => windowOf(d.frameId))).toEqual(['rec-1.wav#8192']);
+    expect(second.node.snapshot().totals).toMatchObject({ ingested: 1, decided: 1, pending: 0 });
+    expect(second.node.snapshot().sources[0].counters).toMatchObject({ alreadyDecided: 5 });
+    expect(readdirSync(join(inbox, 'done')).sort()).toEqual(names);
+    const conn = openAuditDbReadOnly(audit.file);
+    try {
+      const rows = queryDecisions(conn, {}, { limit: 100 }).map((r) => windowOf(r.frameId));
+      expect(rows.sort()).toEqual(names.flatMap((n) => [0, 4096, 8192].map((offset) => `${n}#${offset}`)));
+    } finally {
+      conn.close();
     }
   });
 

@@ -3,7 +3,7 @@ import { extname, basename, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../../errors';
 import type { Frame } from '../frame';
 import { sleep } from '../retry';
-import { BaseSource, QUEUED_DEFAULTS, type FrameOutcome, type SourceOptions } from '../source';
+import { BaseSource, QUEUED_DEFAULTS, type DecidedBefore, type FrameOutcome, type SourceOptions, type SourceStats } from '../source';
 
 export interface DirSourceOptions extends SourceOptions {
   /** Yield the files there now (once each is stable), then end; for `sgmoe run --once`. */
@@ -15,11 +15,11 @@ export interface DirSourceOptions extends SourceOptions {
   /** The clock that times stability (default Date.now): tests hold it still while a file grows. */
   clock?: () => number;
   /**
-   * Whether this frame (its id and bytes) was decided already (the node asks its audit log). Asked only for the
-   * files there at the start: one a kill left between its commit and its move to done/ is moved now, not decided
-   * (audited, published) a second time.
+   * Asked only for the files there at the start: one a kill left between its commit and its move to done/ is moved
+   * now, not decided (audited, published) a second time. Such files' frames carry `meta.leftover`, for a signal
+   * package to ask of each window.
    */
-  decidedBefore?: (frame: Frame) => boolean;
+  decidedBefore?: DecidedBefore;
 }
 
 /** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
@@ -60,6 +60,7 @@ export class DirSource extends BaseSource {
   private readonly taken = new Set<string>();
   /** Subfolders and links already reported as left alone. */
   private readonly leftAlone = new Set<string>();
+  private alreadyDecided = 0;
 
   constructor(path: string, options: DirSourceOptions = {}) {
     super(`dir:${path}`, options, QUEUED_DEFAULTS);
@@ -69,6 +70,10 @@ export class DirSource extends BaseSource {
     this.stableMs = options.stableMs ?? 1000;
     this.clock = options.clock ?? Date.now;
     this.decidedBefore = options.decidedBefore;
+  }
+
+  override stats(): SourceStats {
+    return { ...super.stats(), alreadyDecided: this.alreadyDecided };
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
@@ -219,10 +224,11 @@ export class DirSource extends BaseSource {
       return true;
     }
     if (bytes.length !== st.size) return false;
-    const meta = { file: name, path, size: st.size, mtimeMs: st.mtimeMs };
+    const meta = { file: name, path, size: st.size, mtimeMs: st.mtimeMs, ...(leftover && { leftover }) };
     const frame = { id: `${path}@${Math.trunc(st.mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta };
     if (leftover && this.decidedBefore?.(frame)) {
       this.log.info({ frameId: frame.id }, `${name} was decided before the node stopped (its audit row is there): moved to done/, not decided again`);
+      this.alreadyDecided++;
       await this.onSettled(frame, { status: 'decided' });
       return true;
     }

@@ -1,7 +1,7 @@
 import { extname } from 'node:path';
 import { SgmoeError, errorMessage } from '../../../errors';
 import type { Frame } from '../../frame';
-import { BaseSource, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
+import { BaseSource, type DecidedBefore, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
 import { checkBlock, type SampleBlock } from './block';
 import { parseCsv } from './csv';
 import type { SignalSpec } from './spec';
@@ -58,22 +58,26 @@ export class SignalWindowSource extends BaseSource {
   private readonly pending = new Map<string, Pending>();
 
   private readonly gain: number;
+  private readonly decidedBefore?: DecidedBefore;
+  private alreadyDecided = 0;
 
   constructor(
     private readonly payloads: FrameSource,
     private readonly spec: SignalSpec,
-    options: SourceOptions & { gain?: number } = {},
+    options: SourceOptions & { gain?: number; decidedBefore?: DecidedBefore } = {},
   ) {
     super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
     this.kind = payloads.kind;
     this.replays = payloads.replays;
     this.gain = options.gain ?? 1;
+    this.decidedBefore = options.decidedBefore;
   }
 
   /** Adds the stream resets (timestamp gaps) and the payloads the inner source dropped before windowing. */
   override stats(): SourceStats {
     const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
-    return { ...super.stats(), windowResets: resets, payloadsDropped: this.payloads.stats().dropped };
+    const leftovers = this.kind === 'dir' ? { alreadyDecided: this.alreadyDecided } : {};
+    return { ...super.stats(), windowResets: resets, payloadsDropped: this.payloads.stats().dropped, ...leftovers };
   }
 
   /** Samples received on streams and not yet in a finished window. */
@@ -124,11 +128,18 @@ export class SignalWindowSource extends BaseSource {
       await this.emit({ ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } });
       return this.end(entry);
     }
-    entry.open = windows.length;
-    for (const w of windows) {
+    const frames = windows.map((w) => {
       const meta: WindowMeta = { payloadId: payload.id, offset: w.offset, ...(w.start !== undefined ? { start: w.start } : {}), tags: w.tags };
-      await this.emit({ ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } });
+      return { ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } };
+    });
+    // A recording a stop or kill left in the inbox: the windows an earlier run decided are not decided again.
+    const fresh = payload.meta?.leftover ? frames.filter((f) => !this.decidedBefore?.(f, frames.length)) : frames;
+    if (fresh.length < frames.length) {
+      this.alreadyDecided += frames.length - fresh.length;
+      this.log.info({ payloadId: payload.id }, `${file}: ${frames.length - fresh.length} of its ${frames.length} windows were decided before the node stopped, not decided again`);
     }
+    entry.open = fresh.length;
+    for (const frame of fresh) await this.emit(frame);
     await this.end(entry);
   }
 
