@@ -144,6 +144,8 @@ export interface AuditStats {
   latencyUs: { p50: number; p90: number; p99: number; max: number } | null;
   /** Alarm events in the window, and the alarms still raised at its end. */
   alarms: { events: AuditEventRow[]; active: AuditEventRow[] };
+  /** Files found unreadable and moved aside (the audit log's, the outbox's), whatever the window: earlier rows are there. */
+  recovered: AuditEventRow[];
 }
 
 export function auditStats(db: Database, filter: AuditFilter): AuditStats {
@@ -183,6 +185,7 @@ export function auditStats(db: Database, filter: AuditFilter): AuditStats {
     earlyExitRate: byStatus.ok > 0 ? earlyExits / byStatus.ok : null,
     latencyUs: latency(db, okSql, params),
     alarms: alarmsIn(db, filter),
+    recovered: listEvents(db, {}, ['db_recovered']),
   };
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { listEvents } from '../../src/audit/query';
 import { finalSummary } from '../../src/node/summary';
+import { auditCli } from '../helpers/audit-cli';
 import { EmbeddedBroker } from '../../src/transport/broker';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -15,7 +16,7 @@ afterAll(() => tmp.cleanup());
 /**
  * A real audit log cut short between two runs (a kill mid-write, a bad sector): the next node moves it aside and
  * audits into a fresh one, and the operator hears of it on MQTT, not only in the device's log. One who missed the
- * alarm still finds it in the snapshot (the dashboard's), every health report and the summary.
+ * alarm still finds it in the snapshot (the dashboard's), every health report, the summary and `sgmoe audit stats`.
  */
 test('a truncated audit.db is moved aside at start: an E_AUDIT_RECOVERED alarm, the snapshot, the health report and the summary name the moved file, and the fresh log records it', async () => {
   const broker = new EmbeddedBroker();
@@ -61,6 +62,8 @@ test('a truncated audit.db is moved aside at start: an E_AUDIT_RECOVERED alarm, 
       const recovered = listEvents(db, {}, ['db_recovered']);
       expect(recovered).toHaveLength(1);
       expect(recovered[0].message).toContain(movedTo);
+      // So does `sgmoe audit stats` on the fresh log, after a restart too.
+      expect(await auditCli('stats', '--db', auditFile)).toContain(`recovered ${new Date(recovered[0].ts).toISOString()}: ${recovered[0].message}`);
       expect(db.prepare("SELECT count(*) FROM decisions WHERE status = 'ok'").pluck().get()).toBe(2);
     } finally {
       db.close();
