@@ -51,8 +51,8 @@ function formatRow(row: AuditRow, format: ExportFormat): string {
 
 /**
  * Streams the matching decisions to `out`, oldest first, respecting backpressure. Returns rows written.
- * The open cursor keeps `db` busy across awaits: export on a connection of its own (as the CLI does),
- * not on the one the writer uses.
+ * No statement stays open while `out` is waited for (rows are read in pages), so a consumer that stalls does not
+ * hold the writer's checkpoints back; the rows are those in the log when the export starts.
  */
 export async function exportDecisions(db: Database, filter: AuditFilter, format: ExportFormat, out: Writable): Promise<number> {
   if (format === 'csv') out.write(`${CSV_COLUMNS.map(([name]) => name).join(',')}\n`);

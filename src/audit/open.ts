@@ -20,6 +20,8 @@ export interface AuditRecovery {
   movedTo: string;
   code: string;
   reason: string;
+  /** When it was moved aside, ms since epoch. */
+  at: number;
 }
 
 export interface OpenedAuditDb {
@@ -48,7 +50,8 @@ export function openAuditDb(file: string, options: OpenAuditDbOptions = {}): Ope
   } catch (err) {
     const code = sqliteCode(err);
     if (code === undefined || !CORRUPT.has(code)) throw classify(file, err);
-    const movedTo = `${file}.corrupt-${new Date(now()).toISOString().replace(/[:.]/g, '-')}`;
+    const at = now();
+    const movedTo = `${file}.corrupt-${new Date(at).toISOString().replace(/[:.]/g, '-')}`;
     for (const suffix of ['', '-wal', '-shm']) {
       if (existsSync(file + suffix)) renameSync(file + suffix, movedTo + suffix);
     }
@@ -65,7 +68,7 @@ export function openAuditDb(file: string, options: OpenAuditDbOptions = {}): Ope
       message: `audit database was unreadable (${code}: ${reason}); moved to ${movedTo} and started afresh`,
       details: { movedTo, code, reason },
     });
-    return { db, recovered: { movedTo, code, reason } };
+    return { db, recovered: { movedTo, code, reason, at } };
   }
 }
 

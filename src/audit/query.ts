@@ -43,14 +43,33 @@ export interface QueryOptions {
   order?: 'asc' | 'desc';
 }
 
-/** Rows one at a time, so an export of millions of rows never holds them all in memory. */
+/** Rows read per statement: enough to keep per-page costs small, few enough to hold in memory. */
+const PAGE_ROWS = 2000;
+
+/**
+ * Rows one at a time, so an export of millions never holds them all in memory, read in pages of ids so no statement
+ * stays open while a consumer waits: an open read holds the writer's checkpoints back and its WAL grows on the disk.
+ * Rows committed after the call are left out (the log as it stood then, so an export on a busy node ends); a row
+ * retention prunes before its page is read is missed.
+ */
 export function iterateDecisions(db: Database, filter: AuditFilter, options: QueryOptions = {}): IterableIterator<AuditRow> {
   const { sql, params } = whereClause(filter);
-  const order = options.order === 'desc' ? 'DESC' : 'ASC';
-  const stmt = db.prepare(`SELECT * FROM decisions ${sql} ORDER BY id ${order} LIMIT @limit`);
-  const rows = stmt.iterate({ ...params, limit: options.limit ?? -1 }) as IterableIterator<DecisionColumns>;
+  const desc = options.order === 'desc';
+  const page = db.prepare(
+    `SELECT * FROM decisions ${sql ? `${sql} AND` : 'WHERE'} id ${desc ? '<' : '>'} @from AND id <= @last ORDER BY id ${desc ? 'DESC' : 'ASC'} LIMIT @rows`,
+  );
+  const last = db.prepare('SELECT coalesce(max(id), 0) FROM decisions').pluck().get() as number;
   return (function* () {
-    for (const c of rows) yield fromColumns(c);
+    let left = options.limit ?? Infinity;
+    let from = desc ? last + 1 : 0;
+    while (left > 0) {
+      const rows = Math.min(PAGE_ROWS, left);
+      const columns = page.all({ ...params, from, last, rows }) as DecisionColumns[];
+      for (const c of columns) yield fromColumns(c);
+      if (columns.length < rows) return;
+      left -= rows;
+      from = columns[columns.length - 1].id;
+    }
   })();
 }
 
@@ -125,6 +144,8 @@ export interface AuditStats {
   latencyUs: { p50: number; p90: number; p99: number; max: number } | null;
   /** Alarm events in the window, and the alarms still raised at its end. */
   alarms: { events: AuditEventRow[]; active: AuditEventRow[] };
+  /** Files found unreadable and moved aside (the audit log's, the outbox's), whatever the window: earlier rows are there. */
+  recovered: AuditEventRow[];
 }
 
 export function auditStats(db: Database, filter: AuditFilter): AuditStats {
@@ -164,6 +185,7 @@ export function auditStats(db: Database, filter: AuditFilter): AuditStats {
     earlyExitRate: byStatus.ok > 0 ? earlyExits / byStatus.ok : null,
     latencyUs: latency(db, okSql, params),
     alarms: alarmsIn(db, filter),
+    recovered: listEvents(db, {}, ['db_recovered']),
   };
 }
 

@@ -276,6 +276,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       outboxRecovered: transport?.outboxRecovered,
       audit: health && { alarms: health.alarms, unaudited: health.writer.failed + health.writer.overflow },
       auditUnavailable: this.parts.auditUnavailable,
+      auditRecovered: this.parts.audit?.recovered,
       outboxUnavailable: this.outboxUnavailable,
       faults: this.faults.active(),
       conditionAlarms: this.conditionAlarms?.active() ?? [],

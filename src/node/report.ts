@@ -58,6 +58,7 @@ export class Reporter {
           faults: snap.faults,
           conditionAlarms: snap.conditionAlarms,
           auditUnavailable: snap.auditUnavailable,
+          auditRecovered: snap.auditRecovered,
           outboxUnavailable: snap.outboxUnavailable,
         },
       }),

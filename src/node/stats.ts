@@ -1,4 +1,5 @@
 import type { HealthAlarm } from '../audit/health';
+import type { AuditRecovery } from '../audit/open';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
 import type { HealthSample } from '../fleet/host';
@@ -63,6 +64,8 @@ export interface NodeSnapshot {
   unaudited: number;
   /** Why the audit log is missing, when it is. */
   auditUnavailable: Unavailable | null;
+  /** The audit file found unreadable at start and moved aside: where to, why, and when; the earlier rows are there. */
+  auditRecovered: AuditRecovery | null;
   /** Why the configured outbox is missing, when it is: results then wait in memory and a restart loses them. */
   outboxUnavailable: Unavailable | null;
   /** The outbox file found corrupt at start and moved aside, with how many queued results it may have held. */
@@ -84,6 +87,7 @@ export interface SnapshotParts {
   outboxDropped: number | null;
   audit?: { alarms: HealthAlarm[]; unaudited: number };
   auditUnavailable?: Unavailable;
+  auditRecovered?: AuditRecovery | null;
   outboxUnavailable?: Unavailable;
   outboxRecovered?: OutboxRecovery | null;
   faults: NodeFault[];
@@ -173,6 +177,7 @@ export class NodeStats {
       unpublished: this.unpublished,
       unaudited: parts.audit ? parts.audit.unaudited + this.unaudited : parts.auditUnavailable ? sum('decided') + sum('rejected') + sum('dropped') : 0,
       auditUnavailable: parts.auditUnavailable ? { code: parts.auditUnavailable.code, message: parts.auditUnavailable.message } : null,
+      auditRecovered: parts.auditRecovered ?? null,
       outboxUnavailable: parts.outboxUnavailable ? { code: parts.outboxUnavailable.code, message: parts.outboxUnavailable.message } : null,
       outboxRecovered: parts.outboxRecovered ?? null,
       alarms: parts.audit?.alarms ?? [],

@@ -55,6 +55,10 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     const r = s.outboxRecovered;
     lines.push(`outbox       the file was unreadable at start (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`);
   }
+  if (s.auditRecovered) {
+    const r = s.auditRecovered;
+    lines.push(`audit        the file was unreadable at start (${r.code}), moved to ${r.movedTo} at ${new Date(r.at).toISOString()}: the earlier decisions and events are there`);
+  }
   if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
   for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
   return lines.join('\n');

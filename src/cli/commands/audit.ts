@@ -250,6 +250,7 @@ function formatStats(file: string, s: AuditStats): string {
     `experts (${s.routed} routed): ${s.experts.map((e) => `#${e.expert} ${e.count} (${pct(e.share)})`).join(', ') || 'none'}`,
     `latency total_us: ${s.latencyUs ? `p50 ${s.latencyUs.p50}, p90 ${s.latencyUs.p90}, p99 ${s.latencyUs.p99}, max ${s.latencyUs.max}` : 'n/a'}`,
     `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${alarmName(a)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
+    ...s.recovered.map((e) => `recovered ${iso(e.ts)}: ${e.message}`),
   ];
   return `${lines.join('\n')}\n`;
 }
