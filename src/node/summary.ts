@@ -1,6 +1,6 @@
 import { machineAlarmName } from '../maintenance/alarms';
 import { describeAnomalyExit } from '../engine/tasks';
-import { lostText } from '../transport/outbox-file';
+import { storageNotices } from './notices';
 import type { NodeSnapshot } from './stats';
 import type { WindowStats } from './windows';
 
@@ -46,20 +46,8 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
     `alarms       ${s.alarms.length + s.conditionAlarms.length === 0 ? 'none' : [...s.alarms.map((a) => `${a.kind} (${a.state})`), ...s.conditionAlarms.map((a) => machineAlarmName(a.kind, a.machine))].join(', ')}`,
     ...s.conditionAlarms.map((a) => `             ${a.message}`),
   );
-  if (s.outboxDepth !== null) {
-    const memory = s.outboxUnavailable ? ` in memory, a restart loses them (${s.outboxUnavailable.code}: ${s.outboxUnavailable.message})` : '';
-    const dropped = s.outboxDropped ? `, ${s.outboxDropped} results/rejections/health reports dropped (the outbox was full: mqtt.outbox.maxResults, the oldest first)` : '';
-    lines.push(`outbox       ${s.outboxDepth} waiting for the broker${memory}${s.unpublished ? `, ${s.unpublished} could not be queued` : ''}${dropped}`);
-  }
-  if (s.outboxRecovered) {
-    const r = s.outboxRecovered;
-    lines.push(`outbox       the file was unreadable at start (${r.code}), moved to ${r.movedTo}: ${lostText(r.resultsMayBeLost)}`);
-  }
-  if (s.auditRecovered) {
-    const r = s.auditRecovered;
-    lines.push(`audit        the file was unreadable at start (${r.code}), moved to ${r.movedTo} at ${new Date(r.at).toISOString()}: the earlier decisions and events are there`);
-  }
-  if (s.unaudited > 0) lines.push(`audit        ${s.unaudited} frames not audited${s.auditUnavailable ? ` (${s.auditUnavailable.code}: ${s.auditUnavailable.message})` : ''}`);
+  if (s.outboxDepth !== null) lines.push(`outbox       ${s.outboxDepth} waiting for the broker`);
+  for (const n of storageNotices(s)) lines.push(`${n.part.padEnd(12)} ${n.text}`);
   for (const f of s.faults) lines.push(`fault        ${f.code}${f.source ? ` (${f.source})` : ''}: ${f.message}`);
   return lines.join('\n');
 }

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
@@ -139,6 +139,41 @@ describe('dashboard', () => {
     const shot = join(tmp.path, 'dashboard.png');
     await page.screenshot({ path: shot, fullPage: true });
     expect(readFileSync(shot).subarray(1, 4).toString()).toBe('PNG');
+  });
+});
+
+describe('dashboard alarms', () => {
+  const tmp = tempDir('sgmoe-dashboard-faults-');
+
+  afterAll(() => tmp.cleanup());
+
+  it("lists a device fault as a raised alarm and says what the node could not keep (a frame not audited), in headless Chromium", async () => {
+    // An ROI outside the frames raises E_FRAME_ROI; a file where the audit log's folder should be leaves it closed.
+    writeFileSync(join(tmp.path, 'not-a-folder'), 'a file where the audit folder should be');
+    const sample = await sampleNode({
+      sources: [{ uri: `dir:${hotFolder(join(tmp.path, 'inbox'), 2)}`, name: 'cam-misplaced', roi: { x: 100, y: 0, width: 20, height: 20 } }],
+      audit: { file: join(tmp.path, 'not-a-folder', 'audit.db') },
+    });
+    const dashboard = await startDashboard(sample.node, { port: 0 });
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    try {
+      await sample.node.run();
+      const alarms = (await (await fetch(new URL('/api/alarms', dashboard.url))).json()) as { faults: Array<{ code: string }>; notices: Array<{ part: string; text: string }> };
+      expect(alarms.faults).toEqual([expect.objectContaining({ code: 'E_FRAME_ROI', source: 'cam-misplaced', state: 'raised' })]);
+      expect(alarms.notices).toEqual([{ part: 'audit', text: expect.stringMatching(/^2 frames not audited \(/) }]);
+
+      const page = await browser.newPage();
+      await page.goto(dashboard.url);
+      await page.waitForSelector('#alarms li[data-code="E_FRAME_ROI"]');
+      expect(await page.textContent('#alarms li[data-code="E_FRAME_ROI"]')).toContain('cam-misplaced');
+      expect(await page.textContent('#alarms li.notice')).toContain('2 frames not audited');
+      expect(await page.textContent('#alarms')).not.toContain('no alarm raised');
+      expect(await page.textContent('#alarm-count')).toBe('1');
+    } finally {
+      await browser.close();
+      await dashboard.close();
+      await sample.node.stop();
+    }
   });
 });
 

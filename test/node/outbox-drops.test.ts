@@ -31,7 +31,7 @@ test('results the full outbox drops while the broker is away are counted on /met
     expect(scraped.get('sgmoe_outbox_dropped_total')).toBe(15);
     expect(scraped.get('sgmoe_outbox_depth')).toBe(5);
     expect(liveLine(snap)).toMatch(/\| outbox 5 \(15 dropped\)$/);
-    expect(finalSummary(snap)).toContain('outbox       5 waiting for the broker, 15 results/rejections/health reports dropped (the outbox was full');
+    expect(finalSummary(snap)).toContain('outbox       5 waiting for the broker\noutbox       15 results/rejections/health reports dropped (the outbox was full');
 
     // The broker comes back: it gets the 5 newest, and 5 sent + 15 dropped are the 20 decided.
     broker = await countingBroker(port, received);

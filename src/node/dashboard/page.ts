@@ -11,7 +11,7 @@ import { DOM_HELPERS } from './dom-helpers';
  */
 
 const STYLE = `
-:root { --bg: #0f1419; --panel: #171e26; --line: #263140; --text: #d8dee6; --muted: #8b97a6; --accent: #5fb3f9; --bad: #ff6b6b; --ok: #4cc38a; }
+:root { --bg: #0f1419; --panel: #171e26; --line: #263140; --text: #d8dee6; --muted: #8b97a6; --accent: #5fb3f9; --bad: #ff6b6b; --ok: #4cc38a; --warn: #f0b429; }
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--text); font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
 header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 16px; padding: 12px 20px; border-bottom: 1px solid var(--line); }
@@ -43,6 +43,7 @@ tr.rejected td { color: var(--bad); }
 .badge { display: inline-block; padding: 1px 7px; border-radius: 10px; font-size: 12px; color: #0f1419; font-weight: 600; }
 .alarm { padding: 6px 8px; border-left: 3px solid var(--bad); margin-bottom: 6px; background: rgba(255, 107, 107, .08); }
 .none { color: var(--ok); }
+.notice { padding: 6px 8px; border-left: 3px solid var(--warn); margin-bottom: 6px; }
 ul { list-style: none; margin: 0; padding: 0; }
 #alarm-history li { font-size: 12px; color: var(--muted); }
 .legend { display: flex; flex-wrap: wrap; gap: 12px; font-size: 12px; margin-top: 6px; }
@@ -92,7 +93,7 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
     $('outbox-sub').textContent = 'waiting for the broker' + (s.outboxDropped ? ' \\u00b7 ' + s.outboxDropped + ' dropped (outbox full)' : '');
     $('decided').textContent = s.totals.decided;
     $('totals').textContent = 'of ' + s.totals.ingested + ' in \\u00b7 ' + s.totals.rejected + ' rejected \\u00b7 ' + s.totals.dropped + ' dropped';
-    var raised = s.alarms.length + s.conditionAlarms.length;
+    var raised = s.alarms.length + s.conditionAlarms.length + s.faults.length;
     $('alarm-count').textContent = raised;
     $('alarm-count').className = 'value ' + (raised ? '' : 'none');
 
@@ -240,7 +241,15 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
   function renderAlarms(a) {
     var list = $('alarms');
     list.replaceChildren();
-    if (a.active.length + a.condition.length === 0) list.appendChild(el('li', 'none', 'no alarm raised'));
+    if (a.active.length + a.condition.length + a.faults.length === 0) list.appendChild(el('li', 'none', 'no alarm raised'));
+    a.faults.forEach(function (fault) {
+      var li = el('li', 'alarm');
+      li.dataset.code = fault.code;
+      li.appendChild(el('strong', '', fault.code + (fault.source ? ' \u00b7 ' + fault.source : '')));
+      li.appendChild(el('div', '', fault.message));
+      li.appendChild(el('div', 'muted', 'since ' + time(fault.since)));
+      list.appendChild(li);
+    });
     a.active.forEach(function (alarm) {
       var li = el('li', 'alarm');
       li.appendChild(el('strong', '', alarm.kind.replace(/_/g, ' ')));
@@ -254,6 +263,13 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
       li.appendChild(el('strong', '', alarm.kind.replace(/_/g, ' ') + ' \u00b7 ' + alarm.machine));
       li.appendChild(el('div', '', alarm.message));
       li.appendChild(el('div', 'muted', 'since ' + time(alarm.since)));
+      list.appendChild(li);
+    });
+    // What the node could not keep, or moved aside: no alarm to clear, yet an operator must see it.
+    a.notices.forEach(function (n) {
+      var li = el('li', 'notice');
+      li.appendChild(el('strong', '', n.part));
+      li.appendChild(el('div', '', n.text));
       list.appendChild(li);
     });
     var history = $('alarm-history');

@@ -14,6 +14,7 @@ import { silentLogger, type Logger } from '../../log';
 import type { EdgeNode } from '../edge-node';
 import { describeAnomalyExit } from '../../engine/tasks';
 import { attachMetrics } from '../metrics';
+import { storageNotices } from '../notices';
 import { operatorTokens, type NamedToken } from './auth';
 import { ConditionView } from './condition';
 import { PAGE_CSP, PAGE_HTML } from './page';
@@ -142,8 +143,14 @@ export async function startDashboard(node: EdgeNode, options: DashboardOptions):
     },
     '/api/alarms': (_url, res) => {
       const history = db ? listEvents(db, { since: Date.now() - ALARM_HISTORY_MS }, ['alarm_raised', 'alarm_cleared']).slice(-50) : [];
-      const { alarms, conditionAlarms } = node.snapshot();
-      sendJson(res, 200, { active: alarms.map(({ window: _window, ...alarm }) => alarm), condition: conditionAlarms, history });
+      const snapshot = node.snapshot();
+      sendJson(res, 200, {
+        active: snapshot.alarms.map(({ window: _window, ...alarm }) => alarm),
+        condition: snapshot.conditionAlarms,
+        faults: snapshot.faults,
+        notices: storageNotices(snapshot),
+        history,
+      });
     },
     '/api/anomalies': (url, res, operator) => {
       const { windowS, buckets, limit } = parseQuery(anomaliesQuery, url);
