@@ -60,6 +60,7 @@ export class Reporter {
           auditUnavailable: snap.auditUnavailable,
           auditRecovered: snap.auditRecovered,
           outboxUnavailable: snap.outboxUnavailable,
+          outboxRecovered: snap.outboxRecovered,
         },
       }),
     );

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { listEvents } from '../../src/audit/query';
 import { finalSummary } from '../../src/node/summary';
 import { Outbox } from '../../src/transport/outbox';
+import mqtt from 'mqtt';
+import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { hotFolder, sampleNode } from './sample-node';
 
@@ -27,12 +29,20 @@ test('a corrupt outbox.db is moved aside: the line keeps running, and the loss i
   const inbox = hotFolder(join(tmp.path, 'inbox'), 3);
   const auditFile = join(data, 'audit.db');
   const node = await sampleNode({ sources: [{ uri: `dir:${inbox}` }], audit: { file: auditFile }, mqtt: { embeddedBroker: { port: 0 } } });
+  const operator = await mqtt.connectAsync(node.broker!.url);
+  const health: Array<{ routing: { outboxRecovered?: unknown } }> = [];
+  operator.on('message', (_topic, payload) => health.push(JSON.parse(payload.toString())));
   try {
+    await operator.subscribeAsync(node.transport!.topics.health, { qos: 1 });
     await node.node.run();
+    await node.node.stop();
+    await waitUntil(() => health.length > 0, 10_000, 'the last health report, sent as the node stops');
   } finally {
+    await operator.endAsync();
     await node.node.stop();
   }
   const snap = node.node.snapshot();
+  expect(health[0].routing.outboxRecovered).toEqual(snap.outboxRecovered);
   expect(snap.totals).toMatchObject({ ingested: 3, decided: 3, pending: 0 });
   expect(snap.outboxRecovered).toMatchObject({ movedTo: expect.stringContaining('outbox.db.corrupt-') });
   expect(snap.outboxRecovered?.code).toMatch(/^SQLITE_(CORRUPT|NOTADB)$/);
