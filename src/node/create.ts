@@ -28,6 +28,7 @@ import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 import { StoreLock } from '../fleet/store-lock';
+import { closeAll, type Closer } from './close';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -74,7 +75,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   // With fleet updates on, the package to run is the store's current one (the config's is only the first).
   const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
   const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
-  const closers: Array<() => Promise<void> | void> = [];
+  const closers: Closer[] = [];
   // The store is this node's until it stops (the offline rollback refuses meanwhile).
   if (fleet) closers.push(() => fleet.store.lock.release());
   let audit: AuditLog | undefined;
@@ -210,23 +211,6 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
 }
 
 /**
- * Runs every closer, whatever an earlier one throws: one that fails must not keep the locks after it (the next node in
- * this process would be refused with E_STORE_IN_USE). Each failure is logged; the first is thrown.
- */
-async function closeAll(closers: ReadonlyArray<() => Promise<void> | void>, logger: Logger): Promise<void> {
-  const failures: unknown[] = [];
-  for (const close of closers) {
-    try {
-      await close();
-    } catch (err) {
-      failures.push(err);
-      logger.error({ err: errorMessage(err) }, 'a part of the node failed to close');
-    }
-  }
-  if (failures.length > 0) throw failures[0];
-}
-
-/**
  * The audit log's lock: a second node on the same audit log (the same config started twice) is refused with
  * E_STORE_IN_USE, since both would take the same hot folders' frames and audit them twice. A lock that cannot be
  * written (a read-only or full disk) does not stop the line: the audit log's own open then says what is wrong.
@@ -248,7 +232,7 @@ async function lockAuditLog(file: string, logger: Logger): Promise<StoreLock | u
  * Each decided frame's bytes go to the review store (anomalous ones, or all), an anomalous one's with its score map
  * (for a restarted dashboard's heatmap); the node's stop waits for the writes.
  */
-function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Array<() => Promise<void> | void>): void {
+function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Closer[]): void {
   // A full disk stops the line (the audit log and the outbox hold their frames): kept frames give way first.
   node.on('fault', (fault) => {
     if (fault.code === 'E_STORAGE_UNWRITABLE' && fault.state === 'raised') void store.reclaim();
