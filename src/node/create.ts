@@ -74,15 +74,19 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   const engineOptions = { profile, logger, threads: config.threads === undefined ? undefined : { intraOp: config.threads } };
   // With fleet updates on, the package to run is the store's current one (the config's is only the first).
   const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
-  const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
+  // The parts the node opens, closed on stop in this order; its locks go after all of them, when nothing of this node
+  // writes or listens any more. The store is this node's until it stops (the offline rollback refuses meanwhile).
   const closers: Closer[] = [];
-  // The store is this node's until it stops (the offline rollback refuses meanwhile).
-  if (fleet) closers.push(() => fleet.store.lock.release());
+  const locks: Closer[] = fleet ? [() => fleet.store.lock.release()] : [];
+  const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions).catch(async (err: unknown) => {
+    await closeAll(locks, logger).catch(() => undefined);
+    throw err;
+  });
   let audit: AuditLog | undefined;
   try {
     // First: a second node on this config is refused before it takes the first's broker port or folders.
     const lock = config.audit && (await lockAuditLog(config.audit.file, logger));
-    if (lock) closers.push(() => lock.release());
+    if (lock) locks.push(() => lock.release());
     applyRouting(config, engine);
 
     let broker: EmbeddedBroker | undefined;
@@ -171,7 +175,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       applyRouting: (next) => applyRouting(config, next),
       healthIntervalMs: config.healthIntervalMs,
       logger,
-      onClosed: () => closeAll(closers, logger),
+      onClosed: () => closeAll([...closers, ...locks], logger),
     });
     const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
@@ -202,10 +206,9 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     node.attachConditionAlarms(watchConditions(node, { ...config.conditionAlarms, transport, audit, logger }));
     return { node, profile, transport, broker, agent };
   } catch (err) {
-    audit?.close();
-    await engine.dispose();
-    // Each failure is logged; the error that stopped the start is the one to report.
-    await closeAll(closers, logger).catch(() => undefined);
+    // Each part even when one before it fails to close (each failure is logged); the error that stopped the start is
+    // the one to report.
+    await closeAll([() => audit?.close(), () => engine.dispose(), ...closers, ...locks], logger).catch(() => undefined);
     throw err;
   }
 }

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import pino from 'pino';
@@ -169,5 +169,29 @@ describe('a stop that fails to let go of a part', () => {
     await running;
     expect(existsSync(`${file}.lock`)).toBe(false);
     expect(node.snapshot().totals).toMatchObject({ ingested: 2, decided: 2, pending: 0 });
+  });
+});
+
+describe('a start that fails', () => {
+  it("lets go of the package store's lock: the next start in this process says what is wrong, not E_STORE_IN_USE", async () => {
+    const dir = join(tmp.path, 'failed-start');
+    const keys = await generateSigningKey(join(dir, 'operator'));
+    const fleet = { root: join(dir, 'device'), trustedKeys: [keys.publicKeyPath] };
+    const storeLock = join(dir, 'device', 'node.lock');
+    // First boot on a folder that holds no package: the store is recovered (and locked), then adopting fails.
+    const empty = join(dir, 'not-a-package');
+    mkdirSync(empty, { recursive: true });
+    await expect(createEdgeNode(parseNodeConfig({ model: empty, threads: 1, fleet }))).rejects.toMatchObject({ code: 'E_PART_MISSING' });
+    expect(existsSync(storeLock)).toBe(false);
+
+    const config = parseNodeConfig({ model: BUNDLED, threads: 1, fleet });
+    const first = await createEdgeNode(config);
+    await first.node.stop();
+    // The store's current package damaged: its engine does not load, the store is locked meanwhile.
+    const { current } = JSON.parse(readFileSync(join(dir, 'device', 'current'), 'utf8')) as { current: string };
+    writeFileSync(join(dir, 'device', 'packages', current, 'gate.onnx'), 'not a model');
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
+    expect(existsSync(storeLock)).toBe(false);
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
   });
 });
