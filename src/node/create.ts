@@ -27,6 +27,7 @@ import { nodeCommands } from './commands';
 import { EdgeNode, type NodeSource } from './edge-node';
 import { commandAuthoriser, createUpdateAgent, openPackageStore, recoveryEvent } from './fleet';
 import { StoreLock } from '../fleet/store-lock';
+import { closeAll, type Closer } from './close';
 
 export interface CreateNodeOptions {
   logger?: Logger;
@@ -72,15 +73,19 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
   const engineOptions = { profile, logger, threads: config.threads === undefined ? undefined : { intraOp: config.threads } };
   // With fleet updates on, the package to run is the store's current one (the config's is only the first).
   const fleet = config.fleet ? await openPackageStore(config.fleet, config.model, logger) : undefined;
-  const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions);
-  const closers: Array<() => Promise<void> | void> = [];
-  // The store is this node's until it stops (the offline rollback refuses meanwhile).
-  if (fleet) closers.push(() => fleet.store.lock.release());
+  // The parts the node opens, closed on stop in this order; its locks go after all of them, when nothing of this node
+  // writes or listens any more. The store is this node's until it stops (the offline rollback refuses meanwhile).
+  const closers: Closer[] = [];
+  const locks: Closer[] = fleet ? [() => fleet.store.lock.release()] : [];
+  const engine = await Engine.load(fleet?.modelDir ?? config.model, engineOptions).catch(async (err: unknown) => {
+    await closeAll(locks, logger).catch(() => undefined);
+    throw err;
+  });
   let audit: AuditLog | undefined;
   try {
     // First: a second node on this config is refused before it takes the first's broker port or folders.
     const lock = config.audit && (await lockAuditLog(config.audit.file, logger));
-    if (lock) closers.push(() => lock.release());
+    if (lock) locks.push(() => lock.release());
     applyRouting(config, engine);
 
     let broker: EmbeddedBroker | undefined;
@@ -175,7 +180,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       applyRouting: (next) => applyRouting(config, next),
       healthIntervalMs: config.healthIntervalMs,
       logger,
-      onClosed: () => closeAll(closers, logger),
+      onClosed: () => closeAll([...closers, ...locks], logger),
     });
     const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
@@ -206,29 +211,11 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     node.attachConditionAlarms(watchConditions(node, { ...config.conditionAlarms, transport, audit, logger }));
     return { node, profile, transport, broker, agent };
   } catch (err) {
-    audit?.close();
-    await engine.dispose();
-    // Each failure is logged; the error that stopped the start is the one to report.
-    await closeAll(closers, logger).catch(() => undefined);
+    // Each part even when one before it fails to close (each failure is logged); the error that stopped the start is
+    // the one to report.
+    await closeAll([() => audit?.close(), () => engine.dispose(), ...closers, ...locks], logger).catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * Runs every closer, whatever an earlier one throws: one that fails must not keep the locks after it (the next node in
- * this process would be refused with E_STORE_IN_USE). Each failure is logged; the first is thrown.
- */
-async function closeAll(closers: ReadonlyArray<() => Promise<void> | void>, logger: Logger): Promise<void> {
-  const failures: unknown[] = [];
-  for (const close of closers) {
-    try {
-      await close();
-    } catch (err) {
-      failures.push(err);
-      logger.error({ err: errorMessage(err) }, 'a part of the node failed to close');
-    }
-  }
-  if (failures.length > 0) throw failures[0];
 }
 
 /**
@@ -253,7 +240,7 @@ async function lockAuditLog(file: string, logger: Logger): Promise<StoreLock | u
  * Each decided frame's bytes go to the review store (anomalous ones, or all), an anomalous one's with its score map
  * (for a restarted dashboard's heatmap); the node's stop waits for the writes.
  */
-function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Array<() => Promise<void> | void>): void {
+function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Closer[]): void {
   // A full disk stops the line (the audit log and the outbox hold their frames): kept frames give way first.
   node.on('fault', (fault) => {
     if (fault.code === 'E_STORAGE_UNWRITABLE' && fault.state === 'raised') void store.reclaim();

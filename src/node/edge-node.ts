@@ -16,6 +16,7 @@ import type { HealthSample } from '../fleet/host';
 import type { MqttTransport } from '../transport/client';
 import { MicroBatcher } from './batcher';
 import { BROKER_FAULT, DASHBOARD_FAULT, Faults, STORAGE_FAULT, brokerFault, dashboardFault, roiFault, roiFaultKey, storageFault, type NodeFault } from './faults';
+import { closeAll } from './close';
 import { Reporter } from './report';
 import { FramePipeline, type SourceFailure } from './pipeline';
 import { Settler } from './settle';
@@ -174,22 +175,39 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return this.failures;
   }
 
-  /** Graceful: sources stop, frames in flight finish, the audit log is flushed, the broker hears we left. */
+  /**
+   * Graceful: sources stop, the frames they hold and those in flight finish, the audit log is flushed, the broker hears
+   * we left, and the locks go last. A source whose stop fails keeps nothing open: stop rejects with the first failure
+   * once everything is closed.
+   */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('stopping: finishing the frames in flight');
       // Frames held on a full disk stay with their source (in the inbox), to be taken at the next start.
       this.settler.release();
-      await Promise.all(this.parts.sources.map((s) => s.source.stop()));
+      this.pipeline.stop();
+      const failures: unknown[] = await this.stopSources();
+      // Should these fail, frames may still be decided: everything stays open and locked (the lesser harm), and stop rejects.
       await Promise.all(this.pumps);
       await this.batcher.drain();
-      this.reporter.stop();
-      this.parts.audit?.event({ kind: 'stop', message: 'node stopped', details: { totals: this.snapshot().totals } });
-      this.parts.audit?.close();
-      await this.transportPart?.stop();
-      await this.engine.dispose();
-      await this.parts.onClosed?.();
+      // Nothing decides any more: each part closes even when one before it fails, and the locks go after all of them.
+      const closing = [
+        () => this.reporter.stop(),
+        () => {
+          this.parts.audit?.event({ kind: 'stop', message: 'node stopped', details: { totals: this.snapshot().totals } });
+          this.parts.audit?.close();
+        },
+        () => this.transportPart?.stop(),
+        () => this.engine.dispose(),
+      ];
+      await closeAll(closing, this.log).catch((err: unknown) => failures.push(err));
+      try {
+        await this.parts.onClosed?.();
+      } catch (err) {
+        failures.push(err);
+      }
       this.log.info({ totals: this.snapshot().totals }, 'stopped');
+      if (failures.length > 0) throw failures[0];
     })();
     return this.stopping;
   }
@@ -313,6 +331,30 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
   private storageState(failure: SgmoeError | null): void {
     if (failure) this.changed(this.faults.raise(STORAGE_FAULT, storageFault(failure)));
     else this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
+  }
+
+  /** Asks every source to stop, each even when another fails; one that fails is cut off from its pump at once. */
+  private async stopSources(): Promise<SgmoeError[]> {
+    const stopped = await Promise.allSettled(
+      this.parts.sources.map(async (entry) => {
+        try {
+          await entry.source.stop();
+        } catch (err) {
+          this.pipeline.cut(entry);
+          throw err;
+        }
+      }),
+    );
+    return stopped.flatMap((outcome, i) => {
+      if (outcome.status === 'fulfilled') return [];
+      const { name } = this.parts.sources[i].source;
+      const error =
+        outcome.reason instanceof SgmoeError
+          ? outcome.reason
+          : new SgmoeError('E_SOURCE_FAILED', `source ${name} failed to stop: ${errorMessage(outcome.reason)}`, { source: name }, { cause: outcome.reason });
+      this.log.error({ source: name, code: error.code, err: error.message }, 'a source failed to stop');
+      return [error];
+    });
   }
 
   private decide(entry: NodeSource, frame: Frame, decision: Decision): Promise<void> {

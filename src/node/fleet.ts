@@ -27,11 +27,17 @@ export async function openPackageStore(
   logger: Logger,
 ): Promise<{ store: PackageStore; modelDir: string; recovery: Recovery }> {
   const store = new PackageStore(fleet.root, fleet.keep);
-  const recovery = await store.recover();
-  if (recovery.action !== 'none') {
-    logger.warn({ action: recovery.action, state: recovery.state }, 'an update was interrupted by a restart: undone');
+  try {
+    const recovery = await store.recover();
+    if (recovery.action !== 'none') {
+      logger.warn({ action: recovery.action, state: recovery.state }, 'an update was interrupted by a restart: undone');
+    }
+    return { store, modelDir: recovery.currentDir ?? (await store.adopt(initialModel)), recovery };
+  } catch (err) {
+    // Held from `recover` on: a start that fails here must not keep the store from the next one in this process.
+    await store.lock.release().catch(() => undefined);
+    throw err;
   }
-  return { store, modelDir: recovery.currentDir ?? (await store.adopt(initialModel)), recovery };
 }
 
 /** What a restart undid, for the audit log's events (the node logs it too). */

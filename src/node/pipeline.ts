@@ -20,6 +20,8 @@ export interface PipelineParts {
 
 type Handed = { decision: Promise<Decision> } | { error: unknown };
 
+const GAVE_UP = Symbol('gave up');
+
 /** A source that ended with an error (a folder that is not there, a camera that refused): not a clean end. */
 export interface SourceFailure {
   source: string;
@@ -31,13 +33,33 @@ export interface SourceFailure {
 export class FramePipeline {
   /** Per model input spec, then per source: a swap to another input size gets fresh preprocessing. */
   private readonly preprocessors = new WeakMap<ManifestInput, Map<NodeSource, FramePreparer>>();
+  private stopping = false;
+  /** Sources whose stop failed: they may go on yielding, and their pumps take nothing more. */
+  private readonly cutOff = new Set<NodeSource>();
+  /** Per pump waiting for a frame: ends the wait (see `stop` and `cut`). */
+  private readonly wakers = new Map<NodeSource, () => void>();
 
   constructor(private readonly parts: PipelineParts) {}
 
   /**
+   * The node stops: each pump takes the frames its source already holds (a stopped source yields its queued frames at
+   * once, then ends) and waits for no more, so a source whose frames never come cannot hold the stop.
+   */
+  stop(): void {
+    this.stopping = true;
+    for (const wake of this.wakers.values()) setImmediate(wake);
+  }
+
+  /** A source whose stop failed: its pump takes none of its frames from now on. */
+  cut(entry: NodeSource): void {
+    this.cutOff.add(entry);
+    this.wakers.get(entry)?.();
+  }
+
+  /**
    * Pulls frames from one source, keeps up to `window` of them in flight (preprocessing runs concurrently on
    * sharp's threads) and hands them to the batcher in arrival order. Frames not yet settled hold their place in
-   * the window, so a source whose frames wait for the disk stops being read.
+   * the window, so a source whose frames wait for the disk stops being read. Ends with the source, or on `stop`.
    */
   async pump(entry: NodeSource): Promise<SourceFailure | null> {
     const { source } = entry;
@@ -45,7 +67,7 @@ export class FramePipeline {
     let handedOver: Promise<unknown> = Promise.resolve();
     let failure: SourceFailure | null = null;
     try {
-      for await (const frame of source) {
+      for await (const frame of this.framesOf(entry)) {
         // Handlers attach at once: a frame that fails to decode while the one before is still being prepared
         // must be rejected in its turn, not become an unhandled rejection.
         const prepared = this.preprocessorFor(entry)
@@ -68,6 +90,52 @@ export class FramePipeline {
     }
     await Promise.all(inFlight);
     return failure;
+  }
+
+  /**
+   * The source's frames, each wait for one raced against the stop: after `stop`, a wait that one turn of the event loop
+   * does not answer ends the pump (what the source holds answers within it); after `cut`, there is no wait. A frame the
+   * source yields after its pump gave up is left with it undecided, as a frame held on a full disk is (pending in the
+   * totals; a hot folder yields it again at the next start), and logged.
+   */
+  private async *framesOf(entry: NodeSource): AsyncGenerator<Frame, void, undefined> {
+    const frames = entry.source[Symbol.asyncIterator]();
+    let taking = false;
+    try {
+      while (!this.cutOff.has(entry)) {
+        const asked = frames.next();
+        const got = await Promise.race([asked, this.gaveUp(entry)]);
+        if (got === GAVE_UP) {
+          this.leave(entry, asked);
+          return;
+        }
+        if (got.done) return;
+        taking = true;
+        yield got.value;
+        taking = false;
+      }
+    } finally {
+      this.wakers.delete(entry);
+      // The pump left in the middle of a frame (its end threw): the source is stopped, as `for await` does.
+      if (taking) await frames.return?.();
+    }
+  }
+
+  private gaveUp(entry: NodeSource): Promise<typeof GAVE_UP> {
+    return new Promise((resolve) => {
+      const wake = () => resolve(GAVE_UP);
+      this.wakers.set(entry, wake);
+      if (this.stopping) setImmediate(wake);
+    });
+  }
+
+  private leave(entry: NodeSource, asked: Promise<IteratorResult<Frame>>): void {
+    asked.then(
+      (r) => {
+        if (!r.done) this.parts.logger.warn({ source: entry.source.name, frameId: r.value.id }, 'a frame came after the node stopped taking frames: left undecided with its source');
+      },
+      () => undefined, // the source failed after its stop: its stop's outcome says so
+    );
   }
 
   private preprocessorFor(source: NodeSource): FramePreparer {

@@ -1,19 +1,51 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import mqtt from 'mqtt';
 import pino from 'pino';
+import { auditStats, openAuditDbReadOnly } from '../../src/audit';
 import { generateSigningKey } from '../../src/fleet/keys';
+import type { Frame } from '../../src/ingest/frame';
+import type { FrameSource } from '../../src/ingest/source';
+import { PushSource } from '../../src/ingest/sources/push';
+import type { EdgeNode } from '../../src/node/edge-node';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { BUNDLED } from '../helpers/package';
 import { ROOT } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/mqtt';
-import { hotFolder, sampleNode } from './sample-node';
+import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
+const PNG = readFileSync(join(SAMPLES, SAMPLE_NAMES[0]));
+
+/** Resolves at the node's `count`-th decision. */
+function decisions(node: EdgeNode, count: number): Promise<void> {
+  let seen = 0;
+  return new Promise((resolve) => node.on('decision', () => ++seen === count && resolve()));
+}
+
+/** An SDK user's own source, without BaseSource: it yields `frames`, then waits for one more forever, stop or not. */
+function neverEndingSource(frames: Frame[]): FrameSource {
+  const counts = { frames: 0, decided: 0, rejected: 0 };
+  return {
+    name: 'never-ending',
+    kind: 'push',
+    stats: () => ({ name: 'never-ending', kind: 'push', ...counts, dropped: 0, queued: 0, errors: 0 }),
+    settle: async (_frame, outcome) => void counts[outcome.status]++,
+    stop: async () => undefined,
+    async *[Symbol.asyncIterator]() {
+      for (const frame of frames) {
+        counts.frames++;
+        yield frame;
+      }
+      await new Promise(() => undefined);
+    },
+  };
+}
 
 describe('one node per audit log', () => {
   it('a second node on the same audit log is refused, from this process or another, naming the holder; a lock left by a killed node does not keep the next one out', async () => {
@@ -76,5 +108,90 @@ describe('a stop that fails to let go of a part', () => {
     const next = await createEdgeNode(config);
     await next.node.run();
     await next.node.stop();
+  });
+
+  it("lets go of its locks when an SDK user's source fails to stop and goes on yielding, only once nothing decides any more; what it yields then is left with it, and stop rejects with the failure", async () => {
+    const dir = join(tmp.path, 'source-stop');
+    const file = join(dir, 'data', 'audit.db');
+    const config = parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file }, mqtt: { embeddedBroker: { port: 0 } } });
+    const lines: Array<{ msg: string; frameId?: string; source?: string; code?: string }> = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => void lines.push(JSON.parse(line) as (typeof lines)[number]) });
+    const camera = new PushSource('camera');
+    camera.stop = () => Promise.reject(new Error('the camera would not let go'));
+    const { node, broker, transport } = await createEdgeNode(config, { logger, extraSources: [{ source: camera, preprocess: {} }] });
+    if (!broker || !transport) throw new Error('expected the embedded broker and the transport');
+    const operator = await mqtt.connectAsync(broker.url);
+    const results: string[] = [];
+    operator.on('message', (_topic, payload) => results.push(JSON.parse(payload.toString()).frameId));
+    await operator.subscribeAsync(transport.topics.result, { qos: 1 });
+    // Per frame the node decided or rejected: whether the audit log's lock was still held.
+    const lockHeld: boolean[] = [];
+    for (const event of ['decision', 'rejected'] as const) node.on(event, () => lockHeld.push(existsSync(`${file}.lock`)));
+    const decided = decisions(node, 3);
+    const running = node.run();
+    for (let i = 0; i < 3; i++) await camera.push({ id: `before-${i}`, bytes: PNG });
+    await decided;
+    await waitUntil(() => results.length === 3, 10_000, 'the three results');
+    await operator.endAsync();
+
+    // Its pump waits for the camera's next frame: the stop ends that wait rather than hang on it.
+    await expect(node.stop()).rejects.toMatchObject({ code: 'E_SOURCE_FAILED', message: 'source camera failed to stop: the camera would not let go' });
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    await camera.push({ id: 'after-0', bytes: PNG }); // the answer to the wait the pump gave up
+    await camera.push({ id: 'after-1', bytes: PNG }); // never asked for
+    await waitUntil(() => lines.some((l) => l.frameId === 'after-0') || lockHeld.length > 3, 10_000, 'the frame yielded after the stop, logged or taken');
+    expect(lockHeld).toEqual([true, true, true]);
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'a frame came after the node stopped taking frames: left undecided with its source', source: 'camera' }));
+    expect(lines).toContainEqual(expect.objectContaining({ msg: 'a source failed to stop', source: 'camera', code: 'E_SOURCE_FAILED' }));
+    await running;
+    expect(node.snapshot().totals).toMatchObject({ ingested: 5, decided: 3, rejected: 0, dropped: 0, pending: 2 });
+    const db = openAuditDbReadOnly(file);
+    try {
+      expect(auditStats(db, {}).byStatus).toEqual({ ok: 3, rejected: 0, dropped: 0 });
+    } finally {
+      db.close();
+    }
+
+    const next = await createEdgeNode(config);
+    await next.node.stop();
+  });
+
+  it('does not wait forever for a source whose frames never come after its stop: the frames it yielded are decided, the locks go', async () => {
+    const dir = join(tmp.path, 'never-ending');
+    const file = join(dir, 'data', 'audit.db');
+    const config = parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file } });
+    const frames = [0, 1].map((i): Frame => ({ id: `frame-${i}`, source: 'never-ending', receivedAt: Date.now(), bytes: PNG }));
+    const { node } = await createEdgeNode(config, { extraSources: [{ source: neverEndingSource(frames), preprocess: {} }] });
+    const decided = decisions(node, 2);
+    const running = node.run();
+    await decided;
+    await node.stop();
+    await running;
+    expect(existsSync(`${file}.lock`)).toBe(false);
+    expect(node.snapshot().totals).toMatchObject({ ingested: 2, decided: 2, pending: 0 });
+  });
+});
+
+describe('a start that fails', () => {
+  it("lets go of the package store's lock: the next start in this process says what is wrong, not E_STORE_IN_USE", async () => {
+    const dir = join(tmp.path, 'failed-start');
+    const keys = await generateSigningKey(join(dir, 'operator'));
+    const fleet = { root: join(dir, 'device'), trustedKeys: [keys.publicKeyPath] };
+    const storeLock = join(dir, 'device', 'node.lock');
+    // First boot on a folder that holds no package: the store is recovered (and locked), then adopting fails.
+    const empty = join(dir, 'not-a-package');
+    mkdirSync(empty, { recursive: true });
+    await expect(createEdgeNode(parseNodeConfig({ model: empty, threads: 1, fleet }))).rejects.toMatchObject({ code: 'E_PART_MISSING' });
+    expect(existsSync(storeLock)).toBe(false);
+
+    const config = parseNodeConfig({ model: BUNDLED, threads: 1, fleet });
+    const first = await createEdgeNode(config);
+    await first.node.stop();
+    // The store's current package damaged: its engine does not load, the store is locked meanwhile.
+    const { current } = JSON.parse(readFileSync(join(dir, 'device', 'current'), 'utf8')) as { current: string };
+    writeFileSync(join(dir, 'device', 'packages', current, 'gate.onnx'), 'not a model');
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
+    expect(existsSync(storeLock)).toBe(false);
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
   });
 });

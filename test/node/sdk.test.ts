@@ -62,6 +62,17 @@ describe('a node fed from code', () => {
     await expect(node.run()).rejects.toMatchObject({ code: 'E_NODE_STOPPING' });
   });
 
+  it('decides on stop the frames its source already holds, without waiting for more: none is left pending', async () => {
+    const camera = new PushSource('line-1');
+    const { node } = await createEdgeNode({ model: BUNDLED, threads: 1 }, { extraSources: [{ source: camera, preprocess: {} }] });
+    const png = readFileSync(join(BUNDLED, 'samples', readdirSync(join(BUNDLED, 'samples')).find((f) => f.endsWith('.png'))!));
+    for (let i = 0; i < 5; i++) await camera.push(png); // queued: nothing takes frames yet
+    const running = node.run();
+    await node.stop();
+    await running;
+    expect(node.snapshot().totals).toMatchObject({ ingested: 5, decided: 5, pending: 0 });
+  });
+
   it('takes a plain config object as the config file would be, and refuses an invalid one with E_CONFIG_INVALID', async () => {
     const { node } = await createEdgeNode({ model: BUNDLED, threads: 1 });
     expect(node.engine.model.name).toBe('fashion-sgmoe');
