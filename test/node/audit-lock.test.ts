@@ -16,7 +16,7 @@ import { BUNDLED } from '../helpers/package';
 import { ROOT } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 import { waitUntil } from '../helpers/mqtt';
-import { SAMPLES, SAMPLE_NAMES, hotFolder, sampleNode } from './sample-node';
+import { BEARING, SAMPLES, SAMPLE_NAMES, hotFolder, recordings, sampleNode } from './sample-node';
 
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -154,6 +154,32 @@ describe('a stop that fails to let go of a part', () => {
 
     const next = await createEdgeNode(config);
     await next.node.stop();
+  });
+
+  it("lets go of its locks when an SDK user's signal source fails to stop: the failure is the node's stop's, not an unhandled rejection", async () => {
+    const file = join(tmp.path, 'signal-stop', 'data', 'audit.db');
+    recordings(join(tmp.path, 'signal-stop'), 1);
+    const recorder = new PushSource('recorder');
+    recorder.stop = () => Promise.reject(new Error('the recorder would not let go'));
+    const { node } = await createEdgeNode(parseNodeConfig({ model: BEARING, threads: 1, audit: { file } }), { extraSources: [{ source: recorder, preprocess: {} }] });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const decided = decisions(node, 3);
+      const running = node.run();
+      await recorder.push({ id: 'rec-0', bytes: readFileSync(join(tmp.path, 'signal-stop', 'rec-0.wav')), meta: { file: 'rec-0.wav' } });
+      await decided;
+      await expect(node.stop()).rejects.toMatchObject({ code: 'E_SOURCE_FAILED', message: expect.stringContaining('the recorder would not let go') });
+      expect(existsSync(`${file}.lock`)).toBe(false);
+      recorder.end();
+      await running;
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).toEqual([]);
+      expect(node.snapshot().totals).toMatchObject({ ingested: 3, decided: 3, pending: 0 });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 
   it('does not wait forever for a source whose frames never come after its stop: the frames it yielded are decided, the locks go', async () => {

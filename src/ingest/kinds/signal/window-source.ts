@@ -85,16 +85,20 @@ export class SignalWindowSource extends BaseSource {
     return [...this.streams.values()].reduce((n, w) => n + w.pendingSamples(), 0);
   }
 
+  /** The payloads' source stops with this one (its end ends the windowing); its failure to stop is this source's. */
+  override async stop(): Promise<void> {
+    const outcomes = await Promise.allSettled([this.payloads.stop(), super.stop()]);
+    for (const outcome of outcomes) if (outcome.status === 'rejected') throw outcome.reason;
+  }
+
   protected async run(signal: AbortSignal): Promise<void> {
-    const stopInner = (): void => void this.payloads.stop();
-    signal.addEventListener('abort', stopInner);
-    try {
-      for await (const payload of this.payloads) {
-        if (signal.aborted) break;
-        await this.split(payload);
-      }
-    } finally {
-      signal.removeEventListener('abort', stopInner);
+    const payloads = this.payloads[Symbol.asyncIterator]();
+    // Stopped, it reads no further payload, nor waits for one: a source that would not stop must not hold the node's.
+    const aborted = new Promise<null>((resolve) => signal.addEventListener('abort', () => resolve(null), { once: true }));
+    while (!signal.aborted) {
+      const next = await Promise.race([payloads.next(), aborted]);
+      if (next === null || next.done) return;
+      await this.split(next.value);
     }
   }
 
