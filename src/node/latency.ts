@@ -1,5 +1,8 @@
 import { percentiles } from '../percentile';
 
+/** Frames/s counts the decisions of this span: recent enough that a stalled line shows 0 within it. */
+export const RATE_WINDOW_MS = 10_000;
+
 /** The last `size` decision latencies and their arrival times: percentiles and frames/s for the live view. */
 export class LatencyWindow {
   private readonly values: number[] = [];
@@ -22,10 +25,17 @@ export class LatencyWindow {
     return { p50, p99 };
   }
 
-  /** Decisions per second over the window, measured up to now (0 once frames stop coming). */
+  /**
+   * Decisions per second over the last RATE_WINDOW_MS (or since the first kept decision, when that is later, but at
+   * least a second): 0 once no frame came for that long. Measured over the whole kept window, a stalled line would
+   * decay only as 1/t and look alive for minutes.
+   */
   rate(now = Date.now()): number {
-    if (this.times.length < 2) return 0;
-    const span = (now - this.times[0]) / 1000;
-    return span > 0 ? this.times.length / span : 0;
+    const from = now - RATE_WINDOW_MS;
+    let recent = 0;
+    for (let i = this.times.length - 1; i >= 0 && this.times[i] > from; i--) recent++;
+    if (recent === 0) return 0;
+    const span = Math.min(Math.max(now - this.times[0], 1000), RATE_WINDOW_MS);
+    return recent / (span / 1000);
   }
 }
