@@ -156,16 +156,24 @@ function alive(owner: LockOwner): boolean {
     // EPERM: it exists, under another user.
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
-  const ticks = startTicks(owner.pid);
+  const stat = procStat(owner.pid);
+  // A killed node its parent has not reaped yet (a container's PID 1 that does not reap) holds nothing any more.
+  if (stat?.state === 'Z' || stat?.state === 'X') return false;
+  const ticks = stat?.startTicks ?? null;
   return owner.startTicks === null || ticks === null || ticks === owner.startTicks;
 }
 
-/** Field 22 of /proc/<pid>/stat (after the parenthesised name, which may hold spaces); null off Linux. */
 function startTicks(pid: number): number | null {
+  return procStat(pid)?.startTicks ?? null;
+}
+
+/** Fields 3 (state) and 22 (start time) of /proc/<pid>/stat, after the parenthesised name, which may hold spaces; null off Linux. */
+function procStat(pid: number): { state: string; startTicks: number | null } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const value = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    return Number.isFinite(value) ? value : null;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[19]);
+    return { state: fields[0], startTicks: Number.isFinite(ticks) ? ticks : null };
   } catch {
     return null;
   }

@@ -126,6 +126,31 @@ test('a lock naming a live pid with another start time (a reused pid) is stale; 
   expect(await lock.holder()).toMatchObject({ pid: process.pid, host: mine.host });
 });
 
+test('a lock of a killed node its parent has not reaped (a zombie: a container whose PID 1 does not reap) is stale', async () => {
+  // The child exits at once; its parent sleeps without waiting for it, so it stays a zombie meanwhile.
+  const parent = spawn('/usr/bin/python3', ['-c', 'import os, sys, time\npid = os.fork()\nif pid == 0: os._exit(0)\nprint(pid, flush=True)\ntime.sleep(120)']);
+  try {
+    const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+    const pid = Number(line.toString().trim());
+    const stat = () => {
+      const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return text.slice(text.lastIndexOf(')') + 2).split(' ');
+    };
+    await waitUntil(() => stat()[0] === 'Z', 10_000, 'the child to be a zombie');
+    const lock = new StoreLock(join(tmp.path, 'zombie.lock'));
+    await lock.acquire();
+    const mine = JSON.parse(readFileSync(lock.path, 'utf8'));
+    await lock.release();
+    writeFileSync(lock.path, JSON.stringify({ ...mine, pid, startTicks: Number(stat()[19]) }));
+    expect(await lock.holder()).toBeNull();
+    await lock.acquire();
+    expect(await lock.holder()).toMatchObject({ pid: process.pid });
+    await lock.release();
+  } finally {
+    parent.kill();
+  }
+});
+
 test("a lock of another boot is stale; one of another pid namespace (a container's) is not checked here and counts as running; a live holder here refuses a second one", async () => {
   const lock = new StoreLock(join(tmp.path, 'context.lock'));
   await lock.acquire();
