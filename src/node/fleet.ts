@@ -56,7 +56,7 @@ export function recoveryEvent(recovery: Recovery): AuditEvent | null {
  */
 export async function commandAuthoriser(config: TransportConfig, fleetKeys: string[] | undefined, outboxPath: string, logger: Logger): Promise<CommandAuthoriser> {
   const paths = config.commands.trustedKeys ?? fleetKeys ?? [];
-  if (paths.length === 0) logger.warn('no operator keys configured: set-threshold, update and rollback commands will be refused');
+  if (paths.length === 0) logger.warn('no operator keys configured: the commands that change what the device decides or runs (set-threshold, set-false-alarm-rate, update, rollback) will be refused');
   return new CommandAuthoriser({
     keys: paths.length > 0 ? await readTrustedKeys(paths) : null,
     site: config.site,

@@ -63,7 +63,7 @@ export function register(program: Command): void {
     .option('--mqtt <url>', 'MQTT broker URL (mqtt://, mqtts://, ws://, wss://)')
     .option('--embedded-broker [port]', 'start an MQTT broker in-process on 127.0.0.1 (default port 1883, 0 = any free port)')
     .option('--audit <file>', 'SQLite audit log file')
-    .option('--dashboard <port>', 'serve the dashboard on 127.0.0.1:PORT', port)
+    .option('--dashboard <port>', 'serve the dashboard on 127.0.0.1:PORT (0 = any free port, its URL printed; none without this flag or a dashboard section in the config)', port)
     .option('--threshold <t>', 'early-exit threshold (anomaly packages: base scores below it skip the expert)', number)
     .option('--false-alarm-rate <r>', 'anomaly packages: the share of good frames flagged (sets the anomaly threshold)', number)
     .option('--once', 'handle what the sources hold now (files already in a folder, every frame of a video:) and exit with a summary; other sources (cameras, streams, mqtt:) have no end')
