@@ -23,6 +23,8 @@ const sourceSchema = z
     pollMs: z.number().int().positive().optional(),
     /** Hot folders: a file is taken once its size and mtime held still this long (default 1000 ms); raise it for slow writers. */
     stableMs: z.number().int().nonnegative().optional(),
+    /** Hot folders: a rejected file is watched this long before it moves to rejected/ (default 10000 ms, 0 with --once). */
+    rejectAfterMs: z.number().int().nonnegative().optional(),
     /** RTP over the RTSP connection (tcp, default) or over UDP (rtsp sources). */
     transport: z.enum(['tcp', 'udp']).optional(),
     /** What a USB camera is asked for (v4l2 sources); ffmpeg's names for pixel formats (mjpeg, yuyv422, ...). */

@@ -314,6 +314,7 @@ function openSourceFor(
     timeoutMs: s.timeoutMs,
     pollMs: s.pollMs,
     stableMs: s.stableMs,
+    rejectAfterMs: s.rejectAfterMs,
     transport: s.transport,
     capture: s.capture,
     rate: s.rate,

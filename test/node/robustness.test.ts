@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { appendFileSync, copyFileSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
 import { startDashboard } from '../../src/node/dashboard';
 import { rawRequest } from '../helpers/http';
+import { waitUntil } from '../helpers/mqtt';
 import { BUNDLED } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { BEARING, SAMPLES, SAMPLE_NAMES, hotFolder, recordings, sampleNode } from './sample-node';
@@ -91,6 +92,51 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     expect(readdirSync(join(inbox, 'rejected'))).toEqual([]);
     expect(readdirSync(join(inbox, 'done'))).toEqual(['slow.png']);
     expect(readFileSync(join(inbox, 'done', 'slow.png')).equals(whole)).toBe(true);
+  });
+
+  it('a file whose writer resumes after its half was rejected stays in the inbox meanwhile: the finished file is taken again and decided', async () => {
+    const inbox = join(tmp.path, 'inbox-stalled');
+    mkdirSync(inbox);
+    const whole = readFileSync(join(SAMPLES, SAMPLE_NAMES[0]));
+    writeFileSync(join(inbox, 'stalled.png'), whole.subarray(0, 200));
+    const node = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox}`, stableMs: 20, pollMs: 10, rejectAfterMs: 600_000 }] });
+    const rejected = new Promise<void>((resolve) => node.node.once('rejected', () => resolve()));
+    const decided = new Promise<void>((resolve) => node.node.once('decision', () => resolve()));
+    const running = node.node.run();
+    await rejected;
+    // The upload resumes after its half was judged (a stall longer than stableMs): the file is still there to finish.
+    await waitUntil(() => node.node.snapshot().sources[0].rejected === 1, 10_000, 'the half settled with its source');
+    appendFileSync(join(inbox, 'stalled.png'), whole.subarray(200));
+    await decided;
+    await node.node.stop();
+    await running;
+
+    expect(node.rejected.map((r) => r.code)).toEqual(['E_FRAME_DECODE']);
+    expect(node.decisions).toHaveLength(1);
+    expect(readdirSync(join(inbox, 'rejected'))).toEqual([]);
+    expect(readdirSync(join(inbox, 'done'))).toEqual(['stalled.png']);
+    expect(readFileSync(join(inbox, 'done', 'stalled.png')).equals(whole)).toBe(true);
+  });
+
+  it('a rejected file nobody writes to moves to rejected/ once watched for rejectAfterMs, and at the latest when the node stops', async () => {
+    const inbox = hotFolder(join(tmp.path, 'inbox-corrupt'), 1, { corrupt: 'corrupt.png' });
+    const watched = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox}`, stableMs: 20, pollMs: 10, rejectAfterMs: 50 }] });
+    const running = watched.node.run();
+    await waitUntil(() => existsSync(join(inbox, 'rejected', 'corrupt.png')), 10_000, 'the corrupt file in rejected/');
+    await watched.node.stop();
+    await running;
+    expect(readFileSync(join(inbox, 'rejected', 'corrupt.png.reason.txt'), 'utf8')).toMatch(/^E_FRAME_\w+: /);
+
+    const inbox2 = hotFolder(join(tmp.path, 'inbox-corrupt-2'), 1, { corrupt: 'corrupt.png' });
+    const stopped = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox2}`, stableMs: 20, pollMs: 10, rejectAfterMs: 600_000 }] });
+    const judged = new Promise<void>((resolve) => stopped.node.once('rejected', () => resolve()));
+    const running2 = stopped.node.run();
+    await judged;
+    await waitUntil(() => stopped.node.snapshot().totals.rejected === 1, 10_000, 'the corrupt file settled as rejected');
+    expect(existsSync(join(inbox2, 'corrupt.png'))).toBe(true); // watched meanwhile
+    await stopped.node.stop();
+    await running2;
+    expect(readdirSync(join(inbox2, 'rejected')).sort()).toEqual(['corrupt.png', 'corrupt.png.reason.txt']);
   });
 
   it('a file a kill left in the hot folder between its audit row and its move is moved to done/ at the next start, not decided twice', async () => {

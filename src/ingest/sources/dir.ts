@@ -15,6 +15,11 @@ export interface DirSourceOptions extends SourceOptions {
   /** The clock that times stability (default Date.now): tests hold it still while a file grows. */
   clock?: () => number;
   /**
+   * A rejected file stays in the inbox this long, watched, before it moves to rejected/ (default 10000 ms; 0 with
+   * `once`): a writer that resumes after a pause longer than `stableMs` has its finished file taken again.
+   */
+  rejectAfterMs?: number;
+  /**
    * Asked only for the files there at the start: one a kill left between its commit and its move to done/ is moved
    * now, not decided (audited, published) a second time. Such files' frames carry `meta.leftover`, for a signal
    * package to ask of each window.
@@ -44,8 +49,9 @@ const EXT_MAX = 16;
  * a file name.
  *
  * A writer that pauses longer than `stableMs` is caught at the latest when the frame settles: a file that changed
- * since it was read is never moved, it is taken again once stable. Writers that can should write `name.tmp` (or a
- * dot file) and rename it when complete: such names are never taken.
+ * since it was read is never moved, it is taken again once stable; a rejected file (a half-written image does not
+ * decode) is watched for `rejectAfterMs` more before it moves. Writers that can should write `name.tmp` (or a dot
+ * file) and rename it when complete: such names are never taken.
  */
 export class DirSource extends BaseSource {
   readonly kind = 'dir' as const;
@@ -55,6 +61,9 @@ export class DirSource extends BaseSource {
   private readonly pollMs: number;
   private readonly stableMs: number;
   private readonly clock: () => number;
+  private readonly rejectAfterMs: number;
+  /** Rejected files watched in the inbox before they move, and since when. */
+  private readonly held = new Map<string, { frame: Frame; outcome: FrameOutcome; since: number }>();
   private readonly decidedBefore: DirSourceOptions['decidedBefore'];
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
@@ -69,6 +78,7 @@ export class DirSource extends BaseSource {
     this.pollMs = options.pollMs ?? 250;
     this.stableMs = options.stableMs ?? 1000;
     this.clock = options.clock ?? Date.now;
+    this.rejectAfterMs = options.rejectAfterMs ?? (this.once ? 0 : 10_000);
     this.decidedBefore = options.decidedBefore;
   }
 
@@ -77,6 +87,15 @@ export class DirSource extends BaseSource {
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
+    try {
+      await this.watch(signal);
+    } finally {
+      // Stopping: the rejected files watched so far move now, judged as they were read.
+      for (const [name, { frame, outcome }] of this.held) await this.move(name, frame, outcome);
+    }
+  }
+
+  private async watch(signal: AbortSignal): Promise<void> {
     if (!(await this.folderReady(signal))) return;
     /** Last size/mtime seen per file and since when it has not changed. */
     const watched = new Map<string, { size: number; mtimeMs: number; since: number }>();
@@ -93,6 +112,7 @@ export class DirSource extends BaseSource {
       leftovers ??= new Set(names);
       // One clock reading per listing: files seen together turn stable together, and are taken in name order.
       const now = this.clock();
+      await this.settleHeld(now);
       for (const name of names) {
         if (signal.aborted) return;
         if (this.taken.has(name) || (remaining && !remaining.has(name))) continue;
@@ -121,6 +141,20 @@ export class DirSource extends BaseSource {
   protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
     const name = frame.meta?.file;
     if (typeof name !== 'string' || !this.taken.has(name)) return;
+    if (outcome.status === 'rejected' && this.rejectAfterMs > 0) this.held.set(name, { frame, outcome, since: this.clock() });
+    else await this.move(name, frame, outcome);
+  }
+
+  /** Rejected files watched long enough move to rejected/; one that changed meanwhile is taken again once stable. */
+  private async settleHeld(now: number): Promise<void> {
+    for (const [name, { frame, outcome, since }] of this.held) {
+      if (now - since >= this.rejectAfterMs || (await this.changedSinceRead(name, frame.meta))) await this.move(name, frame, outcome);
+    }
+  }
+
+  /** Moves a settled file to done/ or rejected/, unless it changed since it was read: then it is taken again. */
+  private async move(name: string, frame: Frame, outcome: FrameOutcome): Promise<void> {
+    this.held.delete(name);
     const folder = outcome.status === 'decided' ? 'done' : 'rejected';
     try {
       if (await this.changedSinceRead(name, frame.meta)) {
