@@ -2,6 +2,7 @@ import { cp, mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
+import { sha256Tree } from '../model/integrity';
 import { loadPackage } from '../model/package';
 import { FINAL_UPDATE_STEPS as FINAL, UPDATE_STEPS } from '../protocol/update';
 import { fsyncDir, writeFileAtomic } from './atomic';
@@ -29,6 +30,9 @@ export type UpdateState = z.infer<typeof updateStateSchema>;
 const pointerSchema = z.object({ current: z.string(), history: z.array(z.string()) });
 export type Pointer = z.infer<typeof pointerSchema>;
 
+/** `digests.json`: the `sha256Tree` of each package when it entered the store (self-tested, or adopted), by id. */
+const digestsSchema = z.record(z.string(), z.string());
+
 export interface Recovery {
   /** none: nothing half-done; aborted: an update stopped before its swap was undone; rolled_back: a swap was undone. */
   action: 'none' | 'aborted' | 'rolled_back';
@@ -40,9 +44,9 @@ export interface Recovery {
 export const INTERRUPTED = { code: 'E_UPDATE_INTERRUPTED', message: 'the device restarted during the update' };
 
 /**
- * The device's package folder: `packages/<name>-<version>/` (verified packages), `staging/` (being unpacked),
- * `downloads/`, the `current` pointer and `state.json`, every JSON file replaced atomically; `node.lock` while a node
- * runs on it.
+ * The device's package folder: `packages/<name>-<version>/` (packages that passed their self-test), `staging/`
+ * (being unpacked and self-tested), `downloads/`, the `current` pointer, `digests.json` and `state.json`, every JSON
+ * file replaced atomically; `node.lock` while a node runs on it.
  */
 export class PackageStore {
   readonly packagesDir: string;
@@ -52,6 +56,7 @@ export class PackageStore {
   readonly lock: StoreLock;
   private readonly pointerPath: string;
   private readonly statePath: string;
+  private readonly digestsPath: string;
 
   constructor(
     readonly root: string,
@@ -63,6 +68,7 @@ export class PackageStore {
     this.downloadsDir = join(root, 'downloads');
     this.pointerPath = join(root, 'current');
     this.statePath = join(root, 'state.json');
+    this.digestsPath = join(root, 'digests.json');
     this.lock = new StoreLock(join(root, 'node.lock'));
   }
 
@@ -111,12 +117,32 @@ export class PackageStore {
     return this.packageDir(id);
   }
 
-  /** Moves an unpacked package from staging to `packages/<id>` (same file system: one rename). */
-  async install(stagedDir: string, id: string): Promise<string> {
+  /**
+   * Refuses a staged package when the store keeps another one under its id (the running package or one of its
+   * history): a name and version stand for one package. Reads the store only; returns the staged package's digest.
+   */
+  async admit(stagedDir: string, id: string): Promise<string> {
+    const digest = await sha256Tree(stagedDir);
+    await this.keeps(id, digest);
+    return digest;
+  }
+
+  /**
+   * Moves a package that passed its self-test from staging to `packages/<id>` (same file system: one rename) and
+   * records its digest. A package the pointer names is never replaced: the staged copy of the same files is dropped,
+   * other files under its id are refused as in `admit`.
+   */
+  async install(stagedDir: string, id: string, digest?: string): Promise<string> {
+    const files = digest ?? (await sha256Tree(stagedDir));
     const dest = this.packageDir(id);
-    await rm(dest, { recursive: true, force: true });
-    await rename(stagedDir, dest);
-    await fsyncDir(this.packagesDir);
+    if (await this.keeps(id, files)) {
+      await rm(stagedDir, { recursive: true, force: true });
+    } else {
+      await rm(dest, { recursive: true, force: true });
+      await rename(stagedDir, dest);
+      await fsyncDir(this.packagesDir);
+    }
+    await writeFileAtomic(this.digestsPath, JSON.stringify({ ...(await this.digests()), [id]: files }));
     return dest;
   }
 
@@ -147,6 +173,8 @@ export class PackageStore {
     const removed = installed.filter((id) => !kept.has(id));
     for (const id of removed) await rm(this.packageDir(id), { recursive: true, force: true });
     await writeFileAtomic(this.pointerPath, JSON.stringify({ current: p.current, history: p.history.filter((h) => kept.has(h)) }));
+    const digests = await this.digests();
+    await writeFileAtomic(this.digestsPath, JSON.stringify(Object.fromEntries(Object.entries(digests).filter(([id]) => kept.has(id)))));
     return removed;
   }
 
@@ -198,6 +226,45 @@ export class PackageStore {
     }
     const next = await this.writeState({ ...state, step: 'failed', error: INTERRUPTED });
     return { action: 'aborted', state: next, currentDir: await this.currentDir() };
+  }
+
+  private async digests(): Promise<Record<string, string>> {
+    return (await readJson(this.digestsPath, digestsSchema)) ?? {};
+  }
+
+  /**
+   * Whether the pointer names `id` with the files of `digest` in place (true: keep them) or `install` may put them
+   * there (false: not named, or named and its folder gone); throws when it names `id` with other files.
+   */
+  private async keeps(id: string, digest: string): Promise<boolean> {
+    const p = await this.pointer();
+    if (!p || ![p.current, ...p.history].includes(id)) return false;
+    const dir = this.packageDir(id);
+    const recorded = (await this.digests())[id];
+    const found = await digestOrNull(dir);
+    if (found === digest) return true;
+    if (found === null && (recorded === undefined || recorded === digest)) return false;
+    const held = found ?? recorded;
+    const role = id === p.current ? 'the package it runs' : 'kept to roll back to';
+    if (recorded === digest) {
+      throw new SgmoeError('E_STORE_CORRUPT', `${dir} (${role}) was changed on disk since it was installed: its files hash to ${held}, ${this.digestsPath} recorded ${recorded}, which this package matches; it is left as it is`, { id, recorded, found: held });
+    }
+    throw new SgmoeError(
+      'E_VERSION_CONFLICT',
+      `a different package ${id} is already on this device (${dir}, ${role}): its files hash to ${held}, this package's to ${digest}. ` +
+        'A name and version stand for one package: give this one a new version and publish that',
+      { id, held, offered: digest },
+    );
+  }
+}
+
+/** A package folder's `sha256Tree`, or null when the folder is missing. */
+async function digestOrNull(dir: string): Promise<string | null> {
+  try {
+    return await sha256Tree(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }
 

@@ -80,6 +80,22 @@ test('killed between stage and swap: the restart drops the staged package and ru
   expect((await store.recover()).action).toBe('none');
 });
 
+test('killed as its self-test begins in staging: the package never reached the store, and the restart clears what was staged', async () => {
+  const root = join(tmp.path, 'device-selftesting');
+  await killDeviceAt(root, 'selftesting');
+  const store = new PackageStore(root);
+  expect((await store.readState())?.step).toBe('selftesting');
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  expect(readdirSync(join(root, 'staging'))).toEqual([request.sha256]);
+
+  const recovery = await store.recover();
+  expect(recovery.action).toBe('aborted');
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
+  await expectRunsVerified(recovery.currentDir!, '1.0.0');
+});
+
 test('killed between swap and the end of the health watch: the restart rolls back to 1.0.0', async () => {
   const root = join(tmp.path, 'device-watching');
   await killDeviceAt(root, 'watching');
