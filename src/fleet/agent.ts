@@ -279,6 +279,7 @@ export class UpdateAgent {
     const pointer = await store.pointer();
     const to = pointer?.history[0];
     if (!pointer || !to) throw new SgmoeError('E_ROLLBACK_NONE', 'no earlier package to roll back to: the history is empty');
+    await store.verify(to);
     const engine = await this.loadVerified(store.packageDir(to));
     const { previous } = await host.swap(engine);
     const moved = await store.revertCurrent();

@@ -146,6 +146,25 @@ export class PackageStore {
     return dest;
   }
 
+  /**
+   * Checks that `packages/<id>` holds the files it entered the store with, so that one changed on disk is not run.
+   * Packages installed before the store recorded digests are checked against their manifest's part hashes only.
+   */
+  async verify(id: string): Promise<void> {
+    const recorded = (await this.digests())[id];
+    if (!recorded) return;
+    const dir = this.packageDir(id);
+    const found = await digestOrNull(dir);
+    if (found !== recorded) {
+      throw new SgmoeError(
+        'E_STORE_CORRUPT',
+        `${dir} is not the package ${id} this store installed: its files hash to ${found ?? 'nothing (the folder is missing)'}, ${this.digestsPath} recorded ${recorded}; it is not run. ` +
+          'Roll back past it (`sgmoe model rollback`), or publish the package again under a new version',
+        { id, recorded, found },
+      );
+    }
+  }
+
   /** Makes `id` current; the one it replaces heads the history. */
   async setCurrent(id: string): Promise<void> {
     const p = await this.pointer();
@@ -203,19 +222,26 @@ export class PackageStore {
 
   /**
    * On start, before any engine loads: undoes a half-done update so the device runs a verified package, and
-   * removes every download (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
+   * removes every download and staged package (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
    * the end of the health watch, the pointer goes back to the previous package: a restart in that window may
-   * well be the new model's fault, so it does not get the benefit of the doubt. The node starting claims the
-   * store first: nothing else may change it under a running node.
+   * well be the new model's fault, so it does not get the benefit of the doubt. The package to run must still hold
+   * the files it was installed with (`verify`). The node starting claims the store first: nothing else may change it
+   * under a running node.
    */
   async recover(): Promise<Recovery> {
     await this.init();
     await this.lock.acquire();
     await this.pruneDownloads();
-    const state = await this.readState();
+    await this.clearStaging();
+    const recovery = await this.undo(await this.readState());
+    const pointer = await this.pointer();
+    if (pointer) await this.verify(pointer.current);
+    return recovery;
+  }
+
+  private async undo(state: UpdateState | null): Promise<Recovery> {
     if (!state || FINAL.has(state.step)) return { action: 'none', state, currentDir: await this.currentDir() };
     const pointer = await this.pointer();
-    await this.clearStaging();
     if (pointer && state.target === pointer.current && (state.step === 'swapping' || state.step === 'watching')) {
       await this.revertCurrent();
       const next = await this.writeState({ ...state, step: 'rolled_back', error: INTERRUPTED });

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { AuditLog } from '../../src/audit/audit-log';
@@ -348,6 +348,20 @@ describe('a package under a name and version the device keeps', () => {
     await expect(d.agent.update({ ...offers['broken-1.0.0'], force: true })).rejects.toMatchObject({ code: 'E_VERSION_CONFLICT', message: expect.stringContaining('the package it runs') });
     expect(fileHashes(kept)).toEqual(before);
     expect(readdirSync(join(d.root, 'packages')).sort()).toEqual(['fashion-sgmoe-1.0.0', 'fashion-sgmoe-1.1.0']);
+  });
+
+  test('a package changed on disk since it entered the store is not rolled back to', async () => {
+    const d = await device();
+    await d.agent.update(offers.v2);
+    const manifest = join(d.root, 'packages', 'fashion-sgmoe-1.0.0', 'manifest.json');
+    writeFileSync(manifest, readFileSync(manifest, 'utf8').replace('"T-shirt/top"', '"Tee"'));
+
+    await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_STORE_CORRUPT', message: expect.stringContaining('fashion-sgmoe-1.0.0 this store installed') });
+    expect(d.host.engine.model.version).toBe('1.1.0');
+    expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
+    // The package it was installed from, published again, does not paper over the change: it is named, not overwritten.
+    await expect(d.agent.update({ ...offers['same-1.0.0'], force: true })).rejects.toMatchObject({ code: 'E_STORE_CORRUPT', message: expect.stringContaining('was changed on disk since it was installed') });
+    expect(readFileSync(manifest, 'utf8')).toContain('"Tee"');
   });
 });
 
