@@ -124,6 +124,7 @@ export const ERROR_CODES = {
   E_VERSION_INVALID: 'bad-input',
   E_VERSION_MISMATCH: 'integrity',
   E_VERSION_NOT_NEWER: 'bad-input',
+  E_VERSION_CONFLICT: 'bad-input',
   E_UPDATE_INVALID: 'bad-input',
   E_UPDATE_UNSUPPORTED: 'configuration',
   E_UPDATE_BUSY: 'transient',

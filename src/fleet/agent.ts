@@ -113,7 +113,7 @@ function runningModel(engine: Engine): RunningModel {
 
 /**
  * The device side of a fleet update, one at a time: the signature over the announced sha256 against the trusted
- * keys (before any byte is fetched) → download (a newer request replaces one still downloading) → sha256 → unpack safely into staging → load and self-test → swap via the EngineHost → health watch, rolling back
+ * keys (before any byte is fetched) → download (a newer request replaces one still downloading) → sha256 → unpack safely into staging → load and self-test there, and only then into the store → swap via the EngineHost → health watch, rolling back
  * on a regression. Every step is persisted before it starts (PackageStore.recover undoes a half-done one after a
  * power loss) and reported through `onEvent`.
  */
@@ -222,14 +222,19 @@ export class UpdateAgent {
       throw new SgmoeError('E_PACKAGE_NAME', `the package is ${manifest.name}, the device runs ${running.name} (set force to change models)`);
     }
     const id = packageId(manifest.name, manifest.version);
+    // Before anything of the store is touched: another package under an id it keeps is refused, not swapped in.
+    const digest = await store.admit(staged, id);
     if (id === run.previous) throw new SgmoeError('E_VERSION_NOT_NEWER', `${id} is the package running now`);
     run.target = id;
-    await this.begin(run, 'selftesting', `loading ${id} and running its self-test`);
-    const dir = await store.install(staged, id);
+    // Self-tested where it was unpacked: only a package that passed enters the store.
+    await this.begin(run, 'selftesting', `loading ${id} and running its self-test in staging`);
+    await (await this.loadVerified(staged)).dispose();
+    const dir = await store.install(staged, id, digest);
     await rm(tar, { force: true });
-    const next = await this.loadVerified(dir);
 
     await this.begin(run, 'staged', `${id} passed its self-test`);
+    // Loaded again from where it will run (lazily loaded experts are opened from there), every hash checked again.
+    const next = await Engine.load(dir, { ...this.options.engine, logger: this.log });
     await this.begin(run, 'swapping', `switching from ${run.previous} to ${id}`);
     const { previous } = await host.swap(next);
     await store.setCurrent(id);
@@ -274,6 +279,7 @@ export class UpdateAgent {
     const pointer = await store.pointer();
     const to = pointer?.history[0];
     if (!pointer || !to) throw new SgmoeError('E_ROLLBACK_NONE', 'no earlier package to roll back to: the history is empty');
+    await store.verify(to);
     const engine = await this.loadVerified(store.packageDir(to));
     const { previous } = await host.swap(engine);
     const moved = await store.revertCurrent();

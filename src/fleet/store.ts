@@ -2,6 +2,7 @@ import { cp, mkdir, readFile, readdir, rename, rm, stat, statfs } from 'node:fs/
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SgmoeError, errorMessage } from '../errors';
+import { sha256Tree } from '../model/integrity';
 import { loadPackage } from '../model/package';
 import { FINAL_UPDATE_STEPS as FINAL, UPDATE_STEPS } from '../protocol/update';
 import { fsyncDir, writeFileAtomic } from './atomic';
@@ -29,6 +30,9 @@ export type UpdateState = z.infer<typeof updateStateSchema>;
 const pointerSchema = z.object({ current: z.string(), history: z.array(z.string()) });
 export type Pointer = z.infer<typeof pointerSchema>;
 
+/** `digests.json`: the `sha256Tree` of each package when it entered the store (self-tested, or adopted), by id. */
+const digestsSchema = z.record(z.string(), z.string());
+
 export interface Recovery {
   /** none: nothing half-done; aborted: an update stopped before its swap was undone; rolled_back: a swap was undone. */
   action: 'none' | 'aborted' | 'rolled_back';
@@ -40,9 +44,9 @@ export interface Recovery {
 export const INTERRUPTED = { code: 'E_UPDATE_INTERRUPTED', message: 'the device restarted during the update' };
 
 /**
- * The device's package folder: `packages/<name>-<version>/` (verified packages), `staging/` (being unpacked),
- * `downloads/`, the `current` pointer and `state.json`, every JSON file replaced atomically; `node.lock` while a node
- * runs on it.
+ * The device's package folder: `packages/<name>-<version>/` (packages that passed their self-test), `staging/`
+ * (being unpacked and self-tested), `downloads/`, the `current` pointer, `digests.json` and `state.json`, every JSON
+ * file replaced atomically; `node.lock` while a node runs on it.
  */
 export class PackageStore {
   readonly packagesDir: string;
@@ -52,6 +56,7 @@ export class PackageStore {
   readonly lock: StoreLock;
   private readonly pointerPath: string;
   private readonly statePath: string;
+  private readonly digestsPath: string;
 
   constructor(
     readonly root: string,
@@ -63,6 +68,7 @@ export class PackageStore {
     this.downloadsDir = join(root, 'downloads');
     this.pointerPath = join(root, 'current');
     this.statePath = join(root, 'state.json');
+    this.digestsPath = join(root, 'digests.json');
     this.lock = new StoreLock(join(root, 'node.lock'));
   }
 
@@ -111,13 +117,52 @@ export class PackageStore {
     return this.packageDir(id);
   }
 
-  /** Moves an unpacked package from staging to `packages/<id>` (same file system: one rename). */
-  async install(stagedDir: string, id: string): Promise<string> {
+  /**
+   * Refuses a staged package when the store keeps another one under its id (the running package or one of its
+   * history): a name and version stand for one package. Reads the store only; returns the staged package's digest.
+   */
+  async admit(stagedDir: string, id: string): Promise<string> {
+    const digest = await sha256Tree(stagedDir);
+    await this.keeps(id, digest);
+    return digest;
+  }
+
+  /**
+   * Moves a package that passed its self-test from staging to `packages/<id>` (same file system: one rename) and
+   * records its digest. A package the pointer names is never replaced: the staged copy of the same files is dropped,
+   * other files under its id are refused as in `admit`.
+   */
+  async install(stagedDir: string, id: string, digest?: string): Promise<string> {
+    const files = digest ?? (await sha256Tree(stagedDir));
     const dest = this.packageDir(id);
-    await rm(dest, { recursive: true, force: true });
-    await rename(stagedDir, dest);
-    await fsyncDir(this.packagesDir);
+    if (await this.keeps(id, files)) {
+      await rm(stagedDir, { recursive: true, force: true });
+    } else {
+      await rm(dest, { recursive: true, force: true });
+      await rename(stagedDir, dest);
+      await fsyncDir(this.packagesDir);
+    }
+    await writeFileAtomic(this.digestsPath, JSON.stringify({ ...(await this.digests()), [id]: files }));
     return dest;
+  }
+
+  /**
+   * Checks that `packages/<id>` holds the files it entered the store with, so that one changed on disk is not run.
+   * Packages installed before the store recorded digests are checked against their manifest's part hashes only.
+   */
+  async verify(id: string): Promise<void> {
+    const recorded = (await this.digests())[id];
+    if (!recorded) return;
+    const dir = this.packageDir(id);
+    const found = await digestOrNull(dir);
+    if (found !== recorded) {
+      throw new SgmoeError(
+        'E_STORE_CORRUPT',
+        `${dir} is not the package ${id} this store installed: its files hash to ${found ?? 'nothing (the folder is missing)'}, ${this.digestsPath} recorded ${recorded}; it is not run. ` +
+          'Roll back past it (`sgmoe model rollback`), or publish the package again under a new version',
+        { id, recorded, found },
+      );
+    }
   }
 
   /** Makes `id` current; the one it replaces heads the history. */
@@ -147,6 +192,8 @@ export class PackageStore {
     const removed = installed.filter((id) => !kept.has(id));
     for (const id of removed) await rm(this.packageDir(id), { recursive: true, force: true });
     await writeFileAtomic(this.pointerPath, JSON.stringify({ current: p.current, history: p.history.filter((h) => kept.has(h)) }));
+    const digests = await this.digests();
+    await writeFileAtomic(this.digestsPath, JSON.stringify(Object.fromEntries(Object.entries(digests).filter(([id]) => kept.has(id)))));
     return removed;
   }
 
@@ -175,19 +222,26 @@ export class PackageStore {
 
   /**
    * On start, before any engine loads: undoes a half-done update so the device runs a verified package, and
-   * removes every download (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
+   * removes every download and staged package (no request owns one after a restart). Before the swap, the new package is dropped. From the swap until
    * the end of the health watch, the pointer goes back to the previous package: a restart in that window may
-   * well be the new model's fault, so it does not get the benefit of the doubt. The node starting claims the
-   * store first: nothing else may change it under a running node.
+   * well be the new model's fault, so it does not get the benefit of the doubt. The package to run must still hold
+   * the files it was installed with (`verify`). The node starting claims the store first: nothing else may change it
+   * under a running node.
    */
   async recover(): Promise<Recovery> {
     await this.init();
     await this.lock.acquire();
     await this.pruneDownloads();
-    const state = await this.readState();
+    await this.clearStaging();
+    const recovery = await this.undo(await this.readState());
+    const pointer = await this.pointer();
+    if (pointer) await this.verify(pointer.current);
+    return recovery;
+  }
+
+  private async undo(state: UpdateState | null): Promise<Recovery> {
     if (!state || FINAL.has(state.step)) return { action: 'none', state, currentDir: await this.currentDir() };
     const pointer = await this.pointer();
-    await this.clearStaging();
     if (pointer && state.target === pointer.current && (state.step === 'swapping' || state.step === 'watching')) {
       await this.revertCurrent();
       const next = await this.writeState({ ...state, step: 'rolled_back', error: INTERRUPTED });
@@ -198,6 +252,45 @@ export class PackageStore {
     }
     const next = await this.writeState({ ...state, step: 'failed', error: INTERRUPTED });
     return { action: 'aborted', state: next, currentDir: await this.currentDir() };
+  }
+
+  private async digests(): Promise<Record<string, string>> {
+    return (await readJson(this.digestsPath, digestsSchema)) ?? {};
+  }
+
+  /**
+   * Whether the pointer names `id` with the files of `digest` in place (true: keep them) or `install` may put them
+   * there (false: not named, or named and its folder gone); throws when it names `id` with other files.
+   */
+  private async keeps(id: string, digest: string): Promise<boolean> {
+    const p = await this.pointer();
+    if (!p || ![p.current, ...p.history].includes(id)) return false;
+    const dir = this.packageDir(id);
+    const recorded = (await this.digests())[id];
+    const found = await digestOrNull(dir);
+    if (found === digest) return true;
+    if (found === null && (recorded === undefined || recorded === digest)) return false;
+    const held = found ?? recorded;
+    const role = id === p.current ? 'the package it runs' : 'kept to roll back to';
+    if (recorded === digest) {
+      throw new SgmoeError('E_STORE_CORRUPT', `${dir} (${role}) was changed on disk since it was installed: its files hash to ${held}, ${this.digestsPath} recorded ${recorded}, which this package matches; it is left as it is`, { id, recorded, found: held });
+    }
+    throw new SgmoeError(
+      'E_VERSION_CONFLICT',
+      `a different package ${id} is already on this device (${dir}, ${role}): its files hash to ${held}, this package's to ${digest}. ` +
+        'A name and version stand for one package: give this one a new version and publish that',
+      { id, held, offered: digest },
+    );
+  }
+}
+
+/** A package folder's `sha256Tree`, or null when the folder is missing. */
+async function digestOrNull(dir: string): Promise<string | null> {
+  try {
+    return await sha256Tree(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
 }
 

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { existsSync, mkdirSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { AuditLog } from '../../src/audit/audit-log';
@@ -14,7 +14,7 @@ import { SerialEngineHost } from './serial-host';
 import { PackageStore } from '../../src/fleet/store';
 import type { UpdateRequestInput } from '../../src/protocol/update';
 import { sha256File } from '../../src/model/integrity';
-import { copyPackage } from '../helpers/package';
+import { copyPackage, fileHashes } from '../helpers/package';
 import { logRequests, type RequestLog } from '../helpers/http-log';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -72,6 +72,11 @@ beforeAll(async () => {
   const broken = variant(join(tmp.path, 'src', 'broken'), (m) => (m.version = '1.3.0'));
   breakSelftest(broken);
   await offer('broken-selftest', broken);
+  // 1.0.0 again: the same files as the device's first package, and (as in a field trial) a copy whose self-test was altered.
+  await offer('same-1.0.0', v1);
+  const brokenV1 = copyPackage(join(tmp.path, 'src', 'broken-1.0.0'));
+  breakSelftest(brokenV1);
+  await offer('broken-1.0.0', brokenV1);
   await offer('rogue', join(tmp.path, 'src', 'v2'), join(tmp.path, 'rogue.key'));
   await offerWithExtraEntry('traversal', '1.4.0', '../escape.txt', (dir) => writeFileSync(join(dir, '..', 'escape.txt'), 'outside'));
   await offerWithExtraEntry('symlink', '1.5.0', 'link', (dir) => symlinkSync('/etc/passwd', join(dir, 'link')));
@@ -305,6 +310,59 @@ test('rollback goes back to the previous package on a running device', async () 
   expect(d.host.engine.model.version).toBe('1.0.0');
   expect(d.events.at(-1)).toMatchObject({ step: 'rolled_back', correlationId: 'rb-1', keyId: '0123456789abcdef', model: { version: '1.0.0' } });
   await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_ROLLBACK_NONE' });
+});
+
+describe('a package under a name and version the device keeps', () => {
+  test('with other files, it is refused before the store is touched: the entry kept for rollback stays as it was, and the rollback runs it', async () => {
+    const d = await device();
+    await d.agent.update(offers.v2);
+    const kept = join(d.root, 'packages', 'fashion-sgmoe-1.0.0');
+    const before = fileHashes(kept);
+
+    const refused = await d.agent.update({ ...offers['broken-1.0.0'], force: true }, 'republish').catch((err: unknown) => err);
+    expect(fileHashes(kept)).toEqual(before);
+    expect(refused).toMatchObject({ code: 'E_VERSION_CONFLICT', message: expect.stringMatching(/a different package fashion-sgmoe-1\.0\.0 is already on this device .*give this one a new version/) });
+    expect(d.events.at(-1)).toMatchObject({ step: 'failed', error: { code: 'E_VERSION_CONFLICT' }, at: 'unpacking' });
+    expect(d.host.engine.model.version).toBe('1.1.0');
+    expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
+    expect(readdirSync(join(d.root, 'staging'))).toEqual([]);
+
+    // The rollback loads and self-tests the package that was kept: the good 1.0.0.
+    expect(await d.agent.rollback('rb')).toEqual({ from: 'fashion-sgmoe-1.1.0', to: 'fashion-sgmoe-1.0.0' });
+    expect(d.host.engine.model.version).toBe('1.0.0');
+    expect(fileHashes(d.host.engine.pkg.dir)).toEqual(fileHashes(v1));
+  });
+
+  test('with the same files, it installs as before (a forced return to it) and leaves its files untouched; the running one is not installed twice', async () => {
+    const d = await device();
+    await d.agent.update(offers.v2);
+    const kept = join(d.root, 'packages', 'fashion-sgmoe-1.0.0');
+    const before = fileHashes(kept);
+
+    await expect(d.agent.update({ ...offers['same-1.0.0'], force: true })).resolves.toEqual({ step: 'done', version: '1.0.0', previous: 'fashion-sgmoe-1.1.0' });
+    expect(d.host.engine.model.version).toBe('1.0.0');
+    expect(fileHashes(kept)).toEqual(before);
+    expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: ['fashion-sgmoe-1.1.0'] });
+
+    await expect(d.agent.update({ ...offers['same-1.0.0'], force: true })).rejects.toMatchObject({ code: 'E_VERSION_NOT_NEWER', message: 'fashion-sgmoe-1.0.0 is the package running now' });
+    await expect(d.agent.update({ ...offers['broken-1.0.0'], force: true })).rejects.toMatchObject({ code: 'E_VERSION_CONFLICT', message: expect.stringContaining('the package it runs') });
+    expect(fileHashes(kept)).toEqual(before);
+    expect(readdirSync(join(d.root, 'packages')).sort()).toEqual(['fashion-sgmoe-1.0.0', 'fashion-sgmoe-1.1.0']);
+  });
+
+  test('a package changed on disk since it entered the store is not rolled back to', async () => {
+    const d = await device();
+    await d.agent.update(offers.v2);
+    const manifest = join(d.root, 'packages', 'fashion-sgmoe-1.0.0', 'manifest.json');
+    writeFileSync(manifest, readFileSync(manifest, 'utf8').replace('"T-shirt/top"', '"Tee"'));
+
+    await expect(d.agent.rollback()).rejects.toMatchObject({ code: 'E_STORE_CORRUPT', message: expect.stringContaining('fashion-sgmoe-1.0.0 this store installed') });
+    expect(d.host.engine.model.version).toBe('1.1.0');
+    expect(await d.store.pointer()).toEqual({ current: 'fashion-sgmoe-1.1.0', history: ['fashion-sgmoe-1.0.0'] });
+    // The package it was installed from, published again, does not paper over the change: it is named, not overwritten.
+    await expect(d.agent.update({ ...offers['same-1.0.0'], force: true })).rejects.toMatchObject({ code: 'E_STORE_CORRUPT', message: expect.stringContaining('was changed on disk since it was installed') });
+    expect(readFileSync(manifest, 'utf8')).toContain('"Tee"');
+  });
 });
 
 describe('a download that stalls does not hold the update slot', () => {

@@ -12,7 +12,7 @@ import { PackageStore } from '../../src/fleet/store';
 import { loadSelftest } from '../../src/model/selftest';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
-import { variant } from './support';
+import { breakSelftest, variant } from './support';
 
 const ROOT = resolve(__dirname, '..', '..');
 const tmp = tempDir('sgmoe-fleet-recovery-');
@@ -78,6 +78,52 @@ test('killed between stage and swap: the restart drops the staged package and ru
   await expectRunsVerified(recovery.currentDir!, '1.0.0');
   // A second start finds nothing half-done.
   expect((await store.recover()).action).toBe('none');
+});
+
+test('killed as its self-test begins in staging: the package never reached the store, and the restart clears what was staged', async () => {
+  const root = join(tmp.path, 'device-selftesting');
+  await killDeviceAt(root, 'selftesting');
+  const store = new PackageStore(root);
+  expect((await store.readState())?.step).toBe('selftesting');
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  expect(readdirSync(join(root, 'staging'))).toEqual([request.sha256]);
+
+  const recovery = await store.recover();
+  expect(recovery.action).toBe('aborted');
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  expect(await store.pointer()).toEqual({ current: 'fashion-sgmoe-1.0.0', history: [] });
+  await expectRunsVerified(recovery.currentDir!, '1.0.0');
+});
+
+test('a staged leftover that no update owns is cleared at start, even after an update that ended', async () => {
+  const root = join(tmp.path, 'device-leftover');
+  const store = new PackageStore(root);
+  await store.adopt(seed);
+  await store.writeState({ step: 'done', correlationId: null, version: '1.0.0', sha256: 'a'.repeat(64), target: null, previous: null, error: null });
+  copyPackage(join(root, 'staging', 'b'.repeat(64)));
+
+  expect((await store.recover()).action).toBe('none');
+  expect(readdirSync(join(root, 'staging'))).toEqual([]);
+  expect(readdirSync(join(root, 'packages'))).toEqual(['fashion-sgmoe-1.0.0']);
+  await store.lock.release();
+});
+
+test('a package changed on disk since it entered the store does not start: E_STORE_CORRUPT, until it is put back', async () => {
+  const root = join(tmp.path, 'device-changed');
+  const store = new PackageStore(root);
+  await store.adopt(seed);
+  const selftest = join(root, 'packages', 'fashion-sgmoe-1.0.0', 'selftest.json');
+  const saved = readFileSync(selftest);
+  breakSelftest(join(root, 'packages', 'fashion-sgmoe-1.0.0'));
+
+  await expect(store.recover()).rejects.toMatchObject({
+    code: 'E_STORE_CORRUPT',
+    message: expect.stringMatching(/fashion-sgmoe-1\.0\.0 is not the package fashion-sgmoe-1\.0\.0 this store installed: its files hash to [0-9a-f]{64}, .*digests\.json recorded [0-9a-f]{64}; it is not run/),
+  });
+  writeFileSync(selftest, saved);
+  expect((await store.recover()).currentDir).toBe(join(root, 'packages', 'fashion-sgmoe-1.0.0'));
+  await store.lock.release();
 });
 
 test('killed between swap and the end of the health watch: the restart rolls back to 1.0.0', async () => {

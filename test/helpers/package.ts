@@ -1,6 +1,6 @@
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { Manifest } from '../../src/model/manifest';
 
 /** The package the factory ships; tests run the real ONNX files in it. */
@@ -22,4 +22,10 @@ export function sha256Of(path: string): string {
 export function copyPackage(dest: string, source = BUNDLED): string {
   cpSync(source, dest, { recursive: true, filter: (src) => !src.includes(`${source}/baselines`) });
   return dest;
+}
+
+/** Every file under `dir` by relative path, with its sha256: two folders compare byte for byte. */
+export function fileHashes(dir: string): Record<string, string> {
+  const entries = readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+  return Object.fromEntries(entries.map((e) => [relative(dir, join(e.parentPath, e.name)), sha256Of(join(e.parentPath, e.name))]).sort(([a], [b]) => (a < b ? -1 : 1)));
 }

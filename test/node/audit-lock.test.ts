@@ -213,9 +213,14 @@ describe('a start that fails', () => {
     const config = parseNodeConfig({ model: BUNDLED, threads: 1, fleet });
     const first = await createEdgeNode(config);
     await first.node.stop();
-    // The store's current package damaged: its engine does not load, the store is locked meanwhile.
+    // The store's current package damaged: the store, locked meanwhile, finds it changed since it entered.
     const { current } = JSON.parse(readFileSync(join(dir, 'device', 'current'), 'utf8')) as { current: string };
     writeFileSync(join(dir, 'device', 'packages', current, 'gate.onnx'), 'not a model');
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_STORE_CORRUPT' });
+    expect(existsSync(storeLock)).toBe(false);
+    await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_STORE_CORRUPT' });
+    // A store of an earlier release records no digests: its engine does not load, the store is locked meanwhile.
+    rmSync(join(dir, 'device', 'digests.json'));
     await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
     expect(existsSync(storeLock)).toBe(false);
     await expect(createEdgeNode(config)).rejects.toMatchObject({ code: 'E_HASH_MISMATCH' });
