@@ -5,12 +5,15 @@ import { z } from 'zod';
 import { errorMessage } from '../errors';
 import { sniffFormat } from '../ingest/format';
 import { silentLogger, type Logger } from '../log';
+import type { FramePng } from '../ingest/raw-png';
 import { sha256Hex } from '../model/integrity';
 
 /**
  * The input bytes of frames an operator may review, kept beside the audit log so a verdict can become a training
  * image (`sgmoe audit export --reviewed --as-dataset`). Files are named by the sha256 the audit row already holds
- * (`<sha256>.<format>`), so the row finds its bytes and a repeated frame is kept once. The folder is bounded: beyond
+ * (`<sha256>.<format>`), so the row finds its bytes and a repeated frame is kept once. A raw frame (a camera's decoded
+ * pixels) has no bytes of its own: it is kept as the lossless PNG made of its pixels (ingest/raw-png), whose sha256
+ * its audit row holds, so it is reviewed, exported and trained on as any PNG that arrived as a file. The folder is bounded: beyond
  * `maxFiles` files or `maxBytes` the oldest go. A review moves its frame's file to `reviewed/`, out of eviction's reach (reviews
  * are human-paced, so that folder grows only as fast as people judge frames).
  *
@@ -193,18 +196,54 @@ export class FrameStore {
    * only for frames kept).
    */
   offer(bytes: Buffer | undefined, anomalous: boolean, map?: ScoreMap): void {
-    const { keep } = this.options;
-    if (keep === 'none' || (keep === 'anomalous' && !anomalous) || !bytes) return;
+    if (!this.keeps(anomalous) || !bytes) return;
     const format = sniffFormat(bytes);
-    if (!format) return; // raw pixels (an SDK push) have no file form an image tool would read
+    if (!format) return; // raw pixels come through offerPng
     const name = `${sha256Hex(bytes)}.${format}`;
-    if (this.known.has(name)) return;
-    if (this.pending.size >= MAX_PENDING_WRITES) {
-      this.counters.skipped++;
-      return;
-    }
-    this.known.add(name);
-    const write = this.tail.then(() => this.write(name, bytes, map)).finally(() => this.pending.delete(write));
+    if (this.known.has(name) || !this.room()) return;
+    this.enqueue(Promise.resolve({ name, bytes }), map);
+  }
+
+  /**
+   * Keeps a raw frame (decoded pixels) as the lossless PNG `encode` makes of it, if the policy asks for it; never waits
+   * and never throws. `encode` is called at once, only for a frame kept: the node names that PNG in the frame's audit
+   * row, so the kept file is the picture the row, the dashboard and the export stand for. The write waits for the
+   * encoding in the store's queue, off the frame's path.
+   */
+  offerPng(encode: () => Promise<FramePng | undefined>, anomalous: boolean, map?: ScoreMap): void {
+    if (!this.keeps(anomalous) || !this.room()) return;
+    const png = encode().then((p) => p && { name: `${p.sha256}.png`, bytes: p.bytes });
+    this.enqueue(png, map);
+  }
+
+  private keeps(anomalous: boolean): boolean {
+    const { keep } = this.options;
+    return keep === 'all' || (keep === 'anomalous' && anomalous);
+  }
+
+  /** Whether one more write may wait; a frame beyond them is given up (counted). */
+  private room(): boolean {
+    if (this.pending.size < MAX_PENDING_WRITES) return true;
+    this.counters.skipped++;
+    return false;
+  }
+
+  /** Queues the write of `file` (named once known: a PNG once encoded) behind the writes before it. */
+  private enqueue(file: Promise<{ name: string; bytes: Buffer } | undefined>, map?: ScoreMap): void {
+    const write = this.tail
+      .then(() => file)
+      .then((f) => {
+        if (!f) {
+          this.counters.failed++;
+          this.log.warn('could not keep a frame for review: its pixels make no PNG');
+          return;
+        }
+        // Repeated bytes (a file dropped in twice, a camera watching a still scene) are kept once.
+        if (this.known.has(f.name)) return;
+        this.known.add(f.name);
+        return this.write(f.name, f.bytes, map);
+      })
+      .finally(() => this.pending.delete(write));
     this.tail = write.catch(() => undefined); // one write's failure (counted in write) never stops the next
     this.pending.add(write);
   }

@@ -16,7 +16,10 @@ export interface FrameInfo {
   source?: string;
   /** ms since epoch. */
   receivedAt?: number;
-  /** sha256 (hex) of the input bytes, so a part can be traced back to the exact image. */
+  /**
+   * sha256 (hex) of the input bytes, so a part can be traced back to the exact image; of a raw frame (decoded pixels),
+   * that of the PNG kept or held for review, when one was made (ingest/raw-png).
+   */
   inputSha256?: string;
   /** A signal window's place in its signal, so a row leads back to the samples and the machine's regime. */
   window?: WindowPlace;

@@ -226,7 +226,8 @@ async function orientedSize(image: Sharp): Promise<Size> {
   return meta.autoOrient;
 }
 
-function rawPipeline(raw: RawPixels, maxPixels: number): Sharp {
+/** Decoded pixels as a sharp image (checked, row padding dropped, BGR swapped to RGB): preprocessing, the PNG kept for review and thumbnails start from it. */
+export function rawPipeline(raw: RawPixels, maxPixels: number): Sharp {
   const { width, height, channels, format } = raw;
   const expectedChannels = format === 'gray' ? 1 : 3;
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1 || channels !== expectedChannels) {

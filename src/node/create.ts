@@ -10,6 +10,7 @@ import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import { setFalseAlarmRate, type AnomalyFields } from '../engine/tasks';
 import { inputSha256, type Frame } from '../ingest/frame';
+import { pngOf } from '../ingest/raw-png';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
@@ -238,7 +239,7 @@ async function lockAuditLog(file: string, logger: Logger): Promise<StoreLock | u
 
 /**
  * Each decided frame's bytes go to the review store (anomalous ones, or all), an anomalous one's with its score map
- * (for a restarted dashboard's heatmap); the node's stop waits for the writes.
+ * (for a restarted dashboard's heatmap); a raw frame's as the PNG made of its pixels. The node's stop waits for the writes.
  */
 function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Closer[]): void {
   // A full disk stops the line (the audit log and the outbox hold their frames): kept frames give way first.
@@ -248,7 +249,9 @@ function keepFramesForReview(node: EdgeNode, store: FrameStore, closers: Closer[
   node.on('decision', (frame, decision) => {
     const anomaly = (decision.extra as Partial<AnomalyFields> | undefined)?.anomaly;
     const anomalous = anomaly?.verdict === 'anomalous';
-    store.offer(frame.bytes, anomalous, anomalous ? { grid: anomaly.grid, map: anomaly.map } : undefined);
+    const map = anomalous ? { grid: anomaly.grid, map: anomaly.map } : undefined;
+    if (frame.raw) store.offerPng(() => pngOf(frame), anomalous, map);
+    else store.offer(frame.bytes, anomalous, map);
   });
   closers.unshift(() => store.flush());
 }

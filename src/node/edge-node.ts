@@ -9,6 +9,7 @@ import { SgmoeError, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { SDK_VERSION } from '../version';
 import { inputSha256, type Frame } from '../ingest/frame';
+import { askedPng } from '../ingest/raw-png';
 import { windowPlace } from '../ingest/kinds/signal/window-source';
 import type { PreprocessOptions } from '../ingest/preprocess';
 import type { FrameOutcome, FrameSource } from '../ingest/source';
@@ -376,10 +377,17 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     return this.commitThenSettle(entry.source, frame, record, { status: 'rejected', error });
   }
 
-  /** Routing health sees the outcome now; the settler commits its row and result, then settles the frame. */
+  /**
+   * Routing health sees the outcome now; the settler commits its row and result, then settles the frame. A raw frame
+   * that a listener asked a PNG of (the frame store keeping it, the dashboard holding it for review) has its row name
+   * that PNG's sha256, once encoded aside: the bytes a verdict on it binds to and the export writes.
+   */
   private commitThenSettle(source: FrameSource, frame: Frame, record: AuditRecord, outcome: FrameOutcome, decision?: Decision): Promise<void> {
     this.parts.audit?.observe(record);
-    return this.settler.settle({ source, frame, record, outcome, decision });
+    const named = askedPng(frame)?.then((png) => {
+      if (png) record.frame.inputSha256 = png.sha256;
+    });
+    return this.settler.settle({ source, frame, record, outcome, decision, named });
   }
 }
 

@@ -16,6 +16,11 @@ export interface Outcome {
   record: AuditRecord;
   decision?: Decision;
   outcome: FrameOutcome;
+  /**
+   * Resolves once the record names the frame's bytes: a raw frame's PNG, encoded aside. Its result goes out at once;
+   * its row waits for the name.
+   */
+  named?: Promise<void>;
 }
 
 interface Pending extends Outcome {
@@ -50,7 +55,7 @@ const AUDIT_DELAY_MS = 1;
  * every other frame to be taken again (a hot folder's file whose row is there is only moved). Results go first: the
  * outcomes of one event-loop turn (one engine batch) are stored in the outbox and sent at once; their audit rows
  * follow a moment later (AUDIT_DELAY_MS), once the event loop has handled what came in meanwhile, in one commit
- * with those of the other turns of that moment.
+ * with those of the other turns of that moment. A raw frame's row waits for the PNG it names (`named`); its result does not.
  *
  * When the commit fails (a full disk), frames of a source that replays them (`FrameSource.replays`) are held,
  * not settled, and committed again with backoff until the disk takes them; their source, waiting on them, stops
@@ -101,7 +106,24 @@ export class Settler {
     } catch {
       // the commit tries again, and says what went wrong
     }
-    this.uncommitted.push(...turn);
+    const ready: Pending[] = [];
+    for (const p of turn) {
+      const { named } = p;
+      if (!named) {
+        ready.push(p);
+        continue;
+      }
+      p.named = undefined; // named once: a retried commit does not wait again
+      const commit = () => this.toCommit([p]);
+      void named.then(commit, commit);
+    }
+    this.toCommit(ready);
+  }
+
+  /** Rows for the next commit, a moment from now (AUDIT_DELAY_MS). */
+  private toCommit(pending: Pending[]): void {
+    if (pending.length === 0) return;
+    this.uncommitted.push(...pending);
     this.commitTimer ??= setTimeout(() => {
       this.commitTimer = null;
       void this.commitTurn();

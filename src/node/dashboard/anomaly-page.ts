@@ -117,8 +117,11 @@ ${DOM_HELPERS}
   }
 
   // A hot folder's frame id is the file's absolute path and arrival time (path@ms): its file name says which frame.
+  // Other ids keep what follows their last slash whole: a camera's (name#session-run@pts) and a recording's
+  // (video:PATH@pts) frames differ only in their @pts.
   function baseName(id) {
-    var name = id.replace(/@\\d+$/, '').split(/[\\\\/]/).pop();
+    var file = /^([\\\\/]|[A-Za-z]:[\\\\/])/.test(id);
+    var name = (file ? id.replace(/@\\d+$/, '') : id).split(/[\\\\/]/).pop();
     return name || id;
   }
 

@@ -7,6 +7,7 @@ import { heatmapPng } from '../../protocol/heatmap';
 import type { SgmoeError } from '../../errors';
 import { inputSha256, type Frame } from '../../ingest/frame';
 import { sniffFormat } from '../../ingest/format';
+import { pngOf, type FramePng } from '../../ingest/raw-png';
 import { sha256Hex } from '../../model/integrity';
 import type { EdgeNode } from '../edge-node';
 import { HeldFrames } from './held-frames';
@@ -159,16 +160,27 @@ export class RecentDecisions {
     const entry: RecentEntry = { seq: ++this.seq, frameId: frame.id, source: frame.source, receivedAt: frame.receivedAt, at: Date.now(), thumbnail: null, ...outcome };
     this.entries.push(entry);
     if (this.entries.length > this.capacity) this.held.release(this.entries.shift()!.seq);
-    // Only bytes in a format ingest accepts reach sharp (an SVG must never reach librsvg); raw pixel frames
-    // (SDK pushes) have no encoded bytes to thumbnail, nor any file form a training set could hold.
+    // Only an anomaly package's frames are reviewed into training images.
+    const reviewed = outcome.status === 'decided' && outcome.anomaly !== null;
+    // Only bytes in a format ingest accepts reach sharp (an SVG must never reach librsvg).
     if (frame.bytes && sniffFormat(frame.bytes)) {
       this.thumbnails.request(frame.bytes, (url) => (entry.thumbnail = url));
-      // Only an anomaly package's frames are reviewed into training images.
-      if (outcome.status === 'decided' && outcome.anomaly) {
+      if (reviewed) {
         entry.inputSha256 = inputSha256(frame);
         this.held.hold(entry.seq, frame.bytes);
       }
+    } else if (frame.raw) {
+      // A camera's decoded pixels: thumbnailed as they are, and held as the PNG the frame's audit row names (asked
+      // for now, while the node announces the decision), so a verdict keeps and exports the picture shown.
+      this.thumbnails.request(frame.raw, (url) => (entry.thumbnail = url));
+      if (reviewed && this.held.maxBytes > 0) void pngOf(frame).then((png) => png && this.holdPng(entry, png));
     }
+  }
+
+  private holdPng(entry: RecentEntry, png: FramePng): void {
+    entry.inputSha256 = png.sha256;
+    // Closed, or pushed out by newer frames meanwhile: nothing to hold it for.
+    if (!this.closed && this.entries.includes(entry)) this.held.hold(entry.seq, png.bytes);
   }
 }
 

@@ -1,13 +1,13 @@
 import sharp from 'sharp';
-import { DEFAULT_MAX_PIXELS } from '../../ingest/preprocess';
+import type { RawPixels } from '../../ingest/frame';
+import { DEFAULT_MAX_PIXELS, rawPipeline } from '../../ingest/preprocess';
 
 /** Longest side of a thumbnail, in pixels. */
 export const THUMBNAIL_SIZE = 64;
 
-/** The encoded frame, auto-oriented and fitted inside THUMBNAIL_SIZE², as a PNG data URL. */
-export async function thumbnailOf(bytes: Buffer): Promise<string> {
-  const png = await sharp(bytes, { limitInputPixels: DEFAULT_MAX_PIXELS })
-    .rotate()
+/** The frame (encoded and auto-oriented, or a camera's decoded pixels) fitted inside THUMBNAIL_SIZE², as a PNG data URL. */
+export async function thumbnailOf(image: Buffer | RawPixels): Promise<string> {
+  const png = await (Buffer.isBuffer(image) ? sharp(image, { limitInputPixels: DEFAULT_MAX_PIXELS }).rotate() : rawPipeline(image, DEFAULT_MAX_PIXELS))
     .resize(THUMBNAIL_SIZE, THUMBNAIL_SIZE, { fit: 'inside' })
     .png()
     .toBuffer();
@@ -15,12 +15,12 @@ export async function thumbnailOf(bytes: Buffer): Promise<string> {
 }
 
 interface Job {
-  bytes: Buffer;
+  image: Buffer | RawPixels;
   done: (dataUrl: string | null) => void;
 }
 
 /**
- * Makes thumbnails one at a time, off the node's path: a request only queues the frame's bytes. Newest first,
+ * Makes thumbnails one at a time, off the node's path: a request only queues the frame's bytes (or pixels). Newest first,
  * since the page shows the latest frames; beyond `maxWaiting` the oldest waiting request is given up (null), so
  * a fast camera never builds a backlog or holds many frames in memory.
  */
@@ -31,9 +31,9 @@ export class ThumbnailWorker {
 
   constructor(private readonly maxWaiting = 32) {}
 
-  request(bytes: Buffer, done: (dataUrl: string | null) => void): void {
+  request(image: Buffer | RawPixels, done: (dataUrl: string | null) => void): void {
     if (this.closed) return done(null);
-    this.waiting.push({ bytes, done });
+    this.waiting.push({ image, done });
     if (this.waiting.length > this.maxWaiting) this.waiting.shift()!.done(null);
     void this.next();
   }
@@ -50,7 +50,7 @@ export class ThumbnailWorker {
     this.busy = true;
     for (let job = this.waiting.pop(); job; job = this.waiting.pop()) {
       // A frame sharp cannot decode (the node rejected it too) simply has no thumbnail.
-      job.done(await thumbnailOf(job.bytes).catch(() => null));
+      job.done(await thumbnailOf(job.image).catch(() => null));
     }
     this.busy = false;
   }
