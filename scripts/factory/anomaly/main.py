@@ -130,11 +130,13 @@ def main(argv=None) -> int:
         with open(args.timing) as f:
             timing = f.read()
     try:
-        writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate, raw, benchmark,
-                     timing)
+        checks = writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate, raw,
+                              benchmark, timing)
     except RuntimeError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    for line in checks:
+        say(f'self check: {line}')
     say(f'wrote {args.out}')
     return 0
 

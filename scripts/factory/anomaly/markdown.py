@@ -177,6 +177,15 @@ def _good_images(f: dict) -> str:
             'threshold at the target false-alarm rate ')
 
 
+def _shipped(f: dict) -> list:
+    """What goes to a device, and the check it passed before the factory wrote it."""
+    if not f.get('fleetTarBytes'):
+        return []
+    lines = [f'Fleet update: `sgmoe model pack` writes {f["fleetTarBytes"]:,} bytes (parts, `selftest.json`, `samples/`, '
+             'manifest and reports; `baselines/` stays on this machine).', '']
+    return lines + ['Self check: ' + '; '.join(f['checks']) + '.', ''] if f.get('checks') else lines
+
+
 def render(f: dict) -> str:
     lines = [f'# {f["name"]} {f["version"]}: line anomaly detection', '',
              'Trained on good images only (`npm run factory -- --task anomaly ' + ' '.join(f['args']) + '`).', '',
@@ -194,6 +203,7 @@ def render(f: dict) -> str:
     for title, files in (('Unreadable files skipped', f['badFiles']), ('Images left out as copies', f['copies'])):
         if files:
             lines += [f'{title}: {len(files)} (' + '; '.join(f'{p}: {r}' for p, r in files[:5]) + ')', '']
+    lines += _shipped(f)
     lines += ['## Early-exit calibration (held-out good images)', '',
               '| exit quantile | exit below | expert rate | threshold at target rate | mean MACs |', '| ---: | ---: | ---: | ---: | ---: |']
     macs = f['macs']
@@ -207,7 +217,7 @@ def render(f: dict) -> str:
         return '\n'.join(lines + _macs_line(macs))
     lines += ['', f'## Test ({f["test"]} images: ' + ', '.join(f'{k} {n}' for k, n in f['testKinds'].items()) + ')', '',
               'Each model at its own threshold for the same target rate, set on the same held-out good images.', '',
-              '| model | image AUROC | pixel AUROC | false alarms (good) | misses (defects) | mean MACs / frame | package bytes |',
+              '| model | image AUROC | pixel AUROC | false alarms (good) | misses (defects) | mean MACs / frame | model bytes |',
               '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
     for key, label in MODELS:
         r = f['results'].get(key)
