@@ -224,4 +224,15 @@ describe('anomaly factory: a line of two very different products', () => {
     const parity = spawnSync('node', [resolve(__dirname, '..', '..', 'scripts', 'factory', 'ort.js'), 'parity', dir], { encoding: 'utf8' });
     expect(JSON.parse(parity.stdout)).toMatchObject({ ok: false, failures: [expect.stringContaining(`${selftest.cases[i].id} expert ${k} score`)] });
   });
+
+  it('62 good images for 2 modes: a caution that each mode has too few to fit and to normalise on, in the output and REPORT.md', async () => {
+    const data = join(tmp.path, 'two-products-few');
+    await blobImages(join(data, 'train', 'good'), 0, 31);
+    await stripeImages(join(data, 'train', 'good'), 0, 31);
+    const few = factory(data, '--experts', '2');
+    expect(few.status).toBe(0);
+    const caution = /modes 0, 1 are fitted on \d+, \d+ good images, under the 40 a mode's 10 principal directions need .* they are normalised on \d+, \d+ held-out good images, under the 20 a score scale needs, so on their own fit images .*About \d+ good images in train\/good would give every mode enough/;
+    expect(few.stderr).toMatch(new RegExp(`caution: ${caution.source}`));
+    expect(readFileSync(join(few.out, 'REPORT.md'), 'utf8')).toMatch(new RegExp(`\\*\\*Caution\\*\\*: ${caution.source}`));
+  });
 });

@@ -1,6 +1,6 @@
 """REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
 of benchmark.py's JSON with issue 14's targets)."""
-from build import MIN_EXPERT_SHARE, SUBSPACE, expert_mac_share
+from build import MIN_EXPERT_SHARE, SUBSPACE, expert_mac_share, modes_note
 import rule
 import texture
 
@@ -197,9 +197,10 @@ def render(f: dict) -> str:
              f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, ' +
              (f'early exit below {f["exitBelow"]:.4f}.' if f['exitBelow'] > -1e8 else 'no early exit.'),
              f'- Expert share (held-out good, op. point): {", ".join(_pct(s) for s in f["expertShare"])}.', '']
-    caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'], f.get('calibrated', False))
-    if caveat:
-        lines += [f'**Caution**: {caveat}.', '']
+    for caveat in (f.get('modeSizes') and modes_note(f['modeSizes'], f.get('stationary'), f.get('calibrated', False)),
+                   rule.resolution_note(f['splitSizes'], f['falseAlarmRate'], f.get('calibrated', False))):
+        if caveat:
+            lines += [f'**Caution**: {caveat}.', '']
     for title, files in (('Unreadable files skipped', f['badFiles']), ('Images left out as copies', f['copies'])):
         if files:
             lines += [f'{title}: {len(files)} (' + '; '.join(f'{p}: {r}' for p, r in files[:5]) + ')', '']

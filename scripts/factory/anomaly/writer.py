@@ -247,8 +247,8 @@ def _build(staging: str, name: str, version: str, model: build.Model, data, resu
               f'{", early exits among them" if any(c["decision"]["earlyExit"] for c in golden["cases"]) else ""}',
               ort.parity(staging)]
     facts = {'name': name, 'version': version, 'args': args, 'macs': macs, 'packageBytes': sizes,
-             'splitSizes': model.split_sizes, 'badFiles': data.unreadable(), 'calibrated': model.calibrated,
-             'copies': data.copies, 'results': results,
+             'splitSizes': model.split_sizes, 'modeSizes': model.mode_sizes, 'badFiles': data.unreadable(),
+             'calibrated': model.calibrated, 'copies': data.copies, 'results': results,
              'threshold': model.threshold, 'exitBelow': model.exit_below, 'points': model.points,
              'expertShare': model.expert_share, 'falseAlarmRate': far, 'test': len(data.test.names),
              'testKinds': {k: data.test_kinds.count(k) for k in sorted(set(data.test_kinds))},
