@@ -124,7 +124,7 @@ def write_json(path: str, value, compact: bool = False) -> None:
         f.write('\n')
 
 
-# What `sgmoe model pack` leaves out of the fleet tar (src/fleet/pack.ts): the baselines are measured on the workstation.
+# What `sgmoe model pack` leaves out of the fleet tar (src/fleet/pack.ts): baselines are measured on the workstation.
 NOT_SHIPPED = ('baselines',)
 
 

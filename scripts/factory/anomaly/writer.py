@@ -186,6 +186,14 @@ def manifest(name: str, version: str, model: build.Model, parts: dict, shape: tu
     }
 
 
+def _cases_line(cases: list) -> str:
+    decisions = [c['decision'] for c in cases]
+    routed = sorted({d['expert'] for d in decisions if d['expert'] is not None})
+    return (f'{len(cases)} golden cases ({sum(d["label"] for d in decisions)} anomalous), routed to '
+            f'expert{"s" if len(routed) > 1 else ""} {", ".join(map(str, routed)) or "none"}'
+            + (', early exits among them' if any(d['earlyExit'] for d in decisions) else ''))
+
+
 def _sample_pool(data):
     """The images samples/ and the self-test draw from: the test images, with the good training images when the test
     set has no good one. With no defective image among them (a line trained on good parts only), each good one also
@@ -241,11 +249,7 @@ def _build(staging: str, name: str, version: str, model: build.Model, data, resu
     os.remove(os.path.join(staging, 'baselines/separate.onnx'))  # K experts again: measured, not shipped
     write_json(os.path.join(staging, 'manifest.json'),
                manifest(name, version, model, parts, shape, data.colorspace, far, macs, data.roi))
-    routed = sorted({c['decision']['expert'] for c in golden['cases'] if c['decision']['expert'] is not None})
-    checks = [f'{len(cases)} golden cases ({sum(c["decision"]["label"] for c in golden["cases"])} anomalous), routed to '
-              f'expert{"s" if len(routed) > 1 else ""} {", ".join(map(str, routed)) or "none"}'
-              f'{", early exits among them" if any(c["decision"]["earlyExit"] for c in golden["cases"]) else ""}',
-              ort.parity(staging)]
+    checks = [_cases_line(golden['cases']), ort.parity(staging)]
     facts = {'name': name, 'version': version, 'args': args, 'macs': macs, 'packageBytes': sizes,
              'splitSizes': model.split_sizes, 'modeSizes': model.mode_sizes, 'badFiles': data.unreadable(),
              'calibrated': model.calibrated, 'copies': data.copies, 'results': results,
