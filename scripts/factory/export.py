@@ -118,10 +118,26 @@ def read_json(path: str):
         return json.load(f)
 
 
-def write_json(path: str, value) -> None:
+def write_json(path: str, value, compact: bool = False) -> None:
     with open(path, 'w') as f:
-        json.dump(value, f, indent=2)
+        json.dump(value, f, **({'separators': (',', ':')} if compact else {'indent': 2}))
         f.write('\n')
+
+
+# What `sgmoe model pack` leaves out of the fleet tar (src/fleet/pack.ts): baselines are measured on the workstation.
+NOT_SHIPPED = ('baselines',)
+
+
+def fleet_tar_bytes(folder: str) -> int:
+    """The size of the tar `sgmoe model pack` writes for this package: a 512-byte header per file and folder, contents
+    padded to 512 bytes, two zero blocks at the end."""
+    total = 1024
+    for root, dirs, files in os.walk(folder):
+        if root != folder:
+            total += 512
+        dirs[:] = [d for d in dirs if not (root == folder and d in NOT_SHIPPED)]
+        total += sum(512 + -(-os.path.getsize(os.path.join(root, f)) // 512) * 512 for f in files)
+    return total
 
 
 def manifest(parts: dict, routing: dict, calibration: dict, description: str, version: str, data: DataSet) -> dict:

@@ -3,7 +3,6 @@ latency measured in onnxruntime-node, report.json + REPORT.md, then the self che
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import torch
 
 import calibrate
 import evaluate
+import ort
 import report
 import selftest
 import stats
@@ -20,8 +20,6 @@ from data import Splits, normalise
 from decode import decode
 from export import count_macs, count_params, describe_part, export_onnx, manifest, sha256, write_json, write_samples
 from models import Classifier, JointMoE
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
@@ -57,13 +55,6 @@ def _export_parts(into: str, model, shape: tuple, prefix: str = '') -> dict:
     return files
 
 
-def _node_helper(*args) -> dict:
-    done = subprocess.run(['node', os.path.join(HERE, 'ort.js'), *args], capture_output=True, text=True, timeout=1800)
-    if done.returncode != 0:
-        raise RuntimeError(f'node ort.js {args[0]} failed: {done.stderr.strip()}')
-    return json.loads(done.stdout)
-
-
 def _latency(out: str, files: dict, ablation_dir: str, ablation_files: dict, trained: Trained, sgmoe_threshold,
              ablation_threshold, count: int) -> dict:
     """Per-sample latency (batch 1, 1 thread) of every model in onnxruntime-node on the first `count` test images."""
@@ -88,7 +79,7 @@ def _latency(out: str, files: dict, ablation_dir: str, ablation_files: dict, tra
         ]}
         with open(os.path.join(tmp, 'spec.json'), 'w') as f:
             json.dump(spec, f)
-        return _node_helper('latency', os.path.join(tmp, 'spec.json'))
+        return ort.node_helper('latency', os.path.join(tmp, 'spec.json'))
 
 
 def _onnx_facts(path: str) -> dict:
@@ -223,9 +214,7 @@ def _build(out: str, trained: Trained, version: str, quick: bool, started: float
     for part in (parts['trunk'], parts['base'], parts['gate'], *parts['experts']):
         assert sha256(os.path.join(out, part['file'])) == part['sha256'], f'{part["file"]}: sha256 changed'
     checks.append(f'sha256 of {3 + len(parts["experts"])} parts re-verified; onnx.checker passed on every graph')
-    ort_parity = _node_helper('parity', out)
-    assert ort_parity['ok'], f'onnxruntime-node parity failed: {ort_parity}'
-    checks.append(f'onnxruntime-node parity on {ort_parity["cases"]} cases: max |diff| {ort_parity["maxAbsDiff"]:.2e}')
+    checks.append(ort.parity(out))
     for line in checks:
         print(f'self check: {line}', flush=True)
 

@@ -9,9 +9,23 @@ from calibrate import decide
 
 FORMAT = 'sgmoe-selftest/1'
 TOLERANCE = 1e-4
+# The relative part of every golden comparison (numpy.allclose's rtol; the SDK reads it as relativeTolerance): float32
+# keeps a share of a value, and anomaly scores reach 6.8e4. ONNX Runtime (CPU) against PyTorch on every golden value of
+# the four shipped packages and of a two-product anomaly package of own images: at most 8.6e-7 of values above 100 and
+# 3.7e-6 of values above 1; no difference used more than 12% of (1e-4 + 1e-5 x |value|), 7% of (1e-3 + 1e-5 x |value|).
+RELATIVE_TOLERANCE = 1e-5
 # A case is kept only when no decision is within this distance of the threshold, a tie of the final
 # probabilities or a tie of the gate, so that float differences between runtimes cannot flip it.
 MARGIN = 1e-3
+
+
+def share(actual: torch.Tensor, expected: torch.Tensor, tolerance: float) -> float:
+    """The largest share of its tolerance (tolerance + RELATIVE_TOLERANCE x |expected|) a difference uses: > 1 is
+    outside, as `sgmoe model verify` compares."""
+    actual, expected = actual.flatten().double(), expected.flatten().double()
+    if actual.shape != expected.shape:
+        return float('inf')
+    return float(((actual - expected).abs() / (tolerance + RELATIVE_TOLERANCE * expected.abs())).max())
 
 
 def _floats(t: torch.Tensor) -> list:
@@ -82,7 +96,7 @@ def build(model, inputs: torch.Tensor, names: list, routing: dict) -> dict:
             'decision': _decision_json(top1, i),
             'decisionTop2': _decision_json(top2, i),
         })
-    return {'format': FORMAT, 'tolerance': TOLERANCE,
+    return {'format': FORMAT, 'tolerance': TOLERANCE, 'relativeTolerance': RELATIVE_TOLERANCE,
             'routing': {'threshold': routing['earlyExit']['threshold'], 'topK': routing['topK'],
                         'baseWeight': routing['ensemble']['baseWeight']},
             'cases': cases}
@@ -104,9 +118,8 @@ def check(model, out_dir: str, sample_inputs: dict) -> str:
     for i, case in enumerate(selftest['cases']):
         for key in ('features', 'logits', 'gate_logits', 'experts'):
             expected = torch.tensor(case['outputs'][key]).flatten()
-            diff = float((outputs[key][i].flatten() - expected).abs().max())
-            assert diff <= TOLERANCE, f'{case["id"]} {key} differs by {diff}'
-            worst = max(worst, diff)
+            assert share(outputs[key][i], expected, TOLERANCE) <= 1, f'{case["id"]} {key} is outside the tolerance'
+            worst = max(worst, float((outputs[key][i].flatten() - expected).abs().max()))
     for field, top_k in (('decision', 1), ('decisionTop2', 2)):
         decision = _decisions(outputs, routing, top_k)
         for i, case in enumerate(selftest['cases']):

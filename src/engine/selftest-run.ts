@@ -19,18 +19,48 @@ export interface SelftestReport {
   cases: number;
   /** Largest absolute difference seen per part output, against the factory's PyTorch outputs. */
   maxAbsDiff: Record<string, number>;
+  tolerance: Tolerance;
   failures: SelftestFailure[];
 }
 
-function maxAbsDiff(actual: ArrayLike<number>, expected: number[]): number {
-  if (actual.length !== expected.length) return Infinity;
-  let max = 0;
-  for (let i = 0; i < expected.length; i++) max = Math.max(max, Math.abs(actual[i] - expected[i]));
-  return max;
+/** numpy.allclose's rule, element by element: |actual - expected| <= absolute + relative x |expected|. */
+export interface Tolerance {
+  absolute: number;
+  relative: number;
+}
+
+interface Outside {
+  /** -1: the lengths differ. */
+  index: number;
+  diff: number;
+  expected: number;
+}
+
+export function describeTolerance({ absolute, relative }: Tolerance): string {
+  return relative > 0 ? `${absolute} + ${relative} x |PyTorch|` : `${absolute}`;
+}
+
+/** The largest absolute difference, and the first element outside the tolerance (NaN is outside any). */
+export function compareOutputs(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: Tolerance): { maxAbsDiff: number; outside?: Outside } {
+  if (actual.length !== expected.length) return { maxAbsDiff: Infinity, outside: { index: -1, diff: Infinity, expected: NaN } };
+  let maxAbsDiff = 0;
+  let outside: Outside | undefined;
+  for (let i = 0; i < expected.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    maxAbsDiff = Math.max(maxAbsDiff, diff);
+    if (!outside && !(diff <= tolerance.absolute + tolerance.relative * Math.abs(expected[i]))) outside = { index: i, diff, expected: expected[i] };
+  }
+  return { maxAbsDiff, outside };
+}
+
+function outsideMessage(outside: Outside, tolerance: Tolerance, what: string): string {
+  if (outside.index < 0) return `${what} has another length than PyTorch's`;
+  const at = outside.index > 0 ? ` at element ${outside.index}` : '';
+  return `${what} differs from PyTorch by ${outside.diff.toExponential(2)}${at}, where PyTorch gives ${outside.expected.toExponential(3)} (tolerance ${describeTolerance(tolerance)})`;
 }
 
 /** Differences between a decision and its golden one: discrete fields exactly, numbers within tolerance. */
-function compareDecision(actual: Decision, golden: GoldenDecision, tolerance: number): string[] {
+function compareDecision(actual: Decision, golden: GoldenDecision, tolerance: Tolerance): string[] {
   const problems: string[] = [];
   if (actual.labelIndex !== golden.label) problems.push(`label ${actual.labelIndex}, expected ${golden.label}`);
   if (actual.earlyExit !== golden.earlyExit) problems.push(`earlyExit ${actual.earlyExit}, expected ${golden.earlyExit}`);
@@ -41,18 +71,19 @@ function compareDecision(actual: Decision, golden: GoldenDecision, tolerance: nu
     ['baseConfidence', [actual.baseConfidence], [golden.baseConfidence]],
     ['probabilities', actual.probabilities, golden.probabilities],
   ] as const) {
-    const diff = maxAbsDiff(a, [...g]);
-    if (!(diff <= tolerance)) problems.push(`${name} differs by ${diff.toExponential(2)} (tolerance ${tolerance})`);
+    const { outside } = compareOutputs(a, g, tolerance);
+    if (outside) problems.push(outsideMessage(outside, tolerance, name));
   }
   return problems;
 }
 
 /**
  * Runs the package's golden inputs through the engine: every part's output must be within the self-test's
- * tolerance of PyTorch's, and every decision identical. The engine's settings are restored afterwards.
+ * tolerance of PyTorch's (absolute plus relative), and every decision identical. The engine's settings are restored afterwards.
  */
 export async function runSelftest(engine: Engine, selftest: Selftest): Promise<SelftestReport> {
-  const { tolerance, routing } = selftest;
+  const { routing } = selftest;
+  const tolerance: Tolerance = { absolute: selftest.tolerance, relative: selftest.relativeTolerance ?? 0 };
   const failures: SelftestFailure[] = [];
   const worst: Record<string, number> = {};
   const saved = engine.getSettings();
@@ -74,11 +105,9 @@ export async function runSelftest(engine: Engine, selftest: Selftest): Promise<S
         ...outputs.experts.flatMap((o, e) => branch(`expert ${e}`, o, c.outputs.experts[e])),
       ];
       for (const [part, actual, expected] of checks) {
-        const diff = maxAbsDiff(actual, expected);
-        worst[part] = Math.max(worst[part] ?? 0, diff);
-        if (!(diff <= tolerance)) {
-          failures.push({ caseId: c.id, check: part, message: `output differs from PyTorch by ${diff.toExponential(2)} (tolerance ${tolerance})` });
-        }
+        const { maxAbsDiff, outside } = compareOutputs(actual, expected, tolerance);
+        worst[part] = Math.max(worst[part] ?? 0, maxAbsDiff);
+        if (outside) failures.push({ caseId: c.id, check: part, message: outsideMessage(outside, tolerance, 'output') });
       }
       const golden: Array<[string, GoldenDecision | undefined, number]> = [
         ['decision', c.decision, routing.topK],
@@ -94,5 +123,5 @@ export async function runSelftest(engine: Engine, selftest: Selftest): Promise<S
   } finally {
     engine.configure(saved);
   }
-  return { ok: failures.length === 0, cases: selftest.cases.length, maxAbsDiff: worst, failures };
+  return { ok: failures.length === 0, cases: selftest.cases.length, maxAbsDiff: worst, tolerance, failures };
 }

@@ -2,7 +2,7 @@ import { errorCode, errorMessage } from '../errors';
 import { loadPackage } from '../model/package';
 import { loadSelftest } from '../model/selftest';
 import { Engine, type EngineOptions } from './engine';
-import { runSelftest, type SelftestReport } from './selftest-run';
+import { describeTolerance, runSelftest, type SelftestReport } from './selftest-run';
 
 export interface VerifyCheck {
   /** manifest, sha256, shapes, selftest */
@@ -59,7 +59,7 @@ export async function verifyPackage(dir: string, options: EngineOptions = {}): P
       name: 'selftest',
       ok: selftest.ok,
       detail: selftest.ok
-        ? `${selftest.cases} golden cases: every decision identical; max |diff| vs PyTorch: ${worst}`
+        ? `${selftest.cases} golden cases: every decision identical; max |diff| vs PyTorch: ${worst} (tolerance ${describeTolerance(selftest.tolerance)})`
         : selftest.failures.map((f) => `${f.caseId} ${f.check}: ${f.message}`).join('\n'),
       ...(selftest.ok ? {} : { code: 'E_SELFTEST_FAILED' }),
     });

@@ -9,11 +9,19 @@ import { loadPackage } from '../model/package';
 /** Every entry gets this mtime, so packing the same files twice gives the same bytes (and the same signature). */
 export const PACK_MTIME = new Date('2000-01-01T00:00:00Z');
 
+/**
+ * Folders of a package that stay on the operator's machine: the factory's baselines (a global model, a dense one) are
+ * measured there and read by the benchmarks; no device loads them, and they can be larger than every part together.
+ */
+export const NOT_SHIPPED = ['baselines'];
+
 export interface PackResult {
   tar: string;
   sha256: string;
   bytes: number;
   entries: number;
+  /** Top-level folders of the package left out of the tar (NOT_SHIPPED). */
+  leftOut: string[];
   name: string;
   version: string;
 }
@@ -37,11 +45,13 @@ async function listEntries(dir: string, prefix = ''): Promise<string[]> {
 
 /**
  * Packs a package directory into a deterministic tar: the package must load (manifest valid, every part's
- * sha256 right), entries are sorted, every mtime is PACK_MTIME and no owner is recorded.
+ * sha256 right), entries are sorted, every mtime is PACK_MTIME and no owner is recorded; NOT_SHIPPED stays out.
  */
 export async function packPackage(dir: string, out: string): Promise<PackResult> {
   const pkg = await loadPackage(dir);
-  const entries = await listEntries(pkg.dir);
+  const all = await listEntries(pkg.dir);
+  const shipped = (path: string) => !NOT_SHIPPED.some((folder) => path === `${folder}/` || path.startsWith(`${folder}/`));
+  const entries = all.filter(shipped);
   const temp = `${out}.${process.pid}.tmp`;
   try {
     await tar.c({ cwd: pkg.dir, file: temp, portable: true, mtime: PACK_MTIME, noDirRecurse: true, strict: true }, entries);
@@ -55,6 +65,7 @@ export async function packPackage(dir: string, out: string): Promise<PackResult>
     sha256: await sha256File(out),
     bytes: (await stat(out)).size,
     entries: entries.length,
+    leftOut: NOT_SHIPPED.filter((folder) => all.includes(`${folder}/`)),
     name: pkg.manifest.name,
     version: pkg.manifest.version,
   };

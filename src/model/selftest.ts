@@ -16,7 +16,11 @@ const goldenDecisionSchema = z.object({
 /** selftest.json: golden inputs with the outputs PyTorch produced for every part, and the final decisions. */
 export const selftestSchema = z.object({
   format: z.literal('sgmoe-selftest/1'),
+  /** Absolute part of the tolerance of every compared number: |ORT - PyTorch| <= tolerance + relativeTolerance x |PyTorch|. */
   tolerance: z.number().positive(),
+  // Relative part, as numpy.allclose's rtol: float32 keeps a share of a value, so a score of 6e4 cannot hold 1e-3.
+  // Absent in packages built before it: absolute only, as they were checked then.
+  relativeTolerance: z.number().nonnegative().optional(),
   routing: z.object({ threshold: z.number(), topK: z.number().int().positive(), baseWeight: z.number() }),
   cases: z
     .array(

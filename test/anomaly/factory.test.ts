@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
+import * as tar from 'tar';
 import { verifyPackage } from '../../src/engine/verify';
+import { packPackage } from '../../src/fleet/pack';
 import { tempDir } from '../helpers/tmp';
 
 const FACTORY = resolve(__dirname, '..', '..', 'scripts', 'factory', 'main.py');
@@ -30,6 +32,15 @@ async function blobImages(folder: string, first: number, count: number): Promise
       return Math.min(255, 40 + 160 * Math.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 40) + ((p * 37 + i * 101) % 23));
     }));
     await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `${String(i).padStart(3, '0')}.png`));
+  }
+}
+
+/** A second product, nothing like the blobs: high-contrast stripes at shifting phases on a little noise. */
+async function stripeImages(folder: string, first: number, count: number): Promise<void> {
+  mkdirSync(folder, { recursive: true });
+  for (let i = first; i < first + count; i++) {
+    const pixels = Buffer.from(Array.from({ length: 28 * 28 }, (_, p) => ((((p % 28) + i) >> 1) % 2 ? 230 : 20) + ((p * 53 + i * 31) % 19)));
+    await sharp(pixels, { raw: { width: 28, height: 28, channels: 1 } }).png().toFile(join(folder, `s${String(i).padStart(3, '0')}.png`));
   }
 }
 
@@ -158,5 +169,70 @@ describe('anomaly factory input checks', () => {
     expect(run.status).toBe(1);
     expect(run.stderr).toContain('a folder of good images expected at');
     expect(run.stderr).toContain('DIR/train/good/');
+  });
+});
+
+describe('anomaly factory: a line of two very different products', () => {
+  const ONE_THREAD = { threads: { intraOp: 1, interOp: 1 } };
+  let run: ReturnType<typeof factory>;
+  beforeAll(async () => {
+    const data = join(tmp.path, 'two-products');
+    await blobImages(join(data, 'train', 'good'), 0, 45);
+    await stripeImages(join(data, 'train', 'good'), 0, 45);
+    run = factory(data, '--experts', '2');
+  }, 120_000);
+
+  /** The largest golden expert score, where each product's expert scores the other product's parts. */
+  const largest = (selftest: any) =>
+    selftest.cases
+      .flatMap((c: any, i: number) => c.outputs.experts.map((e: any, k: number) => ({ i, k, score: e.score[0] })))
+      .reduce((a: any, b: any) => (Math.abs(b.score) > Math.abs(a.score) ? b : a));
+
+  it('verifies though an expert scores the other product at ~7e4 (ONNX Runtime differs there by more than an absolute 1e-3), and the factory ran that check before it said so', async () => {
+    expect(run.stderr).not.toContain('Traceback');
+    expect(run.status).toBe(0);
+    const selftest = JSON.parse(readFileSync(join(run.out, 'selftest.json'), 'utf8'));
+    expect(Math.abs(largest(selftest).score)).toBeGreaterThan(1e4);
+    const verified = await verifyPackage(run.out, ONE_THREAD);
+    expect(verified.checks.find((c) => c.name === 'selftest')).toMatchObject({ ok: true });
+    expect(Math.max(...Object.values(verified.selftest!.maxAbsDiff))).toBeGreaterThan(1e-3); // what failed before
+    expect(run.stderr).toMatch(/self check: onnxruntime-node parity on \d+ cases: .* \(0\.001 \+ 1e-05 x \|PyTorch\|\)\n.*wrote /);
+    // Golden cases: few (every part is compared on each), one routed to each expert, both verdicts.
+    expect(selftest.cases.length).toBeLessThanOrEqual(6);
+    expect(new Set(selftest.cases.map((c: any) => c.decision.expert))).toEqual(new Set([0, 1]));
+    expect(new Set(selftest.cases.map((c: any) => c.decision.label))).toEqual(new Set([0, 1]));
+  });
+
+  it('the fleet tar leaves baselines/ out and is the size REPORT.md states', async () => {
+    const packed = await packPackage(run.out, join(tmp.path, 'two-products.tar'));
+    const paths: string[] = [];
+    await tar.t({ file: packed.tar, onReadEntry: (e) => paths.push(e.path) });
+    expect(paths.some((p) => p.startsWith('baselines'))).toBe(false);
+    expect(JSON.parse(readFileSync(join(run.out, 'report.json'), 'utf8')).fleetTarBytes).toBe(packed.bytes);
+    expect(readFileSync(join(run.out, 'REPORT.md'), 'utf8')).toContain(`\`sgmoe model pack\` writes ${packed.bytes.toLocaleString('en-US')} bytes`);
+  });
+
+  it('a golden expert score moved by 1e-4 of itself fails verify and the factory\'s parity check (ort.js)', async () => {
+    const dir = join(tmp.path, 'two-products-perturbed');
+    cpSync(run.out, dir, { recursive: true });
+    const selftest = JSON.parse(readFileSync(join(dir, 'selftest.json'), 'utf8'));
+    const { i, k } = largest(selftest);
+    selftest.cases[i].outputs.experts[k].score[0] *= 1 + 1e-4;
+    writeFileSync(join(dir, 'selftest.json'), JSON.stringify(selftest));
+    const verified = await verifyPackage(dir, ONE_THREAD);
+    expect(verified.selftest!.failures.map((f) => [f.caseId, f.check])).toEqual([[selftest.cases[i].id, `expert ${k} score`]]);
+    const parity = spawnSync('node', [resolve(__dirname, '..', '..', 'scripts', 'factory', 'ort.js'), 'parity', dir], { encoding: 'utf8' });
+    expect(JSON.parse(parity.stdout)).toMatchObject({ ok: false, failures: [expect.stringContaining(`${selftest.cases[i].id} expert ${k} score`)] });
+  });
+
+  it('62 good images for 2 modes: a caution that each mode has too few to fit and to normalise on, in the output and REPORT.md', async () => {
+    const data = join(tmp.path, 'two-products-few');
+    await blobImages(join(data, 'train', 'good'), 0, 31);
+    await stripeImages(join(data, 'train', 'good'), 0, 31);
+    const few = factory(data, '--experts', '2');
+    expect(few.status).toBe(0);
+    const caution = /modes 0, 1 are fitted on \d+, \d+ good images, under the 40 a mode's 10 principal directions need .* they are normalised on \d+, \d+ held-out good images, under the 20 a score scale needs, so on their own fit images .*About \d+ good images in train\/good would give every mode enough/;
+    expect(few.stderr).toMatch(new RegExp(`caution: ${caution.source}`));
+    expect(readFileSync(join(few.out, 'REPORT.md'), 'utf8')).toMatch(new RegExp(`\\*\\*Caution\\*\\*: ${caution.source}`));
   });
 });

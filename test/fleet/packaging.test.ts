@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tar from 'tar';
 import { generateSigningKey, keyIdOf, readPrivateKey, readPublicKey, TrustedKeys } from '../../src/fleet/keys';
@@ -9,7 +9,7 @@ import { compareVersions } from '../../src/fleet/semver';
 import { readSignature, signPackage, verifySignedPackage, writeSignature } from '../../src/fleet/signature';
 import { unpackPackage } from '../../src/fleet/unpack';
 import { verifySignedTar } from '../../src/fleet/verify-tar';
-import { copyPackage } from '../helpers/package';
+import { BUNDLED, copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 
 const tmp = tempDir('sgmoe-fleet-pack-');
@@ -60,6 +60,22 @@ test('pack is deterministic, sorted, owner-free, and round-trips through sign, v
   const out = join(tmp.path, 'unpacked');
   expect(await unpackPackage(a.tar, out, LIMITS)).toMatchObject({ files: expect.any(Number) });
   expect(readFileSync(join(out, 'experts', 'expert-00.onnx'))).toEqual(readFileSync(join(pkg, 'experts', 'expert-00.onnx')));
+});
+
+test("pack leaves the factory's baselines/ out of the fleet tar, and the unpacked package still verifies", async () => {
+  const dir = join(tmp.path, 'with-baselines');
+  cpSync(BUNDLED, dir, { recursive: true });
+  const packed = await packPackage(dir, join(tmp.path, 'with-baselines.tar'));
+  const paths: string[] = [];
+  await tar.t({ file: packed.tar, onReadEntry: (e) => paths.push(e.path) });
+  expect(paths.filter((p) => p.startsWith('baselines'))).toEqual([]);
+  expect(packed.leftOut).toEqual(['baselines']);
+  expect(packed.entries).toBe(paths.length);
+  const withoutBaselines = await packPackage(copyPackage(join(tmp.path, 'without-baselines')), join(tmp.path, 'without-baselines.tar'));
+  expect(withoutBaselines).toMatchObject({ sha256: packed.sha256, leftOut: [] }); // the same bytes: nothing else differs
+
+  await writeSignature(packed.tar, await signPackage(packed.tar, await readPrivateKey(join(tmp.path, 'fleet.key'))));
+  expect((await verifySignedTar(packed.tar, join(tmp.path, 'fleet.pub'), { threads: { intraOp: 1 } })).ok).toBe(true);
 });
 
 test('pack refuses a package directory that holds a link', async () => {

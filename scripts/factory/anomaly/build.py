@@ -33,6 +33,15 @@ EXIT_QUANTILE = 0.1
 # than its Gaussian (0.6778 / 0.6851 / 0.6878 for 10 / 30 / 60 against 0.6861). Covariances pulled half-way to the
 # line's (RDA; 0.7105 vs 0.6940 for the separate models) were the previous experts' best.
 SUBSPACE = 10
+# Good images a mode needs, measured on an own-image line of two products (cup, rocket; 128x128, 5 draws each): with n
+# images to fit a subspace expert, held-out good images leave a residual of 2.0 / 2.1x (cup / rocket) the fitted
+# images' at 40, 1.5 / 1.6x at 60, but 4.1 / 3.1x at 20, 7 / 13x at 16, and thousands at 12 (10 directions span them).
+MIN_MODE_FIT = 4 * SUBSPACE
+# A score scale (99th percentile - median) from m held-out good images, against the one from 50: median 0.74 / 0.80 of
+# it at 20 images, 0.16 / 0.71 at 10, 0.07 / 0.17 at 5. Under MIN_NORM_FALLBACK a mode is normalised on its own fit
+# images instead, on which it scores far lower than on new good images.
+MIN_MODE_NORM = 20
+MIN_NORM_FALLBACK = 10
 # Early exit saves at most the expert's MACs. Where the expert is under this share of a frame's MACs (a Fashion-MNIST
 # subspace expert; a texture's one Gaussian before 1.5.0, beside a trunk doing most of the work), exiting early saves
 # little and loses the expert's view of defects the base ranks low (textures, validation patches: image AUROC 0.860
@@ -72,6 +81,7 @@ class Model:
     points: list  # early-exit calibration points
     expert_share: list
     split_sizes: dict
+    mode_sizes: dict  # good images of each mode: 'fit' (fitted on), 'norm' (held out, normalise it)
     held_out: np.ndarray  # the good images that set the threshold: never fitted on, the baselines' too
     exit_quantile: float = EXIT_QUANTILE  # the operating point's, as a quantile of the base score on good images
     stationary: bool = False
@@ -159,14 +169,14 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print, calibration: np.ndar
             raise RuntimeError(f'mode {k} holds {len(members)} good images: fewer experts (--experts) are needed')
         expert = fit_mode(members)
         held = feats['norm'][mode['norm'] == k]
-        expert.normalise_on(held if len(held) >= 10 else members)  # too few held-out images: its own fit set
+        expert.normalise_on(held if len(held) >= MIN_NORM_FALLBACK else members)
         experts.append(expert.eval())
-    sizes = [int((mode['fit'] == k).sum()) for k in range(recipe.experts)]
-    progress(f'{recipe.experts} modes of {sizes} good images')
+    sizes = {name: [int((mode[name] == k).sum()) for k in range(recipe.experts)] for name in ('fit', 'norm')}
+    progress(f'{recipe.experts} modes of {sizes["fit"]} good images')
 
     model = Model(mean, std, trunk, base.eval(), gate, experts, global_model.eval(), Separate(experts).eval(),
                   exit_below=0.0, base_weight=BASE_WEIGHT, threshold=0.0, quantiles=[], points=[], expert_share=[],
-                  split_sizes={k: len(v) for k, v in parts.items()}, held_out=parts['threshold'],
+                  split_sizes={k: len(v) for k, v in parts.items()}, mode_sizes=sizes, held_out=parts['threshold'],
                   stationary=recipe.stationary, calibrated=calibration is not None)
     model.exit_quantile = exit_quantile_for(part_macs(model, (channels, height, width)), recipe.stationary)
     norm_base = run_all(model, feats['norm'])['base_score']
@@ -188,6 +198,49 @@ def fit(pixels: np.ndarray, recipe: Recipe, progress=print, calibration: np.ndar
     if model.exit_below >= model.threshold:
         raise RuntimeError(f'early-exit point {model.exit_below} is not below the threshold {model.threshold}')
     return model
+
+
+def modes_note(mode_sizes: dict, stationary: bool, calibrated: bool):
+    """A warning when a mode has too few good images to fit its expert (subspace experts: MIN_MODE_FIT) or to normalise
+    it (MIN_MODE_NORM), with the images that would give every mode enough, or None."""
+    fit, norm = mode_sizes['fit'], mode_sizes['norm']
+    k = len(fit)
+    few_fit = [m for m in range(k) if fit[m] < MIN_MODE_FIT and not stationary]
+    few_norm = [m for m in range(k) if norm[m] < MIN_MODE_NORM]
+    if not few_fit and not few_norm:
+        return None
+    said = []
+    are = lambda modes: 'is' if len(modes) == 1 else 'are'  # noqa: E731
+    if few_fit:
+        said.append(f'{_modes(few_fit)} {are(few_fit)} fitted on {_counts(fit, few_fit)} good images, under the '
+                    f'{MIN_MODE_FIT} a mode\'s {SUBSPACE} principal directions need (new good images then leave residuals '
+                    'several times those of the fitted ones)')
+    if few_norm:
+        own = [m for m in few_norm if norm[m] < MIN_NORM_FALLBACK]
+        said.append(f'{("it" if len(few_norm) == 1 else "they") if few_norm == few_fit else _modes(few_norm)} {are(few_norm)} normalised on '
+                    f'{_counts(norm, few_norm)} held-out good images, under the {MIN_MODE_NORM} a score scale needs'
+                    + (f', {"so" if own == few_norm else _modes(own)} on {"its" if len(own) == 1 else "their"} own fit '
+                       f'images (fewer than {MIN_NORM_FALLBACK} held out)' if own else '')
+                    + ': good parts can score well above the 0 to 1 this report gives for them')
+    # Images that would give the smallest mode enough, at the same shares of the modes and of the splits.
+    share = lambda sizes, m: max(sizes[m], 1) / max(sum(sizes), 1)  # noqa: E731
+    need_fit = max((MIN_MODE_FIT / share(fit, m) for m in few_fit), default=0)
+    need_norm = max((MIN_MODE_NORM / share(norm, m) for m in few_norm), default=0)
+    if calibrated:
+        more = ', '.join(f'about {n:,.0f} good images in {where}' for n, where in
+                         ((need_fit, 'train/good'), (2 * need_norm, 'calibration/good')) if n)
+    else:
+        more = f'about {max(need_fit / FIT_SHARE, need_norm / NORM_SHARE):,.0f} good images in train/good'
+    return '; '.join(said) + f'. {more[0].upper()}{more[1:]} would give every mode enough' + (
+        ', or fewer experts (--experts)' if k > 2 else '')
+
+
+def _modes(modes: list) -> str:
+    return ('mode ' if len(modes) == 1 else 'modes ') + ', '.join(map(str, modes))
+
+
+def _counts(sizes: list, modes: list) -> str:
+    return ', '.join(str(sizes[m]) for m in modes)
 
 
 def expert_mac_share(macs: dict) -> float:

@@ -110,9 +110,10 @@ def main(argv=None) -> int:
     except RuntimeError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
-    caveat = rule.resolution_note(model.split_sizes, args.false_alarm_rate, model.calibrated)
-    if caveat:
-        say(f'caution: {caveat}')
+    for caveat in (build.modes_note(model.mode_sizes, model.stationary, model.calibrated),
+                   rule.resolution_note(model.split_sizes, args.false_alarm_rate, model.calibrated)):
+        if caveat:
+            say(f'caution: {caveat}')
     shape = tuple(build.normalise(data.train.pixels[:1], model.mean, model.std).shape[1:])
     macs = part_macs(model, shape)
     results = {}
@@ -130,11 +131,13 @@ def main(argv=None) -> int:
         with open(args.timing) as f:
             timing = f.read()
     try:
-        writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate, raw, benchmark,
-                     timing)
+        checks = writer.write(args.out, name, args.version, model, data, results, macs, args.false_alarm_rate, raw,
+                              benchmark, timing)
     except RuntimeError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
+    for line in checks:
+        say(f'self check: {line}')
     say(f'wrote {args.out}')
     return 0
 

@@ -1,6 +1,6 @@
 """REPORT.md of an anomaly package, from report.json's facts (and, for the Fashion-MNIST line, the protocol means
 of benchmark.py's JSON with issue 14's targets)."""
-from build import MIN_EXPERT_SHARE, SUBSPACE, expert_mac_share
+from build import MIN_EXPERT_SHARE, SUBSPACE, expert_mac_share, modes_note
 import rule
 import texture
 
@@ -177,6 +177,15 @@ def _good_images(f: dict) -> str:
             'threshold at the target false-alarm rate ')
 
 
+def _shipped(f: dict) -> list:
+    """What goes to a device, and the check it passed before the factory wrote it."""
+    if not f.get('fleetTarBytes'):
+        return []
+    lines = [f'Fleet update: `sgmoe model pack` writes {f["fleetTarBytes"]:,} bytes (parts, `selftest.json`, `samples/`, '
+             'manifest and reports; `baselines/` stays on this machine).', '']
+    return lines + ['Self check: ' + '; '.join(f['checks']) + '.', ''] if f.get('checks') else lines
+
+
 def render(f: dict) -> str:
     lines = [f'# {f["name"]} {f["version"]}: line anomaly detection', '',
              'Trained on good images only (`npm run factory -- --task anomaly ' + ' '.join(f['args']) + '`).', '',
@@ -188,12 +197,14 @@ def render(f: dict) -> str:
              f'{_pct(f["falseAlarmRate"])}: threshold {f["threshold"]:.4f}, ' +
              (f'early exit below {f["exitBelow"]:.4f}.' if f['exitBelow'] > -1e8 else 'no early exit.'),
              f'- Expert share (held-out good, op. point): {", ".join(_pct(s) for s in f["expertShare"])}.', '']
-    caveat = rule.resolution_note(f['splitSizes'], f['falseAlarmRate'], f.get('calibrated', False))
-    if caveat:
-        lines += [f'**Caution**: {caveat}.', '']
+    for caveat in (f.get('modeSizes') and modes_note(f['modeSizes'], f.get('stationary'), f.get('calibrated', False)),
+                   rule.resolution_note(f['splitSizes'], f['falseAlarmRate'], f.get('calibrated', False))):
+        if caveat:
+            lines += [f'**Caution**: {caveat}.', '']
     for title, files in (('Unreadable files skipped', f['badFiles']), ('Images left out as copies', f['copies'])):
         if files:
             lines += [f'{title}: {len(files)} (' + '; '.join(f'{p}: {r}' for p, r in files[:5]) + ')', '']
+    lines += _shipped(f)
     lines += ['## Early-exit calibration (held-out good images)', '',
               '| exit quantile | exit below | expert rate | threshold at target rate | mean MACs |', '| ---: | ---: | ---: | ---: | ---: |']
     macs = f['macs']
@@ -207,7 +218,7 @@ def render(f: dict) -> str:
         return '\n'.join(lines + _macs_line(macs))
     lines += ['', f'## Test ({f["test"]} images: ' + ', '.join(f'{k} {n}' for k, n in f['testKinds'].items()) + ')', '',
               'Each model at its own threshold for the same target rate, set on the same held-out good images.', '',
-              '| model | image AUROC | pixel AUROC | false alarms (good) | misses (defects) | mean MACs / frame | package bytes |',
+              '| model | image AUROC | pixel AUROC | false alarms (good) | misses (defects) | mean MACs / frame | model bytes |',
               '| --- | ---: | ---: | ---: | ---: | ---: | ---: |']
     for key, label in MODELS:
         r = f['results'].get(key)

@@ -56,7 +56,8 @@ export function registerFleetModelCommands(model: Command): void {
     .description('pack a package into a deterministic tar (sorted entries, fixed mtime, no owners)')
     .action(async (dir: string, out: string) => {
       const packed = await packPackage(dir, out);
-      print(`${packed.tar}: ${packed.name} ${packed.version}, ${packed.entries} entries, ${packed.bytes} bytes, sha256 ${packed.sha256}`);
+      const leftOut = packed.leftOut.length > 0 ? ` (${packed.leftOut.map((f) => `${f}/`).join(', ')} left out: not used on a device)` : '';
+      print(`${packed.tar}: ${packed.name} ${packed.version}, ${packed.entries} entries, ${packed.bytes} bytes${leftOut}, sha256 ${packed.sha256}`);
     });
 
   model
