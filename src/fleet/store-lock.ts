@@ -129,11 +129,11 @@ export function describeOwner(owner: LockOwner, path: string): string {
 }
 
 function thisProcess(): LockOwner {
-  return { pid: process.pid, host: hostname(), startTicks: startTicks(process.pid), pidNamespace: pidNamespace(), bootId: bootId(), since: new Date().toISOString() };
+  return { pid: process.pid, host: hostname(), startTicks: procStat(process.pid)?.startTicks ?? null, pidNamespace: pidNamespace(), bootId: bootId(), since: new Date().toISOString() };
 }
 
 function isThisProcess(owner: LockOwner): boolean {
-  return owner.pid === process.pid && checkable(owner) && owner.startTicks === startTicks(process.pid);
+  return owner.pid === process.pid && checkable(owner) && owner.startTicks === (procStat(process.pid)?.startTicks ?? null);
 }
 
 /** Whether the lock's pid can be looked up here: written on this host, in this pid namespace (not another container's). */
@@ -161,10 +161,6 @@ function alive(owner: LockOwner): boolean {
   if (stat?.state === 'Z' || stat?.state === 'X') return false;
   const ticks = stat?.startTicks ?? null;
   return owner.startTicks === null || ticks === null || ticks === owner.startTicks;
-}
-
-function startTicks(pid: number): number | null {
-  return procStat(pid)?.startTicks ?? null;
 }
 
 /** Fields 3 (state) and 22 (start time) of /proc/<pid>/stat, after the parenthesised name, which may hold spaces; null off Linux. */

@@ -23,7 +23,7 @@ const sourceSchema = z
     pollMs: z.number().int().positive().optional(),
     /** Hot folders: a file is taken once its size and mtime held still this long (default 1000 ms); raise it for slow writers. */
     stableMs: z.number().int().nonnegative().optional(),
-    /** Hot folders: a rejected file is watched this long before it moves to rejected/ (default 10000 ms, 0 with --once). */
+    /** Hot folders: a file rejected as cut short is watched this long before it moves to rejected/ (default 10000 ms; with --once and once stopping, none). */
     rejectAfterMs: z.number().int().nonnegative().optional(),
     /** RTP over the RTSP connection (tcp, default) or over UDP (rtsp sources). */
     transport: z.enum(['tcp', 'udp']).optional(),

@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { openAuditDbReadOnly } from '../../src/audit/open';
 import { queryDecisions } from '../../src/audit/query';
 import { join } from 'node:path';
@@ -137,6 +137,44 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     await stopped.node.stop();
     await running2;
     expect(readdirSync(join(inbox2, 'rejected')).sort()).toEqual(['corrupt.png', 'corrupt.png.reason.txt']);
+  });
+
+  it('a held rejected file its writer deletes is let go: uploaded again whole under its name, it is taken and decided', async () => {
+    const inbox = hotFolder(join(tmp.path, 'inbox-reupload'), 0, { corrupt: 'cam.png' });
+    const node = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox}`, stableMs: 20, pollMs: 10, rejectAfterMs: 600_000 }] });
+    const decided = new Promise<void>((resolve) => node.node.once('decision', () => resolve()));
+    const running = node.node.run();
+    await waitUntil(() => node.node.snapshot().sources[0].rejected === 1, 10_000, 'the half settled with its source');
+    rmSync(join(inbox, 'cam.png')); // the uploader gives up on its half
+    copyFileSync(join(SAMPLES, SAMPLE_NAMES[0]), join(inbox, 'cam.png')); // and uploads it again, whole
+    await decided;
+    await node.node.stop();
+    await running;
+    expect(node.decisions).toHaveLength(1);
+    expect(readdirSync(join(inbox, 'done'))).toEqual(['cam.png']);
+    expect(readdirSync(join(inbox, 'rejected'))).toEqual([]);
+  });
+
+  it('a rejected file settled after the folder stopped being watched (a stop with frames in flight, or --once) moves at once: none is left to be rejected again', async () => {
+    const inbox = join(tmp.path, 'inbox-stop-hold');
+    mkdirSync(inbox);
+    const big = await sharp({ create: { width: 3000, height: 3000, channels: 3, background: '#808080', noise: { type: 'gaussian', mean: 128, sigma: 30 } } }).png({ compressionLevel: 0 }).toBuffer();
+    writeFileSync(join(inbox, 'a-big.png'), big);
+    writeFileSync(join(inbox, 'bad.png'), Buffer.from('\x89PNG\r\n\x1a\n then nothing that decodes'));
+    const node = await sampleNode({ once: false, sources: [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }] });
+    const running = node.node.run();
+    await waitUntil(() => node.node.snapshot().totals.ingested === 2, 10_000, 'both files taken');
+    await node.node.stop();
+    await running;
+    expect(node.node.snapshot().totals).toMatchObject({ ingested: 2, decided: 1, rejected: 1, pending: 0 });
+    expect(readdirSync(inbox).filter((f) => f.endsWith('.png'))).toEqual([]);
+
+    const once = hotFolder(join(tmp.path, 'inbox-once-hold'), 0, { corrupt: 'bad.png' });
+    const onceNode = await sampleNode({ once: true, sources: [{ uri: `dir:${once}`, stableMs: 1, pollMs: 10, rejectAfterMs: 600_000 }] });
+    await onceNode.node.run();
+    await onceNode.node.stop();
+    expect(readdirSync(once).filter((f) => f.endsWith('.png'))).toEqual([]);
+    expect(readdirSync(join(once, 'rejected')).sort()).toEqual(['bad.png', 'bad.png.reason.txt']);
   });
 
   it('a file a kill left in the hot folder between its audit row and its move is moved to done/ at the next start, not decided twice', async () => {

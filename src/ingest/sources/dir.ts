@@ -15,8 +15,9 @@ export interface DirSourceOptions extends SourceOptions {
   /** The clock that times stability (default Date.now): tests hold it still while a file grows. */
   clock?: () => number;
   /**
-   * A rejected file stays in the inbox this long, watched, before it moves to rejected/ (default 10000 ms; 0 with
-   * `once`): a writer that resumes after a pause longer than `stableMs` has its finished file taken again.
+   * A file rejected as cut short (it does not decode) stays in the inbox this long, watched, before it moves to
+   * rejected/ (default 10000 ms; 0 with `once`): a writer that resumes after a pause longer than `stableMs` has its
+   * finished file taken again.
    */
   rejectAfterMs?: number;
   /**
@@ -32,6 +33,9 @@ const IN_PROGRESS = /^\.|\.(tmp|part)$/i;
 
 /** How often a running node looks for a hot folder that is not there (yet). */
 const FOLDER_POLL_MS = 1000;
+
+/** What a file cut short gets (its writer paused): such a rejected file is held for `rejectAfterMs`, watched. */
+const CUT_SHORT = new Set(['E_FRAME_EMPTY', 'E_FRAME_FORMAT', 'E_FRAME_DECODE', 'E_SIGNAL_EMPTY', 'E_SIGNAL_FORMAT', 'E_SIGNAL_TRUNCATED']);
 
 /** Beside a rejected file: why. */
 const REASON = '.reason.txt';
@@ -62,8 +66,10 @@ export class DirSource extends BaseSource {
   private readonly stableMs: number;
   private readonly clock: () => number;
   private readonly rejectAfterMs: number;
-  /** Rejected files watched in the inbox before they move, and since when. */
-  private readonly held = new Map<string, { frame: Frame; outcome: FrameOutcome; since: number }>();
+  /** Rejected files watched in the inbox before they move (as read, not their bytes), and since when. */
+  private readonly held = new Map<string, { read: Frame['meta']; outcome: FrameOutcome; since: number }>();
+  /** While the folder is watched, a cut-short file is held; once the watch ends, it moves at once. */
+  private watching = false;
   private readonly decidedBefore: DirSourceOptions['decidedBefore'];
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
@@ -83,15 +89,17 @@ export class DirSource extends BaseSource {
   }
 
   override stats(): SourceStats {
-    return { ...super.stats(), alreadyDecided: this.alreadyDecided };
+    return { ...super.stats(), ...(this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided }) };
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
+    this.watching = true;
     try {
       await this.watch(signal);
     } finally {
-      // Stopping: the rejected files watched so far move now, judged as they were read.
-      for (const [name, { frame, outcome }] of this.held) await this.move(name, frame, outcome);
+      // Stopping, or --once done: the files held so far move now, and those settled from now on at once.
+      this.watching = false;
+      for (const [name, { read, outcome }] of this.held) await this.move(name, read, outcome);
     }
   }
 
@@ -141,25 +149,36 @@ export class DirSource extends BaseSource {
   protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
     const name = frame.meta?.file;
     if (typeof name !== 'string' || !this.taken.has(name)) return;
-    if (outcome.status === 'rejected' && this.rejectAfterMs > 0) this.held.set(name, { frame, outcome, since: this.clock() });
-    else await this.move(name, frame, outcome);
+    const cutShort = outcome.status === 'rejected' && CUT_SHORT.has(outcome.error.code);
+    if (cutShort && this.watching && this.rejectAfterMs > 0) this.held.set(name, { read: frame.meta, outcome, since: this.clock() });
+    else await this.move(name, frame.meta, outcome);
   }
 
-  /** Rejected files watched long enough move to rejected/; one that changed meanwhile is taken again once stable. */
+  /** Held files watched long enough, changed or gone are settled as `move` says. */
   private async settleHeld(now: number): Promise<void> {
-    for (const [name, { frame, outcome, since }] of this.held) {
-      if (now - since >= this.rejectAfterMs || (await this.changedSinceRead(name, frame.meta))) await this.move(name, frame, outcome);
+    for (const [name, { read, outcome, since }] of this.held) {
+      if (now - since >= this.rejectAfterMs || (await this.changedSinceRead(name, read))) await this.move(name, read, outcome);
     }
   }
 
-  /** Moves a settled file to done/ or rejected/, unless it changed since it was read: then it is taken again. */
-  private async move(name: string, frame: Frame, outcome: FrameOutcome): Promise<void> {
+  /**
+   * Moves a settled file to done/ or rejected/, unless it changed since it was read (then it is taken again) or went
+   * (someone took it away: a file of that name that comes later is taken).
+   */
+  private async move(name: string, read: Frame['meta'], outcome: FrameOutcome): Promise<void> {
     this.held.delete(name);
     const folder = outcome.status === 'decided' ? 'done' : 'rejected';
     try {
-      if (await this.changedSinceRead(name, frame.meta)) {
+      const st = await stat(join(this.path, name)).catch(() => undefined);
+      if (st && (st.size !== read?.size || st.mtimeMs !== read?.mtimeMs)) {
         this.taken.delete(name);
         this.log.warn({ file: name }, `${name} changed after it was read (a slow writer): left in the inbox, to be taken again once stable`);
+        return;
+      }
+      // The file went, not its folder (a folder that went is said below, as the move fails).
+      if (!st && (await stat(this.path).then(() => true, () => false))) {
+        this.taken.delete(name);
+        this.log.warn({ file: name }, `${name} went from the inbox before it was moved to ${folder}/`);
         return;
       }
       await makeFolder(join(this.path, folder)); // made again if it went (see makeOutFolders)
@@ -263,17 +282,17 @@ export class DirSource extends BaseSource {
     if (leftover && this.decidedBefore?.(frame)) {
       this.log.info({ frameId: frame.id }, `${name} was decided before the node stopped (its audit row is there): moved to done/, not decided again`);
       this.alreadyDecided++;
-      await this.onSettled(frame, { status: 'decided' });
+      await this.move(name, frame.meta, { status: 'decided' });
       return true;
     }
     await this.emit(frame);
     return true;
   }
 
-  /** Whether the file is no longer what was read (a writer went on after a pause): such a file is not moved. */
+  /** Whether the file is no longer what was read: a writer went on after a pause, or it went. */
   private async changedSinceRead(name: string, meta: Frame['meta']): Promise<boolean> {
     const st = await stat(join(this.path, name)).catch(() => undefined);
-    return st !== undefined && (st.size !== meta?.size || st.mtimeMs !== meta?.mtimeMs);
+    return st === undefined || st.size !== meta?.size || st.mtimeMs !== meta?.mtimeMs;
   }
 }
 
@@ -321,3 +340,4 @@ function cut(text: string, bytes: number): string {
   }
   return out;
 }
+

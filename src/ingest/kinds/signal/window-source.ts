@@ -76,7 +76,7 @@ export class SignalWindowSource extends BaseSource {
   /** Adds the stream resets (timestamp gaps) and the payloads the inner source dropped before windowing. */
   override stats(): SourceStats {
     const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
-    const leftovers = this.kind === 'dir' ? { alreadyDecided: this.alreadyDecided } : {};
+    const leftovers = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
     return { ...super.stats(), windowResets: resets, payloadsDropped: this.payloads.stats().dropped, ...leftovers };
   }
 
