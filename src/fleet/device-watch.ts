@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload, type StatusPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
-import { fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
+import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
+import type { DeviceEntry } from './inventory';
 import type { DeviceOutcome, DeviceProgress, Outcome, PublishOptions } from './publish';
 import { describeIssues } from '../validate';
 
@@ -22,6 +23,11 @@ export class DeviceWatch {
   private offlineReason: string | null = null;
   criticalAlarms: string[] = [];
   healthMessages = 0;
+  /**
+   * How its last update had ended before this request went out (null: none had; undefined: not known yet). Its
+   * status repeats that until this request ends, even under the same correlation id (a reused --id).
+   */
+  private before: LastUpdate | null | undefined = undefined;
   /** From its retained status: the version it runs and its health watch window. */
   version: string | null = null;
   watchWindowMs: number | null = null;
@@ -61,7 +67,14 @@ export class DeviceWatch {
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
       if (fleet.success) this.watchWindowMs = fleet.data.watchWindowMs;
       const last = lastUpdateSchema.safeParse(status.info.lastUpdate);
-      if (last.success) this.onLastUpdate(last.data);
+      // The first status after the subscription is the retained one, from before the request (unless known already).
+      if (this.before === undefined) this.before = last.success ? last.data : null;
+      const running = currentUpdateSchema.safeParse(status.info.update);
+      if (running.success && running.data.correlationId === this.correlationId) {
+        // This request runs on the device: the lastUpdate beside it is an earlier one's, whatever its id.
+        if (this.statusTimer) clearTimeout(this.statusTimer);
+        this.statusTimer = null;
+      } else if (last.success) this.onLastUpdate(last.data);
     } else if (topic === this.topics.health) {
       const health = check(healthPayloadSchema, json);
       if (typeof health === 'string') return health;
@@ -111,6 +124,7 @@ export class DeviceWatch {
   private onLastUpdate(last: LastUpdate): void {
     if (this.final || this.statusTimer || this.sentAt === 0) return;
     if (last.correlationId !== this.correlationId || Date.parse(last.ts) < this.sentAt - CLOCK_SKEW_MS) return;
+    if (this.before && sameUpdate(last, this.before)) return;
     // The status goes out just before the final reply: give the reply its moment to arrive first.
     this.statusTimer = setTimeout(() => {
       if (last.outcome === 'done') {
@@ -134,6 +148,13 @@ export class DeviceWatch {
     this.final = { device: this.device, outcome, version: this.version, durationMs: this.elapsedMs(), code, reason, lastStep: this.step };
     this.onOutcome(this.final);
     this.settle?.(this.final);
+  }
+
+  /** What the operator read of the device before the request (`checkTargets`): no status message needed for it. */
+  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'lastUpdate'>>): void {
+    this.version = entry.version;
+    this.watchWindowMs = entry.watchWindowMs;
+    if (entry.lastUpdate !== undefined) this.before = entry.lastUpdate;
   }
 
   /** Starts the clock when the command goes out. */
@@ -176,12 +197,17 @@ export class DeviceWatch {
   }
 }
 
-/** The value when it fits the schema, else what is wrong with it. */
 /** How and when a device went offline: a last will's time is that of the connect that set it (the loss came later). */
 function offlineText(status: StatusPayload): string {
   return status.reason === 'lost' ? `lost; its last will was set at ${status.ts}, when it connected` : `${status.reason} at ${status.ts}`;
 }
 
+/** One update's end, told twice (the status repeats it with every republish). */
+function sameUpdate(a: LastUpdate, b: LastUpdate): boolean {
+  return a.ts === b.ts && a.correlationId === b.correlationId && a.outcome === b.outcome && a.version === b.version;
+}
+
+/** The value when it fits the schema, else what is wrong with it. */
 function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
   const result = schema.safeParse(value);
   return result.success ? result.data : describeIssues(result.error).join('; ');

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
-import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema } from '../protocol/update';
+import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, type LastUpdate } from '../protocol/update';
 
 /** One device of a site as its retained status and its latest health report tell it. */
 export interface DeviceEntry {
@@ -19,6 +19,8 @@ export interface DeviceEntry {
   sdk: string | null;
   /** The update running now (`step version`), else how the last one ended (`last: outcome version code`). */
   update: string | null;
+  /** How its last update ended, as its status says (publish tells a reused correlation id's old outcome by it). */
+  lastUpdate: LastUpdate | null;
   /** How long it watches its health after a swap before it reports an update done (`fleet.watch.windowMs`). */
   watchWindowMs: number | null;
   /** How often it publishes health. */
@@ -141,6 +143,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
         : last.success
           ? `last: ${last.data.outcome} ${last.data.version}${last.data.error ? ` ${last.data.error.code}` : ''}`
           : null,
+      lastUpdate: last.success ? last.data : null,
       watchWindowMs: fleet.success ? fleet.data.watchWindowMs : null,
       healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,

@@ -32,8 +32,11 @@ export interface PublishOptions {
   canaryWindowMs: number;
   /** Each device's step as it changes. */
   onProgress?: (progress: DeviceProgress) => void;
-  /** What the operator already read of the devices (`checkTargets`): versions and health watch windows. */
-  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'>>;
+  /**
+   * What the operator already read of the devices (`checkTargets`): versions, health watch windows, and (when given)
+   * how each one's last update ended, so that a reused correlation id's old outcome is not taken for this request's.
+   */
+  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'lastUpdate'>>>;
   /** Each device's outcome as soon as it is known. */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** Each phase of the rollout as it begins (the canaries' watch time is announced here). */
@@ -99,10 +102,7 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     options.onProgress?.(p);
   };
   const watches = new Map([...canaries, ...rest].map((d) => [d, new DeviceWatch(d, options, correlationId, options.request.version, onProgress, (o) => options.onOutcome?.(o))]));
-  for (const entry of options.known ?? []) {
-    const watch = watches.get(entry.device);
-    if (watch) Object.assign(watch, { version: entry.version, watchWindowMs: entry.watchWindowMs });
-  }
+  for (const entry of options.known ?? []) watches.get(entry.device)?.know(entry);
   const byTopic = new Map([...watches.values()].flatMap((w) => w.subscriptions.map((t) => [t, w] as const)));
   const onMessage = (topic: string, payload: Buffer): void => {
     const watch = byTopic.get(topic);
