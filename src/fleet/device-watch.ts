@@ -23,6 +23,10 @@ export class DeviceWatch {
   private offlineReason: string | null = null;
   criticalAlarms: string[] = [];
   healthMessages = 0;
+  /** Set while publish watches this canary after its update (`openWindow`). */
+  private windowSince: number | null = null;
+  /** The first time it went offline during that window: a restart within it is no healthy canary. */
+  private offlineInWindow: string | null = null;
   /**
    * How its last update had ended before this request went out (null: none had; undefined: not known yet). Its
    * status repeats that until this request ends, even under the same correlation id (a reused --id).
@@ -62,6 +66,9 @@ export class DeviceWatch {
       if (typeof status === 'string') return status;
       this.offline = status.state === 'offline';
       this.offlineReason = status.state === 'offline' ? offlineText(status) : null;
+      if (this.offlineReason && this.windowSince !== null) {
+        this.offlineInWindow ??= `${this.offlineReason}; seen ${((Date.now() - this.windowSince) / 1000).toFixed(1)} s into the window`;
+      }
       const model = status.info.model as { version?: unknown } | undefined;
       if (typeof model?.version === 'string') this.version = model.version;
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
@@ -188,9 +195,17 @@ export class DeviceWatch {
     return { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code: null, reason, lastStep: null };
   }
 
-  /** Why this canary is not healthy now, or null. */
+  /** The canary window begins: what counts is what happens from now on. */
+  openWindow(): void {
+    this.windowSince = Date.now();
+    this.healthMessages = 0;
+    this.offlineInWindow = null;
+  }
+
+  /** Why this canary is not healthy at the end of its window, or null: offline at any moment of it counts. */
   unhealthy(): string | null {
-    if (this.offline) return 'went offline';
+    if (this.offline) return `offline at the end of the window (${this.offlineReason})`;
+    if (this.offlineInWindow) return `went offline during the window (${this.offlineInWindow}), then came back: a restart is no healthy canary`;
     if (this.criticalAlarms.length > 0) return `critical alarm: ${this.criticalAlarms.join('; ')}`;
     if (this.healthMessages === 0) return 'published no health message during the window';
     return null;

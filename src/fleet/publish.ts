@@ -138,7 +138,7 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
       options.onPhase?.({ phase: 'canary', devices: canaries, watchMs: windows.length > 0 ? Math.max(...windows) : null, windowMs: options.canaryWindowMs });
       let outcomes = await send(canaries);
       if (outcomes.every((o) => o.outcome === 'done')) {
-        for (const w of watches.values()) w.healthMessages = 0;
+        for (const w of watches.values()) w.openWindow();
         options.onPhase?.({ phase: 'canary-window', devices: canaries, windowMs: options.canaryWindowMs });
         await sleep(options.canaryWindowMs);
         outcomes = outcomes.map((o) => {

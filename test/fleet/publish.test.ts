@@ -354,3 +354,39 @@ test('a reused correlation id: the outcome the status kept from the earlier requ
     await line.close();
   }
 });
+
+test('a canary that restarts during the canary window is not healthy, though it is online and reporting health when the window ends', async () => {
+  const model = { name: 'fashion-sgmoe', version: '1.0.0' };
+  const canary = await ScriptedDevice.start(broker.url, SITE, 'restarting-canary', { model, fleet: { watchWindowMs: 0 } }, async (correlationId, device) => {
+    await device.progress(correlationId, 'requested', '1.1.0');
+    await device.status('online', { model: { ...model, version: '1.1.0' }, fleet: { watchWindowMs: 0 } });
+    await device.done(correlationId, '1.1.0');
+  });
+  const watcher = await connectAsync(broker.url, { clientId: 'restart-watcher' });
+  await canary.watchWill(watcher);
+  const operator = await connectAsync(broker.url, { clientId: 'operator-restart' });
+  let restarted: Promise<void> = Promise.resolve();
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['restarting-canary'],
+      canary: ['restarting-canary'],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 20_000,
+      canaryWindowMs: 3000,
+      // Killed -9 as the window begins, and back (online, reporting health) well before it ends.
+      onPhase: (phase) => void (phase.phase === 'canary-window' && (restarted = canary.restart())),
+    });
+    await restarted;
+    expect(report.canary).toEqual({
+      ok: false,
+      devices: [expect.objectContaining({ device: 'restarting-canary', outcome: 'unhealthy', code: 'E_CANARY_UNHEALTHY', reason: expect.stringMatching(/^went offline during the window \(lost; .*\), then came back/) })],
+    });
+  } finally {
+    await operator.endAsync();
+    await watcher.endAsync();
+    await canary.close();
+  }
+});
