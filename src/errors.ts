@@ -90,6 +90,7 @@ export const ERROR_CODES = {
   E_MQTT_CONNECTION: 'transient',
   E_MQTT_REFUSED: 'transient',
   E_MQTT_UNREACHABLE: 'transient',
+  E_MQTT_LOST: 'transient',
   E_OUTBOX_OPEN: 'transient',
   E_OUTBOX_WRITE: 'transient',
   E_OUTBOX_CLOSED: 'transient',

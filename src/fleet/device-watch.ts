@@ -51,6 +51,8 @@ export class DeviceWatch {
     private readonly targetVersion: string,
     private readonly onProgress: (p: DeviceProgress) => void,
     private readonly onOutcome: (o: DeviceOutcome) => void,
+    /** What became of the operator's broker connection, for a timeout's reason (null when nothing did). */
+    private readonly brokerNote: () => string | null = () => null,
   ) {
     this.topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site: options.site, device });
   }
@@ -182,7 +184,8 @@ export class DeviceWatch {
       ? `last step seen: ${this.step}, ${((Date.now() - this.stepSince) / 1000).toFixed(1)} s ago`
       : 'the device never acknowledged the request (no step seen: is it online, and does it trust the operator key?)';
     const offline = this.offlineReason ? `; the device went offline (${this.offlineReason})` : '';
-    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}${offline}`);
+    const broker = this.brokerNote();
+    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}${offline}${broker ? `; ${broker}` : ''}`);
   }
 
   outcome(): Promise<DeviceOutcome> {

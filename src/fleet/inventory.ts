@@ -4,6 +4,10 @@ import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
 import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, type LastUpdate } from '../protocol/update';
+import { bounded } from './broker';
+
+/** How long the broker has to hand over a site's retained messages, and to drop the subscription again. */
+const READ_MS = 10_000;
 
 /** One device of a site as its retained status and its latest health report tell it. */
 export interface DeviceEntry {
@@ -78,15 +82,23 @@ export async function readInventory(client: MqttClient, options: InventoryOption
     if (ready) options.onChange?.(snapshot());
   };
   client.on('message', onMessage);
-  await client.subscribeAsync([wildcard.status, wildcard.health, marker], { qos: 1 });
-  await client.publishAsync(marker, '', { qos: 1 });
-  await markerBack;
+  const read = async (): Promise<void> => {
+    await client.subscribeAsync([wildcard.status, wildcard.health, marker], { qos: 1 });
+    await client.publishAsync(marker, '', { qos: 1 });
+    await markerBack;
+  };
+  try {
+    await bounded(client, read(), READ_MS, `reading site ${options.site}'s retained status`);
+  } catch (err) {
+    client.off('message', onMessage);
+    throw err;
+  }
   ready = true;
   return {
     inventory: snapshot(),
     stop: async () => {
       client.off('message', onMessage);
-      await client.unsubscribeAsync([wildcard.status, wildcard.health, marker]);
+      await bounded(client, client.unsubscribeAsync([wildcard.status, wildcard.health, marker]), READ_MS, 'unsubscribing from the site');
     },
   };
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { connectOperator } from '../../fleet/broker';
+import { BrokerLink, bounded, closeOperator, connectOperator, describeOutage, RECONNECT_MS } from '../../fleet/broker';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
 import { checkTargets, type DeviceEntry } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
@@ -22,6 +22,8 @@ import { list, seconds } from '../options';
 const print = (line: string): void => void process.stdout.write(line + '\n');
 /** How often publish says which devices are still at which step. */
 const TICK_MS = 10_000;
+/** How long the retained chunks' removal may take at the end. */
+const CLEAR_CHUNKS_MS = 30_000;
 
 interface PublishFlags {
   broker: string;
@@ -101,6 +103,11 @@ export function registerFleetModelCommands(model: Command): void {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new SgmoeError('E_USAGE', 'expected exactly one of --url URL (e.g. from `sgmoe model serve`) or --chunks');
       const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readPackageSignature(pkg), sha256File(pkg), readPrivateKey(opts.key)]);
       const client = await connectOperator(opts.broker, `sgmoe-publish-${process.pid}`);
+      // The client reconnects by itself; the operator hears of it, and the retained status tells what happened meanwhile.
+      const link = new BrokerLink(client, {
+        lost: (o) => print(`broker ${opts.broker} lost at ${new Date(o.lost).toISOString()}: reconnecting every ${RECONNECT_MS / 1000} s; each device's deadline still runs`),
+        back: (o) => print(`broker ${opts.broker} back after ${((o.back! - o.lost) / 1000).toFixed(1)} s: replies sent meanwhile are lost, each device's retained status tells how its update went`),
+      });
       let ticker: NodeJS.Timeout | undefined;
       try {
         const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
@@ -111,7 +118,7 @@ export function registerFleetModelCommands(model: Command): void {
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
         const request: UpdateRequestInput = opts.url
           ? { ...base, url: opts.url }
-          : { ...base, chunks: await publishChunks(client, pkg, `${site}packages/${sha256}`) };
+          : { ...base, chunks: await bounded(client, publishChunks(client, pkg, `${site}packages/${sha256}`), opts.timeout * 1000, 'publishing the package chunks') };
         print(`publishing ${manifest.name} ${manifest.version} (${(await stat(pkg)).size} bytes, ${basename(pkg)}); deadlines:`);
         for (const line of explainDeadlines(known, opts.timeout * 1000)) print(`  ${line}`);
         const running = new Map<string, { step: string | null; stepAt: number; sentAt: number }>();
@@ -147,12 +154,21 @@ export function registerFleetModelCommands(model: Command): void {
           logger: createLogger('sgmoe-publish', process.env.SGMOE_LOG_LEVEL ?? 'warn'),
         });
         print(formatOutcomes(report));
+        const down = link.down;
+        if (down) {
+          const chunks = request.chunks ? `; the package chunks stay retained under ${request.chunks.topic}/` : '';
+          throw new SgmoeError(
+            'E_MQTT_LOST',
+            `${describeOutage(down)} by the end of the rollout: the table tells what was known then (a device may have ended its update since)${chunks}; read \`sgmoe fleet status --broker ${opts.broker} --site ${opts.site}\` once the broker is back`,
+          );
+        }
         // Every device has answered or timed out: the retained chunks would otherwise sit on the broker for good.
-        if (request.chunks) await clearChunks(client, request.chunks);
+        if (request.chunks) await bounded(client, clearChunks(client, request.chunks), CLEAR_CHUNKS_MS, `removing the retained package chunks under ${request.chunks.topic}/`);
         process.exitCode = report.ok ? 0 : 2;
       } finally {
         clearInterval(ticker);
-        await client.endAsync();
+        link.stop();
+        await closeOperator(client);
       }
     });
 
