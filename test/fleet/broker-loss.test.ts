@@ -129,3 +129,20 @@ test('publish whose broker is gone for good ends when the device deadline passes
     await device.close();
   }
 }, 90_000);
+
+test('fleet status --watch says when the broker is lost, keeps reconnecting, and reads the site again once it is back', async () => {
+  const device = await ScriptedDevice.start(broker.url, SITE, 'cell-3', { model });
+  const run = new Run(['fleet', 'status', '--broker', broker.url, '--site', SITE, '--watch']);
+  try {
+    await run.sees(/\ncell-3\s+online/);
+    await stopBroker();
+    await run.sees(/broker mqtt:\S+ lost at \S+: reconnecting every \d+ s; the table above may be stale/);
+    await startBroker();
+    await run.sees(/broker mqtt:\S+ back after \d+\.\d s: reading the site's retained status again\n(.|\n)*\ncell-3\s+online/);
+    run.kill('SIGINT');
+    expect(await run.ends(30_000)).toBe(0);
+  } finally {
+    await startBroker();
+    await device.close();
+  }
+}, 90_000);
