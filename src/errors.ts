@@ -129,6 +129,7 @@ export const ERROR_CODES = {
   E_UPDATE_UNSUPPORTED: 'configuration',
   E_UPDATE_BUSY: 'transient',
   E_DEVICE_UNKNOWN: 'bad-input',
+  E_DEVICE_OFFLINE: 'transient',
   E_UPDATE_REPLACED: 'transient',
   E_UPDATE_INTERRUPTED: 'transient',
   E_DOWNLOAD_FAILED: 'transient',

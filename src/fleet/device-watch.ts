@@ -160,10 +160,19 @@ export class DeviceWatch {
   }
 
   /** What the operator read of the device before the request (`checkTargets`): no status message needed for it. */
-  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'lastUpdate'>>): void {
+  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>): void {
     this.version = entry.version;
     this.watchWindowMs = entry.watchWindowMs;
     if (entry.lastUpdate !== undefined) this.before = entry.lastUpdate;
+    if (entry.state === 'offline') {
+      this.offline = true;
+      this.offlineReason = `${entry.reason ?? 'offline'} by its retained status, last seen ${entry.lastSeen ?? 'never'}`;
+    }
+  }
+
+  /** Why the command is not sent (its status says offline: a command is not queued for it, it would never come), or null. */
+  unreachable(): string | null {
+    return this.offline ? `offline when its turn came (${this.offlineReason}): not sent, as no command is queued for an offline device` : null;
   }
 
   /** Starts the clock when the command goes out. */
@@ -193,9 +202,11 @@ export class DeviceWatch {
     return new Promise((resolve) => (this.settle = resolve));
   }
 
-  /** The device is left out: the rollout stopped before it. */
-  skip(reason: string): DeviceOutcome {
-    return { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code: null, reason, lastStep: null };
+  /** The device is left out: the rollout stopped before it, or it was offline when its turn came (`code`). */
+  skip(reason: string, code: string | null = null): DeviceOutcome {
+    const skipped: DeviceOutcome = { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code, reason, lastStep: null };
+    this.onOutcome(skipped);
+    return skipped;
   }
 
   /** The canary window begins: what counts is what happens from now on. */

@@ -38,9 +38,10 @@ export interface PublishOptions {
   onProgress?: (progress: DeviceProgress) => void;
   /**
    * What the operator already read of the devices (`checkTargets`): versions, health watch windows, and (when given)
-   * how each one's last update ended, so that a reused correlation id's old outcome is not taken for this request's.
+   * whether each is online and how its last update ended, so that a reused correlation id's old outcome is not taken
+   * for this request's.
    */
-  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'lastUpdate'>>>;
+  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>>;
   /** Each device's outcome as soon as it is known. */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** Each phase of the rollout as it begins (the canaries' watch time is announced here). */
@@ -93,7 +94,8 @@ export interface PublishReport {
  * Sends an `update` command ({id: correlationId, envelope} on `cmd/update`) to each device by its own topic
  * (no wildcard publish, so every device is named and answers), following each device's steps as they come.
  * With canaries: they go first, and the rest only once every canary reported done and then stayed healthy for
- * `canaryWindowMs`. A lost broker is waited for within each device's own deadline.
+ * `canaryWindowMs`. A device whose status says offline when its turn comes is skipped (E_DEVICE_OFFLINE): a
+ * command is not queued for it. A lost broker is waited for within each device's own deadline.
  */
 export async function publishUpdate(options: PublishOptions): Promise<PublishReport> {
   const { client } = options;
@@ -134,6 +136,8 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     Promise.all(
       devices.map(async (device) => {
         const watch = watches.get(device)!;
+        const unreachable = watch.unreachable();
+        if (unreachable) return watch.skip(unreachable, 'E_DEVICE_OFFLINE');
         const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
         // Its clock starts now: while the broker is away, mqtt.js holds the command until it is back, within that deadline.
         watch.sent(options.replyTimeoutMs);

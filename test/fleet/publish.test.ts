@@ -390,3 +390,35 @@ test('a canary that restarts during the canary window is not healthy, though it 
     await canary.close();
   }
 });
+
+test('a device whose status says offline when its turn comes is not sent the command and is skipped at once, not waited for', async () => {
+  const model = { name: 'fashion-sgmoe', version: '1.0.0' };
+  const canary = await ScriptedDevice.start(broker.url, SITE, 'gate-canary', { model, fleet: { watchWindowMs: 0 } }, async (correlationId, device) => {
+    await device.progress(correlationId, 'requested', '1.1.0');
+    await device.done(correlationId, '1.1.0');
+  });
+  const gone = await ScriptedDevice.start(broker.url, SITE, 'gone-line', { model });
+  await gone.status('offline', { model });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-offline' });
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['gate-canary', 'gone-line'],
+      canary: ['gate-canary'],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 120_000,
+      canaryWindowMs: 300,
+    });
+    expect(report.canary?.ok).toBe(true);
+    expect(report.devices).toEqual([
+      expect.objectContaining({ device: 'gone-line', outcome: 'skipped', code: 'E_DEVICE_OFFLINE', reason: expect.stringMatching(/^offline when its turn came \(lost; .*\): not sent/) }),
+    ]);
+    expect(gone.received).toBe(0);
+  } finally {
+    await operator.endAsync();
+    await canary.close();
+    await gone.close();
+  }
+});

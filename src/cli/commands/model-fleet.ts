@@ -113,6 +113,7 @@ export function registerFleetModelCommands(model: Command): void {
         const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
         const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets);
         const known = inventory.devices.filter((d) => targets.includes(d.device));
+        checkOnline(known);
         checkCanaryWindow(known.filter((d) => opts.canary?.includes(d.device)), opts.window * 1000);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
@@ -191,6 +192,22 @@ export function registerFleetModelCommands(model: Command): void {
       print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
       if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
+}
+
+/**
+ * A device whose status says offline would never get the command: it is not queued for it (nodes connect with a clean
+ * session), so publish would only wait out its --timeout. Refused at once, before anything is sent.
+ */
+function checkOnline(targets: DeviceEntry[]): void {
+  const offline = targets.filter((d) => d.state === 'offline');
+  if (offline.length === 0) return;
+  const listed = offline.map((d) => `${d.device} (${d.reason ?? 'offline'}, last seen ${d.lastSeen ?? 'never'})`).join(', ');
+  throw new SgmoeError(
+    'E_DEVICE_OFFLINE',
+    `offline by its retained status: ${listed}. A command is not kept for an offline device, so it would never get this update: ` +
+      'start its node and publish once `sgmoe fleet status` shows it online, or leave it out of --device and --canary',
+    { offline: offline.map((d) => d.device) },
+  );
 }
 
 /** A canary window shorter than a canary's health interval would see no health report and always fail it. */
