@@ -101,6 +101,9 @@ export function registerFleetModelCommands(model: Command): void {
     .description('send an update command to devices, canaries first, showing each step; exit 2 when any device did not finish it')
     .action(async (pkg: string, opts: PublishFlags) => {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new SgmoeError('E_USAGE', 'expected exactly one of --url URL (e.g. from `sgmoe model serve`) or --chunks');
+      if ((await stat(pkg).catch(() => null))?.isDirectory()) {
+        throw new SgmoeError('E_USAGE', `${pkg}: expected a signed package tar, found a directory: pack and sign it first (\`sgmoe model pack ${pkg} OUT.tar\`, then \`sgmoe model sign OUT.tar --key KEY\`)`);
+      }
       const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readPackageSignature(pkg), sha256File(pkg), readPrivateKey(opts.key)]);
       const client = await connectOperator(opts.broker, `sgmoe-publish-${process.pid}`);
       // The client reconnects by itself; the operator hears of it, and the retained status tells what happened meanwhile.
@@ -186,6 +189,12 @@ export function registerFleetModelCommands(model: Command): void {
       const config = opts.config ? await readConfigFile(opts.config) : undefined;
       const root = opts.root ?? config?.fleet?.root;
       if (opts.config && !root) throw new SgmoeError('E_USAGE', `${opts.config} has no fleet section: expected fleet.root, or --root DIR`);
+      if (!root && !(opts.broker && opts.site && opts.device)) {
+        throw new SgmoeError(
+          'E_USAGE',
+          'rollback: expected --broker, --site and --device (a running device, over MQTT, signed with --key), or --config FILE or --root DIR (on a device whose node is stopped)',
+        );
+      }
       if (!root) return runRemoteCommand(opts, 'rollback', undefined);
       const audit = opts.audit ?? config?.audit?.file;
       const done = await rollbackStopped({ root, audit, correlationId: opts.id });
