@@ -1,7 +1,8 @@
 import type { z } from 'zod';
 import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload, type StatusPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
-import { fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
+import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
+import type { DeviceEntry } from './inventory';
 import type { DeviceOutcome, DeviceProgress, Outcome, PublishOptions } from './publish';
 import { describeIssues } from '../validate';
 
@@ -22,6 +23,15 @@ export class DeviceWatch {
   private offlineReason: string | null = null;
   criticalAlarms: string[] = [];
   healthMessages = 0;
+  /** Set while publish watches this canary after its update (`openWindow`). */
+  private windowSince: number | null = null;
+  /** The first time it went offline during that window: a restart within it is no healthy canary. */
+  private offlineInWindow: string | null = null;
+  /**
+   * How its last update had ended before this request went out (null: none had; undefined: not known yet). Its
+   * status repeats that until this request ends, even under the same correlation id (a reused --id).
+   */
+  private before: LastUpdate | null | undefined = undefined;
   /** From its retained status: the version it runs and its health watch window. */
   version: string | null = null;
   watchWindowMs: number | null = null;
@@ -41,6 +51,8 @@ export class DeviceWatch {
     private readonly targetVersion: string,
     private readonly onProgress: (p: DeviceProgress) => void,
     private readonly onOutcome: (o: DeviceOutcome) => void,
+    /** What became of the operator's broker connection, for a timeout's reason (null when nothing did). */
+    private readonly brokerNote: () => string | null = () => null,
   ) {
     this.topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site: options.site, device });
   }
@@ -56,12 +68,22 @@ export class DeviceWatch {
       if (typeof status === 'string') return status;
       this.offline = status.state === 'offline';
       this.offlineReason = status.state === 'offline' ? offlineText(status) : null;
+      if (this.offlineReason && this.windowSince !== null) {
+        this.offlineInWindow ??= `${this.offlineReason}; seen ${((Date.now() - this.windowSince) / 1000).toFixed(1)} s into the window`;
+      }
       const model = status.info.model as { version?: unknown } | undefined;
       if (typeof model?.version === 'string') this.version = model.version;
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
       if (fleet.success) this.watchWindowMs = fleet.data.watchWindowMs;
       const last = lastUpdateSchema.safeParse(status.info.lastUpdate);
-      if (last.success) this.onLastUpdate(last.data);
+      // The first status after the subscription is the retained one, from before the request (unless known already).
+      if (this.before === undefined) this.before = last.success ? last.data : null;
+      const running = currentUpdateSchema.safeParse(status.info.update);
+      if (running.success && running.data.correlationId === this.correlationId) {
+        // This request runs on the device: the lastUpdate beside it is an earlier one's, whatever its id.
+        if (this.statusTimer) clearTimeout(this.statusTimer);
+        this.statusTimer = null;
+      } else if (last.success) this.onLastUpdate(last.data);
     } else if (topic === this.topics.health) {
       const health = check(healthPayloadSchema, json);
       if (typeof health === 'string') return health;
@@ -111,6 +133,7 @@ export class DeviceWatch {
   private onLastUpdate(last: LastUpdate): void {
     if (this.final || this.statusTimer || this.sentAt === 0) return;
     if (last.correlationId !== this.correlationId || Date.parse(last.ts) < this.sentAt - CLOCK_SKEW_MS) return;
+    if (this.before && sameUpdate(last, this.before)) return;
     // The status goes out just before the final reply: give the reply its moment to arrive first.
     this.statusTimer = setTimeout(() => {
       if (last.outcome === 'done') {
@@ -136,6 +159,22 @@ export class DeviceWatch {
     this.settle?.(this.final);
   }
 
+  /** What the operator read of the device before the request (`checkTargets`): no status message needed for it. */
+  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>): void {
+    this.version = entry.version;
+    this.watchWindowMs = entry.watchWindowMs;
+    if (entry.lastUpdate !== undefined) this.before = entry.lastUpdate;
+    if (entry.state === 'offline') {
+      this.offline = true;
+      this.offlineReason = `${entry.reason ?? 'offline'} by its retained status, last seen ${entry.lastSeen ?? 'never'}`;
+    }
+  }
+
+  /** Why the command is not sent (its status says offline: a command is not queued for it, it would never come), or null. */
+  unreachable(): string | null {
+    return this.offline ? `offline when its turn came (${this.offlineReason}): not sent, as no command is queued for an offline device` : null;
+  }
+
   /** Starts the clock when the command goes out. */
   sent(timeoutMs: number): void {
     this.sentAt = Date.now();
@@ -154,7 +193,8 @@ export class DeviceWatch {
       ? `last step seen: ${this.step}, ${((Date.now() - this.stepSince) / 1000).toFixed(1)} s ago`
       : 'the device never acknowledged the request (no step seen: is it online, and does it trust the operator key?)';
     const offline = this.offlineReason ? `; the device went offline (${this.offlineReason})` : '';
-    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}${offline}`);
+    const broker = this.brokerNote();
+    this.finish('timeout', 'E_CMD_TIMEOUT', `no final reply after ${(this.elapsedMs() / 1000).toFixed(1)} s; ${seen}${offline}${broker ? `; ${broker}` : ''}`);
   }
 
   outcome(): Promise<DeviceOutcome> {
@@ -162,26 +202,41 @@ export class DeviceWatch {
     return new Promise((resolve) => (this.settle = resolve));
   }
 
-  /** The device is left out: the rollout stopped before it. */
-  skip(reason: string): DeviceOutcome {
-    return { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code: null, reason, lastStep: null };
+  /** The device is left out: the rollout stopped before it, or it was offline when its turn came (`code`). */
+  skip(reason: string, code: string | null = null): DeviceOutcome {
+    const skipped: DeviceOutcome = { device: this.device, outcome: 'skipped', version: this.version, durationMs: 0, code, reason, lastStep: null };
+    this.onOutcome(skipped);
+    return skipped;
   }
 
-  /** Why this canary is not healthy now, or null. */
+  /** The canary window begins: what counts is what happens from now on. */
+  openWindow(): void {
+    this.windowSince = Date.now();
+    this.healthMessages = 0;
+    this.offlineInWindow = null;
+  }
+
+  /** Why this canary is not healthy at the end of its window, or null: offline at any moment of it counts. */
   unhealthy(): string | null {
-    if (this.offline) return 'went offline';
+    if (this.offline) return `offline at the end of the window (${this.offlineReason})`;
+    if (this.offlineInWindow) return `went offline during the window (${this.offlineInWindow}), then came back: a restart is no healthy canary`;
     if (this.criticalAlarms.length > 0) return `critical alarm: ${this.criticalAlarms.join('; ')}`;
     if (this.healthMessages === 0) return 'published no health message during the window';
     return null;
   }
 }
 
-/** The value when it fits the schema, else what is wrong with it. */
 /** How and when a device went offline: a last will's time is that of the connect that set it (the loss came later). */
 function offlineText(status: StatusPayload): string {
   return status.reason === 'lost' ? `lost; its last will was set at ${status.ts}, when it connected` : `${status.reason} at ${status.ts}`;
 }
 
+/** One update's end, told twice (the status repeats it with every republish). */
+function sameUpdate(a: LastUpdate, b: LastUpdate): boolean {
+  return a.ts === b.ts && a.correlationId === b.correlationId && a.outcome === b.outcome && a.version === b.version;
+}
+
+/** The value when it fits the schema, else what is wrong with it. */
 function check<T>(schema: z.ZodType<T>, value: unknown): T | string {
   const result = schema.safeParse(value);
   return result.success ? result.data : describeIssues(result.error).join('; ');

@@ -3,7 +3,11 @@ import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
-import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema } from '../protocol/update';
+import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, type LastUpdate } from '../protocol/update';
+import { bounded } from './broker';
+
+/** How long the broker has to hand over a site's retained messages, and to drop the subscription again. */
+const READ_MS = 10_000;
 
 /** One device of a site as its retained status and its latest health report tell it. */
 export interface DeviceEntry {
@@ -17,8 +21,13 @@ export interface DeviceEntry {
   version: string | null;
   /** The sgmoe-edge release it runs (status info `sdk`). */
   sdk: string | null;
-  /** The update running now (`step version`), else how the last one ended (`last: outcome version code`). */
+  /**
+   * The update running now (`step version`), else how the last one ended (`last: outcome version code`); for a lost
+   * device, followed by `(at connect)`: its last will was written then, and no later update state is known.
+   */
   update: string | null;
+  /** How its last update ended, as its status says (publish tells a reused correlation id's old outcome by it). */
+  lastUpdate: LastUpdate | null;
   /** How long it watches its health after a swap before it reports an update done (`fleet.watch.windowMs`). */
   watchWindowMs: number | null;
   /** How often it publishes health. */
@@ -76,15 +85,23 @@ export async function readInventory(client: MqttClient, options: InventoryOption
     if (ready) options.onChange?.(snapshot());
   };
   client.on('message', onMessage);
-  await client.subscribeAsync([wildcard.status, wildcard.health, marker], { qos: 1 });
-  await client.publishAsync(marker, '', { qos: 1 });
-  await markerBack;
+  const read = async (): Promise<void> => {
+    await client.subscribeAsync([wildcard.status, wildcard.health, marker], { qos: 1 });
+    await client.publishAsync(marker, '', { qos: 1 });
+    await markerBack;
+  };
+  try {
+    await bounded(client, read(), READ_MS, `reading site ${options.site}'s retained status`);
+  } catch (err) {
+    client.off('message', onMessage);
+    throw err;
+  }
   ready = true;
   return {
     inventory: snapshot(),
     stop: async () => {
       client.off('message', onMessage);
-      await client.unsubscribeAsync([wildcard.status, wildcard.health, marker]);
+      await bounded(client, client.unsubscribeAsync([wildcard.status, wildcard.health, marker]), READ_MS, 'unsubscribing from the site');
     },
   };
 }
@@ -128,19 +145,28 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       ...(routing.faults ?? []).map((f) => String(f.code)),
     ];
     const seen = [s?.ts, h?.ts].filter((t): t is string => t !== undefined).sort();
+    // A last will is the status as it was at connect: a health report sent after that knows the model run since.
+    const lost = s?.state === 'offline' && s.reason === 'lost';
+    const reported = (h?.routing as { model?: { name?: unknown; version?: unknown } } | undefined)?.model;
+    const model =
+      lost && h && h.ts > (s.willSetAt ?? s.ts) && typeof reported?.name === 'string' && typeof reported.version === 'string'
+        ? { name: reported.name, version: reported.version }
+        : info.model;
+    const updateText = update.success
+      ? `${update.data.step} ${update.data.version}`
+      : last.success
+        ? `last: ${last.data.outcome} ${last.data.version}${last.data.error ? ` ${last.data.error.code}` : ''}`
+        : null;
     return {
       device,
       state: s?.state ?? 'unknown',
       reason: s && s.state === 'offline' ? s.reason : null,
       lastSeen: seen.at(-1) ?? null,
-      model: info.model?.name ?? null,
-      version: info.model?.version ?? null,
+      model: model?.name ?? null,
+      version: model?.version ?? null,
       sdk: typeof info.sdk === 'string' ? info.sdk : null,
-      update: update.success
-        ? `${update.data.step} ${update.data.version}`
-        : last.success
-          ? `last: ${last.data.outcome} ${last.data.version}${last.data.error ? ` ${last.data.error.code}` : ''}`
-          : null,
+      update: updateText && lost ? `${updateText} (at connect)` : updateText,
+      lastUpdate: last.success ? last.data : null,
       watchWindowMs: fleet.success ? fleet.data.watchWindowMs : null,
       healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,

@@ -3,11 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
 import { silentLogger, type Logger } from '../log';
 import type { UpdateRequestInput, UpdateStep } from '../protocol/update';
+import { BrokerLink, bounded, describeOutage } from './broker';
 import { signCommand } from './command-signature';
 import { DeviceWatch } from './device-watch';
 import type { DeviceEntry } from './inventory';
 
 export { WATCH_GRACE_MS } from './device-watch';
+
+/** How long the subscriptions' removal may take once every device answered (the broker may be gone by then). */
+const UNSUBSCRIBE_MS = 2_000;
 
 export interface PublishOptions {
   /** A connected mqtt.js client. */
@@ -32,8 +36,12 @@ export interface PublishOptions {
   canaryWindowMs: number;
   /** Each device's step as it changes. */
   onProgress?: (progress: DeviceProgress) => void;
-  /** What the operator already read of the devices (`checkTargets`): versions and health watch windows. */
-  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'>>;
+  /**
+   * What the operator already read of the devices (`checkTargets`): versions, health watch windows, and (when given)
+   * whether each is online and how its last update ended, so that a reused correlation id's old outcome is not taken
+   * for this request's.
+   */
+  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>>;
   /** Each device's outcome as soon as it is known. */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** Each phase of the rollout as it begins (the canaries' watch time is announced here). */
@@ -86,7 +94,8 @@ export interface PublishReport {
  * Sends an `update` command ({id: correlationId, envelope} on `cmd/update`) to each device by its own topic
  * (no wildcard publish, so every device is named and answers), following each device's steps as they come.
  * With canaries: they go first, and the rest only once every canary reported done and then stayed healthy for
- * `canaryWindowMs`.
+ * `canaryWindowMs`. A device whose status says offline when its turn comes is skipped (E_DEVICE_OFFLINE): a
+ * command is not queued for it. A lost broker is waited for within each device's own deadline.
  */
 export async function publishUpdate(options: PublishOptions): Promise<PublishReport> {
   const { client } = options;
@@ -98,11 +107,15 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     log.info({ ...p }, 'update step');
     options.onProgress?.(p);
   };
-  const watches = new Map([...canaries, ...rest].map((d) => [d, new DeviceWatch(d, options, correlationId, options.request.version, onProgress, (o) => options.onOutcome?.(o))]));
-  for (const entry of options.known ?? []) {
-    const watch = watches.get(entry.device);
-    if (watch) Object.assign(watch, { version: entry.version, watchWindowMs: entry.watchWindowMs });
-  }
+  const link = new BrokerLink(client);
+  const brokerNote = (): string | null => {
+    const outage = link.outages.at(-1);
+    return outage ? describeOutage(outage) : null;
+  };
+  const watches = new Map(
+    [...canaries, ...rest].map((d) => [d, new DeviceWatch(d, options, correlationId, options.request.version, onProgress, (o) => options.onOutcome?.(o), brokerNote)]),
+  );
+  for (const entry of options.known ?? []) watches.get(entry.device)?.know(entry);
   const byTopic = new Map([...watches.values()].flatMap((w) => w.subscriptions.map((t) => [t, w] as const)));
   const onMessage = (topic: string, payload: Buffer): void => {
     const watch = byTopic.get(topic);
@@ -119,31 +132,39 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
   };
   client.on('message', onMessage);
 
-  const send = async (devices: string[]): Promise<DeviceOutcome[]> => {
-    for (const device of devices) {
-      const watch = watches.get(device)!;
-      const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
-      await client.publishAsync(watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }), { qos: 1 });
-      watch.sent(options.replyTimeoutMs);
-      log.info({ device, correlationId }, 'update sent');
-    }
-    return Promise.all(devices.map((d) => watches.get(d)!.outcome()));
-  };
+  const send = (devices: string[]): Promise<DeviceOutcome[]> =>
+    Promise.all(
+      devices.map(async (device) => {
+        const watch = watches.get(device)!;
+        const unreachable = watch.unreachable();
+        if (unreachable) return watch.skip(unreachable, 'E_DEVICE_OFFLINE');
+        const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
+        // Its clock starts now: while the broker is away, mqtt.js holds the command until it is back, within that deadline.
+        watch.sent(options.replyTimeoutMs);
+        const published = client.publishAsync(watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }), { qos: 1 }).then(() => log.info({ device, correlationId }, 'update sent'));
+        await Promise.race([published, watch.outcome()]);
+        return watch.outcome();
+      }),
+    );
 
   try {
-    await client.subscribeAsync([...byTopic.keys()], { qos: 1 });
+    await bounded(client, client.subscribeAsync([...byTopic.keys()], { qos: 1 }), options.replyTimeoutMs, 'subscribing to the devices\' replies and status');
     let canary: PublishReport['canary'] = null;
     if (canaries.length > 0) {
       const windows = canaries.map((d) => watches.get(d)!.watchWindowMs).filter((w): w is number => w !== null);
       options.onPhase?.({ phase: 'canary', devices: canaries, watchMs: windows.length > 0 ? Math.max(...windows) : null, windowMs: options.canaryWindowMs });
       let outcomes = await send(canaries);
       if (outcomes.every((o) => o.outcome === 'done')) {
-        for (const w of watches.values()) w.healthMessages = 0;
+        for (const w of watches.values()) w.openWindow();
         options.onPhase?.({ phase: 'canary-window', devices: canaries, windowMs: options.canaryWindowMs });
+        const windowFrom = Date.now();
         await sleep(options.canaryWindowMs);
+        // Unseen is not healthy: a canary restarted while the broker was away would otherwise pass. The broker said
+        // first: stopping, it publishes every device's last will, which is no restart of theirs.
+        const outage = link.during(windowFrom, Date.now());
         outcomes = outcomes.map((o) => {
-          const reason = watches.get(o.device)!.unhealthy();
-          return reason ? { ...o, outcome: 'unhealthy', code: 'E_CANARY_UNHEALTHY', reason } : o;
+          const reasons = [outage && `not watched the whole window: ${describeOutage(outage)}`, watches.get(o.device)!.unhealthy()].filter((r): r is string => Boolean(r));
+          return reasons.length > 0 ? { ...o, outcome: 'unhealthy', code: 'E_CANARY_UNHEALTHY', reason: reasons.join('; ') } : o;
         });
       }
       canary = { ok: outcomes.every((o) => o.outcome === 'done'), devices: outcomes };
@@ -159,6 +180,7 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     return { correlationId, canary, devices, ok: devices.every((o) => o.outcome === 'done') };
   } finally {
     client.removeListener('message', onMessage);
-    await client.unsubscribeAsync([...byTopic.keys()]).catch(() => undefined);
+    link.stop();
+    await bounded(client, client.unsubscribeAsync([...byTopic.keys()]), UNSUBSCRIBE_MS, 'unsubscribing').catch(() => undefined);
   }
 }

@@ -4,7 +4,11 @@ import { SgmoeError } from '../errors';
 import { COMMANDS, isCommandName } from '../protocol/command';
 import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
+import { bounded } from './broker';
 import { signCommand } from './command-signature';
+
+/** How long the reply subscription's removal may take once the command ended (the broker may be gone by then). */
+const UNSUBSCRIBE_MS = 2_000;
 
 export interface RemoteCommandOptions {
   /** A connected mqtt.js client. */
@@ -56,16 +60,20 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   });
   void answered.catch(() => undefined); // awaited below; a timeout during the subscribe must not go unhandled
   client.on('message', onMessage);
-  try {
+  const exchange = async (): Promise<ReplyPayload> => {
     await client.subscribeAsync(replyTopic, { qos: 1 });
     const body = options.key
       ? { id, envelope: signCommand({ command, site, device, id, args: options.args }, options.key) }
       : { id, ...(options.args === undefined ? {} : { args: options.args }) };
     await client.publishAsync(topics.command(command), JSON.stringify(body), { qos: 1 });
-    return await answered;
+    return answered;
+  };
+  try {
+    // The timeout also ends a subscribe or publish that waits for a broker gone away.
+    return await Promise.race([exchange(), answered]);
   } finally {
     clearTimeout(timer);
     client.removeListener('message', onMessage);
-    await client.unsubscribeAsync(replyTopic).catch(() => undefined);
+    await bounded(client, client.unsubscribeAsync(replyTopic), UNSUBSCRIBE_MS, 'unsubscribing').catch(() => undefined);
   }
 }

@@ -5,7 +5,7 @@ import { connectOperator } from '../../src/fleet/broker';
 import { readInventory } from '../../src/fleet/inventory';
 import { formatInventory } from '../../src/cli/commands/fleet';
 import { SDK_VERSION } from '../../src/version';
-import { DEFAULT_TOPIC_PREFIX } from '../../src/protocol';
+import { DEFAULT_TOPIC_PREFIX, HEALTH_SCHEMA, STATUS_SCHEMA } from '../../src/protocol';
 import { Mosquitto, waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
 import { freePort } from '../helpers/net';
@@ -172,5 +172,37 @@ it("a machine's condition alarm reaches fleet status through the retained health
     await operator.endAsync();
     await node.stop();
     await running;
+  }
+});
+
+it("a lost device shows the model of its latest health report, not the one of its last will, and its update state is marked as at connect", async () => {
+  const device = 'cell-lost';
+  const prefix = `sgmoe/v1/plant-1/${device}/`;
+  const status = (state: 'online' | 'offline', reason: string, info: Record<string, unknown>, ts = new Date().toISOString()) =>
+    JSON.stringify({ schema: STATUS_SCHEMA, state, reason, ts, site: 'plant-1', device, clientId: device, ...(reason === 'lost' ? { willSetAt: ts } : {}), info });
+  // As the node: its last will is written at connect, with the model and the last update of that moment.
+  const atConnect = { model: { name: 'fashion-sgmoe', version: '1.0.0' }, lastUpdate: { outcome: 'done', version: '1.0.0', correlationId: 'CHG-0', ts: new Date().toISOString() } };
+  const node = await connectAsync(broker.url, { clientId: device, will: { topic: `${prefix}status`, payload: Buffer.from(status('offline', 'lost', atConnect)), qos: 1, retain: true } });
+  const watcher = await connectOperator(broker.url, 'inventory-lost-watcher');
+  let lost = false;
+  watcher.on('message', (_topic, payload) => (lost ||= payload.length > 0 && JSON.parse(payload.toString()).reason === 'lost'));
+  try {
+    // Then it updates to 1.1.0: its status and its (retained) health say so, and it is killed; the broker publishes the will.
+    const now = { model: { name: 'fashion-sgmoe', version: '1.1.0' }, lastUpdate: { outcome: 'done', version: '1.1.0', correlationId: 'CHG-1', ts: new Date().toISOString() } };
+    await node.publishAsync(`${prefix}status`, status('online', 'connected', now), { qos: 1, retain: true });
+    const health = { schema: HEALTH_SCHEMA, ts: new Date(Date.now() + 1).toISOString(), uptimeS: 60, outbox: { pending: 0, queued: 0, sent: 0, dropped: 0 }, counters: {}, routing: { model: now.model, framesPerSecond: 2 } };
+    await node.publishAsync(`${prefix}health`, JSON.stringify(health), { qos: 1, retain: true });
+    await watcher.subscribeAsync(`${prefix}status`, { qos: 1 });
+    await new Promise<void>((resolve) => node.end(true, {}, () => resolve()));
+    await waitUntil(() => lost, 10_000, `the last will of ${device}`);
+
+    const { inventory, stop } = await readInventory(watcher, { site: 'plant-1', topicPrefix: DEFAULT_TOPIC_PREFIX });
+    await stop();
+    expect(inventory.devices.find((d) => d.device === device)).toMatchObject({ state: 'offline', reason: 'lost', model: 'fashion-sgmoe', version: '1.1.0', update: 'last: done 1.0.0 (at connect)' });
+    expect(formatInventory(inventory)).toMatch(new RegExp(`\\n${device} +offline \\(lost\\) +\\S+ +fashion-sgmoe 1\\.1\\.0 .*last: done 1\\.0\\.0 \\(at connect\\)`));
+  } finally {
+    await watcher.publishAsync(`${prefix}status`, '', { qos: 1, retain: true });
+    await watcher.publishAsync(`${prefix}health`, '', { qos: 1, retain: true });
+    await watcher.endAsync();
   }
 });

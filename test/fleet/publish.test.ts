@@ -21,6 +21,7 @@ import { CommandAuthoriser } from '../../src/transport/authorise';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { auditedHost, goldenInputs, streamFrames, variant } from './support';
+import { ScriptedDevice } from './scripted-device';
 
 const SITE = 'plant-1';
 const ENGINE = { threads: { intraOp: 1 }, warmup: false };
@@ -311,5 +312,113 @@ test('a device that goes offline mid-update times out with the last step seen an
     await device.publishAsync(topics.status, '', { qos: 1, retain: true });
     await device.endAsync();
     await operator.endAsync();
+  }
+});
+
+test('a reused correlation id: the outcome the status kept from the earlier request is not taken for this one, and the canary gate stays shut', async () => {
+  // CHG-1 put 1.2.0 on the canary a minute ago; its status still says so while CHG-1 is sent again, for 1.3.0.
+  const earlier = { outcome: 'done', version: '1.2.0', correlationId: 'CHG-1', ts: new Date(Date.now() - 60_000).toISOString() };
+  const model = { name: 'fashion-sgmoe', version: '1.2.0' };
+  const fleet = { watchWindowMs: 1000 };
+  const canary = await ScriptedDevice.start(broker.url, SITE, 'reused-canary', { model, fleet, lastUpdate: earlier }, async (correlationId, device) => {
+    // As the node: the status says the new run is downloading beside the old lastUpdate, then that the run failed.
+    // Its final reply is lost (sent while it was cut from the broker): only the status tells.
+    await device.progress(correlationId, 'requested', '1.3.0');
+    await device.status('online', { model, fleet, lastUpdate: earlier, update: { step: 'downloading', version: '1.3.0', correlationId, since: new Date().toISOString() } });
+    await device.progress(correlationId, 'downloading', '1.3.0');
+    const error = { code: 'E_DOWNLOAD_REFUSED', message: 'the connection was refused' };
+    await device.status('online', { model, fleet, lastUpdate: { outcome: 'failed', version: '1.3.0', correlationId, error, at: 'downloading', ts: new Date().toISOString() } });
+  });
+  const line = await ScriptedDevice.start(broker.url, SITE, 'reused-line', { model, fleet });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-reused' });
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['reused-canary', 'reused-line'],
+      canary: ['reused-canary'],
+      request: { ...packed.v2.request, version: '1.3.0', url: `${server.url}nowhere.tar` },
+      key: operatorKey,
+      correlationId: 'CHG-1',
+      replyTimeoutMs: 20_000,
+      canaryWindowMs: 500,
+    });
+    expect(report.canary?.devices).toEqual([
+      expect.objectContaining({ device: 'reused-canary', outcome: 'failed', version: '1.2.0', code: 'E_DOWNLOAD_REFUSED', reason: expect.stringContaining("told by the device's status") }),
+    ]);
+    expect(report.devices).toEqual([expect.objectContaining({ device: 'reused-line', outcome: 'skipped' })]);
+    expect(line.received).toBe(0);
+  } finally {
+    await operator.endAsync();
+    await canary.close();
+    await line.close();
+  }
+});
+
+test('a canary that restarts during the canary window is not healthy, though it is online and reporting health when the window ends', async () => {
+  const model = { name: 'fashion-sgmoe', version: '1.0.0' };
+  const canary = await ScriptedDevice.start(broker.url, SITE, 'restarting-canary', { model, fleet: { watchWindowMs: 0 } }, async (correlationId, device) => {
+    await device.progress(correlationId, 'requested', '1.1.0');
+    await device.status('online', { model: { ...model, version: '1.1.0' }, fleet: { watchWindowMs: 0 } });
+    await device.done(correlationId, '1.1.0');
+  });
+  const watcher = await connectAsync(broker.url, { clientId: 'restart-watcher' });
+  await canary.watchWill(watcher);
+  const operator = await connectAsync(broker.url, { clientId: 'operator-restart' });
+  let restarted: Promise<void> = Promise.resolve();
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['restarting-canary'],
+      canary: ['restarting-canary'],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 20_000,
+      canaryWindowMs: 3000,
+      // Killed -9 as the window begins, and back (online, reporting health) well before it ends.
+      onPhase: (phase) => void (phase.phase === 'canary-window' && (restarted = canary.restart())),
+    });
+    await restarted;
+    expect(report.canary).toEqual({
+      ok: false,
+      devices: [expect.objectContaining({ device: 'restarting-canary', outcome: 'unhealthy', code: 'E_CANARY_UNHEALTHY', reason: expect.stringMatching(/^went offline during the window \(lost; .*\), then came back/) })],
+    });
+  } finally {
+    await operator.endAsync();
+    await watcher.endAsync();
+    await canary.close();
+  }
+});
+
+test('a device whose status says offline when its turn comes is not sent the command and is skipped at once, not waited for', async () => {
+  const model = { name: 'fashion-sgmoe', version: '1.0.0' };
+  const canary = await ScriptedDevice.start(broker.url, SITE, 'gate-canary', { model, fleet: { watchWindowMs: 0 } }, async (correlationId, device) => {
+    await device.progress(correlationId, 'requested', '1.1.0');
+    await device.done(correlationId, '1.1.0');
+  });
+  const gone = await ScriptedDevice.start(broker.url, SITE, 'gone-line', { model });
+  await gone.status('offline', { model });
+  const operator = await connectAsync(broker.url, { clientId: 'operator-offline' });
+  try {
+    const report = await publishUpdate({
+      client: operator,
+      site: SITE,
+      devices: ['gate-canary', 'gone-line'],
+      canary: ['gate-canary'],
+      request: { ...packed.v2.request, url: `${server.url}v2.tar` },
+      key: operatorKey,
+      replyTimeoutMs: 120_000,
+      canaryWindowMs: 300,
+    });
+    expect(report.canary?.ok).toBe(true);
+    expect(report.devices).toEqual([
+      expect.objectContaining({ device: 'gone-line', outcome: 'skipped', code: 'E_DEVICE_OFFLINE', reason: expect.stringMatching(/^offline when its turn came \(lost; .*\): not sent/) }),
+    ]);
+    expect(gone.received).toBe(0);
+  } finally {
+    await operator.endAsync();
+    await canary.close();
+    await gone.close();
   }
 });

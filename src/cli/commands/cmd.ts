@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { SgmoeError, errorMessage } from '../../errors';
-import { connectOperator } from '../../fleet/broker';
+import { closeOperator, connectOperator } from '../../fleet/broker';
 import { checkTargets } from '../../fleet/inventory';
 import { readPrivateKey } from '../../fleet/keys';
 import { sendCommand } from '../../fleet/remote-command';
@@ -59,7 +59,7 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
     });
     process.exitCode = reply.ok ? 0 : 2;
   } finally {
-    await client.endAsync();
+    await closeOperator(client);
   }
 }
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { connectOperator } from '../../fleet/broker';
+import { BrokerLink, closeOperator, connectOperator, RECONNECT_MS } from '../../fleet/broker';
 import { readInventory, type Inventory } from '../../fleet/inventory';
 import { DEFAULT_TOPIC_PREFIX } from '../../protocol';
 
@@ -21,20 +21,28 @@ export function register(program: Command): void {
     .requiredOption('--site <site>', 'the site whose devices to list')
     .option('--topic-prefix <prefix>', 'device topic prefix', DEFAULT_TOPIC_PREFIX)
     .option('--json', 'one JSON object instead of a table')
-    .option('--watch', 'keep following the site and print the table again on every change (Ctrl-C to stop)')
+    .option('--watch', 'keep following the site and print the table again on every change, through broker restarts (Ctrl-C to stop)')
     .action(async (flags: StatusFlags) => {
       const client = await connectOperator(flags.broker, `sgmoe-fleet-${process.pid}`);
       const print = (inventory: Inventory) => process.stdout.write(flags.json ? `${JSON.stringify(inventory)}\n` : formatInventory(inventory));
-      const { inventory, stop } = await readInventory(client, { site: flags.site, topicPrefix: flags.topicPrefix, onChange: flags.watch ? print : undefined });
-      print(inventory);
-      if (!flags.watch) {
-        await stop();
-        await client.endAsync();
-        return;
+      // Lines for people: beside a table on stdout, on stderr beside JSON lines.
+      const say = (line: string) => (flags.json ? process.stderr : process.stdout).write(`${line}\n`);
+      let link: BrokerLink | null = null;
+      try {
+        const { inventory, stop } = await readInventory(client, { site: flags.site, topicPrefix: flags.topicPrefix, onChange: flags.watch ? print : undefined });
+        print(inventory);
+        if (!flags.watch) return await stop();
+        // The client reconnects (its retry timer keeps the watch alive) and resubscribes: the retained status comes again.
+        link = new BrokerLink(client, {
+          lost: (o) => say(`broker ${flags.broker} lost at ${new Date(o.lost).toISOString()}: reconnecting every ${RECONNECT_MS / 1000} s; the table above may be stale`),
+          back: (o) => say(`broker ${flags.broker} back after ${((o.back! - o.lost) / 1000).toFixed(1)} s: reading the site's retained status again`),
+        });
+        await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
+        await stop().catch(() => undefined);
+      } finally {
+        link?.stop();
+        await closeOperator(client);
       }
-      await new Promise<void>((resolve) => process.once('SIGINT', resolve).once('SIGTERM', resolve));
-      await stop();
-      await client.endAsync();
     });
 }
 

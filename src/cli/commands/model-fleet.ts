@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { connectOperator } from '../../fleet/broker';
+import { BrokerLink, bounded, closeOperator, connectOperator, describeOutage, RECONNECT_MS } from '../../fleet/broker';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
 import { checkTargets, type DeviceEntry } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
@@ -22,6 +22,8 @@ import { list, seconds } from '../options';
 const print = (line: string): void => void process.stdout.write(line + '\n');
 /** How often publish says which devices are still at which step. */
 const TICK_MS = 10_000;
+/** How long the retained chunks' removal may take at the end. */
+const CLEAR_CHUNKS_MS = 30_000;
 
 interface PublishFlags {
   broker: string;
@@ -100,19 +102,28 @@ export function registerFleetModelCommands(model: Command): void {
     .description('send an update command to devices, canaries first, showing each step; exit 2 when any device did not finish it')
     .action(async (pkg: string, opts: PublishFlags) => {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new SgmoeError('E_USAGE', 'expected exactly one of --url URL (e.g. from `sgmoe model serve`) or --chunks');
+      if ((await stat(pkg).catch(() => null))?.isDirectory()) {
+        throw new SgmoeError('E_USAGE', `${pkg}: expected a signed package tar, found a directory: pack and sign it first (\`sgmoe model pack ${pkg} OUT.tar\`, then \`sgmoe model sign OUT.tar --key KEY\`)`);
+      }
       const [manifest, signature, sha256, key] = await Promise.all([readTarManifest(pkg), readPackageSignature(pkg), sha256File(pkg), readPrivateKey(opts.key)]);
       const client = await connectOperator(opts.broker, `sgmoe-publish-${process.pid}`);
+      // The client reconnects by itself; the operator hears of it, and the retained status tells what happened meanwhile.
+      const link = new BrokerLink(client, {
+        lost: (o) => print(`broker ${opts.broker} lost at ${new Date(o.lost).toISOString()}: reconnecting every ${RECONNECT_MS / 1000} s; each device's deadline still runs`),
+        back: (o) => print(`broker ${opts.broker} back after ${((o.back! - o.lost) / 1000).toFixed(1)} s: replies sent meanwhile are lost, each device's retained status tells how its update went`),
+      });
       let ticker: NodeJS.Timeout | undefined;
       try {
         const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
         const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets);
         const known = inventory.devices.filter((d) => targets.includes(d.device));
+        checkOnline(known);
         checkCanaryWindow(known.filter((d) => opts.canary?.includes(d.device)), opts.window * 1000);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
         const request: UpdateRequestInput = opts.url
           ? { ...base, url: opts.url }
-          : { ...base, chunks: await publishChunks(client, pkg, `${site}packages/${sha256}`) };
+          : { ...base, chunks: await bounded(client, publishChunks(client, pkg, `${site}packages/${sha256}`), opts.timeout * 1000, 'publishing the package chunks') };
         print(`publishing ${manifest.name} ${manifest.version} (${(await stat(pkg)).size} bytes, ${basename(pkg)}); deadlines:`);
         for (const line of explainDeadlines(known, opts.timeout * 1000)) print(`  ${line}`);
         const running = new Map<string, { step: string | null; stepAt: number; sentAt: number }>();
@@ -148,12 +159,21 @@ export function registerFleetModelCommands(model: Command): void {
           logger: createLogger('sgmoe-publish', process.env.SGMOE_LOG_LEVEL ?? 'warn'),
         });
         print(formatOutcomes(report));
+        const down = link.down;
+        if (down) {
+          const chunks = request.chunks ? `; the package chunks stay retained under ${request.chunks.topic}/` : '';
+          throw new SgmoeError(
+            'E_MQTT_LOST',
+            `${describeOutage(down)} by the end of the rollout: the table tells what was known then (a device may have ended its update since)${chunks}; read \`sgmoe fleet status --broker ${opts.broker} --site ${opts.site}\` once the broker is back`,
+          );
+        }
         // Every device has answered or timed out: the retained chunks would otherwise sit on the broker for good.
-        if (request.chunks) await clearChunks(client, request.chunks);
+        if (request.chunks) await bounded(client, clearChunks(client, request.chunks), CLEAR_CHUNKS_MS, `removing the retained package chunks under ${request.chunks.topic}/`);
         process.exitCode = report.ok ? 0 : 2;
       } finally {
         clearInterval(ticker);
-        await client.endAsync();
+        link.stop();
+        await closeOperator(client);
       }
     });
 
@@ -170,12 +190,34 @@ export function registerFleetModelCommands(model: Command): void {
       const config = opts.config ? await readConfigFile(opts.config) : undefined;
       const root = opts.root ?? config?.fleet?.root;
       if (opts.config && !root) throw new SgmoeError('E_USAGE', `${opts.config} has no fleet section: expected fleet.root, or --root DIR`);
+      if (!root && !(opts.broker && opts.site && opts.device)) {
+        throw new SgmoeError(
+          'E_USAGE',
+          'rollback: expected --broker, --site and --device (a running device, over MQTT, signed with --key), or --config FILE or --root DIR (on a device whose node is stopped)',
+        );
+      }
       if (!root) return runRemoteCommand(opts, 'rollback', undefined);
       const audit = opts.audit ?? config?.audit?.file;
       const done = await rollbackStopped({ root, audit, correlationId: opts.id });
       print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
       if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
+}
+
+/**
+ * A device whose status says offline would never get the command: it is not queued for it (nodes connect with a clean
+ * session), so publish would only wait out its --timeout. Refused at once, before anything is sent.
+ */
+function checkOnline(targets: DeviceEntry[]): void {
+  const offline = targets.filter((d) => d.state === 'offline');
+  if (offline.length === 0) return;
+  const listed = offline.map((d) => `${d.device} (${d.reason ?? 'offline'}, last seen ${d.lastSeen ?? 'never'})`).join(', ');
+  throw new SgmoeError(
+    'E_DEVICE_OFFLINE',
+    `offline by its retained status: ${listed}. A command is not kept for an offline device, so it would never get this update: ` +
+      'start its node and publish once `sgmoe fleet status` shows it online, or leave it out of --device and --canary',
+    { offline: offline.map((d) => d.device) },
+  );
 }
 
 /** A canary window shorter than a canary's health interval would see no health report and always fail it. */

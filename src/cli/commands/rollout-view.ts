@@ -35,9 +35,9 @@ export function formatPhase(p: RolloutPhase): string {
   }
 }
 
-/** A line for the devices still running, for the periodic "still going" print. */
+/** A line for the devices still running, for the periodic "still going" print: the time at this step, and since the command. */
 export function formatRunning(running: Array<{ device: string; step: string | null; stepMs: number; elapsedMs: number }>): string {
-  return `  … ${running.map((r) => `${r.device} ${r.step ?? 'sent'} for ${secs(r.stepMs)} (${secs(r.elapsedMs)} in all)`).join('; ')}`;
+  return `  … ${running.map((r) => `${r.device} ${r.step ?? 'sent'} for ${secs(r.stepMs)} (command sent ${secs(r.elapsedMs)} ago)`).join('; ')}`;
 }
 
 /** The final table: device, outcome, version, duration, error code and reason. */
