@@ -177,6 +177,8 @@ export class DeviceWatch {
 
   /** Starts the clock when the command goes out. */
   sent(timeoutMs: number): void {
+    // No status read before the send: none that comes after it is from before the request.
+    this.before ??= null;
     this.sentAt = Date.now();
     this.extendTo(this.sentAt + timeoutMs);
   }

@@ -13,14 +13,19 @@ const goldenDecisionSchema = z.object({
   baseConfidence: z.number(),
 });
 
+/** The factories write 1e-3 / 1e-4 and 1e-5; ORT and PyTorch were measured at most 3.7e-6 apart, relatively. */
+export const MAX_TOLERANCE = 1e-2;
+export const MAX_RELATIVE_TOLERANCE = 1e-4;
+
 /** selftest.json: golden inputs with the outputs PyTorch produced for every part, and the final decisions. */
 export const selftestSchema = z.object({
   format: z.literal('sgmoe-selftest/1'),
   /** Absolute part of the tolerance of every compared number: |ORT - PyTorch| <= tolerance + relativeTolerance x |PyTorch|. */
-  tolerance: z.number().positive(),
+  // Both bounded: a package whose tolerance was raised until a wrong part passes (all zeros at rtol 1) is refused.
+  tolerance: z.number().positive().max(MAX_TOLERANCE),
   // Relative part, as numpy.allclose's rtol: float32 keeps a share of a value, so a score of 6e4 cannot hold 1e-3.
   // Absent in packages built before it: absolute only, as they were checked then.
-  relativeTolerance: z.number().nonnegative().optional(),
+  relativeTolerance: z.number().nonnegative().max(MAX_RELATIVE_TOLERANCE).optional(),
   routing: z.object({ threshold: z.number(), topK: z.number().int().positive(), baseWeight: z.number() }),
   cases: z
     .array(

@@ -48,3 +48,20 @@ describe('self-test tolerance: absolute plus relative, as numpy.allclose', () =>
     expect(report.selftest!.failures[0].message).toMatch(/differs from PyTorch by 2\.\d+e-3, where PyTorch gives .* \(tolerance 0\.001 \+ 0\.00001 x \|PyTorch\|\)/);
   });
 });
+
+describe('self-test tolerance bounds', () => {
+  it('a package whose tolerance was raised until anything passes is refused as a bad package, not verified', async () => {
+    for (const [field, value] of [['relativeTolerance', 1], ['tolerance', 0.5]] as const) {
+      const dir = copyPackage(join(tmp.path, `loose-${field}`), LINE);
+      const file = join(dir, 'selftest.json');
+      const selftest = JSON.parse(readFileSync(file, 'utf8'));
+      selftest[field] = value;
+      // With it, a part that gives only zeros would pass: each score lies within 1 x itself of 0.
+      for (const c of selftest.cases) c.outputs.experts[0].score = c.outputs.experts[0].score.map(() => 0);
+      writeFileSync(file, JSON.stringify(selftest));
+      const report = await verifyPackage(dir, ONE_THREAD);
+      expect(report.ok).toBe(false);
+      expect(report.checks.find((c) => c.name === 'selftest')).toMatchObject({ ok: false, code: 'E_SELFTEST_INVALID', detail: expect.stringContaining(`${field}: Too big`) });
+    }
+  });
+});

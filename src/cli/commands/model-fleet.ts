@@ -160,7 +160,10 @@ export function registerFleetModelCommands(model: Command): void {
         });
         print(formatOutcomes(report));
         const down = link.down;
-        if (down) {
+        // Every device done: the rollout succeeded whatever the broker does now; only its retained chunks wait.
+        if (down && report.ok) {
+          process.stderr.write(`${describeOutage(down)} by the end of the rollout: every device is done${request.chunks ? `; the package chunks stay retained under ${request.chunks.topic}/ until removed` : ''}\n`);
+        } else if (down) {
           const chunks = request.chunks ? `; the package chunks stay retained under ${request.chunks.topic}/` : '';
           throw new SgmoeError(
             'E_MQTT_LOST',
@@ -168,7 +171,7 @@ export function registerFleetModelCommands(model: Command): void {
           );
         }
         // Every device has answered or timed out: the retained chunks would otherwise sit on the broker for good.
-        if (request.chunks) await bounded(client, clearChunks(client, request.chunks), CLEAR_CHUNKS_MS, `removing the retained package chunks under ${request.chunks.topic}/`);
+        if (request.chunks && !down) await bounded(client, clearChunks(client, request.chunks), CLEAR_CHUNKS_MS, `removing the retained package chunks under ${request.chunks.topic}/`);
         process.exitCode = report.ok ? 0 : 2;
       } finally {
         clearInterval(ticker);
