@@ -183,6 +183,12 @@ export class DeviceWatch {
     this.extendTo(this.sentAt + timeoutMs);
   }
 
+  /** The rollout ended (or failed) without this device's outcome: its deadlines must not keep the process alive. */
+  dispose(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.statusTimer) clearTimeout(this.statusTimer);
+  }
+
   private extendTo(deadline: number): void {
     if (this.final || deadline <= this.deadline) return;
     this.deadline = deadline;

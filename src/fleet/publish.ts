@@ -179,6 +179,7 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     const devices = await send(rest);
     return { correlationId, canary, devices, ok: devices.every((o) => o.outcome === 'done') };
   } finally {
+    for (const watch of watches.values()) watch.dispose();
     client.removeListener('message', onMessage);
     link.stop();
     await bounded(client, client.unsubscribeAsync([...byTopic.keys()]), UNSUBSCRIBE_MS, 'unsubscribing').catch(() => undefined);
