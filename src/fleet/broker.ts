@@ -1,5 +1,6 @@
 import { connectAsync, type MqttClient } from 'mqtt';
 import { SgmoeError, errorMessage } from '../errors';
+import { bounded } from '../transport/bounded';
 
 const EXAMPLE = 'for example --broker mqtt://broker.plant.local:1883';
 const SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:', 'tcp:', 'ssl:']);
@@ -112,26 +113,6 @@ export function describeOutage(o: Outage): string {
   const why = o.error ? ` (${o.error})` : '';
   const back = o.back === null ? 'not back' : `back after ${((o.back - o.lost) / 1000).toFixed(1)} s`;
   return `the broker connection was lost at ${new Date(o.lost).toISOString()}${why}, ${back}`;
-}
-
-/**
- * A wait on the client that ends by `ms` whatever the broker does: a request sent while it is away waits in
- * mqtt.js until it is back, which may be never. Past `ms` it fails with E_MQTT_LOST, naming `what`.
- */
-export async function bounded<T>(client: MqttClient, work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const state = client.connected ? 'connected, but it did not answer' : 'the connection is lost';
-      reject(new SgmoeError('E_MQTT_LOST', `${what}: no answer from the broker within ${(ms / 1000).toFixed(1)} s (${state})`, { what, ms }));
-    }, ms);
-  });
-  void work.catch(() => undefined); // the race below may leave it behind
-  try {
-    return await Promise.race([work, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Ends the connection: a clean disconnect when the broker is there (bounded), else at once; never waits for a broker that is gone. */

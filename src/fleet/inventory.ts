@@ -4,7 +4,7 @@ import type { MqttClient } from 'mqtt';
 import { SgmoeError } from '../errors';
 import { healthPayloadSchema, statusPayloadSchema, topicsFor, type HealthPayload, type StatusPayload } from '../protocol';
 import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, type LastUpdate } from '../protocol/update';
-import { bounded } from './broker';
+import { bounded } from '../transport/bounded';
 
 /** How long the broker has to hand over a site's retained messages, and to drop the subscription again. */
 const READ_MS = 10_000;

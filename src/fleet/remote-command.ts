@@ -4,7 +4,7 @@ import { SgmoeError } from '../errors';
 import { COMMANDS, isCommandName } from '../protocol/command';
 import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
-import { bounded } from './broker';
+import { bounded } from '../transport/bounded';
 import { signCommand } from './command-signature';
 
 /** How long the reply subscription's removal may take once the command ended (the broker may be gone by then). */

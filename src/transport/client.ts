@@ -24,6 +24,7 @@ import {
   type StatusPayload,
 } from '../protocol/payloads';
 import { topicsFor, type Topics } from '../protocol/topics';
+import { bounded } from './bounded';
 
 /** A frame the node could not decide, for `rejected`. */
 export interface Rejection {
@@ -200,8 +201,8 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
     const client = this.client;
     if (client && wasOnline) {
       try {
-        await withTimeout(client.publishAsync(this.topics.status, this.statusPayload('offline', 'shutdown'), { qos: 1, retain: true }), SHUTDOWN_TIMEOUT_MS);
-        await withTimeout(client.endAsync(), SHUTDOWN_TIMEOUT_MS);
+        await bounded(client, client.publishAsync(this.topics.status, this.statusPayload('offline', 'shutdown'), { qos: 1, retain: true }), SHUTDOWN_TIMEOUT_MS, 'publishing the shutdown status');
+        await bounded(client, client.endAsync(), SHUTDOWN_TIMEOUT_MS, 'disconnecting');
       } catch (err) {
         this.log.warn({ err: errorMessage(err) }, 'clean disconnect failed; the broker will publish the last will instead');
         client.end(true);
@@ -573,12 +574,4 @@ export function describeConnectionError(err: Error & { code?: unknown }, url: st
     );
   }
   return new SgmoeError('E_MQTT_CONNECTION', `connection to ${url} failed: ${err.message}`, { errno: code }, { cause: err });
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from the broker within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { basename, resolve } from 'node:path';
-import { BrokerLink, bounded, closeOperator, connectOperator, describeOutage, RECONNECT_MS } from '../../fleet/broker';
+import { BrokerLink, closeOperator, connectOperator, describeOutage, RECONNECT_MS } from '../../fleet/broker';
+import { bounded } from '../../transport/bounded';
 import { clearChunks, publishChunks } from '../../fleet/chunks';
 import { checkTargets, type DeviceEntry } from '../../fleet/inventory';
 import { generateSigningKey, readPrivateKey } from '../../fleet/keys';
