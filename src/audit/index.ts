@@ -23,6 +23,7 @@ export {
   type AuditEventRow,
   type AuditFilter,
   type AuditStats,
+  type AnomalyStats,
   type QueryOptions,
 } from './query';
 export {

@@ -146,6 +146,19 @@ export interface AuditStats {
   alarms: { events: AuditEventRow[]; active: AuditEventRow[] };
   /** Files found unreadable and moved aside (the audit log's, the outbox's), whatever the window: earlier rows are there. */
   recovered: AuditEventRow[];
+  /** Anomaly packages' decisions (null when the window has none) and the operators' standing verdicts on them. */
+  anomaly: AnomalyStats | null;
+}
+
+export interface AnomalyStats {
+  decided: number;
+  anomalous: number;
+  rate: number;
+  /**
+   * Decisions with an operator's verdict (the latest per decision), and where the verdict and the model disagree:
+   * frames flagged but judged good (false alarms), frames passed but judged a defect (misses).
+   */
+  reviewed: { good: number; defect: number; falseAlarms: number; misses: number };
 }
 
 export function auditStats(db: Database, filter: AuditFilter): AuditStats {
@@ -186,7 +199,27 @@ export function auditStats(db: Database, filter: AuditFilter): AuditStats {
     latencyUs: latency(db, okSql, params),
     alarms: alarmsIn(db, filter),
     recovered: listEvents(db, {}, ['db_recovered']),
+    anomaly: anomalyStats(db, okSql, params),
   };
+}
+
+/** Anomalous is label index 1 of an anomaly package, whose rows carry the threshold the verdict was taken at. */
+function anomalyStats(db: Database, okSql: string, params: Record<string, string | number>): AnomalyStats | null {
+  const inWindow = `SELECT id, label_index FROM decisions ${okSql} AND threshold IS NOT NULL`;
+  const counts = db.prepare(`SELECT count(*) AS decided, coalesce(sum(label_index = 1), 0) AS anomalous FROM (${inWindow})`).get(params) as {
+    decided: number;
+    anomalous: number;
+  };
+  if (counts.decided === 0) return null;
+  const reviewed = db
+    .prepare(
+      `SELECT coalesce(sum(r.verdict = 'good'), 0) AS good, coalesce(sum(r.verdict = 'defect'), 0) AS defect,
+              coalesce(sum(r.verdict = 'good' AND d.label_index = 1), 0) AS falseAlarms,
+              coalesce(sum(r.verdict = 'defect' AND d.label_index = 0), 0) AS misses
+       FROM (${inWindow}) d JOIN reviews r ON r.id = (SELECT max(id) FROM reviews WHERE decision_id = d.id)`,
+    )
+    .get(params) as AnomalyStats['reviewed'];
+  return { ...counts, rate: counts.anomalous / counts.decided, reviewed };
 }
 
 /** Nearest-rank percentiles of total_us in one sorted pass. */

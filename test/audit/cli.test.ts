@@ -2,10 +2,10 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuditWriter, EventLog, openAuditDb } from '../../src/audit';
+import { AuditWriter, EventLog, decidedRecord, openAuditDb } from '../../src/audit';
 import { parseTime } from '../../src/cli/commands/audit';
 import { tempDir } from '../helpers/tmp';
-import { decided, rejected } from './records';
+import { decided, decision, rejected } from './records';
 import { auditCli as sgmoe } from '../helpers/audit-cli';
 
 const tmp = tempDir('sgmoe-audit-cli-');
@@ -51,6 +51,36 @@ test('stats as text names the counts, shares and latency', async () => {
   expect(text).toContain('decisions: 33 (ok 30, rejected 3, dropped 0)');
   expect(text).toMatch(/experts \(30 routed\): #0 8 \(26\.7%\)/);
   expect(text).toMatch(/latency total_us: p50 \d+/);
+});
+
+test('stats counts an anomaly package\'s verdicts and the operators\' standing reviews of them, window by window', async () => {
+  const anomalyDb = join(tmp.path, 'anomaly.db');
+  const { db } = openAuditDb(anomalyDb);
+  const writer = new AuditWriter(db);
+  // Every third frame flagged (a-0, a-3, a-6, a-9); a-10 and a-11 decided two days ago.
+  const flagged = (i: number) => i % 3 === 0;
+  for (let i = 0; i < 12; i++) {
+    const verdict = flagged(i) ? 'anomalous' : 'good';
+    const d = { ...decision(i, i % 2), frameId: `a-${i}`, labelIndex: flagged(i) ? 1 : 0, label: verdict };
+    d.extra = { anomaly: { score: flagged(i) ? 1.5 : 0.2, threshold: 1, verdict, grid: [1, 1], map: [0] } };
+    writer.record(decidedRecord(d, { frameId: `a-${i}`, source: 'dir:/in' }, i < 10 ? now - 1000 + i : now - 48 * HOUR + i));
+  }
+  writer.close();
+  db.close();
+  const review = (frame: string, verdict: string) => sgmoe('review', '--db', anomalyDb, '--frame', frame, '--verdict', verdict, '--by', 'anna');
+  await review('a-0', 'defect'); // agrees
+  await review('a-3', 'defect');
+  await review('a-3', 'good'); // corrected: the latest stands, a false alarm
+  await review('a-4', 'defect'); // a miss
+  await review('a-10', 'good'); // agrees, outside the last hour
+
+  const stats = JSON.parse(await sgmoe('stats', '--db', anomalyDb, '--since', '1h', '--json'));
+  expect(stats.anomaly).toEqual({ decided: 10, anomalous: 4, rate: 0.4, reviewed: { good: 1, defect: 2, falseAlarms: 1, misses: 1 } });
+  const text = await sgmoe('stats', '--db', anomalyDb);
+  expect(text).toContain('anomalies: 4 of 12 (33.3%); reviewed 4 (good 2, defect 2), false alarms 1, misses 1');
+  // A classification log has no anomaly line.
+  expect(JSON.parse(await sgmoe('stats', '--db', file, '--json')).anomaly).toBeNull();
+  expect(await sgmoe('stats', '--db', file)).not.toContain('anomalies:');
 });
 
 test('query filters by expert and status and prints one JSON row per line', async () => {

@@ -17,6 +17,7 @@ import {
   openAuditDbReadOnly,
   type AuditFilter,
   type AuditStats,
+  type AnomalyStats,
   DEFAULT_DEFECT_KIND,
   alarmName,
   contradicted,
@@ -239,6 +240,11 @@ function exportDataset(raw: Record<string, unknown>, out: Writable): void {
   }
 }
 
+function anomalyLine(a: AnomalyStats, pct: (x: number | null) => string): string {
+  const r = a.reviewed;
+  return `anomalies: ${a.anomalous} of ${a.decided} (${pct(a.rate)}); reviewed ${r.good + r.defect} (good ${r.good}, defect ${r.defect}), false alarms ${r.falseAlarms}, misses ${r.misses}`;
+}
+
 function formatStats(file: string, s: AuditStats): string {
   const iso = (t: number | undefined) => (t === undefined ? '…' : new Date(t).toISOString());
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
@@ -250,6 +256,7 @@ function formatStats(file: string, s: AuditStats): string {
     `experts (${s.routed} routed): ${s.experts.map((e) => `#${e.expert} ${e.count} (${pct(e.share)})`).join(', ') || 'none'}`,
     `latency total_us: ${s.latencyUs ? `p50 ${s.latencyUs.p50}, p90 ${s.latencyUs.p90}, p99 ${s.latencyUs.p99}, max ${s.latencyUs.max}` : 'n/a'}`,
     `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${alarmName(a)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
+    ...(s.anomaly ? [anomalyLine(s.anomaly, pct)] : []),
     ...s.recovered.map((e) => `recovered ${iso(e.ts)}: ${e.message}`),
   ];
   return `${lines.join('\n')}\n`;
