@@ -122,6 +122,9 @@ describe('anomaly dashboard', () => {
     expect(await sum('decided')).toBe(decided);
     const anomalousInChart = await sum('anomalous');
     expect(anomalousInChart).toBe(anomalous.length);
+    // The scale's label fits in the chart at its widest, a line where every frame is anomalous.
+    const labelLeft = await page.evaluate(`(() => { const t = document.querySelector('#anomaly-chart svg text'); t.textContent = '100.0 %'; return t.getBBox().x; })()`);
+    expect(labelLeft).toBeGreaterThanOrEqual(0);
   });
 
   it('a click marks a frame defect or good: the row says so and the audit log holds the verdict, who and via', async () => {

@@ -59,7 +59,7 @@ export const ANOMALY_SCRIPT = `
 ${DOM_HELPERS}
 
   function renderAnomalyRate(r) {
-    var W = 900, H = 120, left = 44, bottom = 20, top = 8;
+    var W = 900, H = 120, left = 60, bottom = 20, top = 8; // left: room for the scale's widest label, '100.0 %'
     var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: '100%', role: 'img', 'aria-label': 'anomaly rate over time' });
     var rates = r.buckets.map(function (b) { return b.decided ? b.anomalous / b.decided : 0; });
     var max = Math.max(0.01, Math.max.apply(null, rates));
