@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
@@ -219,6 +219,41 @@ describe('edge node end to end', () => {
     expect(stderr).toMatch(/SIGHUP: finishing the frames in flight/);
     expect(stdout).toMatch(/ingested 12 = decided 12 /);
     expect(auditRows(join(dir, 'audit.db'))).toHaveLength(12);
+  });
+
+  it('started by npm (npx sgmoe run, npm start), it stops as on SIGTERM when npm goes: npm does not pass the signal on', async () => {
+    const dir = join(tmp.path, 'npm-parent');
+    const inbox = hotFolder(join(dir, 'inbox'), 12);
+    const configFile = join(dir, 'node.json');
+    writeFileSync(configFile, JSON.stringify({ model: BUNDLED, device: 'x86_64-cpu', threads: 1, sources: [{ uri: `dir:${inbox}` }], audit: { file: join(dir, 'audit.db') } }));
+    const [outFile, errFile] = [join(dir, 'out.log'), join(dir, 'err.log')];
+    // npm's place: a process that starts the node with npm's environment and prints its pid, killed as npm is.
+    const launcher = `const { openSync } = require('node:fs');
+      const child = require('node:child_process').spawn(process.execPath, ${JSON.stringify(sgmoeArgs('run', '--config', configFile))},
+        { cwd: ${JSON.stringify(ROOT)}, stdio: ['ignore', openSync(${JSON.stringify(outFile)}, 'w'), openSync(${JSON.stringify(errFile)}, 'w')] });
+      console.log(child.pid);
+      setInterval(() => {}, 1000);`;
+    const npm = spawn(process.execPath, ['-e', launcher], { env: { ...process.env, npm_command: 'exec' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const pid = Number(await new Promise<string>((r) => npm.stdout.once('data', (d: Buffer) => r(d.toString()))));
+    const running = () => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      await waitUntil(() => existsSync(join(inbox, 'done')) && readdirSync(join(inbox, 'done')).length === 12, 60_000, 'the folder handled');
+      npm.kill('SIGKILL');
+      await waitUntil(() => !running(), 30_000, 'the node stopped');
+      expect(readFileSync(errFile, 'utf8')).toMatch(/the npm process that started the node has gone .*: finishing the frames in flight/);
+      expect(readFileSync(outFile, 'utf8')).toMatch(/ingested 12 = decided 12 /);
+      expect(auditRows(join(dir, 'audit.db'))).toHaveLength(12);
+    } finally {
+      npm.kill('SIGKILL');
+      if (running()) process.kill(pid, 'SIGKILL');
+    }
   });
 });
 

@@ -9,6 +9,7 @@ import { startDashboard } from '../../node/dashboard';
 import { BUNDLED_MODEL, demoConfig, sampleCamera } from '../../node/demo';
 import type { NodeSource } from '../../node/edge-node';
 import { finalSummary, liveLine } from '../../node/summary';
+import { onNpmParentGone } from '../npm-parent';
 import { number, port } from '../options';
 
 interface RunOptions {
@@ -109,17 +110,19 @@ export function register(program: Command): void {
 
       const live = process.stdout.isTTY && !opts.demo ? setInterval(() => process.stdout.write(`\r${liveLine(node.snapshot())}\x1b[K`), 1000) : null;
       let signals = 0;
-      const onSignal = (signal: NodeJS.Signals) => {
+      const onSignal = (signal: NodeJS.Signals | 'npm gone') => {
         signals++;
         if (signals > 1) {
           process.stderr.write(`\n${signal} again: exiting now\n`);
           process.exit(130);
         }
-        process.stderr.write(`\n${signal}: finishing the frames in flight (again to force)\n`);
+        const why = signal === 'npm gone' ? 'the npm process that started the node has gone (npm does not pass SIGTERM on)' : signal;
+        process.stderr.write(`\n${why}: finishing the frames in flight (again to force)\n`);
         node.stop().catch((err: unknown) => logger.error({ err: errorMessage(err) }, 'stop failed'));
       };
       // SIGHUP too: a closed terminal or an SSH session that drops must not end the node without its summary.
       for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+      const unwatchNpm = onNpmParentGone(() => onSignal('npm gone'));
 
       process.stderr.write(
         `sgmoe node: ${node.engine.model.name} ${node.engine.model.version}, profile ${profile.name}` +
@@ -133,6 +136,7 @@ export function register(program: Command): void {
       await dashboard?.close();
       if (live) clearInterval(live);
       for (const signal of STOP_SIGNALS) process.removeListener(signal, onSignal);
+      unwatchNpm();
       process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored, testAccuracy: camera.testAccuracy } : undefined)}\n`);
       // Every source failed (a folder that is not there, a camera that refused): the node did not do its job, so a
       // supervisor (systemd Restart=on-failure) must not read the end as a clean stop.
