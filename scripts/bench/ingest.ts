@@ -5,7 +5,9 @@
  * 2. JPEG: 640x480 camera JPEGs to 28x28 gray tensors, the Preprocessor's camera path (libjpeg-turbo through
  *    koffi) and sharp against libjpeg-turbo's DCT-scaled decode in Pillow's draft mode, with where sharp's time goes;
  * 3. capacity: how many 25 fps cameras this machine's cores sustain, from the measured CPU per frame;
- * 4. sharp's other cases (PNG, ROI, 12 MP) and its global concurrency and cache settings.
+ * 4. sharp's other cases (PNG, ROI, 12 MP) and its global concurrency and cache settings;
+ * 5. a camera frame kept as a PNG (an anomalous frame the frame store keeps, one the dashboard holds for review),
+ *    beside the engine's decision of a frame: what keeping it adds.
  *
  *   npx sgmoe bench ingest [--quick] [--stream [rounds]]
  */
@@ -16,6 +18,7 @@ import { join, resolve } from 'node:path';
 import sharp from 'sharp';
 import { Engine } from '../../src/engine/engine';
 import { Preprocessor, VideoSource, type PreprocessOptions } from '../../src/ingest';
+import { pngOf } from '../../src/ingest/raw-png';
 import type { InputSpec } from '../../src/model';
 import { median, printComparison, printHeader, timeRuns, type Row } from './lib';
 
@@ -244,6 +247,7 @@ async function streamAndJpeg(spec: InputSpec): Promise<void> {
     const tensors = await Promise.all(files.slice(0, 16).map((b) => pre.toTensor(b)));
     const engineUs = await cpuPerCall([Buffer.alloc(0)], quick ? 20 : 100, () => engine.inferBatch(tensors)) / tensors.length;
     await engine.dispose();
+    await keptPng(engineUs, passes);
     const perCamera = 25 * (o.cpuUsPerFrame + engineUs);
     const cores = cpus().length;
     printComparison(
@@ -258,6 +262,23 @@ async function streamAndJpeg(spec: InputSpec): Promise<void> {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A camera frame's PNG (src/ingest/raw-png.ts: made once, off the decision path, only for a frame kept or held) at
+ * the sizes models take, against the engine's time per frame measured above. A new frame object per call, since a
+ * frame's PNG is made once.
+ */
+async function keptPng(engineUs: number, passes: number): Promise<void> {
+  const sizes: Array<[number, 1 | 3]> = [[28, 1], [64, 1], [224, 3]];
+  const rows: Row[] = [{ name: 'engine decision per frame (fashion-sgmoe, batch of 16)', value: engineUs, unit: 'µs' }];
+  for (const [side, channels] of sizes) {
+    const data = Buffer.from(Array.from({ length: side * side * channels }, (_, i) => (i * 37 + (i >> 5) * 11) & 255));
+    const raw = () => ({ data, width: side, height: side, channels, format: channels === 1 ? ('gray' as const) : ('rgb' as const), prepared: true });
+    const us = await cpuPerCall([data], passes * 10, () => pngOf({ id: 'f', source: 'bench', receivedAt: 0, raw: raw() }));
+    rows.push({ name: `PNG of a ${side}x${side} ${channels === 1 ? 'gray' : 'RGB'} camera frame, kept or held`, value: us, unit: 'µs' });
+  }
+  printComparison('a camera frame kept as PNG (anomalous frames by default): CPU per kept frame, beside a decision', rows, rows[0].name);
 }
 
 async function main(): Promise<void> {
