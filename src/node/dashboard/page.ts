@@ -194,7 +194,7 @@ ${DOM_HELPERS}  var COLORS = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#b07a
   }
 
   function renderUsage(u) {
-    var W = 900, H = 190, left = 36, bottom = 20, top = 8;
+    var W = 900, H = 190, left = 48, bottom = 20, top = 8; // left: room for a five-digit scale label
     var chart = svg('svg', { viewBox: '0 0 ' + W + ' ' + H, width: '100%', role: 'img', 'aria-label': 'expert usage over time' });
     var totals = u.buckets.map(function (b) { return b.noExpert + b.experts.reduce(function (a, n) { return a + n; }, 0); });
     var max = Math.max(1, Math.max.apply(null, totals));
