@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from '../log';
 import { EventLog, type AuditEvent } from './events';
 import { RoutingHealth, type HealthAlarm, type HealthThresholds, type RoutingStats, type ScoreQuantile } from './health';
 import { openAuditDb, type AuditRecovery } from './open';
-import { activeAlarms, type AuditEventRow } from './query';
+import { activeAlarms, type ActiveAlarmRow } from './query';
 import type { AuditRecord, ModelRef } from './record';
 import { Retention, type RetentionPolicy } from './retention';
 import { AuditWriter, type AuditWriterCounters, type AuditWriterOptions } from './writer';
@@ -122,7 +122,7 @@ export class AuditLog {
   }
 
   /** The alarms this log holds as raised and not cleared, as a restarted node finds them. */
-  activeAlarms(): AuditEventRow[] {
+  activeAlarms(): ActiveAlarmRow[] {
     return activeAlarms(this.parts.db);
   }
 

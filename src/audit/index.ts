@@ -16,6 +16,7 @@ export { openAuditDb, openAuditDbReadOnly, type AuditRecovery, type OpenAuditDbO
 export {
   alarmName,
   auditStats,
+  countDecisions,
   iterateDecisions,
   listEvents,
   queryDecisions,

@@ -73,6 +73,12 @@ export function iterateDecisions(db: Database, filter: AuditFilter, options: Que
   })();
 }
 
+/** How many decisions match a filter. */
+export function countDecisions(db: Database, filter: AuditFilter): number {
+  const { sql, params } = whereClause(filter);
+  return db.prepare(`SELECT count(*) FROM decisions ${sql}`).pluck().get(params) as number;
+}
+
 export function queryDecisions(db: Database, filter: AuditFilter, options: QueryOptions = {}): AuditRow[] {
   return [...iterateDecisions(db, filter, options)];
 }
@@ -143,7 +149,7 @@ export interface AuditStats {
   /** Total decision time, nearest-rank percentiles over decided rows. */
   latencyUs: { p50: number; p90: number; p99: number; max: number } | null;
   /** Alarm events in the window, and the alarms still raised at its end. */
-  alarms: { events: AuditEventRow[]; active: AuditEventRow[] };
+  alarms: { events: AuditEventRow[]; active: ActiveAlarmRow[] };
   /** Files found unreadable and moved aside (the audit log's, the outbox's), whatever the window: earlier rows are there. */
   recovered: AuditEventRow[];
   /** Anomaly packages' decisions (null when the window has none) and the operators' standing verdicts on them. */
@@ -252,13 +258,21 @@ function alarmsIn(db: Database, filter: AuditFilter): AuditStats['alarms'] {
   return { events: history.filter((e) => filter.since === undefined || e.ts >= filter.since), active: raisedIn(history) };
 }
 
+/** A raised alarm: its latest event, and when it was first raised since it was last cleared. */
+export type ActiveAlarmRow = AuditEventRow & { since: number };
+
 /** The alarms raised and not cleared (up to `until`): each alarm's latest event, when it is a raise. */
-export function activeAlarms(db: Database, until?: number): AuditEventRow[] {
+export function activeAlarms(db: Database, until?: number): ActiveAlarmRow[] {
   return raisedIn(listEvents(db, { until }, ['alarm_raised', 'alarm_cleared']));
 }
 
-function raisedIn(history: readonly AuditEventRow[]): AuditEventRow[] {
-  const latest = new Map<string, AuditEventRow>();
-  for (const e of history) latest.set(alarmName(e), e);
+function raisedIn(history: readonly AuditEventRow[]): ActiveAlarmRow[] {
+  const latest = new Map<string, ActiveAlarmRow>();
+  for (const e of history) {
+    // A machine going from one fault to another stays raised since it first left normal, as the node counts it.
+    const previous = latest.get(alarmName(e));
+    const since = e.kind === 'alarm_raised' && previous?.kind === 'alarm_raised' ? previous.since : e.ts;
+    latest.set(alarmName(e), { ...e, since });
+  }
   return [...latest.values()].filter((e) => e.kind === 'alarm_raised');
 }

@@ -48,14 +48,14 @@ export class ConditionAlarms {
    * Takes up the alarms an earlier run raised and never cleared (from the audit log), so this run clears them when
    * their machine is back, rather than leaving them open in the log for ever.
    */
-  restore(open: ReadonlyArray<{ ts: number; message: string; details: Record<string, unknown> | null }>): void {
+  restore(open: ReadonlyArray<{ since: number; message: string; details: Record<string, unknown> | null }>): void {
     for (const e of open) {
       const { kind, machine, to } = e.details ?? {};
       if (typeof machine !== 'string' || (kind !== 'condition_change' && kind !== 'unknown_regime')) continue;
       const s = this.machine(machine);
       if (kind === 'condition_change' && typeof to === 'string') s.condition = to;
       if (kind === 'unknown_regime') s.unknown = true;
-      s.active.set(kind, { kind, machine, message: e.message, since: e.ts });
+      s.active.set(kind, { kind, machine, message: e.message, since: e.since });
     }
   }
 

@@ -7,6 +7,7 @@ import { parseTime } from '../../src/cli/commands/audit';
 import { tempDir } from '../helpers/tmp';
 import { decided, decision, rejected } from './records';
 import { auditCli as sgmoe } from '../helpers/audit-cli';
+import { sgmoeAsync } from '../helpers/cli';
 
 const tmp = tempDir('sgmoe-audit-cli-');
 const file = join(tmp.path, 'audit.db');
@@ -117,6 +118,36 @@ test('the sgmoe command itself: audit export as JSONL to stdout, and exit 1 with
     code: 1,
     stderr: expect.stringContaining('E_AUDIT_NOT_FOUND'),
   });
+});
+
+test('stats says the span it covers, and an alarm that went from one fault to another is raised since it first left normal', async () => {
+  const events = join(tmp.path, 'alarms.db');
+  const { db } = openAuditDb(events);
+  let at = now - 10_000;
+  const log = new EventLog(db, { now: () => (at += 1000) });
+  const raised = (machine: string, from: string | null, to: string) =>
+    log.write({ kind: 'alarm_raised', message: `${machine}: condition ${from} -> ${to}`, details: { kind: 'condition_change', machine, from, to } });
+  raised('m1', null, 'outer'); // now - 9000
+  raised('m2', null, 'ball');
+  raised('m1', 'outer', 'inner');
+  log.write({ kind: 'alarm_cleared', message: 'm2: condition ball -> healthy', details: { kind: 'condition_change', machine: 'm2', from: 'ball', to: 'healthy' } });
+  raised('m2', 'healthy', 'inner'); // now - 5000: raised again after it cleared
+  db.close();
+  const text = await sgmoe('stats', '--db', events);
+  expect(text).toContain(`audit ${events}, every row\n`);
+  const iso = (t: number) => new Date(t).toISOString();
+  expect(text).toContain(`active: condition_change (m1) since ${iso(now - 9000)}, condition_change (m2) since ${iso(now - 5000)}`);
+  expect(await sgmoe('stats', '--db', events, '--since', iso(now - 60_000))).toContain(`audit ${events}, ${iso(now - 60_000)} to now\n`);
+});
+
+test('query says on stderr when --limit cut the rows, and --limit all gives every one', async () => {
+  const cut = await sgmoeAsync('audit', 'query', '--db', file, '--limit', '5');
+  expect(cut.stdout.trim().split('\n')).toHaveLength(5);
+  expect(cut.stderr).toContain('5 of 33 matching rows (--limit 5; --limit all for every row)');
+  const all = await sgmoeAsync('audit', 'query', '--db', file, '--limit', 'all');
+  expect(all.stdout.trim().split('\n')).toHaveLength(33);
+  expect(all.stderr).toBe('');
+  await expect(sgmoe('query', '--db', file, '--limit', '0')).rejects.toMatchObject({ code: 'E_USAGE', message: expect.stringContaining('"all"') });
 });
 
 test('events lists the node events of the kinds asked for, in order, with their details', async () => {

@@ -46,9 +46,9 @@ describe('ConditionAlarms', () => {
   it("takes up the alarms an earlier run left open (from the audit log) and clears them when the machine is back", () => {
     const alarms = new ConditionAlarms(2, 'healthy');
     alarms.restore([
-      { ts: 500, message: 'm1: condition healthy -> inner (2 windows in a row)', details: { kind: 'condition_change', machine: 'm1', to: 'inner' } },
-      { ts: 600, message: 'm1: running in a regime no expert was trained on', details: { kind: 'unknown_regime', machine: 'm1' } },
-      { ts: 700, message: 'expert starved', details: { alarm: 'expert_starved' } },
+      { since: 500, message: 'm1: condition healthy -> inner (2 windows in a row)', details: { kind: 'condition_change', machine: 'm1', to: 'inner' } },
+      { since: 600, message: 'm1: running in a regime no expert was trained on', details: { kind: 'unknown_regime', machine: 'm1' } },
+      { since: 700, message: 'expert starved', details: { alarm: 'expert_starved' } },
     ]);
     expect(alarms.active().map((a) => [a.kind, a.since])).toEqual([['condition_change', 500], ['unknown_regime', 600]]);
     const back = [alarms.observe('m1', 'healthy', false), alarms.observe('m1', 'healthy', false)].flat();

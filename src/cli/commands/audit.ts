@@ -11,6 +11,7 @@ import {
   AUDIT_EVENT_KINDS,
   AUDIT_STATUSES,
   auditStats,
+  countDecisions,
   exportDecisions,
   iterateDecisions,
   listEvents,
@@ -107,15 +108,25 @@ export function register(program: Command, out: Writable = process.stdout): void
     });
 
   withFilterOptions(audit.command('query').description('matching decisions, one JSON object per line'))
-    .option('--limit <n>', 'at most n rows', '100')
+    .option('--limit <n|all>', 'at most n rows, or all of them', '100')
     .option('--newest-first', 'newest rows first')
     .action((raw: Record<string, unknown>) => {
-      const o = parseOptions(filterOptions.extend({ limit: z.coerce.number().int().positive(), newestFirst: z.boolean().optional() }), raw);
+      const limit = z
+        .string()
+        .regex(/^([1-9]\d*|all)$/, 'a positive number of rows or "all"')
+        .transform((l) => (l === 'all' ? undefined : Number(l)));
+      const o = parseOptions(filterOptions.extend({ limit, newestFirst: z.boolean().optional() }), raw);
       const db = openAuditDbReadOnly(o.db);
       try {
-        for (const row of iterateDecisions(db, toFilter(o, Date.now()), { limit: o.limit, order: o.newestFirst ? 'desc' : 'asc' })) {
+        const filter = toFilter(o, Date.now());
+        let written = 0;
+        for (const row of iterateDecisions(db, filter, { limit: o.limit, order: o.newestFirst ? 'desc' : 'asc' })) {
           out.write(`${JSON.stringify(row)}\n`);
+          written++;
         }
+        // Cut at the limit: said where a reader of the rows (| wc -l) does not count it as one.
+        const matching = written === o.limit ? countDecisions(db, filter) : written;
+        if (matching > written) process.stderr.write(`${written} of ${matching} matching rows (--limit ${o.limit}; --limit all for every row)\n`);
       } finally {
         db.close();
       }
@@ -246,16 +257,16 @@ function anomalyLine(a: AnomalyStats, pct: (x: number | null) => string): string
 }
 
 function formatStats(file: string, s: AuditStats): string {
-  const iso = (t: number | undefined) => (t === undefined ? '…' : new Date(t).toISOString());
+  const iso = (t: number) => new Date(t).toISOString();
   const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
   const lines = [
-    `audit ${file}, ${iso(s.filter.since)} to ${iso(s.filter.until)}`,
+    `audit ${file}, ${s.filter.since === undefined && s.filter.until === undefined ? 'every row' : `${s.filter.since === undefined ? 'the first row' : iso(s.filter.since)} to ${s.filter.until === undefined ? 'now' : iso(s.filter.until)}`}`,
     `decisions: ${s.total} (ok ${s.byStatus.ok}, rejected ${s.byStatus.rejected}, dropped ${s.byStatus.dropped})`,
     `models: ${s.byModel.map((m) => `${m.name}@${m.version} ${m.count}`).join(', ') || 'none'}`,
     `early-exit rate: ${pct(s.earlyExitRate)}`,
     `experts (${s.routed} routed): ${s.experts.map((e) => `#${e.expert} ${e.count} (${pct(e.share)})`).join(', ') || 'none'}`,
     `latency total_us: ${s.latencyUs ? `p50 ${s.latencyUs.p50}, p90 ${s.latencyUs.p90}, p99 ${s.latencyUs.p99}, max ${s.latencyUs.max}` : 'n/a'}`,
-    `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${alarmName(a)} since ${iso(a.ts)}`).join(', ') || 'none'}`,
+    `alarms: ${s.alarms.events.length} events in window; active: ${s.alarms.active.map((a) => `${alarmName(a)} since ${iso(a.since)}`).join(', ') || 'none'}`,
     ...(s.anomaly ? [anomalyLine(s.anomaly, pct)] : []),
     ...s.recovered.map((e) => `recovered ${iso(e.ts)}: ${e.message}`),
   ];
