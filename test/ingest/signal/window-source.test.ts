@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { WaveFile } from 'wavefile';
@@ -81,6 +81,19 @@ describe('SignalWindowSource', () => {
     expect(stats.frames).toBe(stats.decided + stats.rejected + stats.dropped + stats.queued);
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-good.wav', 'b-good.csv']);
     expect(readFileSync(join(inbox, 'rejected', 'c-rate.wav.reason.txt'), 'utf8')).toMatch(/^E_SIGNAL_RATE: expected .* 1000 Hz, found 2000 Hz/);
+  });
+
+  test("a recording the hot folder cannot read counts in the window source's errors, which are what the node shows", async () => {
+    const inbox = join(tmp.path, 'unreadable');
+    mkdirSync(inbox);
+    writeFileSync(join(inbox, 'a-good.wav'), wav([ramp(20), ramp(20, 50)]));
+    writeFileSync(join(inbox, 'b-huge.wav'), '');
+    truncateSync(join(inbox, 'b-huge.wav'), 2 ** 31 + 64); // sparse: Node reads no file over 2 GiB at once
+    const source = new SignalWindowSource(new DirSource(inbox, { ...FAST, once: true }), spec);
+    await drain(source);
+    const stats = source.stats();
+    expect(stats.errors).toBeGreaterThanOrEqual(1);
+    expect(stats.lastError).toMatchObject({ code: 'E_SOURCE_IO', message: expect.stringContaining('b-huge.wav') });
   });
 
   test('a stream of blocks is windowed across blocks; a timestamp gap restarts it and is counted; a bad block is one rejected frame and the stream goes on', async () => {

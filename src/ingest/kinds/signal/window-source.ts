@@ -73,11 +73,17 @@ export class SignalWindowSource extends BaseSource {
     this.decidedBefore = options.decidedBefore;
   }
 
-  /** Adds the stream resets (timestamp gaps) and the payloads the inner source dropped before windowing. */
+  /**
+   * Adds the stream resets (timestamp gaps), the payloads the inner source dropped before windowing, and its errors
+   * (a recording the hot folder could not read), which the node, the dashboard and the health reports show only here.
+   */
   override stats(): SourceStats {
+    const own = super.stats();
+    const inner = this.payloads.stats();
     const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
     const leftovers = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
-    return { ...super.stats(), windowResets: resets, payloadsDropped: this.payloads.stats().dropped, ...leftovers };
+    const lastError = [own.lastError, inner.lastError].reduce((a, b) => (b && (!a || b.at >= a.at) ? b : a), undefined);
+    return { ...own, errors: own.errors + inner.errors, lastError, windowResets: resets, payloadsDropped: inner.dropped, ...leftovers };
   }
 
   /** Samples received on streams and not yet in a finished window. */
