@@ -4,6 +4,7 @@ import { SgmoeError } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { sampleShape, type CalibrationPoint, type Manifest } from '../model/manifest';
 import { expertPartName, loadPackage, type ModelPackage, type PackagePart } from '../model/package';
+import { QUICK_BUILD_WARNING, readFactoryReport } from '../model/report';
 import { routeExperts, softmax } from './decide';
 import type { Decision, StageTimingsUs } from './decision';
 import { ExpertCache, type ExpertCacheCounters } from './expert-cache';
@@ -152,6 +153,7 @@ export class Engine {
         { model: pkg.manifest.name, version: pkg.manifest.version, providers: engine.providerSummary(), threads, eager },
         'engine loaded',
       );
+      if ((await readFactoryReport(pkg.dir))?.quick) logger.warn({ model: pkg.manifest.name, version: pkg.manifest.version }, `the package is ${QUICK_BUILD_WARNING}`);
       return engine;
     } catch (err) {
       await Promise.all([...opened.map((s) => s.release()), experts?.dispose()]);

@@ -1,5 +1,6 @@
 import { errorCode, errorMessage } from '../errors';
 import { loadPackage } from '../model/package';
+import { QUICK_BUILD_WARNING, readFactoryReport } from '../model/report';
 import { loadSelftest } from '../model/selftest';
 import { Engine, type EngineOptions } from './engine';
 import { describeTolerance, runSelftest, type SelftestReport } from './selftest-run';
@@ -15,6 +16,8 @@ export interface VerifyCheck {
 export interface VerifyReport {
   ok: boolean;
   checks: VerifyCheck[];
+  /** What the checks pass but a person should know (a quick build). */
+  warnings?: string[];
   selftest?: SelftestReport;
 }
 
@@ -63,7 +66,8 @@ export async function verifyPackage(dir: string, options: EngineOptions = {}): P
         : selftest.failures.map((f) => `${f.caseId} ${f.check}: ${f.message}`).join('\n'),
       ...(selftest.ok ? {} : { code: 'E_SELFTEST_FAILED' }),
     });
-    return { ok: selftest.ok, checks, selftest };
+    const warnings = (await readFactoryReport(pkg.dir))?.quick ? [`${manifest.name} ${manifest.version} is ${QUICK_BUILD_WARNING}`] : [];
+    return { ok: selftest.ok, checks, selftest, ...(warnings.length > 0 && { warnings }) };
   } finally {
     await engine.dispose();
   }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { errorCode } from '../errors';
 import { PushSource } from '../ingest/sources/push';
+import { readFactoryReport } from '../model/report';
 import type { NodeConfigInput } from './config';
 import type { NodeSource } from './edge-node';
 
@@ -36,7 +37,8 @@ export async function sampleCamera(modelDir: string, fps: number): Promise<Sampl
   const frames = await Promise.all([...labels.keys()].map(async (name) => ({ name, bytes: await readFile(join(dir, name)) })));
   const camera = new PushSource('samples-camera');
   return {
-    testAccuracy: await testAccuracyOf(modelDir),
+    // The samples alone are too few, and not a random draw.
+    testAccuracy: (await readFactoryReport(modelDir))?.testAccuracy ?? null,
     source: { source: camera, preprocess: {} },
     labelOf: (frameId) => labels.get(frameId.split('#')[0]),
     async play(loop) {
@@ -57,15 +59,4 @@ export async function sampleCamera(modelDir: string, fps: number): Promise<Sampl
       }
     },
   };
-}
-
-/** `models.sgmoe.accuracy` of the factory's report.json; the samples alone are too few, and not a random draw. */
-async function testAccuracyOf(modelDir: string): Promise<number | null> {
-  try {
-    const report = JSON.parse(await readFile(join(modelDir, 'report.json'), 'utf8')) as { models?: { sgmoe?: { accuracy?: unknown } } };
-    const accuracy = report.models?.sgmoe?.accuracy;
-    return typeof accuracy === 'number' ? accuracy : null;
-  } catch {
-    return null;
-  }
 }

@@ -1,4 +1,6 @@
-import { copyFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import pino from 'pino';
+import { Engine } from '../../src/engine/engine';
 import { join } from 'node:path';
 import { sgmoe } from '../helpers/cli';
 import { BUNDLED, copyPackage } from '../helpers/package';
@@ -12,6 +14,21 @@ describe('sgmoe model verify / inspect', () => {
     const run = sgmoe('model', 'verify', BUNDLED);
     expect(run.stdout).toMatch(/ok\s+manifest[\s\S]*ok\s+sha256[\s\S]*ok\s+shapes[\s\S]*ok\s+selftest .*every decision identical/);
     expect(run.status).toBe(0);
+  });
+
+  it('warns, beside a pass, that a quick build is no model for a line; the node says so at every load', async () => {
+    expect(sgmoe('model', 'verify', BUNDLED).stdout).not.toContain('warning');
+    const dir = copyPackage(join(tmp.path, 'quick'));
+    const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
+    writeFileSync(join(dir, 'report.json'), JSON.stringify({ ...report, mode: 'quick' }));
+    const run = sgmoe('model', 'verify', dir);
+    expect(run.stdout).toMatch(/warning: fashion-sgmoe \S+ is a quick build \(factory --quick\): .* train it without --quick\n.*: verified/);
+    expect(run.status).toBe(0);
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(line) });
+    const engine = await Engine.load(dir, { threads: { intraOp: 1 }, warmup: false, logger });
+    await engine.dispose();
+    expect(lines.map((l) => JSON.parse(l).msg)).toEqual([expect.stringMatching(/^the package is a quick build/)]);
   });
 
   it('exits 2 naming the part and the check that failed', () => {

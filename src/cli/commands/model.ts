@@ -35,6 +35,7 @@ export function register(program: Command): Command {
         for (const c of report.checks) {
           process.stdout.write(`${c.ok ? 'ok  ' : 'FAIL'} ${c.name.padEnd(9)} ${c.code ? `${c.code} ` : ''}${c.detail.replace(/\n/g, '\n               ')}\n`);
         }
+        for (const w of report.warnings ?? []) process.stdout.write(`warning: ${w}\n`);
         process.stdout.write(report.ok ? `${dir}: verified\n` : `${dir}: verification failed\n`);
       }
       process.exitCode = report.ok ? 0 : 2;
