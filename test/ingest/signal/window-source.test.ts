@@ -51,7 +51,8 @@ describe('SignalWindowSource', () => {
       'b-good.csv': Buffer.from('time,x,y\n' + ramp(12).map((v, i) => `${i / 1000},${v},${-v}`).join('\n') + '\n'), // windows at 0, 4
       'c-rate.wav': wav([ramp(20), ramp(20)], 2000),
       'd-channels.wav': wav([ramp(20), ramp(20), ramp(20)]),
-      'e-nan.csv': Buffer.from('time,x,y\n' + ramp(12).map((v, i) => `${i / 1000},${i === 5 ? 'NaN' : v},${v}`).join('\n') + '\n'),
+      // NaN at sample 5: only the windows over it (at 0 and 4) are rejected; those at 8 and 12 are decided.
+      'e-nan.csv': Buffer.from('time,x,y\n' + ramp(20).map((v, i) => `${i / 1000},${i === 5 ? 'NaN' : v},${v}`).join('\n') + '\n'),
       'f-truncated.wav': wav([ramp(20), ramp(20)]).subarray(0, 100),
       'g-empty.wav': Buffer.alloc(0),
       'h-short.wav': wav([ramp(5), ramp(5)]),
@@ -73,14 +74,17 @@ describe('SignalWindowSource', () => {
     expect(windows.map((f) => [f.meta?.file, (f.meta?.signal as { offset: number }).offset])).toEqual([
       ['a-good.wav', 0], ['a-good.wav', 4], ['a-good.wav', 8], ['a-good.wav', 12],
       ['b-good.csv', 0], ['b-good.csv', 4],
+      ['e-nan.csv', 0], ['e-nan.csv', 4], ['e-nan.csv', 8], ['e-nan.csv', 12],
     ]);
+    expect(source.stats().rejected).toBe(Object.keys(rejected).length + 1); // e-nan.csv's two windows
     expect(Array.from(windows[1].samples!.subarray(0, 2))).toEqual([ramp(6)[4], ramp(6)[5]].map(Math.fround));
     expect(new Set(seen.map((f) => f.id)).size).toBe(seen.length);
     const stats = source.stats();
-    expect(stats.frames).toBe(windows.length + Object.keys(rejected).length);
+    expect(stats.frames).toBe(windows.length + Object.keys(rejected).length - 1); // e-nan.csv's rejected windows are windows
     expect(stats.frames).toBe(stats.decided + stats.rejected + stats.dropped + stats.queued);
     expect(readdirSync(join(inbox, 'done')).sort()).toEqual(['a-good.wav', 'b-good.csv']);
     expect(readFileSync(join(inbox, 'rejected', 'c-rate.wav.reason.txt'), 'utf8')).toMatch(/^E_SIGNAL_RATE: expected .* 1000 Hz, found 2000 Hz/);
+    expect(readFileSync(join(inbox, 'rejected', 'e-nan.csv.reason.txt'), 'utf8')).toMatch(/^E_SIGNAL_NAN: expected finite samples in .*, found NaN at sample 5 of channel 0/);
   });
 
   test("a recording the hot folder cannot read counts in the window source's errors, which are what the node shows", async () => {

@@ -16,7 +16,11 @@ export interface SampleBlock {
 /** The rate may differ by float rounding (a CSV's time column) but no more. */
 const RATE_TOLERANCE = 1e-3;
 
-/** Throws the code of the first thing wrong with a parsed block: rate, channel count, NaN or no samples. */
+/**
+ * Throws the code of the first thing wrong with a parsed block: rate, channel count or no samples. Samples that are
+ * no number (NaN, a gap) are refused window by window (preprocess.ts), so one bad sample costs the windows over it,
+ * not a whole recording.
+ */
 export function checkBlock(block: SampleBlock, spec: SignalSpec, what: string): SampleBlock {
   // Written so that a rate that is no number (NaN) fails too.
   if (!(Math.abs(block.sampleRate - spec.sampleRate) <= RATE_TOLERANCE * spec.sampleRate)) {
@@ -33,15 +37,6 @@ export function checkBlock(block: SampleBlock, spec: SignalSpec, what: string): 
   }
   const length = block.samples[0]?.length ?? 0;
   if (length === 0) throw new SgmoeError('E_SIGNAL_EMPTY', `expected samples in ${what}, found none`);
-  block.samples.forEach((channel, c) => {
-    const bad = channel.findIndex((v) => !Number.isFinite(v));
-    if (bad >= 0) {
-      throw new SgmoeError('E_SIGNAL_NAN', `expected finite samples in ${what}, found ${channel[bad]} at sample ${bad} of channel ${c}`, {
-        channel: c,
-        sample: bad,
-      });
-    }
-  });
   return block;
 }
 

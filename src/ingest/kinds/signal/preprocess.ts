@@ -24,9 +24,18 @@ export class SignalPreprocessor {
     if (frame.samples.length !== this.inputSize) {
       throw new SgmoeError('E_TENSOR_STALE', `frame ${frame.id} holds ${frame.samples.length} samples, the model takes ${this.spec.channels} x ${this.spec.window}`);
     }
+    refuseNonFinite(frame.samples, this.spec, frame.id, meta?.offset ?? 0);
     refuseFlat(frame.samples, this.spec, frame.id);
     return frame.samples;
   }
+}
+
+/** A sample that is no number (NaN, infinite, a missing CSV value) would make every score of the window NaN. */
+function refuseNonFinite(samples: Float32Array, spec: SignalSpec, frameId: string, offset: number): void {
+  const bad = samples.findIndex((v) => !Number.isFinite(v));
+  if (bad < 0) return;
+  const [channel, sample] = [Math.floor(bad / spec.window), offset + (bad % spec.window)];
+  throw new SgmoeError('E_SIGNAL_NAN', `expected finite samples in ${frameId}, found ${samples[bad]} at sample ${sample} of channel ${channel}`, { channel, sample });
 }
 
 /**
