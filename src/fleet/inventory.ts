@@ -175,19 +175,42 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
   });
 }
 
+/** The operator's override of the offline check, named alike on publish, cmd and rollback. */
+export const IGNORE_OFFLINE_STATUS_FLAG = '--ignore-offline-status';
+
 /**
- * Refuses targets that have never reported on this broker, at once and naming the devices that have, instead of
- * letting a typo wait out a rollout's whole timeout. Returns what the broker knows of the site.
+ * Refuses, at once and before anything is sent, targets that have never reported on this broker (naming the devices
+ * that have), and targets whose retained status says offline: nodes connect with a clean session, so a command is
+ * not kept for them and would only wait out its timeout. `ignoreOfflineStatus` lets the operator send anyway when
+ * that status is stale. Returns what the broker knows of the site.
  */
-export async function checkTargets(client: MqttClient, options: Omit<InventoryOptions, 'onChange'>, targets: string[]): Promise<Inventory> {
+export async function checkTargets(
+  client: MqttClient,
+  options: Omit<InventoryOptions, 'onChange'>,
+  targets: string[],
+  { ignoreOfflineStatus = false }: { ignoreOfflineStatus?: boolean } = {},
+): Promise<Inventory> {
   const { inventory, stop } = await readInventory(client, options);
   await stop();
   const known = new Set(inventory.devices.map((d) => d.device));
   const unknown = targets.filter((t) => !known.has(t));
-  if (unknown.length === 0) return inventory;
-  const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
-  throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
-    unknown,
-    known: [...known],
-  });
+  if (unknown.length > 0) {
+    const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
+    throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
+      unknown,
+      known: [...known],
+    });
+  }
+  const offline = inventory.devices.filter((d) => targets.includes(d.device) && d.state === 'offline');
+  if (offline.length > 0 && !ignoreOfflineStatus) {
+    const listed = offline.map((d) => `${d.device} (${d.reason ?? 'offline'}, last seen ${d.lastSeen ?? 'never'})`).join(', ');
+    throw new SgmoeError(
+      'E_DEVICE_OFFLINE',
+      `offline by its retained status: ${listed}. A command is not kept for an offline device, so it would never get this one: ` +
+        'start its node and send again once `sgmoe fleet status` shows it online, or leave it out. If it is online and its status is stale ' +
+        `(an old session's last will, published after its new status), ${IGNORE_OFFLINE_STATUS_FLAG} sends anyway`,
+      { offline: offline.map((d) => d.device) },
+    );
+  }
+  return inventory;
 }

@@ -43,6 +43,8 @@ export interface PublishOptions {
    * for this request's.
    */
   known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>>;
+  /** Send to a device whose status says offline (a stale last will, the operator knows better) and wait as usual. */
+  ignoreOfflineStatus?: boolean;
   /** Each device's outcome as soon as it is known. */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** Each phase of the rollout as it begins (the canaries' watch time is announced here). */
@@ -96,7 +98,7 @@ export interface PublishReport {
  * (no wildcard publish, so every device is named and answers), following each device's steps as they come.
  * With canaries: they go first, and the rest only once every canary reported done and then stayed healthy for
  * `canaryWindowMs`. A device whose status says offline when its turn comes is skipped (E_DEVICE_OFFLINE): a
- * command is not queued for it. A lost broker is waited for within each device's own deadline.
+ * command is not queued for it (unless `ignoreOfflineStatus`). A lost broker is waited for within each device's own deadline.
  */
 export async function publishUpdate(options: PublishOptions): Promise<PublishReport> {
   const { client } = options;
@@ -137,7 +139,7 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     Promise.all(
       devices.map(async (device) => {
         const watch = watches.get(device)!;
-        const unreachable = watch.unreachable();
+        const unreachable = options.ignoreOfflineStatus ? null : watch.unreachable();
         if (unreachable) return watch.skip(unreachable, 'E_DEVICE_OFFLINE');
         const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
         // Its clock starts now: while the broker is away, mqtt.js holds the command until it is back, within that deadline.
