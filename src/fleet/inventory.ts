@@ -35,6 +35,8 @@ export interface DeviceEntry {
   framesPerSecond: number | null;
   /** Active alarms and faults, by code or kind. */
   alarms: string[];
+  /** It refuses a command that arrives after its signed `expires` (its status lists the field): only it is sent one. */
+  checksExpiry: boolean;
 }
 
 export interface Inventory {
@@ -106,6 +108,11 @@ export async function readInventory(client: MqttClient, options: InventoryOption
   };
 }
 
+/** Whether the device whose status this is refuses a command past its signed `expires` (older ones refuse the field). */
+export function checksExpiry(status: StatusPayload): boolean {
+  return status.envelopeFields?.includes('expires') ?? false;
+}
+
 /** The device id in a topic of the prefix whose device segment is the wildcard `+`. */
 function deviceMatcher(prefix: string): (topic: string) => string | null {
   const [before, after] = prefix.split('+');
@@ -171,6 +178,7 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
       alarms,
+      checksExpiry: s ? checksExpiry(s) : false,
     };
   });
 }

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../log';
 import type { UpdateRequestInput, UpdateStep } from '../protocol/update';
 import { BrokerLink, describeOutage } from './broker';
 import { bounded } from '../transport/bounded';
-import { signCommand } from './command-signature';
+import { commandExpiry, signCommand } from './command-signature';
 import { DeviceWatch } from './device-watch';
 import type { DeviceEntry } from './inventory';
 
@@ -42,7 +42,7 @@ export interface PublishOptions {
    * whether each is online and how its last update ended, so that a reused correlation id's old outcome is not taken
    * for this request's.
    */
-  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>>;
+  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate' | 'checksExpiry'>>>;
   /** Send to a device whose status says offline (a stale last will, the operator knows better) and wait as usual. */
   ignoreOfflineStatus?: boolean;
   /** Each device's outcome as soon as it is known. */
@@ -141,9 +141,10 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
         const watch = watches.get(device)!;
         const unreachable = options.ignoreOfflineStatus ? null : watch.unreachable();
         if (unreachable) return watch.skip(unreachable, 'E_DEVICE_OFFLINE');
-        const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
         // Its clock starts now: while the broker is away, mqtt.js holds the command until it is back, within that deadline.
         watch.sent(options.replyTimeoutMs);
+        const expires = watch.checksExpiry ? commandExpiry(watch.sentAt, options.replyTimeoutMs) : undefined;
+        const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request, expires }, options.key);
         const published = client.publishAsync(watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }), { qos: 1 }).then(() => log.info({ device, correlationId }, 'update sent'));
         await Promise.race([published, watch.outcome()]);
         return watch.outcome();

@@ -5,7 +5,7 @@ import { COMMANDS, isCommandName } from '../protocol/command';
 import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
 import { bounded } from '../transport/bounded';
-import { signCommand } from './command-signature';
+import { commandExpiry, signCommand } from './command-signature';
 
 /** How long the reply subscription's removal may take once the command ended (the broker may be gone by then). */
 const UNSUBSCRIBE_MS = 2_000;
@@ -22,6 +22,8 @@ export interface RemoteCommandOptions {
   key?: KeyObject;
   correlationId?: string;
   timeoutMs: number;
+  /** The device refuses a command that arrives after its signed deadline (`DeviceEntry.checksExpiry`): sign one. */
+  checksExpiry?: boolean;
   /** Each reply as it arrives (an update's progress messages, then the final one). */
   onReply?: (reply: ReplyPayload) => void;
 }
@@ -29,7 +31,8 @@ export interface RemoteCommandOptions {
 
 /**
  * The operator's side of one command to one device: signed when a key is given, published on `cmd/{name}`,
- * and answered by the device's final reply on `cmd/{name}/reply` (checked against the reply schema).
+ * and answered by the device's final reply on `cmd/{name}/reply` (checked against the reply schema). Signed with a
+ * deadline (`checksExpiry`), it is refused by the device should it arrive once the operator gave up.
  */
 export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyPayload> {
   const { client, site, device, command } = options;
@@ -39,10 +42,12 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   const topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site, device });
   const id = options.correlationId ?? randomUUID();
   const replyTopic = topics.reply(command);
+  const expires = options.key && options.checksExpiry ? commandExpiry(Date.now(), options.timeoutMs) : undefined;
+  const late = expires ? `; should it still reach ${device}, it refuses it past ${expires.toISOString()}` : '';
   let onMessage: (topic: string, payload: Buffer) => void = () => undefined;
   let timer: NodeJS.Timeout | undefined;
   const answered = new Promise<ReplyPayload>((resolve, reject) => {
-    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms`)), options.timeoutMs);
+    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms${late}`)), options.timeoutMs);
     onMessage = (topic, payload) => {
       if (topic !== replyTopic) return;
       let json: unknown;
@@ -63,7 +68,7 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   const exchange = async (): Promise<ReplyPayload> => {
     await client.subscribeAsync(replyTopic, { qos: 1 });
     const body = options.key
-      ? { id, envelope: signCommand({ command, site, device, id, args: options.args }, options.key) }
+      ? { id, envelope: signCommand({ command, site, device, id, args: options.args, expires }, options.key) }
       : { id, ...(options.args === undefined ? {} : { args: options.args }) };
     await client.publishAsync(topics.command(command), JSON.stringify(body), { qos: 1 });
     return answered;

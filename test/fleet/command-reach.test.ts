@@ -5,6 +5,7 @@ import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
 import { signPackage, writeSignature } from '../../src/fleet/signature';
 import { sgmoeAsync } from '../helpers/cli';
+import { waitUntil } from '../helpers/mqtt';
 import { copyPackage } from '../helpers/package';
 import { tempDir } from '../helpers/tmp';
 import { hotFolder, sampleNode, type SampleNode } from '../node/sample-node';
@@ -48,6 +49,7 @@ async function startNode(device: string): Promise<{ node: SampleNode; running: P
 
 const remote = (device: string, ...flags: string[]) => ['--broker', broker.url, '--site', SITE, '--device', device, '--key', keyPath, ...flags];
 const topic = (device: string, rest: string) => `sgmoe/v1/${SITE}/${device}/${rest}`;
+const replyTo = (id: string) => seen.find((m) => m.topic === topic('cell-1', 'cmd/set-threshold/reply') && m.body.id === id)?.body;
 
 beforeAll(async () => {
   broker = await HoldingBroker.start();
@@ -83,6 +85,21 @@ test('cmd and rollback over MQTT refuse at once a device whose retained status s
     expect(run.stderr).toMatch(/E_DEVICE_OFFLINE: offline by its retained status: cell-2 \(shutdown, last seen \S+\)\. A command is not kept for an offline device/);
     expect(run.stderr).toContain('--ignore-offline-status');
   }
+});
+
+test('a command that reaches the device after its signed deadline is refused there (E_CMD_EXPIRED) and changes nothing, though it was signed and fresh', async () => {
+  const threshold = nodes['cell-1'].node.node.engine.getSettings().threshold;
+  // The broker takes the command and stalls with it: the operator gets no answer and gives up.
+  broker.holdPublishesTo(topic('cell-1', 'cmd/set-threshold'));
+  const run = await sgmoeAsync('cmd', 'set-threshold', '--args', '{"threshold":0.5}', ...remote('cell-1', '--timeout', '2', '--id', 'late-1'));
+  expect(run.status).toBe(1);
+  expect(run.stderr).toContain('E_CMD_TIMEOUT');
+  expect(broker.held).toHaveLength(1);
+  broker.holdPublishesTo(null);
+  await broker.deliverHeld();
+  await waitUntil(() => replyTo('late-1') !== undefined, 30_000, "the device's reply to the late command");
+  expect(replyTo('late-1')).toMatchObject({ ok: false, error: { code: 'E_CMD_EXPIRED' } });
+  expect(nodes['cell-1'].node.node.engine.getSettings().threshold).toBe(threshold);
 });
 
 test('--ignore-offline-status sends to a device whose retained status is a stale last will, and waits for its answer: cmd, rollback and publish', async () => {

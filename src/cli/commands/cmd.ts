@@ -52,7 +52,7 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
   const key = flags.key ? await readPrivateKey(flags.key) : undefined;
   const client = await connectOperator(broker, `sgmoe-cmd-${process.pid}`);
   try {
-    await checkTargets(client, { site, topicPrefix: flags.topicPrefix ?? DEFAULT_TOPIC_PREFIX }, [device], { ignoreOfflineStatus: flags.ignoreOfflineStatus });
+    const { devices } = await checkTargets(client, { site, topicPrefix: flags.topicPrefix ?? DEFAULT_TOPIC_PREFIX }, [device], { ignoreOfflineStatus: flags.ignoreOfflineStatus });
     const reply = await sendCommand({
       client,
       site,
@@ -63,6 +63,7 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
       key,
       correlationId: flags.id,
       timeoutMs: (flags.timeout ?? 60) * 1000,
+      checksExpiry: devices.find((d) => d.device === device)?.checksExpiry,
       onReply: (r) => print(JSON.stringify(r)),
     });
     process.exitCode = reply.ok ? 0 : 2;
