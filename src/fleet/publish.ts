@@ -6,6 +6,7 @@ import type { UpdateRequestInput, UpdateStep } from '../protocol/update';
 import { BrokerLink, describeOutage } from './broker';
 import { bounded } from '../transport/bounded';
 import { commandExpiry, signCommand } from './command-signature';
+import { publishCommand } from './outgoing-command';
 import { DeviceWatch } from './device-watch';
 import type { DeviceEntry } from './inventory';
 
@@ -145,9 +146,12 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
         watch.sent(options.replyTimeoutMs);
         const expires = watch.checksExpiry ? commandExpiry(watch.sentAt, options.replyTimeoutMs) : undefined;
         const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request, expires }, options.key);
-        const published = client.publishAsync(watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }), { qos: 1 }).then(() => log.info({ device, correlationId }, 'update sent'));
-        await Promise.race([published, watch.outcome()]);
-        return watch.outcome();
+        const outgoing = publishCommand(client, watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }));
+        await Promise.race([outgoing.acked.then(() => log.info({ device, correlationId }, 'update sent')), watch.outcome()]);
+        const outcome = await watch.outcome();
+        // Timed out with the command still queued (the broker away since): it must not reach the device late.
+        outgoing.withdraw();
+        return outcome;
       }),
     );
 

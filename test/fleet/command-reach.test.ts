@@ -1,8 +1,10 @@
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
+import { closeOperator, connectOperator } from '../../src/fleet/broker';
 import { generateSigningKey, readPrivateKey } from '../../src/fleet/keys';
 import { packPackage } from '../../src/fleet/pack';
+import { sendCommand } from '../../src/fleet/remote-command';
 import { signPackage, writeSignature } from '../../src/fleet/signature';
 import { sgmoeAsync } from '../helpers/cli';
 import { waitUntil } from '../helpers/mqtt';
@@ -49,6 +51,7 @@ async function startNode(device: string): Promise<{ node: SampleNode; running: P
 
 const remote = (device: string, ...flags: string[]) => ['--broker', broker.url, '--site', SITE, '--device', device, '--key', keyPath, ...flags];
 const topic = (device: string, rest: string) => `sgmoe/v1/${SITE}/${device}/${rest}`;
+const requestIds = () => seen.filter((m) => m.topic === topic('cell-1', 'cmd/set-threshold')).map((m) => m.body.id);
 const replyTo = (id: string) => seen.find((m) => m.topic === topic('cell-1', 'cmd/set-threshold/reply') && m.body.id === id)?.body;
 
 beforeAll(async () => {
@@ -100,6 +103,30 @@ test('a command that reaches the device after its signed deadline is refused the
   await waitUntil(() => replyTo('late-1') !== undefined, 30_000, "the device's reply to the late command");
   expect(replyTo('late-1')).toMatchObject({ ok: false, error: { code: 'E_CMD_EXPIRED' } });
   expect(nodes['cell-1'].node.node.engine.getSettings().threshold).toBe(threshold);
+});
+
+test('a command given up on while the broker connection is down is withdrawn: the reconnect does not send it late', async () => {
+  const operator = await connectOperator(broker.url, 'command-reach-withdraw');
+  try {
+    broker.holdPublishesTo(topic('cell-1', 'cmd/set-threshold'));
+    const sending = sendCommand({ client: operator, site: SITE, device: 'cell-1', command: 'set-threshold', args: { threshold: 0.5 }, key, correlationId: 'given-up', timeoutMs: 1500 });
+    await waitUntil(() => broker.held.length === 1, 10_000, 'the command at the broker');
+    // The connection drops before the broker acknowledged (or kept) it: mqtt.js holds it, to send it again once back.
+    broker.held.splice(0);
+    broker.holdPublishesTo(null);
+    broker.holdConnectsOf('command-reach-withdraw');
+    operator.stream.destroy();
+    await expect(sending).rejects.toMatchObject({ code: 'E_CMD_TIMEOUT' });
+    const back = new Promise((resolve) => operator.once('connect', resolve));
+    broker.admitConnects();
+    await back;
+    // Sent after the reconnect, so behind anything the client sent again on it.
+    await operator.publishAsync(topic('cell-1', 'cmd/set-threshold'), JSON.stringify({ id: 'after-reconnect' }), { qos: 1 });
+    await waitUntil(() => requestIds().includes('after-reconnect'), 10_000, 'the request sent after the reconnect');
+    expect(requestIds()).not.toContain('given-up');
+  } finally {
+    await closeOperator(operator);
+  }
 });
 
 test('--ignore-offline-status sends to a device whose retained status is a stale last will, and waits for its answer: cmd, rollback and publish', async () => {
