@@ -107,6 +107,7 @@ export const ERROR_CODES = {
   E_CMD_UNAUTHORISED: 'bad-input',
   E_CMD_STALE: 'bad-input',
   E_CMD_REPLAYED: 'bad-input',
+  E_CMD_EXPIRED: 'transient',
   E_CMD_TIMEOUT: 'transient',
   E_CANARY_UNHEALTHY: 'integrity',
   E_CMD_FAILED: 'internal',

@@ -15,6 +15,21 @@ export interface CommandToSign {
   device: string;
   id: string;
   args?: unknown;
+  /** The latest arrival the operator waits for (`commandExpiry`); only for a device that checks it (`ENVELOPE_FIELDS`). */
+  expires?: Date;
+}
+
+/**
+ * How much sooner than the operator stops waiting a command must reach the device. The device checks `expires` by
+ * its own clock, so this is the skew allowed between the two clocks (NTP keeps them within milliseconds; 5 s also
+ * covers a device that lost its time source for a few days), and it leaves the device time to answer before the
+ * operator gives up. Waits shorter than 10 s keep their first half for the arrival.
+ */
+const EXPIRY_MARGIN_MS = 5_000;
+
+/** The signed deadline of a command the operator waits `waitMs` for from `sentAt`: one arriving later is refused. */
+export function commandExpiry(sentAt: number, waitMs: number): Date {
+  return new Date(sentAt + waitMs - Math.min(EXPIRY_MARGIN_MS, waitMs / 2));
 }
 
 /** The operator's side: one envelope per device, fresh (`now`) and used once (a random nonce). */
@@ -27,6 +42,7 @@ export function signCommand(command: CommandToSign, privateKey: KeyObject, now: 
     id: command.id,
     ts: now.toISOString(),
     nonce: randomBytes(16).toString('hex'),
+    ...(command.expires === undefined ? {} : { expires: command.expires.toISOString() }),
     ...(command.args === undefined ? {} : { args: command.args }),
   };
   const payload = JSON.stringify(signed);

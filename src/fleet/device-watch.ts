@@ -2,7 +2,7 @@ import type { z } from 'zod';
 import { alarmPayloadSchema, healthPayloadSchema, replyPayloadSchema, statusPayloadSchema, type ReplyPayload, type StatusPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor, type Topics } from '../protocol/topics';
 import { currentUpdateSchema, fleetInfoSchema, lastUpdateSchema, updateProgressSchema, type LastUpdate, type UpdateStep } from '../protocol/update';
-import type { DeviceEntry } from './inventory';
+import { checksExpiry, type DeviceEntry } from './inventory';
 import type { DeviceOutcome, DeviceProgress, Outcome, PublishOptions } from './publish';
 import { describeIssues } from '../validate';
 
@@ -35,6 +35,8 @@ export class DeviceWatch {
   /** From its retained status: the version it runs and its health watch window. */
   version: string | null = null;
   watchWindowMs: number | null = null;
+  /** From its retained status: it refuses a command past its signed deadline, so its command carries one. */
+  checksExpiry = false;
   step: UpdateStep | null = null;
   stepSince = 0;
   sentAt = 0;
@@ -75,6 +77,7 @@ export class DeviceWatch {
       if (typeof model?.version === 'string') this.version = model.version;
       const fleet = fleetInfoSchema.safeParse(status.info.fleet);
       if (fleet.success) this.watchWindowMs = fleet.data.watchWindowMs;
+      this.checksExpiry = checksExpiry(status);
       const last = lastUpdateSchema.safeParse(status.info.lastUpdate);
       // The first status after the subscription is the retained one, from before the request (unless known already).
       if (this.before === undefined) this.before = last.success ? last.data : null;
@@ -160,9 +163,10 @@ export class DeviceWatch {
   }
 
   /** What the operator read of the device before the request (`checkTargets`): no status message needed for it. */
-  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>): void {
+  know(entry: Pick<DeviceEntry, 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate' | 'checksExpiry'>>): void {
     this.version = entry.version;
     this.watchWindowMs = entry.watchWindowMs;
+    this.checksExpiry = entry.checksExpiry ?? false;
     if (entry.lastUpdate !== undefined) this.before = entry.lastUpdate;
     if (entry.state === 'offline') {
       this.offline = true;

@@ -35,6 +35,8 @@ export interface DeviceEntry {
   framesPerSecond: number | null;
   /** Active alarms and faults, by code or kind. */
   alarms: string[];
+  /** It refuses a command that arrives after its signed `expires` (its status lists the field): only it is sent one. */
+  checksExpiry: boolean;
 }
 
 export interface Inventory {
@@ -106,6 +108,11 @@ export async function readInventory(client: MqttClient, options: InventoryOption
   };
 }
 
+/** Whether the device whose status this is refuses a command past its signed `expires` (older ones refuse the field). */
+export function checksExpiry(status: StatusPayload): boolean {
+  return status.envelopeFields?.includes('expires') ?? false;
+}
+
 /** The device id in a topic of the prefix whose device segment is the wildcard `+`. */
 function deviceMatcher(prefix: string): (topic: string) => string | null {
   const [before, after] = prefix.split('+');
@@ -171,23 +178,47 @@ function entries(status: Map<string, StatusPayload>, health: Map<string, HealthP
       healthIntervalMs: fleet.success ? (fleet.data.healthIntervalMs ?? null) : null,
       framesPerSecond: typeof routing.framesPerSecond === 'number' ? routing.framesPerSecond : null,
       alarms,
+      checksExpiry: s ? checksExpiry(s) : false,
     };
   });
 }
 
+/** The operator's override of the offline check, named alike on publish, cmd and rollback. */
+export const IGNORE_OFFLINE_STATUS_FLAG = '--ignore-offline-status';
+
 /**
- * Refuses targets that have never reported on this broker, at once and naming the devices that have, instead of
- * letting a typo wait out a rollout's whole timeout. Returns what the broker knows of the site.
+ * Refuses, at once and before anything is sent, targets that have never reported on this broker (naming the devices
+ * that have), and targets whose retained status says offline: nodes connect with a clean session, so a command is
+ * not kept for them and would only wait out its timeout. `ignoreOfflineStatus` lets the operator send anyway when
+ * that status is stale. Returns what the broker knows of the site.
  */
-export async function checkTargets(client: MqttClient, options: Omit<InventoryOptions, 'onChange'>, targets: string[]): Promise<Inventory> {
+export async function checkTargets(
+  client: MqttClient,
+  options: Omit<InventoryOptions, 'onChange'>,
+  targets: string[],
+  { ignoreOfflineStatus = false }: { ignoreOfflineStatus?: boolean } = {},
+): Promise<Inventory> {
   const { inventory, stop } = await readInventory(client, options);
   await stop();
   const known = new Set(inventory.devices.map((d) => d.device));
   const unknown = targets.filter((t) => !known.has(t));
-  if (unknown.length === 0) return inventory;
-  const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
-  throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
-    unknown,
-    known: [...known],
-  });
+  if (unknown.length > 0) {
+    const listing = known.size > 0 ? `devices that have reported there: ${[...known].join(', ')}` : 'no device has ever reported on that site';
+    throw new SgmoeError('E_DEVICE_UNKNOWN', `no device ${unknown.join(', ')} has ever reported on site ${options.site} of this broker; ${listing}`, {
+      unknown,
+      known: [...known],
+    });
+  }
+  const offline = inventory.devices.filter((d) => targets.includes(d.device) && d.state === 'offline');
+  if (offline.length > 0 && !ignoreOfflineStatus) {
+    const listed = offline.map((d) => `${d.device} (${d.reason ?? 'offline'}, last seen ${d.lastSeen ?? 'never'})`).join(', ');
+    throw new SgmoeError(
+      'E_DEVICE_OFFLINE',
+      `offline by its retained status: ${listed}. A command is not kept for an offline device, so it would never get this one: ` +
+        'start its node and send again once `sgmoe fleet status` shows it online, or leave it out. If it is online and its status is stale ' +
+        `(an old session's last will, published after its new status), ${IGNORE_OFFLINE_STATUS_FLAG} sends anyway`,
+      { offline: offline.map((d) => d.device) },
+    );
+  }
+  return inventory;
 }

@@ -5,7 +5,8 @@ import { silentLogger, type Logger } from '../log';
 import type { UpdateRequestInput, UpdateStep } from '../protocol/update';
 import { BrokerLink, describeOutage } from './broker';
 import { bounded } from '../transport/bounded';
-import { signCommand } from './command-signature';
+import { commandExpiry, signCommand } from './command-signature';
+import { publishCommand } from './outgoing-command';
 import { DeviceWatch } from './device-watch';
 import type { DeviceEntry } from './inventory';
 
@@ -42,7 +43,9 @@ export interface PublishOptions {
    * whether each is online and how its last update ended, so that a reused correlation id's old outcome is not taken
    * for this request's.
    */
-  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate'>>>;
+  known?: Array<Pick<DeviceEntry, 'device' | 'version' | 'watchWindowMs'> & Partial<Pick<DeviceEntry, 'state' | 'reason' | 'lastSeen' | 'lastUpdate' | 'checksExpiry'>>>;
+  /** Send to a device whose status says offline (a stale last will, the operator knows better) and wait as usual. */
+  ignoreOfflineStatus?: boolean;
   /** Each device's outcome as soon as it is known. */
   onOutcome?: (outcome: DeviceOutcome) => void;
   /** Each phase of the rollout as it begins (the canaries' watch time is announced here). */
@@ -96,7 +99,7 @@ export interface PublishReport {
  * (no wildcard publish, so every device is named and answers), following each device's steps as they come.
  * With canaries: they go first, and the rest only once every canary reported done and then stayed healthy for
  * `canaryWindowMs`. A device whose status says offline when its turn comes is skipped (E_DEVICE_OFFLINE): a
- * command is not queued for it. A lost broker is waited for within each device's own deadline.
+ * command is not queued for it (unless `ignoreOfflineStatus`). A lost broker is waited for within each device's own deadline.
  */
 export async function publishUpdate(options: PublishOptions): Promise<PublishReport> {
   const { client } = options;
@@ -137,14 +140,18 @@ export async function publishUpdate(options: PublishOptions): Promise<PublishRep
     Promise.all(
       devices.map(async (device) => {
         const watch = watches.get(device)!;
-        const unreachable = watch.unreachable();
+        const unreachable = options.ignoreOfflineStatus ? null : watch.unreachable();
         if (unreachable) return watch.skip(unreachable, 'E_DEVICE_OFFLINE');
-        const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request }, options.key);
         // Its clock starts now: while the broker is away, mqtt.js holds the command until it is back, within that deadline.
         watch.sent(options.replyTimeoutMs);
-        const published = client.publishAsync(watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }), { qos: 1 }).then(() => log.info({ device, correlationId }, 'update sent'));
-        await Promise.race([published, watch.outcome()]);
-        return watch.outcome();
+        const expires = watch.checksExpiry ? commandExpiry(watch.sentAt, options.replyTimeoutMs) : undefined;
+        const envelope = signCommand({ command: 'update', site: options.site, device, id: correlationId, args: options.request, expires }, options.key);
+        const outgoing = publishCommand(client, watch.topics.command('update'), JSON.stringify({ id: correlationId, envelope }));
+        await Promise.race([outgoing.acked.then(() => log.info({ device, correlationId }, 'update sent')), watch.outcome()]);
+        const outcome = await watch.outcome();
+        // Timed out with the command still queued (the broker away since): it must not reach the device late.
+        outgoing.withdraw();
+        return outcome;
       }),
     );
 

@@ -5,7 +5,8 @@ import { COMMANDS, isCommandName } from '../protocol/command';
 import { replyPayloadSchema, type ReplyPayload } from '../protocol/payloads';
 import { DEFAULT_TOPIC_PREFIX, topicsFor } from '../protocol/topics';
 import { bounded } from '../transport/bounded';
-import { signCommand } from './command-signature';
+import { commandExpiry, signCommand } from './command-signature';
+import { publishCommand } from './outgoing-command';
 
 /** How long the reply subscription's removal may take once the command ended (the broker may be gone by then). */
 const UNSUBSCRIBE_MS = 2_000;
@@ -22,6 +23,8 @@ export interface RemoteCommandOptions {
   key?: KeyObject;
   correlationId?: string;
   timeoutMs: number;
+  /** The device refuses a command that arrives after its signed deadline (`DeviceEntry.checksExpiry`): sign one. */
+  checksExpiry?: boolean;
   /** Each reply as it arrives (an update's progress messages, then the final one). */
   onReply?: (reply: ReplyPayload) => void;
 }
@@ -29,7 +32,9 @@ export interface RemoteCommandOptions {
 
 /**
  * The operator's side of one command to one device: signed when a key is given, published on `cmd/{name}`,
- * and answered by the device's final reply on `cmd/{name}/reply` (checked against the reply schema).
+ * and answered by the device's final reply on `cmd/{name}/reply` (checked against the reply schema). Once it gives
+ * up, nothing of the command is left to go out later: not sent if not sent yet, withdrawn from mqtt.js if queued, and
+ * (`checksExpiry`) refused by the device past its signed deadline if already on its way.
  */
 export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyPayload> {
   const { client, site, device, command } = options;
@@ -39,10 +44,12 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   const topics = topicsFor({ topicPrefix: options.topicPrefix ?? DEFAULT_TOPIC_PREFIX, site, device });
   const id = options.correlationId ?? randomUUID();
   const replyTopic = topics.reply(command);
+  const expires = options.key && options.checksExpiry ? commandExpiry(Date.now(), options.timeoutMs) : undefined;
+  const late = expires ? `; should it still reach ${device}, it refuses it past ${expires.toISOString()}` : '';
   let onMessage: (topic: string, payload: Buffer) => void = () => undefined;
   let timer: NodeJS.Timeout | undefined;
   const answered = new Promise<ReplyPayload>((resolve, reject) => {
-    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms`)), options.timeoutMs);
+    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms${late}`)), options.timeoutMs);
     onMessage = (topic, payload) => {
       if (topic !== replyTopic) return;
       let json: unknown;
@@ -60,18 +67,26 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   });
   void answered.catch(() => undefined); // awaited below; a timeout during the subscribe must not go unhandled
   client.on('message', onMessage);
+  let over = false;
+  let withdraw = (): void => undefined;
   const exchange = async (): Promise<ReplyPayload> => {
     await client.subscribeAsync(replyTopic, { qos: 1 });
+    // Given up while the subscription waited for the broker: sent now, it would come after the operator was told it failed.
+    if (over) return answered;
     const body = options.key
-      ? { id, envelope: signCommand({ command, site, device, id, args: options.args }, options.key) }
+      ? { id, envelope: signCommand({ command, site, device, id, args: options.args, expires }, options.key) }
       : { id, ...(options.args === undefined ? {} : { args: options.args }) };
-    await client.publishAsync(topics.command(command), JSON.stringify(body), { qos: 1 });
+    const outgoing = publishCommand(client, topics.command(command), JSON.stringify(body));
+    withdraw = outgoing.withdraw;
+    await outgoing.acked;
     return answered;
   };
   try {
     // The timeout also ends a subscribe or publish that waits for a broker gone away.
     return await Promise.race([exchange(), answered]);
   } finally {
+    over = true;
+    withdraw();
     clearTimeout(timer);
     client.removeListener('message', onMessage);
     await bounded(client, client.unsubscribeAsync(replyTopic), UNSUBSCRIBE_MS, 'unsubscribing').catch(() => undefined);

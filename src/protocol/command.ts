@@ -8,8 +8,16 @@ export const COMMAND_FORMAT = 'sgmoe-command/1';
 const correlationId = z.string().min(1).max(256);
 
 /**
+ * Fields a signed command may carry beyond the first release's, which this SDK's devices check. Each device lists them
+ * in its status (`envelopeFields`): an older device refuses a payload with a field it does not know, so the operator
+ * signs one only for devices that list it.
+ */
+export const ENVELOPE_FIELDS = ['expires'] as const;
+
+/**
  * What an operator signs: one command for one device (site and device as in its topics), at one moment (`ts`),
- * once (`nonce`). The device refuses it anywhere else, outside its freshness window, or a second time.
+ * once (`nonce`), to arrive by `expires` (when given). The device refuses it anywhere else, outside its freshness
+ * window, after its deadline, or a second time.
  */
 export const signedCommandSchema = z
   .object({
@@ -21,6 +29,8 @@ export const signedCommandSchema = z
     id: correlationId,
     ts: isoTime,
     nonce: z.string().regex(/^[0-9a-f]{32}$/, '16 random bytes in hex'),
+    /** The latest arrival the operator still waits for: one later is refused (E_CMD_EXPIRED), as the operator gave up on it. */
+    expires: isoTime.optional(),
     args: z.unknown().optional(),
   })
   .strict();

@@ -55,6 +55,8 @@ export const statusPayloadSchema = z.object({
   clientId: z.string(),
   /** The last will only (reason `lost`): when it was set, at connect, equal to its `ts`. The loss came later. */
   willSetAt: isoTime.optional(),
+  /** The optional signed-command fields this device checks (`ENVELOPE_FIELDS`); absent from older devices. */
+  envelopeFields: z.array(z.string()).optional(),
   /** What the node wants the plant to know (model, versions...), set with `MqttTransport.setStatusInfo`. */
   info: z.record(z.string(), z.unknown()),
 });

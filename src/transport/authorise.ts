@@ -31,8 +31,8 @@ const nonceFileSchema = z.record(z.string(), z.number());
 /**
  * Decides whether a state-changing command comes from the operator, for this device, now, for the first time:
  * its envelope verifies under a trusted key (E_CMD_UNAUTHORISED), names this site, device, command and
- * correlation id (E_CMD_UNAUTHORISED), carries a timestamp within the window (E_CMD_STALE) and a nonce not
- * seen within it (E_CMD_REPLAYED). Nonces are remembered until their envelope could no longer be fresh.
+ * correlation id (E_CMD_UNAUTHORISED), carries a timestamp within the window (E_CMD_STALE), arrives by its
+ * signed deadline when it has one (E_CMD_EXPIRED) and carries a nonce not seen within the window (E_CMD_REPLAYED). Nonces are remembered until their envelope could no longer be fresh.
  */
 export class CommandAuthoriser {
   private readonly now: () => number;
@@ -73,6 +73,15 @@ export class CommandAuthoriser {
         'E_CMD_STALE',
         `the envelope was signed at ${command.ts}, ${Math.round((now - ts) / 1000)} s from this device's clock: expected within ${windowMs / 1000} s`,
         { ts: command.ts, windowMs },
+      );
+    }
+    if (command.expires !== undefined && now > Date.parse(command.expires)) {
+      const late = Math.round((now - Date.parse(command.expires)) / 100) / 10;
+      throw new SgmoeError(
+        'E_CMD_EXPIRED',
+        `the command had to arrive by ${command.expires}, and arrived ${late} s later by this device's clock: the operator had given up on it, so it is not run. ` +
+          "Send it again if it is still wanted; if it was sent just now, this device's clock is ahead: check its NTP sync",
+        { expires: command.expires, lateS: late },
       );
     }
     this.forgetExpired(now);

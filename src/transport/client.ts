@@ -24,6 +24,7 @@ import {
   type StatusPayload,
 } from '../protocol/payloads';
 import { topicsFor, type Topics } from '../protocol/topics';
+import { ENVELOPE_FIELDS } from '../protocol/command';
 import { bounded } from './bounded';
 
 /** A frame the node could not decide, for `rejected`. */
@@ -514,6 +515,7 @@ export class MqttTransport extends EventEmitter<TransportEvents> {
       clientId: this.clientId,
       // The broker publishes the will as it is now, whenever the node is lost: its time is that of the connect.
       ...(reason === 'lost' ? { willSetAt: ts } : {}),
+      envelopeFields: [...ENVELOPE_FIELDS],
       info: redact(this.statusInfo),
     };
     return JSON.stringify(payload);

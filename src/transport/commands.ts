@@ -63,7 +63,7 @@ export interface CommandDispatcherOptions {
   logger?: Logger;
 }
 
-const AUTH_CODES = new Set(['E_CMD_UNAUTHORISED', 'E_CMD_STALE', 'E_CMD_REPLAYED']);
+const AUTH_CODES = new Set(['E_CMD_UNAUTHORISED', 'E_CMD_STALE', 'E_CMD_EXPIRED', 'E_CMD_REPLAYED']);
 
 /**
  * Turns one command message into one reply. Nothing a sender puts in a message can make it throw:
@@ -112,7 +112,7 @@ export class CommandDispatcher {
   }
 
   private refused(refused: RefusedCommand): void {
-    this.log.warn({ ...refused }, 'command refused: not authorised');
+    this.log.warn({ ...refused }, 'command refused: not authorised, or not in time');
     try {
       this.options.onRefused?.(refused);
     } catch (err) {

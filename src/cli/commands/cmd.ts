@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { SgmoeError, errorMessage } from '../../errors';
 import { closeOperator, connectOperator } from '../../fleet/broker';
-import { checkTargets } from '../../fleet/inventory';
+import { checkTargets, IGNORE_OFFLINE_STATUS_FLAG } from '../../fleet/inventory';
 import { readPrivateKey } from '../../fleet/keys';
 import { sendCommand } from '../../fleet/remote-command';
 import { COMMAND_NAMES } from '../../protocol/command';
@@ -18,6 +18,7 @@ export interface RemoteFlags {
   topicPrefix: string;
   timeout: number;
   id?: string;
+  ignoreOfflineStatus?: boolean;
 }
 
 /**
@@ -34,8 +35,15 @@ export function remoteOptions(command: Command, required = true): Command {
     .option('--key <file>', 'operator ed25519 private key: signs the command envelope (needed for every command that changes the device)')
     .option('--topic-prefix <prefix>', 'device topic prefix', DEFAULT_TOPIC_PREFIX)
     .option('--timeout <seconds>', 'how long the device has to answer', seconds, 60)
-    .option('--id <correlationId>', 'correlation id of the command (default: a random UUID)');
+    .option('--id <correlationId>', 'correlation id of the command (default: a random UUID)')
+    .option(...IGNORE_OFFLINE_STATUS);
 }
+
+/** The operator's override of the offline check (`checkTargets`), alike on every command sent to devices. */
+export const IGNORE_OFFLINE_STATUS = [
+  IGNORE_OFFLINE_STATUS_FLAG,
+  "send even when a device's retained status says offline (a stale last will, published after its new online status), and wait for it as usual",
+] as const;
 
 /** Sends one (signed) command, prints each reply as a JSON line; exit 0 when the device did it, 2 when it refused or failed. */
 export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: string, args: unknown): Promise<void> {
@@ -44,7 +52,7 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
   const key = flags.key ? await readPrivateKey(flags.key) : undefined;
   const client = await connectOperator(broker, `sgmoe-cmd-${process.pid}`);
   try {
-    await checkTargets(client, { site, topicPrefix: flags.topicPrefix ?? DEFAULT_TOPIC_PREFIX }, [device]);
+    const { devices } = await checkTargets(client, { site, topicPrefix: flags.topicPrefix ?? DEFAULT_TOPIC_PREFIX }, [device], { ignoreOfflineStatus: flags.ignoreOfflineStatus });
     const reply = await sendCommand({
       client,
       site,
@@ -55,6 +63,7 @@ export async function runRemoteCommand(flags: Partial<RemoteFlags>, command: str
       key,
       correlationId: flags.id,
       timeoutMs: (flags.timeout ?? 60) * 1000,
+      checksExpiry: devices.find((d) => d.device === device)?.checksExpiry,
       onReply: (r) => print(JSON.stringify(r)),
     });
     process.exitCode = reply.ok ? 0 : 2;

@@ -16,7 +16,7 @@ import { explainDeadlines, formatOutcomes, formatPhase, formatProgress, formatRu
 import { rollbackStopped } from '../../fleet/offline-rollback';
 import { readConfigFile } from '../../node/config';
 import { createLogger } from '../../log';
-import { remoteOptions, runRemoteCommand, type RemoteFlags } from './cmd';
+import { IGNORE_OFFLINE_STATUS, remoteOptions, runRemoteCommand, type RemoteFlags } from './cmd';
 import { sha256File } from '../../model/integrity';
 import { list, seconds } from '../options';
 
@@ -39,6 +39,7 @@ interface PublishFlags {
   window: number;
   timeout: number;
   id?: string;
+  ignoreOfflineStatus?: boolean;
 }
 
 /** Operator and device sub-commands of `sgmoe model` for fleet updates (keygen, pack, sign, serve, publish, rollback). */
@@ -100,6 +101,7 @@ export function registerFleetModelCommands(model: Command): void {
     .option('--window <seconds>', 'how long canaries must stay healthy after their update, before the others get it', seconds, 300)
     .option('--timeout <seconds>', 'how long each device has to reach its health watch; the watch (from its status) comes on top', seconds, 900)
     .option('--id <correlationId>', 'correlation id of the command (default: a random UUID)')
+    .option(...IGNORE_OFFLINE_STATUS)
     .description('send an update command to devices, canaries first, showing each step; exit 2 when any device did not finish it')
     .action(async (pkg: string, opts: PublishFlags) => {
       if (Boolean(opts.url) === Boolean(opts.chunks)) throw new SgmoeError('E_USAGE', 'expected exactly one of --url URL (e.g. from `sgmoe model serve`) or --chunks');
@@ -116,9 +118,8 @@ export function registerFleetModelCommands(model: Command): void {
       let ticker: NodeJS.Timeout | undefined;
       try {
         const targets = [...new Set([...(opts.canary ?? []), ...opts.device])];
-        const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets);
+        const inventory = await checkTargets(client, { site: opts.site, topicPrefix: opts.topicPrefix }, targets, { ignoreOfflineStatus: opts.ignoreOfflineStatus });
         const known = inventory.devices.filter((d) => targets.includes(d.device));
-        checkOnline(known);
         checkCanaryWindow(known.filter((d) => opts.canary?.includes(d.device)), opts.window * 1000);
         const base = { sha256, signature, version: manifest.version, force: Boolean(opts.force) };
         const site = opts.topicPrefix.replaceAll('{site}', opts.site).split('{device}')[0];
@@ -145,6 +146,7 @@ export function registerFleetModelCommands(model: Command): void {
           replyTimeoutMs: opts.timeout * 1000,
           canaryWindowMs: opts.window * 1000,
           known,
+          ignoreOfflineStatus: opts.ignoreOfflineStatus,
           onPhase: (phase) => {
             print(formatPhase(phase));
             const now = Date.now();
@@ -206,22 +208,6 @@ export function registerFleetModelCommands(model: Command): void {
       print(`rolled back from ${done.from} to ${done.to} (id ${done.correlationId}); the node runs ${done.to} when it starts`);
       if (!done.audited) process.stderr.write(`not recorded in an audit log: give --audit FILE (or --config) to keep the rollback in the device's trail\n`);
     });
-}
-
-/**
- * A device whose status says offline would never get the command: it is not queued for it (nodes connect with a clean
- * session), so publish would only wait out its --timeout. Refused at once, before anything is sent.
- */
-function checkOnline(targets: DeviceEntry[]): void {
-  const offline = targets.filter((d) => d.state === 'offline');
-  if (offline.length === 0) return;
-  const listed = offline.map((d) => `${d.device} (${d.reason ?? 'offline'}, last seen ${d.lastSeen ?? 'never'})`).join(', ');
-  throw new SgmoeError(
-    'E_DEVICE_OFFLINE',
-    `offline by its retained status: ${listed}. A command is not kept for an offline device, so it would never get this update: ` +
-      'start its node and publish once `sgmoe fleet status` shows it online, or leave it out of --device and --canary',
-    { offline: offline.map((d) => d.device) },
-  );
 }
 
 /** A canary window shorter than a canary's health interval would see no health report and always fail it. */
