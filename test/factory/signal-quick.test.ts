@@ -95,6 +95,32 @@ describe('signal factory --quick', () => {
     expect(markdown).toMatch(/held-out speed ≥ 0.9 \| — \| not measured \|/);
   }, 120_000);
 
+  it('trains, checks and packages single-channel (mono WAV) recordings, a one-axis accelerometer', async () => {
+    const data = join(tmp.path, 'mono');
+    generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '4']);
+    const mono = python(['-c', [
+      'import glob, sys', 'from scipy.io import wavfile',
+      "for p in glob.glob(sys.argv[1] + '/*/*.wav'):", '    rate, x = wavfile.read(p); wavfile.write(p, rate, x[:, 0])',
+    ].join('\n'), data]);
+    expect(mono.stderr).toBe('');
+
+    const out = join(tmp.path, 'mono-quick');
+    const run = factory(['--data', data, '--experts', '2', '--quick', '--band', '1500,5000', '--out', out]);
+    expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/x 1 channels/);
+
+    const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
+    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['manifest', true],
+      ['sha256', true],
+      ['shapes', true],
+      ['selftest', true],
+    ]);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.input).toMatchObject({ kind: 'signal', channels: 1, sampleRate: 25600 });
+  }, 120_000);
+
   it('stops on a missing folder, a truncated WAV or a NaN sample with one error line naming the file', () => {
     const data = join(tmp.path, 'small');
     generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '1', '--classes', 'healthy,outer', '--seconds', '0.5']);

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from scipy.io import wavfile
 
 import calibrate
+import recordings
 import regimes
 import report_signal
 from export import describe_part, export_onnx, label_slug, measure, sha256, write_json
@@ -162,8 +163,8 @@ def _check(out, model, selftest):
     """PyTorch re-run of the stored cases (inputs read back from the WAV samples), sha256, ORT parity."""
     worst = 0.0
     for case in selftest['cases']:
-        _, samples = wavfile.read(os.path.join(out, case['sample']))
-        x = torch.from_numpy(samples.T.copy())[None]
+        _, samples = recordings.read_recording(os.path.join(out, case['sample']))
+        x = torch.from_numpy(samples)[None]
         assert float((x.flatten() - torch.tensor(case['input'])).abs().max()) == 0, f'{case["id"]}: input != sample'
         o = model.outputs(x)
         for key in ('features', 'logits', 'gate_logits', 'experts'):

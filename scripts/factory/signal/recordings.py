@@ -40,7 +40,8 @@ def read_wav(path: str):
         data = data / 2147483648.0
     elif data.dtype != np.float32:
         raise RecordingError(f'{path}: expected PCM 16/24/32-bit or float32 samples, found {data.dtype}')
-    return float(rate), np.asarray(data, dtype=np.float32).reshape(len(data), -1)
+    # scipy gives a mono file as [n], others as [n, channels]
+    return float(rate), np.ascontiguousarray(np.asarray(data, dtype=np.float32).reshape(len(data), -1).T)
 
 
 def read_csv(path: str):
@@ -63,17 +64,18 @@ def read_csv(path: str):
     if len(uneven):  # a gap would read as another rate
         raise RecordingError(f'{path}: expected evenly spaced times, found a step of {time[uneven[0] + 1] - time[uneven[0]]:g} s '
                              f'on line {uneven[0] + 3} (the mean step is {mean:g} s)')
-    return float(round(1 / mean)), values[:, 1:].astype(np.float32)
+    return float(round(1 / mean)), np.ascontiguousarray(values[:, 1:].T.astype(np.float32))
 
 
 def read_recording(path: str):
-    """(sample rate, samples [n, channels] float32), every sample finite: one NaN would otherwise surface much later
-    (in k-means or the export) without naming its file."""
+    """(sample rate, samples [channels, n] float32), every sample finite: one NaN would otherwise surface much later
+    (in k-means or the export) without naming its file. The one reader of recordings and of the package's samples,
+    so a mono file is [1, n] everywhere."""
     rate, samples = read_wav(path) if path.lower().endswith('.wav') else read_csv(path)
     bad = np.argwhere(~np.isfinite(samples))
     if len(bad):
-        n, c = bad[0]
-        raise RecordingError(f'{path}: expected finite samples, found {samples[n, c]} at sample {n} of channel {c}')
+        c, n = bad[0]
+        raise RecordingError(f'{path}: expected finite samples, found {samples[c, n]} at sample {n} of channel {c}')
     return rate, samples
 
 
@@ -101,10 +103,11 @@ class Windows:
 
 
 def cut(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """[n, C] -> [count, C, window], windows starting every `hop` samples (a tail shorter than a window is dropped)."""
-    count = 0 if len(samples) < window else 1 + (len(samples) - window) // hop
-    return np.stack([samples[i * hop:i * hop + window].T for i in range(count)]) if count else \
-        np.zeros((0, samples.shape[1], window), np.float32)
+    """[C, n] -> [count, C, window], windows starting every `hop` samples (a tail shorter than a window is dropped)."""
+    n = samples.shape[1]
+    count = 0 if n < window else 1 + (n - window) // hop
+    return np.stack([samples[:, i * hop:i * hop + window] for i in range(count)]) if count else \
+        np.zeros((0, samples.shape[0], window), np.float32)
 
 
 def load(folder: str, window: int, hop: int):
@@ -122,10 +125,10 @@ def load(folder: str, window: int, hop: int):
             path = os.path.join(folder, label, name)
             file_rate, samples = read_recording(path)
             if rate is None:
-                rate, channels = file_rate, samples.shape[1]
-            if (file_rate, samples.shape[1]) != (rate, channels):
+                rate, channels = file_rate, samples.shape[0]
+            if (file_rate, samples.shape[0]) != (rate, channels):
                 raise RecordingError(f'{path}: expected {rate:g} Hz and {channels} channels like the first recording, '
-                                     f'found {file_rate:g} Hz and {samples.shape[1]}')
+                                     f'found {file_rate:g} Hz and {samples.shape[0]}')
             pieces = cut(samples, window, hop)
             tag = tags(name)
             chunks.append((pieces, y, len(files), tag))
