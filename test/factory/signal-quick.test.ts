@@ -103,12 +103,14 @@ describe('signal factory --quick', () => {
       "for p in glob.glob(sys.argv[1] + '/*/*.wav'):", '    rate, x = wavfile.read(p); wavfile.write(p, rate, x[:, 0])',
     ].join('\n'), data]);
     expect(mono.stderr).toBe('');
+    writeFileSync(join(data, 'inner', 'rec.npy'), 'not a recording');
 
     const out = join(tmp.path, 'mono-quick');
     const run = factory(['--data', data, '--experts', '2', '--quick', '--band', '1500,5000', '--out', out]);
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/x 1 channels/);
+    expect(run.stdout).toMatch(/1 unsupported file\(s\) skipped: inner\/rec\.npy \(not a \.wav or \.csv file\)/);
 
     const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
     expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
@@ -121,7 +123,7 @@ describe('signal factory --quick', () => {
     expect(manifest.input).toMatchObject({ kind: 'signal', channels: 1, sampleRate: 25600 });
   }, 120_000);
 
-  it('stops on a missing folder, a truncated WAV or a NaN sample with one error line naming the file', () => {
+  it('stops on a missing folder, a truncated WAV, a NaN sample or a recording at another rate with one error line naming the file', () => {
     const data = join(tmp.path, 'small');
     generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '1', '--classes', 'healthy,outer', '--seconds', '0.5']);
     const expectError = (folder: string, message: RegExp) => {
@@ -144,5 +146,16 @@ describe('signal factory --quick', () => {
     bytes.writeFloatLE(NaN, bytes.indexOf('data') + 8 + 4 * (3 * 1234 + 2)); // sample 1234 of channel 2 (3 channels)
     writeFileSync(wav(nan), bytes);
     expectError(nan, /^error: .*nan\/outer\/.*\.wav: expected finite samples, found nan at sample 1234 of channel 2$/);
+
+    // The odd recording sorts first: the message must name it, and a good file as the reference, not the other way round.
+    const odd = join(tmp.path, 'odd');
+    cpSync(data, odd, { recursive: true });
+    const resampled = python(['-c', [
+      'import sys', 'from scipy.io import wavfile',
+      'rate, x = wavfile.read(sys.argv[1]); wavfile.write(sys.argv[2], 48000, x)',
+    ].join('\n'), wav(odd), join(odd, 'healthy', '0-odd.wav')]);
+    expect(resampled.stderr).toBe('');
+    expectError(odd, new RegExp('^error: .*odd: expected every recording at one sample rate and channel count, 25600 Hz and 3 channels ' +
+      'as 2 of the 3 have \\(e\\.g\\. healthy/rpm.*\\.wav\\), found 48000 Hz and 3 channels in healthy/0-odd\\.wav$'));
   }, 60_000);
 });

@@ -110,29 +110,42 @@ def cut(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
         np.zeros((0, samples.shape[0], window), np.float32)
 
 
+def _common_format(folder: str, formats: list) -> tuple:
+    """The (sample rate, channels) of most recordings, from (file, rate, channels); the others are named, beside one
+    that has it (the first recording could itself be the odd one, and then every good file would be blamed)."""
+    groups = {}
+    for file, rate, channels in formats:
+        groups.setdefault((rate, channels), []).append(file)
+    (rate, channels), common = max(groups.items(), key=lambda kv: len(kv[1]))
+    if len(groups) > 1:
+        odd = '; '.join(f'{r:g} Hz and {c} channels in {", ".join(files[:5])}{" ..." if len(files) > 5 else ""}'
+                        for (r, c), files in groups.items() if (r, c) != (rate, channels))
+        raise RecordingError(f'{folder}: expected every recording at one sample rate and channel count, {rate:g} Hz and '
+                             f'{channels} channels as {len(common)} of the {len(formats)} have (e.g. {common[0]}), found '
+                             f'{odd}')
+    return rate, channels
+
+
 def load(folder: str, window: int, hop: int):
-    """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels)."""
+    """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels, skipped), skipped the
+    files that are no .wav or .csv ({'file', 'reason'}), listed rather than silently left out."""
     if not os.path.isdir(folder):
         raise RecordingError(f'{folder}: no such folder')
     labels = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if len(labels) < 2:
         raise RecordingError(f'{folder}: expected one folder per class (at least 2), found {labels}')
-    chunks, files, rate, channels = [], [], None, None
+    chunks, files, formats, skipped = [], [], [], []
     for y, label in enumerate(labels):
-        for name in sorted(os.listdir(os.path.join(folder, label))):
-            if not name.lower().endswith(('.wav', '.csv')):
-                continue
+        for name in sorted(n for n in os.listdir(os.path.join(folder, label)) if not n.startswith('.')):
             path = os.path.join(folder, label, name)
+            if not (os.path.isfile(path) and name.lower().endswith(('.wav', '.csv'))):
+                skipped.append({'file': f'{label}/{name}', 'reason': 'not a .wav or .csv file'})
+                continue
             file_rate, samples = read_recording(path)
-            if rate is None:
-                rate, channels = file_rate, samples.shape[0]
-            if (file_rate, samples.shape[0]) != (rate, channels):
-                raise RecordingError(f'{path}: expected {rate:g} Hz and {channels} channels like the first recording, '
-                                     f'found {file_rate:g} Hz and {samples.shape[0]}')
-            pieces = cut(samples, window, hop)
-            tag = tags(name)
-            chunks.append((pieces, y, len(files), tag))
+            formats.append((f'{label}/{name}', file_rate, samples.shape[0]))
+            chunks.append((cut(samples, window, hop), y, len(files), tags(name)))
             files.append(f'{label}/{name}')
+    rate, channels = _common_format(folder, formats) if formats else (None, None)
     if not any(len(c[0]) for c in chunks):
         raise RecordingError(f'{folder}: expected recordings of at least one window ({window} samples) in the class '
                              f'folders, found {len(files)} recordings and no window')
@@ -142,7 +155,7 @@ def load(folder: str, window: int, hop: int):
     windows = Windows(signals, per(lambda c: c[1]).long(), per(lambda c: c[2]).long(),
                       per(lambda c: nan if c[3]['rpm'] is None else c[3]['rpm']).float(),
                       per(lambda c: nan if c[3]['load'] is None else c[3]['load']).float(), files)
-    return labels, windows, rate, channels
+    return labels, windows, rate, channels, skipped
 
 
 def split(windows: Windows, seed: int, holdout_rpm=None, shares=(0.6, 0.2)):

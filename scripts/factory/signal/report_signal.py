@@ -46,7 +46,7 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
         'name': args.name, 'version': args.version, 'quick': args.quick, 'command': args.command, 'data': args.data,
         'holdoutRpm': args.holdout_rpm, 'labels': data.labels, 'dataFacts': recordings_facts(args.data),
         'windows': {k: len(v) for k, v in data.splits.items()},
-        'recordings': len(data.splits['train'].files),
+        'recordings': len(data.splits['train'].files), 'skipped': data.skipped,
         'input': {'channels': data.arch.channels, 'sampleRate': data.arch.sample_rate, 'window': data.arch.window,
                   'hop': args.hop, 'envelopeBandHz': list(data.arch.band)},
         'recipe': {'epochs': recipe.epochs.epochs, 'expertEpochs': recipe.experts.epochs,
@@ -68,6 +68,11 @@ def _data_sentence(facts) -> str:
     snr = f', SNR {facts["snrDb"][0]:g}–{facts["snrDb"][1]:g} dB' if facts['snrDb'] else ''
     return (f' Its recordings.csv lists {facts["recordings"]} recordings{snr}, severities '
             f'{", ".join(str(v) for v in facts["severities"])}.')
+
+
+def _skipped_sentence(skipped) -> str:
+    return (f' Skipped in the class folders ({len(skipped)}): ' + ', '.join(f'`{u["file"]}` ({u["reason"]})'
+                                                                           for u in skipped) + '.') if skipped else ''
 
 
 def _reached(reached, measured, key) -> str:
@@ -117,7 +122,7 @@ def markdown(s: dict) -> str:
              '`scripts/factory/signal/README.md`). Windows: ' +
              ', '.join(f'{k} {v}' for k, v in s['windows'].items()) +
              ' (split by recording, so overlapping windows of one recording never sit in two splits; the held-out '
-             'speed is never seen in training or calibration).', '',
+             'speed is never seen in training or calibration).' + _skipped_sentence(s['skipped']), '',
              '## Targets (issue 15)', '', '| target | measured | reached |', '| --- | ---: | --- |']
     m, r, t = s['measured'], s['reached'], s['targets']
     lines += [f'| accuracy on seen regimes (test) ≥ {t["seenAccuracy"]} | {_pct(m["seenAccuracy"])} | {_reached(r, m, "seenAccuracy")} |',

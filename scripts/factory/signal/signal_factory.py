@@ -94,10 +94,11 @@ class Data:
     arch: Arch
     splits: dict  # name -> recordings.Windows
     spectra: dict  # name -> front-end output [N, 2C, BANDS]
+    skipped: list  # files in the class folders that are no recordings: {'file', 'reason'}
 
 
 def prepare(args) -> Data:
-    labels, windows, rate, channels = recordings.load(args.data, args.window, args.hop)
+    labels, windows, rate, channels, skipped = recordings.load(args.data, args.window, args.hop)
     train, val, test, held = recordings.split(windows, args.seed, args.holdout_rpm)
     if args.holdout_rpm is not None and not len(held):
         raise recordings.RecordingError(f'--holdout-rpm {args.holdout_rpm:g}: no recording in {args.data} is tagged '
@@ -115,10 +116,14 @@ def prepare(args) -> Data:
     with torch.no_grad():
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
                    for k, s in splits.items()}
+    if skipped:  # said here too, not only in REPORT.md, as the image factory does: a run should not hide what it left out
+        shown = '; '.join(f'{u["file"]} ({u["reason"]})' for u in skipped[:5])
+        progress('data', f'{len(skipped)} unsupported file(s) skipped: {shown}{" ..." if len(skipped) > 5 else ""} '
+                         '(every one in REPORT.md)')
     progress('data', f'{len(windows.files)} recordings, {len(windows)} windows of {args.window} samples at {rate:g} Hz '
                      f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}' +
                      (f', held-out {len(held)} ({args.holdout_rpm:g} rpm)' if args.holdout_rpm is not None else ''))
-    return Data(labels, arch, splits, spectra)
+    return Data(labels, arch, splits, spectra, skipped)
 
 
 def assemble(arch: Arch, learned: LearnedTrunk, branch: Branch) -> tuple:
