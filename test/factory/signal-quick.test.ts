@@ -62,6 +62,13 @@ describe('signal factory --quick', () => {
     expect(report.windows.heldout).toBe(40);
     expect(report.splits.test.sgmoe.accuracy).toBeGreaterThan(0.6);
     expect(report.purity.test.map((p: { windows: number }) => p.windows).reduce((a: number, b: number) => a + b, 0)).toBe(report.windows.test);
+
+    // The console's verdict says what REPORT.md says: test accuracy and every measured target missed.
+    expect(run.stdout).toContain(`[factory] test accuracy ${(100 * report.splits.test.sgmoe.accuracy).toFixed(2)}%, held-out speed`);
+    const unmet = Object.keys(report.reached).filter((key) => !report.reached[key] && report.measured[key] !== null);
+    expect(run.stdout.match(/\[factory\] target not reached: /g) ?? []).toHaveLength(unmet.length);
+    expect(run.stdout).not.toMatch(/warning: the validation split/);
+    expect(run.stdout).toMatch(/\[factory\] QUICK build \(.*\): not for use/);
   }, 300_000);
 
   it('refuses an envelope band above half the sample rate with a message that names --band', () => {
@@ -71,7 +78,7 @@ describe('signal factory --quick', () => {
     expect(run.stderr).toMatch(/--band: .*12800 Hz/);
   });
 
-  it('splits recordings without regime tags into train/val/test, and reports the build as run', () => {
+  it('splits recordings without regime tags into train/val/test, reports the build as run and warns of a tiny validation split', () => {
     const data = join(tmp.path, 'untagged');
     generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '4']);
     for (const label of ['ball', 'healthy', 'inner', 'outer']) {
@@ -85,6 +92,7 @@ describe('signal factory --quick', () => {
 
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     expect(report.windows).toEqual({ train: 40, val: 20, test: 20, heldout: 0 });
+    expect(run.stdout).toMatch(/\[factory\] warning: the validation split holds 4 recordings \(1 of ball\): .* too few/);
     expect(report.splits.test.perRegime).toBeUndefined();
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
     expect(manifest.name).toBe(basename(out));

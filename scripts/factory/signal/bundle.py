@@ -194,12 +194,13 @@ def manifest(args, data, parts, routing, calibration, regime_facts):
     }
 
 
-def write(args, data, recipe, result) -> None:
+def write(args, data, recipe, result) -> dict:
+    """The package at args.out, put in place only once checked; returns its report.json."""
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     built = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.building-', dir=os.path.dirname(out))
     try:
-        _build(built, args, data, recipe, result)
+        summary = _build(built, args, data, recipe, result)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
         raise
@@ -209,6 +210,7 @@ def write(args, data, recipe, result) -> None:
         os.rename(out, previous)
     os.rename(built, out)
     shutil.rmtree(previous, ignore_errors=True)
+    return summary
 
 
 def _build(out, args, data, recipe, result):
@@ -246,3 +248,4 @@ def _build(out, args, data, recipe, result):
     write_json(os.path.join(out, 'report.json'), summary)
     with open(os.path.join(out, 'REPORT.md'), 'w') as f:
         f.write(report_signal.markdown(summary))
+    return summary

@@ -120,9 +120,9 @@ def _common_format(folder: str, formats: list) -> tuple:
     if len(groups) > 1:
         odd = '; '.join(f'{r:g} Hz and {c} channels in {", ".join(files[:5])}{" ..." if len(files) > 5 else ""}'
                         for (r, c), files in groups.items() if (r, c) != (rate, channels))
-        raise RecordingError(f'{folder}: expected every recording at one sample rate and channel count, {rate:g} Hz and '
-                             f'{channels} channels as {len(common)} of the {len(formats)} have (e.g. {common[0]}), found '
-                             f'{odd}')
+        raise RecordingError(f'{folder}: expected every recording at one sample rate and channel count, {rate:g} Hz '
+                             f'and {channels} channels as {len(common)} of the {len(formats)} have (e.g. {common[0]}), '
+                             f'found {odd}')
     return rate, channels
 
 

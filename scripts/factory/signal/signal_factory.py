@@ -29,6 +29,7 @@ import bundle  # noqa: E402
 import calibrate  # noqa: E402
 import recordings  # noqa: E402
 import regimes  # noqa: E402
+import report_signal  # noqa: E402
 from export import measure  # noqa: E402
 from kmeans import kmeans  # noqa: E402
 from frontend import BAND_HZ  # noqa: E402
@@ -116,7 +117,7 @@ def prepare(args) -> Data:
     with torch.no_grad():
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
                    for k, s in splits.items()}
-    if skipped:  # said here too, not only in REPORT.md, as the image factory does: a run should not hide what it left out
+    if skipped:  # on the console too, as the image factory does: a run should not hide what it left out
         shown = '; '.join(f'{u["file"]} ({u["reason"]})' for u in skipped[:5])
         progress('data', f'{len(skipped)} unsupported file(s) skipped: {shown}{" ..." if len(skipped) > 5 else ""} '
                          '(every one in REPORT.md)')
@@ -243,11 +244,13 @@ def main(argv=None) -> int:
     val_scores = regimes.scores(val_outputs, operating['baseWeight'])
     unknown = {name: regimes.calibrate(s) for name, s in val_scores.items()}
 
-    bundle.write(args, data, recipe, {
+    summary = bundle.write(args, data, recipe, {
         'model': model, 'macs': macs, 'points': points, 'operating': operating, 'unknownThresholds': unknown,
         'trained': trained, 'base': (base_trunk, base, base_history),
         'dense': (dense_trunk, dense_branch, dense_history), 'regimeModels': regime_models, 'started': started})
-    progress('factory', f'done in {time.time() - started:.0f}s')
+    for line in report_signal.console(summary):
+        progress('factory', line)
+    progress('factory', f'done in {time.time() - started:.0f}s; the report: {os.path.join(args.out, "REPORT.md")}')
     return 0
 
 
