@@ -62,6 +62,13 @@ describe('signal factory --quick', () => {
     expect(report.windows.heldout).toBe(40);
     expect(report.splits.test.sgmoe.accuracy).toBeGreaterThan(0.6);
     expect(report.purity.test.map((p: { windows: number }) => p.windows).reduce((a: number, b: number) => a + b, 0)).toBe(report.windows.test);
+
+    // The console's verdict says what REPORT.md says: test accuracy and every measured target missed.
+    expect(run.stdout).toContain(`[factory] test accuracy ${(100 * report.splits.test.sgmoe.accuracy).toFixed(2)}%, held-out speed`);
+    const unmet = Object.keys(report.reached).filter((key) => !report.reached[key] && report.measured[key] !== null);
+    expect(run.stdout.match(/\[factory\] target not reached: /g) ?? []).toHaveLength(unmet.length);
+    expect(run.stdout).not.toMatch(/warning: the validation split/);
+    expect(run.stdout).toMatch(/\[factory\] QUICK build \(.*\): not for use/);
   }, 300_000);
 
   it('refuses an envelope band above half the sample rate with a message that names --band', () => {
@@ -71,7 +78,7 @@ describe('signal factory --quick', () => {
     expect(run.stderr).toMatch(/--band: .*12800 Hz/);
   });
 
-  it('splits recordings without regime tags into train/val/test, and reports the build as run', () => {
+  it('splits recordings without regime tags into train/val/test, reports the build as run and warns of a tiny validation split', () => {
     const data = join(tmp.path, 'untagged');
     generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '4']);
     for (const label of ['ball', 'healthy', 'inner', 'outer']) {
@@ -85,6 +92,7 @@ describe('signal factory --quick', () => {
 
     const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));
     expect(report.windows).toEqual({ train: 40, val: 20, test: 20, heldout: 0 });
+    expect(run.stdout).toMatch(/\[factory\] warning: the validation split holds 4 recordings \(1 of ball\): .* too few/);
     expect(report.splits.test.perRegime).toBeUndefined();
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
     expect(manifest.name).toBe(basename(out));
@@ -95,7 +103,35 @@ describe('signal factory --quick', () => {
     expect(markdown).toMatch(/held-out speed ≥ 0.9 \| — \| not measured \|/);
   }, 120_000);
 
-  it('stops on a missing folder, a truncated WAV or a NaN sample with one error line naming the file', () => {
+  it('trains, checks and packages single-channel (mono WAV) recordings, a one-axis accelerometer', async () => {
+    const data = join(tmp.path, 'mono');
+    generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '4']);
+    const mono = python(['-c', [
+      'import glob, sys', 'from scipy.io import wavfile',
+      "for p in glob.glob(sys.argv[1] + '/*/*.wav'):", '    rate, x = wavfile.read(p); wavfile.write(p, rate, x[:, 0])',
+    ].join('\n'), data]);
+    expect(mono.stderr).toBe('');
+    writeFileSync(join(data, 'inner', 'rec.npy'), 'not a recording');
+
+    const out = join(tmp.path, 'mono-quick');
+    const run = factory(['--data', data, '--experts', '2', '--quick', '--band', '1500,5000', '--out', out]);
+    expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/x 1 channels/);
+    expect(run.stdout).toMatch(/1 unsupported file\(s\) skipped: inner\/rec\.npy \(not a \.wav or \.csv file\)/);
+
+    const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
+    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
+      ['manifest', true],
+      ['sha256', true],
+      ['shapes', true],
+      ['selftest', true],
+    ]);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.input).toMatchObject({ kind: 'signal', channels: 1, sampleRate: 25600 });
+  }, 120_000);
+
+  it('stops on a missing folder, a truncated WAV, a NaN sample or a recording at another rate with one error line naming the file', () => {
     const data = join(tmp.path, 'small');
     generate(data, ['--rpm', '1800', '--load', '1', '--recordings', '1', '--classes', 'healthy,outer', '--seconds', '0.5']);
     const expectError = (folder: string, message: RegExp) => {
@@ -118,5 +154,16 @@ describe('signal factory --quick', () => {
     bytes.writeFloatLE(NaN, bytes.indexOf('data') + 8 + 4 * (3 * 1234 + 2)); // sample 1234 of channel 2 (3 channels)
     writeFileSync(wav(nan), bytes);
     expectError(nan, /^error: .*nan\/outer\/.*\.wav: expected finite samples, found nan at sample 1234 of channel 2$/);
+
+    // The odd recording sorts first: the message must name it, and a good file as the reference, not the other way round.
+    const odd = join(tmp.path, 'odd');
+    cpSync(data, odd, { recursive: true });
+    const resampled = python(['-c', [
+      'import sys', 'from scipy.io import wavfile',
+      'rate, x = wavfile.read(sys.argv[1]); wavfile.write(sys.argv[2], 48000, x)',
+    ].join('\n'), wav(odd), join(odd, 'healthy', '0-odd.wav')]);
+    expect(resampled.stderr).toBe('');
+    expectError(odd, new RegExp('^error: .*odd: expected every recording at one sample rate and channel count, 25600 Hz and 3 channels ' +
+      'as 2 of the 3 have \\(e\\.g\\. healthy/rpm.*\\.wav\\), found 48000 Hz and 3 channels in healthy/0-odd\\.wav$'));
   }, 60_000);
 });

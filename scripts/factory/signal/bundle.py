@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from scipy.io import wavfile
 
 import calibrate
+import recordings
 import regimes
 import report_signal
 from export import describe_part, export_onnx, label_slug, measure, sha256, write_json
@@ -162,8 +163,8 @@ def _check(out, model, selftest):
     """PyTorch re-run of the stored cases (inputs read back from the WAV samples), sha256, ORT parity."""
     worst = 0.0
     for case in selftest['cases']:
-        _, samples = wavfile.read(os.path.join(out, case['sample']))
-        x = torch.from_numpy(samples.T.copy())[None]
+        _, samples = recordings.read_recording(os.path.join(out, case['sample']))
+        x = torch.from_numpy(samples)[None]
         assert float((x.flatten() - torch.tensor(case['input'])).abs().max()) == 0, f'{case["id"]}: input != sample'
         o = model.outputs(x)
         for key in ('features', 'logits', 'gate_logits', 'experts'):
@@ -193,12 +194,13 @@ def manifest(args, data, parts, routing, calibration, regime_facts):
     }
 
 
-def write(args, data, recipe, result) -> None:
+def write(args, data, recipe, result) -> dict:
+    """The package at args.out, put in place only once checked; returns its report.json."""
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     built = tempfile.mkdtemp(prefix=f'.{os.path.basename(out)}.building-', dir=os.path.dirname(out))
     try:
-        _build(built, args, data, recipe, result)
+        summary = _build(built, args, data, recipe, result)
     except BaseException:
         shutil.rmtree(built, ignore_errors=True)
         raise
@@ -208,6 +210,7 @@ def write(args, data, recipe, result) -> None:
         os.rename(out, previous)
     os.rename(built, out)
     shutil.rmtree(previous, ignore_errors=True)
+    return summary
 
 
 def _build(out, args, data, recipe, result):
@@ -245,3 +248,4 @@ def _build(out, args, data, recipe, result):
     write_json(os.path.join(out, 'report.json'), summary)
     with open(os.path.join(out, 'REPORT.md'), 'w') as f:
         f.write(report_signal.markdown(summary))
+    return summary

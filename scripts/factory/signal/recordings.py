@@ -40,7 +40,8 @@ def read_wav(path: str):
         data = data / 2147483648.0
     elif data.dtype != np.float32:
         raise RecordingError(f'{path}: expected PCM 16/24/32-bit or float32 samples, found {data.dtype}')
-    return float(rate), np.asarray(data, dtype=np.float32).reshape(len(data), -1)
+    # scipy gives a mono file as [n], others as [n, channels]
+    return float(rate), np.ascontiguousarray(np.asarray(data, dtype=np.float32).reshape(len(data), -1).T)
 
 
 def read_csv(path: str):
@@ -63,17 +64,18 @@ def read_csv(path: str):
     if len(uneven):  # a gap would read as another rate
         raise RecordingError(f'{path}: expected evenly spaced times, found a step of {time[uneven[0] + 1] - time[uneven[0]]:g} s '
                              f'on line {uneven[0] + 3} (the mean step is {mean:g} s)')
-    return float(round(1 / mean)), values[:, 1:].astype(np.float32)
+    return float(round(1 / mean)), np.ascontiguousarray(values[:, 1:].T.astype(np.float32))
 
 
 def read_recording(path: str):
-    """(sample rate, samples [n, channels] float32), every sample finite: one NaN would otherwise surface much later
-    (in k-means or the export) without naming its file."""
+    """(sample rate, samples [channels, n] float32), every sample finite: one NaN would otherwise surface much later
+    (in k-means or the export) without naming its file. The one reader of recordings and of the package's samples,
+    so a mono file is [1, n] everywhere."""
     rate, samples = read_wav(path) if path.lower().endswith('.wav') else read_csv(path)
     bad = np.argwhere(~np.isfinite(samples))
     if len(bad):
-        n, c = bad[0]
-        raise RecordingError(f'{path}: expected finite samples, found {samples[n, c]} at sample {n} of channel {c}')
+        c, n = bad[0]
+        raise RecordingError(f'{path}: expected finite samples, found {samples[c, n]} at sample {n} of channel {c}')
     return rate, samples
 
 
@@ -101,35 +103,49 @@ class Windows:
 
 
 def cut(samples: np.ndarray, window: int, hop: int) -> np.ndarray:
-    """[n, C] -> [count, C, window], windows starting every `hop` samples (a tail shorter than a window is dropped)."""
-    count = 0 if len(samples) < window else 1 + (len(samples) - window) // hop
-    return np.stack([samples[i * hop:i * hop + window].T for i in range(count)]) if count else \
-        np.zeros((0, samples.shape[1], window), np.float32)
+    """[C, n] -> [count, C, window], windows starting every `hop` samples (a tail shorter than a window is dropped)."""
+    n = samples.shape[1]
+    count = 0 if n < window else 1 + (n - window) // hop
+    return np.stack([samples[:, i * hop:i * hop + window] for i in range(count)]) if count else \
+        np.zeros((0, samples.shape[0], window), np.float32)
+
+
+def _common_format(folder: str, formats: list) -> tuple:
+    """The (sample rate, channels) of most recordings, from (file, rate, channels); the others are named, beside one
+    that has it (the first recording could itself be the odd one, and then every good file would be blamed)."""
+    groups = {}
+    for file, rate, channels in formats:
+        groups.setdefault((rate, channels), []).append(file)
+    (rate, channels), common = max(groups.items(), key=lambda kv: len(kv[1]))
+    if len(groups) > 1:
+        odd = '; '.join(f'{r:g} Hz and {c} channels in {", ".join(files[:5])}{" ..." if len(files) > 5 else ""}'
+                        for (r, c), files in groups.items() if (r, c) != (rate, channels))
+        raise RecordingError(f'{folder}: expected every recording at one sample rate and channel count, {rate:g} Hz '
+                             f'and {channels} channels as {len(common)} of the {len(formats)} have (e.g. {common[0]}), '
+                             f'found {odd}')
+    return rate, channels
 
 
 def load(folder: str, window: int, hop: int):
-    """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels)."""
+    """All recordings under folder/<class>/; returns (labels, Windows, sample rate, channels, skipped), skipped the
+    files that are no .wav or .csv ({'file', 'reason'}), listed rather than silently left out."""
     if not os.path.isdir(folder):
         raise RecordingError(f'{folder}: no such folder')
     labels = sorted(d for d in os.listdir(folder) if os.path.isdir(os.path.join(folder, d)))
     if len(labels) < 2:
         raise RecordingError(f'{folder}: expected one folder per class (at least 2), found {labels}')
-    chunks, files, rate, channels = [], [], None, None
+    chunks, files, formats, skipped = [], [], [], []
     for y, label in enumerate(labels):
-        for name in sorted(os.listdir(os.path.join(folder, label))):
-            if not name.lower().endswith(('.wav', '.csv')):
-                continue
+        for name in sorted(n for n in os.listdir(os.path.join(folder, label)) if not n.startswith('.')):
             path = os.path.join(folder, label, name)
+            if not (os.path.isfile(path) and name.lower().endswith(('.wav', '.csv'))):
+                skipped.append({'file': f'{label}/{name}', 'reason': 'not a .wav or .csv file'})
+                continue
             file_rate, samples = read_recording(path)
-            if rate is None:
-                rate, channels = file_rate, samples.shape[1]
-            if (file_rate, samples.shape[1]) != (rate, channels):
-                raise RecordingError(f'{path}: expected {rate:g} Hz and {channels} channels like the first recording, '
-                                     f'found {file_rate:g} Hz and {samples.shape[1]}')
-            pieces = cut(samples, window, hop)
-            tag = tags(name)
-            chunks.append((pieces, y, len(files), tag))
+            formats.append((f'{label}/{name}', file_rate, samples.shape[0]))
+            chunks.append((cut(samples, window, hop), y, len(files), tags(name)))
             files.append(f'{label}/{name}')
+    rate, channels = _common_format(folder, formats) if formats else (None, None)
     if not any(len(c[0]) for c in chunks):
         raise RecordingError(f'{folder}: expected recordings of at least one window ({window} samples) in the class '
                              f'folders, found {len(files)} recordings and no window')
@@ -139,7 +155,7 @@ def load(folder: str, window: int, hop: int):
     windows = Windows(signals, per(lambda c: c[1]).long(), per(lambda c: c[2]).long(),
                       per(lambda c: nan if c[3]['rpm'] is None else c[3]['rpm']).float(),
                       per(lambda c: nan if c[3]['load'] is None else c[3]['load']).float(), files)
-    return labels, windows, rate, channels
+    return labels, windows, rate, channels, skipped
 
 
 def split(windows: Windows, seed: int, holdout_rpm=None, shares=(0.6, 0.2)):

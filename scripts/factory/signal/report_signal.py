@@ -9,6 +9,9 @@ import torch
 
 TARGETS = {'seenAccuracy': 0.98, 'heldoutAccuracy': 0.90, 'macsShareOfDense': 0.60, 'heldoutAlarm': 0.90,
            'seenAlarm': 0.02}
+# Per class: with fewer validation recordings, the kept epochs, the operating point and every val-acc line rest on a
+# handful of recordings (their windows overlap and say little more than one each). 0.2 x 15 = 3 per class and regime.
+MIN_VAL_RECORDINGS = 3
 
 
 def recordings_facts(folder: str):
@@ -46,7 +49,7 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
         'name': args.name, 'version': args.version, 'quick': args.quick, 'command': args.command, 'data': args.data,
         'holdoutRpm': args.holdout_rpm, 'labels': data.labels, 'dataFacts': recordings_facts(args.data),
         'windows': {k: len(v) for k, v in data.splits.items()},
-        'recordings': len(data.splits['train'].files),
+        'recordings': len(data.splits['train'].files), 'skipped': data.skipped, 'validation': _validation(data),
         'input': {'channels': data.arch.channels, 'sampleRate': data.arch.sample_rate, 'window': data.arch.window,
                   'hop': args.hop, 'envelopeBandHz': list(data.arch.band)},
         'recipe': {'epochs': recipe.epochs.epochs, 'expertEpochs': recipe.experts.epochs,
@@ -62,12 +65,60 @@ def build(args, data, recipe, result, metrics, parts, routing, checks) -> dict:
     }
 
 
+def _validation(data) -> dict:
+    val = data.splits['val']
+    per_class = {label: len(torch.unique(val.recording[val.labels == c])) for c, label in enumerate(data.labels)}
+    return {'recordings': len(torch.unique(val.recording)), 'perClass': per_class}
+
+
+def _small_validation(s: dict) -> str:
+    fewest = min(s['validation']['perClass'].items(), key=lambda kv: kv[1])
+    if fewest[1] >= MIN_VAL_RECORDINGS:
+        return ''
+    return (f'the validation split holds {s["validation"]["recordings"]} recordings ({fewest[1]} of {fewest[0]}): the '
+            'val-acc lines, the kept epochs and the operating point rest on too few to mean much; give it '
+            f'{MIN_VAL_RECORDINGS}+ per class (15+ recordings per class and regime)')
+
+
+def console(s: dict) -> list:
+    """The verdict printed at the end of a run, so that a poor model shows on the console, not only in REPORT.md."""
+    held = s['measured']['heldoutAccuracy']
+    lines = [f'test accuracy {_pct(s["measured"]["seenAccuracy"])}' +
+             (f', held-out speed {_pct(held)}' if held is not None else '') + ' (SGMoE at its operating point)']
+    unmet = [f'target not reached: {target} (measured {measured})' for key, target, measured in _target_rows(s)
+             if s['measured'][key] is not None and not s['reached'][key]]
+    lines += unmet or ['every measured target reached']
+    small = _small_validation(s)
+    if small:
+        lines.append(f'warning: {small}')
+    if s['quick']:
+        lines.append('QUICK build (few epochs, for CI and trying the pipeline): not for use')
+    return lines
+
+
 def _data_sentence(facts) -> str:
     if not facts:
         return ''
     snr = f', SNR {facts["snrDb"][0]:g}–{facts["snrDb"][1]:g} dB' if facts['snrDb'] else ''
     return (f' Its recordings.csv lists {facts["recordings"]} recordings{snr}, severities '
             f'{", ".join(str(v) for v in facts["severities"])}.')
+
+
+def _skipped_sentence(skipped) -> str:
+    return (f' Skipped in the class folders ({len(skipped)}): ' + ', '.join(f'`{u["file"]}` ({u["reason"]})'
+                                                                           for u in skipped) + '.') if skipped else ''
+
+
+def _target_rows(s: dict) -> list:
+    """(key, target, measured) of each target, for REPORT.md's table and the console's verdict."""
+    m, t = s['measured'], s['targets']
+    return [('seenAccuracy', f'accuracy on seen regimes (test) ≥ {t["seenAccuracy"]}', _pct(m['seenAccuracy'])),
+            ('heldoutAccuracy', f'accuracy on the held-out speed ≥ {t["heldoutAccuracy"]}',
+             _pct(m['heldoutAccuracy'])),
+            ('macsShareOfDense', 'SGMoE ≥ dense accuracy at ≤ 60% of its mean MACs',
+             f'{_pct(m["macsShareOfDense"])} of dense MACs, {"≥" if m["sgmoeAtLeastDense"] else "<"} dense'),
+            ('heldoutAlarm', 'unknown-regime alarm on held-out windows ≥ 90%', _pct(m['heldoutAlarm'])),
+            ('seenAlarm', 'unknown-regime alarm on seen windows (test) ≤ 2%', _pct(m['seenAlarm']))]
 
 
 def _reached(reached, measured, key) -> str:
@@ -117,16 +168,13 @@ def markdown(s: dict) -> str:
              '`scripts/factory/signal/README.md`). Windows: ' +
              ', '.join(f'{k} {v}' for k, v in s['windows'].items()) +
              ' (split by recording, so overlapping windows of one recording never sit in two splits; the held-out '
-             'speed is never seen in training or calibration).', '',
+             'speed is never seen in training or calibration).' + _skipped_sentence(s['skipped']), '',
              '## Targets (issue 15)', '', '| target | measured | reached |', '| --- | ---: | --- |']
-    m, r, t = s['measured'], s['reached'], s['targets']
-    lines += [f'| accuracy on seen regimes (test) ≥ {t["seenAccuracy"]} | {_pct(m["seenAccuracy"])} | {_reached(r, m, "seenAccuracy")} |',
-              f'| accuracy on the held-out speed ≥ {t["heldoutAccuracy"]} | {_pct(m["heldoutAccuracy"])} | {_reached(r, m, "heldoutAccuracy")} |',
-              f'| SGMoE ≥ dense accuracy at ≤ 60% of its mean MACs | {_pct(m["macsShareOfDense"])} of dense MACs, '
-              f'{"≥" if m["sgmoeAtLeastDense"] else "<"} dense | {_reached(r, m, "macsShareOfDense")} |',
-              f'| unknown-regime alarm on held-out windows ≥ 90% | {_pct(m["heldoutAlarm"])} | {_reached(r, m, "heldoutAlarm")} |',
-              f'| unknown-regime alarm on seen windows (test) ≤ 2% | {_pct(m["seenAlarm"])} | {_reached(r, m, "seenAlarm")} |',
-              '', '## Models (test = seen regimes; held-out = the held-out speed)', '',
+    m, r = s['measured'], s['reached']
+    lines += [f'| {target} | {measured} | {_reached(r, m, key)} |' for key, target, measured in _target_rows(s)]
+    small = _small_validation(s)
+    lines += ['', f'**Warning:** {small}.'] if small else []
+    lines += ['', '## Models (test = seen regimes; held-out = the held-out speed)', '',
               '| model | test accuracy | held-out accuracy | mean MACs (test) |', '| --- | ---: | ---: | ---: |']
     held = s['splits'].get('heldout', {})
     names = {'sgmoe': 'SGMoE (operating point)', 'sgmoeAlwaysExpert': 'SGMoE, always an expert', 'base': 'base alone',

@@ -29,6 +29,7 @@ import bundle  # noqa: E402
 import calibrate  # noqa: E402
 import recordings  # noqa: E402
 import regimes  # noqa: E402
+import report_signal  # noqa: E402
 from export import measure  # noqa: E402
 from kmeans import kmeans  # noqa: E402
 from frontend import BAND_HZ  # noqa: E402
@@ -94,10 +95,11 @@ class Data:
     arch: Arch
     splits: dict  # name -> recordings.Windows
     spectra: dict  # name -> front-end output [N, 2C, BANDS]
+    skipped: list  # files in the class folders that are no recordings: {'file', 'reason'}
 
 
 def prepare(args) -> Data:
-    labels, windows, rate, channels = recordings.load(args.data, args.window, args.hop)
+    labels, windows, rate, channels, skipped = recordings.load(args.data, args.window, args.hop)
     train, val, test, held = recordings.split(windows, args.seed, args.holdout_rpm)
     if args.holdout_rpm is not None and not len(held):
         raise recordings.RecordingError(f'--holdout-rpm {args.holdout_rpm:g}: no recording in {args.data} is tagged '
@@ -115,10 +117,14 @@ def prepare(args) -> Data:
     with torch.no_grad():
         spectra = {k: torch.cat([frontend(w) for w in s.signals.split(256)]) if len(s) else torch.zeros(0)
                    for k, s in splits.items()}
+    if skipped:  # on the console too, as the image factory does: a run should not hide what it left out
+        shown = '; '.join(f'{u["file"]} ({u["reason"]})' for u in skipped[:5])
+        progress('data', f'{len(skipped)} unsupported file(s) skipped: {shown}{" ..." if len(skipped) > 5 else ""} '
+                         '(every one in REPORT.md)')
     progress('data', f'{len(windows.files)} recordings, {len(windows)} windows of {args.window} samples at {rate:g} Hz '
                      f'x {channels} channels; train {len(train)}, val {len(val)}, test {len(test)}' +
                      (f', held-out {len(held)} ({args.holdout_rpm:g} rpm)' if args.holdout_rpm is not None else ''))
-    return Data(labels, arch, splits, spectra)
+    return Data(labels, arch, splits, spectra, skipped)
 
 
 def assemble(arch: Arch, learned: LearnedTrunk, branch: Branch) -> tuple:
@@ -238,11 +244,13 @@ def main(argv=None) -> int:
     val_scores = regimes.scores(val_outputs, operating['baseWeight'])
     unknown = {name: regimes.calibrate(s) for name, s in val_scores.items()}
 
-    bundle.write(args, data, recipe, {
+    summary = bundle.write(args, data, recipe, {
         'model': model, 'macs': macs, 'points': points, 'operating': operating, 'unknownThresholds': unknown,
         'trained': trained, 'base': (base_trunk, base, base_history),
         'dense': (dense_trunk, dense_branch, dense_history), 'regimeModels': regime_models, 'started': started})
-    progress('factory', f'done in {time.time() - started:.0f}s')
+    for line in report_signal.console(summary):
+        progress('factory', line)
+    progress('factory', f'done in {time.time() - started:.0f}s; the report: {os.path.join(args.out, "REPORT.md")}')
     return 0
 
 

@@ -22,7 +22,8 @@ def progress(name: str, message: str) -> None:
 
 
 def fit(name: str, params, loss_of, n: int, evaluate, schedule: Schedule, modules) -> list:
-    """loss_of(idx) -> (loss, correct); evaluate() -> validation accuracy; modules: what train()/eval() switch."""
+    """loss_of(idx) -> (loss, correct); evaluate() -> validation accuracy, None without validation windows; modules:
+    what train()/eval() switch."""
     generator = torch.Generator().manual_seed(schedule.seed)
     params = list(params)
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=schedule.weight_decay)
@@ -47,19 +48,19 @@ def fit(name: str, params, loss_of, n: int, evaluate, schedule: Schedule, module
             m.eval()
         val = evaluate()
         history.append({'epoch': epoch, 'loss': round(total / n, 5), 'trainAccuracy': round(correct / n, 5),
-                        'valAccuracy': round(val, 5)})
-        if val > best:
+                        'valAccuracy': None if val is None else round(val, 5)})
+        if val is None or val > best:  # nothing to choose on: the last epoch, not the first, is kept
             best, best_state = val, [copy.deepcopy(m.state_dict()) for m in modules]
     for m, state in zip(modules, best_state):
         m.load_state_dict(state)
         m.eval()
-    progress(name, f'{schedule.epochs} epochs, best val-acc {best:.4f} (epoch '
-                   f'{max(history, key=lambda h: h["valAccuracy"])["epoch"]})')
+    progress(name, f'{schedule.epochs} epochs, ' + ('no validation windows, the last epoch kept' if best is None else
+                   f'best val-acc {best:.4f} (epoch {max(history, key=lambda h: h["valAccuracy"])["epoch"]})'))
     return history
 
 
 def accuracy(logits, labels) -> float:
-    return float((logits.argmax(1) == labels).float().mean()) if len(labels) else 0.0
+    return float((logits.argmax(1) == labels).float().mean()) if len(labels) else None
 
 
 def train_classifier(name, trunk, branch, spectra, labels, val_spectra, val_labels, schedule):
@@ -105,7 +106,7 @@ def train_expert(name, expert, features, base_logits, labels, val_features, val_
 
     def evaluate():
         if not len(val_labels):
-            return 0.0
+            return None
         with torch.no_grad():
             return accuracy(ensemble_log_probs(val_base_logits, expert(val_features), base_weight), val_labels)
 
