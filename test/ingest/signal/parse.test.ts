@@ -89,6 +89,12 @@ describe('signal payloads', () => {
     expect(codeOf(() => parseWav(Buffer.alloc(0), 'e.wav'))).toBe('E_SIGNAL_EMPTY');
     expect(codeOf(() => parseWav(whole.subarray(0, whole.length - 6), 't.wav'))).toBe('E_SIGNAL_TRUNCATED');
     expect(codeOf(() => parseWav(Buffer.from('time,x\n0,1\n'), 'n.wav'))).toBe('E_SIGNAL_FORMAT');
+    // Being written by a recorder that fills in the sizes when it closes the file: 0 in the header, samples after it.
+    const open = Buffer.from(whole);
+    open.writeUInt32LE(0, open.indexOf('data', 12, 'latin1') + 4);
+    expect(() => parseWav(open, 'o.wav')).toThrow(
+      expect.objectContaining({ code: 'E_SIGNAL_TRUNCATED', message: expect.stringContaining('a header giving 0 bytes of samples with 32 bytes after it') }),
+    );
   });
 
   it('reads a CSV recording with its sample rate from the time column, and rejects a short row as truncated', () => {
