@@ -34,6 +34,8 @@ export interface CreateNodeOptions {
   logger?: Logger;
   /** Sources built by the caller (an SDK push source, the demo's replay), beside the config's URIs. */
   extraSources?: NodeSource[];
+  /** How long each source's stop may take before the node is stopped without it (default 10 s; see EdgeNode). */
+  sourceStopMs?: number;
 }
 
 export interface CreatedNode {
@@ -182,6 +184,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       healthIntervalMs: config.healthIntervalMs,
       logger,
       onClosed: () => closeAll([...closers, ...locks], logger),
+      sourceStopMs: options.sourceStopMs,
     });
     const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 

@@ -24,6 +24,7 @@ import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
 import { ThresholdCommand, type SetFalseAlarmRateReply, type SetThresholdReply } from './threshold';
 import type { CommandOrigin } from '../transport/commands';
+import { within } from '../transport/bounded';
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -49,7 +50,17 @@ export interface EdgeNodeParts {
   commitRetryMs?: { min: number; max: number };
   /** Closed last on stop, after the transport said goodbye (the embedded broker, the outbox database). */
   onClosed?: () => Promise<void> | void;
+  /** How long each source's stop may take before it is cut off (default SOURCE_STOP_MS). */
+  sourceStopMs?: number;
 }
+
+/**
+ * A source's stop that takes longer has hung (a decoder that ignores SIGTERM and keeps its pipes open, an RTSP teardown
+ * that never ends): past it the source is cut off and the node stops without it. A camera decoder is killed 3 s after
+ * its SIGTERM (DecoderProcess), so 10 s leaves room for that and a slow disk; it is well within the 45 s that the
+ * systemd unit (examples/systemd) gives the whole stop, whose broker goodbye may take 10 s more.
+ */
+const SOURCE_STOP_MS = 10_000;
 
 export interface NodeEvents {
   decision: [frame: Frame, decision: Decision];
@@ -178,8 +189,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /**
    * Graceful: sources stop, the frames they hold and those in flight finish, the audit log is flushed, the broker hears
-   * we left, and the locks go last. A source whose stop fails keeps nothing open: stop rejects with the first failure
-   * once everything is closed.
+   * we left, and the locks go last. A source whose stop fails, or does not end in time (it hung), keeps nothing open:
+   * it is cut off, the rest stops in order, and stop rejects with the first failure once everything is closed.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
@@ -334,12 +345,17 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     else this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
   }
 
-  /** Asks every source to stop, each even when another fails; one that fails is cut off from its pump at once. */
+  /**
+   * Asks every source to stop, each even when another fails; one that fails, or does not stop in time
+   * (E_SOURCE_STOP_TIMEOUT), is cut off from its pump at once.
+   */
   private async stopSources(): Promise<SgmoeError[]> {
+    const ms = this.parts.sourceStopMs ?? SOURCE_STOP_MS;
     const stopped = await Promise.allSettled(
       this.parts.sources.map(async (entry) => {
+        const { name } = entry.source;
         try {
-          await entry.source.stop();
+          await within(entry.source.stop(), ms, () => new SgmoeError('E_SOURCE_STOP_TIMEOUT', `source ${name} did not stop within ${(ms / 1000).toFixed(1)} s: cut off, the node stopped without it`, { source: name, ms }));
         } catch (err) {
           this.pipeline.cut(entry);
           throw err;
