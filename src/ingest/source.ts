@@ -5,8 +5,11 @@ import { BoundedQueue, type BackpressurePolicy } from './queue';
 
 export type SourceKind = 'dir' | 'http' | 'mjpeg' | 'mqtt' | 'push' | 'rtsp' | 'v4l2' | 'video';
 
-/** How a frame left the pipeline; every frame a source yields is settled once (dropped frames excepted). */
-export type FrameOutcome = { status: 'decided' } | { status: 'rejected'; error: SgmoeError };
+/**
+ * How a frame left the pipeline; every frame a source yields is settled once (frames its queue dropped excepted).
+ * `dropped`: its consumer could not decide it (the node stopped); a live source counts it as dropped.
+ */
+export type FrameOutcome = { status: 'decided' } | { status: 'rejected' | 'dropped'; error: SgmoeError };
 
 /**
  * Counters of one source. They always add up: frames = decided + rejected + dropped + queued + in flight.

@@ -5,7 +5,7 @@ import type { HealthAlarm } from '../audit/health';
 import { decidedRecord, droppedRecord, rejectedRecord, type AuditRecord, type FrameInfo, type ModelRef } from '../audit/record';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
-import { SgmoeError, errorMessage } from '../errors';
+import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { SDK_VERSION } from '../version';
 import { inputSha256, type Frame } from '../ingest/frame';
@@ -130,6 +130,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       logger: this.log,
       decided: (entry, frame, decision) => this.decide(entry, frame, decision),
       rejected: (entry, frame, err, model) => this.reject(entry, frame, err, model),
+      abandoned: (entry, frame) => this.abandon(entry, frame),
     });
   }
 
@@ -271,10 +272,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /** A frame the source dropped under backpressure: counted and audited, never silently lost. */
   recordDrop(frame: Frame): void {
-    this.parts.audit?.record(
-      droppedRecord(frameInfo(frame, false), { code: 'E_BACKPRESSURE', message: 'dropped: the queue of this source was full' }, this.engine.model),
-    );
-    this.notify('dropped', frame);
+    this.dropped(frame, new SgmoeError('E_BACKPRESSURE', 'dropped: the queue of this source was full'));
   }
 
   /**
@@ -372,6 +370,29 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       this.log.error({ source: name, code: error.code, err: error.message }, 'a source failed to stop');
       return [error];
     });
+  }
+
+  /**
+   * A frame its source yielded after its pump gave up on it (the node stopping, the source cut off). A source that
+   * replays keeps it unsettled (a hot-folder file stays in the inbox for the next start, with no row), as frames held
+   * on a full disk are at a stop. A live source's frame cannot wait: dropped, as under backpressure (counted by its
+   * source, its row written while the audit log is open, counted as unaudited after).
+   */
+  private abandon(entry: NodeSource, frame: Frame): void {
+    const { source } = entry;
+    if (source.replays) {
+      this.log.warn({ source: source.name, frameId: frame.id }, 'a frame came after the node stopped taking frames: left with its source for the next start');
+      return;
+    }
+    this.log.warn({ source: source.name, frameId: frame.id }, 'a frame came after the node stopped taking frames: dropped');
+    const error = new SgmoeError('E_NODE_STOPPING', 'dropped: the node stopped before it could decide this frame');
+    this.dropped(frame, error);
+    source.settle(frame, { status: 'dropped', error }).catch((err: unknown) => this.log.error({ frameId: frame.id, code: errorCode(err), err: errorMessage(err) }, 'could not settle a frame with its source'));
+  }
+
+  private dropped(frame: Frame, error: SgmoeError): void {
+    this.parts.audit?.record(droppedRecord(frameInfo(frame, false), { code: error.code, message: error.message }, this.engine.model));
+    this.notify('dropped', frame);
   }
 
   private decide(entry: NodeSource, frame: Frame, decision: Decision): Promise<void> {

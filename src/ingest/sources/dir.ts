@@ -149,6 +149,8 @@ export class DirSource extends BaseSource {
   protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
     const name = frame.meta?.file;
     if (typeof name !== 'string' || !this.taken.has(name)) return;
+    // Not decided (an SDK consumer that stopped; the node leaves such frames unsettled): taken again, as at a restart.
+    if (outcome.status === 'dropped') return void this.taken.delete(name);
     const cutShort = outcome.status === 'rejected' && CUT_SHORT.has(outcome.error.code);
     if (cutShort && this.watching && this.rejectAfterMs > 0) this.held.set(name, { read: frame.meta, outcome, since: this.clock() });
     else await this.move(name, frame.meta, outcome);

@@ -39,7 +39,8 @@ export interface WindowMeta {
 interface Pending {
   payload: Frame;
   open: number;
-  failure?: SgmoeError;
+  /** The first of its windows not decided (rejected, or dropped at a stop): the payload's outcome. */
+  failure?: Exclude<FrameOutcome, { status: 'decided' }>;
   ended: boolean;
 }
 
@@ -113,7 +114,7 @@ export class SignalWindowSource extends BaseSource {
     const entry = meta && this.pending.get(meta.payloadId);
     if (!entry) return;
     entry.open--;
-    if (outcome.status === 'rejected') entry.failure ??= outcome.error;
+    if (outcome.status !== 'decided') entry.failure ??= outcome;
     await this.finish(entry);
   }
 
@@ -161,7 +162,7 @@ export class SignalWindowSource extends BaseSource {
   /** Settles the payload once every window it produced is settled (a stream block may produce none). */
   private async finish(entry: Pending): Promise<void> {
     if (!entry.ended || entry.open > 0 || !this.pending.delete(entry.payload.id)) return;
-    await this.payloads.settle(entry.payload, entry.failure ? { status: 'rejected', error: entry.failure } : { status: 'decided' });
+    await this.payloads.settle(entry.payload, entry.failure ?? { status: 'decided' });
   }
 
   private frameOf(payload: Frame, file: string | undefined, offset: number): Frame {
