@@ -1,7 +1,7 @@
 import { extname } from 'node:path';
 import { SgmoeError, errorMessage } from '../../../errors';
 import type { Frame } from '../../frame';
-import { BaseSource, type DecidedBefore, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
+import { BaseSource, type SettledBefore, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
 import { checkBlock, type SampleBlock } from './block';
 import { parseCsv } from './csv';
 import type { SignalSpec } from './spec';
@@ -59,19 +59,19 @@ export class SignalWindowSource extends BaseSource {
   private readonly pending = new Map<string, Pending>();
 
   private readonly gain: number;
-  private readonly decidedBefore?: DecidedBefore;
+  private readonly settledBefore?: SettledBefore;
   private alreadyDecided = 0;
 
   constructor(
     private readonly payloads: FrameSource,
     private readonly spec: SignalSpec,
-    options: SourceOptions & { gain?: number; decidedBefore?: DecidedBefore } = {},
+    options: SourceOptions & { gain?: number; settledBefore?: SettledBefore } = {},
   ) {
     super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
     this.kind = payloads.kind;
     this.replays = payloads.replays;
     this.gain = options.gain ?? 1;
-    this.decidedBefore = options.decidedBefore;
+    this.settledBefore = options.settledBefore;
   }
 
   /**
@@ -144,7 +144,7 @@ export class SignalWindowSource extends BaseSource {
       return { ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } };
     });
     // A recording a stop or kill left in the inbox: the windows an earlier run decided are not decided again.
-    const fresh = payload.meta?.leftover ? frames.filter((f) => !this.decidedBefore?.(f, frames.length)) : frames;
+    const fresh = payload.meta?.leftover ? frames.filter((f) => this.settledBefore?.(f, frames.length)?.status !== 'decided') : frames;
     if (fresh.length < frames.length) {
       this.alreadyDecided += frames.length - fresh.length;
       this.log.info({ payloadId: payload.id }, `${file}: ${frames.length - fresh.length} of its ${frames.length} windows were decided before the node stopped, not decided again`);
