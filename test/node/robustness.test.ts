@@ -249,6 +249,35 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     }
   });
 
+  it('a signal recording a kill left in the hot folder while it held it as cut short is not rejected twice at the next start', async () => {
+    const inbox = join(tmp.path, 'held-recording');
+    const [name] = recordings(inbox, 1);
+    const whole = readFileSync(join(inbox, name));
+    writeFileSync(join(inbox, name), whole.subarray(0, whole.length / 2)); // its upload stalled half way
+    const audit = { file: join(tmp.path, 'held-recording-audit', 'audit.db') };
+    const sources = [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }];
+    const first = await sampleNode({ model: BEARING, sources, audit });
+    await first.node.run();
+    await first.node.stop();
+    expect(first.rejected).toHaveLength(1);
+    // As a kill during the hold leaves it (see above).
+    renameSync(join(inbox, 'rejected', name), join(inbox, name));
+    rmSync(join(inbox, 'rejected', `${name}.reason.txt`));
+
+    const second = await sampleNode({ model: BEARING, sources, audit });
+    await second.node.run();
+    await second.node.stop();
+    expect(second.rejected).toEqual([]);
+    expect(second.node.snapshot().sources[0].counters).toMatchObject({ alreadyRejected: 1 });
+    expect(readdirSync(join(inbox, 'rejected')).sort()).toEqual([name, `${name}.reason.txt`]);
+    const db = openAuditDbReadOnly(audit.file);
+    try {
+      expect(queryDecisions(db, {}, { limit: 100 }).map((r) => r.status)).toEqual(['rejected']);
+    } finally {
+      db.close();
+    }
+  });
+
   it("a signal recording a kill left in the hot folder after some of its windows' rows: only the windows without a row are decided at the next start", async () => {
     const inbox = join(tmp.path, 'signal-leftover');
     const names = recordings(inbox, 2);

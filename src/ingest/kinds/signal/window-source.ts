@@ -61,6 +61,7 @@ export class SignalWindowSource extends BaseSource {
   private readonly gain: number;
   private readonly settledBefore?: SettledBefore;
   private alreadyDecided = 0;
+  private alreadyRejected = 0;
 
   constructor(
     private readonly payloads: FrameSource,
@@ -82,9 +83,10 @@ export class SignalWindowSource extends BaseSource {
     const own = super.stats();
     const inner = this.payloads.stats();
     const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
-    const leftovers = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
+    const decided = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
+    const rejected = this.alreadyRejected > 0 && { alreadyRejected: this.alreadyRejected };
     const lastError = [own.lastError, inner.lastError].reduce((a, b) => (b && (!a || b.at >= a.at) ? b : a), undefined);
-    return { ...own, errors: own.errors + inner.errors, lastError, windowResets: resets, payloadsDropped: inner.dropped, ...leftovers };
+    return { ...own, errors: own.errors + inner.errors, lastError, windowResets: resets, payloadsDropped: inner.dropped, ...decided, ...rejected };
   }
 
   /** Samples received on streams and not yet in a finished window. */
@@ -135,8 +137,16 @@ export class SignalWindowSource extends BaseSource {
       }
     } catch (err) {
       const rejection = err instanceof SgmoeError ? err : new SgmoeError('E_SIGNAL_FORMAT', errorMessage(err), undefined, { cause: err });
+      const frame = { ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } };
+      // A recording a kill left in the inbox after its rejection (during its hold, when cut short): settled as then.
+      const before = payload.meta?.leftover ? this.settledBefore?.(frame) : undefined;
+      if (before?.status === 'rejected') {
+        this.alreadyRejected++;
+        this.pending.delete(payload.id);
+        return this.payloads.settle(payload, before);
+      }
       entry.open = 1;
-      await this.emit({ ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } });
+      await this.emit(frame);
       return this.end(entry);
     }
     const frames = windows.map((w) => {
