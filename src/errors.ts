@@ -48,6 +48,7 @@ export const ERROR_CODES = {
   E_SOURCE_HTTP: 'transient',
   E_SOURCE_IO: 'transient',
   E_SOURCE_STOPPED: 'transient',
+  E_SOURCE_STOP_TIMEOUT: 'transient',
   E_SOURCE_STREAM: 'transient',
   E_SOURCE_SUBSCRIBE: 'transient',
   E_SOURCE_TIMEOUT: 'transient',

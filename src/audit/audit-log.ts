@@ -29,6 +29,9 @@ export interface OpenAuditLogOptions {
   now?: () => number;
 }
 
+/** What a frame's latest audit row says became of it. */
+export type RowOutcome = { status: 'ok' } | { status: 'rejected'; code: string; message: string };
+
 export interface AuditHealthReport {
   model: ModelRef;
   window: RoutingStats;
@@ -90,19 +93,26 @@ export class AuditLog {
   }
 
   /**
-   * The frames (`frameId sha256`) among the last `rows` this source put through the node that were decided: a hot
-   * folder finds there a file a kill left between its audit row and its move to done/ (for such a source the row
-   * follows its queued result, see Settler; rows an older release wrote are not asked). The latest rows suffice: a
-   * source has at most its window of frames decided and not settled. One backward scan on the id, once per source at
-   * its start.
+   * The outcomes of the frames (`frameId sha256`) among the last `rows` this source put through the node: a hot folder
+   * finds there a file a kill left between its audit row and its move to done/ or rejected/, or while it held the file
+   * (for such a source the row follows its queued result, see Settler; rows an older release wrote are not asked). The
+   * latest rows suffice: a source has at most its window of frames decided and not settled. One backward scan on the
+   * id, once per source at its start.
    */
-  latestDecided(source: string, rows: number): Set<string> {
+  latestOutcomes(source: string, rows: number): Map<string, RowOutcome> {
     const found = this.parts.db
       .prepare(
-        "SELECT frame_id, input_sha256, status FROM decisions WHERE source = ? AND status IN ('ok', 'rejected') AND id > (SELECT after_id FROM results_first) ORDER BY id DESC LIMIT ?",
+        "SELECT frame_id, input_sha256, status, error_code, error_message FROM decisions WHERE source = @source AND status IN ('ok', 'rejected') AND id > (SELECT after_id FROM results_first) ORDER BY id DESC LIMIT @rows",
       )
-      .all(source, rows) as Array<{ frame_id: string; input_sha256: string | null; status: string }>;
-    return new Set(found.filter((r) => r.status === 'ok').map((r) => `${r.frame_id} ${r.input_sha256}`));
+      .all({ source, rows }) as Array<{ frame_id: string; input_sha256: string | null; status: 'ok' | 'rejected'; error_code: string | null; error_message: string | null }>;
+    // Latest first: a frame decided after an earlier rejection (its writer resumed) keeps its latest outcome.
+    const outcomes = new Map<string, RowOutcome>();
+    for (const r of found) {
+      const key = `${r.frame_id} ${r.input_sha256}`;
+      if (outcomes.has(key)) continue;
+      outcomes.set(key, r.status === 'ok' ? { status: 'ok' } : { status: 'rejected', code: r.error_code ?? 'E_INTERNAL', message: r.error_message ?? '' });
+    }
+    return outcomes;
   }
 
   event(event: AuditEvent): number | null {

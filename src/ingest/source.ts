@@ -5,8 +5,11 @@ import { BoundedQueue, type BackpressurePolicy } from './queue';
 
 export type SourceKind = 'dir' | 'http' | 'mjpeg' | 'mqtt' | 'push' | 'rtsp' | 'v4l2' | 'video';
 
-/** How a frame left the pipeline; every frame a source yields is settled once (dropped frames excepted). */
-export type FrameOutcome = { status: 'decided' } | { status: 'rejected'; error: SgmoeError };
+/**
+ * How a frame left the pipeline; every frame a source yields is settled once (frames its queue dropped excepted).
+ * `dropped`: its consumer could not decide it (the node stopped); a live source counts it as dropped.
+ */
+export type FrameOutcome = { status: 'decided' } | { status: 'rejected' | 'dropped'; error: SgmoeError };
 
 /**
  * Counters of one source. They always add up: frames = decided + rejected + dropped + queued + in flight.
@@ -32,15 +35,17 @@ export interface SourceStats {
    * queued, before a stop or kill left them in the inbox: moved to done/, not decided again, and not in `frames`.
    */
   alreadyDecided?: number;
+  /** Hot folders: the same for files an earlier run rejected (held again when cut short, then moved to rejected/). */
+  alreadyRejected?: number;
   lastError?: { code: string; message: string; at: number };
 }
 
 /**
- * Whether a frame (its id and bytes) was decided by an earlier run, its result queued: the node asks its audit log.
+ * What an earlier run made of a frame (its id and bytes), its result queued, if anything: the node asks its audit log.
  * `alongside` counts the frames decided with it from one payload (a recording's windows), which the question must
  * look back over as well.
  */
-export type DecidedBefore = (frame: Frame, alongside?: number) => boolean;
+export type SettledBefore = (frame: Frame, alongside?: number) => FrameOutcome | undefined;
 
 /** Every way frames come in looks like this: iterate the frames, settle each one, stop. */
 export interface FrameSource extends AsyncIterable<Frame> {

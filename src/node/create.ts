@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { AuditLog } from '../audit/audit-log';
+import { AuditLog, type RowOutcome } from '../audit/audit-log';
 import { FrameStore, framesDirOf } from '../audit/frame-store';
 import { Engine } from '../engine/engine';
 import { detectHost } from '../engine/host';
 import { listDeviceProfiles, loadDeviceProfile, pickProfile, type DeviceProfile } from '../engine/profile';
-import { SgmoeError, errorMessage } from '../errors';
+import { SgmoeError, errorMessage, type ErrorCode } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { redact, redactText } from '../redact';
 import { setFalseAlarmRate, type AnomalyFields } from '../engine/tasks';
@@ -14,7 +14,7 @@ import { pngOf } from '../ingest/raw-png';
 import { DEFAULT_DECODER, type DecoderSettings } from '../ingest/decoder/settings';
 import { framesFor } from '../ingest/kinds';
 import { openSource } from '../ingest/open';
-import type { DecidedBefore, FrameSource } from '../ingest/source';
+import type { SettledBefore, FrameSource } from '../ingest/source';
 import { EmbeddedBroker } from '../transport/broker';
 import { MqttTransport } from '../transport/client';
 import { clientIdOf, connectOptionsFor, parseTransportConfig, type TransportConfig } from '../transport/config';
@@ -34,6 +34,8 @@ export interface CreateNodeOptions {
   logger?: Logger;
   /** Sources built by the caller (an SDK push source, the demo's replay), beside the config's URIs. */
   extraSources?: NodeSource[];
+  /** How long each source's stop may take before the node is stopped without it (default 10 s; see EdgeNode). */
+  sourceStopMs?: number;
 }
 
 export interface CreatedNode {
@@ -108,34 +110,35 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
     const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     const window = config.window ?? batch.maxSize;
-    const decidedBySource = new Map<string, { rows: number; frames: Set<string> }>();
+    const rowsBySource = new Map<string, { rows: number; outcomes: Map<string, RowOutcome> }>();
     // A row says its result was queued in the outbox: not in one moved aside at this start, nor in memory.
     let outboxKeptResults = true;
-    const decidedBefore: DecidedBefore = (frame, alongside = 0) => {
-      if (!audit || !outboxKeptResults) return false;
+    const settledBefore: SettledBefore = (frame, alongside = 0) => {
+      if (!audit || !outboxKeptResults) return undefined;
       // Twice the window: a source has at most its window of frames decided and not settled, besides the frames
       // decided with this one from its payload (a recording's windows, the latest rows of its source).
       const rows = 2 * window + alongside;
-      let decided = decidedBySource.get(frame.source);
-      if (!decided || decided.rows < rows) {
+      let latest = rowsBySource.get(frame.source);
+      if (!latest || latest.rows < rows) {
         try {
-          decided = { rows, frames: audit.latestDecided(frame.source, rows) };
+          latest = { rows, outcomes: audit.latestOutcomes(frame.source, rows) };
         } catch (err) {
           // Decided again rather than not at all: a duplicate, never a loss.
           logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log which files were decided before the stop');
-          decided = { rows: Infinity, frames: new Set() };
+          latest = { rows: Infinity, outcomes: new Map() };
         }
-        decidedBySource.set(frame.source, decided);
+        rowsBySource.set(frame.source, latest);
       }
       // Signal windows carry no bytes: their rows, no sha256 (null).
-      return decided.frames.has(`${frame.id} ${inputSha256(frame) ?? null}`);
+      const row = latest.outcomes.get(`${frame.id} ${inputSha256(frame) ?? null}`);
+      return row && (row.status === 'ok' ? { status: 'decided' } : { status: 'rejected', error: new SgmoeError(row.code as ErrorCode, row.message) });
     };
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.
     const { input } = engine.manifest;
     const camera = { input: input.kind === 'image' ? input : undefined, decoder: profile.decoder ?? DEFAULT_DECODER };
     const sources: NodeSource[] = config.sources.map((s) => ({
       // The package's input kind decides what a frame is: an image as it comes, or windows cut from sample blocks.
-      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, decidedBefore }, logger, camera), engine.manifest.input, { gain: s.gain, decidedBefore }),
+      source: framesFor(openSourceFor(s, config, transportConfig, { onDrop, onError, settledBefore }, logger, camera), engine.manifest.input, { gain: s.gain, settledBefore }),
       preprocess: preprocessOf(s),
     }));
     // An SDK user's own sources: windowed for a signal package and accounted for (drops, errors) as config ones.
@@ -182,6 +185,7 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
       healthIntervalMs: config.healthIntervalMs,
       logger,
       onClosed: () => closeAll([...closers, ...locks], logger),
+      sourceStopMs: options.sourceStopMs,
     });
     const agent = fleet && config.fleet ? await createUpdateAgent({ store: fleet.store, node, fleet: config.fleet, engine: engineOptions, healthIntervalMs: config.healthIntervalMs, transportConfig, audit, logger }) : undefined;
 
@@ -301,7 +305,7 @@ function openSourceFor(
   s: SourceConfig,
   config: NodeConfig,
   transport: TransportConfig | undefined,
-  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; decidedBefore: DecidedBefore },
+  report: { onDrop: (frame: Frame) => void; onError: (source: string, error: SgmoeError) => void; settledBefore: SettledBefore },
   logger: Logger,
   camera: { input: InputSpec | undefined; decoder: DecoderSettings },
 ): FrameSource {
@@ -327,7 +331,7 @@ function openSourceFor(
     mqtt: transport?.url,
     connectOptions: transport && connectOptionsFor(transport, `${clientIdOf(transport)}-${s.name ?? s.uri}`),
     onDrop: report.onDrop,
-    decidedBefore: report.decidedBefore,
+    settledBefore: report.settledBefore,
     onError: (error: SgmoeError) => report.onError(name, error),
     logger,
   });

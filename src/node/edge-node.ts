@@ -5,7 +5,7 @@ import type { HealthAlarm } from '../audit/health';
 import { decidedRecord, droppedRecord, rejectedRecord, type AuditRecord, type FrameInfo, type ModelRef } from '../audit/record';
 import type { Decision } from '../engine/decision';
 import type { Engine } from '../engine/engine';
-import { SgmoeError, errorMessage } from '../errors';
+import { SgmoeError, errorCode, errorMessage } from '../errors';
 import { silentLogger, type Logger } from '../log';
 import { SDK_VERSION } from '../version';
 import { inputSha256, type Frame } from '../ingest/frame';
@@ -24,6 +24,7 @@ import { Settler } from './settle';
 import { NodeStats, type NodeSnapshot, type Unavailable } from './stats';
 import { ThresholdCommand, type SetFalseAlarmRateReply, type SetThresholdReply } from './threshold';
 import type { CommandOrigin } from '../transport/commands';
+import { within } from '../transport/bounded';
 
 /** One source with the preprocessing options it needs (its ROI, fit, pad). */
 export interface NodeSource {
@@ -49,7 +50,17 @@ export interface EdgeNodeParts {
   commitRetryMs?: { min: number; max: number };
   /** Closed last on stop, after the transport said goodbye (the embedded broker, the outbox database). */
   onClosed?: () => Promise<void> | void;
+  /** How long each source's stop may take before it is cut off (default SOURCE_STOP_MS). */
+  sourceStopMs?: number;
 }
+
+/**
+ * A source's stop that takes longer has hung (a decoder that ignores SIGTERM and keeps its pipes open, an RTSP teardown
+ * that never ends): past it the source is cut off and the node stops without it. A camera decoder is killed 3 s after
+ * its SIGTERM (DecoderProcess), so 10 s leaves room for that and a slow disk; it is well within the 45 s that the
+ * systemd unit (examples/systemd) gives the whole stop, whose broker goodbye may take 10 s more.
+ */
+const SOURCE_STOP_MS = 10_000;
 
 export interface NodeEvents {
   decision: [frame: Frame, decision: Decision];
@@ -119,6 +130,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       logger: this.log,
       decided: (entry, frame, decision) => this.decide(entry, frame, decision),
       rejected: (entry, frame, err, model) => this.reject(entry, frame, err, model),
+      abandoned: (entry, frame) => this.abandon(entry, frame),
     });
   }
 
@@ -178,8 +190,8 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /**
    * Graceful: sources stop, the frames they hold and those in flight finish, the audit log is flushed, the broker hears
-   * we left, and the locks go last. A source whose stop fails keeps nothing open: stop rejects with the first failure
-   * once everything is closed.
+   * we left, and the locks go last. A source whose stop fails, or does not end in time (it hung), keeps nothing open:
+   * it is cut off, the rest stops in order, and stop rejects with the first failure once everything is closed.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
@@ -260,10 +272,7 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
 
   /** A frame the source dropped under backpressure: counted and audited, never silently lost. */
   recordDrop(frame: Frame): void {
-    this.parts.audit?.record(
-      droppedRecord(frameInfo(frame, false), { code: 'E_BACKPRESSURE', message: 'dropped: the queue of this source was full' }, this.engine.model),
-    );
-    this.notify('dropped', frame);
+    this.dropped(frame, new SgmoeError('E_BACKPRESSURE', 'dropped: the queue of this source was full'));
   }
 
   /**
@@ -334,12 +343,17 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
     else this.changed(this.faults.clear(STORAGE_FAULT, 'the audit log and the outbox are writable again: held frames are committed and settled'));
   }
 
-  /** Asks every source to stop, each even when another fails; one that fails is cut off from its pump at once. */
+  /**
+   * Asks every source to stop, each even when another fails; one that fails, or does not stop in time
+   * (E_SOURCE_STOP_TIMEOUT), is cut off from its pump at once.
+   */
   private async stopSources(): Promise<SgmoeError[]> {
+    const ms = this.parts.sourceStopMs ?? SOURCE_STOP_MS;
     const stopped = await Promise.allSettled(
       this.parts.sources.map(async (entry) => {
+        const { name } = entry.source;
         try {
-          await entry.source.stop();
+          await within(entry.source.stop(), ms, () => new SgmoeError('E_SOURCE_STOP_TIMEOUT', `source ${name} did not stop within ${(ms / 1000).toFixed(1)} s: cut off, the node stopped without it`, { source: name, ms }));
         } catch (err) {
           this.pipeline.cut(entry);
           throw err;
@@ -356,6 +370,29 @@ export class EdgeNode extends EventEmitter<NodeEvents> {
       this.log.error({ source: name, code: error.code, err: error.message }, 'a source failed to stop');
       return [error];
     });
+  }
+
+  /**
+   * A frame its source yielded after its pump gave up on it (the node stopping, the source cut off). A source that
+   * replays keeps it unsettled (a hot-folder file stays in the inbox for the next start, with no row), as frames held
+   * on a full disk are at a stop. A live source's frame cannot wait: dropped, as under backpressure (counted by its
+   * source, its row written while the audit log is open, counted as unaudited after).
+   */
+  private abandon(entry: NodeSource, frame: Frame): void {
+    const { source } = entry;
+    if (source.replays) {
+      this.log.warn({ source: source.name, frameId: frame.id }, 'a frame came after the node stopped taking frames: left with its source for the next start');
+      return;
+    }
+    this.log.warn({ source: source.name, frameId: frame.id }, 'a frame came after the node stopped taking frames: dropped');
+    const error = new SgmoeError('E_NODE_STOPPING', 'dropped: the node stopped before it could decide this frame');
+    this.dropped(frame, error);
+    source.settle(frame, { status: 'dropped', error }).catch((err: unknown) => this.log.error({ frameId: frame.id, code: errorCode(err), err: errorMessage(err) }, 'could not settle a frame with its source'));
+  }
+
+  private dropped(frame: Frame, error: SgmoeError): void {
+    this.parts.audit?.record(droppedRecord(frameInfo(frame, false), { code: error.code, message: error.message }, this.engine.model));
+    this.notify('dropped', frame);
   }
 
   private decide(entry: NodeSource, frame: Frame, decision: Decision): Promise<void> {

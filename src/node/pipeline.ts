@@ -16,6 +16,8 @@ export interface PipelineParts {
   /** Where each frame ends, exactly once; the returned promise resolves when it is settled. */
   decided: (entry: NodeSource, frame: Frame, decision: Decision) => Promise<void>;
   rejected: (entry: NodeSource, frame: Frame, err: unknown, model: ModelRef) => Promise<void>;
+  /** A frame the source yielded after its pump gave up on it (see `framesOf`): not decided, still accounted for. */
+  abandoned: (entry: NodeSource, frame: Frame) => void;
 }
 
 type Handed = { decision: Promise<Decision> } | { error: unknown };
@@ -94,9 +96,8 @@ export class FramePipeline {
 
   /**
    * The source's frames, each wait for one raced against the stop: after `stop`, a wait that one turn of the event loop
-   * does not answer ends the pump (what the source holds answers within it); after `cut`, there is no wait. A frame the
-   * source yields after its pump gave up is left with it undecided, as a frame held on a full disk is (pending in the
-   * totals; a hot folder yields it again at the next start), and logged.
+   * does not answer ends the pump (what the source holds answers within it); after `cut`, there is no wait. What the
+   * source yields after its pump gave up is `abandoned`, frame by frame, until it ends.
    */
   private async *framesOf(entry: NodeSource): AsyncGenerator<Frame, void, undefined> {
     const frames = entry.source[Symbol.asyncIterator]();
@@ -105,15 +106,13 @@ export class FramePipeline {
       while (!this.cutOff.has(entry)) {
         const asked = frames.next();
         const got = await Promise.race([asked, this.gaveUp(entry)]);
-        if (got === GAVE_UP) {
-          this.leave(entry, asked);
-          return;
-        }
+        if (got === GAVE_UP) return this.abandonRest(entry, frames, asked);
         if (got.done) return;
         taking = true;
         yield got.value;
         taking = false;
       }
+      this.abandonRest(entry, frames, frames.next());
     } finally {
       this.wakers.delete(entry);
       // The pump left in the middle of a frame (its end threw): the source is stopped, as `for await` does.
@@ -129,13 +128,15 @@ export class FramePipeline {
     });
   }
 
-  private leave(entry: NodeSource, asked: Promise<IteratorResult<Frame>>): void {
-    asked.then(
-      (r) => {
-        if (!r.done) this.parts.logger.warn({ source: entry.source.name, frameId: r.value.id }, 'a frame came after the node stopped taking frames: left undecided with its source');
-      },
-      () => undefined, // the source failed after its stop: its stop's outcome says so
-    );
+  /**
+   * The source's frames from `next` on, each `abandoned`, until the source ends (a stopped one yields what it queued,
+   * then ends). Not awaited: a source that never ends must not hold the stop.
+   */
+  private abandonRest(entry: NodeSource, frames: AsyncIterator<Frame>, next: Promise<IteratorResult<Frame>>): void {
+    const rest = async () => {
+      for (let r = await next; !r.done; r = await frames.next()) this.parts.abandoned(entry, r.value);
+    };
+    rest().catch(() => undefined); // the source failed after its stop: its stop's outcome says so
   }
 
   private preprocessorFor(source: NodeSource): FramePreparer {

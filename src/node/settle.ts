@@ -163,7 +163,7 @@ export class Settler {
   /**
    * The results not queued yet, then the audit rows: of a source that replays its frames only those whose result is
    * queued, so that such a row means its result was (a hot folder moves a file a kill left after its row, see
-   * DirSource's `decidedBefore`); of a live source all, since its frames cannot wait. Each part committed is not
+   * DirSource's `settledBefore`); of a live source all, since its frames cannot wait. Each part committed is not
    * committed again on a retry.
    */
   private commit(turn: Pending[]): SgmoeError | null {

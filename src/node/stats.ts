@@ -22,12 +22,12 @@ export interface SourceAccount {
   /** The source's latest error (a camera unreachable, a folder missing), when it had one: with `at`, whether it is current. */
   lastError?: { code: string; message: string; at: number };
   /** What only some kinds of source count: decoder restarts and concealed corrupt packets (cameras), window resets
-   * and payloads dropped before windowing (signals), files or windows an earlier run decided (hot folders). Absent
+   * and payloads dropped before windowing (signals), files or windows an earlier run decided or rejected (hot folders). Absent
    * for the others. */
   counters?: Partial<Record<SourceCounter, number>>;
 }
 
-const SOURCE_COUNTERS = ['restarts', 'corrupt', 'windowResets', 'payloadsDropped', 'alreadyDecided'] as const;
+const SOURCE_COUNTERS = ['restarts', 'corrupt', 'windowResets', 'payloadsDropped', 'alreadyDecided', 'alreadyRejected'] as const;
 type SourceCounter = (typeof SOURCE_COUNTERS)[number];
 
 /** A local file the node runs without, and why (it decides on; what it cannot keep is counted). */

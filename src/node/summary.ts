@@ -52,7 +52,7 @@ export function finalSummary(s: NodeSnapshot, accuracy?: { correct: number; scor
   return lines.join('\n');
 }
 
-const COUNTER_NAMES = { restarts: 'decoder restarts', corrupt: 'corrupt packets concealed', windowResets: 'window resets', payloadsDropped: 'payloads dropped', alreadyDecided: 'decided before a stop (moved to done/)' };
+const COUNTER_NAMES = { restarts: 'decoder restarts', corrupt: 'corrupt packets concealed', windowResets: 'window resets', payloadsDropped: 'payloads dropped', alreadyDecided: 'decided before a stop (moved to done/)', alreadyRejected: 'rejected before a stop (moved to rejected/)' };
 
 /** The source-specific counters that are not zero: ", decoder restarts 2, corrupt packets concealed 5". */
 function counterText(counters: NodeSnapshot['sources'][number]['counters']): string {

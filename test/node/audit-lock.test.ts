@@ -30,11 +30,11 @@ function decisions(node: EdgeNode, count: number): Promise<void> {
 
 /** An SDK user's own source, without BaseSource: it yields `frames`, then waits for one more forever, stop or not. */
 function neverEndingSource(frames: Frame[]): FrameSource {
-  const counts = { frames: 0, decided: 0, rejected: 0 };
+  const counts = { frames: 0, decided: 0, rejected: 0, dropped: 0 };
   return {
     name: 'never-ending',
     kind: 'push',
-    stats: () => ({ name: 'never-ending', kind: 'push', ...counts, dropped: 0, queued: 0, errors: 0 }),
+    stats: () => ({ name: 'never-ending', kind: 'push', ...counts, queued: 0, errors: 0 }),
     settle: async (_frame, outcome) => void counts[outcome.status]++,
     stop: async () => undefined,
     async *[Symbol.asyncIterator]() {
@@ -110,7 +110,7 @@ describe('a stop that fails to let go of a part', () => {
     await next.node.stop();
   });
 
-  it("lets go of its locks when an SDK user's source fails to stop and goes on yielding, only once nothing decides any more; what it yields then is left with it, and stop rejects with the failure", async () => {
+  it("lets go of its locks when an SDK user's source fails to stop and goes on yielding, only once nothing decides any more; what it yields then is dropped, counted and logged, and stop rejects with the failure", async () => {
     const dir = join(tmp.path, 'source-stop');
     const file = join(dir, 'data', 'audit.db');
     const config = parseNodeConfig({ model: BUNDLED, threads: 1, audit: { file }, mqtt: { embeddedBroker: { port: 0 } } });
@@ -137,14 +137,18 @@ describe('a stop that fails to let go of a part', () => {
     // Its pump waits for the camera's next frame: the stop ends that wait rather than hang on it.
     await expect(node.stop()).rejects.toMatchObject({ code: 'E_SOURCE_FAILED', message: 'source camera failed to stop: the camera would not let go' });
     expect(existsSync(`${file}.lock`)).toBe(false);
+    const dropped: string[] = [];
+    node.on('dropped', (frame) => dropped.push(frame.id));
     await camera.push({ id: 'after-0', bytes: PNG }); // the answer to the wait the pump gave up
-    await camera.push({ id: 'after-1', bytes: PNG }); // never asked for
-    await waitUntil(() => lines.some((l) => l.frameId === 'after-0') || lockHeld.length > 3, 10_000, 'the frame yielded after the stop, logged or taken');
+    await camera.push({ id: 'after-1', bytes: PNG }); // never asked for by the pump
+    await waitUntil(() => dropped.length === 2 || lockHeld.length > 3, 10_000, 'the frames yielded after the stop, dropped or taken');
     expect(lockHeld).toEqual([true, true, true]);
-    expect(lines).toContainEqual(expect.objectContaining({ msg: 'a frame came after the node stopped taking frames: left undecided with its source', source: 'camera' }));
+    expect(dropped).toEqual(['after-0', 'after-1']);
+    for (const frameId of dropped) expect(lines).toContainEqual(expect.objectContaining({ msg: 'a frame came after the node stopped taking frames: dropped', source: 'camera', frameId }));
     expect(lines).toContainEqual(expect.objectContaining({ msg: 'a source failed to stop', source: 'camera', code: 'E_SOURCE_FAILED' }));
     await running;
-    expect(node.snapshot().totals).toMatchObject({ ingested: 5, decided: 3, rejected: 0, dropped: 0, pending: 2 });
+    // Dropped after the audit log closed: no row, counted as unaudited.
+    expect(node.snapshot()).toMatchObject({ totals: { ingested: 5, decided: 3, rejected: 0, dropped: 2, pending: 0 }, unaudited: 2 });
     const db = openAuditDbReadOnly(file);
     try {
       expect(auditStats(db, {}).byStatus).toEqual({ ok: 3, rejected: 0, dropped: 0 });

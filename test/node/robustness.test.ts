@@ -207,6 +207,77 @@ describe('the node keeps its accounts whatever goes wrong around it', () => {
     }
   });
 
+  it('a file a kill left in the hot folder while it held it as cut short is not rejected twice at the next start: held again, then moved to rejected/, or decided once its writer finishes it', async () => {
+    const audit = { file: join(tmp.path, 'held-audit', 'audit.db') };
+    const inboxes = ['held-once', 'held-resumed'].map((name) => hotFolder(join(tmp.path, name), 0, { corrupt: 'cam.png' }));
+    const first = await sampleNode({ sources: inboxes.map((inbox) => ({ uri: `dir:${inbox}` })), audit });
+    await first.node.run();
+    await first.node.stop();
+    expect(first.rejected.map((r) => r.code)).toEqual(['E_FRAME_FORMAT', 'E_FRAME_FORMAT']);
+    // As a kill during the hold leaves it: its rejected row, the file still in the inbox (a rename keeps the mtime, so
+    // the frame id too), no reason beside it.
+    for (const inbox of inboxes) {
+      renameSync(join(inbox, 'rejected', 'cam.png'), join(inbox, 'cam.png'));
+      rmSync(join(inbox, 'rejected', 'cam.png.reason.txt'));
+    }
+    const [once, resumed] = inboxes;
+
+    const second = await sampleNode({ sources: [{ uri: `dir:${once}` }], audit });
+    await second.node.run();
+    await second.node.stop();
+    expect(second.rejected).toEqual([]);
+    expect(second.node.snapshot().totals).toMatchObject({ ingested: 0, rejected: 0 });
+    expect(second.node.snapshot().sources[0].counters).toEqual({ alreadyRejected: 1 });
+    expect(readdirSync(join(once, 'rejected')).sort()).toEqual(['cam.png', 'cam.png.reason.txt']);
+    expect(readFileSync(join(once, 'rejected', 'cam.png.reason.txt'), 'utf8')).toMatch(/^E_FRAME_FORMAT: /);
+
+    const third = await sampleNode({ once: false, sources: [{ uri: `dir:${resumed}`, stableMs: 1, pollMs: 10, rejectAfterMs: 600_000 }], audit });
+    const running = third.node.run();
+    await waitUntil(() => third.node.snapshot().sources[0].counters?.alreadyRejected === 1, 10_000, 'the held file found again');
+    copyFileSync(join(SAMPLES, SAMPLE_NAMES[0]), join(resumed, 'cam.png')); // its writer finishes it
+    await waitUntil(() => third.decisions.length === 1, 10_000, 'the finished file decided');
+    await third.node.stop();
+    await running;
+    expect(third.rejected).toEqual([]);
+    expect(readdirSync(join(resumed, 'done'))).toEqual(['cam.png']);
+    const db = openAuditDbReadOnly(audit.file);
+    try {
+      const rows = queryDecisions(db, {}, { limit: 100 }).map((r) => `${r.frameId.split('/').slice(-2, -1)[0]} ${r.status}`);
+      expect(rows.sort()).toEqual(['held-once rejected', 'held-resumed ok', 'held-resumed rejected']);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('a signal recording a kill left in the hot folder while it held it as cut short is not rejected twice at the next start', async () => {
+    const inbox = join(tmp.path, 'held-recording');
+    const [name] = recordings(inbox, 1);
+    const whole = readFileSync(join(inbox, name));
+    writeFileSync(join(inbox, name), whole.subarray(0, whole.length / 2)); // its upload stalled half way
+    const audit = { file: join(tmp.path, 'held-recording-audit', 'audit.db') };
+    const sources = [{ uri: `dir:${inbox}`, stableMs: 1, pollMs: 10 }];
+    const first = await sampleNode({ model: BEARING, sources, audit });
+    await first.node.run();
+    await first.node.stop();
+    expect(first.rejected).toHaveLength(1);
+    // As a kill during the hold leaves it (see above).
+    renameSync(join(inbox, 'rejected', name), join(inbox, name));
+    rmSync(join(inbox, 'rejected', `${name}.reason.txt`));
+
+    const second = await sampleNode({ model: BEARING, sources, audit });
+    await second.node.run();
+    await second.node.stop();
+    expect(second.rejected).toEqual([]);
+    expect(second.node.snapshot().sources[0].counters).toMatchObject({ alreadyRejected: 1 });
+    expect(readdirSync(join(inbox, 'rejected')).sort()).toEqual([name, `${name}.reason.txt`]);
+    const db = openAuditDbReadOnly(audit.file);
+    try {
+      expect(queryDecisions(db, {}, { limit: 100 }).map((r) => r.status)).toEqual(['rejected']);
+    } finally {
+      db.close();
+    }
+  });
+
   it("a signal recording a kill left in the hot folder after some of its windows' rows: only the windows without a row are decided at the next start", async () => {
     const inbox = join(tmp.path, 'signal-leftover');
     const names = recordings(inbox, 2);

@@ -2,7 +2,7 @@ import { SgmoeError } from '../../errors';
 import type { ManifestInput } from '../../model/manifest';
 import type { Frame } from '../frame';
 import { Preprocessor, type PreprocessOptions } from '../preprocess';
-import type { DecidedBefore, FrameSource } from '../source';
+import type { SettledBefore, FrameSource } from '../source';
 import { SignalPreprocessor } from './signal/preprocess';
 import { SignalWindowSource } from './signal/window-source';
 
@@ -25,7 +25,7 @@ export interface FramesOptions {
   /** Signal sources: each sample times this, into the package's units (a sensor read in m/s², mg, or raw counts). */
   gain?: number;
   /** Hot folders: which windows of a recording left in the inbox an earlier run decided (images: the folder asks). */
-  decidedBefore?: DecidedBefore;
+  settledBefore?: SettledBefore;
 }
 
 type Kinds = { [K in ManifestInput['kind']]: InputKind<Extract<ManifestInput, { kind: K }>> };
@@ -46,7 +46,7 @@ const KINDS: Kinds = {
       (s.roi ? `, ROI ${s.roi.width}x${s.roi.height}+${s.roi.x}+${s.roi.y}` : ''),
   },
   signal: {
-    frames: (payloads, spec, options) => new SignalWindowSource(payloads, spec, { gain: options.gain, decidedBefore: options.decidedBefore }),
+    frames: (payloads, spec, options) => new SignalWindowSource(payloads, spec, { gain: options.gain, settledBefore: options.settledBefore }),
     preparer: (spec) => new SignalPreprocessor(spec),
     describe: (s) => `signal "${s.name}": ${s.channels} channels at ${s.sampleRate} Hz, windows of ${s.window} samples every ${s.hop}, in ${s.units}`,
   },

@@ -3,7 +3,7 @@ import { extname, basename, join, resolve } from 'node:path';
 import { SgmoeError, errorMessage } from '../../errors';
 import type { Frame } from '../frame';
 import { sleep } from '../retry';
-import { BaseSource, QUEUED_DEFAULTS, type DecidedBefore, type FrameOutcome, type SourceOptions, type SourceStats } from '../source';
+import { BaseSource, QUEUED_DEFAULTS, type SettledBefore, type FrameOutcome, type SourceOptions, type SourceStats } from '../source';
 
 export interface DirSourceOptions extends SourceOptions {
   /** Yield the files there now (once each is stable), then end; for `sgmoe run --once`. */
@@ -25,7 +25,7 @@ export interface DirSourceOptions extends SourceOptions {
    * now, not decided (audited, published) a second time. Such files' frames carry `meta.leftover`, for a signal
    * package to ask of each window.
    */
-  decidedBefore?: DecidedBefore;
+  settledBefore?: SettledBefore;
 }
 
 /** Files being written by convention (hidden, .tmp, .part) are left alone until renamed. */
@@ -70,12 +70,13 @@ export class DirSource extends BaseSource {
   private readonly held = new Map<string, { read: Frame['meta']; outcome: FrameOutcome; since: number }>();
   /** While the folder is watched, a cut-short file is held; once the watch ends, it moves at once. */
   private watching = false;
-  private readonly decidedBefore: DirSourceOptions['decidedBefore'];
+  private readonly settledBefore: DirSourceOptions['settledBefore'];
   /** Files yielded and not yet settled (or dropped, or unreadable): not taken again until a restart. */
   private readonly taken = new Set<string>();
   /** Subfolders and links already reported as left alone. */
   private readonly leftAlone = new Set<string>();
   private alreadyDecided = 0;
+  private alreadyRejected = 0;
 
   constructor(path: string, options: DirSourceOptions = {}) {
     super(`dir:${path}`, options, QUEUED_DEFAULTS);
@@ -85,11 +86,11 @@ export class DirSource extends BaseSource {
     this.stableMs = options.stableMs ?? 1000;
     this.clock = options.clock ?? Date.now;
     this.rejectAfterMs = options.rejectAfterMs ?? (this.once ? 0 : 10_000);
-    this.decidedBefore = options.decidedBefore;
+    this.settledBefore = options.settledBefore;
   }
 
   override stats(): SourceStats {
-    return { ...super.stats(), ...(this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided }) };
+    return { ...super.stats(), ...(this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided }), ...(this.alreadyRejected > 0 && { alreadyRejected: this.alreadyRejected }) };
   }
 
   protected async run(signal: AbortSignal): Promise<void> {
@@ -149,6 +150,8 @@ export class DirSource extends BaseSource {
   protected override async onSettled(frame: Frame, outcome: FrameOutcome): Promise<void> {
     const name = frame.meta?.file;
     if (typeof name !== 'string' || !this.taken.has(name)) return;
+    // Not decided (an SDK consumer that stopped; the node leaves such frames unsettled): taken again, as at a restart.
+    if (outcome.status === 'dropped') return void this.taken.delete(name);
     const cutShort = outcome.status === 'rejected' && CUT_SHORT.has(outcome.error.code);
     if (cutShort && this.watching && this.rejectAfterMs > 0) this.held.set(name, { read: frame.meta, outcome, since: this.clock() });
     else await this.move(name, frame.meta, outcome);
@@ -279,10 +282,13 @@ export class DirSource extends BaseSource {
     if (bytes.length !== st.size) return false;
     const meta = { file: name, path, size: st.size, mtimeMs: st.mtimeMs, ...(leftover && { leftover }) };
     const frame = { id: `${path}@${Math.trunc(st.mtimeMs)}`, source: this.name, receivedAt: Date.now(), bytes, meta };
-    if (leftover && this.decidedBefore?.(frame)) {
-      this.log.info({ frameId: frame.id }, `${name} was decided before the node stopped (its audit row is there): moved to done/, not decided again`);
-      this.alreadyDecided++;
-      await this.move(name, frame.meta, { status: 'decided' });
+    const before = leftover ? this.settledBefore?.(frame) : undefined;
+    if (before) {
+      // Settled as then: a file rejected as cut short is held again (a kill may have cut its hold short), not rejected twice.
+      this.log.info({ frameId: frame.id }, `${name} was ${before.status} before the node stopped (its audit row is there): settled as then, not decided again`);
+      if (before.status === 'decided') this.alreadyDecided++;
+      else this.alreadyRejected++;
+      await this.onSettled(frame, before);
       return true;
     }
     await this.emit(frame);

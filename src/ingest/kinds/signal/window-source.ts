@@ -1,7 +1,7 @@
 import { extname } from 'node:path';
 import { SgmoeError, errorMessage } from '../../../errors';
 import type { Frame } from '../../frame';
-import { BaseSource, type DecidedBefore, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
+import { BaseSource, type SettledBefore, type FrameOutcome, type FrameSource, type SourceOptions, type SourceStats } from '../../source';
 import { checkBlock, type SampleBlock } from './block';
 import { parseCsv } from './csv';
 import type { SignalSpec } from './spec';
@@ -39,7 +39,8 @@ export interface WindowMeta {
 interface Pending {
   payload: Frame;
   open: number;
-  failure?: SgmoeError;
+  /** The first of its windows not decided (rejected, or dropped at a stop): the payload's outcome. */
+  failure?: Exclude<FrameOutcome, { status: 'decided' }>;
   ended: boolean;
 }
 
@@ -58,19 +59,20 @@ export class SignalWindowSource extends BaseSource {
   private readonly pending = new Map<string, Pending>();
 
   private readonly gain: number;
-  private readonly decidedBefore?: DecidedBefore;
+  private readonly settledBefore?: SettledBefore;
   private alreadyDecided = 0;
+  private alreadyRejected = 0;
 
   constructor(
     private readonly payloads: FrameSource,
     private readonly spec: SignalSpec,
-    options: SourceOptions & { gain?: number; decidedBefore?: DecidedBefore } = {},
+    options: SourceOptions & { gain?: number; settledBefore?: SettledBefore } = {},
   ) {
     super(payloads.name, { name: payloads.name, ...options }, payloads.kind === 'dir' ? { capacity: 16, policy: 'block' } : { capacity: 64, policy: 'drop-oldest' });
     this.kind = payloads.kind;
     this.replays = payloads.replays;
     this.gain = options.gain ?? 1;
-    this.decidedBefore = options.decidedBefore;
+    this.settledBefore = options.settledBefore;
   }
 
   /**
@@ -81,9 +83,10 @@ export class SignalWindowSource extends BaseSource {
     const own = super.stats();
     const inner = this.payloads.stats();
     const resets = [...this.streams.values()].reduce((n, w) => n + w.resets, 0);
-    const leftovers = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
+    const decided = this.alreadyDecided > 0 && { alreadyDecided: this.alreadyDecided };
+    const rejected = this.alreadyRejected > 0 && { alreadyRejected: this.alreadyRejected };
     const lastError = [own.lastError, inner.lastError].reduce((a, b) => (b && (!a || b.at >= a.at) ? b : a), undefined);
-    return { ...own, errors: own.errors + inner.errors, lastError, windowResets: resets, payloadsDropped: inner.dropped, ...leftovers };
+    return { ...own, errors: own.errors + inner.errors, lastError, windowResets: resets, payloadsDropped: inner.dropped, ...decided, ...rejected };
   }
 
   /** Samples received on streams and not yet in a finished window. */
@@ -113,7 +116,7 @@ export class SignalWindowSource extends BaseSource {
     const entry = meta && this.pending.get(meta.payloadId);
     if (!entry) return;
     entry.open--;
-    if (outcome.status === 'rejected') entry.failure ??= outcome.error;
+    if (outcome.status !== 'decided') entry.failure ??= outcome;
     await this.finish(entry);
   }
 
@@ -134,8 +137,16 @@ export class SignalWindowSource extends BaseSource {
       }
     } catch (err) {
       const rejection = err instanceof SgmoeError ? err : new SgmoeError('E_SIGNAL_FORMAT', errorMessage(err), undefined, { cause: err });
+      const frame = { ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } };
+      // A recording a kill left in the inbox after its rejection (during its hold, when cut short): settled as then.
+      const before = payload.meta?.leftover ? this.settledBefore?.(frame) : undefined;
+      if (before?.status === 'rejected') {
+        this.alreadyRejected++;
+        this.pending.delete(payload.id);
+        return this.payloads.settle(payload, before);
+      }
       entry.open = 1;
-      await this.emit({ ...this.frameOf(payload, file, 0), meta: { ...payload.meta, signal: { payloadId: payload.id, rejection } satisfies WindowMeta } });
+      await this.emit(frame);
       return this.end(entry);
     }
     const frames = windows.map((w) => {
@@ -143,7 +154,7 @@ export class SignalWindowSource extends BaseSource {
       return { ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } };
     });
     // A recording a stop or kill left in the inbox: the windows an earlier run decided are not decided again.
-    const fresh = payload.meta?.leftover ? frames.filter((f) => !this.decidedBefore?.(f, frames.length)) : frames;
+    const fresh = payload.meta?.leftover ? frames.filter((f) => this.settledBefore?.(f, frames.length)?.status !== 'decided') : frames;
     if (fresh.length < frames.length) {
       this.alreadyDecided += frames.length - fresh.length;
       this.log.info({ payloadId: payload.id }, `${file}: ${frames.length - fresh.length} of its ${frames.length} windows were decided before the node stopped, not decided again`);
@@ -161,7 +172,7 @@ export class SignalWindowSource extends BaseSource {
   /** Settles the payload once every window it produced is settled (a stream block may produce none). */
   private async finish(entry: Pending): Promise<void> {
     if (!entry.ended || entry.open > 0 || !this.pending.delete(entry.payload.id)) return;
-    await this.payloads.settle(entry.payload, entry.failure ? { status: 'rejected', error: entry.failure } : { status: 'decided' });
+    await this.payloads.settle(entry.payload, entry.failure ?? { status: 'decided' });
   }
 
   private frameOf(payload: Frame, file: string | undefined, offset: number): Frame {
