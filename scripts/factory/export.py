@@ -17,12 +17,14 @@ from data import DataSet
 OPSET = 17
 
 
-def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, input_name: str, output_name: str) -> None:
+def export_onnx(module: torch.nn.Module, example: torch.Tensor, path: str, input_name: str, output_name) -> None:
+    """output_name: one name, or a tuple of names for a module that returns several outputs."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    outputs = [output_name] if isinstance(output_name, str) else list(output_name)
     module.eval()
     with torch.no_grad():
         torch.onnx.export(module, example, path, opset_version=OPSET, input_names=[input_name],
-                          output_names=[output_name], dynamic_axes={input_name: {0: 'N'}, output_name: {0: 'N'}},
+                          output_names=outputs, dynamic_axes={n: {0: 'N'} for n in [input_name, *outputs]},
                           do_constant_folding=True)
 
 

@@ -37,6 +37,8 @@ export interface PartOutputs {
   features: Float32Array;
   base: BranchOutputs;
   gateLogits: Float32Array;
+  /** The gate's outputs the task reads besides its logits (`task.gateOutputs`), by name. */
+  gateOutputs: BranchOutputs;
   experts: BranchOutputs[];
 }
 
@@ -49,6 +51,7 @@ export interface EngineStats {
 
 type Session = ort.InferenceSession;
 
+const NO_OUTPUTS: BranchOutputs = Object.freeze({});
 const now = (): bigint => process.hrtime.bigint();
 const microsSince = (t0: bigint): number => Number(now() - t0) / 1000;
 
@@ -238,10 +241,10 @@ export class Engine {
     return this.exclusive(async () => {
       const features = await this.run(this.trunk, this.batchTensor([tensor]));
       const base = (await this.branchRows(this.base, features, 1))[0];
-      const gateLogits = await this.runOn(this.gate, features, 1);
+      const gate = await this.runGate(features, 1);
       const experts: BranchOutputs[] = [];
       for (let e = 0; e < this.pkg.experts.length; e++) experts.push((await this.branchRows(await this.experts.get(e), features, 1))[0]);
-      return { features, base, gateLogits, experts };
+      return { features, base, gateLogits: gate.logits, gateOutputs: gate.rows[0], experts };
     });
   }
 
@@ -291,6 +294,19 @@ export class Engine {
     return new ort.Tensor('float32', features, [n, ...this.featureShape]);
   }
 
+  /** Runs the gate on `n` feature rows: its logits, and each sample's outputs the task reads besides them. */
+  private async runGate(features: Float32Array, n: number): Promise<{ logits: Float32Array; rows: BranchOutputs[] }> {
+    const out = await this.gate.run({ [this.gate.inputNames[0]]: this.featureTensor(features, n) });
+    const names = this.task.gateOutputs ?? [];
+    const rows: Record<string, Float32Array>[] = Array.from({ length: n }, () => ({}));
+    for (const name of names) {
+      const data = out[name].data as Float32Array;
+      const size = data.length / n;
+      for (let i = 0; i < n; i++) rows[i][name] = data.subarray(i * size, (i + 1) * size);
+    }
+    return { logits: out.gate_logits.data as Float32Array, rows };
+  }
+
   /** Runs a branch part (the base or an expert) on `n` feature rows: each sample's outputs, by the task's names. */
   private async branchRows(session: Session, features: Float32Array, n: number): Promise<BranchOutputs[]> {
     const out = await session.run({ [session.inputNames[0]]: this.featureTensor(features, n) });
@@ -323,15 +339,17 @@ export class Engine {
     // sub-batch, run it once, scatter its outputs back.
     const gated = this.task.gateAlways && mode !== 'base-only' ? verdicts.map((_, i) => i) : routed;
     const gateProbs: number[][] = verdicts.map(() => []);
+    const gateOutputs: BranchOutputs[] = verdicts.map(() => NO_OUTPUTS);
     const chosen: { experts: number[]; weights: number[] }[] = verdicts.map(() => ({ experts: [], weights: [] }));
     let gateUs = 0;
     if (gated.length > 0) {
       t0 = now();
-      const gateLogits = await this.runOn(this.gate, this.gather(features, gated), gated.length);
+      const gate = await this.runGate(this.gather(features, gated), gated.length);
       gateUs = microsSince(t0) / gated.length;
       const K = this.pkg.experts.length;
       gated.forEach((sample, r) => {
-        gateProbs[sample] = softmax(gateLogits.subarray(r * K, (r + 1) * K));
+        gateProbs[sample] = softmax(gate.logits.subarray(r * K, (r + 1) * K));
+        gateOutputs[sample] = gate.rows[r];
         if (verdicts[sample].earlyExit) return;
         chosen[sample] = forcedExpert === null ? routeExperts(gateProbs[sample], topK) : { experts: [forcedExpert], weights: [1] };
       });
@@ -356,7 +374,7 @@ export class Engine {
     this.samples += n;
     return verdicts.map((v, i): Decision => {
       const { experts, weights } = chosen[i];
-      const result = this.task.finish(v, expertOutputs[i], weights, gateProbs[i]);
+      const result = this.task.finish(v, expertOutputs[i], weights, gateProbs[i], gateOutputs[i]);
       if (v.earlyExit && mode === 'moe') this.earlyExits++;
       const gateRan = gateProbs[i].length > 0;
       const sampleGateUs = gateRan ? gateUs : 0;

@@ -102,6 +102,7 @@ export async function runSelftest(engine: Engine, selftest: Selftest): Promise<S
         ['trunk', outputs.features, c.outputs.features],
         ...branch('base', outputs.base, Object.fromEntries(names.map((name) => [name, c.outputs[name] as number[]]))),
         ['gate', outputs.gateLogits, c.outputs.gate_logits],
+        ...(engine.task.gateOutputs ?? []).map((name): Check => [`gate ${name}`, outputs.gateOutputs[name], (c.outputs[name] as number[] | undefined) ?? []]),
         ...outputs.experts.flatMap((o, e) => branch(`expert ${e}`, o, c.outputs.experts[e])),
       ];
       for (const [part, actual, expected] of checks) {

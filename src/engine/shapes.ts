@@ -63,8 +63,21 @@ export function checkShapes(manifest: Manifest, task: Task, parts: SharedSession
   const featureShape = features.slice(1) as number[];
   checkBranch('base', parts.base, task, featureShape);
   expectShape('gate', 'input "features"', io(parts.gate, 'gate', 'input', 'features'), [null, ...featureShape]);
-  expectShape('gate', 'output "gate_logits"', io(parts.gate, 'gate', 'output', 'gate_logits'), [null, manifest.parts.experts.length]);
+  checkGateOutputs(parts.gate, task, manifest.parts.experts.length);
   return featureShape;
+}
+
+/** The gate gives `gate_logits` (one per expert) and exactly the other outputs the task reads, one value each. */
+function checkGateOutputs(gate: InferenceSession, task: Task, experts: number): void {
+  const wanted = ['gate_logits', ...(task.gateOutputs ?? [])];
+  const outputs = new Map(gate.outputMetadata.map((m) => [m.name, m]));
+  if (outputs.size !== wanted.length || wanted.some((name) => !outputs.has(name))) {
+    throw new SgmoeError('E_SHAPE_MISMATCH', `part gate: expected the outputs [${wanted.join(', ')}], found [${[...outputs.keys()].join(', ')}]`, {
+      part: 'gate',
+    });
+  }
+  expectShape('gate', 'output "gate_logits"', float32Shape(outputs.get('gate_logits')!, 'gate', 'output'), [null, experts]);
+  for (const name of wanted.slice(1)) expectShape('gate', `output "${name}"`, float32Shape(outputs.get(name)!, 'gate', 'output'), [null]);
 }
 
 /** An expert takes the trunk's features and gives the task's outputs, like the base. */

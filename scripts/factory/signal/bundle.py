@@ -64,8 +64,7 @@ def evaluate(data, recipe, result) -> dict:
         }
         out['purity'][split] = regimes.purity(decision['gate'].argmax(1), windows.rpm, windows.load,
                                               len(model.experts))
-        out['unknown'][split] = {name: regimes.alarm_rate(s, result['unknownThresholds'][name])
-                                 for name, s in regimes.scores(o, weight).items()}
+        out['unknown'][split] = regimes.alarm_rates(regimes.scores(o, weight), result['unknownThresholds'])
     out['confusion'] = {}
     for split, o in outputs.items():
         decision = calibrate.decide(o['logits'], o['gate_logits'], o['experts'], threshold, 1, weight)
@@ -84,7 +83,8 @@ def _export(out, model, arch):
              'experts': [f'experts/expert-{e:02d}.onnx' for e in range(len(model.experts))]}
     export_onnx(model.trunk, example, os.path.join(out, files['trunk']), 'signal', 'features')
     export_onnx(model.base, features, os.path.join(out, files['base']), 'features', 'logits')
-    export_onnx(model.gate, features, os.path.join(out, files['gate']), 'features', 'gate_logits')
+    export_onnx(regimes.GatePart(model.gate, model.distance), features, os.path.join(out, files['gate']), 'features',
+                ('gate_logits', 'regime_distance'))
     for expert, file in zip(model.experts, files['experts']):
         export_onnx(expert, features, os.path.join(out, file), 'features', 'logits')
     parts = {name: describe_part(out, files[name]) for name in ('trunk', 'base', 'gate')}
@@ -152,6 +152,7 @@ def _samples_and_selftest(out, data, model, outputs, routing):
                 'cases': [{'id': f'case-{n:02d}', 'sample': f'samples/{names[i]}', 'input': _floats(inputs[n], 9),
                            'outputs': {'features': _floats(o['features'][n]), 'logits': _floats(o['logits'][n]),
                                        'gate_logits': _floats(o['gate_logits'][n]),
+                                       'regime_distance': _floats(o['regime_distance'][n]),
                                        'experts': [_floats(e) for e in o['experts'][n]]},
                            'decision': _decision_json(top1, n), 'decisionTop2': _decision_json(top2, n)}
                           for n, i in enumerate(cases)]}
@@ -167,7 +168,7 @@ def _check(out, model, selftest):
         x = torch.from_numpy(samples)[None]
         assert float((x.flatten() - torch.tensor(case['input'])).abs().max()) == 0, f'{case["id"]}: input != sample'
         o = model.outputs(x)
-        for key in ('features', 'logits', 'gate_logits', 'experts'):
+        for key in ('features', 'logits', 'gate_logits', 'regime_distance', 'experts'):
             expected = torch.tensor(case['outputs'][key])
             assert share(o[key][0], expected, TOLERANCE) <= 1, f'{case["id"]} {key} is outside the tolerance'
             worst = max(worst, float((o[key][0].flatten() - expected.flatten()).abs().max()))
@@ -231,9 +232,11 @@ def _build(out, args, data, recipe, result):
         'experts': [{'expert': p['expert'], 'speedRpm': p['majoritySpeed'], 'purity': p['purity']}
                     for p in metrics['purity']['test']],
         'unknown': {'score': 'gate-confidence', 'minGateConfidence': round(1 - gate_threshold, 6),
-                    'targetFalseAlarm': 0.01,
-                    'rule': 'unknown regime when the top gate probability is below minGateConfidence, a threshold '
-                            'set on validation windows of seen regimes so that 1% of them raise it'},
+                    'maxRegimeDistance': round(result['unknownThresholds']['distance'], 6),
+                    'targetFalseAlarm': regimes.TARGET_FALSE_ALARM,
+                    'rule': 'unknown regime when the top gate probability is below minGateConfidence or the gate\'s '
+                            'regime_distance output is above maxRegimeDistance, thresholds set on validation windows '
+                            'of seen regimes so that each flags 0.5% of them'},
     }
     write_json(os.path.join(out, 'manifest.json'), manifest(
         args, data, parts, routing, {'points': points, 'expertShare': operating['expertShare'],

@@ -2,7 +2,7 @@
 early exit), heavier expert branches, a linear gate on position-keeping pooled features (the regime is where the
 lines sit on the frequency axis), and the dense and per-regime baselines."""
 from dataclasses import dataclass, replace
-from typing import List
+from typing import List, Optional
 
 import torch
 import torch.nn as nn
@@ -105,9 +105,10 @@ class SGMoE:
     base: Branch
     gate: Gate
     experts: List[Branch]
+    distance: Optional[nn.Module] = None  # regimes.RegimeDistance: pooled features -> distance to the regimes
 
     def eval(self) -> 'SGMoE':
-        for m in (self.trunk, self.base, self.gate, *self.experts):
+        for m in (self.trunk, self.base, self.gate, *self.experts, *([self.distance] if self.distance else [])):
             m.eval()
         return self
 
@@ -117,5 +118,6 @@ class SGMoE:
         for start in range(0, len(signals), batch_size):
             features = self.trunk(signals[start:start + batch_size])
             chunks.append({'features': features, 'logits': self.base(features), 'gate_logits': self.gate(features),
-                           'experts': torch.stack([e(features) for e in self.experts], 1)})
+                           'experts': torch.stack([e(features) for e in self.experts], 1),
+                           **({'regime_distance': self.distance(gate_input(features))} if self.distance else {})})
         return {k: torch.cat([c[k] for c in chunks]) for k in chunks[0]}

@@ -198,7 +198,8 @@ def sgmoe(data: Data, recipe: Recipe, k: int, base_trunk: Trunk, base: Branch, s
                                       train.labels[idx], features['val'][val_idx], base_logits['val'][val_idx],
                                       data.splits['val'].labels[val_idx], recipe.base_weight, recipe.experts))
         experts.append(expert.eval())
-    model = SGMoE(base_trunk, base, gate.eval(), experts).eval()
+    distance = regimes.fit_distance(pooled['train'], routed['train'], k)
+    model = SGMoE(base_trunk, base, gate.eval(), experts, distance).eval()
     return {'model': model, 'clusterPurity': cluster_purity, 'gateHistory': gate_history,
             'expertHistories': histories, 'routedTrain': torch.bincount(routed['train'], minlength=k).tolist()}
 
@@ -242,7 +243,7 @@ def main(argv=None) -> int:
     progress('calibrate', f'threshold {operating["threshold"]} baseWeight {operating["baseWeight"]} val-acc '
                           f'{operating["accuracy"]:.4f} expert rate {operating["expertRate"]:.3f}')
     val_scores = regimes.scores(val_outputs, operating['baseWeight'])
-    unknown = {name: regimes.calibrate(s) for name, s in val_scores.items()}
+    unknown = regimes.thresholds(val_scores)
 
     summary = bundle.write(args, data, recipe, {
         'model': model, 'macs': macs, 'points': points, 'operating': operating, 'unknownThresholds': unknown,

@@ -26,6 +26,11 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   readonly name: string;
   /** The outputs every branch part gives per sample, checked at load: output name and per-sample dimensions. */
   readonly branchOutputs: ReadonlyArray<{ readonly name: string; readonly dims: readonly number[] }>;
+  /**
+   * The gate's outputs the task reads per sample besides `gate_logits` (one value each, checked at load); missing or
+   * empty: the gate has `gate_logits` only.
+   */
+  readonly gateOutputs?: readonly string[];
   /** The task reads the gate of every sample, early exits too (the gate then runs on the whole batch). */
   readonly gateAlways?: boolean;
   /** The values an early-exit threshold may take (classification: a confidence; anomaly: any base score). */
@@ -34,9 +39,10 @@ export interface Task<V extends BaseVerdict = BaseVerdict> {
   base(outputs: BranchOutputs, threshold: number): V;
   /**
    * The final result: the base alone when no expert ran, else mixed with the experts that ran (gate weights).
-   * `gate` is the gate's softmax over all experts, empty when the gate did not run for this sample.
+   * `gate` is the gate's softmax over all experts, empty when the gate did not run for this sample; `gateOutputs`
+   * holds its `gateOutputs` for this sample, empty then too.
    */
-  finish(verdict: V, experts: BranchOutputs[], weights: number[], gate: number[]): TaskResult;
+  finish(verdict: V, experts: BranchOutputs[], weights: number[], gate: number[], gateOutputs: BranchOutputs): TaskResult;
   /** Tasks with a threshold calibrated on good data (anomaly): move it to flag this share of good frames. */
   setFalseAlarmRate?(rate: number): number;
   /** Tasks with a threshold calibrated on good data (anomaly): the one in force now. */
