@@ -93,26 +93,20 @@ export class AuditLog {
   }
 
   /**
-   * The outcomes of the frames (`frameId sha256`) among the last `rows` this source put through the node: a hot folder
-   * finds there a file a kill left between its audit row and its move to done/ or rejected/, or while it held the file
-   * (for such a source the row follows its queued result, see Settler; rows an older release wrote are not asked). The
-   * latest rows suffice: a source has at most its window of frames decided and not settled. One backward scan on the
-   * id, once per source at its start.
+   * The latest outcome of this frame (its id and bytes) from this source: a hot folder finds there a file a kill left
+   * between its audit row and its move to done/ or rejected/, or while it held the file however many others were
+   * decided meanwhile (for such a source the row follows its queued result, see Settler; rows an older release wrote
+   * are not asked). Signal windows carry no bytes: their rows, no sha256.
    */
-  latestOutcomes(source: string, rows: number): Map<string, RowOutcome> {
-    const found = this.parts.db
+  latestOutcome(source: string, frameId: string, inputSha256: string | null): RowOutcome | undefined {
+    const row = this.parts.db
       .prepare(
-        "SELECT frame_id, input_sha256, status, error_code, error_message FROM decisions WHERE source = @source AND status IN ('ok', 'rejected') AND id > (SELECT after_id FROM results_first) ORDER BY id DESC LIMIT @rows",
+        `SELECT status, error_code, error_message FROM decisions WHERE frame_id = @frameId AND source = @source AND input_sha256 IS @sha
+         AND status IN ('ok', 'rejected') AND id > (SELECT after_id FROM results_first) ORDER BY id DESC LIMIT 1`,
       )
-      .all({ source, rows }) as Array<{ frame_id: string; input_sha256: string | null; status: 'ok' | 'rejected'; error_code: string | null; error_message: string | null }>;
-    // Latest first: a frame decided after an earlier rejection (its writer resumed) keeps its latest outcome.
-    const outcomes = new Map<string, RowOutcome>();
-    for (const r of found) {
-      const key = `${r.frame_id} ${r.input_sha256}`;
-      if (outcomes.has(key)) continue;
-      outcomes.set(key, r.status === 'ok' ? { status: 'ok' } : { status: 'rejected', code: r.error_code ?? 'E_INTERNAL', message: r.error_message ?? '' });
-    }
-    return outcomes;
+      .get({ source, frameId, sha: inputSha256 }) as { status: 'ok' | 'rejected'; error_code: string | null; error_message: string | null } | undefined;
+    if (!row) return undefined;
+    return row.status === 'ok' ? { status: 'ok' } : { status: 'rejected', code: row.error_code ?? 'E_INTERNAL', message: row.error_message ?? '' };
   }
 
   event(event: AuditEvent): number | null {

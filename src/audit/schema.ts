@@ -83,6 +83,11 @@ const MIGRATIONS: readonly string[] = [
   CREATE TABLE results_first (after_id INTEGER NOT NULL);
   INSERT INTO results_first SELECT coalesce(max(id), 0) FROM decisions;
   `,
+  // 6: a hot folder asks at its start, file by file, for the latest outcome of each file left in its inbox; a look at
+  // the latest rows alone missed a file held as cut short while the folder decided others.
+  `
+  CREATE INDEX decisions_frame ON decisions (frame_id);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -40,12 +40,8 @@ export interface SourceStats {
   lastError?: { code: string; message: string; at: number };
 }
 
-/**
- * What an earlier run made of a frame (its id and bytes), its result queued, if anything: the node asks its audit log.
- * `alongside` counts the frames decided with it from one payload (a recording's windows), which the question must
- * look back over as well.
- */
-export type SettledBefore = (frame: Frame, alongside?: number) => FrameOutcome | undefined;
+/** What an earlier run made of a frame (its id and bytes), its result queued, if anything: the node asks its audit log. */
+export type SettledBefore = (frame: Frame) => FrameOutcome | undefined;
 
 /** Every way frames come in looks like this: iterate the frames, settle each one, stop. */
 export interface FrameSource extends AsyncIterable<Frame> {

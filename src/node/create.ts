@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { AuditLog, type RowOutcome } from '../audit/audit-log';
+import { AuditLog } from '../audit/audit-log';
 import { FrameStore, framesDirOf } from '../audit/frame-store';
 import { Engine } from '../engine/engine';
 import { detectHost } from '../engine/host';
@@ -110,27 +110,18 @@ export async function createEdgeNode(input: NodeConfigInput, options: CreateNode
     const onError = (source: string, error: SgmoeError) => node?.sourceError(source, error);
     const batch = { maxSize: config.batch.maxSize ?? profile.batch.maxSize, maxWaitMs: config.batch.maxWaitMs ?? profile.batch.maxWaitMs };
     const window = config.window ?? batch.maxSize;
-    const rowsBySource = new Map<string, { rows: number; outcomes: Map<string, RowOutcome> }>();
     // A row says its result was queued in the outbox: not in one moved aside at this start, nor in memory.
     let outboxKeptResults = true;
-    const settledBefore: SettledBefore = (frame, alongside = 0) => {
+    const settledBefore: SettledBefore = (frame) => {
       if (!audit || !outboxKeptResults) return undefined;
-      // Twice the window: a source has at most its window of frames decided and not settled, besides the frames
-      // decided with this one from its payload (a recording's windows, the latest rows of its source).
-      const rows = 2 * window + alongside;
-      let latest = rowsBySource.get(frame.source);
-      if (!latest || latest.rows < rows) {
-        try {
-          latest = { rows, outcomes: audit.latestOutcomes(frame.source, rows) };
-        } catch (err) {
-          // Decided again rather than not at all: a duplicate, never a loss.
-          logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log which files were decided before the stop');
-          latest = { rows: Infinity, outcomes: new Map() };
-        }
-        rowsBySource.set(frame.source, latest);
+      let row;
+      try {
+        row = audit.latestOutcome(frame.source, frame.id, inputSha256(frame) ?? null);
+      } catch (err) {
+        // Decided again rather than not at all: a duplicate, never a loss.
+        logger.warn({ source: frame.source, err: errorMessage(err) }, 'could not ask the audit log whether a file was decided before the stop');
+        return undefined;
       }
-      // Signal windows carry no bytes: their rows, no sha256 (null).
-      const row = latest.outcomes.get(`${frame.id} ${inputSha256(frame) ?? null}`);
       return row && (row.status === 'ok' ? { status: 'decided' } : { status: 'rejected', error: new SgmoeError(row.code as ErrorCode, row.message) });
     };
     // Camera decoders crop and scale to the package's input; after a swap to another size, preprocessing resizes.

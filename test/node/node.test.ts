@@ -246,7 +246,8 @@ describe('edge node end to end', () => {
     try {
       await waitUntil(() => existsSync(join(inbox, 'done')) && readdirSync(join(inbox, 'done')).length === 12, 60_000, 'the folder handled');
       npm.kill('SIGKILL');
-      await waitUntil(() => !running(), 30_000, 'the node stopped');
+      // Its summary is the last thing it writes. (Not its pid gone: under a PID 1 that reaps no orphans it stays a zombie.)
+      await waitUntil(() => /ingested \d+ = decided/.test(readFileSync(outFile, 'utf8')), 30_000, 'the node stopped');
       expect(readFileSync(errFile, 'utf8')).toMatch(/the npm process that started the node has gone .*: finishing the frames in flight/);
       expect(readFileSync(outFile, 'utf8')).toMatch(/ingested 12 = decided 12 /);
       expect(auditRows(join(dir, 'audit.db'))).toHaveLength(12);

@@ -6,6 +6,7 @@ import { auditStats, openAuditDbReadOnly } from '../../src/audit';
 import type { EdgeNode } from '../../src/node/edge-node';
 import { parseNodeConfig } from '../../src/node/config';
 import { createEdgeNode } from '../../src/node/create';
+import { startSgmoe } from '../helpers/cli';
 import { BUNDLED } from '../helpers/package';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -86,4 +87,22 @@ describe('a source whose stop never ends', () => {
     const next = await createEdgeNode(config);
     await next.node.stop();
   }, 30_000);
+
+  it('ends sgmoe run on SIGTERM with the summary and exit 1 (the 10 s bound), naming the source', async () => {
+    const dir = join(tmp.path, 'hung-decoder-cli');
+    mkdirSync(dir, { recursive: true });
+    const { profile, helperPid } = hangingDecoderDevice(dir);
+    const configFile = join(dir, 'node.json');
+    writeFileSync(configFile, JSON.stringify({ model: BUNDLED, device: profile, threads: 1, sources: [{ uri: `video:${samplesClip(join(dir, 'samples.mp4'))}`, name: 'line-camera', rate: 'fast' }] }));
+    const child = startSgmoe(['run', '--config', configFile]);
+    let [stdout, stderr] = ['', ''];
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    await waitUntil(() => existsSync(helperPid) && readFileSync(helperPid, 'utf8').trim() !== '', 20_000, 'the decoder wrapper to hang on');
+    child.kill('SIGTERM');
+    expect(await exited).toBe(1);
+    expect(stderr).toMatch(/stop: E_SOURCE_STOP_TIMEOUT: .*source line-camera did not stop within 10\.0 s/);
+    expect(stdout).toMatch(new RegExp(`ingested ${SAMPLE_NAMES.length} = decided ${SAMPLE_NAMES.length} `));
+  }, 40_000);
 });

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { errorMessage, SgmoeError } from '../../errors';
+import { errorCode, errorMessage, SgmoeError } from '../../errors';
 import { endsWithOnce } from '../../ingest';
 import { createLogger } from '../../log';
 import { redactText } from '../../redact';
@@ -132,7 +132,9 @@ export function register(program: Command): void {
       const endless = config.once ? config.sources.filter((s) => !endsWithOnce(s.uri)) : [];
       for (const s of endless) process.stderr.write(`--once: source ${s.name ?? redactText(s.uri)} has no end (only dir: and video: sources do): the node runs until stopped (Ctrl-C)\n`);
       // The camera plays until it has played or the node stops it; a node that fails to start ends both.
-      await Promise.all([node.run(), camera?.play(!config.once)]).finally(() => node.stop());
+      // A stop that failed (a source cut off for not stopping) still ends with the summary, then exit 1.
+      let stopFailure: unknown;
+      await Promise.all([node.run(), camera?.play(!config.once)]).finally(() => node.stop().catch((err: unknown) => (stopFailure = err)));
       await dashboard?.close();
       if (live) clearInterval(live);
       for (const signal of STOP_SIGNALS) process.removeListener(signal, onSignal);
@@ -140,13 +142,18 @@ export function register(program: Command): void {
       process.stdout.write(`\n${finalSummary(node.snapshot(), camera ? { correct, scored, testAccuracy: camera.testAccuracy } : undefined)}\n`);
       // Every source failed (a folder that is not there, a camera that refused): the node did not do its job, so a
       // supervisor (systemd Restart=on-failure) must not read the end as a clean stop.
+      if (stopFailure !== undefined) {
+        process.stderr.write(`stop: ${errorCode(stopFailure)}: ${errorMessage(stopFailure)}\n`);
+        process.exitCode = 1;
+      }
       const failed = node.failedSources;
       if (failed.length > 0 && failed.length === config.sources.length + extraSources.length) {
         for (const f of failed) process.stderr.write(`source ${f.source} failed: ${f.code}: ${f.message}\n`);
         process.exitCode = 1;
       }
       // An update cut short by the stop may still wait out its health-watch timer; its state is persisted and
-      // undone at the next start, so the process ends here rather than up to a watch window later.
-      if (agent) process.exit(process.exitCode ?? 0);
+      // undone at the next start, so the process ends here rather than up to a watch window later. A source cut off
+      // at the stop may still hold handles (a hung decoder's pipes) that would keep it alive.
+      if (agent || stopFailure !== undefined) process.exit(process.exitCode ?? 0);
     });
 }

@@ -153,11 +153,19 @@ export class SignalWindowSource extends BaseSource {
       const meta: WindowMeta = { payloadId: payload.id, offset: w.offset, ...(w.start !== undefined ? { start: w.start } : {}), tags: w.tags };
       return { ...this.frameOf(payload, file, w.offset), samples: w.data, meta: { ...payload.meta, signal: meta } };
     });
-    // A recording a stop or kill left in the inbox: the windows an earlier run decided are not decided again.
-    const fresh = payload.meta?.leftover ? frames.filter((f) => this.settledBefore?.(f, frames.length)?.status !== 'decided') : frames;
+    // A recording a stop or kill left in the inbox: the windows an earlier run decided or rejected (a NaN, a flat
+    // channel) are not put through again; a rejection still sends the recording to rejected/.
+    const before = new Map(payload.meta?.leftover ? frames.map((f) => [f, this.settledBefore?.(f)] as const) : []);
+    const fresh = frames.filter((f) => before.get(f) === undefined);
+    for (const outcome of before.values()) {
+      if (outcome?.status === 'decided') this.alreadyDecided++;
+      else if (outcome?.status === 'rejected') {
+        this.alreadyRejected++;
+        entry.failure ??= outcome;
+      }
+    }
     if (fresh.length < frames.length) {
-      this.alreadyDecided += frames.length - fresh.length;
-      this.log.info({ payloadId: payload.id }, `${file}: ${frames.length - fresh.length} of its ${frames.length} windows were decided before the node stopped, not decided again`);
+      this.log.info({ payloadId: payload.id }, `${file}: ${frames.length - fresh.length} of its ${frames.length} windows were settled before the node stopped, not put through again`);
     }
     entry.open = fresh.length;
     for (const frame of fresh) await this.emit(frame);
