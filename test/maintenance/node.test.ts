@@ -128,7 +128,8 @@ describe('maintenance node end to end (models/bearing-sgmoe)', () => {
     await mosquittoPub(topic, binaryBlock(t0 + 6144 * period, [...piece(s5, 6144, 8192).map((c, a) => Float32Array.from([...c, ...s5[a].subarray(0, 4096)]))]));
     await mosquittoPub(topic, binaryBlock(t0 + 60_000, piece(s5, 0, 2048))); // a gap: the stream restarts
     await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 2048), sampleRate * 2));
-    await mosquittoPub(topic, jsonBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).map((c) => Float32Array.from(c, (v, i) => (i === 3 ? NaN : v)))));
+    // A window's worth with a missing value: the window over it (the first after the restart) is rejected as NaN.
+    await mosquittoPub(topic, jsonBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, window).map((c) => Float32Array.from(c, (v, i) => (i === 3 ? NaN : v)))));
     await mosquittoPub(topic, binaryBlock(t0 + 60_000 + 2048 * period, piece(s5, 0, 16).slice(0, 1)));
 
     const fileWindows = 1 + window / hop + 1; // the 2-window recording, then the PCM16 sample
