@@ -91,10 +91,16 @@ describe('signal payloads', () => {
     expect(codeOf(() => parseWav(Buffer.from('time,x\n0,1\n'), 'n.wav'))).toBe('E_SIGNAL_FORMAT');
     // Being written by a recorder that fills in the sizes when it closes the file: 0 in the header, samples after it.
     const open = Buffer.from(whole);
+    open.writeUInt32LE(4, 4); // RIFF size: the format alone
     open.writeUInt32LE(0, open.indexOf('data', 12, 'latin1') + 4);
     expect(() => parseWav(open, 'o.wav')).toThrow(
-      expect.objectContaining({ code: 'E_SIGNAL_TRUNCATED', message: expect.stringContaining('a header giving 0 bytes of samples with 32 bytes after it') }),
+      expect.objectContaining({ code: 'E_SIGNAL_TRUNCATED', message: expect.stringContaining('a header giving 0 bytes of samples, and 64 bytes more than it covers') }),
     );
+    // A finished WAV without samples is empty, whatever chunks follow (a comment that says "metadata").
+    const tagged = new WaveFile();
+    tagged.fromScratch(2, 1000, '32f', [[], []]);
+    tagged.setTag('ICMT', 'metadata');
+    expect(codeOf(() => checkBlock(parseWav(Buffer.from(tagged.toBuffer()), 'm.wav'), spec, 'm.wav'))).toBe('E_SIGNAL_EMPTY');
   });
 
   it('reads a CSV recording with its sample rate from the time column, and rejects a short row as truncated', () => {

@@ -39,10 +39,11 @@ export function parseWav(bytes: Buffer, what: string): SampleBlock {
     throw new SgmoeError('E_SIGNAL_FORMAT', `expected PCM 16/24/32-bit or float32 samples in ${what}, found format ${format} with ${fmt.bitsPerSample} bits`);
   }
   // A writer that fills in the header's sizes when it closes the file (as a recorder streaming to disk does) leaves
-  // 0 there while it writes: say so, rather than call a file of samples empty. Rejected as cut short, it is held.
-  const after = bytes.length - (bytes.indexOf('data', 12, 'latin1') + 8);
+  // 0 there while it writes, and the file runs on past what its RIFF header covers: say so, rather than call a file
+  // of samples empty. Rejected as cut short, it is held.
+  const after = bytes.length - 8 - bytes.readUInt32LE(4);
   if (data.chunkSize === 0 && after > 0) {
-    throw new SgmoeError('E_SIGNAL_TRUNCATED', `expected a finished WAV in ${what}, found a header giving 0 bytes of samples with ${after} bytes after it: its writer fills in the header when it closes the file`, {
+    throw new SgmoeError('E_SIGNAL_TRUNCATED', `expected a finished WAV in ${what}, found a header giving 0 bytes of samples, and ${after} bytes more than it covers: its writer fills in the header when it closes the file`, {
       expected: 0,
       found: after,
     });
