@@ -2,7 +2,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { verifyPackage } from '../../src/engine/verify';
+import { expectVerified } from '../helpers/package';
 import { ROOT } from '../helpers/cli';
 import { waitUntil } from '../helpers/mqtt';
 import { tempDir } from '../helpers/tmp';
@@ -26,13 +26,7 @@ describe('model factory --quick', () => {
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
 
-    const report = await verifyPackage(out, { threads: { intraOp: 1 } });
-    expect(report.checks.map((c) => [c.name, c.ok])).toEqual([
-      ['manifest', true],
-      ['sha256', true],
-      ['shapes', true],
-      ['selftest', true],
-    ]);
+    const report = await expectVerified(out);
     for (const diff of Object.values(report.selftest!.maxAbsDiff)) expect(diff).toBeLessThanOrEqual(1e-4);
 
     const metrics = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8'));

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpSync, readFileSync, readdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { verifyPackage } from '../../src/engine/verify';
+import { expectVerified } from '../helpers/package';
 import { ROOT } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
@@ -40,13 +40,7 @@ describe('signal factory --quick', () => {
     expect(run.stderr.slice(-2000) + run.stdout.slice(-2000)).not.toMatch(/Traceback/);
     expect(run.status).toBe(0);
 
-    const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
-    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
-      ['manifest', true],
-      ['sha256', true],
-      ['shapes', true],
-      ['selftest', true],
-    ]);
+    const verified = await expectVerified(out);
     for (const diff of Object.values(verified.selftest!.maxAbsDiff)) expect(diff).toBeLessThanOrEqual(1e-4);
 
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
@@ -120,13 +114,7 @@ describe('signal factory --quick', () => {
     expect(run.stdout).toMatch(/x 1 channels/);
     expect(run.stdout).toMatch(/1 unsupported file\(s\) skipped: inner\/rec\.npy \(not a \.wav or \.csv file\)/);
 
-    const verified = await verifyPackage(out, { threads: { intraOp: 1 } });
-    expect(verified.checks.map((c) => [c.name, c.ok])).toEqual([
-      ['manifest', true],
-      ['sha256', true],
-      ['shapes', true],
-      ['selftest', true],
-    ]);
+    await expectVerified(out);
     const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
     expect(manifest.input).toMatchObject({ kind: 'signal', channels: 1, sampleRate: 25600 });
   }, 120_000);
