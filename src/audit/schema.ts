@@ -86,7 +86,7 @@ const MIGRATIONS: readonly string[] = [
   // 6: a hot folder asks at its start, file by file, for the latest outcome of each file left in its inbox; a look at
   // the latest rows alone missed a file held as cut short while the folder decided others.
   `
-  CREATE INDEX decisions_frame ON decisions (frame_id);
+  CREATE INDEX IF NOT EXISTS decisions_frame ON decisions (frame_id);
   `,
 ];
 
