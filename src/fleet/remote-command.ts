@@ -45,11 +45,15 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
   const id = options.correlationId ?? randomUUID();
   const replyTopic = topics.reply(command);
   const expires = options.key && options.checksExpiry ? commandExpiry(Date.now(), options.timeoutMs) : undefined;
-  const late = expires ? `; should it still reach ${device}, it refuses it past ${expires.toISOString()}` : '';
+  let sent = false;
+  // What became of the command, as far as this side knows when it gives up.
+  const fate = () =>
+    !sent ? '; not sent: the broker had not confirmed the reply subscription' : expires ? `; should it still reach ${device}, it refuses it past ${expires.toISOString()}` : '';
   let onMessage: (topic: string, payload: Buffer) => void = () => undefined;
   let timer: NodeJS.Timeout | undefined;
   const answered = new Promise<ReplyPayload>((resolve, reject) => {
-    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${options.timeoutMs} ms${late}`)), options.timeoutMs);
+    const within = `${(options.timeoutMs / 1000).toFixed(1)} s`;
+    timer = setTimeout(() => reject(new SgmoeError('E_CMD_TIMEOUT', `no final reply from ${device} to ${command} (id ${id}) within ${within}${fate()}`)), options.timeoutMs);
     onMessage = (topic, payload) => {
       if (topic !== replyTopic) return;
       let json: unknown;
@@ -77,6 +81,7 @@ export async function sendCommand(options: RemoteCommandOptions): Promise<ReplyP
       ? { id, envelope: signCommand({ command, site, device, id, args: options.args, expires }, options.key) }
       : { id, ...(options.args === undefined ? {} : { args: options.args }) };
     const outgoing = publishCommand(client, topics.command(command), JSON.stringify(body));
+    sent = true;
     withdraw = outgoing.withdraw;
     await outgoing.acked;
     return answered;

@@ -116,7 +116,7 @@ test('a command given up on while the broker connection is down is withdrawn: th
     broker.holdPublishesTo(null);
     broker.holdConnectsOf('command-reach-withdraw');
     operator.stream.destroy();
-    await expect(sending).rejects.toMatchObject({ code: 'E_CMD_TIMEOUT' });
+    await expect(sending).rejects.toMatchObject({ code: 'E_CMD_TIMEOUT', message: expect.stringMatching(/\(id given-up\) within 1\.5 s$/) });
     const back = new Promise((resolve) => operator.once('connect', resolve));
     broker.admitConnects();
     await back;
